@@ -1,0 +1,1 @@
+"""Everything that speaks a foreign protocol (Slack, Teams, feeds, webhooks)."""

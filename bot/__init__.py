@@ -1,0 +1,1 @@
+"""Unsilo's platform-neutral core: settings, domain, routing, ingest, outbox, CLI."""

@@ -1,0 +1,119 @@
+"""Wire everything in one place: settings -> config -> store -> bus -> outbox."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.bus import Bus
+from bot.config import Config, find_config, load_config
+from bot.ingest import IngestReport, Incoming, store_items
+from bot.outbox import DeliveryWorker, LoggingSender, Sender, commit_with_deliveries
+from bot.policy import Context
+from bot.routing import Router
+from bot.settings import Settings
+from storage import migrate
+from storage.clock import Clock, utcnow
+from storage.db import create_engine, session_factory
+from storage.models import Rule
+from storage.uow import UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Container:
+    """The wired application: one per process (CLI command or `unsilo run`)."""
+
+    settings: Settings
+    config: Config
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    clock: Clock = utcnow
+    senders: dict[str, Sender] = field(default_factory=dict)
+
+    def uow(self) -> UnitOfWork:
+        """A fresh unit of work on the shared store."""
+        return UnitOfWork(self.sessions, clock=self.clock)
+
+    @property
+    def bus(self) -> Bus:
+        """The command bus."""
+        return Bus(self.uow, ctx=Context.from_config(self.config))
+
+    def worker(self, **kwargs: object) -> DeliveryWorker:
+        """A delivery worker with every registered sender."""
+        return DeliveryWorker(self.uow, self.senders, **kwargs)  # type: ignore[arg-type]
+
+    async def prepare(self) -> None:
+        """Migrate the schema to head and load the config's departments, rules and feeds."""
+        await migrate.upgrade(self.engine)
+        await sync_config(self.uow, self.config)
+
+    async def router(self) -> Router:
+        """A router over the stored rules."""
+        async with self.uow() as uow:
+            rules = await uow.rules.enabled()
+        return Router(rules, default_department=self.config.default_department)
+
+    async def ingest(self, items: list[Incoming]) -> IngestReport:
+        """Store new items (routed, with events and deliveries) in one transaction."""
+        router = await self.router()
+        async with self.uow() as uow:
+            if items:
+                source = await uow.sources.ensure(items[0].source, kind="feed")
+            report = await store_items(uow, items, router=router)
+            if items:
+                source.items_seen += report.seen
+                source.last_polled_at = uow.now()
+            await commit_with_deliveries(uow)
+        return report
+
+    async def close(self) -> None:
+        """Release the database connections."""
+        await self.engine.dispose()
+
+
+def build(settings: Settings, *, config: Config | None = None, clock: Clock = utcnow) -> Container:
+    """Wire a container from settings (the config file is read unless given)."""
+    if config is None:
+        config = load_config(find_config(settings.config_path))
+    engine = create_engine(settings.database_url)
+    container = Container(settings=settings, config=config, engine=engine,
+                          sessions=session_factory(engine), clock=clock)
+    container.senders["log"] = LoggingSender()
+    return container
+
+
+async def sync_config(uow_factory: Callable[[], UnitOfWork], config: Config) -> None:
+    """Make the store's departments, config channels, rules and feed sources match the config."""
+    async with uow_factory() as uow:
+        for name in config.department_names():
+            declared = next((d for d in config.departments if d.name == name), None)
+            department = await uow.departments.upsert(
+                name, sla_minutes=declared.sla_minutes if declared else 240,
+                managers=list(declared.managers) if declared else [])
+            for platform, channel_id in declared.channels if declared else ():
+                await uow.departments.link(department.id, platform, channel_id, linked_by="config")
+        await uow.rules.replace_from_config([
+            Rule(name=r.name, position=i, departments=list(r.departments), any_words=list(r.any_words),
+                 all_words=list(r.all_words), regex=r.regex, source=r.source, author=r.author,
+                 priority=r.priority, tags=list(r.tags), sensitive=r.sensitive)
+            for i, r in enumerate(config.rules)
+        ])
+        for feed in config.feeds:
+            source = await uow.sources.ensure(feed.name, kind="feed", url=feed.url)
+            source.url, source.every_seconds, source.tags = feed.url, feed.every_seconds, list(feed.tags)
+        await uow.commit()
+    logger.info("config %s: %d departments, %d rules, %d feeds", config.path,
+                len(config.department_names()), len(config.rules), len(config.feeds))
+
+
+def sample_path(name: str) -> Path:
+    """A file bundled in `bot/samples/`."""
+    return Path(__file__).with_name("samples") / name

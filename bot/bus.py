@@ -1,0 +1,59 @@
+"""The message bus: one table from command type to handler, one transaction per command."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot import commands as c
+from bot.domain import DomainError
+from bot.outbox import commit_with_deliveries
+from bot.policy import Context
+from bot.views import Result
+from handlers.claim import handle_claim, handle_reassign, handle_release
+from handlers.note import handle_note
+from handlers.queue import handle_queue, handle_show
+from handlers.reply import handle_reply
+from handlers.report import handle_report
+from handlers.resolve import handle_dismiss, handle_resolve
+from handlers.search import handle_search
+from storage.uow import UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Any, UnitOfWork], Awaitable[Result]]
+
+HANDLERS: dict[type, Callable[..., Awaitable[Result]]] = {
+    c.Claim: handle_claim,
+    c.Release: handle_release,
+    c.Reassign: handle_reassign,
+    c.AddNote: handle_note,
+    c.ReplyToCustomer: handle_reply,
+    c.Resolve: handle_resolve,
+    c.Dismiss: handle_dismiss,
+    c.ShowQueue: handle_queue,
+    c.Show: handle_show,
+    c.Search: handle_search,
+    c.Report: handle_report,
+}
+
+
+class Bus:
+    """Runs a command's handler in a unit of work and commits its state, events and deliveries together."""
+
+    def __init__(self, uow_factory: Callable[[], UnitOfWork], *, ctx: Context) -> None:
+        self.uow_factory = uow_factory
+        self.ctx = ctx
+
+    async def handle(self, cmd: c.Command) -> Result:
+        """Carry out one command; a `DomainError` means nothing was changed."""
+        handler = HANDLERS[type(cmd)]
+        async with self.uow_factory() as uow:
+            try:
+                result = await handler(cmd, uow, ctx=self.ctx)
+            except DomainError as exc:
+                logger.info("refused %s: %s", type(cmd).__name__, exc.message)
+                raise
+            await commit_with_deliveries(uow)
+            return result

@@ -1,0 +1,292 @@
+"""The `unsilo` command line: the demo, the service, and every action for scripts.
+
+Exit codes: 0 done, 1 refused (the reason is printed on one line), 2 bad usage,
+3 the config or the store is unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+from bot import commands as c
+from bot.bootstrap import Container, build, sample_path
+from bot.config import ConfigError, find_config, load_config
+from bot.domain import DomainError, parse_conversation_id
+from bot.ingest import IngestError, parse_feed
+from bot.settings import Settings
+from bot.views import Card, Result
+
+logger = logging.getLogger(__name__)
+
+DEMO_SOURCE = "demo-feed"
+
+
+def _conversation_id(text: str) -> int:
+    try:
+        return parse_conversation_id(text)
+    except DomainError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from exc
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unsilo", description="Route customer conversations to the people who can act on them.")
+    parser.add_argument("--database-url", help="store URL (default: $DATABASE_URL or sqlite+aiosqlite:///./unsilo.db)")
+    parser.add_argument("--config", help="config file (default: $UNSILO_CONFIG, ./unsilo.toml, ./unsilo.example.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def actor_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--as", dest="actor", default=None, help="who is acting (default: your login name)")
+
+    def cmd(name: str, help_: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_)
+
+    cmd("demo", "ingest the bundled sample feed, deliver the cards and print every department's queue")
+    p = cmd("run", "start the service (health check, Slack/Teams endpoints, delivery loop)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    for name, help_ in (("claim", "take ownership of a conversation"), ("release", "give a conversation back to the queue")):
+        p = cmd(name, help_)
+        p.add_argument("id", type=_conversation_id)
+        actor_arg(p)
+    p = cmd("reassign", "give a conversation to someone else (managers)")
+    p.add_argument("id", type=_conversation_id)
+    p.add_argument("--to", required=True, help="the new owner")
+    actor_arg(p)
+    for name, help_ in (("note", "add an internal note (never sent to the customer)"), ("reply", "record a reply to the customer")):
+        p = cmd(name, help_)
+        p.add_argument("id", type=_conversation_id)
+        p.add_argument("text")
+        actor_arg(p)
+    p = cmd("resolve", "close a conversation with an outcome")
+    p.add_argument("id", type=_conversation_id)
+    p.add_argument("--outcome", required=True)
+    p.add_argument("--text", default="", help="what was done")
+    actor_arg(p)
+    p = cmd("dismiss", "close a conversation that needs no action (managers)")
+    p.add_argument("id", type=_conversation_id)
+    p.add_argument("reason")
+    actor_arg(p)
+    p = cmd("show", "a conversation with its full history")
+    p.add_argument("id", type=_conversation_id)
+    p = cmd("queue", "what is waiting, per department")
+    p.add_argument("--department", "-d")
+    p.add_argument("--mine", action="store_true", help="only conversations you own")
+    actor_arg(p)
+    p = cmd("search", "search conversations, notes and replies")
+    p.add_argument("words", nargs="+")
+    p = cmd("report", "send in a post you spotted yourself")
+    p.add_argument("text")
+    p.add_argument("--link", default="")
+    p.add_argument("--department", "-d")
+    p.add_argument("--author", default="")
+    actor_arg(p)
+    p = cmd("ingest", "ingest a feed file (RSS, Atom, RDF or JSON Feed)")
+    p.add_argument("path")
+    p.add_argument("--source", help="source name (default: the file name)")
+    cmd("deliver", "send every due card and message now")
+    p = cmd("db", "database maintenance")
+    p.add_argument("action", choices=["upgrade"])
+    p = cmd("config", "configuration file")
+    p.add_argument("action", choices=["check"])
+    return parser
+
+
+def _short(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _card_line(card: Card) -> str:
+    owner = f" owner {card.owner}" if card.owner else ""
+    prio = f" {card.priority}" if card.priority != "normal" else ""
+    summary = _short(card.title or card.text, 70)
+    return f"  #{card.id:<4} {card.status:<9}{prio}{owner}  {card.author}: {summary}"
+
+
+def _print_card(card: Card) -> None:
+    print(f"#{card.id} · {card.status}{f' · {card.outcome}' if card.outcome else ''} · priority {card.priority}")
+    print(f"  from {card.author} via {card.source}" + (f" · {card.url}" if card.url else ""))
+    print(f"  departments: {', '.join(card.departments)}" + (f" · owner: {card.owner}" if card.owner else " · unclaimed"))
+    if card.tags:
+        print(f"  tags: {', '.join(card.tags)}")
+    print(f"  routed: {card.routing_reason}")
+    if card.title:
+        print(f"  {card.title}")
+    print(textwrap.indent(textwrap.fill(_short(card.text, 1200), 88), "  | "))
+
+
+def _print_result(result: Result, *, command: str) -> None:
+    if command == "show" and result.card is not None:
+        _print_card(result.card)
+        print("history:")
+        for line in result.history:
+            detail = f": {_short(line.detail, 200)}" if line.detail else ""
+            print(f"  {line.at:%Y-%m-%d %H:%M} {line.actor} {line.kind}{detail}")
+        return
+    print(result.text)
+    if command in ("queue", "search"):
+        for card in result.cards:
+            print(_card_line(card))
+    elif result.card is not None:
+        print(_card_line(result.card))
+
+
+def _actor(args: argparse.Namespace) -> c.Actor:
+    name = args.actor or getpass.getuser()
+    return c.Actor(platform="cli", user_id=name, name=name)
+
+
+def _command(args: argparse.Namespace) -> c.Command:
+    actor = _actor(args) if hasattr(args, "actor") else c.Actor("cli", getpass.getuser())
+    match args.command:
+        case "claim":
+            return c.Claim(args.id, actor)
+        case "release":
+            return c.Release(args.id, actor)
+        case "reassign":
+            return c.Reassign(args.id, actor, to=c.Actor("cli", args.to, name=args.to))
+        case "note":
+            return c.AddNote(args.id, actor, args.text, origin="cli")
+        case "reply":
+            return c.ReplyToCustomer(args.id, actor, args.text)
+        case "resolve":
+            return c.Resolve(args.id, actor, args.outcome, args.text)
+        case "dismiss":
+            return c.Dismiss(args.id, actor, args.reason)
+        case "show":
+            return c.Show(args.id, actor)
+        case "queue":
+            return c.ShowQueue(actor, department=args.department, mine=args.mine)
+        case "search":
+            return c.Search(actor, tuple(args.words))
+        case "report":
+            return c.Report(actor, args.text, link=args.link, department=args.department, author=args.author)
+    raise ValueError(args.command)
+
+
+async def _demo(container: Container) -> None:
+    items, _ = parse_feed(sample_path("demo-feed.xml").read_bytes(), source=DEMO_SOURCE)
+    report = await container.ingest(items)
+    sent = await container.worker().run_until_idle()
+    print(f"Ingested {len(report.new_ids)} new conversations from the sample feed "
+          f"({report.duplicates} already known); {sent} card deliveries sent to log channels.")
+    if not container.senders or sent == 0 and report.new_ids:
+        print("(No chat platform is configured: cards wait in the outbox until one is.)")
+    result = await container.bus.handle(c.ShowQueue(c.Actor("cli", "demo")))
+    print()
+    print(f"{result.text}, by department:")
+    by_department: dict[str, list[Card]] = {}
+    for card in result.cards:
+        for name in card.departments:
+            by_department.setdefault(name, []).append(card)
+    for name, count in sorted(result.counts.items()):
+        print(f"\n{name} ({count} waiting)")
+        for card in by_department.get(name, []):
+            print(_card_line(card))
+    print(textwrap.dedent("""
+        Next, try:
+          unsilo claim 3 --as alice
+          unsilo note 3 "Checked the order: courier lost it" --as bob
+          unsilo reply 3 "Sorry! A replacement ships today." --as alice
+          unsilo resolve 3 --outcome answered --as alice
+          unsilo show 3
+          unsilo queue --department legal
+          unsilo search refund"""))
+
+
+async def _ingest(container: Container, args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    path = Path(args.path)
+    source = args.source or path.stem
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IngestError(f"source {source!r}: cannot read {path}: {exc.strerror or exc}") from exc
+    items, warning = parse_feed(data, source=source)
+    report = await container.ingest(items)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{source}: {len(report.new_ids)} new, {report.duplicates} already known")
+
+
+async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
+    container = build(settings)
+    try:
+        await container.prepare()
+        if args.command == "demo":
+            await _demo(container)
+        elif args.command == "ingest":
+            await _ingest(container, args)
+        elif args.command == "deliver":
+            print(f"{await container.worker().run_until_idle()} deliveries handled")
+        elif args.command == "db":
+            print("database is at the newest schema")
+        elif args.command == "config":
+            print(f"{container.config.path}: ok ({len(container.config.department_names())} departments, "
+                  f"{len(container.config.rules)} rules, {len(container.config.feeds)} feeds)")
+        else:
+            _print_result(await container.bus.handle(_command(args)), command=args.command)
+        return 0
+    finally:
+        await container.close()
+
+
+def _serve(settings: Settings) -> int:
+    from aiohttp import web
+
+    from bot.app import create_app
+
+    container = build(settings)
+    app = create_app(container)
+    print(f"unsilo listening on http://{settings.host}:{settings.port} (health: /healthz)", flush=True)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, handle_signals=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `unsilo` console script."""
+    args = _parser().parse_args(argv)
+    settings = Settings.from_env(database_url=args.database_url, config_path=args.config,
+                                 host=getattr(args, "host", None), port=getattr(args, "port", None))
+    logging.basicConfig(level=logging.INFO if args.verbose or args.command == "run" else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        if args.command == "config":
+            load_config(find_config(settings.config_path) or "unsilo.toml")
+        if args.command == "run":
+            return _serve(settings)
+        return asyncio.run(_run_async(args, settings))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        print(f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} in {exc.path}", file=sys.stderr)
+        return 3
+    except DomainError as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    except IngestError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        return _store_problem(exc, settings)
+    except Exception as exc:
+        if type(exc).__module__.startswith(("sqlalchemy", "asyncpg", "sqlite3")):
+            return _store_problem(exc, settings)
+        raise
+
+
+def _store_problem(exc: Any, settings: Settings) -> int:
+    print(f"cannot use the store at {settings.database_url}: {exc}", file=sys.stderr)
+    return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

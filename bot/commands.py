@@ -1,0 +1,118 @@
+"""Platform-neutral commands: every user intent, from any platform, becomes one of these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asked: a platform and that platform's user id (plus what it told us about them)."""
+
+    platform: str
+    user_id: str
+    name: str | None = None
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Take ownership of an open conversation."""
+
+    conversation_id: int
+    actor: Actor
+
+
+@dataclass(frozen=True)
+class Release:
+    """Give a claimed conversation back to the queue."""
+
+    conversation_id: int
+    actor: Actor
+
+
+@dataclass(frozen=True)
+class Reassign:
+    """Give a conversation to someone else (managers)."""
+
+    conversation_id: int
+    actor: Actor
+    to: Actor
+
+
+@dataclass(frozen=True)
+class AddNote:
+    """An internal note; never reaches the customer."""
+
+    conversation_id: int
+    actor: Actor
+    text: str
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class ReplyToCustomer:
+    """An answer to the customer, credited to the actor."""
+
+    conversation_id: int
+    actor: Actor
+    text: str
+
+
+@dataclass(frozen=True)
+class Resolve:
+    """Close a conversation with an outcome."""
+
+    conversation_id: int
+    actor: Actor
+    outcome: str
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Dismiss:
+    """Close a conversation that needs no action (managers)."""
+
+    conversation_id: int
+    actor: Actor
+    reason: str
+
+
+@dataclass(frozen=True)
+class Show:
+    """A conversation with its notes, replies and full history."""
+
+    conversation_id: int
+    actor: Actor
+
+
+@dataclass(frozen=True)
+class ShowQueue:
+    """What is waiting: per department, or the actor's own."""
+
+    actor: Actor
+    department: str | None = None
+    mine: bool = False
+
+
+@dataclass(frozen=True)
+class Search:
+    """Past conversations, notes and answers matching every word."""
+
+    actor: Actor
+    words: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Report:
+    """A post an employee spotted and sends in from chat."""
+
+    actor: Actor
+    text: str
+    link: str = ""
+    department: str | None = None
+    author: str = ""
+    external_id: str = ""
+
+
+Command = Claim | Release | Reassign | AddNote | ReplyToCustomer | Resolve | Dismiss | Show | ShowQueue | Search | Report

@@ -1,0 +1,351 @@
+"""The TOML config file: departments, routing rules, feeds, outcomes, admins.
+
+`load_config` returns a validated `Config` or raises `ConfigError` listing every
+problem with its file, line and key, so `unsilo config check` can print them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.domain import DEFAULT_OUTCOMES, PRIORITIES
+
+logger = logging.getLogger(__name__)
+
+CONFIG_CANDIDATES = ("unsilo.toml", "unsilo.example.toml")
+PLATFORMS = ("slack", "teams", "log")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in the config file."""
+
+    key: str
+    message: str
+    line: int | None = None
+
+    def format(self, path: str) -> str:
+        """`file:line: key: message`, the form editors can jump to."""
+        where = f"{path}:{self.line}" if self.line else path
+        return f"{where}: {self.key}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The config file has problems; `problems` lists all of them."""
+
+    def __init__(self, path: str, problems: list[Problem]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(p.format(path) for p in problems))
+
+
+@dataclass(frozen=True)
+class DepartmentConfig:
+    """A department as the config file declares it."""
+
+    name: str
+    sla_minutes: int = 240
+    managers: tuple[str, ...] = ()
+    channels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """A routing rule as the config file declares it."""
+
+    name: str
+    departments: tuple[str, ...]
+    any_words: tuple[str, ...] = ()
+    all_words: tuple[str, ...] = ()
+    regex: str = ""
+    source: str = ""
+    author: str = ""
+    priority: str = ""
+    tags: tuple[str, ...] = ()
+    sensitive: bool = False
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    """A feed to poll."""
+
+    name: str
+    url: str
+    every_seconds: int = 300
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated config."""
+
+    path: str = "<built-in>"
+    default_department: str = "triage"
+    outcomes: tuple[str, ...] = DEFAULT_OUTCOMES
+    require_claim_to_reply: bool = True
+    admins: tuple[str, ...] = ()
+    departments: tuple[DepartmentConfig, ...] = ()
+    rules: tuple[RuleConfig, ...] = ()
+    feeds: tuple[FeedConfig, ...] = field(default_factory=tuple)
+
+    def department_names(self) -> list[str]:
+        """Every department name, the default one included."""
+        names = [d.name for d in self.departments]
+        return names if self.default_department in names else [*names, self.default_department]
+
+
+def find_config(explicit: str | None = None) -> Path | None:
+    """The config file to use: the one named, else `unsilo.toml`, else the example."""
+    if explicit:
+        return Path(explicit)
+    for candidate in CONFIG_CANDIDATES:
+        path = Path(candidate)
+        if path.is_file():
+            return path
+    return None
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate a config file; None gives the built-in minimal config."""
+    if path is None:
+        logger.warning("no config file found (%s); using a single 'triage' department", ", ".join(CONFIG_CANDIDATES))
+        return Config()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [Problem("file", f"cannot read: {exc.strerror or exc}")]) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        raise ConfigError(str(path), [Problem("syntax", str(exc), line)]) from exc
+    checker = _Checker(text)
+    config = checker.build(data, str(path))
+    if checker.problems:
+        raise ConfigError(str(path), checker.problems)
+    return config
+
+
+class _Checker:
+    """Collects every problem instead of stopping at the first."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+        self.problems: list[Problem] = []
+
+    def _line(self, header: str | None, index: int, key: str | None) -> int | None:
+        """Line of `key` under the `index`-th occurrence of `header` (None: top level)."""
+        start = 0
+        if header is not None:
+            pattern = re.compile(r"^\s*" + re.escape(header) + r"\s*(#.*)?$")
+            hits = [i for i, line in enumerate(self.lines) if pattern.match(line)]
+            if index >= len(hits):
+                return None
+            start = hits[index]
+        if key is None:
+            return start + 1
+        key_pattern = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
+        for i in range(start + (1 if header else 0), len(self.lines)):
+            if header is not None and i > start and self.lines[i].lstrip().startswith("["):
+                break
+            if key_pattern.match(self.lines[i]):
+                return i + 1
+        return start + 1 if header else None
+
+    def bad(self, key: str, message: str, *, header: str | None = None, index: int = 0, field_: str | None = None) -> None:
+        self.problems.append(Problem(key, message, self._line(header, index, field_)))
+
+    def _strings(self, value: Any, key: str, **where: Any) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.bad(key, "must be a list of strings", **where)
+            return ()
+        return tuple(v.strip() for v in value if v.strip())
+
+    def _int(self, value: Any, key: str, default: int, *, minimum: int = 1, **where: Any) -> int:
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            self.bad(key, f"must be a whole number >= {minimum} (got {value!r})", **where)
+            return default
+        return value
+
+    def _unknown(self, table: dict[str, Any], known: set[str], prefix: str, **where: Any) -> None:
+        for key in sorted(set(table) - known):
+            self.bad(f"{prefix}.{key}" if prefix else key, f"unknown key; expected one of {', '.join(sorted(known))}", field_=key, **where)
+
+    def build(self, data: dict[str, Any], path: str) -> Config:
+        self._unknown(data, {"unsilo", "departments", "rules", "feeds"}, "")
+        top = data.get("unsilo", {})
+        if not isinstance(top, dict):
+            self.bad("unsilo", "must be a table")
+            top = {}
+        where = {"header": "[unsilo]"}
+        self._unknown(top, {"default_department", "outcomes", "require_claim_to_reply", "admins"}, "unsilo", **where)
+        default = top.get("default_department", "triage")
+        if not isinstance(default, str) or not _NAME.match(default):
+            self.bad("unsilo.default_department", "must be a lowercase name like 'triage'", field_="default_department", **where)
+            default = "triage"
+        outcomes = self._strings(top.get("outcomes", list(DEFAULT_OUTCOMES)), "unsilo.outcomes", field_="outcomes", **where)
+        if not outcomes:
+            self.bad("unsilo.outcomes", "needs at least one outcome", field_="outcomes", **where)
+            outcomes = DEFAULT_OUTCOMES
+        require_claim = top.get("require_claim_to_reply", True)
+        if not isinstance(require_claim, bool):
+            self.bad("unsilo.require_claim_to_reply", "must be true or false", field_="require_claim_to_reply", **where)
+            require_claim = True
+        admins = self._strings(top.get("admins"), "unsilo.admins", field_="admins", **where)
+        departments = self._departments(data.get("departments", {}))
+        known = {d.name for d in departments} | {default}
+        rules = self._rules(data.get("rules", []), known)
+        feeds = self._feeds(data.get("feeds", []))
+        return Config(
+            path=path,
+            default_department=default,
+            outcomes=outcomes,
+            require_claim_to_reply=require_claim,
+            admins=admins,
+            departments=departments,
+            rules=rules,
+            feeds=feeds,
+        )
+
+    def _departments(self, raw: Any) -> tuple[DepartmentConfig, ...]:
+        if not isinstance(raw, dict):
+            self.bad("departments", "must be tables like [departments.support]")
+            return ()
+        result = []
+        for name, table in raw.items():
+            key = f"departments.{name}"
+            where = {"header": f"[departments.{name}]"}
+            if not _NAME.match(name):
+                self.bad(key, "department names are lowercase letters, digits, '-' or '_'", **where)
+                continue
+            if not isinstance(table, dict):
+                self.bad(key, "must be a table", **where)
+                continue
+            self._unknown(table, {"sla_minutes", "managers", "channels"}, key, **where)
+            channels = []
+            for channel in self._strings(table.get("channels"), f"{key}.channels", field_="channels", **where):
+                platform, sep, channel_id = channel.partition(":")
+                if not sep or platform not in PLATFORMS or not channel_id:
+                    self.bad(f"{key}.channels", f"{channel!r} should be 'platform:channel' with platform one of {', '.join(PLATFORMS)}", field_="channels", **where)
+                    continue
+                channels.append((platform, channel_id))
+            result.append(
+                DepartmentConfig(
+                    name=name,
+                    sla_minutes=self._int(table.get("sla_minutes"), f"{key}.sla_minutes", 240, field_="sla_minutes", **where),
+                    managers=self._strings(table.get("managers"), f"{key}.managers", field_="managers", **where),
+                    channels=tuple(channels),
+                )
+            )
+        return tuple(result)
+
+    def _rules(self, raw: Any, departments: set[str]) -> tuple[RuleConfig, ...]:
+        if not isinstance(raw, list):
+            self.bad("rules", "must be an array of tables: [[rules]]")
+            return ()
+        result = []
+        names: set[str] = set()
+        fields = {"name", "departments", "any", "all", "regex", "source", "author", "priority", "tags", "sensitive"}
+        for i, table in enumerate(raw):
+            key = f"rules[{i + 1}]"
+            where = {"header": "[[rules]]", "index": i}
+            if not isinstance(table, dict):
+                self.bad(key, "must be a table", **where)
+                continue
+            self._unknown(table, fields, key, **where)
+            name = table.get("name")
+            if not isinstance(name, str) or not name.strip():
+                self.bad(f"{key}.name", "every rule needs a name", field_="name", **where)
+                name = f"rule {i + 1}"
+            elif name in names:
+                self.bad(f"{key}.name", f"duplicate rule name {name!r}", field_="name", **where)
+            names.add(name)
+            targets = self._strings(table.get("departments"), f"{key}.departments", field_="departments", **where)
+            if not targets:
+                self.bad(f"{key}.departments", "name at least one department", field_="departments", **where)
+            for target in targets:
+                if target not in departments:
+                    self.bad(f"{key}.departments", f"unknown department {target!r}; declare [departments.{target}]", field_="departments", **where)
+            regex = table.get("regex", "")
+            if not isinstance(regex, str):
+                self.bad(f"{key}.regex", "must be a string", field_="regex", **where)
+                regex = ""
+            elif regex:
+                try:
+                    re.compile(regex)
+                except re.error as exc:
+                    self.bad(f"{key}.regex", f"invalid regular expression: {exc}", field_="regex", **where)
+            any_words = self._strings(table.get("any"), f"{key}.any", field_="any", **where)
+            all_words = self._strings(table.get("all"), f"{key}.all", field_="all", **where)
+            source = table.get("source", "")
+            author = table.get("author", "")
+            for fname, value in (("source", source), ("author", author)):
+                if not isinstance(value, str):
+                    self.bad(f"{key}.{fname}", "must be a string", field_=fname, **where)
+            if not (any_words or all_words or regex or source or author):
+                self.bad(key, "matches nothing: give any, all, regex, source or author", field_="name", **where)
+            priority = table.get("priority", "")
+            if priority and priority not in PRIORITIES:
+                self.bad(f"{key}.priority", f"must be one of {', '.join(PRIORITIES)} (got {priority!r})", field_="priority", **where)
+                priority = ""
+            sensitive = table.get("sensitive", False)
+            if not isinstance(sensitive, bool):
+                self.bad(f"{key}.sensitive", "must be true or false", field_="sensitive", **where)
+                sensitive = False
+            result.append(
+                RuleConfig(
+                    name=name,
+                    departments=targets,
+                    any_words=any_words,
+                    all_words=all_words,
+                    regex=regex,
+                    source=source if isinstance(source, str) else "",
+                    author=author if isinstance(author, str) else "",
+                    priority=priority,
+                    tags=self._strings(table.get("tags"), f"{key}.tags", field_="tags", **where),
+                    sensitive=sensitive,
+                )
+            )
+        return tuple(result)
+
+    def _feeds(self, raw: Any) -> tuple[FeedConfig, ...]:
+        if not isinstance(raw, list):
+            self.bad("feeds", "must be an array of tables: [[feeds]]")
+            return ()
+        result = []
+        for i, table in enumerate(raw):
+            key = f"feeds[{i + 1}]"
+            where = {"header": "[[feeds]]", "index": i}
+            if not isinstance(table, dict):
+                self.bad(key, "must be a table", **where)
+                continue
+            self._unknown(table, {"name", "url", "every", "tags"}, key, **where)
+            name, url = table.get("name"), table.get("url")
+            if not isinstance(name, str) or not _NAME.match(name):
+                self.bad(f"{key}.name", "every feed needs a lowercase name like 'reviews'", field_="name", **where)
+                continue
+            if not isinstance(url, str) or not url.strip():
+                self.bad(f"{key}.url", "every feed needs a url", field_="url", **where)
+                continue
+            result.append(
+                FeedConfig(
+                    name=name,
+                    url=url.strip(),
+                    every_seconds=self._int(table.get("every"), f"{key}.every", 300, minimum=30, field_="every", **where),
+                    tags=self._strings(table.get("tags"), f"{key}.tags", field_="tags", **where),
+                )
+            )
+        return tuple(result)

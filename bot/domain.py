@@ -1,0 +1,116 @@
+"""Domain rules: statuses, the one transition table, priorities, and domain errors.
+
+Every status change anywhere in Unsilo is checked by `next_status`; the store then
+applies it with a compare-and-set so concurrent writers cannot both win.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+
+logger = logging.getLogger(__name__)
+
+
+class Status(StrEnum):
+    """Where a conversation stands."""
+
+    OPEN = "open"
+    CLAIMED = "claimed"
+    REPLIED = "replied"
+    RESOLVED = "resolved"
+    DISMISSED = "dismissed"
+
+
+ACTIVE = (Status.OPEN, Status.CLAIMED, Status.REPLIED)
+FINAL = (Status.RESOLVED, Status.DISMISSED)
+
+PRIORITIES = ("low", "normal", "high", "urgent")
+
+DEFAULT_OUTCOMES = ("answered", "fixed", "escalated", "no-action", "spam")
+
+# action -> {from status: to status}; `None` as target means "keep the current status".
+TRANSITIONS: dict[str, dict[Status, Status | None]] = {
+    "claim": {Status.OPEN: Status.CLAIMED},
+    "release": {Status.CLAIMED: Status.OPEN, Status.REPLIED: Status.OPEN},
+    "reassign": {Status.OPEN: Status.CLAIMED, Status.CLAIMED: None, Status.REPLIED: None},
+    "reply": {Status.OPEN: Status.REPLIED, Status.CLAIMED: Status.REPLIED, Status.REPLIED: None},
+    "resolve": {Status.OPEN: Status.RESOLVED, Status.CLAIMED: Status.RESOLVED, Status.REPLIED: Status.RESOLVED},
+    "dismiss": {Status.OPEN: Status.DISMISSED, Status.CLAIMED: Status.DISMISSED, Status.REPLIED: Status.DISMISSED},
+    "note": {s: None for s in Status},
+}
+
+PAST_TENSE = {
+    "claim": "claimed",
+    "release": "released",
+    "reassign": "reassigned",
+    "reply": "replied",
+    "resolve": "resolved",
+    "dismiss": "dismissed",
+    "note": "noted",
+}
+
+
+class DomainError(Exception):
+    """A refusal with a one-line message meant for the person who asked."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(DomainError):
+    """The thing named does not exist."""
+
+
+class InvalidInput(DomainError):
+    """The request is malformed (bad id, unknown outcome, empty text...)."""
+
+
+class Forbidden(DomainError):
+    """The person may not do this."""
+
+
+class IllegalTransition(DomainError):
+    """The conversation's status does not allow this action."""
+
+
+class AlreadyClaimed(IllegalTransition):
+    """Someone else owns the conversation."""
+
+    def __init__(self, conversation_id: int, owner: str) -> None:
+        super().__init__(f"#{conversation_id} is already claimed by {owner}")
+        self.owner = owner
+
+
+class Conflict(DomainError):
+    """The conversation kept changing under us; the caller may try again."""
+
+
+def next_status(
+    action: str, current: str, *, conversation_id: int, owner: str | None = None
+) -> Status:
+    """The status after `action`, or a clear `IllegalTransition` naming why not."""
+    status = Status(current)
+    allowed = TRANSITIONS[action]
+    if status in allowed:
+        target = allowed[status]
+        return status if target is None else target
+    if action == "claim" and status in (Status.CLAIMED, Status.REPLIED) and owner:
+        raise AlreadyClaimed(conversation_id, owner)
+    if status in FINAL:
+        raise IllegalTransition(f"#{conversation_id} is {status.value}; it can't be {PAST_TENSE[action]} any more")
+    raise IllegalTransition(f"#{conversation_id} is {status.value}; it can't be {PAST_TENSE[action]}")
+
+
+def priority_rank(priority: str) -> int:
+    """Order of a priority name (unknown names rank as normal)."""
+    return PRIORITIES.index(priority) if priority in PRIORITIES else PRIORITIES.index("normal")
+
+
+def parse_conversation_id(text: str | int) -> int:
+    """Read `42`, `#42` or ` #42 ` as a conversation id, or refuse clearly."""
+    raw = str(text).strip().lstrip("#")
+    if not raw.isdigit() or int(raw) <= 0:
+        raise InvalidInput(f"{str(text).strip()!r} is not a conversation id; use a number like #42")
+    return int(raw)

@@ -1,0 +1,248 @@
+"""The ingest pipeline: normalize -> dedupe on (source, external_id) -> route -> store -> enqueue.
+
+Feed entries, webhook payloads and chat reports all become `Incoming` items first;
+`store_items` then writes each new one with its departments and its `ingested`
+event in the caller's unit of work, so a batch is stored whole or not at all.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import logging
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import urljoin
+
+import feedparser
+
+from bot.domain import InvalidInput
+from bot.routing import Router
+from storage.models import Conversation, Event
+from storage.uow import UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+# Column limits of `storage.models.Conversation`; longer values are cut, never rejected.
+_LIMITS = {"external_id": 512, "author_name": 255, "author_handle": 255, "author_url": 2048,
+           "title": 1024, "url": 2048, "channel": 64, "reply_url": 2048}
+MAX_TEXT = 100_000
+
+
+class IngestError(Exception):
+    """A source could not be read at all; the message names the source."""
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One customer conversation, normalized, before it is routed and stored."""
+
+    source: str
+    external_id: str
+    text: str
+    title: str = ""
+    author_name: str = ""
+    author_handle: str = ""
+    author_url: str = ""
+    url: str = ""
+    created_at: datetime | None = None
+    channel: str = ""
+    reply_url: str = ""
+    tags: tuple[str, ...] = ()
+
+
+@dataclass
+class IngestReport:
+    """What one ingest run did."""
+
+    source: str
+    new_ids: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    warning: str | None = None
+
+    @property
+    def seen(self) -> int:
+        """Items read from the source."""
+        return len(self.new_ids) + self.duplicates
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_C1 = re.compile(r"[\x80-\x9f]")
+
+
+def _demoronize(match: re.Match[str]) -> str:
+    # A C1 control character in text is almost always a cp1252 byte read as Latin-1.
+    try:
+        return bytes([ord(match.group())]).decode("cp1252")
+    except UnicodeDecodeError:
+        return ""
+
+
+def clean_text(text: str) -> str:
+    """Untrusted text made storable: NFC, cp1252 mojibake fixed, control characters dropped."""
+    text = unicodedata.normalize("NFC", text or "")
+    text = _C1.sub(_demoronize, text)
+    text = _CONTROL.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = re.sub(r"[ \t]+\n", "\n", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+class _TextOfHtml(HTMLParser):
+    _BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre"}
+    _SKIP = {"script", "style", "head", "title", "noscript"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self._skipping += 1
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP:
+            self._skipping = max(0, self._skipping - 1)
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of an HTML fragment: tags, scripts and styles removed, entities decoded."""
+    if "<" not in html and "&" not in html:
+        return clean_text(html)
+    parser = _TextOfHtml()
+    parser.feed(html)
+    parser.close()
+    text = "".join(parser.parts)
+    text = re.sub(r"[ \t\u00a0]+", " ", text)
+    return clean_text(re.sub(r" *\n *", "\n", text))
+
+
+def _cut(name: str, value: str) -> str:
+    limit = _LIMITS.get(name)
+    return value[:limit] if limit else value
+
+
+def make_incoming(**values: Any) -> Incoming:
+    """Build an `Incoming`, cleaning every text field and cutting it to the store's limits."""
+    cleaned = {}
+    for key, value in values.items():
+        if isinstance(value, str):
+            value = clean_text(value) if key in ("text", "title", "author_name") else value.strip()
+            value = value[:MAX_TEXT] if key == "text" else _cut(key, value)
+        cleaned[key] = value
+    if not cleaned.get("external_id"):
+        raise InvalidInput("an item needs an id")
+    return Incoming(**cleaned)
+
+
+def _entry_time(entry: Any) -> datetime | None:
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        parsed = entry.get(key)
+        if parsed:
+            return datetime.fromtimestamp(calendar.timegm(parsed), UTC)
+    return None
+
+
+def _entry_text(entry: Any) -> str:
+    for content in entry.get("content") or []:
+        if content.get("value"):
+            return html_to_text(content["value"])
+    return html_to_text(entry.get("summary") or entry.get("description") or "")
+
+
+def entry_to_incoming(entry: Any, *, source: str, base_url: str = "", tags: Sequence[str] = ()) -> Incoming:
+    """Normalize one feedparser entry; the id is the entry's id/guid, else a hash of link+title."""
+    title = html_to_text(entry.get("title") or "")
+    link = entry.get("link") or ""
+    if link and base_url:
+        link = urljoin(base_url, link)
+    text = _entry_text(entry) or title
+    external_id = (entry.get("id") or "").strip()
+    if not external_id:
+        digest_source = f"{link}\n{title}" if (link or title) else text
+        external_id = "sha256:" + hashlib.sha256(digest_source.encode("utf-8")).hexdigest()[:40]
+    detail = entry.get("author_detail") or {}
+    return make_incoming(
+        source=source,
+        external_id=external_id,
+        title=title,
+        text=text,
+        url=link,
+        author_name=detail.get("name") or entry.get("author") or "",
+        author_url=detail.get("href") or "",
+        created_at=_entry_time(entry),
+        tags=tuple(tags),
+    )
+
+
+def parse_feed(data: bytes, *, source: str, tags: Sequence[str] = ()) -> tuple[list[Incoming], str | None]:
+    """Items of a feed document, plus a warning if feedparser had to repair it.
+
+    Raises `IngestError` naming the source when nothing usable could be read.
+    """
+    parsed = feedparser.parse(data, sanitize_html=True, resolve_relative_uris=True)
+    problem = parsed.get("bozo_exception")
+    if not parsed.entries and (parsed.get("bozo") or not parsed.get("version")):
+        reason = f"{type(problem).__name__}: {problem}" if problem else "the document is not an RSS, Atom or JSON feed"
+        raise IngestError(f"source {source!r}: cannot read the feed: {reason}")
+    base_url = parsed.feed.get("link") or ""
+    items = [entry_to_incoming(e, source=source, base_url=base_url, tags=tags) for e in parsed.entries]
+    warning = f"source {source!r}: feed is ill-formed ({type(problem).__name__}: {problem}); read {len(items)} items" if problem else None
+    if warning:
+        logger.warning("%s", warning)
+    return items, warning
+
+
+async def store_items(
+    uow: UnitOfWork,
+    items: Sequence[Incoming],
+    *,
+    router: Router,
+    actor_id: int | None = None,
+    actor_name: str = "",
+    department: str | None = None,
+    kind: str = "ingested",
+) -> IngestReport:
+    """Store every item not seen before, routed, with its event; mark each for delivery."""
+    report = IngestReport(source=items[0].source if items else "")
+    departments = {d.name: d.id for d in await uow.departments.all()}
+    now = uow.now()
+    for item in items:
+        routed = router.route(text=f"{item.title}\n{item.text}", source=item.source,
+                              author=item.author_handle or item.author_name, extra_tags=item.tags)
+        targets = [department] if department else [d for d in routed.departments if d in departments]
+        if not targets:
+            logger.warning("routing named no known department for %s/%s; using %s",
+                           item.source, item.external_id, router.default_department)
+            targets = [router.default_department]
+        conversation = Conversation(
+            source=item.source, external_id=item.external_id, author_name=item.author_name,
+            author_handle=item.author_handle, author_url=item.author_url, title=item.title,
+            text=item.text, url=item.url, channel=item.channel, reply_url=item.reply_url,
+            created_at=item.created_at, ingested_at=now, updated_at=now, priority=routed.priority,
+            tags=list(routed.tags), routing_reason=routed.reason[:1024], sensitive=routed.sensitive,
+            reported_by_id=actor_id if kind == "reported" else None,
+        )
+        new_id = await uow.conversations.add_new(conversation)
+        if new_id is None:
+            report.duplicates += 1
+            continue
+        await uow.conversations.set_departments(new_id, [departments[name] for name in targets])
+        uow.events.add(Event(conversation_id=new_id, kind=kind, actor_id=actor_id, actor_name=actor_name, at=now,
+                             data={"source": item.source, "departments": targets, "reason": routed.reason[:500]}))
+        uow.mark_changed(new_id)
+        report.new_ids.append(new_id)
+    return report

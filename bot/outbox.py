@@ -1,0 +1,266 @@
+"""The outbox: deliveries written with the state change, sent by a loop that survives restarts.
+
+A card delivery means "make this destination's copy of the card show the
+conversation as it is now": the sender posts it the first time and updates the
+posting afterwards, so older pending card deliveries are folded into the newest send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+from bot.views import Card, card_for
+from storage.models import Delivery, Destination, Event, Posting
+from storage.uow import UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+
+class RetryLater(Exception):
+    """The platform asked us to wait (HTTP 429 Retry-After, 503...)."""
+
+    def __init__(self, seconds: float, reason: str = "rate limited") -> None:
+        super().__init__(reason)
+        self.seconds = seconds
+        self.reason = reason
+
+
+class PermanentFailure(Exception):
+    """Retrying cannot help (channel gone, bot removed, payload refused)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One delivery as a sender sees it: what to send, where, and the copy to update if any."""
+
+    delivery_id: int
+    kind: str
+    platform: str
+    channel_id: str
+    conversation_ref: Mapping[str, Any]
+    payload: Mapping[str, Any]
+    card: Card | None = None
+    message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What the platform gave back: the message id of a newly posted card."""
+
+    message_id: str | None = None
+
+
+class Sender(Protocol):
+    """A platform's way of sending deliveries."""
+
+    async def send(self, job: Job) -> Sent:
+        """Send or raise `RetryLater` / `PermanentFailure` (anything else is retried)."""
+        ...
+
+
+class LoggingSender:
+    """The sender of the `log` platform: writes each card to the log (and keeps a list)."""
+
+    def __init__(self) -> None:
+        self.sent: list[Job] = []
+
+    async def send(self, job: Job) -> Sent:
+        """Log the card as one line and pretend it was posted."""
+        self.sent.append(job)
+        if job.card is not None:
+            action = "update" if job.message_id else "post"
+            logger.info("%s card #%s in log:%s [%s%s]", action, job.card.id, job.channel_id,
+                        job.card.status, f", {job.card.owner}" if job.card.owner else "")
+        return Sent(message_id=job.message_id or f"log-{job.delivery_id}")
+
+
+async def enqueue_card_syncs(uow: UnitOfWork, conversation_ids: Iterable[int]) -> int:
+    """One card delivery per destination of each changed conversation; returns how many."""
+    count = 0
+    for conversation_id in sorted(set(conversation_ids)):
+        conversation = await uow.conversations.get(conversation_id)
+        if conversation is None:
+            continue
+        departments = await uow.conversations.departments_of(conversation_id)
+        destinations = await uow.departments.destinations(d.id for d in departments if d.id is not None)
+        for destination in destinations:
+            added = await uow.deliveries.enqueue(Delivery(
+                key=f"card:{conversation_id}:{destination.id}:v{conversation.version}",
+                platform=destination.platform, kind="card", conversation_id=conversation_id,
+                destination_id=destination.id, payload={"version": conversation.version},
+                next_attempt_at=uow.now(), created_at=uow.now(),
+            ))
+            count += int(added)
+    return count
+
+
+async def commit_with_deliveries(uow: UnitOfWork) -> None:
+    """Enqueue card refreshes for everything the unit of work changed, then commit it all."""
+    await enqueue_card_syncs(uow, uow.changed)
+    await uow.commit()
+
+
+class DeliveryWorker:
+    """Sends due deliveries with the sender of their platform; retries with backoff.
+
+    Each delivery is leased in the store before sending, so a crash leaves it to be
+    picked up again once the lease expires; a sent one is marked in the same
+    transaction that records where its card now lives.
+    """
+
+    def __init__(
+        self,
+        uow_factory: Callable[[], UnitOfWork],
+        senders: Mapping[str, Sender],
+        *,
+        max_attempts: int = 8,
+        base_delay: float = 2.0,
+        max_delay: float = 900.0,
+        lease: timedelta = timedelta(seconds=60),
+        batch: int = 50,
+    ) -> None:
+        self._uow = uow_factory
+        self.senders = dict(senders)
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.lease = lease
+        self.batch = batch
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds to wait before try `attempts + 1`: exponential with jitter, capped."""
+        delay = min(self.max_delay, self.base_delay * 2 ** max(0, attempts - 1))
+        return delay * (0.8 + 0.4 * random.random())
+
+    async def run_once(self) -> int:
+        """Send what is due now; returns how many deliveries were handled."""
+        if not self.senders:
+            return 0
+        async with self._uow() as uow:
+            leased = await uow.deliveries.lease_due(
+                platforms=list(self.senders), now=uow.now(), lease=self.lease, limit=self.batch)
+            await uow.commit()
+        for delivery in leased:
+            await self._deliver(delivery)
+        return len(leased)
+
+    async def run_until_idle(self, *, max_rounds: int = 1000) -> int:
+        """Keep sending until nothing is due (tests, `unsilo demo`)."""
+        total = 0
+        for _ in range(max_rounds):
+            handled = await self.run_once()
+            if not handled:
+                break
+            total += handled
+        return total
+
+    async def run_forever(self, *, idle_sleep: float = 1.0) -> None:
+        """The service's loop: never dies of a single bad delivery."""
+        while True:
+            try:
+                handled = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("delivery loop round failed; retrying")
+                handled = 0
+            if not handled:
+                await asyncio.sleep(idle_sleep)
+
+    async def _job_for(self, uow: UnitOfWork, delivery: Delivery) -> tuple[Job, Destination | None, int | None]:
+        destination = await uow.session.get(Destination, delivery.destination_id) if delivery.destination_id else None
+        card = None
+        message_id = None
+        version = None
+        if delivery.kind == "card" and delivery.conversation_id is not None:
+            conversation = await uow.conversations.get(delivery.conversation_id)
+            if conversation is not None:
+                version = conversation.version
+                departments = [d.name for d in await uow.conversations.departments_of(conversation.id)]  # type: ignore[arg-type]
+                owner = (await uow.people.names([conversation.owner_id])).get(conversation.owner_id or 0)
+                card = card_for(conversation, owner=owner, departments=departments)
+            if destination is not None:
+                posting = await uow.postings.for_destination(delivery.conversation_id, destination.id)  # type: ignore[arg-type]
+                message_id = posting.message_id if posting else None
+        job = Job(
+            delivery_id=delivery.id or 0, kind=delivery.kind, platform=delivery.platform,
+            channel_id=destination.channel_id if destination else delivery.payload.get("channel_id", ""),
+            conversation_ref=destination.conversation_ref if destination else {},
+            payload=delivery.payload, card=card, message_id=message_id,
+        )
+        return job, destination, version
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        async with self._uow() as uow:
+            current = await uow.deliveries.get(delivery.id)  # type: ignore[arg-type]
+            if current is None or current.status != "pending":
+                return  # folded into an earlier send of the same batch
+            job, destination, version = await self._job_for(uow, delivery)
+        sender = self.senders[delivery.platform]
+        try:
+            sent = await sender.send(job)
+        except RetryLater as exc:
+            await self._retry(delivery, error=f"{exc.reason}; retry after {exc.seconds:g}s",
+                              delay=exc.seconds, count_attempt=False)
+        except PermanentFailure as exc:
+            await self._fail(delivery, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # any other failure is retried with backoff
+            logger.warning("delivery %s to %s failed: %s", delivery.id, delivery.platform, exc)
+            await self._retry(delivery, error=f"{type(exc).__name__}: {exc}", delay=None, count_attempt=True)
+        else:
+            await self._done(delivery, job, sent, destination, version)
+
+    async def _done(self, delivery: Delivery, job: Job, sent: Sent, destination: Destination | None,
+                    version: int | None) -> None:
+        async with self._uow() as uow:
+            row = await uow.deliveries.get(delivery.id)  # type: ignore[arg-type]
+            if row is None:
+                return
+            now = uow.now()
+            row.status, row.sent_at, row.locked_until, row.attempts = "sent", now, None, row.attempts + 1
+            if destination is not None and job.card is not None and job.message_id is None and sent.message_id:
+                uow.postings.add(Posting(conversation_id=job.card.id, destination_id=destination.id,
+                                         platform=destination.platform, channel_id=destination.channel_id,
+                                         message_id=sent.message_id, posted_at=now))
+            if job.kind == "card" and version is not None:
+                # Older pending refreshes of this copy are now satisfied by this send.
+                for other in await uow.deliveries.pending_for(
+                        kind="card", conversation_id=row.conversation_id,  # type: ignore[arg-type]
+                        destination_id=row.destination_id):
+                    if other.id != row.id and other.payload.get("version", 0) <= version:
+                        other.status, other.sent_at = "coalesced", now
+            await uow.commit()
+
+    async def _retry(self, delivery: Delivery, *, error: str, delay: float | None, count_attempt: bool) -> None:
+        async with self._uow() as uow:
+            row = await uow.deliveries.get(delivery.id)  # type: ignore[arg-type]
+            if row is None:
+                return
+            attempts = row.attempts + (1 if count_attempt else 0)
+            if attempts >= self.max_attempts:
+                await uow.rollback()
+                await self._fail(delivery, error)
+                return
+            wait = delay if delay is not None else self.backoff(attempts)
+            row.attempts, row.last_error = attempts, error[:2048]
+            row.next_attempt_at = uow.now() + timedelta(seconds=wait)
+            row.locked_until = None
+            await uow.commit()
+
+    async def _fail(self, delivery: Delivery, error: str) -> None:
+        async with self._uow() as uow:
+            row = await uow.deliveries.get(delivery.id)  # type: ignore[arg-type]
+            if row is None:
+                return
+            row.status, row.last_error, row.locked_until = "failed", error[:2048], None
+            row.attempts += 1
+            uow.events.add(Event(conversation_id=row.conversation_id, kind="delivery_failed", at=uow.now(),
+                                 data={"delivery": row.key, "platform": row.platform, "error": error[:500]}))
+            logger.error("delivery %s to %s failed for good: %s", row.key, row.platform, error)
+            await uow.commit()

@@ -1,0 +1,100 @@
+"""Who may do what: the one place that decides, with a refusal that says why."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from bot.commands import Actor
+from bot.config import Config
+from bot.domain import Forbidden
+from storage.models import Conversation, Department, Person
+from storage.uow import UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+ANYONE = frozenset({"claim", "note", "show", "queue", "search", "report"})
+OWNER_OR_MANAGER = frozenset({"reply", "resolve", "release"})
+MANAGER = frozenset({"reassign", "dismiss"})
+
+
+@dataclass(frozen=True)
+class Context:
+    """What handlers need from the config: outcomes, reply rules, admins."""
+
+    outcomes: tuple[str, ...]
+    require_claim_to_reply: bool
+    admins: tuple[str, ...]
+    default_department: str
+
+    @classmethod
+    def from_config(cls, config: Config) -> Context:
+        """The handler context of a loaded config."""
+        return cls(outcomes=config.outcomes, require_claim_to_reply=config.require_claim_to_reply,
+                   admins=config.admins, default_department=config.default_department)
+
+
+@dataclass(frozen=True)
+class Who:
+    """The person behind an actor, and every name they can be listed under."""
+
+    person: Person
+    keys: frozenset[str]
+
+    @property
+    def id(self) -> int:
+        """The person's id."""
+        assert self.person.id is not None
+        return self.person.id
+
+    @property
+    def name(self) -> str:
+        """The person's display name."""
+        return self.person.name
+
+
+async def identify(uow: UnitOfWork, actor: Actor) -> Who:
+    """Resolve an actor to a person (created on first sight) and their manager keys."""
+    person = await uow.people.resolve(actor.platform, actor.user_id, name=actor.name, email=actor.email)
+    keys = {actor.user_id, f"{actor.platform}:{actor.user_id}", person.name}
+    for identity in await uow.people.identities(person.id):  # type: ignore[arg-type]
+        keys.update({identity.user_id, f"{identity.platform}:{identity.user_id}"})
+    if person.email:
+        keys.add(person.email)
+    return Who(person=person, keys=frozenset(k.lower() for k in keys if k))
+
+
+def manages(who: Who, departments: list[Department]) -> bool:
+    """True if the person is a manager of any of these departments."""
+    return any(m.lower() in who.keys for d in departments for m in d.managers)
+
+
+def require(action: str, *, who: Who, conversation: Conversation, departments: list[Department],
+            owner: str | None) -> None:
+    """Refuse with `Forbidden` unless `who` may do `action` to this conversation."""
+    if action in ANYONE:
+        return
+    is_owner = conversation.owner_id is not None and conversation.owner_id == who.id
+    if manages(who, departments):
+        return
+    names = ", ".join(d.name for d in departments) or "its department"
+    if action in OWNER_OR_MANAGER:
+        if is_owner:
+            return
+        if conversation.owner_id is None:
+            if action == "reply":
+                return  # an unclaimed reply claims it, when the config allows replying unclaimed
+            raise Forbidden(f"#{conversation.id} has no owner; claim it first, or ask a manager of {names}")
+        verb = "reply to" if action == "reply" else action
+        raise Forbidden(f"only #{conversation.id}'s owner ({owner}) or a manager of {names} can {verb} it")
+    if action in MANAGER:
+        raise Forbidden(f"only a manager of {names} can {action} #{conversation.id}")
+    raise Forbidden(f"{action} is not allowed")
+
+
+def is_admin(who: Who, admins: tuple[str, ...]) -> bool:
+    """Admins from the config; while none are listed (a fresh install) everyone is, with a warning."""
+    if not admins:
+        logger.warning("no admins configured: letting %s act as admin (set [unsilo] admins)", who.name)
+        return True
+    return any(a.lower() in who.keys for a in admins)

@@ -1,0 +1,123 @@
+"""The routing engine: which departments a conversation goes to, with what priority and tags."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.domain import priority_rank
+
+logger = logging.getLogger(__name__)
+
+
+class RuleLike(Protocol):
+    """What a rule offers the engine (a stored `Rule` or a `RuleConfig`)."""
+
+    name: str
+    departments: Sequence[str]
+    any_words: Sequence[str]
+    all_words: Sequence[str]
+    regex: str
+    source: str
+    author: str
+    priority: str
+    tags: Sequence[str]
+    sensitive: bool
+
+
+@dataclass(frozen=True)
+class Routed:
+    """Where a conversation goes and why."""
+
+    departments: tuple[str, ...]
+    priority: str
+    tags: tuple[str, ...]
+    reason: str
+    sensitive: bool
+
+
+def _word_pattern(word: str) -> re.Pattern[str]:
+    # Word boundaries only where the word itself starts/ends with a word character,
+    # so "sue" does not match "issue" but "c++" still matches.
+    start = r"\b" if re.match(r"\w", word) else ""
+    end = r"\b" if re.search(r"\w$", word) else ""
+    return re.compile(start + re.escape(word) + end, re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    rule: RuleLike
+    any_words: tuple[tuple[str, re.Pattern[str]], ...]
+    all_words: tuple[tuple[str, re.Pattern[str]], ...]
+    regex: re.Pattern[str] | None
+
+    def match(self, *, text: str, source: str, author: str) -> str | None:
+        """Why this rule matches, or None."""
+        rule = self.rule
+        why = []
+        if rule.source:
+            if not fnmatch.fnmatchcase(source.lower(), rule.source.lower()):
+                return None
+            why.append(f"source {source}")
+        if rule.author:
+            if not fnmatch.fnmatchcase(author.lower(), rule.author.lower()):
+                return None
+            why.append(f"author {author}")
+        if self.all_words:
+            if not all(p.search(text) for _, p in self.all_words):
+                return None
+            why.append("all of " + ", ".join(f"'{w}'" for w, _ in self.all_words))
+        if self.any_words:
+            hits = [w for w, p in self.any_words if p.search(text)]
+            if not hits:
+                return None
+            why.append("'" + "', '".join(hits) + "'")
+        if self.regex is not None:
+            found = self.regex.search(text)
+            if found is None:
+                return None
+            why.append(f"/{rule.regex}/")
+        return "; ".join(why)
+
+
+class Router:
+    """Rules compiled once; `route` is pure and cheap enough for every ingested item."""
+
+    def __init__(self, rules: Sequence[RuleLike], *, default_department: str) -> None:
+        self.default_department = default_department
+        self._rules = [
+            _Compiled(
+                rule=r,
+                any_words=tuple((w, _word_pattern(w)) for w in r.any_words),
+                all_words=tuple((w, _word_pattern(w)) for w in r.all_words),
+                regex=re.compile(r.regex, re.IGNORECASE) if r.regex else None,
+            )
+            for r in rules
+        ]
+
+    def route(self, *, text: str, source: str, author: str, extra_tags: Sequence[str] = ()) -> Routed:
+        """Every matching rule contributes its departments, tags and priority."""
+        departments: list[str] = []
+        tags: list[str] = list(dict.fromkeys(extra_tags))
+        reasons: list[str] = []
+        priority = "normal"
+        sensitive = False
+        for compiled in self._rules:
+            why = compiled.match(text=text, source=source, author=author)
+            if why is None:
+                continue
+            rule = compiled.rule
+            reasons.append(f"{rule.name}: {why}")
+            departments.extend(d for d in rule.departments if d not in departments)
+            tags.extend(t for t in rule.tags if t not in tags)
+            if rule.priority and priority_rank(rule.priority) > priority_rank(priority):
+                priority = rule.priority
+            sensitive = sensitive or rule.sensitive
+        if not departments:
+            departments = [self.default_department]
+            reasons.append("no rule matched")
+        return Routed(tuple(departments), priority, tuple(tags), "; ".join(reasons), sensitive)

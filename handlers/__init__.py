@@ -1,0 +1,1 @@
+"""One module per user intent: `async def handle(cmd, uow, *, ctx) -> Result`."""

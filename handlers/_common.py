@@ -1,0 +1,83 @@
+"""What every handler shares: loading a conversation and applying one checked transition."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bot import policy
+from bot.domain import PAST_TENSE, Conflict, InvalidInput, NotFound, next_status
+from bot.policy import Who
+from bot.views import Card, card_for
+from storage.models import Conversation, Event
+from storage.uow import UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+MAX_RACES = 5
+
+
+async def load(uow: UnitOfWork, conversation_id: int) -> Conversation:
+    """The conversation, or `NotFound` with its id."""
+    conversation = await uow.conversations.get(conversation_id)
+    if conversation is None:
+        raise NotFound(f"#{conversation_id} doesn't exist; `queue` lists open conversations")
+    return conversation
+
+
+async def owner_name(uow: UnitOfWork, conversation: Conversation) -> str | None:
+    """The display name of the conversation's owner, if any."""
+    if conversation.owner_id is None:
+        return None
+    return (await uow.people.names([conversation.owner_id])).get(conversation.owner_id)
+
+
+async def card(uow: UnitOfWork, conversation: Conversation) -> Card:
+    """The conversation's card as it is now."""
+    departments = [d.name for d in await uow.conversations.departments_of(conversation.id)]  # type: ignore[arg-type]
+    return card_for(conversation, owner=await owner_name(uow, conversation), departments=departments)
+
+
+async def transition(
+    uow: UnitOfWork,
+    conversation_id: int,
+    action: str,
+    *,
+    who: Who,
+    values: Callable[[Conversation], dict[str, Any]] | None = None,
+    check: Callable[[Conversation], None] | None = None,
+    data: dict[str, Any] | None = None,
+) -> Conversation:
+    """Check and apply one action atomically, log its event and ask for the card refresh.
+
+    The compare-and-set makes concurrent actions safe: the loser re-reads the row and
+    is checked again, so it gets the true reason (e.g. "already claimed by alice").
+    """
+    for _ in range(MAX_RACES):
+        conversation = await load(uow, conversation_id)
+        owner = await owner_name(uow, conversation)
+        status = next_status(action, conversation.status, conversation_id=conversation_id, owner=owner)
+        departments = await uow.conversations.departments_of(conversation_id)
+        policy.require(action, who=who, conversation=conversation, departments=departments, owner=owner)
+        if check is not None:
+            check(conversation)
+        now = uow.now()
+        changes = {"status": status.value, "updated_at": now, **(values(conversation) if values else {})}
+        if await uow.conversations.compare_and_set(conversation, **changes):
+            uow.events.add(Event(conversation_id=conversation_id, kind=PAST_TENSE[action], actor_id=who.id,
+                                 actor_name=who.name, at=now, data=data or {}))
+            uow.mark_changed(conversation_id)
+            logger.info("#%s %s by %s", conversation_id, PAST_TENSE[action], who.name)
+            return conversation
+    raise Conflict(f"#{conversation_id} kept changing while you acted; please try again")
+
+
+def require_text(text: str, what: str) -> str:
+    """Refuse empty text with a clear message."""
+    cleaned = (text or "").strip()
+    if not cleaned:
+        raise InvalidInput(f"{what} can't be empty")
+    if len(cleaned) > 40_000:
+        raise InvalidInput(f"{what} is too long ({len(cleaned):,} characters; the limit is 40,000)")
+    return cleaned

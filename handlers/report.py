@@ -1,0 +1,40 @@
+"""Posts that employees spot themselves and send in from chat."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from bot.commands import Report
+from bot.domain import InvalidInput
+from bot.ingest import make_incoming, store_items
+from bot.policy import Context, identify
+from bot.routing import Router
+from bot.views import Result
+from handlers._common import card, load, require_text
+from storage.uow import UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+
+async def handle_report(cmd: Report, uow: UnitOfWork, *, ctx: Context) -> Result:
+    """Create a conversation of source `<platform>-report`, credited to the reporter."""
+    who = await identify(uow, cmd.actor)
+    text = require_text(cmd.text, "The reported text")
+    link = (cmd.link or "").strip()
+    if link and not link.startswith(("http://", "https://")):
+        raise InvalidInput(f"{link!r} is not a web link; give the post's https:// address")
+    if cmd.department is not None and await uow.departments.by_name(cmd.department) is None:
+        names = ", ".join(d.name for d in await uow.departments.all())
+        raise InvalidInput(f"no department {cmd.department!r}; departments: {names}")
+    source = f"{cmd.actor.platform}-report"
+    external_id = cmd.external_id or "sha256:" + hashlib.sha256(f"{link}\n{text}".encode()).hexdigest()[:40]
+    item = make_incoming(source=source, external_id=external_id, text=text, url=link, author_name=cmd.author)
+    router = Router(await uow.rules.enabled(), default_department=ctx.default_department)
+    report = await store_items(uow, [item], router=router, actor_id=who.id, actor_name=who.name,
+                               department=cmd.department, kind="reported")
+    if not report.new_ids:
+        existing = await uow.conversations.id_for(source, external_id)
+        return Result(f"That post is already #{existing}")
+    conversation = await load(uow, report.new_ids[0])
+    return Result(f"Thanks! That post is now #{conversation.id}", card=await card(uow, conversation))

@@ -1,0 +1,38 @@
+"""Resolve with an outcome, or dismiss: how a conversation ends."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.commands import Dismiss, Resolve
+from bot.domain import InvalidInput
+from bot.policy import Context, identify
+from bot.views import Result
+from handlers._common import card, require_text, transition
+from storage.uow import UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+
+async def handle_resolve(cmd: Resolve, uow: UnitOfWork, *, ctx: Context) -> Result:
+    """Close a conversation with one of the configured outcomes."""
+    outcome = (cmd.outcome or "").strip().lower()
+    if outcome not in ctx.outcomes:
+        raise InvalidInput(f"unknown outcome {cmd.outcome!r}; use one of: {', '.join(ctx.outcomes)}")
+    who = await identify(uow, cmd.actor)
+    now = uow.now()
+    conversation = await transition(
+        uow, cmd.conversation_id, "resolve", who=who,
+        values=lambda c: {"outcome": outcome, "resolved_at": now},
+        data={"outcome": outcome, "text": cmd.text.strip()})
+    return Result(f"#{cmd.conversation_id} resolved: {outcome}", card=await card(uow, conversation))
+
+
+async def handle_dismiss(cmd: Dismiss, uow: UnitOfWork, *, ctx: Context) -> Result:
+    """Close a conversation that needs no action (managers), with a reason."""
+    reason = require_text(cmd.reason, "A reason for dismissing")
+    who = await identify(uow, cmd.actor)
+    now = uow.now()
+    conversation = await transition(uow, cmd.conversation_id, "dismiss", who=who,
+                                    values=lambda c: {"resolved_at": now}, data={"reason": reason})
+    return Result(f"#{cmd.conversation_id} dismissed", card=await card(uow, conversation))

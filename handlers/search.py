@@ -1,0 +1,28 @@
+"""Search past conversations, notes and answers: the company's memory."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.commands import Search
+from bot.domain import InvalidInput
+from bot.policy import Context
+from bot.views import Result, card_for
+from storage.uow import UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+
+async def handle_search(cmd: Search, uow: UnitOfWork, *, ctx: Context) -> Result:
+    """Conversations where every word appears in the text, author, a note or a reply."""
+    words = tuple(w for w in (w.strip() for w in cmd.words) if w)
+    if not words:
+        raise InvalidInput("search needs at least one word, e.g. `search refund`")
+    rows = await uow.conversations.search(words, limit=20)
+    departments = await uow.conversations.department_names([r.id for r in rows])  # type: ignore[misc]
+    owners = await uow.people.names(r.owner_id for r in rows)
+    cards = tuple(card_for(r, owner=owners.get(r.owner_id or 0), departments=departments[r.id])  # type: ignore[index]
+                  for r in rows)
+    quoted = " ".join(words)
+    text = f"{len(cards)} match{'es' if len(cards) != 1 else ''} for “{quoted}”"
+    return Result(text, cards=cards)

@@ -1,0 +1,1 @@
+"""The shared SQLModel store: tables, engines, unit of work, migrations."""

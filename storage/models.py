@@ -1,0 +1,223 @@
+"""SQLModel tables of the shared store.
+
+Times are aware UTC everywhere (SQLModel maps `datetime` to `UTCDateTime`, which
+refuses naive values); `storage.clock.utcnow` is the one source of them.
+Lists and small maps are JSON columns; anything a query filters on is a real column.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from storage.clock import utcnow
+
+
+def _json_list() -> Any:
+    return Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+def _json_dict() -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Department(SQLModel, table=True):
+    """A team that can act on conversations: its managers and its SLA."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True)
+    sla_minutes: int = 240
+    managers: list[str] = _json_list()
+
+
+class Destination(SQLModel, table=True):
+    """One channel on one platform where a department's cards are posted."""
+
+    __table_args__ = (UniqueConstraint("department_id", "platform", "channel_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    department_id: int = Field(foreign_key="department.id", index=True)
+    platform: str = Field(max_length=32)
+    channel_id: str = Field(max_length=255)
+    conversation_ref: dict[str, Any] = _json_dict()
+    linked_by: str | None = Field(default=None, max_length=255)
+
+
+class Conversation(SQLModel, table=True):
+    """One thing a customer said, and where it stands."""
+
+    __table_args__ = (
+        UniqueConstraint("source", "external_id", name="uq_conversation_source_external"),
+        Index("ix_conversation_status_ingested", "status", "ingested_at"),
+        Index("ix_conversation_owner_status", "owner_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=128)
+    external_id: str = Field(max_length=512)
+    author_name: str = Field(default="", max_length=255)
+    author_handle: str = Field(default="", max_length=255)
+    author_url: str = Field(default="", max_length=2048)
+    title: str = Field(default="", max_length=1024)
+    text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    url: str = Field(default="", max_length=2048)
+    channel: str = Field(default="", max_length=64)
+    reply_url: str = Field(default="", max_length=2048)
+    created_at: datetime | None = None
+    ingested_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    status: str = Field(default="open", max_length=16)
+    owner_id: int | None = Field(default=None, foreign_key="person.id")
+    priority: str = Field(default="normal", max_length=16)
+    tags: list[str] = _json_list()
+    routing_reason: str = Field(default="", max_length=1024)
+    sensitive: bool = False
+    outcome: str | None = Field(default=None, max_length=32)
+    claimed_at: datetime | None = None
+    first_reply_at: datetime | None = None
+    resolved_at: datetime | None = None
+    version: int = 1
+    reported_by_id: int | None = Field(default=None, foreign_key="person.id")
+
+
+class ConversationDepartment(SQLModel, table=True):
+    """Which departments a conversation was routed to (one or more)."""
+
+    conversation_id: int = Field(foreign_key="conversation.id", primary_key=True)
+    department_id: int = Field(foreign_key="department.id", primary_key=True, index=True)
+
+
+class Posting(SQLModel, table=True):
+    """Where a copy of a conversation's card lives, to update it and map thread replies back."""
+
+    __table_args__ = (UniqueConstraint("platform", "channel_id", "message_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    destination_id: int | None = Field(default=None, foreign_key="destination.id")
+    platform: str = Field(max_length=32)
+    channel_id: str = Field(max_length=255)
+    message_id: str = Field(max_length=255)
+    posted_at: datetime = Field(default_factory=utcnow)
+
+
+class Person(SQLModel, table=True):
+    """An employee; linked to platform identities through `Identity`."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=255)
+    email: str | None = Field(default=None, max_length=320, unique=True)
+    role: str = Field(default="member", max_length=16)
+    department: str | None = Field(default=None, max_length=64)
+    expertise: list[str] = _json_list()
+    profiles: dict[str, str] = _json_dict()
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Identity(SQLModel, table=True):
+    """One platform account of a person (Slack user id, Teams AAD object id, CLI name)."""
+
+    platform: str = Field(max_length=32, primary_key=True)
+    user_id: str = Field(max_length=255, primary_key=True)
+    person_id: int = Field(foreign_key="person.id", index=True)
+
+
+class Event(SQLModel, table=True):
+    """Append-only audit log: who did what to which conversation, when."""
+
+    __table_args__ = (
+        Index("ix_event_conversation", "conversation_id", "id"),
+        Index("ix_event_kind_at", "kind", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int | None = Field(default=None, foreign_key="conversation.id")
+    kind: str = Field(max_length=32)
+    actor_id: int | None = Field(default=None, foreign_key="person.id")
+    actor_name: str = Field(default="", max_length=255)
+    at: datetime = Field(default_factory=utcnow)
+    data: dict[str, Any] = _json_dict()
+
+
+class Note(SQLModel, table=True):
+    """An internal note on a conversation: never sent to the customer."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    author_id: int | None = Field(default=None, foreign_key="person.id")
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    at: datetime = Field(default_factory=utcnow)
+    origin: str = Field(default="", max_length=64)
+
+
+class Reply(SQLModel, table=True):
+    """An answer to the customer, credited to the employee who wrote it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    author_id: int | None = Field(default=None, foreign_key="person.id")
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default="recorded", max_length=24)
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+    error: str | None = Field(default=None, max_length=2048)
+
+
+class Rule(SQLModel, table=True):
+    """A routing rule: what it matches, where it sends, how it marks."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=128, unique=True)
+    position: int = 0
+    departments: list[str] = _json_list()
+    any_words: list[str] = _json_list()
+    all_words: list[str] = _json_list()
+    regex: str = Field(default="", max_length=1024)
+    source: str = Field(default="", max_length=128)
+    author: str = Field(default="", max_length=255)
+    priority: str = Field(default="", max_length=16)
+    tags: list[str] = _json_list()
+    sensitive: bool = False
+    enabled: bool = True
+
+
+class Source(SQLModel, table=True):
+    """Where conversations come from: a feed, a webhook or chat reports."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=128, unique=True)
+    kind: str = Field(default="feed", max_length=16)
+    url: str = Field(default="", max_length=2048)
+    every_seconds: int = 300
+    tags: list[str] = _json_list()
+    etag: str | None = Field(default=None, max_length=512)
+    last_modified: str | None = Field(default=None, max_length=128)
+    last_polled_at: datetime | None = None
+    next_poll_at: datetime | None = None
+    items_seen: int = 0
+    failures: int = 0
+    last_error: str | None = Field(default=None, max_length=2048)
+
+
+class Delivery(SQLModel, table=True):
+    """Outbox row: something to send to a platform, retried until sent or given up."""
+
+    __table_args__ = (Index("ix_delivery_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=255, unique=True)
+    platform: str = Field(max_length=32)
+    kind: str = Field(max_length=32)
+    conversation_id: int | None = Field(default=None, foreign_key="conversation.id", index=True)
+    destination_id: int | None = Field(default=None, foreign_key="destination.id")
+    payload: dict[str, Any] = _json_dict()
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    locked_until: datetime | None = None
+    last_error: str | None = Field(default=None, max_length=2048)
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None

@@ -1,0 +1,495 @@
+"""Repositories: every query the core needs, written once for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.models import (
+    Conversation,
+    ConversationDepartment,
+    Delivery,
+    Department,
+    Destination,
+    Event,
+    Identity,
+    Note,
+    Person,
+    Posting,
+    Reply,
+    Rule,
+    Source,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    """A dialect insert that supports `on_conflict_do_nothing` and `returning`."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _like(word: str) -> str:
+    escaped = word.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class _Repo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+
+class ConversationRepo(_Repo):
+    """Conversations, their departments, and the compare-and-set that decides every race."""
+
+    async def get(self, conversation_id: int) -> Conversation | None:
+        """Load fresh from the database (never a stale copy from the identity map)."""
+        stmt = (
+            select(Conversation)
+            .where(Conversation.id == conversation_id)
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.exec(stmt)).first()
+
+    async def add_new(self, conversation: Conversation) -> int | None:
+        """Insert unless `(source, external_id)` exists; return the new id or None."""
+        values = conversation.model_dump(exclude={"id"})
+        stmt = (
+            _insert(self.session, Conversation)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["source", "external_id"])
+            .returning(Conversation.id)
+        )
+        return (await self.session.exec(stmt)).scalar()  # type: ignore[call-overload]
+
+    async def id_for(self, source: str, external_id: str) -> int | None:
+        """The id of the conversation with this source and external id, if any."""
+        stmt = select(Conversation.id).where(
+            Conversation.source == source, Conversation.external_id == external_id
+        )
+        return (await self.session.exec(stmt)).first()
+
+    async def compare_and_set(self, conversation: Conversation, **values: Any) -> bool:
+        """Apply `values` only if nobody changed the row since it was read.
+
+        The version check is the single arbiter of concurrent transitions: on both
+        SQLite and PostgreSQL exactly one of several racing writers matches it.
+        """
+        values["version"] = conversation.version + 1
+        stmt = (
+            update(Conversation)
+            .where(
+                col(Conversation.id) == conversation.id,
+                col(Conversation.version) == conversation.version,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        result = await self.session.exec(stmt)  # type: ignore[call-overload]
+        if result.rowcount != 1:
+            return False
+        for key, value in values.items():
+            setattr(conversation, key, value)
+        return True
+
+    async def set_departments(self, conversation_id: int, department_ids: Iterable[int]) -> None:
+        """Link a conversation to the departments it was routed to."""
+        for department_id in department_ids:
+            self.session.add(
+                ConversationDepartment(conversation_id=conversation_id, department_id=department_id)
+            )
+        await self.session.flush()
+
+    async def departments_of(self, conversation_id: int) -> list[Department]:
+        """The departments a conversation belongs to, by name."""
+        stmt = (
+            select(Department)
+            .join(ConversationDepartment, col(ConversationDepartment.department_id) == Department.id)
+            .where(ConversationDepartment.conversation_id == conversation_id)
+            .order_by(Department.name)
+        )
+        return list((await self.session.exec(stmt)).all())
+
+    async def department_names(self, conversation_ids: Sequence[int]) -> dict[int, list[str]]:
+        """Department names for many conversations in one query."""
+        if not conversation_ids:
+            return {}
+        stmt = (
+            select(ConversationDepartment.conversation_id, Department.name)
+            .join(Department, col(Department.id) == ConversationDepartment.department_id)
+            .where(col(ConversationDepartment.conversation_id).in_(conversation_ids))
+            .order_by(Department.name)
+        )
+        names: dict[int, list[str]] = {cid: [] for cid in conversation_ids}
+        for conversation_id, name in (await self.session.exec(stmt)).all():
+            names[conversation_id].append(name)
+        return names
+
+    async def queue(
+        self,
+        *,
+        statuses: Sequence[str],
+        department: str | None = None,
+        owner_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Conversation]:
+        """Conversations in the given statuses, oldest first, optionally per department/owner."""
+        stmt = select(Conversation).where(col(Conversation.status).in_(statuses))
+        if department is not None:
+            stmt = stmt.join(
+                ConversationDepartment,
+                col(ConversationDepartment.conversation_id) == Conversation.id,
+            ).join(Department, col(Department.id) == ConversationDepartment.department_id)
+            stmt = stmt.where(Department.name == department)
+        if owner_id is not None:
+            stmt = stmt.where(Conversation.owner_id == owner_id)
+        stmt = stmt.order_by(col(Conversation.ingested_at), col(Conversation.id)).limit(limit)
+        return list((await self.session.exec(stmt)).all())
+
+    async def counts_by_department(self, statuses: Sequence[str]) -> dict[str, int]:
+        """How many conversations in these statuses each department has (zero included)."""
+        stmt = (
+            select(Department.name, func.count())
+            .select_from(ConversationDepartment)
+            .join(Conversation, col(Conversation.id) == ConversationDepartment.conversation_id)
+            .join(Department, col(Department.id) == ConversationDepartment.department_id)
+            .where(col(Conversation.status).in_(statuses))
+            .group_by(Department.name)
+        )
+        counts = {name: 0 for name in (await self.session.exec(select(Department.name))).all()}
+        for name, count in (await self.session.exec(stmt)).all():
+            counts[name] = count
+        return counts
+
+    async def search(self, words: Sequence[str], *, limit: int = 20) -> list[Conversation]:
+        """Conversations where every word appears in the text, title, author, a note or a reply."""
+        stmt = select(Conversation)
+        for word in words:
+            pattern = _like(word)
+            note_hit = select(Note.id).where(
+                Note.conversation_id == Conversation.id,
+                func.lower(Note.text).like(pattern, escape="\\"),
+            )
+            reply_hit = select(Reply.id).where(
+                Reply.conversation_id == Conversation.id,
+                func.lower(Reply.text).like(pattern, escape="\\"),
+            )
+            stmt = stmt.where(
+                or_(
+                    func.lower(Conversation.text).like(pattern, escape="\\"),
+                    func.lower(Conversation.title).like(pattern, escape="\\"),
+                    func.lower(Conversation.author_name).like(pattern, escape="\\"),
+                    func.lower(Conversation.author_handle).like(pattern, escape="\\"),
+                    note_hit.exists(),
+                    reply_hit.exists(),
+                )
+            )
+        stmt = stmt.order_by(col(Conversation.ingested_at).desc(), col(Conversation.id).desc())
+        return list((await self.session.exec(stmt.limit(limit))).all())
+
+
+class PersonRepo(_Repo):
+    """People and their platform identities."""
+
+    async def get(self, person_id: int) -> Person | None:
+        """A person by id."""
+        return await self.session.get(Person, person_id)
+
+    async def names(self, person_ids: Iterable[int | None]) -> dict[int, str]:
+        """Display names for many people in one query."""
+        ids = {pid for pid in person_ids if pid is not None}
+        if not ids:
+            return {}
+        stmt = select(Person.id, Person.name).where(col(Person.id).in_(ids))
+        return {pid: name for pid, name in (await self.session.exec(stmt)).all()}
+
+    async def identities(self, person_id: int) -> list[Identity]:
+        """Every platform account of a person."""
+        stmt = select(Identity).where(Identity.person_id == person_id)
+        return list((await self.session.exec(stmt)).all())
+
+    async def by_identity(self, platform: str, user_id: str) -> Person | None:
+        """The person behind a platform account, if known."""
+        stmt = (
+            select(Person)
+            .join(Identity, col(Identity.person_id) == Person.id)
+            .where(Identity.platform == platform, Identity.user_id == user_id)
+        )
+        return (await self.session.exec(stmt)).first()
+
+    async def resolve(
+        self, platform: str, user_id: str, *, name: str | None = None, email: str | None = None
+    ) -> Person:
+        """The person behind a platform account, created (or linked by email) on first sight."""
+        person = await self.by_identity(platform, user_id)
+        if person is not None:
+            if name and person.name != name and person.name == user_id:
+                person.name = name
+            return person
+        if email:
+            person = (await self.session.exec(select(Person).where(Person.email == email))).first()
+        if person is None:
+            person = Person(name=name or user_id, email=email or None)
+            self.session.add(person)
+            await self.session.flush()
+        stmt = (
+            _insert(self.session, Identity)
+            .values(platform=platform, user_id=user_id, person_id=person.id)
+            .on_conflict_do_nothing(index_elements=["platform", "user_id"])
+        )
+        await self.session.exec(stmt)  # type: ignore[call-overload]
+        return person
+
+
+class DepartmentRepo(_Repo):
+    """Departments and their destinations."""
+
+    async def all(self) -> list[Department]:
+        """Every department, by name."""
+        return list((await self.session.exec(select(Department).order_by(Department.name))).all())
+
+    async def by_name(self, name: str) -> Department | None:
+        """One department by its name."""
+        return (await self.session.exec(select(Department).where(Department.name == name))).first()
+
+    async def upsert(self, name: str, *, sla_minutes: int, managers: list[str]) -> Department:
+        """Create or update a department from the config."""
+        department = await self.by_name(name)
+        if department is None:
+            department = Department(name=name)
+        department.sla_minutes = sla_minutes
+        department.managers = list(managers)
+        self.session.add(department)
+        await self.session.flush()
+        return department
+
+    async def destinations(self, department_ids: Iterable[int]) -> list[Destination]:
+        """Every destination of these departments."""
+        ids = list(department_ids)
+        if not ids:
+            return []
+        stmt = (
+            select(Destination)
+            .where(col(Destination.department_id).in_(ids))
+            .order_by(col(Destination.id))
+        )
+        return list((await self.session.exec(stmt)).all())
+
+    async def link(
+        self, department_id: int, platform: str, channel_id: str, *, ref: dict[str, Any] | None = None,
+        linked_by: str | None = None,
+    ) -> Destination:
+        """Make a channel a destination of a department (idempotent)."""
+        stmt = select(Destination).where(
+            Destination.department_id == department_id,
+            Destination.platform == platform,
+            Destination.channel_id == channel_id,
+        )
+        destination = (await self.session.exec(stmt)).first()
+        if destination is None:
+            destination = Destination(
+                department_id=department_id, platform=platform, channel_id=channel_id
+            )
+        if ref is not None:
+            destination.conversation_ref = ref
+        if linked_by is not None:
+            destination.linked_by = linked_by
+        self.session.add(destination)
+        await self.session.flush()
+        return destination
+
+
+class RuleRepo(_Repo):
+    """Routing rules, in evaluation order."""
+
+    async def enabled(self) -> list[Rule]:
+        """The enabled rules by position."""
+        stmt = select(Rule).where(col(Rule.enabled).is_(True)).order_by(col(Rule.position), col(Rule.id))
+        return list((await self.session.exec(stmt)).all())
+
+    async def replace_from_config(self, rules: Sequence[Rule]) -> None:
+        """Make the stored rules exactly the config's rules (by name)."""
+        existing = {r.name: r for r in (await self.session.exec(select(Rule))).all()}
+        wanted = {r.name for r in rules}
+        for name, rule in existing.items():
+            if name not in wanted:
+                await self.session.delete(rule)
+        for rule in rules:
+            current = existing.get(rule.name)
+            if current is None:
+                self.session.add(rule)
+            else:
+                for key, value in rule.model_dump(exclude={"id"}).items():
+                    setattr(current, key, value)
+        await self.session.flush()
+
+
+class SourceRepo(_Repo):
+    """Sources of conversations."""
+
+    async def by_name(self, name: str) -> Source | None:
+        """One source by name."""
+        return (await self.session.exec(select(Source).where(Source.name == name))).first()
+
+    async def ensure(self, name: str, *, kind: str, url: str = "") -> Source:
+        """The named source, created if new."""
+        source = await self.by_name(name)
+        if source is None:
+            source = Source(name=name, kind=kind, url=url)
+            self.session.add(source)
+            await self.session.flush()
+        return source
+
+
+class EventRepo(_Repo):
+    """The append-only audit log."""
+
+    def add(self, event: Event) -> Event:
+        """Append one event."""
+        self.session.add(event)
+        return event
+
+    async def for_conversation(self, conversation_id: int) -> list[Event]:
+        """A conversation's history, oldest first."""
+        stmt = select(Event).where(Event.conversation_id == conversation_id).order_by(col(Event.id))
+        return list((await self.session.exec(stmt)).all())
+
+    async def count(self, *, conversation_id: int, kind: str) -> int:
+        """How many events of a kind a conversation has."""
+        stmt = select(func.count()).select_from(Event).where(
+            Event.conversation_id == conversation_id, Event.kind == kind
+        )
+        return (await self.session.exec(stmt)).one()
+
+
+class NoteRepo(_Repo):
+    """Internal notes."""
+
+    def add(self, note: Note) -> Note:
+        """Add a note."""
+        self.session.add(note)
+        return note
+
+    async def for_conversation(self, conversation_id: int) -> list[Note]:
+        """A conversation's notes, oldest first."""
+        stmt = select(Note).where(Note.conversation_id == conversation_id).order_by(col(Note.id))
+        return list((await self.session.exec(stmt)).all())
+
+
+class ReplyRepo(_Repo):
+    """Replies to customers."""
+
+    def add(self, reply: Reply) -> Reply:
+        """Add a reply."""
+        self.session.add(reply)
+        return reply
+
+    async def for_conversation(self, conversation_id: int) -> list[Reply]:
+        """A conversation's replies, oldest first."""
+        stmt = select(Reply).where(Reply.conversation_id == conversation_id).order_by(col(Reply.id))
+        return list((await self.session.exec(stmt)).all())
+
+
+class PostingRepo(_Repo):
+    """Where copies of cards live."""
+
+    async def for_conversation(self, conversation_id: int) -> list[Posting]:
+        """Every posted copy of a conversation's card."""
+        stmt = select(Posting).where(Posting.conversation_id == conversation_id).order_by(col(Posting.id))
+        return list((await self.session.exec(stmt)).all())
+
+    async def for_destination(self, conversation_id: int, destination_id: int) -> Posting | None:
+        """The copy of a card in one destination, if posted."""
+        stmt = select(Posting).where(
+            Posting.conversation_id == conversation_id, Posting.destination_id == destination_id
+        )
+        return (await self.session.exec(stmt)).first()
+
+    async def by_message(self, platform: str, channel_id: str, message_id: str) -> Posting | None:
+        """The card posted as this message (maps thread replies back to conversations)."""
+        stmt = select(Posting).where(
+            Posting.platform == platform,
+            Posting.channel_id == channel_id,
+            Posting.message_id == message_id,
+        )
+        return (await self.session.exec(stmt)).first()
+
+    def add(self, posting: Posting) -> Posting:
+        """Record a posted card."""
+        self.session.add(posting)
+        return posting
+
+
+class DeliveryRepo(_Repo):
+    """The outbox."""
+
+    async def enqueue(self, delivery: Delivery) -> bool:
+        """Add a delivery unless one with the same key exists; True if added."""
+        stmt = (
+            _insert(self.session, Delivery)
+            .values(**delivery.model_dump(exclude={"id"}))
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(Delivery.id)
+        )
+        return (await self.session.exec(stmt)).scalar() is not None  # type: ignore[call-overload]
+
+    async def lease_due(
+        self, *, platforms: Sequence[str], now: datetime, lease: timedelta, limit: int
+    ) -> list[Delivery]:
+        """Take the oldest due pending deliveries for these platforms under a time lease."""
+        stmt = (
+            select(Delivery)
+            .where(
+                Delivery.status == "pending",
+                col(Delivery.platform).in_(platforms),
+                col(Delivery.next_attempt_at) <= now,
+                or_(col(Delivery.locked_until).is_(None), col(Delivery.locked_until) < now),
+            )
+            .order_by(col(Delivery.next_attempt_at), col(Delivery.id))
+            .limit(limit)
+            .execution_options(populate_existing=True)
+        )
+        if self.session.bind is not None and self.session.bind.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        rows = list((await self.session.exec(stmt)).all())
+        for row in rows:
+            row.locked_until = now + lease
+        await self.session.flush()
+        return rows
+
+    async def get(self, delivery_id: int) -> Delivery | None:
+        """One delivery, fresh from the database."""
+        stmt = select(Delivery).where(Delivery.id == delivery_id).execution_options(populate_existing=True)
+        return (await self.session.exec(stmt)).first()
+
+    async def by_status(self, status: str) -> list[Delivery]:
+        """Every delivery in a status, oldest first."""
+        stmt = select(Delivery).where(Delivery.status == status).order_by(col(Delivery.id))
+        return list((await self.session.exec(stmt)).all())
+
+    async def pending_for(self, *, kind: str, conversation_id: int, destination_id: int | None) -> list[Delivery]:
+        """Pending deliveries of one kind for one conversation and destination."""
+        stmt = select(Delivery).where(
+            Delivery.status == "pending",
+            Delivery.kind == kind,
+            Delivery.conversation_id == conversation_id,
+            Delivery.destination_id == destination_id,
+        )
+        return list((await self.session.exec(stmt)).all())
+
+    async def pending_counts(self) -> dict[str, int]:
+        """Pending deliveries per platform."""
+        stmt = (
+            select(Delivery.platform, func.count())
+            .where(Delivery.status == "pending")
+            .group_by(Delivery.platform)
+        )
+        return {platform: n for platform, n in (await self.session.exec(stmt)).all()}

@@ -1,0 +1,94 @@
+"""The unit of work: one transaction, its repositories, and the conversations it changed."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from types import TracebackType
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.clock import Clock, utcnow
+from storage.repositories import (
+    ConversationRepo,
+    DeliveryRepo,
+    DepartmentRepo,
+    EventRepo,
+    NoteRepo,
+    PersonRepo,
+    PostingRepo,
+    ReplyRepo,
+    RuleRepo,
+    SourceRepo,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class UnitOfWork:
+    """`async with uow:` rolls back unless `await uow.commit()` was called.
+
+    `changed` collects the ids of conversations whose card must be refreshed; the
+    bus turns them into outbox deliveries inside the same transaction.
+    """
+
+    session: AsyncSession
+    conversations: ConversationRepo
+    people: PersonRepo
+    departments: DepartmentRepo
+    rules: RuleRepo
+    sources: SourceRepo
+    events: EventRepo
+    notes: NoteRepo
+    replies: ReplyRepo
+    postings: PostingRepo
+    deliveries: DeliveryRepo
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock = utcnow) -> None:
+        self._sessions = sessions
+        self.clock = clock
+        self.changed: set[int] = set()
+
+    async def __aenter__(self) -> UnitOfWork:
+        self.session = self._sessions()
+        session = self.session
+        self.conversations = ConversationRepo(session)
+        self.people = PersonRepo(session)
+        self.departments = DepartmentRepo(session)
+        self.rules = RuleRepo(session)
+        self.sources = SourceRepo(session)
+        self.events = EventRepo(session)
+        self.notes = NoteRepo(session)
+        self.replies = ReplyRepo(session)
+        self.postings = PostingRepo(session)
+        self.deliveries = DeliveryRepo(session)
+        self.changed = set()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # close() rolls back whatever was not committed, without expiring the loaded
+        # objects, so results stay readable after the unit of work ends.
+        await self.session.close()
+
+    def now(self) -> datetime:
+        """The current time by this unit of work's clock (naive UTC)."""
+        return self.clock()
+
+    def mark_changed(self, conversation_id: int | None) -> None:
+        """Ask for every copy of this conversation's card to be refreshed."""
+        if conversation_id is not None:
+            self.changed.add(conversation_id)
+
+    async def commit(self) -> None:
+        """Make everything done in this unit of work durable, together."""
+        await self.session.commit()
+
+    async def rollback(self) -> None:
+        """Forget everything done since the last commit."""
+        await self.session.rollback()

@@ -1,0 +1,156 @@
+"""Shared fixtures: a real store (SQLite file, PostgreSQL schema) and the reference data."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.bootstrap import Container, build
+from bot.config import Config, load_config
+from bot.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT.parent / "shared" / "reference"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_URL = os.environ.get("UNSILO_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+TEST_CONFIG = """
+[unsilo]
+default_department = "triage"
+require_claim_to_reply = true
+
+[departments.triage]
+managers = ["carol"]
+channels = ["log:triage"]
+
+[departments.support]
+sla_minutes = 120
+managers = ["carol"]
+channels = ["log:support"]
+
+[departments.ops]
+managers = ["erin"]
+channels = ["log:ops"]
+
+[departments.legal]
+managers = ["dana"]
+channels = ["log:legal"]
+
+[[rules]]
+name = "legal"
+departments = ["legal"]
+any = ["lawyer", "lawsuit", "sue"]
+priority = "high"
+tags = ["legal"]
+sensitive = true
+
+[[rules]]
+name = "delivery"
+departments = ["ops"]
+any = ["parcel", "delivery", "courier"]
+tags = ["delivery"]
+
+[[rules]]
+name = "support"
+departments = ["support"]
+any = ["refund", "broken", "help"]
+"""
+
+
+def reference_dir() -> Path:
+    """`../shared/reference`, or skip (fail under CI=true, where it must be there)."""
+    if not REFERENCE.is_dir():
+        if IN_CI:
+            pytest.fail(f"CI=true but the reference data is missing at {REFERENCE}")
+        pytest.skip(f"reference data not found at {REFERENCE} (clone shared/ beside the project)")
+    return REFERENCE
+
+
+@pytest.fixture
+def reference() -> Path:
+    return reference_dir()
+
+
+@pytest.fixture
+def test_config(tmp_path: Path) -> Config:
+    path = tmp_path / "unsilo.toml"
+    path.write_text(TEST_CONFIG)
+    return load_config(path)
+
+
+class FakeClock:
+    """A clock the test moves by hand (no sleeps)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+async def _postgres_schema() -> str:
+    """A fresh schema in the test database (so runs never see each other's rows)."""
+    import asyncpg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    dsn = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
+    try:
+        conn = await asyncio.wait_for(asyncpg.connect(dsn), timeout=5)
+    except Exception as exc:
+        if IN_CI:
+            pytest.fail(f"CI=true but PostgreSQL at {PG_URL} is unreachable: {exc}")
+        pytest.skip(f"PostgreSQL at {PG_URL} is unreachable: {exc}")
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+    finally:
+        await conn.close()
+    return schema
+
+
+async def _drop_schema(schema: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_URL.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A real, empty store: a SQLite file, or a private schema on the PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'unsilo.db'}"
+        return
+    schema = await _postgres_schema()
+    yield f"{PG_URL}?search_path={schema}"
+    await _drop_schema(schema)
+
+
+@pytest.fixture
+def make_container(database_url: str, test_config: Config) -> Callable[..., Container]:
+    """Build containers on the same store (several = several processes' worth)."""
+
+    def make(**kwargs: object) -> Container:
+        return build(Settings(database_url=database_url), config=kwargs.pop("config", test_config), **kwargs)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+async def container(make_container: Callable[..., Container]) -> AsyncIterator[Container]:
+    """A prepared (migrated, config-synced) container on a fresh store."""
+    c = make_container()
+    await c.prepare()
+    yield c
+    await c.close()

@@ -1,0 +1,141 @@
+"""The outbox: deliveries are committed with the change and sent exactly once, even across a crash."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from bot import commands as c
+from bot.ingest import make_incoming
+from bot.outbox import Job, PermanentFailure, RetryLater, Sent
+from storage.models import Delivery, Event, Posting
+from sqlmodel import select
+from tests.conftest import FakeClock
+
+alice = c.Actor("cli", "alice", name="alice")
+
+
+class Recorder:
+    """A platform that records what it is sent; it can be told to fail first."""
+
+    def __init__(self, failures: list[Exception] | None = None) -> None:
+        self.jobs: list[Job] = []
+        self.failures = list(failures or [])
+
+    async def send(self, job: Job) -> Sent:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.jobs.append(job)
+        return Sent(message_id=job.message_id or f"m{len(self.jobs)}")
+
+
+async def rows(container, model):
+    async with container.uow() as uow:
+        return list((await uow.session.exec(select(model).order_by(model.id))).all())
+
+
+async def test_a_crash_before_sending_loses_nothing_and_sends_once_after_restart(make_container) -> None:
+    clock = FakeClock()
+    first = make_container(clock=clock)
+    await first.prepare()
+    report = await first.ingest([make_incoming(source="feed", external_id="1", text="parcel lost, refund?")])
+    cid = report.new_ids[0]
+    await first.bus.handle(c.Claim(cid, alice))
+    pending = [d for d in await rows(first, Delivery) if d.status == "pending"]
+    assert {d.destination_id for d in pending} and len({d.destination_id for d in pending}) == 2  # ops + support
+    await first.close()  # the process dies: nothing was sent
+
+    restarted = make_container(clock=clock)
+    platform = Recorder()
+    restarted.senders = {"log": platform}
+    try:
+        await restarted.worker().run_until_idle()
+        await restarted.worker().run_until_idle()
+        assert sorted(j.channel_id for j in platform.jobs) == ["ops", "support"]
+        assert {j.card.status for j in platform.jobs} == {"claimed"}  # the card shows the state as it is now
+        assert {j.card.owner for j in platform.jobs} == {"alice"}
+        assert len(await rows(restarted, Posting)) == 2
+        assert {d.status for d in await rows(restarted, Delivery)} <= {"sent", "coalesced"}
+
+        # A later change updates the posted copies instead of posting again.
+        await restarted.bus.handle(c.Release(cid, alice))
+        await restarted.worker().run_until_idle()
+        updates = platform.jobs[2:]
+        assert len(updates) == 2 and all(j.message_id for j in updates)
+        assert len(await rows(restarted, Posting)) == 2
+    finally:
+        await restarted.close()
+
+
+async def test_a_worker_that_dies_mid_send_leaves_the_delivery_to_another_after_the_lease(container) -> None:
+    clock = FakeClock()
+    container.clock = clock
+    await container.ingest([make_incoming(source="feed", external_id="1", text="nice day")])  # triage only
+
+    class Dies:
+        async def send(self, job: Job) -> Sent:
+            raise KeyboardInterrupt  # stands in for the process being killed mid-send
+
+    with pytest.raises(KeyboardInterrupt):
+        await container.worker().__class__(container.uow, {"log": Dies()}).run_once()
+    survivor = Recorder()
+    worker = container.worker().__class__(container.uow, {"log": survivor}, lease=timedelta(seconds=60))
+    assert await worker.run_once() == 0  # still leased by the dead worker
+    clock.advance(seconds=61)
+    assert await worker.run_once() == 1
+    assert len(survivor.jobs) == 1
+
+
+async def test_retry_after_is_honoured_and_errors_back_off_until_they_give_up(container) -> None:
+    clock = FakeClock()
+    container.clock = clock
+    await container.ingest([make_incoming(source="feed", external_id="1", text="nice day")])
+    platform = Recorder(failures=[RetryLater(30), ConnectionError("reset")])
+    worker = container.worker().__class__(container.uow, {"log": platform}, base_delay=5)
+
+    await worker.run_once()  # 429: wait 30 s
+    (delivery,) = await rows(container, Delivery)
+    assert delivery.status == "pending" and delivery.attempts == 0 and "retry after 30s" in delivery.last_error
+    clock.advance(seconds=29)
+    assert await worker.run_once() == 0
+    clock.advance(seconds=1)
+    await worker.run_once()  # connection reset: back off
+    (delivery,) = await rows(container, Delivery)
+    assert delivery.attempts == 1 and delivery.next_attempt_at > clock.now
+    clock.advance(seconds=10)
+    await worker.run_once()
+    assert len(platform.jobs) == 1
+
+    await container.ingest([make_incoming(source="feed", external_id="2", text="another day")])
+    broken = Recorder(failures=[ConnectionError("down")] * 10)
+    giving_up = container.worker().__class__(container.uow, {"log": broken}, max_attempts=3, base_delay=1)
+    for _ in range(5):
+        await giving_up.run_once()
+        clock.advance(seconds=60)
+    failed = [d for d in await rows(container, Delivery) if d.status == "failed"]
+    assert len(failed) == 1 and failed[0].attempts == 3
+    events = [e for e in await rows(container, Event) if e.kind == "delivery_failed"]
+    assert len(events) == 1 and "down" in events[0].data["error"]
+
+
+async def test_a_permanent_failure_is_recorded_at_once(container) -> None:
+    await container.ingest([make_incoming(source="feed", external_id="1", text="nice day")])
+    worker = container.worker().__class__(container.uow, {"log": Recorder(failures=[PermanentFailure("channel_not_found")])})
+    await worker.run_once()
+    (delivery,) = await rows(container, Delivery)
+    assert delivery.status == "failed" and "channel_not_found" in delivery.last_error
+
+
+async def test_several_changes_before_a_send_become_one_post_of_the_latest_state(container) -> None:
+    report = await container.ingest([make_incoming(source="feed", external_id="1", text="nice day")])
+    cid = report.new_ids[0]
+    carol = c.Actor("cli", "carol", name="carol")
+    await container.bus.handle(c.Claim(cid, alice))
+    await container.bus.handle(c.Release(cid, alice))
+    await container.bus.handle(c.Claim(cid, carol))
+    platform = Recorder()
+    await container.worker().__class__(container.uow, {"log": platform}).run_until_idle()
+    assert len(platform.jobs) == 1
+    assert (platform.jobs[0].card.status, platform.jobs[0].card.owner) == ("claimed", "carol")
+    assert sorted(d.status for d in await rows(container, Delivery)) == ["coalesced"] * 3 + ["sent"]
