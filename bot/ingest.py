@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import json
 import logging
 import re
 import unicodedata
@@ -23,7 +24,6 @@ import feedparser
 
 from bot.domain import InvalidInput
 from bot.routing import Router
-from storage.models import Conversation, Event
 from storage.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -188,20 +188,60 @@ def entry_to_incoming(entry: Any, *, source: str, base_url: str = "", tags: Sequ
     )
 
 
-def parse_feed(data: bytes, *, source: str, tags: Sequence[str] = ()) -> tuple[list[Incoming], str | None]:
-    """Items of a feed document, plus a warning if feedparser had to repair it.
+def _json_feed(data: bytes, *, source: str, tags: Sequence[str]) -> list[Incoming] | None:
+    """Items of a JSON Feed (jsonfeed.org 1.x), or None if the bytes are not one."""
+    if not data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+        return None
+    try:
+        doc = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(doc, dict) or not str(doc.get("version", "")).startswith("https://jsonfeed.org/version/"):
+        return None
+    base_url = str(doc.get("home_page_url") or "")
+    items = []
+    for entry in doc.get("items") or []:
+        if not isinstance(entry, dict):
+            continue
+        authors = entry.get("authors") or ([entry["author"]] if isinstance(entry.get("author"), dict) else [])
+        author = authors[0] if authors and isinstance(authors[0], dict) else {}
+        html = entry.get("content_html")
+        text = html_to_text(html) if isinstance(html, str) else clean_text(str(entry.get("content_text") or entry.get("summary") or ""))
+        title = clean_text(str(entry.get("title") or ""))
+        link = urljoin(base_url, str(entry.get("url") or "")) if entry.get("url") else ""
+        published = entry.get("date_published") or entry.get("date_modified")
+        created = None
+        if isinstance(published, str):
+            try:
+                created = datetime.fromisoformat(published.replace("Z", "+00:00")).astimezone(UTC)
+            except ValueError:
+                created = None
+        external_id = str(entry.get("id") or "") or "sha256:" + hashlib.sha256(f"{link}\n{title}".encode()).hexdigest()[:40]
+        items.append(make_incoming(source=source, external_id=external_id, title=title, text=text or title,
+                                   url=link, author_name=str(author.get("name") or ""),
+                                   author_url=str(author.get("url") or ""), created_at=created, tags=tuple(tags)))
+    return items
 
-    Raises `IngestError` naming the source when nothing usable could be read.
+
+def parse_feed(data: bytes, *, source: str, tags: Sequence[str] = ()) -> tuple[list[Incoming], str | None]:
+    """Items of an RSS, Atom, RDF or JSON feed, plus a warning if it had to be repaired.
+
+    Ill-formed feeds are read as far as feedparser can; a document that is not a feed
+    at all raises `IngestError` naming the source.
     """
+    json_items = _json_feed(data, source=source, tags=tags)
+    if json_items is not None:
+        return json_items, None
     parsed = feedparser.parse(data, sanitize_html=True, resolve_relative_uris=True)
     problem = parsed.get("bozo_exception")
-    if not parsed.entries and (parsed.get("bozo") or not parsed.get("version")):
+    if not parsed.entries and not parsed.get("version"):
         reason = f"{type(problem).__name__}: {problem}" if problem else "the document is not an RSS, Atom or JSON feed"
         raise IngestError(f"source {source!r}: cannot read the feed: {reason}")
     base_url = parsed.feed.get("link") or ""
     items = [entry_to_incoming(e, source=source, base_url=base_url, tags=tags) for e in parsed.entries]
-    warning = f"source {source!r}: feed is ill-formed ({type(problem).__name__}: {problem}); read {len(items)} items" if problem else None
-    if warning:
+    warning = None
+    if problem and not isinstance(problem, feedparser.CharacterEncodingOverride):
+        warning = f"source {source!r}: feed is ill-formed ({type(problem).__name__}: {problem}); read {len(items)} items"
         logger.warning("%s", warning)
     return items, warning
 
@@ -220,7 +260,14 @@ async def store_items(
     report = IngestReport(source=items[0].source if items else "")
     departments = {d.name: d.id for d in await uow.departments.all()}
     now = uow.now()
+    unique: dict[tuple[str, str], Incoming] = {}
     for item in items:
+        if (item.source, item.external_id) in unique:
+            report.duplicates += 1
+        else:
+            unique[(item.source, item.external_id)] = item
+    rows, routes = [], {}
+    for key, item in unique.items():
         routed = router.route(text=f"{item.title}\n{item.text}", source=item.source,
                               author=item.author_handle or item.author_name, extra_tags=item.tags)
         targets = [department] if department else [d for d in routed.departments if d in departments]
@@ -228,21 +275,30 @@ async def store_items(
             logger.warning("routing named no known department for %s/%s; using %s",
                            item.source, item.external_id, router.default_department)
             targets = [router.default_department]
-        conversation = Conversation(
-            source=item.source, external_id=item.external_id, author_name=item.author_name,
-            author_handle=item.author_handle, author_url=item.author_url, title=item.title,
-            text=item.text, url=item.url, channel=item.channel, reply_url=item.reply_url,
-            created_at=item.created_at, ingested_at=now, updated_at=now, priority=routed.priority,
-            tags=list(routed.tags), routing_reason=routed.reason[:1024], sensitive=routed.sensitive,
-            reported_by_id=actor_id if kind == "reported" else None,
-        )
-        new_id = await uow.conversations.add_new(conversation)
+        routes[key] = (targets, routed)
+        rows.append({
+            "source": item.source, "external_id": item.external_id, "author_name": item.author_name,
+            "author_handle": item.author_handle, "author_url": item.author_url, "title": item.title,
+            "text": item.text, "url": item.url, "channel": item.channel, "reply_url": item.reply_url,
+            "created_at": item.created_at, "ingested_at": now, "updated_at": now, "status": "open",
+            "owner_id": None, "priority": routed.priority, "tags": list(routed.tags),
+            "routing_reason": routed.reason[:1024], "sensitive": routed.sensitive, "outcome": None,
+            "claimed_at": None, "first_reply_at": None, "resolved_at": None, "version": 1,
+            "reported_by_id": actor_id if kind == "reported" else None,
+        })
+    inserted = await uow.conversations.add_many(rows)
+    links, events = [], []
+    for key in unique:
+        new_id = inserted.get(f"{key[0]}\x00{key[1]}")
         if new_id is None:
             report.duplicates += 1
             continue
-        await uow.conversations.set_departments(new_id, [departments[name] for name in targets])
-        uow.events.add(Event(conversation_id=new_id, kind=kind, actor_id=actor_id, actor_name=actor_name, at=now,
-                             data={"source": item.source, "departments": targets, "reason": routed.reason[:500]}))
+        targets, routed = routes[key]
+        links.extend((new_id, departments[name]) for name in targets)
+        events.append({"conversation_id": new_id, "kind": kind, "actor_id": actor_id, "actor_name": actor_name,
+                       "at": now, "data": {"source": key[0], "departments": targets, "reason": routed.reason[:500]}})
         uow.mark_changed(new_id)
         report.new_ids.append(new_id)
+    await uow.conversations.link_departments(links)
+    await uow.events.add_many(events)
     return report

@@ -81,23 +81,38 @@ class LoggingSender:
 
 
 async def enqueue_card_syncs(uow: UnitOfWork, conversation_ids: Iterable[int]) -> int:
-    """One card delivery per destination of each changed conversation; returns how many."""
-    count = 0
-    for conversation_id in sorted(set(conversation_ids)):
-        conversation = await uow.conversations.get(conversation_id)
-        if conversation is None:
+    """One card delivery per destination of each changed conversation; returns how many.
+
+    Set-based (a handful of queries whatever the count), so a 10,000-item ingest costs
+    about what one conversation does per row.
+    """
+    ids = sorted(set(conversation_ids))
+    if not ids:
+        return 0
+    versions = await uow.conversations.versions(ids)
+    departments = await uow.conversations.department_ids(ids)
+    by_department: dict[int, list[Destination]] = {}
+    for destination in await uow.departments.destinations({d for ds in departments.values() for d in ds}):
+        by_department.setdefault(destination.department_id, []).append(destination)
+    now = uow.now()
+    rows = []
+    for conversation_id in ids:
+        version = versions.get(conversation_id)
+        if version is None:
             continue
-        departments = await uow.conversations.departments_of(conversation_id)
-        destinations = await uow.departments.destinations(d.id for d in departments if d.id is not None)
-        for destination in destinations:
-            added = await uow.deliveries.enqueue(Delivery(
-                key=f"card:{conversation_id}:{destination.id}:v{conversation.version}",
-                platform=destination.platform, kind="card", conversation_id=conversation_id,
-                destination_id=destination.id, payload={"version": conversation.version},
-                next_attempt_at=uow.now(), created_at=uow.now(),
-            ))
-            count += int(added)
-    return count
+        seen: set[int] = set()
+        for department_id in departments[conversation_id]:
+            for destination in by_department.get(department_id, []):
+                if destination.id in seen:
+                    continue
+                seen.add(destination.id)  # type: ignore[arg-type]
+                rows.append({
+                    "key": f"card:{conversation_id}:{destination.id}:v{version}", "platform": destination.platform,
+                    "kind": "card", "conversation_id": conversation_id, "destination_id": destination.id,
+                    "payload": {"version": version}, "status": "pending", "attempts": 0,
+                    "next_attempt_at": now, "created_at": now,
+                })
+    return await uow.deliveries.enqueue_many(rows)
 
 
 async def commit_with_deliveries(uow: UnitOfWork) -> None:

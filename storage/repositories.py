@@ -37,6 +37,10 @@ def _insert(session: AsyncSession, table: Any) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
+def _chunks(values: Sequence[Any], size: int = 5000) -> list[Sequence[Any]]:
+    return [values[i:i + size] for i in range(0, len(values), size)]
+
+
 def _like(word: str) -> str:
     escaped = word.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -59,16 +63,47 @@ class ConversationRepo(_Repo):
         )
         return (await self.session.exec(stmt)).first()
 
-    async def add_new(self, conversation: Conversation) -> int | None:
-        """Insert unless `(source, external_id)` exists; return the new id or None."""
-        values = conversation.model_dump(exclude={"id"})
+    async def add_many(self, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+        """Insert many conversations at once, skipping known `(source, external_id)` pairs.
+
+        Returns external id -> new id for the rows actually inserted (rows of one call
+        share a source or carry distinct external ids).
+        """
+        if not rows:
+            return {}
+        # executemany + RETURNING: SQLAlchemy batches it ("insertmanyvalues") with a cached statement.
         stmt = (
             _insert(self.session, Conversation)
-            .values(**values)
             .on_conflict_do_nothing(index_elements=["source", "external_id"])
-            .returning(Conversation.id)
+            .returning(Conversation.id, Conversation.source, Conversation.external_id)
         )
-        return (await self.session.exec(stmt)).scalar()  # type: ignore[call-overload]
+        result = await self.session.exec(stmt, params=list(rows))  # type: ignore[call-overload]
+        return {f"{source}\x00{external_id}": new_id for new_id, source, external_id in result.all()}
+
+    async def link_departments(self, links: Sequence[tuple[int, int]]) -> None:
+        """Insert many (conversation id, department id) links at once."""
+        if links:
+            await self.session.exec(  # type: ignore[call-overload]
+                ConversationDepartment.__table__.insert(),  # type: ignore[attr-defined]
+                params=[{"conversation_id": c, "department_id": d} for c, d in links])
+
+    async def versions(self, conversation_ids: Sequence[int]) -> dict[int, int]:
+        """Current version of many conversations."""
+        result: dict[int, int] = {}
+        for chunk in _chunks(conversation_ids):
+            stmt = select(Conversation.id, Conversation.version).where(col(Conversation.id).in_(chunk))
+            result.update({cid: v for cid, v in (await self.session.exec(stmt)).all()})  # type: ignore[misc]
+        return result
+
+    async def department_ids(self, conversation_ids: Sequence[int]) -> dict[int, list[int]]:
+        """Department ids of many conversations."""
+        result: dict[int, list[int]] = {cid: [] for cid in conversation_ids}
+        for chunk in _chunks(conversation_ids):
+            stmt = select(ConversationDepartment.conversation_id, ConversationDepartment.department_id).where(
+                col(ConversationDepartment.conversation_id).in_(chunk))
+            for cid, did in (await self.session.exec(stmt)).all():
+                result[cid].append(did)
+        return result
 
     async def id_for(self, source: str, external_id: str) -> int | None:
         """The id of the conversation with this source and external id, if any."""
@@ -99,14 +134,6 @@ class ConversationRepo(_Repo):
         for key, value in values.items():
             setattr(conversation, key, value)
         return True
-
-    async def set_departments(self, conversation_id: int, department_ids: Iterable[int]) -> None:
-        """Link a conversation to the departments it was routed to."""
-        for department_id in department_ids:
-            self.session.add(
-                ConversationDepartment(conversation_id=conversation_id, department_id=department_id)
-            )
-        await self.session.flush()
 
     async def departments_of(self, conversation_id: int) -> list[Department]:
         """The departments a conversation belongs to, by name."""
@@ -357,18 +384,15 @@ class EventRepo(_Repo):
         self.session.add(event)
         return event
 
+    async def add_many(self, events: Sequence[dict[str, Any]]) -> None:
+        """Append many events at once."""
+        if events:
+            await self.session.exec(Event.__table__.insert(), params=list(events))  # type: ignore[call-overload,attr-defined]
+
     async def for_conversation(self, conversation_id: int) -> list[Event]:
         """A conversation's history, oldest first."""
         stmt = select(Event).where(Event.conversation_id == conversation_id).order_by(col(Event.id))
         return list((await self.session.exec(stmt)).all())
-
-    async def count(self, *, conversation_id: int, kind: str) -> int:
-        """How many events of a kind a conversation has."""
-        stmt = select(func.count()).select_from(Event).where(
-            Event.conversation_id == conversation_id, Event.kind == kind
-        )
-        return (await self.session.exec(stmt)).one()
-
 
 class NoteRepo(_Repo):
     """Internal notes."""
@@ -413,15 +437,6 @@ class PostingRepo(_Repo):
         )
         return (await self.session.exec(stmt)).first()
 
-    async def by_message(self, platform: str, channel_id: str, message_id: str) -> Posting | None:
-        """The card posted as this message (maps thread replies back to conversations)."""
-        stmt = select(Posting).where(
-            Posting.platform == platform,
-            Posting.channel_id == channel_id,
-            Posting.message_id == message_id,
-        )
-        return (await self.session.exec(stmt)).first()
-
     def add(self, posting: Posting) -> Posting:
         """Record a posted card."""
         self.session.add(posting)
@@ -431,15 +446,16 @@ class PostingRepo(_Repo):
 class DeliveryRepo(_Repo):
     """The outbox."""
 
-    async def enqueue(self, delivery: Delivery) -> bool:
-        """Add a delivery unless one with the same key exists; True if added."""
+    async def enqueue_many(self, deliveries: Sequence[dict[str, Any]]) -> int:
+        """Add many deliveries, skipping keys that exist; returns how many were added."""
+        if not deliveries:
+            return 0
         stmt = (
             _insert(self.session, Delivery)
-            .values(**delivery.model_dump(exclude={"id"}))
             .on_conflict_do_nothing(index_elements=["key"])
             .returning(Delivery.id)
         )
-        return (await self.session.exec(stmt)).scalar() is not None  # type: ignore[call-overload]
+        return len((await self.session.exec(stmt, params=list(deliveries))).all())  # type: ignore[call-overload]
 
     async def lease_due(
         self, *, platforms: Sequence[str], now: datetime, lease: timedelta, limit: int
@@ -470,11 +486,6 @@ class DeliveryRepo(_Repo):
         stmt = select(Delivery).where(Delivery.id == delivery_id).execution_options(populate_existing=True)
         return (await self.session.exec(stmt)).first()
 
-    async def by_status(self, status: str) -> list[Delivery]:
-        """Every delivery in a status, oldest first."""
-        stmt = select(Delivery).where(Delivery.status == status).order_by(col(Delivery.id))
-        return list((await self.session.exec(stmt)).all())
-
     async def pending_for(self, *, kind: str, conversation_id: int, destination_id: int | None) -> list[Delivery]:
         """Pending deliveries of one kind for one conversation and destination."""
         stmt = select(Delivery).where(
@@ -485,11 +496,3 @@ class DeliveryRepo(_Repo):
         )
         return list((await self.session.exec(stmt)).all())
 
-    async def pending_counts(self) -> dict[str, int]:
-        """Pending deliveries per platform."""
-        stmt = (
-            select(Delivery.platform, func.count())
-            .where(Delivery.status == "pending")
-            .group_by(Delivery.platform)
-        )
-        return {platform: n for platform, n in (await self.session.exec(stmt)).all()}
