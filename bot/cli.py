@@ -40,13 +40,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--database-url", help="store URL (default: $DATABASE_URL or sqlite+aiosqlite:///./unsilo.db)")
     parser.add_argument("--config", help="config file (default: $UNSILO_CONFIG, ./unsilo.toml, ./unsilo.example.toml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    # The same options are accepted after the command too (`unsilo queue --config x.toml`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--database-url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def actor_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--as", dest="actor", default=None, help="who is acting (default: your login name)")
 
     def cmd(name: str, help_: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_, description=help_)
+        return sub.add_parser(name, help=help_, description=help_, parents=[common])
 
     cmd("demo", "ingest the bundled sample feed, deliver the cards and print every department's queue")
     p = cmd("run", "start the service (health check, Slack/Teams endpoints, delivery loop)")

@@ -124,7 +124,8 @@ def load_config(path: str | Path | None) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
+        found = re.search(r"\(at line (\d+), column \d+\)", str(exc))  # Python < 3.14 has no exc.lineno
+        line = int(found.group(1)) if found else getattr(exc, "lineno", None)
         raise ConfigError(str(path), [Problem("syntax", str(exc), line)]) from exc
     checker = _Checker(text)
     config = checker.build(data, str(path))
@@ -227,7 +228,7 @@ class _Checker:
         result = []
         for name, table in raw.items():
             key = f"departments.{name}"
-            where = {"header": f"[departments.{name}]"}
+            where = {"header": f"[departments.{name}]" if re.match(r"^[A-Za-z0-9_-]+$", name) else f'[departments."{name}"]'}
             if not _NAME.match(name):
                 self.bad(key, "department names are lowercase letters, digits, '-' or '_'", **where)
                 continue
@@ -296,7 +297,7 @@ class _Checker:
                 if not isinstance(value, str):
                     self.bad(f"{key}.{fname}", "must be a string", field_=fname, **where)
             if not (any_words or all_words or regex or source or author):
-                self.bad(key, "matches nothing: give any, all, regex, source or author", field_="name", **where)
+                self.bad(key, "matches nothing: give any, all, regex, source or author", **where)
             priority = table.get("priority", "")
             if priority and priority not in PRIORITIES:
                 self.bad(f"{key}.priority", f"must be one of {', '.join(PRIORITIES)} (got {priority!r})", field_="priority", **where)

@@ -1,0 +1,105 @@
+"""The `unsilo` command as a person or a script uses it: real processes, a real SQLite file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+UNSILO = [sys.executable, "-m", "bot.cli"]
+
+
+def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "UNSILO_CONFIG")}
+    full_env.update({"PYTHONPATH": str(ROOT), **(env or {})})
+    return subprocess.run([*UNSILO, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "unsilo.example.toml").write_text((ROOT / "unsilo.example.toml").read_text())
+    return tmp_path
+
+
+def test_the_readme_demo_story_works_on_a_fresh_store(workdir: Path) -> None:
+    demo = run("demo", cwd=workdir)
+    assert demo.returncode == 0, demo.stderr
+    assert "Ingested 12 new conversations from the sample feed (0 already known)" in demo.stdout
+    assert "legal (2 waiting)" in demo.stdout and "#3" in demo.stdout
+    assert (workdir / "unsilo.db").exists()
+
+    again = run("demo", cwd=workdir)
+    assert "Ingested 0 new conversations from the sample feed (12 already known)" in again.stdout
+
+    assert run("claim", "3", "--as", "alice", cwd=workdir).returncode == 0
+    lost = run("claim", "3", "--as", "bob", cwd=workdir)
+    assert lost.returncode == 1 and lost.stderr.strip() == "#3 is already claimed by alice"
+    assert run("note", "3", "Courier lost it", "--as", "bob", cwd=workdir).returncode == 0
+    assert run("reply", "3", "A replacement ships today", "--as", "alice", cwd=workdir).returncode == 0
+    assert run("resolve", "3", "--outcome", "answered", "--as", "alice", cwd=workdir).returncode == 0
+
+    shown = run("show", "3", cwd=workdir)
+    assert shown.returncode == 0
+    history = shown.stdout.split("history:")[1]
+    for expected in ("unsilo ingested", "alice claimed", "bob noted: Courier lost it",
+                     "alice replied: A replacement ships today", "alice resolved: answered"):
+        assert expected in history
+
+    legal = run("queue", "--department", "legal", cwd=workdir)
+    assert legal.returncode == 0 and legal.stdout.startswith("2 conversations in legal's queue")
+    found = run("search", "courier", "lost", cwd=workdir)
+    assert "1 match" in found.stdout and "#3" in found.stdout
+
+
+def test_refusals_are_one_line_with_a_nonzero_exit(workdir: Path) -> None:
+    run("demo", cwd=workdir)
+    cases = [
+        (("claim", "999", "--as", "a"), 1, "#999 doesn't exist"),
+        (("resolve", "1", "--outcome", "answered", "--as", "a"), 1, "#1 has no owner; claim it first"),
+        (("claim", "1", "--as", "a"), 0, ""),
+        (("resolve", "1", "--outcome", "nope", "--as", "a"), 1, "unknown outcome 'nope'"),
+        (("dismiss", "1", "dup", "--as", "a"), 1, "only a manager of support can dismiss #1"),
+        (("queue", "--department", "nope"), 1, "no department 'nope'"),
+        (("claim", "abc"), 2, "is not a conversation id"),
+    ]
+    for args, code, message in cases:
+        result = run(*args, cwd=workdir)
+        assert result.returncode == code, (args, result.stderr)
+        if message:
+            assert message in result.stderr
+            if code == 1:
+                assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_database_url_flag_and_environment_pick_the_store(workdir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere.db"
+    assert run("--database-url", f"sqlite:///{other}", "demo", cwd=workdir).returncode == 0
+    assert other.exists() and not (workdir / "unsilo.db").exists()
+    via_env = run("queue", cwd=workdir, env={"DATABASE_URL": f"sqlite+aiosqlite:///{other}"})
+    assert via_env.stdout.startswith("12 conversations")
+
+
+def test_an_unreachable_store_is_reported_in_one_line(workdir: Path) -> None:
+    result = run("--database-url", "postgresql+asyncpg://nobody@127.0.0.1:9/none", "queue", cwd=workdir)
+    assert result.returncode == 3
+    assert result.stderr.startswith("cannot use the store at postgresql+asyncpg://nobody@127.0.0.1:9/none")
+
+
+def test_db_upgrade_is_idempotent(workdir: Path) -> None:
+    assert run("db", "upgrade", cwd=workdir).returncode == 0
+    second = run("db", "upgrade", cwd=workdir)
+    assert second.returncode == 0 and "newest schema" in second.stdout
+
+
+def test_ingest_a_feed_file_and_refuse_a_non_feed(workdir: Path, reference: Path) -> None:
+    feed = reference / "feeds/rss-parser/guardian.rss"
+    first = run("ingest", str(feed), "--source", "guardian", cwd=workdir)
+    assert first.returncode == 0 and first.stdout.strip() == "guardian: 55 new, 0 already known"
+    assert run("ingest", str(feed), "--source", "guardian", cwd=workdir).stdout.strip() == "guardian: 0 new, 55 already known"
+    bad = run("ingest", str(reference / "feeds/rss-parser/unrecognized.rss"), "--source", "moved", cwd=workdir)
+    assert bad.returncode == 1 and "source 'moved': cannot read the feed" in bad.stderr
