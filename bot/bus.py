@@ -12,8 +12,9 @@ from bot.outbox import commit_with_deliveries
 from bot.policy import Context
 from bot.views import Result
 from handlers.claim import handle_claim, handle_reassign, handle_release
-from handlers.note import handle_note
-from handlers.queue import handle_queue, handle_show
+from handlers.link import handle_link, handle_unlink
+from handlers.note import handle_note, handle_thread_note
+from handlers.queue import handle_queue, handle_recent, handle_show
 from handlers.reply import handle_reply
 from handlers.report import handle_report
 from handlers.resolve import handle_dismiss, handle_resolve
@@ -36,6 +37,10 @@ HANDLERS: dict[type, Callable[..., Awaitable[Result]]] = {
     c.Show: handle_show,
     c.Search: handle_search,
     c.Report: handle_report,
+    c.ShowRecent: handle_recent,
+    c.ThreadNote: handle_thread_note,
+    c.LinkChannel: handle_link,
+    c.UnlinkChannel: handle_unlink,
 }
 
 
@@ -46,10 +51,17 @@ class Bus:
         self.uow_factory = uow_factory
         self.ctx = ctx
 
-    async def handle(self, cmd: c.Command) -> Result:
-        """Carry out one command; a `DomainError` means nothing was changed."""
+    async def handle(self, cmd: c.Command, *, once: str | None = None) -> Result | None:
+        """Carry out one command; a `DomainError` means nothing was changed.
+
+        With `once` (a platform event id), a retried delivery of the same event is
+        recognised in the same transaction and does nothing (returns None).
+        """
         handler = HANDLERS[type(cmd)]
         async with self.uow_factory() as uow:
+            if once is not None and not await uow.inbound.first_time(cmd.actor.platform, once, at=uow.now()):
+                logger.info("ignoring %s %s: already processed", type(cmd).__name__, once)
+                return None
             try:
                 result = await handler(cmd, uow, ctx=self.ctx)
             except DomainError as exc:

@@ -115,4 +115,41 @@ class Report:
     external_id: str = ""
 
 
-Command = Claim | Release | Reassign | AddNote | ReplyToCustomer | Resolve | Dismiss | Show | ShowQueue | Search | Report
+@dataclass(frozen=True)
+class ShowRecent:
+    """Recently resolved or dismissed conversations, with their outcomes."""
+
+    actor: Actor
+    limit: int = 10
+
+
+@dataclass(frozen=True)
+class ThreadNote:
+    """A message in a card's thread: stored as a note if the thread belongs to a card."""
+
+    actor: Actor
+    channel_id: str
+    message_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class LinkChannel:
+    """Make a chat channel one of a department's destinations (admins)."""
+
+    actor: Actor
+    department: str
+    channel_id: str
+    conversation_ref: dict[str, object] | None = None
+
+
+@dataclass(frozen=True)
+class UnlinkChannel:
+    """Stop posting cards in a channel (admins)."""
+
+    actor: Actor
+    channel_id: str
+    department: str | None = None
+
+
+Command = Claim | Release | Reassign | AddNote | ReplyToCustomer | Resolve | Dismiss | Show | ShowQueue | Search | Report | ShowRecent | ThreadNote | LinkChannel | UnlinkChannel

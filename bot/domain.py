@@ -80,7 +80,9 @@ class AlreadyClaimed(IllegalTransition):
 
     def __init__(self, conversation_id: int, owner: str) -> None:
         super().__init__(f"#{conversation_id} is already claimed by {owner}")
+        self.conversation_id = conversation_id
         self.owner = owner
+        self.identities: dict[str, str] = {}
 
 
 class Conflict(DomainError):

@@ -161,8 +161,12 @@ class DeliveryWorker:
             leased = await uow.deliveries.lease_due(
                 platforms=list(self.senders), now=uow.now(), lease=self.lease, limit=self.batch)
             await uow.commit()
+        limited: set[int | None] = set()
         for delivery in leased:
-            await self._deliver(delivery)
+            if delivery.destination_id is not None and delivery.destination_id in limited:
+                continue  # its channel is rate limited: already pushed back by `_retry`
+            if await self._deliver(delivery) == "rate-limited":
+                limited.add(delivery.destination_id)
         return len(leased)
 
     async def run_until_idle(self, *, max_rounds: int = 1000) -> int:
@@ -211,11 +215,11 @@ class DeliveryWorker:
         )
         return job, destination, version
 
-    async def _deliver(self, delivery: Delivery) -> None:
+    async def _deliver(self, delivery: Delivery) -> str:
         async with self._uow() as uow:
             current = await uow.deliveries.get(delivery.id)  # type: ignore[arg-type]
             if current is None or current.status != "pending":
-                return  # folded into an earlier send of the same batch
+                return "skipped"  # folded into an earlier send of the same batch
             job, destination, version = await self._job_for(uow, delivery)
         sender = self.senders[delivery.platform]
         try:
@@ -223,13 +227,16 @@ class DeliveryWorker:
         except RetryLater as exc:
             await self._retry(delivery, error=f"{exc.reason}; retry after {exc.seconds:g}s",
                               delay=exc.seconds, count_attempt=False)
+            return "rate-limited"
         except PermanentFailure as exc:
             await self._fail(delivery, f"{type(exc).__name__}: {exc}")
+            return "failed"
         except Exception as exc:  # any other failure is retried with backoff
             logger.warning("delivery %s to %s failed: %s", delivery.id, delivery.platform, exc)
             await self._retry(delivery, error=f"{type(exc).__name__}: {exc}", delay=None, count_attempt=True)
-        else:
-            await self._done(delivery, job, sent, destination, version)
+            return "retrying"
+        await self._done(delivery, job, sent, destination, version)
+        return "sent"
 
     async def _done(self, delivery: Delivery, job: Job, sent: Sent, destination: Destination | None,
                     version: int | None) -> None:
@@ -266,6 +273,9 @@ class DeliveryWorker:
             row.attempts, row.last_error = attempts, error[:2048]
             row.next_attempt_at = uow.now() + timedelta(seconds=wait)
             row.locked_until = None
+            if not count_attempt and row.destination_id is not None:
+                # A rate limit is the channel's, not this delivery's: hold back its siblings too.
+                await uow.deliveries.defer_destination(row.destination_id, until=row.next_attempt_at)
             await uow.commit()
 
     async def _fail(self, delivery: Delivery, error: str) -> None:

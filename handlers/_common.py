@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot import policy
-from bot.domain import PAST_TENSE, Conflict, InvalidInput, NotFound, next_status
+from bot.domain import PAST_TENSE, AlreadyClaimed, Conflict, InvalidInput, NotFound, next_status
 from bot.policy import Who
 from bot.views import Card, card_for
 from storage.models import Conversation, Event
@@ -57,7 +57,12 @@ async def transition(
     for _ in range(MAX_RACES):
         conversation = await load(uow, conversation_id)
         owner = await owner_name(uow, conversation)
-        status = next_status(action, conversation.status, conversation_id=conversation_id, owner=owner)
+        try:
+            status = next_status(action, conversation.status, conversation_id=conversation_id, owner=owner)
+        except AlreadyClaimed as exc:
+            # Let each platform name the winner its own way (a Slack mention, a Teams name).
+            exc.identities = {i.platform: i.user_id for i in await uow.people.identities(conversation.owner_id)}  # type: ignore[arg-type]
+            raise
         departments = await uow.conversations.departments_of(conversation_id)
         policy.require(action, who=who, conversation=conversation, departments=departments, owner=owner)
         if check is not None:

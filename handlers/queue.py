@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from bot.commands import Show, ShowQueue
-from bot.domain import ACTIVE, InvalidInput
+from bot.commands import Show, ShowQueue, ShowRecent
+from bot.domain import ACTIVE, FINAL, InvalidInput
 from bot.policy import Context, identify
 from bot.views import Result, card_for, history_for
 from handlers._common import card, load
@@ -42,3 +42,13 @@ async def handle_show(cmd: Show, uow: UnitOfWork, *, ctx: Context) -> Result:
     replies = await uow.replies.for_conversation(cmd.conversation_id)
     return Result(f"#{cmd.conversation_id}", card=await card(uow, conversation),
                   history=history_for(events, notes, replies))
+
+
+async def handle_recent(cmd: ShowRecent, uow: UnitOfWork, *, ctx: Context) -> Result:
+    """The latest resolved and dismissed conversations, with their outcomes."""
+    rows = await uow.conversations.recent(statuses=[s.value for s in FINAL], limit=cmd.limit)
+    departments = await uow.conversations.department_names([r.id for r in rows])  # type: ignore[misc]
+    owners = await uow.people.names(r.owner_id for r in rows)
+    cards = tuple(card_for(r, owner=owners.get(r.owner_id or 0), departments=departments[r.id])  # type: ignore[index]
+                  for r in rows)
+    return Result(f"{len(cards)} recent outcome{'s' if len(cards) != 1 else ''}", cards=cards)

@@ -221,3 +221,15 @@ class Delivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=2048)
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+
+
+class InboundEvent(SQLModel, table=True):
+    """A platform event or request already processed (Slack event_id, Teams activity id...).
+
+    Inserted in the same transaction as the work it caused, so a retried delivery of the
+    same event is recognised and does nothing.
+    """
+
+    platform: str = Field(max_length=32, primary_key=True)
+    event_id: str = Field(max_length=255, primary_key=True)
+    received_at: datetime = Field(default_factory=utcnow)

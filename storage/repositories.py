@@ -20,6 +20,7 @@ from storage.models import (
     Destination,
     Event,
     Identity,
+    InboundEvent,
     Note,
     Person,
     Posting,
@@ -181,6 +182,16 @@ class ConversationRepo(_Repo):
         stmt = stmt.order_by(col(Conversation.ingested_at), col(Conversation.id)).limit(limit)
         return list((await self.session.exec(stmt)).all())
 
+    async def recent(self, *, statuses: Sequence[str], limit: int = 10) -> list[Conversation]:
+        """The most recently changed conversations in these statuses."""
+        stmt = (
+            select(Conversation)
+            .where(col(Conversation.status).in_(statuses))
+            .order_by(col(Conversation.updated_at).desc(), col(Conversation.id).desc())
+            .limit(limit)
+        )
+        return list((await self.session.exec(stmt)).all())
+
     async def counts_by_department(self, statuses: Sequence[str]) -> dict[str, int]:
         """How many conversations in these statuses each department has (zero included)."""
         stmt = (
@@ -310,6 +321,27 @@ class DepartmentRepo(_Repo):
         )
         return list((await self.session.exec(stmt)).all())
 
+    async def unlink(self, platform: str, channel_id: str, *, department_id: int | None = None) -> list[str]:
+        """Stop posting a channel's cards (of one department, or all); returns the department names."""
+        stmt = select(Destination, Department.name).join(Department, col(Department.id) == Destination.department_id).where(
+            Destination.platform == platform, Destination.channel_id == channel_id)
+        if department_id is not None:
+            stmt = stmt.where(Destination.department_id == department_id)
+        removed = []
+        for destination, name in (await self.session.exec(stmt)).all():
+            # Keep the history (postings, sent deliveries); cancel what was still to be sent there.
+            await self.session.exec(  # type: ignore[call-overload]
+                update(Posting).where(col(Posting.destination_id) == destination.id).values(destination_id=None))
+            await self.session.exec(  # type: ignore[call-overload]
+                update(Delivery).where(col(Delivery.destination_id) == destination.id, Delivery.status == "pending")
+                .values(status="cancelled"))
+            await self.session.exec(  # type: ignore[call-overload]
+                update(Delivery).where(col(Delivery.destination_id) == destination.id).values(destination_id=None))
+            await self.session.delete(destination)
+            removed.append(name)
+        await self.session.flush()
+        return sorted(removed)
+
     async def link(
         self, department_id: int, platform: str, channel_id: str, *, ref: dict[str, Any] | None = None,
         linked_by: str | None = None,
@@ -422,8 +454,31 @@ class ReplyRepo(_Repo):
         return list((await self.session.exec(stmt)).all())
 
 
+class InboundEventRepo(_Repo):
+    """Platform events already processed."""
+
+    async def first_time(self, platform: str, event_id: str, *, at: datetime) -> bool:
+        """Record the event; False if it was recorded before (a retry)."""
+        stmt = (
+            _insert(self.session, InboundEvent)
+            .values(platform=platform, event_id=event_id, received_at=at)
+            .on_conflict_do_nothing(index_elements=["platform", "event_id"])
+            .returning(InboundEvent.event_id)
+        )
+        return (await self.session.exec(stmt)).first() is not None  # type: ignore[call-overload]
+
+
 class PostingRepo(_Repo):
     """Where copies of cards live."""
+
+    async def by_message(self, platform: str, channel_id: str, message_id: str) -> Posting | None:
+        """The card posted as this message (maps thread replies back to conversations)."""
+        stmt = select(Posting).where(
+            Posting.platform == platform,
+            Posting.channel_id == channel_id,
+            Posting.message_id == message_id,
+        )
+        return (await self.session.exec(stmt)).first()
 
     async def for_conversation(self, conversation_id: int) -> list[Posting]:
         """Every posted copy of a conversation's card."""
@@ -480,6 +535,22 @@ class DeliveryRepo(_Repo):
             row.locked_until = now + lease
         await self.session.flush()
         return rows
+
+    async def defer_destination(self, destination_id: int, *, until: datetime) -> int:
+        """Push every pending delivery to one destination back to `until` (a rate limit), lease released."""
+        stmt = (
+            update(Delivery)
+            .where(Delivery.status == "pending", col(Delivery.destination_id) == destination_id,
+                   col(Delivery.next_attempt_at) < until)
+            .values(next_attempt_at=until, locked_until=None)
+            .execution_options(synchronize_session=False)
+        )
+        return (await self.session.exec(stmt)).rowcount  # type: ignore[call-overload,no-any-return]
+
+    async def pending_on(self, platform: str) -> list[Delivery]:
+        """Every pending delivery for a platform, oldest first."""
+        stmt = select(Delivery).where(Delivery.status == "pending", Delivery.platform == platform).order_by(col(Delivery.id))
+        return list((await self.session.exec(stmt)).all())
 
     async def get(self, delivery_id: int) -> Delivery | None:
         """One delivery, fresh from the database."""

@@ -15,6 +15,7 @@ from storage.repositories import (
     DeliveryRepo,
     DepartmentRepo,
     EventRepo,
+    InboundEventRepo,
     NoteRepo,
     PersonRepo,
     PostingRepo,
@@ -44,6 +45,7 @@ class UnitOfWork:
     replies: ReplyRepo
     postings: PostingRepo
     deliveries: DeliveryRepo
+    inbound: InboundEventRepo
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock = utcnow) -> None:
         self._sessions = sessions
@@ -63,6 +65,7 @@ class UnitOfWork:
         self.replies = ReplyRepo(session)
         self.postings = PostingRepo(session)
         self.deliveries = DeliveryRepo(session)
+        self.inbound = InboundEventRepo(session)
         self.changed = set()
         return self
 

@@ -164,6 +164,7 @@ class SlackStandIn:
         delay: float = 0.0,
         rate_limit_per_channel: float | None = None,
         rate_limit_burst: int = 1,
+        rate_clock: Callable[[], float] | None = None,
         strict: bool = False,
         team_id: str = "T00STANDIN",
         team: str = "Unsilo Stand-in",
@@ -181,6 +182,8 @@ class SlackStandIn:
             delay: Seconds to sleep before answering every call ("slow mode").
             rate_limit_per_channel: ``chat.postMessage`` per second per channel, or ``None``.
             rate_limit_burst: Bucket size of the rate limiter (1 = strictly spaced posts).
+            rate_clock: Seconds source for the rate limiter (default ``time.monotonic``); a test
+                may pass a clock it moves by hand so a long burst needs no real waiting.
             strict: Reject unknown channel / user ids (see the class docstring).
             team_id: Workspace id in answers.
             team: Workspace name (``auth.test`` ``team``).
@@ -199,6 +202,7 @@ class SlackStandIn:
         self.delay = delay
         self.rate_limit_per_channel = rate_limit_per_channel
         self.rate_limit_burst = rate_limit_burst
+        self.rate_clock = rate_clock or time.monotonic
         self.strict = strict
         self.team_id = team_id
         self.team = team
@@ -506,7 +510,7 @@ class SlackStandIn:
         if rate is None:
             return
         burst = float(self.rate_limit_burst)
-        now = time.monotonic()
+        now = self.rate_clock()
         tokens, last = self._buckets.get(channel, (burst, now))
         tokens = min(burst, tokens + (now - last) * rate)
         if tokens >= 1.0:

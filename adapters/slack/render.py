@@ -1,0 +1,465 @@
+"""Block Kit rendering of the platform-neutral views (`bot.views`) for Slack.
+
+Pure functions: a view goes in, a JSON-ready dict comes out; no I/O, no Bolt. Every
+piece of untrusted text is escaped for mrkdwn and cut to Slack's limits here, once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from bot import codec
+from bot.views import Button, Card, HistoryLine, Result
+
+logger = logging.getLogger(__name__)
+
+ACTION_PREFIX = "unsilo:"
+
+# Block Kit limits (PLATFORM_NOTES.md, Slack section).
+MAX_MESSAGE_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
+MAX_SECTION_TEXT = 3000
+MAX_FALLBACK_TEXT = 3000
+MAX_ID = 255
+MAX_BUTTON_TEXT = 75
+MAX_BUTTON_VALUE = 2000
+MAX_URL = 3000
+MAX_ACTIONS = 25
+MAX_CONTEXT_ELEMENTS = 10
+MAX_HEADER_TEXT = 150
+MAX_MODAL_TEXT = 24
+MAX_LABEL = 2000
+MAX_INPUT = 3000
+MAX_OPTIONS = 100
+MAX_OPTION_TEXT = 75
+MAX_OPTION_VALUE = 150
+MAX_METADATA = 3000
+
+# Our own, shorter caps so one field cannot crowd out the others.
+MAX_TITLE = 250
+MAX_CONTEXT_TEXT = 300
+MAX_SUMMARY = 150
+MAX_LISTED_CARDS = 20
+MAX_HISTORY_LINE = 300
+
+ELLIPSIS = "…"
+READ_ORIGINAL = "Read the original"
+_STYLES = {"primary": "primary", "danger": "danger"}
+_PRIORITY_BADGES = {"urgent": ":rotating_light:", "high": ":red_circle:", "normal": ":large_blue_circle:", "low": ":white_circle:"}
+_URL_ESCAPES = {"|": "%7C", "<": "%3C", ">": "%3E", " ": "%20", '"': "%22"}
+_HTTP_URL = re.compile(r"^https?://", re.IGNORECASE)
+
+
+# --- text --------------------------------------------------------------------------
+
+
+def _clean(text: str) -> str:
+    """Drop control characters (Unicode category Cc) except newline and tab."""
+    return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+
+
+def escape(text: str) -> str:
+    """Escape `&`, `<`, `>` for Slack mrkdwn (nothing else) and drop control characters."""
+    return _clean(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` within `limit` characters, ending in "…" when cut, never mid-entity."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    amp = head.rfind("&", max(0, len(head) - 4))
+    if amp != -1 and ";" not in head[amp:]:
+        head = head[:amp]
+    return head + ELLIPSIS
+
+
+def _esc(text: str | None, limit: int, *, empty: str = "") -> str:
+    """Escaped, cut text; `empty` when nothing printable is left."""
+    escaped = escape(text or "").strip()
+    return _cut(escaped, limit) if escaped else empty
+
+
+def _quote(escaped: str) -> str:
+    """Escaped text as a mrkdwn block quote (the marker itself written escaped)."""
+    return "\n".join(f"&gt; {line}" for line in escaped.split("\n"))
+
+
+def _plain(text: str, limit: int) -> dict[str, Any]:
+    """A plain_text object (our own labels; control characters dropped, cut)."""
+    return {"type": "plain_text", "text": _cut(_clean(text).strip() or "-", limit)}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": _mrkdwn(_cut(text, MAX_SECTION_TEXT))}
+
+
+def _context(texts: Iterable[str]) -> dict[str, Any]:
+    elements = [_mrkdwn(_cut(t, MAX_SECTION_TEXT)) for t in texts if t][:MAX_CONTEXT_ELEMENTS]
+    return {"type": "context", "elements": elements or [_mrkdwn("-")]}
+
+
+def _header(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": _plain(text, MAX_HEADER_TEXT)}
+
+
+def _when(at: datetime | None) -> str:
+    """A short timestamp; aware times are shown in UTC."""
+    if at is None:
+        return ""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if at.tzinfo else at.strftime("%Y-%m-%d %H:%M")
+
+
+# --- links and buttons -------------------------------------------------------------
+
+
+def _safe_url(url: str | None) -> str | None:
+    """An http(s) URL with the characters that could end a mrkdwn link percent-encoded."""
+    raw = _clean(url or "").strip()
+    if not raw or not _HTTP_URL.match(raw) or "\n" in raw or "\t" in raw:
+        return None
+    safe = "".join(_URL_ESCAPES.get(ch, ch) for ch in raw)
+    return safe if len(safe) <= MAX_URL else None
+
+
+def _link(url: str | None, label: str) -> str:
+    """`<url|label>` for a safe URL (with `&` written as `&amp;`), or "" if unsafe."""
+    safe = _safe_url(url)
+    return f"<{safe.replace('&', '&amp;')}|{label}>" if safe else ""
+
+
+def action_id(button: Button) -> str:
+    """The button's `action_id`: one prefix for the single Bolt listener, then verb and id."""
+    return f"{ACTION_PREFIX}{button.verb}:{button.conversation_id}"
+
+
+def _button(button: Button) -> dict[str, Any] | None:
+    """One button element, or None when it cannot be rendered within Slack's limits."""
+    element: dict[str, Any] = {
+        "type": "button",
+        "text": _plain(button.label, MAX_BUTTON_TEXT),
+        "action_id": action_id(button),
+        "value": codec.encode(button),
+    }
+    if len(element["action_id"]) > MAX_ID or len(element["value"]) > MAX_BUTTON_VALUE:
+        logger.warning("button %s for #%s exceeds Slack's id/value limits; left out", button.verb, button.conversation_id)
+        return None
+    if button.url is not None or button.verb == "open":
+        url = _safe_url(button.url)
+        if url is None:
+            logger.warning("button %s for #%s has no safe http(s) URL; left out", button.verb, button.conversation_id)
+            return None
+        element["url"] = url
+    if button.style in _STYLES:
+        element["style"] = _STYLES[button.style]
+    return element
+
+
+def _actions(buttons: Sequence[Button]) -> dict[str, Any] | None:
+    """An actions block of unique, renderable buttons (at most 25), or None if there are none."""
+    elements: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for button in buttons:
+        element = _button(button)
+        if element is None or element["action_id"] in seen:
+            continue
+        seen.add(element["action_id"])
+        elements.append(element)
+    return {"type": "actions", "elements": elements[:MAX_ACTIONS]} if elements else None
+
+
+# --- cards -------------------------------------------------------------------------
+
+
+def _badges(card: Card) -> str:
+    badge = _PRIORITY_BADGES.get(card.priority, "")
+    return f"{badge} `{_esc(card.priority, 40, empty='normal')}` · `{_esc(card.status, 40, empty='?')}`".strip()
+
+
+def _title_block(card: Card) -> dict[str, Any]:
+    title = _esc(card.title, MAX_TITLE, empty="(no title)")
+    return _section(f"*#{card.id}* {title}\n{_badges(card)}")
+
+
+def _byline(card: Card) -> dict[str, Any]:
+    parts = [f"*{_esc(card.source, MAX_CONTEXT_TEXT, empty='unknown source')}*"]
+    parts.append(f"from {_esc(card.author, MAX_CONTEXT_TEXT, empty='unknown author')}")
+    if card.created_at:
+        parts.append(_when(card.created_at))
+    return _context([" · ".join(parts)])
+
+
+def _text_block(card: Card) -> dict[str, Any]:
+    """The customer's words as a quote, cut to fit, with a link to the original."""
+    link = _link(card.url, READ_ORIGINAL)
+    suffix = f"\n{link}" if link else ""
+    quoted = _quote(_esc(card.text, MAX_SECTION_TEXT, empty="_(no text)_"))
+    return {"type": "section", "text": _mrkdwn(_cut(quoted, MAX_SECTION_TEXT - len(suffix)) + suffix)}
+
+
+def _labelled(label: str, text: str | None) -> str:
+    """`label: text` (escaped, cut), or "" when there is no text."""
+    escaped = _esc(text, MAX_CONTEXT_TEXT)
+    return f"{label}: {escaped}" if escaped else ""
+
+
+def _facts(card: Card) -> dict[str, Any]:
+    owner = _esc(card.owner, MAX_CONTEXT_TEXT)
+    outcome = card.outcome if card.status == "resolved" else None
+    return _context(
+        [
+            _labelled("Departments", ", ".join(d for d in card.departments if d.strip())),
+            _labelled("Tags", ", ".join(t for t in card.tags if t.strip())),
+            _labelled("Why", card.routing_reason),
+            f"Claimed by {owner}" if owner else "Unclaimed",
+            _labelled("Outcome", outcome),
+        ]
+    )
+
+
+def _card_blocks(card: Card) -> list[dict[str, Any]]:
+    blocks = [_title_block(card), _byline(card), _text_block(card), _facts(card)]
+    actions = _actions(card.buttons)
+    return blocks + [actions] if actions else blocks
+
+
+def _fallback(card: Card) -> str:
+    head = f"#{card.id} [{card.priority}/{card.status}] {card.title or '(no title)'} — {card.author}: {card.text}"
+    return _esc(head, MAX_FALLBACK_TEXT, empty=f"#{card.id}")
+
+
+def card_message(card: Card) -> dict[str, Any]:
+    """`{"text", "blocks"}` of a card, for chat.postMessage / chat.update."""
+    return {"text": _fallback(card), "blocks": _card_blocks(card)[:MAX_MESSAGE_BLOCKS]}
+
+
+# --- results -----------------------------------------------------------------------
+
+
+def _summary(card: Card) -> str:
+    first = (card.title or "").strip() or next((ln for ln in (card.text or "").splitlines() if ln.strip()), "")
+    return _esc(first, MAX_SUMMARY, empty="(no text)")
+
+
+def _compact(card: Card, *, outcome: bool = False) -> dict[str, Any]:
+    """One line of a list: `#id · status · author: summary`."""
+    status = _esc(card.status, 40, empty="?")
+    if outcome and card.outcome:
+        status = f"{status} ({_esc(card.outcome, 60)})"
+    author = _esc(card.author, 80, empty="unknown author")
+    return _section(f"*#{card.id}* · {status} · {author}: {_summary(card)}")
+
+
+def _card_list(cards: Sequence[Card], *, outcome: bool = False) -> list[dict[str, Any]]:
+    """Compact sections for at most 20 distinct cards, then "…and N more"."""
+    unique = list({card.id: card for card in cards}.values())
+    blocks = [_compact(card, outcome=outcome) for card in unique[:MAX_LISTED_CARDS]]
+    if len(unique) > MAX_LISTED_CARDS:
+        blocks.append(_context([f"{ELLIPSIS}and {len(unique) - MAX_LISTED_CARDS} more"]))
+    return blocks
+
+
+def _history_line(line: HistoryLine) -> str:
+    detail = _esc(line.detail, MAX_HISTORY_LINE)
+    text = f"`{_when(line.at)}` *{_esc(line.actor, 80, empty='unsilo')}* {_esc(line.kind, 40)}"
+    return f"{text} — {detail}" if detail else text
+
+
+def _history(lines: Sequence[HistoryLine]) -> dict[str, Any]:
+    """The audit lines in one section, as many as fit, then "…and N more"."""
+    rendered: list[str] = []
+    budget = MAX_SECTION_TEXT - 40  # room for the "…and N more" line
+    for index, line in enumerate(lines):
+        text = _history_line(line)
+        if sum(len(r) + 1 for r in rendered) + len(text) > budget:
+            rendered.append(f"{ELLIPSIS}and {len(lines) - index} more")
+            break
+        rendered.append(text)
+    return _section("\n".join(rendered))
+
+
+def result_message(result: Result) -> dict[str, Any]:
+    """`{"text", "blocks"}` answering one person (ephemeral): text, card list, card, history."""
+    text = _esc(result.text, MAX_SECTION_TEXT)
+    blocks: list[dict[str, Any]] = [_section(text)] if text else []
+    blocks += _card_list(result.cards)
+    if result.card is not None:
+        blocks += _card_blocks(result.card)
+    if result.history:
+        blocks.append(_history(result.history))
+    fallback = _cut(text, MAX_FALLBACK_TEXT) or (_fallback(result.card) if result.card else "Done.")
+    return {"text": fallback, "blocks": blocks[:MAX_MESSAGE_BLOCKS] or [_section(fallback)]}
+
+
+# --- modals and home ---------------------------------------------------------------
+
+
+def _metadata(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _modal(*, callback_id: str, title: str, submit: str, metadata: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    if len(callback_id) > MAX_ID or len(metadata) > MAX_METADATA:
+        raise ValueError(f"modal {callback_id[:40]!r} exceeds Slack's callback_id/private_metadata limits")
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "private_metadata": metadata,
+        "title": _plain(title, MAX_MODAL_TEXT),
+        "submit": _plain(submit, MAX_MODAL_TEXT),
+        "close": _plain("Cancel", MAX_MODAL_TEXT),
+        "blocks": blocks[:MAX_VIEW_BLOCKS],
+    }
+
+
+def _text_input(*, label: str, initial: str = "", optional: bool = False, multiline: bool = True, block: str = "text") -> dict[str, Any]:
+    element: dict[str, Any] = {"type": "plain_text_input", "action_id": block, "multiline": multiline, "max_length": MAX_INPUT}
+    initial = _clean(initial)[:MAX_INPUT]
+    if initial:
+        element["initial_value"] = initial
+    return {"type": "input", "block_id": block, "optional": optional, "label": _plain(label, MAX_LABEL), "element": element}
+
+
+def _options(values: Sequence[str]) -> list[dict[str, Any]]:
+    """Select options; values too long to round-trip intact are left out, not cut."""
+    options = []
+    for value in dict.fromkeys(values):
+        if not value or len(value) > MAX_OPTION_VALUE:
+            logger.warning("option %r cannot be offered in a Slack select; left out", value[:40])
+            continue
+        options.append({"text": _plain(value, MAX_OPTION_TEXT), "value": value})
+    return options[:MAX_OPTIONS]
+
+
+def _select(*, block: str, label: str, options: list[dict[str, Any]], optional: bool, hint: str = "") -> dict[str, Any]:
+    element = {"type": "static_select", "action_id": block, "placeholder": _plain("Choose…", 150), "options": options}
+    input_block: dict[str, Any] = {"type": "input", "block_id": block, "optional": optional, "label": _plain(label, MAX_LABEL), "element": element}
+    if hint:
+        input_block["hint"] = _plain(hint, MAX_LABEL)
+    return input_block
+
+
+def text_modal(*, verb: str, conversation_id: int, title: str, label: str, submit: str, initial: str = "") -> dict[str, Any]:
+    """A modal asking for one piece of text (reply, note, dismiss reason…) about one conversation."""
+    return _modal(
+        callback_id=f"unsilo_{verb}",
+        title=title,
+        submit=submit,
+        metadata=_metadata({"id": conversation_id}),
+        blocks=[_text_input(label=label, initial=initial)],
+    )
+
+
+def resolve_modal(*, conversation_id: int, outcomes: Sequence[str]) -> dict[str, Any]:
+    """The resolve modal: a required outcome and an optional closing note."""
+    options = _options(outcomes)
+    if not options:
+        raise ValueError("resolve_modal needs at least one outcome that fits in a Slack option")
+    return _modal(
+        callback_id="unsilo_resolve",
+        title=f"Resolve #{conversation_id}",
+        submit="Resolve",
+        metadata=_metadata({"id": conversation_id}),
+        blocks=[
+            _select(block="outcome", label="Outcome", options=options, optional=False),
+            _text_input(label="Note (optional)", optional=True),
+        ],
+    )
+
+
+def _report_metadata(*, channel: str, message_ts: str, link: str, text: str) -> str:
+    """channel/ts/link/text as JSON within 3,000 chars: the text is cut, then the link dropped."""
+    if len(_metadata({"channel": channel, "ts": message_ts, "link": link, "text": ""})) > MAX_METADATA:
+        logger.warning("report link too long for private_metadata (%d chars); kept only in the form", len(link))
+        link = ""
+    data = {"channel": channel, "ts": message_ts, "link": link, "text": text}
+    encoded = _metadata(data)
+    while len(encoded) > MAX_METADATA:
+        data["text"] = data["text"][: len(data["text"]) - (len(encoded) - MAX_METADATA) - 1]
+        encoded = _metadata(data)
+    if data["text"] != text:
+        logger.info("reported text cut from %d to %d chars to fit private_metadata", len(text), len(data["text"]))
+    return encoded
+
+
+def report_modal(*, departments: Sequence[str], text: str, link: str, channel: str, message_ts: str) -> dict[str, Any]:
+    """The "report to Unsilo" modal for a chat message: quote, optional department, link.
+
+    `private_metadata` carries channel, ts, link and the raw text (cut to fit) for the submission.
+    """
+    quoted = _quote(_esc(text, MAX_SECTION_TEXT, empty="_(no text)_"))
+    blocks = [_section(quoted)]
+    options = _options(departments)
+    if options:
+        blocks.append(
+            _select(block="department", label="Department", options=options, optional=True, hint="Leave empty to let the routing rules decide.")
+        )
+    blocks.append(_text_input(label="Link to the original (optional)", initial=link, optional=True, multiline=False, block="link"))
+    return _modal(
+        callback_id="unsilo_report",
+        title="Report to Unsilo",
+        submit="Report",
+        metadata=_report_metadata(channel=channel, message_ts=message_ts, link=link, text=text),
+        blocks=blocks,
+    )
+
+
+def _oldest_first(cards: Sequence[Card]) -> list[Card]:
+    return sorted(cards, key=lambda c: (c.created_at is None, c.created_at.timestamp() if c.created_at else 0.0))
+
+
+def _counts(counts: Mapping[str, int]) -> dict[str, Any]:
+    lines = [f"{_esc(name, 80, empty='?')}: {count}" for name, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return _section("\n".join(lines) if lines else "Nothing open. :tada:")
+
+
+def _listing(result: Result, *, empty: str, oldest: bool = False, outcome: bool = False) -> list[dict[str, Any]]:
+    cards = _oldest_first(result.cards) if oldest else list(result.cards)
+    if cards:
+        return _card_list(cards, outcome=outcome)
+    return [_context([_esc(result.text, MAX_CONTEXT_TEXT) or empty])]
+
+
+def home_view(*, mine: Result, queue: Result, recent: Result) -> dict[str, Any]:
+    """The App Home tab: your conversations, what is open by department, recent outcomes."""
+    blocks: list[dict[str, Any]] = [_header("Your conversations")]
+    blocks += _listing(mine, empty="Nothing claimed by you.")
+    blocks += [{"type": "divider"}, _header("Open by department"), _counts(queue.counts)]
+    if queue.cards:
+        blocks += _listing(queue, empty="", oldest=True)
+    blocks += [{"type": "divider"}, _header("Recent outcomes")]
+    blocks += _listing(recent, empty="No outcomes yet.", outcome=True)
+    return {"type": "home", "blocks": blocks[:MAX_VIEW_BLOCKS]}
+
+
+# --- submissions -------------------------------------------------------------------
+
+
+def _element_value(element: Mapping[str, Any]) -> str:
+    if element.get("type") in ("static_select", "external_select", "radio_buttons"):
+        option = element.get("selected_option") or {}
+        return str(option.get("value") or "")
+    return str(element.get("value") or "")
+
+
+def values_of(view_state: Mapping[str, Any]) -> dict[str, str]:
+    """`{block_id: value}` from a submitted view (or its `state`); empty inputs read as ""."""
+    state = view_state.get("state", view_state)
+    values = state.get("values", {}) if isinstance(state, Mapping) else {}
+    result: dict[str, str] = {}
+    for block_id, actions in values.items():
+        if not isinstance(actions, Mapping) or not actions:
+            continue
+        element = actions.get(block_id) or next(iter(actions.values()))
+        result[block_id] = _element_value(element) if isinstance(element, Mapping) else ""
+    return result

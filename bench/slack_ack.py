@@ -1,0 +1,124 @@
+"""How fast does Unsilo ack Slack button clicks, against a bare Bolt app that only acks?
+
+N concurrent, signed Claim clicks (each on its own conversation, so each is a real
+store write) against the running service, then the same number against a bare Bolt
+app on aiohttp; both on loopback in the same run. Prints p50/p99 and the ratio.
+
+    .venv/bin/python -m bench.slack_ack [--clicks 200] [--concurrency 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+
+from bot import codec
+from bot.ingest import make_incoming
+from bot.views import Button
+from tests.slack_support import SECRET, TOKEN, running_slack
+from tests.standins.slack_api import sign
+
+PAYLOAD = {"type": "block_actions", "user": {"id": "U0", "username": "u", "name": "u", "team_id": "T1"},
+           "api_app_id": "A1", "token": "t", "container": {"type": "message", "message_ts": "1.1", "channel_id": "C0SUPPORT"},
+           "trigger_id": "1.1.x", "team": {"id": "T1", "domain": "d"}, "channel": {"id": "C0SUPPORT", "name": "support"},
+           "response_url": "http://127.0.0.1:9/unused", "actions": []}
+
+
+def click_body(user: str, conversation_id: int) -> bytes:
+    button = Button("Claim", "claim", conversation_id)
+    action = {"action_id": f"unsilo:claim:{conversation_id}", "block_id": "b", "type": "button",
+              "value": codec.encode(button), "action_ts": "1.1", "text": {"type": "plain_text", "text": "Claim"}}
+    payload = {**PAYLOAD, "user": {**PAYLOAD["user"], "id": user}, "actions": [action]}
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+async def fire(url: str, bodies: list[bytes], concurrency: int) -> list[float]:
+    """POST every body (signed) with at most `concurrency` in flight; latencies in ms."""
+    latencies: list[float] = []
+    gate = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
+        async def one(body: bytes) -> None:
+            async with gate:
+                headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(SECRET, body)}
+                started = time.perf_counter()
+                async with http.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    assert response.status == 200, response.status
+                latencies.append((time.perf_counter() - started) * 1000)
+        await asyncio.gather(*(one(b) for b in bodies))
+    return latencies
+
+
+async def bare_bolt(port_holder: list[int]) -> web.AppRunner:
+    """A Bolt app that only acks, mounted on aiohttp the same way as ours."""
+    async def authorize(enterprise_id: str | None = None, team_id: str | None = None) -> AuthorizeResult:
+        return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=TOKEN)
+
+    bolt = AsyncApp(signing_secret=SECRET, authorize=authorize)
+
+    @bolt.action(re.compile(".*"))
+    async def only_ack(ack):  # type: ignore[no-untyped-def]
+        await ack()
+
+    async def endpoint(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+    app = web.Application()
+    app.router.add_post("/slack/events", endpoint)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port_holder.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    return runner
+
+
+def summary(name: str, latencies: list[float]) -> tuple[float, float]:
+    ordered = sorted(latencies)
+    p50 = statistics.median(ordered)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    print(f"{name:<28} n={len(ordered):<5} p50={p50:7.1f} ms  p99={p99:7.1f} ms")
+    return p50, p99
+
+
+async def main(clicks: int, concurrency: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        async with running_slack(Path(tmp)) as unsilo:
+            items = [make_incoming(source="bench", external_id=str(i), text=f"refund {i}") for i in range(clicks)]
+            ids = (await unsilo.container.ingest(items)).new_ids
+            await fire(f"{unsilo.url}/slack/events", [click_body("UWARM", ids[0])], 1)  # warm-up
+            ours = await fire(f"{unsilo.url}/slack/events",
+                              [click_body(f"U{i:04d}", cid) for i, cid in enumerate(ids[1:])], concurrency)
+            port: list[int] = []
+            runner = await bare_bolt(port)
+            try:
+                bare_url = f"http://127.0.0.1:{port[0]}/slack/events"
+                await fire(bare_url, [click_body("UWARM", 1)], 1)
+                bare = await fire(bare_url, [click_body(f"U{i:04d}", i + 1) for i in range(len(ids) - 1)], concurrency)
+            finally:
+                await runner.cleanup()
+    print(f"{clicks - 1} signed Claim clicks, {concurrency} concurrent, loopback, SQLite store")
+    our_p50, our_p99 = summary("unsilo (claim + store)", ours)
+    bare_p50, bare_p99 = summary("bare Bolt (ack only)", bare)
+    print(f"ratio unsilo/bare: p50 {our_p50 / bare_p50:.2f}x  p99 {our_p99 / bare_p99:.2f}x")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clicks", type=int, default=201)
+    parser.add_argument("--concurrency", type=int, default=50)
+    args = parser.parse_args()
+    asyncio.run(main(args.clicks, args.concurrency))

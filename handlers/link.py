@@ -1,0 +1,47 @@
+"""Linking chat channels to departments (admins)."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.commands import LinkChannel, UnlinkChannel
+from bot.domain import Forbidden, InvalidInput
+from bot.policy import Context, identify, is_admin
+from bot.views import Result
+from storage.uow import UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+
+async def handle_link(cmd: LinkChannel, uow: UnitOfWork, *, ctx: Context) -> Result:
+    """Post the department's new conversations in this channel from now on."""
+    who = await identify(uow, cmd.actor)
+    if not is_admin(who, ctx.admins):
+        raise Forbidden("only admins can link channels; ask one to add you to [unsilo] admins")
+    name = (cmd.department or "").strip().lower()
+    department = await uow.departments.by_name(name) if name else None
+    if department is None:
+        names = ", ".join(d.name for d in await uow.departments.all())
+        raise InvalidInput(f"no department {cmd.department!r}; pick one of: {names}")
+    await uow.departments.link(department.id, cmd.actor.platform, cmd.channel_id,  # type: ignore[arg-type]
+                               ref=dict(cmd.conversation_ref) if cmd.conversation_ref else None, linked_by=who.name)
+    logger.info("%s linked %s:%s to %s", who.name, cmd.actor.platform, cmd.channel_id, name)
+    warning = "" if ctx.admins else " (no admins are configured yet, so anyone may link channels)"
+    return Result(f"This channel now gets {name}'s new conversations{warning}")
+
+
+async def handle_unlink(cmd: UnlinkChannel, uow: UnitOfWork, *, ctx: Context) -> Result:
+    """Stop posting cards in this channel (for one department, or all)."""
+    who = await identify(uow, cmd.actor)
+    if not is_admin(who, ctx.admins):
+        raise Forbidden("only admins can unlink channels; ask one to add you to [unsilo] admins")
+    department_id = None
+    if cmd.department:
+        department = await uow.departments.by_name(cmd.department.strip().lower())
+        if department is None:
+            raise InvalidInput(f"no department {cmd.department!r}")
+        department_id = department.id
+    removed = await uow.departments.unlink(cmd.actor.platform, cmd.channel_id, department_id=department_id)
+    if not removed:
+        return Result("This channel was not linked to any department")
+    return Result(f"This channel no longer gets {', '.join(removed)}'s conversations")
