@@ -20,7 +20,7 @@ PLATFORMS: web.AppKey[dict[str, str | None]] = web.AppKey("platforms", dict)
 
 # Each platform adapter is a module with `mount(app, container) -> None`; imported by name so
 # that the core never imports a platform SDK.
-PLATFORM_MODULES = {"slack": "adapters.slack", "teams": "adapters.teams"}
+PLATFORM_MODULES = {"slack": "adapters.slack", "teams": "adapters.teams.service"}
 
 
 def mount_platforms(app: web.Application, container: Container) -> dict[str, str | None]:

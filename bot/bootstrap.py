@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from bot.routing import Router
 from bot.settings import Settings
 from storage import migrate
 from storage.clock import Clock, utcnow
-from storage.db import create_engine, session_factory
+from storage.db import create_engine, is_sqlite, session_factory
 from storage.models import Rule
 from storage.uow import UnitOfWork
 
@@ -36,10 +37,11 @@ class Container:
     sessions: async_sessionmaker[AsyncSession]
     clock: Clock = utcnow
     senders: dict[str, Sender] = field(default_factory=dict)
+    write_lock: asyncio.Lock | None = None
 
     def uow(self) -> UnitOfWork:
         """A fresh unit of work on the shared store."""
-        return UnitOfWork(self.sessions, clock=self.clock)
+        return UnitOfWork(self.sessions, clock=self.clock, lock=self.write_lock)
 
     @property
     def bus(self) -> Bus:
@@ -84,8 +86,8 @@ def build(settings: Settings, *, config: Config | None = None, clock: Clock = ut
     if config is None:
         config = load_config(find_config(settings.config_path))
     engine = create_engine(settings.database_url)
-    container = Container(settings=settings, config=config, engine=engine,
-                          sessions=session_factory(engine), clock=clock)
+    container = Container(settings=settings, config=config, engine=engine, sessions=session_factory(engine),
+                          clock=clock, write_lock=asyncio.Lock() if is_sqlite(engine) else None)
     container.senders["log"] = LoggingSender()
     return container
 

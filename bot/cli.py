@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import importlib
 import logging
 import sys
 import textwrap
@@ -97,6 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.add_argument("--source", help="source name (default: the file name)")
     cmd("deliver", "send every due card and message now")
+    p = cmd("manifest", "build an app package")
+    p.add_argument("platform", choices=["teams"])
+    p.add_argument("--out", default="unsilo-teams.zip", help="where to write the zip (default: unsilo-teams.zip)")
+    p.add_argument("--app-id", help="the bot's Microsoft app id (default: $MicrosoftAppId)")
     p = cmd("db", "database maintenance")
     p.add_argument("action", choices=["upgrade"])
     p = cmd("config", "configuration file")
@@ -269,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_config(find_config(settings.config_path) or "unsilo.toml")
         if args.command == "run":
             return _serve(settings)
+        if args.command == "manifest":
+            return _manifest(args, settings)
         return asyncio.run(_run_async(args, settings))
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
@@ -286,6 +293,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if type(exc).__module__.startswith(("sqlalchemy", "asyncpg", "sqlite3")):
             return _store_problem(exc, settings)
         raise
+
+
+def _manifest(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    manifest: Any = importlib.import_module("adapters.teams.manifest")  # stdlib only, no SDK
+    app_id = args.app_id or settings.teams_app_id
+    if not app_id:
+        print("no app id: pass --app-id or set MicrosoftAppId (the Azure Bot's Microsoft App ID)", file=sys.stderr)
+        return 2
+    try:
+        out = manifest.build_package(app_id=app_id, out=Path(args.out))
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    print(f"wrote {out}: upload it in Teams under Apps > Manage your apps > Upload an app")
+    return 0
 
 
 def _store_problem(exc: Any, settings: Settings) -> int:

@@ -71,7 +71,7 @@ class IngestReport:
         return len(self.new_ids) + self.duplicates
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")  # controls and lone surrogates
 _C1 = re.compile(r"[\x80-\x9f]")
 
 

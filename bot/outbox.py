@@ -265,18 +265,17 @@ class DeliveryWorker:
             if row is None:
                 return
             attempts = row.attempts + (1 if count_attempt else 0)
-            if attempts >= self.max_attempts:
-                await uow.rollback()
-                await self._fail(delivery, error)
+            if attempts < self.max_attempts:
+                wait = delay if delay is not None else self.backoff(attempts)
+                row.attempts, row.last_error = attempts, error[:2048]
+                row.next_attempt_at = uow.now() + timedelta(seconds=wait)
+                row.locked_until = None
+                if not count_attempt and row.destination_id is not None:
+                    # A rate limit is the channel's, not this delivery's: hold back its siblings too.
+                    await uow.deliveries.defer_destination(row.destination_id, until=row.next_attempt_at)
+                await uow.commit()
                 return
-            wait = delay if delay is not None else self.backoff(attempts)
-            row.attempts, row.last_error = attempts, error[:2048]
-            row.next_attempt_at = uow.now() + timedelta(seconds=wait)
-            row.locked_until = None
-            if not count_attempt and row.destination_id is not None:
-                # A rate limit is the channel's, not this delivery's: hold back its siblings too.
-                await uow.deliveries.defer_destination(row.destination_id, until=row.next_attempt_at)
-            await uow.commit()
+        await self._fail(delivery, error)  # after the unit of work above is closed: they never nest
 
     async def _fail(self, delivery: Delivery, error: str) -> None:
         async with self._uow() as uow:

@@ -30,6 +30,7 @@ class Settings:
     teams_app_password: str = ""
     teams_app_type: str = "MultiTenant"
     teams_tenant_id: str = ""
+    teams_local: bool = False
 
     @classmethod
     def from_env(cls, *, dotenv: bool = True, **overrides: object) -> Settings:
@@ -51,6 +52,7 @@ class Settings:
             "teams_app_password": env.get("MicrosoftAppPassword", ""),
             "teams_app_type": env.get("MicrosoftAppType") or "MultiTenant",
             "teams_tenant_id": env.get("MicrosoftAppTenantId", ""),
+            "teams_local": (env.get("UNSILO_TEAMS_LOCAL") or "").lower() in ("1", "true", "yes"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -60,6 +62,6 @@ class Settings:
         slack = None
         if not (self.slack_bot_token and (self.slack_signing_secret or self.slack_app_token)):
             slack = "SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN) are not set"
-        teams = None if self.teams_app_id or os.environ.get("UNSILO_TEAMS_LOCAL") else (
-            "MicrosoftAppId is not set (set UNSILO_TEAMS_LOCAL=1 for emulator use without auth)")
+        teams = None if self.teams_app_id or self.teams_local else (
+            "MicrosoftAppId is not set (or set UNSILO_TEAMS_LOCAL=1 for local use without authentication)")
         return {"slack": slack, "teams": teams}

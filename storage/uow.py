@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from types import TracebackType
@@ -26,9 +27,13 @@ from storage.repositories import (
 
 logger = logging.getLogger(__name__)
 
+LOCK_TIMEOUT = 60.0
+
 
 class UnitOfWork:
     """`async with uow:` rolls back unless `await uow.commit()` was called.
+
+    Units of work must not nest (one at a time per task): with SQLite they share a lock.
 
     `changed` collects the ids of conversations whose card must be refreshed; the
     bus turns them into outbox deliveries inside the same transaction.
@@ -47,12 +52,22 @@ class UnitOfWork:
     deliveries: DeliveryRepo
     inbound: InboundEventRepo
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock = utcnow) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock = utcnow,
+                 lock: asyncio.Lock | None = None) -> None:
         self._sessions = sessions
         self.clock = clock
         self.changed: set[int] = set()
+        self._lock = lock
 
     async def __aenter__(self) -> UnitOfWork:
+        if self._lock is not None:
+            # SQLite has one writer at a time; queueing here is fair and instant, where its
+            # busy handler would poll with growing sleeps (seconds of tail latency under load).
+            try:
+                await asyncio.wait_for(self._lock.acquire(), timeout=LOCK_TIMEOUT)
+            except TimeoutError:
+                raise RuntimeError(f"no SQLite unit of work could start within {LOCK_TIMEOUT:g}s: "
+                                   "is a unit of work opened inside another?") from None
         self.session = self._sessions()
         session = self.session
         self.conversations = ConversationRepo(session)
@@ -77,7 +92,11 @@ class UnitOfWork:
     ) -> None:
         # close() rolls back whatever was not committed, without expiring the loaded
         # objects, so results stay readable after the unit of work ends.
-        await self.session.close()
+        try:
+            await self.session.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     def now(self) -> datetime:
         """The current time by this unit of work's clock (naive UTC)."""

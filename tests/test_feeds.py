@@ -124,3 +124,4 @@ def test_hostile_html_becomes_plain_text() -> None:
     text = html_to_text('<p>Hello <b>there</b></p><script>alert("x")</script><style>p{}</style>&amp; bye<br>next')
     assert text == "Hello there\n& bye\nnext"
     assert clean_text("a\x00b\x1bc\u0092d") == "abc\u2019d"
+    assert clean_text("lone \ud800surrogate") == "lone surrogate"

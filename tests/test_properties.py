@@ -25,6 +25,7 @@ CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 def test_any_customer_text_is_stored_clean_and_routed_somewhere(text: str) -> None:
     item = make_incoming(source="s", external_id="x", text=text, title=text[:50], author_name=text[:20])
     assert not CONTROL.search(item.text + item.title + item.author_name)
+    (item.text + item.title).encode("utf-8")  # storable: no lone surrogates
     assert len(item.author_name) <= 255
     routed = ROUTER.route(text=item.text, source="s", author=item.author_name)
     assert routed.departments and routed.priority in ("low", "normal", "high", "urgent")

@@ -60,8 +60,8 @@ _HTTP_URL = re.compile(r"^https?://", re.IGNORECASE)
 
 
 def _clean(text: str) -> str:
-    """Drop control characters (Unicode category Cc) except newline and tab."""
-    return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+    """Drop control characters (Cc) except newline and tab, and lone surrogates (Cs) that break JSON."""
+    return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs"))
 
 
 def escape(text: str) -> str:

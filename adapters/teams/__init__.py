@@ -1,0 +1,1 @@
+"""Microsoft Teams: botbuilder CloudAdapter, Adaptive Cards, the outbox sender, the app package."""

@@ -1,0 +1,395 @@
+"""Adaptive Card 1.5 rendering of the platform-neutral views (`bot.views`) for Teams.
+
+Pure functions: a view goes in, a JSON-ready dict comes out; no I/O, no botbuilder.
+Untrusted text is only ever shown as `TextRun`s inside `RichTextBlock`s (a TextRun is
+never markdown-processed, unlike a `TextBlock`); `TextBlock` is kept for the fixed labels
+written here (`LABELS`). Every string is cleaned and cut to a limit here, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from bot import codec
+from bot.views import Button, Card, HistoryLine, Result
+
+logger = logging.getLogger(__name__)
+
+CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+CARD_VERSION = "1.5"
+CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
+MESSAGE_CONTENT_TYPE = "application/vnd.microsoft.activity.message"
+
+# Our caps, so one field cannot crowd out the others (Teams rejects messages over ~28 KB).
+MAX_TEXT = 3000
+MAX_MESSAGE_TEXT = 4000
+MAX_TITLE = 250
+MAX_FIELD = 300
+MAX_SHORT = 40
+MAX_NAME = 80
+MAX_SUMMARY = 150
+MAX_HISTORY_LINE = 300
+MAX_HISTORY_LINES = 30
+MAX_TEXT_PARAGRAPHS = 30
+MAX_LISTED_CARDS = 20
+MAX_ACTIONS = 6  # Teams' host config shows at most 6 card actions
+MAX_ACTION_TITLE = 50
+MAX_INPUT = 3000
+MAX_CHOICES = 100
+MAX_CHOICE_VALUE = 150
+MAX_URL = 2048
+
+ELLIPSIS = "…"
+ZWSP = "\u200b"
+_HTTP_URL = re.compile(r"^https?://[^\s]+$", re.IGNORECASE)
+_AT_TAG = re.compile(r"<(?=at)", re.IGNORECASE)
+_AT_MARKUP = re.compile(r"<at\b[^>]*>.*?</at\s*>|</?at\b[^>]*>", re.IGNORECASE | re.DOTALL)
+_STYLES = {"primary": "positive", "danger": "destructive"}
+_EXECUTE = ("claim", "release")
+# verb -> (input label, submit title, placeholder)
+_TEXT_INPUTS = {
+    "reply": ("Reply to the customer", "Send reply", "What the customer will read"),
+    "note": ("Internal note", "Add note", "Only your team sees this"),
+    "dismiss": ("Why dismiss it?", "Dismiss", "A short reason"),
+}
+
+# Every text that may appear in a TextBlock: fixed labels written here, nothing else.
+LABELS = frozenset(
+    {"Done.", "History", "Unclaimed", "Outcome", "Note (optional)", "Choose an outcome."}
+    | {label for label, _, _ in _TEXT_INPUTS.values()}
+)
+
+
+# --- text --------------------------------------------------------------------------
+
+
+def _clean(text: str | None) -> str:
+    """Drop control characters (Cc) except newline and tab, and lone surrogates (Cs) that break JSON."""
+    return "".join(ch for ch in (text or "") if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs"))
+
+
+def _defuse(text: str) -> str:
+    """Break every `<at` with a zero-width space after the `<`.
+
+    Teams turns `<at>name</at>` in a message into a mention when it has a matching
+    entity; we never send entities, but a customer's text must not be able to become
+    live mention markup if a card is ever copied into a message, so none survives here.
+    """
+    return _AT_TAG.sub("<" + ZWSP, text)
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` within `limit` characters, ending in "…" when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
+
+
+def safe(text: str | None, limit: int, *, empty: str = "") -> str:
+    """Untrusted text made inert for a TextRun: cleaned, `<at` broken, cut; `empty` if blank."""
+    cleaned = _defuse(_clean(text).strip())
+    return _cut(cleaned, limit) if cleaned else empty
+
+
+def _label(text: str) -> str:
+    if text not in LABELS:
+        raise ValueError(f"{text!r} is not a fixed label; untrusted text belongs in a TextRun")
+    return text
+
+
+def _text_block(label: str, **style: Any) -> dict[str, Any]:
+    """A TextBlock for one of our fixed labels (TextBlocks process markdown)."""
+    return {"type": "TextBlock", "text": _label(label), "wrap": True, **style}
+
+
+def _run(text: str, **style: Any) -> dict[str, Any]:
+    """A TextRun; `text` must already be `safe()` (or our own words)."""
+    return {"type": "TextRun", "text": text, **style}
+
+
+def _rich(*runs: dict[str, Any], **props: Any) -> dict[str, Any]:
+    return {"type": "RichTextBlock", "inlines": [r for r in runs if r["text"]] or [_run("-")], **props}
+
+
+def _when(at: datetime | None) -> str:
+    """A short timestamp; aware times are shown in UTC."""
+    if at is None:
+        return ""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if at.tzinfo else at.strftime("%Y-%m-%d %H:%M")
+
+
+def _envelope(body: list[dict[str, Any]], actions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {
+        "type": "AdaptiveCard",
+        "version": CARD_VERSION,
+        "$schema": CARD_SCHEMA,
+        "body": body,
+        "actions": actions or [],
+    }
+
+
+# --- actions -----------------------------------------------------------------------
+
+
+def _safe_url(url: str | None) -> str | None:
+    """An http(s) URL without whitespace or control characters, or None."""
+    raw = (url or "").strip()
+    if not raw or _clean(raw) != raw or not _HTTP_URL.match(raw) or len(raw) > MAX_URL:
+        return None
+    return raw
+
+
+def _execute(button: Button, title: str, style: str | None = None) -> dict[str, Any]:
+    action: dict[str, Any] = {
+        "type": "Action.Execute",
+        "title": _cut(_clean(title).strip() or button.verb, MAX_ACTION_TITLE),
+        "verb": button.verb,
+        "data": codec.button_data(button),
+    }
+    if style:
+        action["style"] = style
+    return action
+
+
+def _text_input(label: str, placeholder: str, *, required: bool) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "Input.Text",
+        "id": "text",
+        "label": label,
+        "placeholder": placeholder,
+        "isMultiline": True,
+        "maxLength": MAX_INPUT,
+    }
+    if required:
+        element.update(isRequired=True, errorMessage="Please write something first.")
+    return element
+
+
+def _choices(outcomes: Sequence[str]) -> list[dict[str, str]]:
+    """Choices; values that would not round-trip intact are left out, not cut."""
+    choices = []
+    for value in dict.fromkeys(outcomes):
+        if not value or len(value) > MAX_CHOICE_VALUE or _clean(value) != value or "," in value:
+            logger.warning("outcome %r cannot be offered as a Teams choice; left out", value[:40])
+            continue
+        choices.append({"title": safe(value, MAX_NAME, empty=value), "value": value})
+    return choices[:MAX_CHOICES]
+
+
+def _action(button: Button, outcomes: Sequence[str]) -> dict[str, Any] | None:
+    """One card action for a button, or None when it cannot be rendered."""
+    title = _cut(_clean(button.label).strip() or button.verb, MAX_ACTION_TITLE)
+    style = _STYLES.get(button.style)
+    if button.url is not None or button.verb == "open":
+        url = _safe_url(button.url)
+        if url is None:
+            logger.warning("button %s for #%s has no safe http(s) URL; left out", button.verb, button.conversation_id)
+            return None
+        return {"type": "Action.OpenUrl", "title": title, "url": url}
+    if button.verb in _EXECUTE:
+        return _execute(button, title, style)
+    if button.verb in _TEXT_INPUTS:
+        label, submit, placeholder = _TEXT_INPUTS[button.verb]
+        body = [_text_input(label, placeholder, required=True)]
+        inner = {"type": "AdaptiveCard", "body": body, "actions": [_execute(button, submit, style)]}
+        return {"type": "Action.ShowCard", "title": title, "card": inner}
+    if button.verb == "resolve":
+        choices = _choices(outcomes)
+        if not choices:
+            logger.warning("no outcome fits a Teams choice; resolve left out for #%s", button.conversation_id)
+            return None
+        body = [
+            {"type": "Input.ChoiceSet", "id": "outcome", "label": "Outcome", "choices": choices, "style": "compact",
+             "isRequired": True, "errorMessage": "Choose an outcome."},
+            _text_input("Note (optional)", "How it ended (optional)", required=False),
+        ]
+        inner = {"type": "AdaptiveCard", "body": body, "actions": [_execute(button, "Resolve", style)]}
+        return {"type": "Action.ShowCard", "title": title, "card": inner}
+    logger.warning("button verb %r has no Teams rendering; left out", button.verb[:40])
+    return None
+
+
+def _actions(buttons: Sequence[Button], outcomes: Sequence[str]) -> list[dict[str, Any]]:
+    """Actions for unique, renderable buttons (at most `MAX_ACTIONS`)."""
+    actions: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for button in buttons:
+        if button.verb in seen:
+            continue
+        action = _action(button, outcomes)
+        if action is not None:
+            seen.add(button.verb)
+            actions.append(action)
+    if len(actions) > MAX_ACTIONS:
+        logger.warning("%d actions for one card; only the first %d are shown", len(actions), MAX_ACTIONS)
+    return actions[:MAX_ACTIONS]
+
+
+# --- cards -------------------------------------------------------------------------
+
+
+def _title(card: Card) -> dict[str, Any]:
+    title = safe(card.title, MAX_TITLE, empty="(no title)")
+    return _rich(_run(f"#{card.id} ", weight="Bolder", size="Medium"), _run(title, weight="Bolder", size="Medium"))
+
+
+def _badges(card: Card) -> dict[str, Any]:
+    priority = safe(card.priority, MAX_SHORT, empty="normal")
+    status = safe(card.status, MAX_SHORT, empty="?")
+    color = "Attention" if card.priority in ("urgent", "high") else "Default"
+    return _rich(_run(priority, weight="Bolder", color=color), _run(" · "), _run(status, fontType="Monospace"), spacing="None")
+
+
+def _byline(card: Card) -> dict[str, Any]:
+    runs = [_run(safe(card.source, MAX_FIELD, empty="unknown source"), weight="Bolder", isSubtle=True),
+            _run(" · from ", isSubtle=True), _run(safe(card.author, MAX_FIELD, empty="unknown author"), isSubtle=True)]
+    when = _when(card.created_at)
+    if when:
+        runs.append(_run(f" · {when}", isSubtle=True))
+    return _rich(*runs, spacing="Small")
+
+
+def _paragraphs(text: str | None) -> list[dict[str, Any]]:
+    """The customer's words, cut to 3,000 chars, one RichTextBlock per line (bounded)."""
+    cleaned = safe(text, MAX_TEXT)
+    if not cleaned:
+        return [_rich(_run("(no text)", italic=True, isSubtle=True))]
+    lines = cleaned.split("\n")
+    if len(lines) > MAX_TEXT_PARAGRAPHS:
+        lines = lines[: MAX_TEXT_PARAGRAPHS - 1] + [" ".join(ln for ln in lines[MAX_TEXT_PARAGRAPHS - 1:] if ln.strip())]
+    blocks = [_rich(_run(line or " "), spacing="None") for line in lines]
+    blocks[0]["spacing"] = "Medium"
+    blocks[0]["separator"] = True
+    return blocks
+
+
+def _fact(label: str, value: str) -> dict[str, Any] | None:
+    """`label: value` as two runs, or None when there is no value."""
+    if not value:
+        return None
+    return _rich(_run(f"{label}: ", weight="Bolder", isSubtle=True), _run(value, isSubtle=True), spacing="None")
+
+
+def _facts(card: Card) -> list[dict[str, Any]]:
+    owner = safe(card.owner, MAX_FIELD)
+    outcome = safe(card.outcome, MAX_FIELD) if card.status == "resolved" else ""
+    facts = [
+        _fact("Departments", safe(", ".join(d for d in card.departments if d.strip()), MAX_FIELD)),
+        _fact("Tags", safe(", ".join(t for t in card.tags if t.strip()), MAX_FIELD)),
+        _fact("Why", safe(card.routing_reason, MAX_FIELD)),
+        _rich(_run("Claimed by ", weight="Bolder"), _run(owner)) if owner else _text_block("Unclaimed", weight="Bolder"),
+        _fact("Outcome", outcome),
+    ]
+    blocks = [f for f in facts if f is not None]
+    blocks[0]["separator"] = True
+    return blocks
+
+
+def _card_body(card: Card) -> list[dict[str, Any]]:
+    return [_title(card), _badges(card), _byline(card), *_paragraphs(card.text), *_facts(card)]
+
+
+def card(card: Card, *, outcomes: Sequence[str]) -> dict[str, Any]:
+    """The Adaptive Card of a conversation, with its actions (claim, reply, resolve…)."""
+    return _envelope(_card_body(card), _actions(card.buttons, outcomes))
+
+
+# --- results and messages ----------------------------------------------------------
+
+
+def _summary(item: Card) -> str:
+    first = (item.title or "").strip() or next((ln for ln in (item.text or "").splitlines() if ln.strip()), "")
+    return first
+
+
+def _compact(item: Card) -> dict[str, Any]:
+    """One line of a list: `#id · status · author: summary`."""
+    status = safe(item.status, MAX_SHORT, empty="?")
+    author = safe(item.author, MAX_NAME, empty="unknown author")
+    return _rich(
+        _run(f"#{item.id}", weight="Bolder"),
+        _run(f" · {status} · {author}: "),
+        _run(safe(_summary(item), MAX_SUMMARY, empty="(no text)")),
+        spacing="Small",
+    )
+
+
+def _card_list(cards: Sequence[Card]) -> list[dict[str, Any]]:
+    """Compact lines for at most 20 distinct cards, then "…and N more"."""
+    unique = list({item.id: item for item in cards}.values())
+    blocks = [_compact(item) for item in unique[:MAX_LISTED_CARDS]]
+    if len(unique) > MAX_LISTED_CARDS:
+        blocks.append(_rich(_run(f"{ELLIPSIS}and {len(unique) - MAX_LISTED_CARDS} more", isSubtle=True)))
+    return blocks
+
+
+def _history_line(line: HistoryLine) -> dict[str, Any]:
+    runs = [
+        _run(f"{_when(line.at)} ", fontType="Monospace", isSubtle=True),
+        _run(safe(line.actor, MAX_NAME, empty="unsilo"), weight="Bolder"),
+        _run(f" {safe(line.kind, MAX_SHORT)}"),
+    ]
+    detail = safe(line.detail, MAX_HISTORY_LINE)
+    if detail:
+        runs.append(_run(f" — {detail}"))
+    return _rich(*runs, spacing="None")
+
+
+def _history(lines: Sequence[HistoryLine]) -> list[dict[str, Any]]:
+    blocks = [_text_block("History", weight="Bolder", separator=True)]
+    blocks += [_history_line(line) for line in lines[:MAX_HISTORY_LINES]]
+    if len(lines) > MAX_HISTORY_LINES:
+        blocks.append(_rich(_run(f"{ELLIPSIS}and {len(lines) - MAX_HISTORY_LINES} more", isSubtle=True)))
+    return blocks
+
+
+def _message(text: str | None) -> list[dict[str, Any]]:
+    """A message (ours or echoing people's input) as inert runs, one block per line."""
+    cleaned = safe(text, MAX_MESSAGE_TEXT)
+    if not cleaned:
+        return []
+    return [_rich(_run(line or " "), spacing="None") for line in cleaned.split("\n")[:60]]
+
+
+def result_card(result: Result, *, outcomes: Sequence[str]) -> dict[str, Any]:
+    """What a handler answered: text, card list, full card with actions, history."""
+    body = _message(result.text)
+    body += _card_list(result.cards)
+    actions: list[dict[str, Any]] = []
+    if result.card is not None:
+        body += _card_body(result.card)
+        actions = _actions(result.card.buttons, outcomes)
+    if result.history:
+        body += _history(result.history)
+    return _envelope(body or [_text_block("Done.")], actions)
+
+
+def text_card(text: str) -> dict[str, Any]:
+    """One message (help, refusals) as a card; backticks and markdown stay literal."""
+    return _envelope(_message(text) or [_text_block("Done.")])
+
+
+def refreshed_invoke_body(card_json: dict[str, Any]) -> dict[str, Any]:
+    """The `adaptiveCard/action` invoke answer that replaces the card in place."""
+    return {"statusCode": 200, "type": CARD_CONTENT_TYPE, "value": card_json}
+
+
+def message_invoke_body(text: str) -> dict[str, Any]:
+    """The `adaptiveCard/action` invoke answer that shows a short message instead."""
+    return {"statusCode": 200, "type": MESSAGE_CONTENT_TYPE, "value": text}
+
+
+def attachment(card_json: dict[str, Any]) -> dict[str, Any]:
+    """A card as a message attachment (Bot Framework JSON casing)."""
+    return {"contentType": CARD_CONTENT_TYPE, "content": card_json}
+
+
+def strip_mentions(text: str, mention_texts: Sequence[str]) -> str:
+    """The text without its mentions (`<at>Unsilo</at>`…), whitespace collapsed."""
+    for mention in mention_texts:
+        if mention:
+            text = text.replace(mention, " ")
+    return " ".join(_AT_MARKUP.sub(" ", text).split())

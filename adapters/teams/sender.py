@@ -1,0 +1,105 @@
+"""The outbox's Teams sender: a card starts a channel thread once and is updated in place afterwards.
+
+One `ConnectorClient` per service URL is built and reused (building one costs more CPU
+than the send itself, see PLATFORM_NOTES). 429/412/502/504 become `RetryLater`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from botbuilder.schema import Activity, ActivityTypes, Attachment, ConversationParameters
+from botframework.connector.aio import ConnectorClient
+from botframework.connector.auth import MicrosoftAppCredentials
+
+from adapters.teams import render
+from bot.outbox import Job, PermanentFailure, RetryLater, Sent
+
+logger = logging.getLogger(__name__)
+
+RETRY_STATUSES = {412: 2.0, 429: 1.0, 502: 5.0, 504: 5.0}
+PERMANENT_STATUSES = {400, 401, 403, 404}
+
+
+class TeamsSender:
+    """Sends card deliveries to Teams channels (or chats) through the Bot Connector API."""
+
+    def __init__(self, *, app_id: str, app_password: str, tenant_id: str = "", outcomes: Sequence[str]) -> None:
+        self.app_id = app_id
+        self.app_password = app_password
+        self.tenant_id = tenant_id
+        self.outcomes = tuple(outcomes)
+        self._clients: dict[str, ConnectorClient] = {}
+
+    def client(self, service_url: str) -> ConnectorClient:
+        """The reused connector client for a service URL."""
+        if service_url not in self._clients:
+            credentials = MicrosoftAppCredentials(self.app_id, self.app_password,
+                                                  channel_auth_tenant=self.tenant_id or None)
+            if self.app_id:
+                MicrosoftAppCredentials.trust_service_url(service_url)
+            client = ConnectorClient(credentials, base_url=service_url)
+            # msrest would retry PUTs (card updates) on 429/5xx itself, sleeping in a thread and
+            # hiding the status: the outbox owns retries, so every failure must surface once.
+            client.config.retry_policy.retries = 0
+            client.config.retry_policy.policy.raise_on_status = False
+            self._clients[service_url] = client
+        return self._clients[service_url]
+
+    async def send(self, job: Job) -> Sent:
+        """Post or update the card where the channel's stored conversation reference points."""
+        if job.kind != "card" or job.card is None:
+            raise PermanentFailure(f"the Teams sender cannot send {job.kind!r} deliveries")
+        ref: dict[str, Any] = dict(job.conversation_ref or {})
+        service_url = ref.get("serviceUrl") or ref.get("service_url")
+        if not service_url:
+            raise PermanentFailure(f"Teams channel {job.channel_id} has no stored conversation; "
+                                   "type `@Unsilo link <department>` in it once")
+        card_json = render.card(job.card, outcomes=self.outcomes)
+        activity = Activity(type=ActivityTypes.message, summary=f"#{job.card.id} {job.card.title or ''}".strip()[:200],
+                            attachments=[Attachment(**_attachment(card_json))])
+        connector = self.client(service_url)
+        conversation = ref.get("conversation") or {}
+        try:
+            if job.message_id:
+                activity.id = job.message_id
+                await connector.conversations.update_activity(job.channel_id, job.message_id, activity)
+                return Sent(message_id=job.message_id)
+            if conversation.get("conversationType") == "channel":
+                tenant = conversation.get("tenantId") or self.tenant_id
+                params = ConversationParameters(
+                    is_group=True, activity=activity, tenant_id=tenant or None,
+                    channel_data={"channel": {"id": job.channel_id}, **({"tenant": {"id": tenant}} if tenant else {})})
+                response = await connector.conversations.create_conversation(params)
+                return Sent(message_id=response.activity_id)
+            response = await connector.conversations.send_to_conversation(conversation.get("id") or job.channel_id, activity)
+            return Sent(message_id=response.id)
+        except (RetryLater, PermanentFailure):
+            raise
+        except Exception as exc:
+            _raise_for(exc)
+            raise
+
+
+def _attachment(card_json: dict[str, Any]) -> dict[str, Any]:
+    wrapped = render.attachment(card_json)
+    return {"content_type": wrapped["contentType"], "content": wrapped["content"]}
+
+
+def _raise_for(exc: Exception) -> None:
+    """Map a connector error to the outbox's vocabulary (or leave it to be retried)."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if status is None:
+        return
+    if status in RETRY_STATUSES:
+        headers = getattr(response, "headers", {}) or {}
+        try:
+            seconds = float(headers.get("Retry-After", RETRY_STATUSES[status]))
+        except (TypeError, ValueError):
+            seconds = RETRY_STATUSES[status]
+        raise RetryLater(seconds, f"Teams answered {status}") from exc
+    if status in PERMANENT_STATUSES:
+        raise PermanentFailure(f"Teams answered {status}: {exc}") from exc

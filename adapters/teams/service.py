@@ -1,0 +1,57 @@
+"""Teams on the service: the CloudAdapter on POST /api/messages and the outbox sender.
+
+Every `botbuilder` import of the project lives in adapters/teams/, so that moving to the
+SDK's successor stays a one-folder change.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import jwt
+from aiohttp import web
+from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
+
+from adapters.teams.bot import UnsiloTeamsBot
+from adapters.teams.sender import TeamsSender
+
+if TYPE_CHECKING:
+    from bot.bootstrap import Container
+
+logger = logging.getLogger(__name__)
+
+TEAMS_PATH = "/api/messages"
+
+
+class _BotConfig:
+    """The attribute names `ConfigurationBotFrameworkAuthentication` reads."""
+
+    def __init__(self, app_id: str, password: str, app_type: str, tenant_id: str) -> None:
+        self.APP_ID = app_id
+        self.APP_PASSWORD = password
+        self.APP_TYPE = app_type
+        self.APP_TENANTID = tenant_id
+
+
+def mount(app: web.Application, container: Container) -> None:
+    """Serve Teams on `POST /api/messages` and send cards through the outbox."""
+    settings = container.settings
+    config = _BotConfig(settings.teams_app_id, settings.teams_app_password, settings.teams_app_type,
+                        settings.teams_tenant_id)
+    adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(config))
+    bot = UnsiloTeamsBot(bus=container.bus, outcomes=container.config.outcomes)
+    container.senders["teams"] = TeamsSender(app_id=settings.teams_app_id, app_password=settings.teams_app_password,
+                                             tenant_id=settings.teams_tenant_id, outcomes=container.config.outcomes)
+    if not settings.teams_app_id:
+        logger.warning("Teams runs WITHOUT authentication (MicrosoftAppId is empty): for local/emulator use only")
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        try:
+            response = await adapter.process(request, bot)
+        except jwt.PyJWTError as exc:  # botbuilder lets a malformed token through as a 500
+            logger.warning("Teams request refused: unreadable token (%s)", exc)
+            raise web.HTTPUnauthorized() from exc
+        return response if response is not None else web.Response(status=201)
+
+    app.router.add_post(TEAMS_PATH, messages)

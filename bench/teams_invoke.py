@@ -1,0 +1,117 @@
+"""How fast does Unsilo answer Teams card clicks, against a bare botbuilder bot?
+
+1,000 `adaptiveCard/action` invokes (Claim, each on its own conversation: a real store
+write and a refreshed card) at 50 concurrent against the running service, then the same
+against a bare botbuilder 4.17.1 bot on CloudAdapter that returns a static card; both on
+loopback, same run, no authentication (empty app id). Prints p50/p99 and the ratio.
+
+    .venv/bin/python -m bench.teams_invoke [--invokes 1000] [--concurrency 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from botbuilder.core import TurnContext
+from botbuilder.core.teams import TeamsActivityHandler
+from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
+from botbuilder.schema import AdaptiveCardInvokeResponse, InvokeResponse
+
+from bot.ingest import make_incoming
+from tests.teams_support import running_teams
+
+STATIC_CARD = {"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "ok"}]}
+
+
+def invoke(service_url: str, conversation_id: int, user: int) -> dict[str, Any]:
+    return {
+        "type": "invoke", "name": "adaptiveCard/action", "channelId": "msteams", "id": f"f:{user}",
+        "serviceUrl": service_url, "from": {"id": f"29:u{user}", "name": f"User {user}", "aadObjectId": f"aad-{user}"},
+        "recipient": {"id": "28:bot", "name": "Unsilo"}, "conversation": {"id": "a:personal", "conversationType": "personal"},
+        "channelData": {"tenant": {"id": "t"}},
+        "value": {"action": {"type": "Action.Execute", "verb": "claim", "data": {"cmd": "claim", "id": conversation_id}},
+                  "trigger": "manual"},
+    }
+
+
+async def fire(url: str, activities: list[dict[str, Any]], concurrency: int) -> list[float]:
+    latencies: list[float] = []
+    gate = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
+        async def one(activity: dict[str, Any]) -> None:
+            async with gate:
+                started = time.perf_counter()
+                async with http.post(url, json=activity) as response:
+                    await response.read()
+                    assert response.status == 200, response.status
+                latencies.append((time.perf_counter() - started) * 1000)
+        await asyncio.gather(*(one(a) for a in activities))
+    return latencies
+
+
+class _Config:
+    APP_ID, APP_PASSWORD, APP_TYPE, APP_TENANTID = "", "", "MultiTenant", ""
+
+
+class BareBot(TeamsActivityHandler):
+    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
+        return InvokeResponse(status=200, body=AdaptiveCardInvokeResponse(
+            status_code=200, type="application/vnd.microsoft.card.adaptive", value=STATIC_CARD))
+
+
+async def bare_bot() -> tuple[web.AppRunner, str]:
+    adapter, bot = CloudAdapter(ConfigurationBotFrameworkAuthentication(_Config())), BareBot()
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        return await adapter.process(request, bot) or web.Response(status=201)
+
+    app = web.Application()
+    app.router.add_post("/api/messages", messages)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/api/messages"  # type: ignore[union-attr]
+
+
+def summary(name: str, latencies: list[float]) -> float:
+    ordered = sorted(latencies)
+    p50, p99 = statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    print(f"{name:<32} n={len(ordered):<5} p50={p50:7.1f} ms  p99={p99:7.1f} ms")
+    return p50
+
+
+async def main(invokes: int, concurrency: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        async with running_teams(Path(tmp)) as unsilo:
+            items = [make_incoming(source="bench", external_id=str(i), text=f"refund {i}") for i in range(invokes + 1)]
+            ids = (await unsilo.container.ingest(items)).new_ids
+            url = f"{unsilo.url}/api/messages"
+            await fire(url, [invoke(unsilo.connector.url, ids[0], 0)], 1)
+            ours = await fire(url, [invoke(unsilo.connector.url, cid, i + 1) for i, cid in enumerate(ids[1:])], concurrency)
+            runner, bare_url = await bare_bot()
+            try:
+                await fire(bare_url, [invoke(unsilo.connector.url, 1, 0)], 1)
+                bare = await fire(bare_url, [invoke(unsilo.connector.url, i, i) for i in range(invokes)], concurrency)
+            finally:
+                await runner.cleanup()
+    print(f"{invokes} adaptiveCard/action invokes, {concurrency} concurrent, loopback, SQLite store")
+    ours_p50 = summary("unsilo (claim + refreshed card)", ours)
+    bare_p50 = summary("bare botbuilder (static card)", bare)
+    print(f"ratio unsilo/bare p50: {ours_p50 / bare_p50:.2f}x (goal <= 0.3x)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--invokes", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    args = parser.parse_args()
+    asyncio.run(main(args.invokes, args.concurrency))

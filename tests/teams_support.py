@@ -1,0 +1,136 @@
+"""Teams activities built from the real samples in ../shared/reference/teams, sent over HTTP to the
+running service; the Bot Connector service (and, when asked, Slack's Web API) stood in for on loopback."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bot.app import create_app
+from bot.bootstrap import Container, build
+from bot.config import load_config
+from bot.settings import Settings
+from tests.conftest import reference_dir
+from tests.slack_support import SECRET, TOKEN
+from tests.standins.bot_connector import BotConnectorStandIn
+from tests.standins.slack_api import SlackStandIn
+
+CHANNEL = "19:d441d38c655c47a085215b2726e76927@thread.tacv2"
+TEAM = "19:8j-Mnacwmq2QFDbzykeQH5v55m6cN1X3QJ5viHvGIIQ1@thread.tacv2"
+BOT = "28:11111111-2222-3333-4444-555555555555"
+
+TEAMS_CONFIG = """
+[unsilo]
+admins = ["teams:aad-admin", "slack:UADMIN"]
+
+[departments.triage]
+
+[departments.support]
+managers = ["aad-manager"]
+channels = ["slack:C0SUPPORT"]
+
+[[rules]]
+name = "support"
+departments = ["support"]
+any = ["refund", "broken"]
+"""
+
+
+def sample(name: str) -> dict[str, Any]:
+    """A fresh copy of a reference activity."""
+    return copy.deepcopy(json.loads((reference_dir() / "teams" / name).read_text()))
+
+
+@dataclass
+class TeamsHarness:
+    """The running service with Teams (and optionally Slack) enabled, and its stand-ins."""
+
+    container: Container
+    connector: BotConnectorStandIn
+    slack: SlackStandIn | None
+    url: str
+    http: aiohttp.ClientSession
+
+    def _user(self, activity: dict[str, Any], user: str, name: str | None = None) -> None:
+        activity["from"] = {"id": f"29:{user}", "name": name or user, "aadObjectId": user}
+
+    async def send(self, activity: dict[str, Any], *, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """POST an activity to /api/messages; (status, parsed body or None)."""
+        activity["serviceUrl"] = self.connector.url
+        async with self.http.post(f"{self.url}/api/messages", json=activity, headers=headers or {}) as response:
+            text = await response.text()
+            is_json = response.content_type == "application/json" and text
+            return response.status, (json.loads(text) if is_json else text or None)
+
+    async def mention(self, text: str, *, user: str = "aad-alice", channel: str = CHANNEL) -> tuple[int, Any]:
+        """A new channel post that @mentions the bot (from the recorded channel mention)."""
+        activity = sample("message.channel.mention.json")
+        activity_id = str(uuid.uuid4().int)[:13]
+        activity.update(id=activity_id, text=f"<at>Unsilo</at> {text}")
+        activity["conversation"]["id"] = f"{channel};messageid={activity_id}"
+        activity["channelData"].update(teamsChannelId=channel, channel={"id": channel})
+        activity["recipient"] = {"id": BOT, "name": "Unsilo"}
+        activity["entities"][0].update(text="<at>Unsilo</at>", mentioned={"id": BOT, "name": "Unsilo"})
+        activity["attachments"] = []
+        self._user(activity, user)
+        return await self.send(activity)
+
+    async def thread_reply(self, root_id: str, text: str, *, user: str = "aad-bob", channel: str = CHANNEL,
+                           activity_id: str | None = None) -> tuple[int, Any]:
+        """A reply in a channel thread without a mention (from the recorded channel reply)."""
+        activity = sample("message.channel.reply.raw.json")
+        activity.update(id=activity_id or str(uuid.uuid4().int)[:13], text=text)
+        activity["conversation"]["id"] = f"{channel};messageid={root_id}"
+        activity["channelData"].update(teamsChannelId=channel, channel={"id": channel})
+        activity["entities"] = [e for e in activity.get("entities", []) if e.get("type") != "mention"]
+        activity.pop("attachments", None)
+        self._user(activity, user)
+        return await self.send(activity)
+
+    async def invoke(self, verb: str, conversation_id: int, *, user: str = "aad-alice", name: str | None = None,
+                     **inputs: str) -> tuple[int, Any]:
+        """An Action.Execute click (adaptiveCard/action invoke, from the recorded invoke)."""
+        activity = sample("invoke.adaptiveCard_action.personal.json")
+        activity["id"] = f"f:{uuid.uuid4()}"
+        activity["value"]["action"] = {"type": "Action.Execute", "verb": verb,
+                                       "data": {"cmd": verb, "id": conversation_id, **inputs}}
+        self._user(activity, user, name)
+        return await self.send(activity)
+
+    async def deliver(self) -> int:
+        """Run the outbox until nothing is due."""
+        return await self.container.worker().run_until_idle()
+
+
+@asynccontextmanager
+async def running_teams(tmp_path: Path, *, app_id: str = "", with_slack: bool = False,
+                        **connector: Any) -> AsyncIterator[TeamsHarness]:
+    """The whole service on a free loopback port with Teams enabled (no auth unless `app_id`)."""
+    config_path = tmp_path / "teams.toml"
+    config_path.write_text(TEAMS_CONFIG)
+    async with AsyncExitStack() as stack:
+        bot_connector = await stack.enter_async_context(BotConnectorStandIn(**connector))
+        slack = await stack.enter_async_context(SlackStandIn()) if with_slack else None
+        settings = Settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'teams.db'}", teams_app_id=app_id, teams_local=not app_id,
+            **({"slack_bot_token": TOKEN, "slack_signing_secret": SECRET, "slack_api_url": slack.url} if slack else {}))
+        container = build(settings, config=load_config(config_path))
+        app = create_app(container, run_worker=False)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        yield TeamsHarness(container=container, connector=bot_connector, slack=slack,
+                           url=f"http://127.0.0.1:{port}", http=http)

@@ -1,0 +1,232 @@
+"""Teams, end to end: activities from the reference samples posted to /api/messages over HTTP,
+the Bot Connector service stood in for on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from bot import commands as c
+from bot.ingest import make_incoming
+from storage.models import Conversation, Destination
+from sqlmodel import func, select
+from tests.conftest import reference_dir
+from tests.teams_support import CHANNEL, TeamsHarness, running_teams
+
+
+@pytest.fixture
+async def teams(tmp_path: Path):
+    async with running_teams(tmp_path) as harness:
+        yield harness
+
+
+@pytest.fixture(scope="module")
+def card_schema() -> jsonschema.Draft6Validator:
+    schema = json.loads((reference_dir() / "schemas/adaptive-cards/adaptive-card-1.5.0.schema.json").read_text())
+    return jsonschema.Draft6Validator(schema)
+
+
+def sent_cards(h: TeamsHarness) -> list[dict]:
+    """Every Adaptive Card the bot sent to the connector (send, reply, create, update)."""
+    cards = []
+    for call in h.connector.calls:
+        activity = (call.body or {}).get("activity", call.body) if call.body else None
+        for attachment in (activity or {}).get("attachments") or []:
+            if attachment.get("contentType") == "application/vnd.microsoft.card.adaptive":
+                cards.append(attachment["content"])
+    return cards
+
+
+def card_text(node: object) -> str:
+    """What a person reads on a card: TextBlocks and the joined TextRuns of each RichTextBlock."""
+    if isinstance(node, list):
+        return "\n".join(card_text(n) for n in node)
+    if not isinstance(node, dict):
+        return ""
+    if node.get("type") == "RichTextBlock":
+        return "".join(i.get("text", "") for i in node.get("inlines", []))
+    if node.get("type") == "TextBlock":
+        return node.get("text", "")
+    return "\n".join(card_text(v) for k, v in node.items() if isinstance(v, (dict, list)))
+
+
+async def link_support(h: TeamsHarness) -> None:
+    status, _ = await h.mention("link support", user="aad-admin")
+    assert status in (200, 201)
+
+
+async def ingest(h: TeamsHarness, text: str = "my kettle arrived broken, refund please", external_id: str = "1") -> int:
+    report = await h.container.ingest([make_incoming(source="reviews", external_id=external_id, text=text,
+                                                     url="https://reviews.example.com/r/1", author_name="Priya")])
+    return report.new_ids[0]
+
+
+async def test_linking_a_channel_stores_its_reference_and_cards_arrive_there(teams: TeamsHarness, card_schema) -> None:
+    status, _ = await teams.mention("link support", user="aad-bob")
+    refusal = card_text(sent_cards(teams)[-1])
+    assert "only admins can link channels" in refusal
+    await link_support(teams)
+    assert "This channel now gets support" in card_text(sent_cards(teams)[-1])
+    async with teams.container.uow() as uow:
+        (destination,) = (await uow.session.exec(select(Destination).where(Destination.platform == "teams"))).all()
+    assert destination.channel_id == CHANNEL and destination.conversation_ref["serviceUrl"] == teams.connector.url
+
+    cid = await ingest(teams)
+    await teams.deliver()
+    (created,) = teams.connector.calls_to("create")
+    assert created.body["channelData"]["channel"]["id"] == CHANNEL
+    card = created.body["activity"]["attachments"][0]["content"]
+    assert f"#{cid}" in card_text(card) and "Unclaimed" in card_text(card)
+    for emitted in sent_cards(teams):
+        card_schema.validate(emitted)
+
+
+async def test_claim_from_the_card_answers_with_the_refreshed_card_and_updates_the_posted_copy(teams: TeamsHarness, card_schema) -> None:
+    await link_support(teams)
+    cid = await ingest(teams)
+    await teams.deliver()
+    status, body = await teams.invoke("claim", cid, user="aad-alice", name="Alice")
+    assert status == 200
+    assert body["statusCode"] == 200 and body["type"] == "application/vnd.microsoft.card.adaptive"
+    card_schema.validate(body["value"])
+    assert "Claimed by Alice" in card_text(body["value"])
+    await teams.deliver()
+    (update,) = teams.connector.calls_to("update")
+    assert "Claimed by Alice" in card_text(update.body)
+
+
+async def test_two_people_invoke_claim_at_once_one_wins_the_other_sees_who(teams: TeamsHarness) -> None:
+    cid = await ingest(teams)
+    (a_status, a_body), (b_status, b_body) = await asyncio.gather(
+        teams.invoke("claim", cid, user="aad-alice", name="Alice"), teams.invoke("claim", cid, user="aad-bob", name="Bob"))
+    assert a_status == b_status == 200
+    texts = [card_text(a_body["value"]), card_text(b_body["value"])]
+    lost = [t for t in texts if "already claimed by" in t]
+    assert len(lost) == 1
+    winner = "Alice" if "already claimed by Alice" in lost[0] else "Bob"
+    assert all(f"Claimed by {winner}" in t for t in texts)
+    async with teams.container.uow() as uow:
+        claimed = await uow.events.for_conversation(cid)
+    assert [e.kind for e in claimed].count("claimed") == 1
+
+
+async def test_reply_and_resolve_through_card_inputs(teams: TeamsHarness) -> None:
+    cid = await ingest(teams)
+    await teams.invoke("claim", cid, user="aad-alice", name="Alice")
+    status, body = await teams.invoke("reply", cid, user="aad-alice", name="Alice", text="Refund sent!")
+    assert status == 200 and "replied" in card_text(body["value"])
+    _, refused = await teams.invoke("resolve", cid, user="aad-bob", name="Bob", outcome="answered")
+    assert "only #" in card_text(refused["value"]) and "owner (Alice)" in card_text(refused["value"])
+    _, done = await teams.invoke("resolve", cid, user="aad-alice", name="Alice", outcome="answered", text="ok")
+    async with teams.container.uow() as uow:
+        conversation = await uow.conversations.get(cid)
+        replies = await uow.replies.for_conversation(cid)
+    assert (conversation.status, conversation.outcome) == ("resolved", "answered")
+    assert [r.text for r in replies] == ["Refund sent!"]
+
+
+async def test_mention_commands_and_help_for_anything_else(teams: TeamsHarness) -> None:
+    cid = await ingest(teams)
+    await teams.mention(f"claim {cid}", user="aad-alice")
+    assert f"You claimed #{cid}" in card_text(sent_cards(teams)[-1])
+    await teams.mention("frobnicate")
+    reply = card_text(sent_cards(teams)[-1])
+    assert "unknown command `frobnicate`" in reply and "@Unsilo queue" in reply
+    await teams.mention("search refund")
+    assert "1 match" in card_text(sent_cards(teams)[-1])
+    assert teams.connector.calls_to("reply") or teams.connector.calls_to("send")
+
+
+async def test_thread_replies_become_notes_once(teams: TeamsHarness) -> None:
+    await link_support(teams)
+    cid = await ingest(teams)
+    await teams.deliver()
+    root = teams.connector.calls_to("create")[0].response["activityId"]
+    await teams.thread_reply(root, "I'll call her back", activity_id="1771290200001")
+    await teams.thread_reply(root, "I'll call her back", activity_id="1771290200001")  # redelivered
+    await teams.thread_reply("9999999999999", "some other thread")
+    async with teams.container.uow() as uow:
+        notes = await uow.notes.for_conversation(cid)
+    assert [(n.text, n.origin) for n in notes] == [("I'll call her back", "teams-thread")]
+
+
+async def test_send_to_unsilo_message_action_reports_a_post(teams: TeamsHarness) -> None:
+    activity = {
+        "type": "invoke", "name": "composeExtension/submitAction", "channelId": "msteams", "id": "f:report-1",
+        "from": {"id": "29:carlos", "name": "Carlos", "aadObjectId": "aad-carlos"},
+        "recipient": {"id": "28:bot", "name": "Unsilo"},
+        "conversation": {"id": f"{CHANNEL};messageid=1771", "conversationType": "channel"},
+        "value": {"commandId": "sendToUnsilo", "commandContext": "message",
+                  "data": {"department": "support", "link": "https://forum.example.com/t/7"},
+                  "messagePayload": {"id": "1771", "body": {"contentType": "html", "content": "<p>Customer says the <b>courier</b> was rude</p>"},
+                                     "from": {"user": {"displayName": "Dana"}}}},
+    }
+    status, body = await teams.send(activity)
+    assert status == 200 and body["composeExtension"]["text"].startswith("Thanks! That post is now #")
+    async with teams.container.uow() as uow:
+        (conversation,) = (await uow.session.exec(select(Conversation))).all()
+    assert conversation.source == "teams-report" and conversation.text == "Customer says the courier was rude"
+
+
+async def test_with_an_app_id_unauthenticated_requests_are_refused_and_change_nothing(tmp_path: Path) -> None:
+    async with running_teams(tmp_path, app_id="8e6e1f7a-1b2c-4d3e-9f00-112233445566") as secured:
+        without, _ = await secured.mention("report https://x.example/1 a post about a broken kettle")
+        forged, _ = await secured.send({**(await _mention_activity(secured)), "text": "<at>Unsilo</at> help"},
+                                       headers={"Authorization": "Bearer not-a-real-token"})
+        assert without == 401 and forged == 401
+        async with secured.container.uow() as uow:
+            assert (await uow.session.exec(select(func.count()).select_from(Conversation))).one() == 0
+        assert secured.connector.calls == []
+
+
+async def _mention_activity(h: TeamsHarness) -> dict:
+    from tests.teams_support import sample
+
+    activity = sample("message.channel.mention.json")
+    activity["serviceUrl"] = h.connector.url
+    return activity
+
+
+async def test_a_claim_on_teams_updates_the_slack_card_and_a_slack_claim_updates_teams(tmp_path: Path) -> None:
+    from tests.slack_support import SlackHarness
+
+    async with running_teams(tmp_path, with_slack=True) as h:
+        await link_support(h)
+        cid = await ingest(h)
+        await h.deliver()
+        assert len(h.slack.messages("C0SUPPORT")) == 1 and len(h.connector.calls_to("create")) == 1
+
+        await h.invoke("claim", cid, user="aad-alice", name="Alice")
+        await h.deliver()
+        assert "Claimed by Alice" in json.dumps(h.slack.messages("C0SUPPORT")[0]["blocks"])
+
+        await h.container.bus.handle(c.Release(cid, c.Actor("teams", "aad-alice", name="Alice")))
+        slack = SlackHarness(container=h.container, slack=h.slack, url=h.url, http=h.http)
+        from bot import codec
+        from bot.views import Button
+
+        status, _, _ = await slack.click(f"unsilo:claim:{cid}", codec.encode(Button("Claim", "claim", cid)), user="UBOB")
+        assert status == 200
+        await asyncio.sleep(0.3)
+        await h.deliver()
+        assert "Claimed by ubob" in card_text(h.connector.calls_to("update")[-1].body)
+
+
+async def test_a_throttled_card_update_waits_for_retry_after_and_still_arrives_once(teams: TeamsHarness) -> None:
+    await link_support(teams)
+    cid = await ingest(teams)
+    await teams.deliver()
+    await teams.container.bus.handle(c.Claim(cid, c.Actor("teams", "aad-alice", name="Alice")))
+    teams.connector.fail_next("update", status=429, retry_after=30)
+    await teams.deliver()
+    async with teams.container.uow() as uow:
+        (waiting,) = await uow.deliveries.pending_on("teams")
+    assert "retry after 30s" in waiting.last_error and len(teams.connector.calls_to("update")) == 1
+    teams.container.clock = lambda: waiting.next_attempt_at  # 30 s later
+    await teams.deliver()
+    updates = [u for u in teams.connector.calls_to("update") if u.status == 200]
+    assert len(updates) == 1 and "Claimed by Alice" in card_text(updates[0].body)

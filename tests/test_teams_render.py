@@ -1,0 +1,330 @@
+"""Teams rendering: every card is valid Adaptive Card 1.5, untrusted text stays inert, buttons decode."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapters.teams import render
+from bot import codec
+from bot.domain import DEFAULT_OUTCOMES, Status
+from bot.views import Button, Card, HistoryLine, Result, buttons_for
+from storage.models import Conversation
+from tests.conftest import reference_dir
+
+logger = logging.getLogger(__name__)
+
+NASTY = [
+    "**bold**",
+    "[bank](https://evil.example)",
+    "<at>Everyone</at>",
+    "<AT>x</aT>",
+    "<<at>at>",
+    "# h",
+    "- item",
+    "```x```",
+    "x" * 10000,
+    "\x00\x07\x1b",
+    '"}]}',
+    "line1\nline2\r\n\tline3",
+    "\n" * 500,
+    "   ",
+]
+NOW = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
+MAX_STRING = 4000
+MAX_CARD_BYTES = 28_000
+
+
+# --- building views ----------------------------------------------------------------
+
+
+def conversation_buttons(status: str, conversation_id: int = 42, url: str = "https://x.example/post/1") -> tuple[Button, ...]:
+    """The buttons the core really offers for a status (no database: just the model object)."""
+    return buttons_for(Conversation(id=conversation_id, source="feed", external_id="e1", status=status, url=url))
+
+
+def make_card(**overrides: Any) -> Card:
+    """A realistic card; tests override the fields they are about."""
+    fields: dict[str, Any] = {
+        "id": 42,
+        "status": Status.OPEN.value,
+        "source": "acme-forum",
+        "author": "Ann Customer",
+        "title": "My parcel never arrived",
+        "text": "I ordered on Monday and the courier says delivered.\nIt was not.",
+        "url": "https://forum.example/t/123",
+        "priority": "high",
+        "tags": ("delivery",),
+        "departments": ("ops", "support"),
+        "routing_reason": "rule delivery matched 'courier'",
+        "owner": None,
+        "outcome": None,
+        "created_at": NOW,
+    }
+    fields.update(overrides)
+    if "buttons" not in fields:
+        fields["buttons"] = conversation_buttons(fields["status"], fields["id"], fields["url"])
+    return Card(**fields)
+
+
+# --- checking what we render -------------------------------------------------------
+
+
+@cache
+def validator() -> jsonschema.Draft6Validator:
+    path = reference_dir() / "schemas" / "adaptive-cards" / "adaptive-card-1.5.0.schema.json"
+    schema = json.loads(path.read_text())
+    jsonschema.Draft6Validator.check_schema(schema)
+    return jsonschema.Draft6Validator(schema)
+
+
+def assert_valid(card_json: dict[str, Any]) -> None:
+    errors = sorted(validator().iter_errors(card_json), key=lambda e: list(e.path))
+    assert not errors, [f"{list(e.path)}: {e.message[:200]}" for e in errors[:5]]
+
+
+def dicts(node: Any) -> Iterator[dict[str, Any]]:
+    """Every dict in a JSON tree, depth first."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from dicts(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from dicts(item)
+
+
+def strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield key
+            yield from strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings(item)
+
+
+def of_type(node: Any, kind: str) -> list[dict[str, Any]]:
+    return [d for d in dicts(node) if d.get("type") == kind]
+
+
+def runs_text(node: Any) -> str:
+    return "".join(run["text"] for run in of_type(node, "TextRun"))
+
+
+def check_card(card_json: dict[str, Any], *, max_bytes: int = MAX_CARD_BYTES) -> None:
+    """Schema-valid, JSON round-trips, markdown only in our labels, no mention markup, bounded."""
+    assert card_json["type"] == "AdaptiveCard" and card_json["version"] == "1.5"
+    assert card_json["$schema"] == render.CARD_SCHEMA
+    assert_valid(card_json)
+    assert json.loads(json.dumps(card_json)) == card_json
+    for block in of_type(card_json, "TextBlock"):
+        assert block["text"] in render.LABELS, block["text"][:80]
+    for run in of_type(card_json, "TextRun"):
+        assert "<at" not in run["text"].lower(), run["text"][:80]
+        assert all(ch in "\n\t" or ord(ch) >= 0x20 and not 0x7F <= ord(ch) <= 0x9F for ch in run["text"])
+    assert all(len(s) <= MAX_STRING for s in strings(card_json))
+    assert len(json.dumps(card_json, ensure_ascii=False).encode()) <= max_bytes
+    for execute in of_type(card_json, "Action.Execute"):
+        verb, conversation_id = codec.decode(execute["data"])
+        assert verb == execute["verb"]
+
+
+def top_actions(card_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Top-level actions by verb (OpenUrl as "open")."""
+    found: dict[str, dict[str, Any]] = {}
+    for action in card_json["actions"]:
+        if action["type"] == "Action.OpenUrl":
+            found["open"] = action
+        elif action["type"] == "Action.Execute":
+            found[action["verb"]] = action
+        else:
+            found[of_type(action["card"], "Action.Execute")[0]["verb"]] = action
+    return found
+
+
+# --- the validator is real ---------------------------------------------------------
+
+
+def test_reference_sample_passes() -> None:
+    sample = reference_dir() / "schemas" / "adaptive-cards" / "samples" / "ActivityUpdate.json"
+    assert_valid(json.loads(sample.read_text()))
+
+
+def test_validator_rejects_broken_cards() -> None:
+    good = render.card(make_card(), outcomes=DEFAULT_OUTCOMES)
+    assert_valid(good)
+    unknown = json.loads(json.dumps(good))
+    unknown["body"].append({"type": "Marquee", "text": "hi"})
+    assert list(validator().iter_errors(unknown))
+    bad_verb = json.loads(json.dumps(good))
+    next(a for a in dicts(bad_verb) if a.get("type") == "Action.Execute")["verb"] = 7
+    assert list(validator().iter_errors(bad_verb))
+
+
+# --- cards -------------------------------------------------------------------------
+
+
+def test_card_shows_everything() -> None:
+    c = make_card(status=Status.CLAIMED.value, owner="Bob Agent")
+    card_json = render.card(c, outcomes=DEFAULT_OUTCOMES)
+    check_card(card_json)
+    shown = runs_text(card_json)
+    for part in ("#42", "My parcel never arrived", "high", "claimed", "acme-forum", "Ann Customer",
+                 "courier says delivered", "ops, support", "delivery", "rule delivery matched", "Claimed by Bob Agent"):
+        assert part in shown, part
+    assert "Unclaimed" not in json.dumps(card_json)
+
+
+def test_unclaimed_and_outcome() -> None:
+    open_json = render.card(make_card(), outcomes=DEFAULT_OUTCOMES)
+    assert {"type": "TextBlock", "text": "Unclaimed", "wrap": True, "weight": "Bolder"} in open_json["body"]
+    resolved = render.card(make_card(status=Status.RESOLVED.value, owner="Bob", outcome="fixed"), outcomes=DEFAULT_OUTCOMES)
+    check_card(resolved)
+    assert "Outcome: fixed" in runs_text(resolved)
+    not_resolved = render.card(make_card(outcome="fixed"), outcomes=DEFAULT_OUTCOMES)
+    assert "Outcome" not in runs_text(not_resolved)
+
+
+def test_long_text_is_cut() -> None:
+    card_json = render.card(make_card(text="y" * 5000), outcomes=DEFAULT_OUTCOMES)
+    check_card(card_json)
+    text = "".join(r["text"] for r in of_type(card_json, "TextRun") if set(r["text"]) <= {"y", "…"})
+    assert len(text) == render.MAX_TEXT and text.endswith("…")
+
+
+def test_buttons_by_status() -> None:
+    expected = {
+        Status.OPEN: {"claim", "reply", "note", "dismiss", "open"},
+        Status.CLAIMED: {"release", "reply", "note", "resolve", "dismiss", "open"},
+        Status.REPLIED: {"release", "reply", "note", "resolve", "open"},
+        Status.RESOLVED: {"note", "open"},
+        Status.DISMISSED: {"note", "open"},
+    }
+    for status, verbs in expected.items():
+        card_json = render.card(make_card(status=status.value), outcomes=DEFAULT_OUTCOMES)
+        check_card(card_json)
+        actions = top_actions(card_json)
+        assert set(actions) == verbs, status
+        for verb, action in actions.items():
+            if verb == "open":
+                assert action == {"type": "Action.OpenUrl", "title": "Open original", "url": "https://forum.example/t/123"}
+            elif verb in ("claim", "release"):
+                assert action["type"] == "Action.Execute"
+                assert codec.decode(action["data"]) == (verb, 42)
+            else:
+                assert action["type"] == "Action.ShowCard"
+                execute = of_type(action["card"], "Action.Execute")
+                assert len(execute) == 1 and execute[0]["verb"] == verb
+                assert codec.decode(execute[0]["data"]) == (verb, 42)
+                text_input = of_type(action["card"], "Input.Text")[0]
+                assert text_input["id"] == "text" and text_input["isMultiline"]
+                if verb == "resolve":
+                    choice = of_type(action["card"], "Input.ChoiceSet")[0]
+                    assert choice["id"] == "outcome" and choice["isRequired"]
+                    assert [ch["value"] for ch in choice["choices"]] == list(DEFAULT_OUTCOMES)
+                    assert not text_input.get("isRequired")
+                else:
+                    assert text_input["isRequired"] and text_input["errorMessage"]
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "ftp://x.example/a", "https://x.example/a b", "", "https://x\x00.example"])
+def test_open_only_for_http_urls(url: str) -> None:
+    card_json = render.card(make_card(url=url, buttons=(Button("Open original", "open", 42, url=url),)), outcomes=DEFAULT_OUTCOMES)
+    check_card(card_json)
+    assert card_json["actions"] == []
+
+
+def test_resolve_without_usable_outcomes_is_left_out() -> None:
+    card_json = render.card(make_card(status=Status.CLAIMED.value), outcomes=("a,b", ""))
+    check_card(card_json)
+    assert "resolve" not in top_actions(card_json)
+
+
+# --- untrusted text ----------------------------------------------------------------
+
+
+hostile = st.one_of(st.sampled_from(NASTY), st.text())
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    text=hostile, title=hostile, author=hostile, tag=hostile, reason=hostile,
+    owner=st.one_of(st.none(), hostile), status=st.sampled_from([s.value for s in Status]),
+)
+def test_untrusted_text_is_inert(text: str, title: str, author: str, tag: str, reason: str, owner: str | None, status: str) -> None:
+    c = make_card(text=text, title=title, author=author, tags=(tag, "ok"), routing_reason=reason, owner=owner, status=status)
+    card_json = render.card(c, outcomes=DEFAULT_OUTCOMES)
+    check_card(card_json)
+    history = (HistoryLine(at=NOW, actor=author, kind="noted", detail=text),)
+    result_json = render.result_card(Result(text, card=c, cards=(c, make_card(id=7, title=title)), history=history),
+                                     outcomes=DEFAULT_OUTCOMES)
+    check_card(result_json, max_bytes=64_000)
+    check_card(render.text_card(text))
+
+
+def test_markdown_stays_literal() -> None:
+    card_json = render.card(make_card(text="**bold** [bank](https://evil.example)", title="# h"), outcomes=DEFAULT_OUTCOMES)
+    shown = runs_text(card_json)
+    assert "**bold** [bank](https://evil.example)" in shown and "# h" in shown
+    assert "<\u200bat>Everyone" in runs_text(render.text_card("hi <at>Everyone</at>"))
+
+
+# --- results and messages ----------------------------------------------------------
+
+
+def test_empty_result_is_a_valid_card() -> None:
+    card_json = render.result_card(Result(""), outcomes=DEFAULT_OUTCOMES)
+    check_card(card_json)
+    assert card_json["body"] and card_json["actions"] == []
+    check_card(render.text_card(""))
+
+
+def test_result_order_and_list() -> None:
+    listed = tuple(make_card(id=i, title=f"t{i}") for i in range(1, 26))
+    history = tuple(HistoryLine(at=NOW, actor="Bob", kind="noted", detail=f"d{i}") for i in range(3))
+    result = Result("Here you go", card=make_card(), cards=listed, history=history)
+    card_json = render.result_card(result, outcomes=DEFAULT_OUTCOMES)
+    check_card(card_json, max_bytes=64_000)
+    shown = runs_text(card_json)
+    assert shown.index("Here you go") < shown.index("#1 · open · Ann Customer: t1") < shown.index("I ordered") < shown.index("d0")
+    assert "#20 · " in shown and "#21 · " not in shown and "…and 5 more" in shown
+    assert set(top_actions(card_json)) == {"claim", "reply", "note", "dismiss", "open"}
+
+
+def test_text_card_keeps_backticks_and_lines() -> None:
+    card_json = render.text_card("Use `@Unsilo show #12`\n\nor `help`")
+    check_card(card_json)
+    assert [r["text"] for r in of_type(card_json, "TextRun")] == ["Use `@Unsilo show #12`", " ", "or `help`"]
+
+
+def test_envelopes() -> None:
+    card_json = render.text_card("hi")
+    assert render.refreshed_invoke_body(card_json) == {"statusCode": 200, "type": "application/vnd.microsoft.card.adaptive", "value": card_json}
+    assert render.message_invoke_body("ok") == {"statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": "ok"}
+    assert render.attachment(card_json) == {"contentType": "application/vnd.microsoft.card.adaptive", "content": card_json}
+
+
+# --- mentions ----------------------------------------------------------------------
+
+
+def test_strip_mentions_reference_activity() -> None:
+    activity = json.loads((reference_dir() / "teams" / "message.channel.mention.json").read_text())
+    mentions = [e["text"] for e in activity["entities"] if e.get("type") == "mention"]
+    assert render.strip_mentions(activity["text"], mentions) == "Hey"
+
+
+def test_strip_mentions_leftover_markup() -> None:
+    assert render.strip_mentions("<at>Unsilo</at>  claim\n #12 <at>Bob</at>", ["<at>Unsilo</at>"]) == "claim #12"
+    assert render.strip_mentions("  show   #3 ", []) == "show #3"
