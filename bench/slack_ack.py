@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import re
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +28,8 @@ from bot import codec
 from bot.ingest import make_incoming
 from bot.views import Button
 from tests.slack_support import SECRET, TOKEN, running_slack
+from bench.common import summary
+from tests.standins import serve
 from tests.standins.slack_api import sign
 
 PAYLOAD = {"type": "block_actions", "user": {"id": "U0", "username": "u", "name": "u", "team_id": "T1"},
@@ -78,20 +79,9 @@ async def bare_bolt(port_holder: list[int]) -> web.AppRunner:
 
     app = web.Application()
     app.router.add_post("/slack/events", endpoint)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port_holder.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    runner, url = await serve(app)
+    port_holder.append(int(url.rsplit(":", 1)[1]))
     return runner
-
-
-def summary(name: str, latencies: list[float]) -> tuple[float, float]:
-    ordered = sorted(latencies)
-    p50 = statistics.median(ordered)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    print(f"{name:<28} n={len(ordered):<5} p50={p50:7.1f} ms  p99={p99:7.1f} ms")
-    return p50, p99
 
 
 async def main(clicks: int, concurrency: int) -> None:

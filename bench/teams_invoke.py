@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +25,8 @@ from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFramewo
 from botbuilder.schema import AdaptiveCardInvokeResponse, InvokeResponse
 
 from bot.ingest import make_incoming
+from bench.common import summary
+from tests.standins import serve
 from tests.teams_support import running_teams
 
 STATIC_CARD = {"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "ok"}]}
@@ -75,18 +76,8 @@ async def bare_bot() -> tuple[web.AppRunner, str]:
 
     app = web.Application()
     app.router.add_post("/api/messages", messages)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/api/messages"  # type: ignore[union-attr]
-
-
-def summary(name: str, latencies: list[float]) -> float:
-    ordered = sorted(latencies)
-    p50, p99 = statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    print(f"{name:<32} n={len(ordered):<5} p50={p50:7.1f} ms  p99={p99:7.1f} ms")
-    return p50
+    runner, url = await serve(app)
+    return runner, f"{url}/api/messages"
 
 
 async def main(invokes: int, concurrency: int) -> None:
@@ -104,8 +95,8 @@ async def main(invokes: int, concurrency: int) -> None:
             finally:
                 await runner.cleanup()
     print(f"{invokes} adaptiveCard/action invokes, {concurrency} concurrent, loopback, SQLite store")
-    ours_p50 = summary("unsilo (claim + refreshed card)", ours)
-    bare_p50 = summary("bare botbuilder (static card)", bare)
+    ours_p50, _ = summary("unsilo (claim + refreshed card)", ours)
+    bare_p50, _ = summary("bare botbuilder (static card)", bare)
     print(f"ratio unsilo/bare p50: {ours_p50 / bare_p50:.2f}x (goal <= 0.3x)")
 
 

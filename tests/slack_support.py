@@ -14,13 +14,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
-from aiohttp import web
 
 from bot.app import create_app
 from bot.bootstrap import Container, build
 from bot.config import load_config
 from bot.settings import Settings
 from tests.conftest import reference_dir
+from tests.standins import serve
 from tests.standins.slack_api import SlackStandIn, sign
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -125,14 +125,9 @@ async def running_slack(tmp_path: Path, *, database_url: str | None = None, cloc
         settings = Settings(database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'slack.db'}",
                             slack_bot_token=TOKEN, slack_signing_secret=SECRET, slack_api_url=slack.url)
         container = build(settings, config=load_config(config_path), **({"clock": clock} if clock else {}))
-        app = create_app(container, run_worker=False)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runner, url = await serve(create_app(container, run_worker=False))
         try:
             async with aiohttp.ClientSession() as http:
-                yield SlackHarness(container=container, slack=slack, url=f"http://127.0.0.1:{port}", http=http)
+                yield SlackHarness(container=container, slack=slack, url=url, http=http)
         finally:
             await runner.cleanup()

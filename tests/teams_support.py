@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from bot.app import create_app
 from bot.bootstrap import Container, build
@@ -21,6 +20,7 @@ from bot.config import load_config
 from bot.settings import Settings
 from tests.conftest import reference_dir
 from tests.slack_support import SECRET, TOKEN
+from tests.standins import serve
 from tests.standins.bot_connector import BotConnectorStandIn
 from tests.standins.slack_api import SlackStandIn
 
@@ -124,13 +124,7 @@ async def running_teams(tmp_path: Path, *, app_id: str = "", with_slack: bool = 
             database_url=f"sqlite+aiosqlite:///{tmp_path / 'teams.db'}", teams_app_id=app_id, teams_local=not app_id,
             **({"slack_bot_token": TOKEN, "slack_signing_secret": SECRET, "slack_api_url": slack.url} if slack else {}))
         container = build(settings, config=load_config(config_path))
-        app = create_app(container, run_worker=False)
-        runner = web.AppRunner(app)
-        await runner.setup()
+        runner, url = await serve(create_app(container, run_worker=False))
         stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         http = await stack.enter_async_context(aiohttp.ClientSession())
-        yield TeamsHarness(container=container, connector=bot_connector, slack=slack,
-                           url=f"http://127.0.0.1:{port}", http=http)
+        yield TeamsHarness(container=container, connector=bot_connector, slack=slack, url=url, http=http)
