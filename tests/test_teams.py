@@ -177,7 +177,11 @@ async def test_with_an_app_id_unauthenticated_requests_are_refused_and_change_no
         without, _ = await secured.mention("report https://x.example/1 a post about a broken kettle")
         forged, _ = await secured.send({**(await _mention_activity(secured)), "text": "<at>Unsilo</at> help"},
                                        headers={"Authorization": "Bearer not-a-real-token"})
-        assert without == 401 and forged == 401
+        click, _ = await secured.invoke("claim", 1)
+        forged_click, _ = await secured.send({**(await _mention_activity(secured)), "type": "invoke",
+                                              "name": "adaptiveCard/action", "value": {"action": {"verb": "claim", "data": {"cmd": "claim", "id": 1}}}},
+                                             headers={"Authorization": "Bearer not-a-real-token"})
+        assert without == 401 and forged == 401 and click == 401 and forged_click == 401
         async with secured.container.uow() as uow:
             assert (await uow.session.exec(select(func.count()).select_from(Conversation))).one() == 0
         assert secured.connector.calls == []

@@ -124,11 +124,7 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         """Universal Actions answered in the HTTP response (see PLATFORM_NOTES: no SDK serializer)."""
         activity = turn_context.activity
         if activity.name == "adaptiveCard/action":
-            value = activity.value or {}
-            action = value.get("action") or {}
-            data = {**(action.get("data") or {}), "cmd": action.get("verb") or (action.get("data") or {}).get("cmd")}
-            card_json = await self._run_action(data, activity)
-            body = render.refreshed_invoke_body(card_json)
+            body = await self.card_action(activity)
             # A model, not a dict: CloudAdapter.process serializes the body itself (4.17.1).
             return InvokeResponse(status=200, body=AdaptiveCardInvokeResponse(
                 status_code=body["statusCode"], type=body["type"], value=body["value"]))
@@ -136,6 +132,16 @@ class UnsiloTeamsBot(TeamsActivityHandler):
             action = MessagingExtensionAction().deserialize(activity.value or {})
             return InvokeResponse(status=200, body=await self.on_teams_messaging_extension_submit_action(turn_context, action))
         return await super().on_invoke_activity(turn_context)
+
+    async def card_action(self, activity: Activity) -> dict[str, Any]:
+        """An `adaptiveCard/action` invoke's whole answer: the refreshed card as an invoke body.
+
+        Needs no TurnContext and no connector client, so the service can answer it in the
+        HTTP response without `CloudAdapter.process` (see `adapters/teams/service.py`).
+        """
+        action = (activity.value or {}).get("action") or {}
+        data = {**(action.get("data") or {}), "cmd": action.get("verb") or (action.get("data") or {}).get("cmd")}
+        return render.refreshed_invoke_body(await self._run_action(data, activity))
 
     async def _run_action(self, data: dict[str, Any], activity: Activity) -> dict[str, Any]:
         """A card button (Action.Execute or Action.Submit data) -> the refreshed card, with any refusal on top."""
