@@ -14,11 +14,9 @@ import asyncio
 import json
 import re
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
@@ -28,7 +26,7 @@ from bot import codec
 from bot.ingest import make_incoming
 from bot.views import Button
 from tests.slack_support import SECRET, TOKEN, running_slack
-from bench.common import summary
+from bench.common import fire, summary
 from tests.standins import serve
 from tests.standins.slack_api import sign
 
@@ -38,29 +36,14 @@ PAYLOAD = {"type": "block_actions", "user": {"id": "U0", "username": "u", "name"
            "response_url": "http://127.0.0.1:9/unused", "actions": []}
 
 
-def click_body(user: str, conversation_id: int) -> bytes:
+def click_body(user: str, conversation_id: int) -> tuple[bytes, dict[str, str]]:
+    """A signed Claim click, as Slack sends it."""
     button = Button("Claim", "claim", conversation_id)
     action = {"action_id": f"unsilo:claim:{conversation_id}", "block_id": "b", "type": "button",
               "value": codec.encode(button), "action_ts": "1.1", "text": {"type": "plain_text", "text": "Claim"}}
     payload = {**PAYLOAD, "user": {**PAYLOAD["user"], "id": user}, "actions": [action]}
-    return urlencode({"payload": json.dumps(payload)}).encode()
-
-
-async def fire(url: str, bodies: list[bytes], concurrency: int) -> list[float]:
-    """POST every body (signed) with at most `concurrency` in flight; latencies in ms."""
-    latencies: list[float] = []
-    gate = asyncio.Semaphore(concurrency)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
-        async def one(body: bytes) -> None:
-            async with gate:
-                headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(SECRET, body)}
-                started = time.perf_counter()
-                async with http.post(url, data=body, headers=headers) as response:
-                    await response.read()
-                    assert response.status == 200, response.status
-                latencies.append((time.perf_counter() - started) * 1000)
-        await asyncio.gather(*(one(b) for b in bodies))
-    return latencies
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    return body, {"Content-Type": "application/x-www-form-urlencoded", **sign(SECRET, body)}
 
 
 async def bare_bolt(port_holder: list[int]) -> web.AppRunner:

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 from aiohttp import web
 from botbuilder.core import TurnContext
 from botbuilder.core.teams import TeamsActivityHandler
@@ -25,37 +23,23 @@ from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFramewo
 from botbuilder.schema import AdaptiveCardInvokeResponse, InvokeResponse
 
 from bot.ingest import make_incoming
-from bench.common import summary
+from bench.common import fire, summary
 from tests.standins import serve
 from tests.teams_support import running_teams
 
 STATIC_CARD = {"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "ok"}]}
 
 
-def invoke(service_url: str, conversation_id: int, user: int) -> dict[str, Any]:
-    return {
+def invoke(service_url: str, conversation_id: int, user: int) -> tuple[bytes, dict[str, str]]:
+    """An unauthenticated Claim click (adaptiveCard/action invoke) as JSON."""
+    return json.dumps({
         "type": "invoke", "name": "adaptiveCard/action", "channelId": "msteams", "id": f"f:{user}",
         "serviceUrl": service_url, "from": {"id": f"29:u{user}", "name": f"User {user}", "aadObjectId": f"aad-{user}"},
         "recipient": {"id": "28:bot", "name": "Unsilo"}, "conversation": {"id": "a:personal", "conversationType": "personal"},
         "channelData": {"tenant": {"id": "t"}},
         "value": {"action": {"type": "Action.Execute", "verb": "claim", "data": {"cmd": "claim", "id": conversation_id}},
                   "trigger": "manual"},
-    }
-
-
-async def fire(url: str, activities: list[dict[str, Any]], concurrency: int) -> list[float]:
-    latencies: list[float] = []
-    gate = asyncio.Semaphore(concurrency)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
-        async def one(activity: dict[str, Any]) -> None:
-            async with gate:
-                started = time.perf_counter()
-                async with http.post(url, json=activity) as response:
-                    await response.read()
-                    assert response.status == 200, response.status
-                latencies.append((time.perf_counter() - started) * 1000)
-        await asyncio.gather(*(one(a) for a in activities))
-    return latencies
+    }).encode(), {"Content-Type": "application/json"}
 
 
 class _Config:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from bot import commands as c
 from bot.domain import DomainError
@@ -22,8 +21,6 @@ from handlers.search import handle_search
 from storage.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
-
-Handler = Callable[[Any, UnitOfWork], Awaitable[Result]]
 
 HANDLERS: dict[type, Callable[..., Awaitable[Result]]] = {
     c.Claim: handle_claim,

@@ -110,16 +110,16 @@ def history_for(
     events: list[Event], notes: list[Note], replies: list[Reply]
 ) -> tuple[HistoryLine, ...]:
     """The audit log as readable lines (notes and replies are shown with their text)."""
-    note_text = {("note", n.id): n.text for n in notes}
-    reply_text = {("reply", r.id): (r.text, r.status) for r in replies}
+    note_text = {n.id: n.text for n in notes}
+    reply_text = {r.id: (r.text, r.status) for r in replies}
     lines = []
     for event in events:
         detail = ""
         data = event.data or {}
         if event.kind == "noted":
-            detail = note_text.get(("note", data.get("note_id")), "")
+            detail = note_text.get(data.get("note_id"), "")
         elif event.kind == "replied":
-            text, status = reply_text.get(("reply", data.get("reply_id")), ("", ""))
+            text, status = reply_text.get(data.get("reply_id"), ("", ""))
             detail = f"{text} [{status}]" if status else text
         elif event.kind == "resolved":
             detail = data.get("outcome", "") + (f": {data['text']}" if data.get("text") else "")
