@@ -89,29 +89,16 @@ async def enqueue_card_syncs(uow: UnitOfWork, conversation_ids: Iterable[int]) -
     ids = sorted(set(conversation_ids))
     if not ids:
         return 0
-    versions = await uow.conversations.versions(ids)
-    departments = await uow.conversations.department_ids(ids)
-    by_department: dict[int, list[Destination]] = {}
-    for destination in await uow.departments.destinations({d for ds in departments.values() for d in ds}):
-        by_department.setdefault(destination.department_id, []).append(destination)
     now = uow.now()
-    rows = []
-    for conversation_id in ids:
-        version = versions.get(conversation_id)
-        if version is None:
-            continue
-        seen: set[int] = set()
-        for department_id in departments[conversation_id]:
-            for destination in by_department.get(department_id, []):
-                if destination.id in seen:
-                    continue
-                seen.add(destination.id)  # type: ignore[arg-type]
-                rows.append({
-                    "key": f"card:{conversation_id}:{destination.id}:v{version}", "platform": destination.platform,
-                    "kind": "card", "conversation_id": conversation_id, "destination_id": destination.id,
-                    "payload": {"version": version}, "status": "pending", "attempts": 0,
-                    "next_attempt_at": now, "created_at": now,
-                })
+    rows = [
+        {
+            "key": f"card:{conversation_id}:{destination_id}:v{version}", "platform": platform,
+            "kind": "card", "conversation_id": conversation_id, "destination_id": destination_id,
+            "payload": {"version": version}, "status": "pending", "attempts": 0,
+            "next_attempt_at": now, "created_at": now,
+        }
+        for conversation_id, version, destination_id, platform in await uow.conversations.card_targets(ids)
+    ]
     return await uow.deliveries.enqueue_many(rows)
 
 

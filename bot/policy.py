@@ -55,9 +55,14 @@ class Who:
 
 async def identify(uow: UnitOfWork, actor: Actor) -> Who:
     """Resolve an actor to a person (created on first sight) and their manager keys."""
-    person = await uow.people.resolve(actor.platform, actor.user_id, name=actor.name, email=actor.email)
+    known = await uow.people.with_identities(actor.platform, actor.user_id)
+    if known is not None and not (actor.name and known[0].name == actor.user_id != actor.name):
+        person, identities = known
+    else:
+        person = await uow.people.resolve(actor.platform, actor.user_id, name=actor.name, email=actor.email)
+        identities = await uow.people.identities(person.id)  # type: ignore[arg-type]
     keys = {actor.user_id, f"{actor.platform}:{actor.user_id}", person.name}
-    for identity in await uow.people.identities(person.id):  # type: ignore[arg-type]
+    for identity in identities:
         keys.update({identity.user_id, f"{identity.platform}:{identity.user_id}"})
     if person.email:
         keys.add(person.email)

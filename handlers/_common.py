@@ -10,7 +10,7 @@ from bot import policy
 from bot.domain import PAST_TENSE, AlreadyClaimed, Conflict, InvalidInput, NotFound, next_status
 from bot.policy import Who
 from bot.views import Card, card_for
-from storage.models import Conversation, Event
+from storage.models import Conversation
 from storage.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ async def owner_name(uow: UnitOfWork, conversation: Conversation) -> str | None:
     """The display name of the conversation's owner, if any."""
     if conversation.owner_id is None:
         return None
-    return (await uow.people.names([conversation.owner_id])).get(conversation.owner_id)
+    owner = await uow.people.get(conversation.owner_id)  # the identity map first: often no query
+    return owner.name if owner else None
 
 
 async def card(uow: UnitOfWork, conversation: Conversation) -> Card:
@@ -70,8 +71,8 @@ async def transition(
         now = uow.now()
         changes = {"status": status.value, "updated_at": now, **(values(conversation) if values else {})}
         if await uow.conversations.compare_and_set(conversation, **changes):
-            uow.events.add(Event(conversation_id=conversation_id, kind=PAST_TENSE[action], actor_id=who.id,
-                                 actor_name=who.name, at=now, data=data or {}))
+            await uow.events.add_many([{"conversation_id": conversation_id, "kind": PAST_TENSE[action],
+                                        "actor_id": who.id, "actor_name": who.name, "at": now, "data": data or {}}])
             uow.mark_changed(conversation_id)
             logger.info("#%s %s by %s", conversation_id, PAST_TENSE[action], who.name)
             return conversation

@@ -7,8 +7,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import bindparam, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -32,14 +33,46 @@ from storage.models import (
 logger = logging.getLogger(__name__)
 
 
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else "sqlite"
+
+
 def _insert(session: AsyncSession, table: Any) -> Any:
     """A dialect insert that supports `on_conflict_do_nothing` and `returning`."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return (postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert)(table)
 
 
 def _chunks(values: Sequence[Any], size: int = 5000) -> list[Sequence[Any]]:
     return [values[i:i + size] for i in range(0, len(values), size)]
+
+
+# The statements behind every button click, built once: constructing a statement costs
+# more than SQLite takes to run it (see bench/teams_invoke.py).
+_ENQUEUE: dict[str, Any] = {}  # per dialect
+_CAS: dict[tuple[str, ...], Any] = {}  # compare-and-set UPDATEs, one per set of changed columns
+_CONVERSATION_BY_ID = (
+    select(Conversation).where(Conversation.id == bindparam("conversation_id"))
+    .execution_options(populate_existing=True)
+)
+_DEPARTMENTS_OF = (
+    select(Department)
+    .join(ConversationDepartment, col(ConversationDepartment.department_id) == Department.id)
+    .where(ConversationDepartment.conversation_id == bindparam("conversation_id"))
+    .order_by(Department.name)
+)
+_CARD_TARGETS = (
+    select(Conversation.id, Conversation.version, Destination.id, Destination.platform)
+    .join(ConversationDepartment, col(ConversationDepartment.conversation_id) == Conversation.id)
+    .join(Destination, col(Destination.department_id) == ConversationDepartment.department_id)
+    .where(col(Conversation.id).in_(bindparam("ids", expanding=True)))
+    .order_by(col(Conversation.id), col(Destination.id))
+)
+_PERSON_WITH_IDENTITIES = (
+    select(Person, Identity)
+    .join(Identity, col(Identity.person_id) == Person.id)
+    .where(col(Person.id) == select(Identity.person_id).where(
+        Identity.platform == bindparam("platform"), Identity.user_id == bindparam("user_id")).scalar_subquery())
+)
 
 
 def _like(word: str) -> str:
@@ -55,14 +88,13 @@ class _Repo:
 class ConversationRepo(_Repo):
     """Conversations, their departments, and the compare-and-set that decides every race."""
 
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session)
+        self._departments: dict[int, list[Department]] = {}
+
     async def get(self, conversation_id: int) -> Conversation | None:
         """Load fresh from the database (never a stale copy from the identity map)."""
-        stmt = (
-            select(Conversation)
-            .where(Conversation.id == conversation_id)
-            .execution_options(populate_existing=True)
-        )
-        return (await self.session.exec(stmt)).first()
+        return (await self.session.exec(_CONVERSATION_BY_ID, params={"conversation_id": conversation_id})).first()
 
     async def add_many(self, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
         """Insert many conversations at once, skipping known `(source, external_id)` pairs.
@@ -84,26 +116,25 @@ class ConversationRepo(_Repo):
     async def link_departments(self, links: Sequence[tuple[int, int]]) -> None:
         """Insert many (conversation id, department id) links at once."""
         if links:
+            self._departments.clear()
             await self.session.exec(  # type: ignore[call-overload]
                 ConversationDepartment.__table__.insert(),  # type: ignore[attr-defined]
                 params=[{"conversation_id": c, "department_id": d} for c, d in links])
 
-    async def versions(self, conversation_ids: Sequence[int]) -> dict[int, int]:
-        """Current version of many conversations."""
-        result: dict[int, int] = {}
-        for chunk in _chunks(conversation_ids):
-            stmt = select(Conversation.id, Conversation.version).where(col(Conversation.id).in_(chunk))
-            result.update({cid: v for cid, v in (await self.session.exec(stmt)).all()})  # type: ignore[misc]
-        return result
+    async def card_targets(self, conversation_ids: Sequence[int]) -> list[tuple[int, int, int, str]]:
+        """(conversation id, its version, destination id, platform) for every destination of these conversations.
 
-    async def department_ids(self, conversation_ids: Sequence[int]) -> dict[int, list[int]]:
-        """Department ids of many conversations."""
-        result: dict[int, list[int]] = {cid: [] for cid in conversation_ids}
+        One query per chunk of ids; a destination shared by two departments of the same
+        conversation appears once.
+        """
+        result: list[tuple[int, int, int, str]] = []
+        seen: set[tuple[int, int]] = set()
         for chunk in _chunks(conversation_ids):
-            stmt = select(ConversationDepartment.conversation_id, ConversationDepartment.department_id).where(
-                col(ConversationDepartment.conversation_id).in_(chunk))
-            for cid, did in (await self.session.exec(stmt)).all():
-                result[cid].append(did)
+            rows = (await self.session.exec(_CARD_TARGETS, params={"ids": list(chunk)})).all()  # type: ignore[call-overload]
+            for cid, version, destination_id, platform in rows:
+                if (cid, destination_id) not in seen:
+                    seen.add((cid, destination_id))
+                    result.append((cid, version, destination_id, platform))
         return result
 
     async def id_for(self, source: str, external_id: str) -> int | None:
@@ -120,31 +151,32 @@ class ConversationRepo(_Repo):
         SQLite and PostgreSQL exactly one of several racing writers matches it.
         """
         values["version"] = conversation.version + 1
-        stmt = (
-            update(Conversation)
-            .where(
-                col(Conversation.id) == conversation.id,
-                col(Conversation.version) == conversation.version,
+        keys = tuple(sorted(values))
+        stmt = _CAS.get(keys)
+        if stmt is None:
+            stmt = _CAS[keys] = (
+                update(Conversation)
+                .where(col(Conversation.id) == bindparam("cas_id"), col(Conversation.version) == bindparam("cas_version"))
+                .values({key: bindparam(f"new_{key}") for key in keys})
+                .execution_options(synchronize_session=False)
             )
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        result = await self.session.exec(stmt)  # type: ignore[call-overload]
+        params = {f"new_{key}": value for key, value in values.items()}
+        params.update(cas_id=conversation.id, cas_version=conversation.version)
+        result = await self.session.exec(stmt, params=params)  # type: ignore[call-overload]
         if result.rowcount != 1:
             return False
         for key, value in values.items():
-            setattr(conversation, key, value)
+            set_committed_value(conversation, key, value)  # already written: no second UPDATE at flush
         return True
 
     async def departments_of(self, conversation_id: int) -> list[Department]:
-        """The departments a conversation belongs to, by name."""
-        stmt = (
-            select(Department)
-            .join(ConversationDepartment, col(ConversationDepartment.department_id) == Department.id)
-            .where(ConversationDepartment.conversation_id == conversation_id)
-            .order_by(Department.name)
-        )
-        return list((await self.session.exec(stmt)).all())
+        """The departments a conversation belongs to, by name (read once per unit of work)."""
+        known = self._departments.get(conversation_id)
+        if known is not None:
+            return list(known)
+        departments = list((await self.session.exec(_DEPARTMENTS_OF, params={"conversation_id": conversation_id})).all())
+        self._departments[conversation_id] = departments
+        return list(departments)
 
     async def department_names(self, conversation_ids: Sequence[int]) -> dict[int, list[str]]:
         """Department names for many conversations in one query."""
@@ -262,6 +294,13 @@ class PersonRepo(_Repo):
             .where(Identity.platform == platform, Identity.user_id == user_id)
         )
         return (await self.session.exec(stmt)).first()
+
+    async def with_identities(self, platform: str, user_id: str) -> tuple[Person, list[Identity]] | None:
+        """The person behind a platform account and all of their accounts, in one query."""
+        rows = (await self.session.exec(_PERSON_WITH_IDENTITIES, params={"platform": platform, "user_id": user_id})).all()
+        if not rows:
+            return None
+        return rows[0][0], [identity for _, identity in rows]
 
     async def resolve(
         self, platform: str, user_id: str, *, name: str | None = None, email: str | None = None
@@ -505,11 +544,11 @@ class DeliveryRepo(_Repo):
         """Add many deliveries, skipping keys that exist; returns how many were added."""
         if not deliveries:
             return 0
-        stmt = (
-            _insert(self.session, Delivery)
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(Delivery.id)
-        )
+        dialect = _dialect(self.session)
+        stmt = _ENQUEUE.get(dialect)
+        if stmt is None:
+            stmt = _ENQUEUE[dialect] = (
+                _insert(self.session, Delivery).on_conflict_do_nothing(index_elements=["key"]).returning(Delivery.id))
         return len((await self.session.exec(stmt, params=list(deliveries))).all())  # type: ignore[call-overload]
 
     async def lease_due(

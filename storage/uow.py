@@ -64,7 +64,8 @@ class UnitOfWork:
             # SQLite has one writer at a time; queueing here is fair and instant, where its
             # busy handler would poll with growing sleeps (seconds of tail latency under load).
             try:
-                await asyncio.wait_for(self._lock.acquire(), timeout=LOCK_TIMEOUT)
+                async with asyncio.timeout(LOCK_TIMEOUT):  # no task per wait, unlike wait_for
+                    await self._lock.acquire()
             except TimeoutError:
                 raise RuntimeError(f"no SQLite unit of work could start within {LOCK_TIMEOUT:g}s: "
                                    "is a unit of work opened inside another?") from None
