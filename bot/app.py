@@ -12,6 +12,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 from bot.bootstrap import Container
+from bot.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +22,8 @@ PLATFORMS: web.AppKey[dict[str, str | None]] = web.AppKey("platforms", dict)
 # Each platform adapter is a module with `mount(app, container) -> None`; imported by name so
 # that the core never imports a platform SDK.
 PLATFORM_MODULES = {"slack": "adapters.slack", "teams": "adapters.teams.service"}
+# Source adapters that take HTTP requests (no credentials needed: each source has its own secret).
+SOURCE_MODULES = ("adapters.sources.webhooks",)
 
 
 def mount_platforms(app: web.Application, container: Container) -> dict[str, str | None]:
@@ -62,16 +65,23 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def create_app(container: Container, *, run_worker: bool = True) -> web.Application:
-    """The service: `/healthz`, the platforms that are configured, and the delivery loop."""
+    """The service: `/healthz`, the platforms that are configured, webhooks, the delivery loop and the scheduler."""
     app = web.Application()
     app[CONTAINER] = container
     app.router.add_get("/healthz", healthz)
     app[PLATFORMS] = mount_platforms(app, container)
+    for name in SOURCE_MODULES:
+        importlib.import_module(name).mount(app, container)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await container.prepare()
         task = asyncio.create_task(container.worker().run_forever()) if run_worker else None
+        scheduler = Scheduler(container) if run_worker else None
+        if scheduler is not None:
+            scheduler.start()  # feed polls, SLA sweeps and digests, exactly once across replicas
         yield
+        if scheduler is not None:
+            await scheduler.shutdown()
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

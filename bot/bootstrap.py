@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -53,9 +55,14 @@ class Container:
         return DeliveryWorker(self.uow, self.senders, **kwargs)  # type: ignore[arg-type]
 
     async def prepare(self) -> None:
-        """Migrate the schema to head and load the config's departments, rules and feeds."""
-        await migrate.upgrade(self.engine)
-        await sync_config(self.uow, self.config)
+        """Migrate the schema to head and load the config's departments, rules and feeds.
+
+        Replicas starting together on one PostgreSQL take turns (an advisory lock), so
+        the schema is migrated and the config loaded by one at a time.
+        """
+        async with migrate.startup_lock(self.engine):
+            await migrate.upgrade(self.engine)
+            await sync_config(self.uow, self.config)
 
     async def router(self) -> Router:
         """A router over the stored rules."""
@@ -63,21 +70,36 @@ class Container:
             rules = await uow.rules.enabled()
         return Router(rules, default_department=self.config.default_department)
 
-    async def ingest(self, items: list[Incoming]) -> IngestReport:
-        """Store new items (routed, with events and deliveries) in one transaction."""
+    async def ingest(
+        self, items: Sequence[Incoming], *, source: str | None = None,
+        source_update: Mapping[str, object] | None = None,
+    ) -> IngestReport:
+        """Store new items (routed, with events and deliveries) in one transaction.
+
+        `source` names the items' source even when there are none (a feed without entries);
+        `source_update` sets columns of its row in the same transaction, so that a poll's
+        validators (etag, last_modified) and next due time are saved only with its items.
+        """
+        name = source or (items[0].source if items else None)
         router = await self.router()
         async with self.uow() as uow:
-            if items:
-                source = await uow.sources.ensure(items[0].source, kind="feed")
+            row = await uow.sources.ensure(name, kind="feed") if name else None
             report = await store_items(uow, items, router=router)
-            if items:
-                source.items_seen += report.seen
-                source.last_polled_at = uow.now()
+            if row is not None:
+                report.source = row.name
+                row.items_seen += report.seen
+                row.last_polled_at = uow.now()
+                for column, value in (source_update or {}).items():
+                    setattr(row, column, value)
             await commit_with_deliveries(uow)
         return report
 
     async def close(self) -> None:
-        """Release the database connections."""
+        """Release the senders' HTTP sessions and the database connections."""
+        for sender in self.senders.values():
+            close = getattr(sender, "close", None)
+            if close is not None:
+                await close()
         await self.engine.dispose()
 
 
@@ -89,6 +111,9 @@ def build(settings: Settings, *, config: Config | None = None, clock: Clock = ut
     container = Container(settings=settings, config=config, engine=engine, sessions=session_factory(engine),
                           clock=clock, write_lock=asyncio.Lock() if is_sqlite(engine) else None)
     container.senders["log"] = LoggingSender()
+    # Replies to customers: the outbound adapter (imported by name: the core never imports adapters).
+    outbound: Any = importlib.import_module("adapters.outbound.sender")
+    container.senders["outbound"] = outbound.OutboundSender(container.uow)
     return container
 
 

@@ -11,10 +11,11 @@ from bot.outbox import commit_with_deliveries
 from bot.policy import Context
 from bot.views import Result
 from handlers.claim import handle_claim, handle_reassign, handle_release
+from handlers.digest import handle_digest, handle_stats
 from handlers.link import handle_link, handle_unlink
 from handlers.note import handle_note, handle_thread_note
 from handlers.queue import handle_queue, handle_recent, handle_show
-from handlers.reply import handle_reply
+from handlers.reply import handle_approvals, handle_approve, handle_mark_posted, handle_reject, handle_reply
 from handlers.report import handle_report
 from handlers.resolve import handle_dismiss, handle_resolve
 from handlers.search import handle_search
@@ -38,6 +39,12 @@ HANDLERS: dict[type, Callable[..., Awaitable[Result]]] = {
     c.ThreadNote: handle_thread_note,
     c.LinkChannel: handle_link,
     c.UnlinkChannel: handle_unlink,
+    c.ShowDigest: handle_digest,
+    c.ShowStats: handle_stats,
+    c.ApproveReply: handle_approve,
+    c.RejectReply: handle_reject,
+    c.MarkPosted: handle_mark_posted,
+    c.ShowApprovals: handle_approvals,
 }
 
 

@@ -11,6 +11,8 @@ import asyncio
 import getpass
 import importlib
 import logging
+import re
+import secrets
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -19,10 +21,11 @@ from typing import Any
 from bot import commands as c
 from bot.bootstrap import Container, build, sample_path
 from bot.config import ConfigError, find_config, load_config
-from bot.domain import DomainError, parse_conversation_id
+from bot.domain import DomainError, InvalidInput, parse_conversation_id
 from bot.ingest import IngestError, parse_feed
 from bot.settings import Settings
 from bot.views import Card, Result
+from storage.models import Source
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,13 @@ def _conversation_id(text: str) -> int:
         return parse_conversation_id(text)
     except DomainError as exc:
         raise argparse.ArgumentTypeError(exc.message) from exc
+
+
+def _days(text: str) -> int:
+    raw = text.strip().lower().removesuffix("d")
+    if not raw.isdigit() or not 1 <= int(raw) <= 366:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a period like 7d (1 to 366 days)")
+    return int(raw)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,6 +108,39 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.add_argument("--source", help="source name (default: the file name)")
     cmd("deliver", "send every due card and message now")
+    p = cmd("sources", "where conversations come from: list them, add a feed or a webhook, poll feeds now")
+    sources = p.add_subparsers(dest="action", metavar="ACTION")
+    s = sources.add_parser("list", help="every source with its last poll, items seen, last error and next poll",
+                           parents=[common])
+    s = sources.add_parser("add-feed", help="poll a feed (RSS, Atom, RDF or JSON Feed)", parents=[common])
+    s.add_argument("name")
+    s.add_argument("url")
+    s.add_argument("--every", type=int, default=300, metavar="SECONDS", help="poll interval (default: 300)")
+    s.add_argument("--tags", default="", help="tags for every item, comma-separated")
+    s.add_argument("--reply-url", default="", help="an endpoint that takes replies (a signing secret is made)")
+    s = sources.add_parser("add-webhook", help="accept signed POSTs at /hooks/NAME; prints the new secret once",
+                           parents=[common])
+    s.add_argument("name")
+    s.add_argument("--tags", default="", help="tags for every item, comma-separated")
+    s.add_argument("--reply-url", default="", help="where replies are POSTed when an item carries no reply_url")
+    sources.add_parser("poll", help="poll every feed that is due now, once", parents=[common])
+    p = cmd("approvals", "replies waiting for your approval")
+    actor_arg(p)
+    for name, help_ in (("approve", "let a held reply go to the customer (approvers)"),
+                        ("posted", "say a recorded reply was posted by hand on its source")):
+        p = cmd(name, help_)
+        p.add_argument("id", type=_conversation_id)
+        actor_arg(p)
+    p = cmd("reject", "stop a held reply for good (approvers)")
+    p.add_argument("id", type=_conversation_id)
+    p.add_argument("reason")
+    actor_arg(p)
+    p = cmd("digest", "a department's digest, printed here")
+    p.add_argument("--department", "-d")
+    p.add_argument("--since", default="7d", type=_days, help="how far back, e.g. 7d (default) or 30d")
+    actor_arg(p)
+    p = cmd("stats", "your own figures")
+    actor_arg(p)
     p = cmd("manifest", "build an app package")
     p.add_argument("platform", choices=["teams"])
     p.add_argument("--out", default="unsilo-teams.zip", help="where to write the zip (default: unsilo-teams.zip)")
@@ -142,7 +185,13 @@ def _print_result(result: Result, *, command: str) -> None:
             print(f"  {line.at:%Y-%m-%d %H:%M} {line.actor} {line.kind}{detail}")
         return
     print(result.text)
-    if command in ("queue", "search"):
+    if result.notice is not None:
+        print(result.notice.title)
+        for line in result.notice.lines:
+            print(f"  {line}")
+        for label, url in result.notice.links:
+            print(f"  {label}: {url}")
+    if command in ("queue", "search", "approvals"):
         for card in result.cards:
             print(_card_line(card))
     elif result.card is not None:
@@ -179,6 +228,18 @@ def _command(args: argparse.Namespace) -> c.Command:
             return c.Search(actor, tuple(args.words))
         case "report":
             return c.Report(actor, args.text, link=args.link, department=args.department, author=args.author)
+        case "approvals":
+            return c.ShowApprovals(actor)
+        case "approve":
+            return c.ApproveReply(args.id, actor)
+        case "posted":
+            return c.MarkPosted(args.id, actor)
+        case "reject":
+            return c.RejectReply(args.id, actor, args.reason)
+        case "digest":
+            return c.ShowDigest(actor, department=args.department, days=args.since)
+        case "stats":
+            return c.ShowStats(actor)
     raise ValueError(args.command)
 
 
@@ -228,6 +289,65 @@ async def _ingest(container: Container, args: argparse.Namespace) -> None:
     print(f"{source}: {len(report.new_ids)} new, {report.duplicates} already known")
 
 
+def _when(at: Any) -> str:
+    return f"{at:%Y-%m-%d %H:%M} UTC" if at else "never"
+
+
+async def _sources(container: Container, args: argparse.Namespace) -> None:
+    action = args.action or "list"
+    tags = [t.strip() for t in getattr(args, "tags", "").split(",") if t.strip()]
+    reply_url = getattr(args, "reply_url", "")
+    if reply_url and not reply_url.startswith(("https://", "http://")):
+        raise InvalidInput(f"--reply-url must be an http(s) URL, not {reply_url!r}")
+    if action == "poll":
+        poller: Any = importlib.import_module("adapters.sources.feeds").FeedPoller(container)
+        outcomes = await poller.poll_due()
+        for outcome in outcomes:
+            print(f"{outcome.source}: {getattr(outcome.status, 'value', outcome.status)}"
+                  + (f" ({outcome.error})" if outcome.error else ""))
+        print(f"{len(outcomes)} feed{'s' if len(outcomes) != 1 else ''} polled")
+        return
+    if action in ("add-feed", "add-webhook"):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", args.name):
+            raise InvalidInput(f"a source name is lower-case letters, digits, '.', '_' or '-' (at most 64), not {args.name!r}")
+        if action == "add-feed" and not args.url.startswith(("https://", "http://")):
+            raise InvalidInput(f"a feed URL must be http(s), not {args.url!r}")
+        if action == "add-feed" and args.every < 30:
+            raise InvalidInput("--every must be at least 30 seconds")
+        secret = secrets.token_urlsafe(32) if action == "add-webhook" or reply_url else None
+        async with container.uow() as uow:
+            if await uow.sources.by_name(args.name) is not None:
+                raise InvalidInput(f"a source named {args.name!r} already exists; `unsilo sources` lists them")
+            uow.sources.add(Source(
+                name=args.name, kind="feed" if action == "add-feed" else "webhook", origin="cli",
+                url=args.url if action == "add-feed" else "", every_seconds=getattr(args, "every", 300),
+                tags=tags, reply_url=reply_url, secret=secret))
+            await uow.commit()
+        if action == "add-feed":
+            print(f"feed {args.name} added: polled every {args.every}s by `unsilo run`")
+        else:
+            print(f"webhook {args.name} added: POST signed items to /hooks/{args.name} (see the README)")
+        if secret:
+            print(f"signing secret (shown once, keep it safe): {secret}")
+        return
+    async with container.uow() as uow:
+        listed = await uow.sources.all()
+    if not listed:
+        print("no sources yet: add [[feeds]] to the config, or `unsilo sources add-feed NAME URL`")
+    for source in listed:
+        where = source.url or (f"/hooks/{source.name}" if source.kind == "webhook" else "")
+        print(f"{source.name} ({source.kind}{', from the config' if source.origin == 'config' else ''}) {where}")
+        if source.kind == "feed":
+            print(f"  every {source.every_seconds}s · last poll {_when(source.last_polled_at)} · "
+                  f"next poll {_when(source.next_poll_at) if source.next_poll_at else 'now'}")
+        else:
+            print(f"  last item {_when(source.last_polled_at)}")
+        print(f"  items seen {source.items_seen} · failures {source.failures}"
+              + (f" · last error: {source.last_error}" if source.last_error else ""))
+        if source.reply_url:
+            print(f"  replies go to {source.reply_url}")
+
+
 async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
     container = build(settings)
     try:
@@ -236,6 +356,8 @@ async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
             await _demo(container)
         elif args.command == "ingest":
             await _ingest(container, args)
+        elif args.command == "sources":
+            await _sources(container, args)
         elif args.command == "deliver":
             print(f"{await container.worker().run_until_idle()} deliveries handled")
         elif args.command == "db":

@@ -10,14 +10,14 @@ import json
 import logging
 from typing import Any
 
-from bot.commands import Actor, Claim, Command, Release, Show
+from bot.commands import ApproveReply, Actor, Claim, Command, MarkPosted, Release, Show
 from bot.domain import InvalidInput, parse_conversation_id
 from bot.views import Button
 
 logger = logging.getLogger(__name__)
 
 # Verbs that need no further input from the person and map straight to a command.
-_DIRECT = {"claim": Claim, "release": Release, "show": Show}
+_DIRECT = {"claim": Claim, "release": Release, "show": Show, "approve": ApproveReply, "posted": MarkPosted}
 
 
 def button_data(button: Button) -> dict[str, Any]:

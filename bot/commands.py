@@ -152,4 +152,54 @@ class UnlinkChannel:
     department: str | None = None
 
 
-Command = Claim | Release | Reassign | AddNote | ReplyToCustomer | Resolve | Dismiss | Show | ShowQueue | Search | Report | ShowRecent | ThreadNote | LinkChannel | UnlinkChannel
+@dataclass(frozen=True)
+class ApproveReply:
+    """Let a held reply to a sensitive conversation go out (the department's approvers)."""
+
+    conversation_id: int
+    actor: Actor
+
+
+@dataclass(frozen=True)
+class RejectReply:
+    """Stop a held reply for good, with the reason its author will see."""
+
+    conversation_id: int
+    actor: Actor
+    reason: str
+
+
+@dataclass(frozen=True)
+class MarkPosted:
+    """Say that a reply recorded for a read-only source was posted there by hand."""
+
+    conversation_id: int
+    actor: Actor
+
+
+@dataclass(frozen=True)
+class ShowApprovals:
+    """Replies waiting for the caller's approval."""
+
+    actor: Actor
+
+
+@dataclass(frozen=True)
+class ShowDigest:
+    """A department's digest for a period, to the caller only (all departments if none named)."""
+
+    actor: Actor
+    department: str | None = None
+    days: int = 7
+
+
+@dataclass(frozen=True)
+class ShowStats:
+    """The caller's own figures: claimed, replied, resolved, median response time."""
+
+    actor: Actor
+
+
+Command = (Claim | Release | Reassign | AddNote | ReplyToCustomer | Resolve | Dismiss | Show | ShowQueue | Search
+           | Report | ShowRecent | ThreadNote | LinkChannel | UnlinkChannel | ApproveReply | RejectReply | MarkPosted
+           | ShowApprovals | ShowDigest | ShowStats)

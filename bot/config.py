@@ -53,6 +53,9 @@ class DepartmentConfig:
     sla_minutes: int = 240
     managers: tuple[str, ...] = ()
     channels: tuple[tuple[str, str], ...] = ()
+    digest: str = ""  # a crontab line ("30 8 * * 1-5"); empty: no scheduled digest
+    timezone: str = "UTC"
+    digest_channels: tuple[tuple[str, str], ...] = ()  # the managers' channel(s); default: `channels`
 
 
 @dataclass(frozen=True)
@@ -235,23 +238,39 @@ class _Checker:
             if not isinstance(table, dict):
                 self.bad(key, "must be a table", **where)
                 continue
-            self._unknown(table, {"sla_minutes", "managers", "channels"}, key, **where)
-            channels = []
-            for channel in self._strings(table.get("channels"), f"{key}.channels", field_="channels", **where):
-                platform, sep, channel_id = channel.partition(":")
-                if not sep or platform not in PLATFORMS or not channel_id:
-                    self.bad(f"{key}.channels", f"{channel!r} should be 'platform:channel' with platform one of {', '.join(PLATFORMS)}", field_="channels", **where)
-                    continue
-                channels.append((platform, channel_id))
+            self._unknown(table, {"sla_minutes", "managers", "channels", "digest", "timezone", "digest_channels"},
+                          key, **where)
+            channels = self._channels(table, "channels", key, where)
+            digest = table.get("digest", "")
+            if not isinstance(digest, str) or digest and _crontab_problem(digest):
+                problem = _crontab_problem(digest) if isinstance(digest, str) else "must be a string"
+                self.bad(f"{key}.digest", f"{problem} (a crontab line like \"30 8 * * 1-5\")", field_="digest", **where)
+                digest = ""
+            timezone = table.get("timezone", "UTC")
+            if not isinstance(timezone, str) or _zone_problem(timezone):
+                self.bad(f"{key}.timezone", f"{timezone!r} is not a time zone name like \"Europe/Berlin\"",
+                         field_="timezone", **where)
+                timezone = "UTC"
             result.append(
                 DepartmentConfig(
                     name=name,
                     sla_minutes=self._int(table.get("sla_minutes"), f"{key}.sla_minutes", 240, field_="sla_minutes", **where),
                     managers=self._strings(table.get("managers"), f"{key}.managers", field_="managers", **where),
-                    channels=tuple(channels),
+                    channels=channels, digest=digest.strip(), timezone=timezone,
+                    digest_channels=self._channels(table, "digest_channels", key, where),
                 )
             )
         return tuple(result)
+
+    def _channels(self, table: dict[str, Any], name: str, key: str, where: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+        channels = []
+        for channel in self._strings(table.get(name), f"{key}.{name}", field_=name, **where):
+            platform, sep, channel_id = channel.partition(":")
+            if not sep or platform not in PLATFORMS or not channel_id:
+                self.bad(f"{key}.{name}", f"{channel!r} should be 'platform:channel' with platform one of {', '.join(PLATFORMS)}", field_=name, **where)
+                continue
+            channels.append((platform, channel_id))
+        return tuple(channels)
 
     def _rules(self, raw: Any, departments: set[str]) -> tuple[RuleConfig, ...]:
         if not isinstance(raw, list):
@@ -350,3 +369,64 @@ class _Checker:
                 )
             )
         return tuple(result)
+
+
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _weekdays(field: str) -> str:
+    """A crontab day-of-week field with numbers (0 or 7 = Sunday) written as names.
+
+    APScheduler 3 counts 0 as Monday (its `from_crontab` warns about it), so "1-5" would
+    mean Tuesday to Saturday; names mean the same thing to both.
+    """
+    if field == "*" or re.search(r"[a-zA-Z]", field):
+        return field
+    days: set[int] = set()
+    for part in field.split(","):
+        span, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        first, _, last = span.partition("-")
+        low, high = (0, 6) if first == "*" else (int(first), int(last) if last else int(first))
+        if not last and step_text and first != "*":
+            high = 6
+        if not (0 <= low <= 7 and 0 <= high <= 7 and low <= high and step >= 1):
+            raise ValueError(f"day of week {part!r} is not within 0-7")
+        days.update(d % 7 for d in range(low, high + 1, step))
+    return ",".join(_WEEKDAYS[d] for d in sorted(days))
+
+
+def digest_trigger(line: str, timezone: str = "UTC") -> Any:
+    """The APScheduler trigger of a digest schedule: a crontab line (5 fields, crontab weekday
+    numbers), or 6 fields with seconds first."""
+    from zoneinfo import ZoneInfo
+
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = line.split()
+    if len(fields) not in (5, 6):
+        raise ValueError(f"wrong number of fields: got {len(fields)}, expected 5 (or 6 with seconds first)")
+    second = fields.pop(0) if len(fields) == 6 else "0"
+    minute, hour, day, month, dow = fields
+    return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month,
+                       day_of_week=_weekdays(dow), timezone=ZoneInfo(timezone))
+
+
+def _crontab_problem(line: str) -> str | None:
+    """Why a digest schedule is unusable, or None."""
+    try:
+        digest_trigger(line)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _zone_problem(name: str) -> str | None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "unknown"
+    return None
+

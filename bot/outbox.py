@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
-from bot.views import Card, card_for
+from bot.views import Card, Notice, card_for
 from storage.models import Delivery, Destination, Event, Posting
 from storage.uow import UnitOfWork
 
@@ -100,6 +100,55 @@ async def enqueue_card_syncs(uow: UnitOfWork, conversation_ids: Iterable[int]) -
         for conversation_id, version, destination_id, platform in await uow.conversations.card_targets(ids)
     ]
     return await uow.deliveries.enqueue_many(rows)
+
+
+def notice_payload(notice: Notice) -> dict[str, Any]:
+    """A notice as a delivery payload (JSON)."""
+    return {"notice": {"title": notice.title, "lines": list(notice.lines), "mentions": list(notice.mentions),
+                       "links": [list(link) for link in notice.links]}}
+
+
+def notice_of(payload: Mapping[str, Any]) -> Notice:
+    """The notice a delivery payload carries (see `notice_payload`)."""
+    raw = payload.get("notice") or {}
+    return Notice(title=str(raw.get("title", "")), lines=tuple(str(x) for x in raw.get("lines", ())),
+                  mentions=tuple(str(x) for x in raw.get("mentions", ())),
+                  links=tuple((str(a), str(b)) for a, b in raw.get("links", ())))
+
+
+async def enqueue_thread_notice(uow: UnitOfWork, conversation_id: int, notice: Notice, *, key: str) -> int:
+    """Post a notice under every copy of a conversation's card (in its thread where the platform has one)."""
+    rows = [
+        {"key": f"{key}:{destination_id}", "platform": platform, "kind": "notice", "conversation_id": conversation_id,
+         "destination_id": destination_id, "payload": notice_payload(notice), "status": "pending", "attempts": 0,
+         "next_attempt_at": uow.now(), "created_at": uow.now()}
+        for _, _, destination_id, platform in await uow.conversations.card_targets([conversation_id])
+    ]
+    return await uow.deliveries.enqueue_many(rows)
+
+
+async def _settle_reply(uow: UnitOfWork, delivery: Delivery, *, error: str | None) -> None:
+    """A reply delivery ended: the reply is sent, or failed for good and its author is told on the card's thread."""
+    reply = await uow.replies.get(int(delivery.payload.get("reply_id", 0)))
+    if reply is None:
+        return
+    now = uow.now()
+    if error is None:
+        await uow.replies.decide(reply, expected="sending", status="sent", sent_at=now, error=None)
+        kind, data = "reply_sent", {"reply_id": reply.id}
+    else:
+        await uow.replies.decide(reply, expected="sending", status="failed", error=error[:2048])
+        kind, data = "reply_failed", {"reply_id": reply.id, "error": error[:500]}
+        mentions = tuple(f"{i.platform}:{i.user_id}" for i in await uow.people.identities(reply.author_id)) \
+            if reply.author_id else ()
+        await enqueue_thread_notice(uow, reply.conversation_id, Notice(
+            title=f"Your reply to #{reply.conversation_id} could not be delivered",
+            lines=(f"After {delivery.attempts} tries the source's reply endpoint still refused it: {error[:300]}",
+                   "The reply is kept in the history; reply again, or post it by hand."),
+            mentions=mentions), key=f"reply-failed:{reply.id}")
+    await uow.events.add_many([{"conversation_id": reply.conversation_id, "kind": kind, "actor_id": None,
+                                "actor_name": "", "at": now, "data": data}])
+    uow.mark_changed(reply.conversation_id)
 
 
 async def commit_with_deliveries(uow: UnitOfWork) -> None:
@@ -190,14 +239,19 @@ class DeliveryWorker:
                 version = conversation.version
                 departments = [d.name for d in await uow.conversations.departments_of(conversation.id)]  # type: ignore[arg-type]
                 owner = (await uow.people.names([conversation.owner_id])).get(conversation.owner_id or 0)
-                card = card_for(conversation, owner=owner, departments=departments)
+                reply = await uow.replies.latest(conversation.id) if conversation.first_reply_at else None  # type: ignore[arg-type]
+                card = card_for(conversation, owner=owner, departments=departments, reply=reply)
+        if delivery.kind in ("card", "notice") and delivery.conversation_id is not None:
             if destination is not None:
                 posting = await uow.postings.for_destination(delivery.conversation_id, destination.id)  # type: ignore[arg-type]
                 message_id = posting.message_id if posting else None
+        channel_id = destination.channel_id if destination else str(delivery.payload.get("channel_id", ""))
+        conversation_ref = destination.conversation_ref if destination else {}
+        if destination is None and delivery.kind == "notice":
+            conversation_ref = await uow.departments.reference_for(delivery.platform, channel_id)
         job = Job(
             delivery_id=delivery.id or 0, kind=delivery.kind, platform=delivery.platform,
-            channel_id=destination.channel_id if destination else delivery.payload.get("channel_id", ""),
-            conversation_ref=destination.conversation_ref if destination else {},
+            channel_id=channel_id, conversation_ref=conversation_ref,
             payload=delivery.payload, card=card, message_id=message_id,
         )
         return job, destination, version
@@ -237,6 +291,8 @@ class DeliveryWorker:
                 uow.postings.add(Posting(conversation_id=job.card.id, destination_id=destination.id,
                                          platform=destination.platform, channel_id=destination.channel_id,
                                          message_id=sent.message_id, posted_at=now))
+            if job.kind == "reply":
+                await _settle_reply(uow, row, error=None)
             if job.kind == "card" and version is not None:
                 # Older pending refreshes of this copy are now satisfied by this send.
                 for other in await uow.deliveries.pending_for(
@@ -244,7 +300,7 @@ class DeliveryWorker:
                         destination_id=row.destination_id):
                     if other.id != row.id and other.payload.get("version", 0) <= version:
                         other.status, other.sent_at = "coalesced", now
-            await uow.commit()
+            await commit_with_deliveries(uow)
 
     async def _retry(self, delivery: Delivery, *, error: str, delay: float | None, count_attempt: bool) -> None:
         async with self._uow() as uow:
@@ -274,4 +330,6 @@ class DeliveryWorker:
             uow.events.add(Event(conversation_id=row.conversation_id, kind="delivery_failed", at=uow.now(),
                                  data={"delivery": row.key, "platform": row.platform, "error": error[:500]}))
             logger.error("delivery %s to %s failed for good: %s", row.key, row.platform, error)
-            await uow.commit()
+            if row.kind == "reply":
+                await _settle_reply(uow, row, error=error)
+            await commit_with_deliveries(uow)

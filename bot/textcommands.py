@@ -36,6 +36,12 @@ USAGE: dict[str, str] = {
     "reply": "reply #42 text — answer the customer",
     "resolve": "resolve #42 outcome [what was done] — close it",
     "dismiss": "dismiss #42 reason — close it as needing no action (managers)",
+    "approvals": "approvals — replies waiting for your approval (managers)",
+    "approve": "approve #42 — let its held reply go to the customer (approvers)",
+    "reject": "reject #42 reason — stop its held reply for good (approvers)",
+    "posted": "posted #42 — the recorded reply was posted by hand on the source",
+    "digest": "digest [department] [days] — the manager digest, just for you",
+    "stats": "stats — your own figures",
     "search": "search words — past conversations, notes and answers",
     "report": "report <link> text — send in a post you spotted",
     "link": "link department — post that department's conversations in this channel (admins)",
@@ -97,6 +103,23 @@ def parse(text: str, actor: c.Actor, *, channel_id: str = "", prefix: str = "/un
         case "dismiss":
             conversation_id, body = _id_and_rest(verb, rest, prefix, need_text="a reason")
             return c.Dismiss(conversation_id, actor, body)
+        case "approvals":
+            return c.ShowApprovals(actor)
+        case "approve" | "posted":
+            conversation_id, _ = _id_and_rest(verb, rest, prefix, need_text=None)
+            return {"approve": c.ApproveReply, "posted": c.MarkPosted}[verb](conversation_id, actor)
+        case "reject":
+            conversation_id, body = _id_and_rest(verb, rest, prefix, need_text="a reason")
+            return c.RejectReply(conversation_id, actor, body)
+        case "digest":
+            words = rest.strip().lower().split()
+            days = next((int(w.rstrip("d")) for w in words if w.rstrip("d").isdigit()), 7)
+            if not 1 <= days <= 366:
+                raise InvalidInput(f"a digest covers 1 to 366 days; {_usage(verb, prefix)}")
+            department = next((w for w in words if not w.rstrip("d").isdigit()), None)
+            return c.ShowDigest(actor, department=department, days=days)
+        case "stats":
+            return c.ShowStats(actor)
         case "search":
             if not rest.strip():
                 raise InvalidInput(f"search needs words; {_usage(verb, prefix)}")

@@ -39,6 +39,8 @@ class Card:
     outcome: str | None
     created_at: datetime | None
     buttons: tuple[Button, ...]
+    reply_status: str | None = None
+    reply_note: str = ""  # plain text: where the latest reply stands, for everyone looking at the card
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,20 @@ class HistoryLine:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """A message that is not a card: a digest, an escalation, a reminder, a delivery failure.
+
+    Every string is plain text (renderers escape it: digests quote customer text);
+    `mentions` are people to notify, as "platform:user_id"; `links` are (label, url).
+    """
+
+    title: str
+    lines: tuple[str, ...] = ()
+    mentions: tuple[str, ...] = ()
+    links: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Result:
     """What a handler answers: a message for the asker, plus cards or history to show."""
 
@@ -60,6 +76,7 @@ class Result:
     cards: tuple[Card, ...] = ()
     history: tuple[HistoryLine, ...] = ()
     counts: dict[str, int] = field(default_factory=dict)
+    notice: Notice | None = None
 
 
 _BUTTONS: dict[str, tuple[tuple[str, str, str], ...]] = {
@@ -83,10 +100,41 @@ def buttons_for(conversation: Conversation) -> tuple[Button, ...]:
     return tuple(buttons)
 
 
-def card_for(conversation: Conversation, *, owner: str | None, departments: list[str]) -> Card:
-    """The card of a conversation as it is now."""
+_REPLY_BUTTONS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "pending_approval": (("Approve reply", "approve", "primary"), ("Reject reply", "reject", "danger")),
+    "recorded": (("Mark as posted", "posted", "default"),),
+}
+
+
+def reply_note(reply: Reply, url: str) -> str:
+    """One plain-text line saying where a reply stands."""
+    excerpt = " ".join(reply.text.split())
+    excerpt = excerpt if len(excerpt) <= 300 else excerpt[:299] + "…"
+    if reply.status == "pending_approval":
+        return f"Reply waiting for approval (sensitive): “{excerpt}”"
+    if reply.status == "recorded":
+        return f"Reply recorded — post it at {url}" if url else "Reply recorded — post it where the customer wrote"
+    if reply.status == "sending":
+        return "Reply on its way to the customer"
+    if reply.status == "sent":
+        return "Reply delivered to the customer"
+    if reply.status == "posted":
+        return "Reply posted by hand on the source"
+    if reply.status == "failed":
+        return f"Reply could NOT be delivered: {reply.error or 'unknown error'}"
+    if reply.status == "rejected":
+        return f"Reply rejected by an approver: {reply.decision_reason or 'no reason given'}"
+    return ""
+
+
+def card_for(conversation: Conversation, *, owner: str | None, departments: list[str],
+             reply: Reply | None = None) -> Card:
+    """The card of a conversation as it is now, with its latest reply's state."""
     assert conversation.id is not None
     author = conversation.author_name or conversation.author_handle or "unknown author"
+    buttons = buttons_for(conversation)
+    if reply is not None and reply.status in _REPLY_BUTTONS:
+        buttons = tuple(Button(label, verb, conversation.id, style) for label, verb, style in _REPLY_BUTTONS[reply.status]) + buttons
     return Card(
         id=conversation.id,
         status=conversation.status,
@@ -102,7 +150,9 @@ def card_for(conversation: Conversation, *, owner: str | None, departments: list
         owner=owner,
         outcome=conversation.outcome,
         created_at=conversation.created_at or conversation.ingested_at,
-        buttons=buttons_for(conversation),
+        buttons=buttons,
+        reply_status=reply.status if reply is not None else None,
+        reply_note=reply_note(reply, conversation.url) if reply is not None else "",
     )
 
 

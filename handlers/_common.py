@@ -35,9 +35,18 @@ async def owner_name(uow: UnitOfWork, conversation: Conversation) -> str | None:
 
 
 async def card(uow: UnitOfWork, conversation: Conversation) -> Card:
-    """The conversation's card as it is now."""
+    """The conversation's card as it is now (with its latest reply's state, if any)."""
     departments = [d.name for d in await uow.conversations.departments_of(conversation.id)]  # type: ignore[arg-type]
-    return card_for(conversation, owner=await owner_name(uow, conversation), departments=departments)
+    reply = await uow.replies.latest(conversation.id) if conversation.first_reply_at else None  # type: ignore[arg-type]
+    return card_for(conversation, owner=await owner_name(uow, conversation), departments=departments, reply=reply)
+
+
+async def log_event(uow: UnitOfWork, conversation_id: int | None, kind: str, *, who: Who | None,
+                    data: dict[str, Any] | None = None) -> None:
+    """Append one audit event and ask for the conversation's cards to be refreshed."""
+    await uow.events.add_many([{"conversation_id": conversation_id, "kind": kind, "actor_id": who.id if who else None,
+                                "actor_name": who.name if who else "", "at": uow.now(), "data": data or {}}])
+    uow.mark_changed(conversation_id)
 
 
 async def transition(
@@ -71,9 +80,7 @@ async def transition(
         now = uow.now()
         changes = {"status": status.value, "updated_at": now, **(values(conversation) if values else {})}
         if await uow.conversations.compare_and_set(conversation, **changes):
-            await uow.events.add_many([{"conversation_id": conversation_id, "kind": PAST_TENSE[action],
-                                        "actor_id": who.id, "actor_name": who.name, "at": now, "data": data or {}}])
-            uow.mark_changed(conversation_id)
+            await log_event(uow, conversation_id, PAST_TENSE[action], who=who, data=data)
             logger.info("#%s %s by %s", conversation_id, PAST_TENSE[action], who.name)
             return conversation
     raise Conflict(f"#{conversation_id} kept changing while you acted; please try again")

@@ -1,25 +1,59 @@
-"""Replies to the customer: recorded now, delivered by the outbound adapters."""
+"""Replies to the customer: held for approval when sensitive, then delivered or recorded.
+
+A reply reaches the customer where the source allows it: a source with a reply endpoint
+(the item's `reply_url`, else its source's) gets a signed POST through the outbox
+(`adapters/outbound/`); a read-only source (a feed) gets the reply recorded, and the card
+says where to post it by hand and offers "Mark as posted".
+"""
 
 from __future__ import annotations
 
 import logging
 
-from bot.commands import ReplyToCustomer
-from bot.domain import IllegalTransition, Status
-from bot.policy import Context, identify
+from bot.commands import ApproveReply, MarkPosted, RejectReply, ReplyToCustomer, ShowApprovals
+from bot.domain import Forbidden, IllegalTransition, NotFound, Status
+from bot.policy import Context, Who, identify, manages
 from bot.views import Result
-from handlers._common import card, load, require_text, transition
+from handlers._common import card, load, log_event, require_text, transition
 from storage.models import Conversation, Reply
 from storage.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
+
+OUTBOUND = "outbound"  # the outbox platform of reply deliveries
+
+
+async def reply_endpoint(uow: UnitOfWork, conversation: Conversation) -> str:
+    """Where a reply to this conversation is POSTed: its own reply_url, else its source's; "" if read-only."""
+    if conversation.reply_url:
+        return conversation.reply_url
+    source = await uow.sources.by_name(conversation.source)
+    return source.reply_url if source is not None else ""
+
+
+async def release_reply(uow: UnitOfWork, conversation: Conversation, reply: Reply, *, author: str) -> str:
+    """Send an approved (or never held) reply on its way; returns the status it gets."""
+    endpoint = await reply_endpoint(uow, conversation)
+    if not endpoint:
+        return "recorded"
+    await uow.deliveries.enqueue_many([{
+        "key": f"reply:{reply.id}", "platform": OUTBOUND, "kind": "reply", "conversation_id": conversation.id,
+        "destination_id": None, "status": "pending", "attempts": 0, "next_attempt_at": uow.now(),
+        "created_at": uow.now(),
+        "payload": {"reply_id": reply.id, "url": endpoint, "source": conversation.source,
+                    "external_id": conversation.external_id, "author": author},
+    }])
+    return "sending"
 
 
 async def handle_reply(cmd: ReplyToCustomer, uow: UnitOfWork, *, ctx: Context) -> Result:
     """Record an answer credited to the actor; an unclaimed one is claimed by the replier if allowed."""
     who = await identify(uow, cmd.actor)
     text = require_text(cmd.text, "A reply")
-    await load(uow, cmd.conversation_id)
+    conversation = await load(uow, cmd.conversation_id)
+    if await uow.replies.with_status("pending_approval", conversation_ids=[cmd.conversation_id]):
+        raise IllegalTransition(f"#{cmd.conversation_id} already has a reply waiting for approval; "
+                                "it must be approved or rejected first")
 
     def check(conversation: Conversation) -> None:
         if conversation.status == Status.OPEN and ctx.require_claim_to_reply:
@@ -28,11 +62,105 @@ async def handle_reply(cmd: ReplyToCustomer, uow: UnitOfWork, *, ctx: Context) -
 
     now = uow.now()
     reply = uow.replies.add(Reply(conversation_id=cmd.conversation_id, author_id=who.id, text=text,
-                                  status="recorded", created_at=now))
+                                  status="pending_approval" if conversation.sensitive else "recorded",
+                                  created_at=now))
     await uow.session.flush()
     conversation = await transition(
         uow, cmd.conversation_id, "reply", who=who, check=check,
         values=lambda c: {"owner_id": c.owner_id or who.id, "claimed_at": c.claimed_at or now,
                           "first_reply_at": c.first_reply_at or now},
         data={"reply_id": reply.id})
-    return Result(f"Reply to #{cmd.conversation_id} recorded", card=await card(uow, conversation))
+    if conversation.sensitive:
+        await log_event(uow, conversation.id, "approval_requested", who=who, data={"reply_id": reply.id})
+        message = (f"Reply to #{cmd.conversation_id} is waiting for approval by a manager of its department "
+                   "(sensitive conversation); it is not sent until approved")
+    else:
+        reply.status = await release_reply(uow, conversation, reply, author=who.name)
+        message = _released_message(cmd.conversation_id, reply.status, conversation.url)
+    return Result(message, card=await card(uow, conversation))
+
+
+def _released_message(conversation_id: int, status: str, url: str) -> str:
+    if status == "sending":
+        return f"Reply to #{conversation_id} is on its way to the customer"
+    where = f" at {url}" if url else " where the customer wrote"
+    return f"Reply to #{conversation_id} recorded; this source is read-only, so post it{where} and then click Mark as posted"
+
+
+async def _held_reply(uow: UnitOfWork, conversation_id: int) -> Reply:
+    held = await uow.replies.with_status("pending_approval", conversation_ids=[conversation_id])
+    if not held:
+        raise NotFound(f"#{conversation_id} has no reply waiting for approval")
+    return held[-1]
+
+
+async def _require_approver(uow: UnitOfWork, who: Who, conversation: Conversation, reply: Reply) -> None:
+    departments = await uow.conversations.departments_of(conversation.id)  # type: ignore[arg-type]
+    if reply.author_id == who.id:
+        raise Forbidden(f"you wrote the reply to #{conversation.id}; another approver must decide on it")
+    if not manages(who, departments):
+        names = ", ".join(d.name for d in departments) or "its department"
+        raise Forbidden(f"only an approver (a manager of {names}) can approve or reject the reply to #{conversation.id}")
+
+
+async def handle_approve(cmd: ApproveReply, uow: UnitOfWork, *, ctx: Context) -> Result:
+    """An approver lets the held reply go out; exactly once, even if two approvers click."""
+    who = await identify(uow, cmd.actor)
+    conversation = await load(uow, cmd.conversation_id)
+    reply = await _held_reply(uow, cmd.conversation_id)
+    await _require_approver(uow, who, conversation, reply)
+    now = uow.now()
+    if not await uow.replies.decide(reply, expected="pending_approval", status="approved",
+                                    decided_by_id=who.id, decided_at=now):
+        raise IllegalTransition(f"the reply to #{cmd.conversation_id} was decided by someone else meanwhile")
+    author = await uow.people.get(reply.author_id) if reply.author_id else None
+    status = await release_reply(uow, conversation, reply, author=author.name if author else "")
+    await uow.replies.decide(reply, expected="approved", status=status)
+    await log_event(uow, conversation.id, "reply_approved", who=who, data={"reply_id": reply.id})
+    return Result(f"Approved the reply to #{cmd.conversation_id}. " + _released_message(
+        cmd.conversation_id, status, conversation.url), card=await card(uow, conversation))
+
+
+async def handle_reject(cmd: RejectReply, uow: UnitOfWork, *, ctx: Context) -> Result:
+    """An approver stops the held reply for good; it is never sent."""
+    who = await identify(uow, cmd.actor)
+    reason = require_text(cmd.reason, "A reason for rejecting")
+    conversation = await load(uow, cmd.conversation_id)
+    reply = await _held_reply(uow, cmd.conversation_id)
+    await _require_approver(uow, who, conversation, reply)
+    if not await uow.replies.decide(reply, expected="pending_approval", status="rejected", decided_by_id=who.id,
+                                    decided_at=uow.now(), decision_reason=reason[:2048]):
+        raise IllegalTransition(f"the reply to #{cmd.conversation_id} was decided by someone else meanwhile")
+    await log_event(uow, conversation.id, "reply_rejected", who=who, data={"reply_id": reply.id, "reason": reason})
+    return Result(f"Rejected the reply to #{cmd.conversation_id}; it will not be sent", card=await card(uow, conversation))
+
+
+async def handle_mark_posted(cmd: MarkPosted, uow: UnitOfWork, *, ctx: Context) -> Result:
+    """The replier (or a manager) says the recorded reply was posted on the read-only source."""
+    who = await identify(uow, cmd.actor)
+    conversation = await load(uow, cmd.conversation_id)
+    recorded = await uow.replies.with_status("recorded", conversation_ids=[cmd.conversation_id])
+    if not recorded:
+        raise NotFound(f"#{cmd.conversation_id} has no recorded reply waiting to be posted")
+    reply = recorded[-1]
+    departments = await uow.conversations.departments_of(conversation.id)  # type: ignore[arg-type]
+    if reply.author_id != who.id and conversation.owner_id != who.id and not manages(who, departments):
+        raise Forbidden(f"only the reply's author, #{conversation.id}'s owner or a manager can mark it as posted")
+    await uow.replies.decide(reply, expected="recorded", status="posted", sent_at=uow.now())
+    await log_event(uow, conversation.id, "reply_posted", who=who, data={"reply_id": reply.id})
+    return Result(f"Marked the reply to #{cmd.conversation_id} as posted", card=await card(uow, conversation))
+
+
+async def handle_approvals(cmd: ShowApprovals, uow: UnitOfWork, *, ctx: Context) -> Result:
+    """Replies waiting for the caller's approval (in the departments they manage)."""
+    who = await identify(uow, cmd.actor)
+    cards = []
+    for reply in await uow.replies.with_status("pending_approval"):
+        conversation = await load(uow, reply.conversation_id)
+        departments = await uow.conversations.departments_of(conversation.id)  # type: ignore[arg-type]
+        if manages(who, departments) and reply.author_id != who.id:
+            cards.append(await card(uow, conversation))
+    if not cards:
+        return Result("No replies are waiting for your approval")
+    return Result(f"{len(cards)} repl{'y is' if len(cards) == 1 else 'ies are'} waiting for your approval",
+                  cards=tuple(cards))

@@ -79,6 +79,8 @@ class Conversation(SQLModel, table=True):
     claimed_at: datetime | None = None
     first_reply_at: datetime | None = None
     resolved_at: datetime | None = None
+    escalated_at: datetime | None = None  # unclaimed past the SLA: managers told (once)
+    reminded_at: datetime | None = None  # claimed, no reply past the SLA: owner reminded (once)
     version: int = 1
     reported_by_id: int | None = Field(default=None, foreign_key="person.id")
 
@@ -164,6 +166,9 @@ class Reply(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
     error: str | None = Field(default=None, max_length=2048)
+    decided_by_id: int | None = Field(default=None, foreign_key="person.id")
+    decided_at: datetime | None = None
+    decision_reason: str | None = Field(default=None, max_length=2048)
 
 
 class Rule(SQLModel, table=True):
@@ -191,6 +196,9 @@ class Source(SQLModel, table=True):
     name: str = Field(max_length=128, unique=True)
     kind: str = Field(default="feed", max_length=16)
     url: str = Field(default="", max_length=2048)
+    secret: str | None = Field(default=None, max_length=128)  # webhook signing secret
+    reply_url: str = Field(default="", max_length=2048)  # where replies are POSTed, if the source takes them
+    origin: str = Field(default="config", max_length=16)  # "config" (the file) or "cli" (added at runtime)
     every_seconds: int = 300
     tags: list[str] = _json_list()
     etag: str | None = Field(default=None, max_length=512)
@@ -233,3 +241,22 @@ class InboundEvent(SQLModel, table=True):
     platform: str = Field(max_length=32, primary_key=True)
     event_id: str = Field(max_length=255, primary_key=True)
     received_at: datetime = Field(default_factory=utcnow)
+
+
+class JobRun(SQLModel, table=True):
+    """One due run of a scheduled job (a digest, an SLA sweep, a feed poll), leased by one replica.
+
+    The unique (job, due_at) pair is the lease: whichever process inserts it runs the job;
+    if that process dies, another takes the run over once `leased_until` has passed.
+    """
+
+    __table_args__ = (UniqueConstraint("job", "due_at", name="uq_jobrun_job_due"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=128)
+    due_at: datetime
+    holder: str = Field(max_length=128)
+    leased_until: datetime
+    attempts: int = 1
+    finished_at: datetime | None = None
+    outcome: str = Field(default="", max_length=1024)

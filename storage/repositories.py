@@ -22,6 +22,7 @@ from storage.models import (
     Event,
     Identity,
     InboundEvent,
+    JobRun,
     Note,
     Person,
     Posting,
@@ -178,6 +179,36 @@ class ConversationRepo(_Repo):
         self._departments[conversation_id] = departments
         return list(departments)
 
+    async def sla_candidates(self, *, now: datetime, limit: int = 500) -> list[tuple[Conversation, int]]:
+        """Conversations that may be past their SLA and were not yet chased, with their shortest SLA (minutes).
+
+        Unclaimed ones not yet escalated, and claimed ones without a reply whose owner was
+        not yet reminded; the caller checks each against `now` (the SLA is per department).
+        """
+        shortest = func.min(Department.sla_minutes).label("sla")
+        stmt = (
+            select(Conversation, shortest)
+            .join(ConversationDepartment, col(ConversationDepartment.conversation_id) == Conversation.id)
+            .join(Department, col(Department.id) == ConversationDepartment.department_id)
+            .where(or_(
+                (col(Conversation.status) == "open") & col(Conversation.escalated_at).is_(None),
+                (col(Conversation.status) == "claimed") & col(Conversation.first_reply_at).is_(None)
+                & col(Conversation.reminded_at).is_(None),
+            ))
+            .where(col(Conversation.ingested_at) <= now)
+            .group_by(col(Conversation.id))
+            .order_by(col(Conversation.id))
+            .limit(limit)
+        )
+        return [(conversation, int(sla)) for conversation, sla in (await self.session.exec(stmt)).all()]  # type: ignore[misc]
+
+    async def mark_once(self, conversation_id: int, column: str, *, at: datetime) -> bool:
+        """Set `escalated_at` / `reminded_at` if still empty; True for the one caller that did."""
+        field = {"escalated_at": Conversation.escalated_at, "reminded_at": Conversation.reminded_at}[column]
+        stmt = (update(Conversation).where(col(Conversation.id) == conversation_id, col(field).is_(None))
+                .values({column: at}).execution_options(synchronize_session=False))
+        return (await self.session.exec(stmt)).rowcount == 1  # type: ignore[call-overload]
+
     async def department_names(self, conversation_ids: Sequence[int]) -> dict[int, list[str]]:
         """Department names for many conversations in one query."""
         if not conversation_ids:
@@ -286,6 +317,19 @@ class PersonRepo(_Repo):
         stmt = select(Identity).where(Identity.person_id == person_id)
         return list((await self.session.exec(stmt)).all())
 
+    async def mention_keys(self, keys: Iterable[str]) -> tuple[str, ...]:
+        """"platform:user_id" of everyone named by these keys (platform ids, bare user ids, emails, names)."""
+        keys = [k for k in keys if k]
+        direct = {k for k in keys if k.split(":", 1)[0] in ("slack", "teams") and ":" in k}
+        loose = [k for k in keys if k not in direct]
+        found: set[str] = set(direct)
+        if loose:
+            stmt = (select(Identity).join(Person, col(Person.id) == Identity.person_id)
+                    .where(or_(col(Identity.user_id).in_(loose), col(Person.email).in_(loose),
+                               col(Person.name).in_(loose))))
+            found.update(f"{i.platform}:{i.user_id}" for i in (await self.session.exec(stmt)).all())
+        return tuple(sorted(found))
+
     async def by_identity(self, platform: str, user_id: str) -> Person | None:
         """The person behind a platform account, if known."""
         stmt = (
@@ -347,6 +391,17 @@ class DepartmentRepo(_Repo):
         self.session.add(department)
         await self.session.flush()
         return department
+
+    async def reference_for(self, platform: str, channel_id: str) -> dict[str, Any]:
+        """A stored conversation reference for a channel not linked as a destination (digests, DMs).
+
+        The channel's own if it was ever linked, else any of the platform's (it carries the
+        service URL and tenant a proactive message needs).
+        """
+        stmt = (select(Destination).where(Destination.platform == platform)
+                .order_by((col(Destination.channel_id) == channel_id).desc(), col(Destination.id)).limit(1))
+        found = (await self.session.exec(stmt)).first()
+        return dict(found.conversation_ref) if found is not None else {}
 
     async def destinations(self, department_ids: Iterable[int]) -> list[Destination]:
         """Every destination of these departments."""
@@ -433,6 +488,15 @@ class RuleRepo(_Repo):
 class SourceRepo(_Repo):
     """Sources of conversations."""
 
+    def add(self, source: Source) -> Source:
+        """Add a source (the CLI's `sources add-feed` / `add-webhook`)."""
+        self.session.add(source)
+        return source
+
+    async def all(self) -> list[Source]:
+        """Every source, by name."""
+        return list((await self.session.exec(select(Source).order_by(Source.name))).all())
+
     async def by_name(self, name: str) -> Source | None:
         """One source by name."""
         return (await self.session.exec(select(Source).where(Source.name == name))).first()
@@ -445,6 +509,28 @@ class SourceRepo(_Repo):
             self.session.add(source)
             await self.session.flush()
         return source
+
+    async def due_feeds(self, now: datetime) -> list[Source]:
+        """Feeds with a URL that were never polled or whose next poll is due by `now`."""
+        stmt = select(Source).where(
+            Source.kind == "feed", Source.url != "",
+            or_(col(Source.next_poll_at).is_(None), col(Source.next_poll_at) <= now),
+        ).order_by(col(Source.id))
+        return list((await self.session.exec(stmt)).all())
+
+    async def claim_poll(self, source_id: int, *, due_at: datetime | None, until: datetime) -> bool:
+        """Take the poll of a source that was due at `due_at` (None: never polled), leased `until`.
+
+        One conditional UPDATE decides it on SQLite and PostgreSQL alike: the replica that
+        moves `next_poll_at` away from the due time it read polls; the others match no row.
+        """
+        stmt = (
+            update(Source)
+            .where(col(Source.id) == source_id, col(Source.next_poll_at).is_not_distinct_from(due_at))
+            .values(next_poll_at=until)
+            .execution_options(synchronize_session=False)
+        )
+        return (await self.session.exec(stmt)).rowcount == 1  # type: ignore[call-overload,no-any-return]
 
 
 class EventRepo(_Repo):
@@ -491,6 +577,35 @@ class ReplyRepo(_Repo):
         """A conversation's replies, oldest first."""
         stmt = select(Reply).where(Reply.conversation_id == conversation_id).order_by(col(Reply.id))
         return list((await self.session.exec(stmt)).all())
+
+    async def get(self, reply_id: int) -> Reply | None:
+        """One reply, fresh from the database."""
+        stmt = select(Reply).where(Reply.id == reply_id).execution_options(populate_existing=True)
+        return (await self.session.exec(stmt)).first()
+
+    async def latest(self, conversation_id: int) -> Reply | None:
+        """A conversation's newest reply, if any."""
+        stmt = (select(Reply).where(Reply.conversation_id == conversation_id).order_by(col(Reply.id).desc()).limit(1)
+                .execution_options(populate_existing=True))
+        return (await self.session.exec(stmt)).first()
+
+    async def with_status(self, status: str, *, conversation_ids: Iterable[int] | None = None) -> list[Reply]:
+        """Replies in one status (e.g. "pending_approval"), oldest first."""
+        stmt = select(Reply).where(Reply.status == status).order_by(col(Reply.id))
+        if conversation_ids is not None:
+            stmt = stmt.where(col(Reply.conversation_id).in_(list(conversation_ids)))
+        return list((await self.session.exec(stmt)).all())
+
+    async def decide(self, reply: Reply, *, expected: str, **values: Any) -> bool:
+        """Move a reply on from status `expected`; False if someone else moved it first."""
+        stmt = (update(Reply).where(col(Reply.id) == reply.id, col(Reply.status) == expected)
+                .values(**values).execution_options(synchronize_session=False))
+        result = await self.session.exec(stmt)  # type: ignore[call-overload]
+        if result.rowcount != 1:
+            return False
+        for key, value in values.items():
+            set_committed_value(reply, key, value)
+        return True
 
 
 class InboundEventRepo(_Repo):
@@ -604,5 +719,44 @@ class DeliveryRepo(_Repo):
             Delivery.conversation_id == conversation_id,
             Delivery.destination_id == destination_id,
         )
+        return list((await self.session.exec(stmt)).all())
+
+
+class JobRunRepo(_Repo):
+    """Leases on scheduled runs: which replica runs a job for a due time (exactly one)."""
+
+    async def take(self, job: str, *, due_at: datetime, holder: str, now: datetime, lease: timedelta) -> bool:
+        """Lease the run of `job` due at `due_at`: True if this holder may run it now.
+
+        The first replica to insert the (job, due_at) row gets it; a run whose holder
+        died (lease expired, never finished) is taken over by the next one to ask.
+        """
+        stmt = (
+            _insert(self.session, JobRun)
+            .values(job=job, due_at=due_at, holder=holder, leased_until=now + lease, attempts=1, outcome="")
+            .on_conflict_do_nothing(index_elements=["job", "due_at"])
+            .returning(JobRun.id)
+        )
+        if (await self.session.exec(stmt)).first() is not None:  # type: ignore[call-overload]
+            return True
+        takeover = (
+            update(JobRun)
+            .where(col(JobRun.job) == job, col(JobRun.due_at) == due_at, col(JobRun.finished_at).is_(None),
+                   col(JobRun.leased_until) < now)
+            .values(holder=holder, leased_until=now + lease, attempts=JobRun.attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        return (await self.session.exec(takeover)).rowcount == 1  # type: ignore[call-overload]
+
+    async def finish(self, job: str, *, due_at: datetime, holder: str, at: datetime, outcome: str) -> None:
+        """Mark a leased run done (only by its current holder)."""
+        stmt = (update(JobRun).where(col(JobRun.job) == job, col(JobRun.due_at) == due_at, col(JobRun.holder) == holder)
+                .values(finished_at=at, outcome=outcome[:1024]).execution_options(synchronize_session=False))
+        await self.session.exec(stmt)  # type: ignore[call-overload]
+
+    async def abandoned(self, *, now: datetime, since: datetime) -> list[JobRun]:
+        """Runs whose holder died before finishing (lease expired), due after `since`."""
+        stmt = select(JobRun).where(col(JobRun.finished_at).is_(None), col(JobRun.leased_until) < now,
+                                    col(JobRun.due_at) >= since).order_by(col(JobRun.due_at))
         return list((await self.session.exec(stmt)).all())
 

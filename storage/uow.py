@@ -11,12 +11,14 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.clock import Clock, utcnow
+from storage.reports import ReportRepo
 from storage.repositories import (
     ConversationRepo,
     DeliveryRepo,
     DepartmentRepo,
     EventRepo,
     InboundEventRepo,
+    JobRunRepo,
     NoteRepo,
     PersonRepo,
     PostingRepo,
@@ -51,6 +53,8 @@ class UnitOfWork:
     postings: PostingRepo
     deliveries: DeliveryRepo
     inbound: InboundEventRepo
+    jobs: JobRunRepo
+    reports: ReportRepo
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock = utcnow,
                  lock: asyncio.Lock | None = None) -> None:
@@ -82,6 +86,8 @@ class UnitOfWork:
         self.postings = PostingRepo(session)
         self.deliveries = DeliveryRepo(session)
         self.inbound = InboundEventRepo(session)
+        self.jobs = JobRunRepo(session)
+        self.reports = ReportRepo(session)
         self.changed = set()
         return self
 

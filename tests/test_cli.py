@@ -103,3 +103,29 @@ def test_ingest_a_feed_file_and_refuse_a_non_feed(workdir: Path, reference: Path
     assert run("ingest", str(feed), "--source", "guardian", cwd=workdir).stdout.strip() == "guardian: 0 new, 55 already known"
     bad = run("ingest", str(reference / "feeds/rss-parser/unrecognized.rss"), "--source", "moved", cwd=workdir)
     assert bad.returncode == 1 and "source 'moved': cannot read the feed" in bad.stderr
+
+
+def test_sources_are_listed_added_and_polled_from_the_command_line(workdir: Path) -> None:
+    listed = run("sources", cwd=workdir)
+    assert listed.returncode == 0 and "no sources yet" in listed.stdout
+
+    added = run("sources", "add-webhook", "listening", "--reply-url", "https://tool.example/replies", cwd=workdir)
+    assert added.returncode == 0, added.stderr
+    secret = added.stdout.split("signing secret (shown once, keep it safe): ")[1].strip()
+    assert len(secret) >= 40
+    again = run("sources", "add-webhook", "listening", cwd=workdir)
+    assert again.returncode == 1 and "already exists" in again.stderr
+    bad = run("sources", "add-feed", "Bad Name", "https://x.example/f.rss", cwd=workdir)
+    assert bad.returncode == 1 and "a source name is lower-case" in bad.stderr
+    # A feed that can't be reached: the poll records the error on the source, the command still succeeds.
+    assert run("sources", "add-feed", "reviews", "http://127.0.0.1:9/reviews.xml", "--every", "60",
+               cwd=workdir).returncode == 0
+    polled = run("sources", "poll", cwd=workdir)
+    assert polled.returncode == 0, polled.stderr
+    assert "reviews: failed (cannot connect to http://127.0.0.1:9/reviews.xml" in polled.stdout
+
+    listed = run("sources", cwd=workdir).stdout
+    assert "listening (webhook) /hooks/listening" in listed and "replies go to https://tool.example/replies" in listed
+    assert "reviews (feed) http://127.0.0.1:9/reviews.xml" in listed
+    assert "failures 1 · last error: cannot connect" in listed
+    assert secret not in listed, "the secret is shown once, when it is made"

@@ -26,6 +26,7 @@ from adapters.slack.render import (
     card_message,
     escape,
     home_view,
+    notice_message,
     report_modal,
     resolve_modal,
     result_message,
@@ -34,7 +35,7 @@ from adapters.slack.render import (
 )
 from bot import codec
 from bot.domain import DEFAULT_OUTCOMES, Status
-from bot.views import Button, Card, HistoryLine, Result, buttons_for
+from bot.views import Button, Card, HistoryLine, Notice, Result, buttons_for
 from storage.models import Conversation
 from tests.conftest import reference_dir
 
@@ -64,7 +65,7 @@ HOSTILE_URLS = [
     "https://x.example/a b\n<!channel>",
     "",
 ]
-OUR_LINK = re.compile(r"<(?i:https?)://[^\s|<>]+\|Read the original>")
+OUR_LINK = re.compile(r"<(?i:https?)://[^\s|<>]+\|[^<>]+>")  # a link we built: safe URL, escaped label
 BARE_AMP = re.compile(r"&(?!amp;|lt;|gt;)")
 NOW = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 
@@ -505,3 +506,44 @@ def test_any_text_renders_escaped_and_within_limits(card: Card, others: list[Car
     assert words.startswith(meta["text"]) and meta["ts"] == "1.2"
     check_no_live_markup({"blocks": report["blocks"][:1]})  # the quote; inputs are plain text, not mrkdwn
     check_view(text_modal(verb="note", conversation_id=card.id, title=words, label=words, submit=words, initial=words))
+
+
+REPLY_BUTTONS = (Button("Approve reply", "approve", 42, "primary"), Button("Reject reply", "reject", 42, "danger"))
+
+
+def test_a_held_reply_shows_on_the_card_with_approve_and_reject() -> None:
+    card = make_card(reply_status="pending_approval", reply_note="Reply waiting for approval (sensitive): “<!channel> hi”",
+                     buttons=REPLY_BUTTONS + conversation_buttons("replied"))
+    message = card_message(card)
+    check_message(message)
+    check_no_live_markup(message, links_allowed=1)
+    text = json.dumps(message)
+    assert "Reply waiting for approval" in text and "&lt;!channel&gt;" in text
+    assert [codec.decode(b["value"])[0] for b in buttons_of(message)][:2] == ["approve", "reject"]
+
+
+def test_a_notice_mentions_only_real_slack_ids_and_escapes_everything_else() -> None:
+    notice = Notice(title="#7 is still unclaimed <!here>", lines=("“<@U999> <https://evil|click>” & more",) * 3,
+                    mentions=("slack:UCAROL", "teams:aad-1", "slack:<!channel>"),
+                    links=(("#7 original", "https://forum.example/t/7"), ("bad", "javascript:alert(1)")))
+    message = notice_message(notice)
+    check_message(message)
+    text = json.dumps(message)
+    assert "<@UCAROL>" in text and "<!channel>" not in text and "<!here>" not in text
+    assert "&lt;@U999&gt;" in text and "javascript" not in text
+    check_no_live_markup({"blocks": message["blocks"][1:]}, links_allowed=1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(title=nasty_text, lines=st.lists(nasty_text, max_size=60), note=nasty_text, url=st.sampled_from(HOSTILE_URLS))
+def test_any_notice_or_reply_state_renders_escaped_and_within_limits(title: str, lines: list[str], note: str,
+                                                                      url: str) -> None:
+    message = notice_message(Notice(title=title, lines=tuple(lines), links=((title, url),)))
+    check_message(message)
+    check_no_live_markup(message, links_allowed=1)
+    answer = result_message(Result(title, notice=Notice(title=title, lines=tuple(lines))))
+    check_message(answer)
+    check_no_live_markup(answer)
+    card = make_card(reply_status="failed", reply_note=note, url=url)
+    check_message(card_message(card))
+    check_no_live_markup(card_message(card), links_allowed=1)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from adapters.teams import render
 from bot import codec
 from bot.domain import DEFAULT_OUTCOMES, Status
-from bot.views import Button, Card, HistoryLine, Result, buttons_for
+from bot.views import Button, Card, HistoryLine, Notice, Result, buttons_for
 from storage.models import Conversation
 from tests.conftest import reference_dir
 
@@ -328,3 +328,29 @@ def test_strip_mentions_reference_activity() -> None:
 def test_strip_mentions_leftover_markup() -> None:
     assert render.strip_mentions("<at>Unsilo</at>  claim\n #12 <at>Bob</at>", ["<at>Unsilo</at>"]) == "claim #12"
     assert render.strip_mentions("  show   #3 ", []) == "show #3"
+
+
+@settings(max_examples=100, deadline=None)
+@given(title=hostile, lines=st.lists(hostile, max_size=100), note=hostile, status=st.sampled_from(
+    ["pending_approval", "recorded", "failed", "rejected", "sent"]))
+def test_notices_and_reply_states_are_inert_and_schema_valid(title: str, lines: list[str], note: str,
+                                                             status: str) -> None:
+    notice = Notice(title=title, lines=tuple(lines), mentions=("teams:aad-1",),
+                    links=((title, "https://forum.example/t/1"), ("x", "javascript:alert(1)")))
+    card_json = render.notice_card(notice)
+    check_card(card_json, max_bytes=200_000)
+    assert [a["url"] for a in of_type(card_json, "Action.OpenUrl")] == ["https://forum.example/t/1"]
+    check_card(render.result_card(Result(title, notice=notice), outcomes=DEFAULT_OUTCOMES), max_bytes=200_000)
+    buttons = (Button("Approve reply", "approve", 42, "primary"), Button("Reject reply", "reject", 42, "danger"))
+    check_card(render.card(make_card(reply_status=status, reply_note=note, buttons=buttons), outcomes=DEFAULT_OUTCOMES))
+
+
+def test_a_held_reply_offers_approve_and_a_reject_reason() -> None:
+    buttons = (Button("Approve reply", "approve", 42, "primary"), Button("Reject reply", "reject", 42, "danger"))
+    card_json = render.card(make_card(reply_status="pending_approval", reply_note="Reply waiting for approval: “hi”",
+                                      buttons=buttons), outcomes=DEFAULT_OUTCOMES)
+    check_card(card_json)
+    actions = top_actions(card_json)
+    assert actions["approve"]["type"] == "Action.Execute"
+    assert of_type(actions["reject"]["card"], "Input.Text"), "rejecting asks for the reason"
+    assert "Reply waiting for approval" in runs_text(card_json)

@@ -28,6 +28,7 @@ _TEXT_MODALS = {
     "reply": ("Reply to the customer", "Your answer (sent as you)", "Send reply"),
     "note": ("Internal note", "Note (never sent to the customer)", "Add note"),
     "dismiss": ("Dismiss", "Why does this need no action?", "Dismiss"),
+    "reject": ("Reject reply", "Why is it rejected? Its author will read this.", "Reject"),
 }
 
 
@@ -86,7 +87,7 @@ class SlackBot:
         app = self.app
         app.command("/unsilo")(self.on_command)
         app.action(re.compile(f"^{re.escape(render.ACTION_PREFIX)}"))(self.on_button)
-        app.view(re.compile(r"^unsilo_(reply|note|dismiss|resolve)$"))(self.on_text_modal)
+        app.view(re.compile(r"^unsilo_(reply|note|dismiss|reject|resolve)$"))(self.on_text_modal)
         app.view("unsilo_report")(self.on_report_modal)
         app.shortcut("unsilo_report")(self.on_report_shortcut)
         app.event("message")(self.on_message)
@@ -165,6 +166,7 @@ class SlackBot:
                 "reply": lambda: c.ReplyToCustomer(conversation_id, actor, text),
                 "note": lambda: c.AddNote(conversation_id, actor, text, origin="slack"),
                 "dismiss": lambda: c.Dismiss(conversation_id, actor, text),
+                "reject": lambda: c.RejectReply(conversation_id, actor, text),
                 "resolve": lambda: c.Resolve(conversation_id, actor, values.get("outcome", ""), text),
             }[verb]()
             await self.bus.handle(command)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot import codec
-from bot.views import Button, Card, HistoryLine, Result
+from bot.views import Button, Card, HistoryLine, Notice, Result
 
 logger = logging.getLogger(__name__)
 
@@ -227,8 +227,20 @@ def _facts(card: Card) -> dict[str, Any]:
     )
 
 
+def _reply_block(card: Card) -> dict[str, Any] | None:
+    """Where the latest reply stands (held, recorded for posting by hand, failed...), if there is one."""
+    if not card.reply_note:
+        return None
+    badge = {"failed": ":warning: ", "pending_approval": ":hourglass: ", "rejected": ":no_entry: "}.get(
+        card.reply_status or "", "")
+    return _section(badge + _esc(card.reply_note, MAX_SECTION_TEXT - len(badge)))
+
+
 def _card_blocks(card: Card) -> list[dict[str, Any]]:
     blocks = [_title_block(card), _byline(card), _text_block(card), _facts(card)]
+    reply = _reply_block(card)
+    if reply is not None:
+        blocks.append(reply)
     actions = _actions(card.buttons)
     return blocks + [actions] if actions else blocks
 
@@ -288,10 +300,47 @@ def _history(lines: Sequence[HistoryLine]) -> dict[str, Any]:
     return _section("\n".join(rendered))
 
 
+def _mention(identity: str) -> str:
+    """`<@U123>` for a Slack identity ("slack:U123"); "" for other platforms or anything odd."""
+    platform, _, user_id = identity.partition(":")
+    return f"<@{user_id}>" if platform == "slack" and re.fullmatch(r"[UW][A-Z0-9]{2,20}", user_id) else ""
+
+
+def notice_blocks(notice: Notice) -> list[dict[str, Any]]:
+    """A notice (digest, escalation, reminder, failed reply) as blocks; every line escaped."""
+    mentions = " ".join(m for m in (_mention(i) for i in notice.mentions) if m)
+    blocks: list[dict[str, Any]] = [_section(f"*{_esc(notice.title, MAX_TITLE, empty='Unsilo')}*"
+                                             + (f"\n{mentions}" if mentions else ""))]
+    body: list[str] = []
+    for line in notice.lines:
+        text = _esc(line, MAX_SECTION_TEXT - 40)
+        if not text.strip():
+            continue
+        if body and sum(len(b) + 1 for b in body) + len(text) > MAX_SECTION_TEXT - 40:
+            blocks.append(_section("\n".join(body)))
+            body = []
+        body.append(text)
+    if body:
+        blocks.append(_section("\n".join(body)))
+    links = [link for link in (_link(url, _esc(label, 80, empty='link')) for label, url in notice.links) if link]
+    if links:
+        blocks.append(_context([" · ".join(links)[:MAX_CONTEXT_TEXT]]))
+    return blocks[:MAX_MESSAGE_BLOCKS]
+
+
+def notice_message(notice: Notice) -> dict[str, Any]:
+    """`{"text", "blocks"}` of a notice, for chat.postMessage."""
+    mentions = " ".join(m for m in (_mention(i) for i in notice.mentions) if m)
+    fallback = _cut(f"{mentions} {_esc(notice.title, MAX_TITLE, empty='Unsilo')}".strip(), MAX_FALLBACK_TEXT)
+    return {"text": fallback, "blocks": notice_blocks(notice)}
+
+
 def result_message(result: Result) -> dict[str, Any]:
-    """`{"text", "blocks"}` answering one person (ephemeral): text, card list, card, history."""
+    """`{"text", "blocks"}` answering one person (ephemeral): text, card list, card, history, notice."""
     text = _esc(result.text, MAX_SECTION_TEXT)
     blocks: list[dict[str, Any]] = [_section(text)] if text else []
+    if result.notice is not None:
+        blocks += notice_blocks(result.notice)
     blocks += _card_list(result.cards)
     if result.card is not None:
         blocks += _card_blocks(result.card)

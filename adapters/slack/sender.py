@@ -7,8 +7,8 @@ import logging
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.render import card_message
-from bot.outbox import Job, PermanentFailure, RetryLater, Sent
+from adapters.slack.render import card_message, notice_message
+from bot.outbox import Job, PermanentFailure, RetryLater, Sent, notice_of
 
 logger = logging.getLogger(__name__)
 
@@ -20,13 +20,16 @@ PERMANENT = frozenset({
 
 
 class SlackSender:
-    """Sends card deliveries with `chat.postMessage` / `chat.update`."""
+    """Sends cards (`chat.postMessage`, then `chat.update`) and notices (into the card's thread,
+    a channel, or a person's DM when the channel is a user id)."""
 
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
 
     async def send(self, job: Job) -> Sent:
         """Post the card (first time) or update the posted copy; map Slack's errors for the outbox."""
+        if job.kind == "notice":
+            return await self._notice(job)
         if job.kind != "card" or job.card is None:
             raise PermanentFailure(f"the Slack sender cannot send {job.kind!r} deliveries")
         message = card_message(job.card)
@@ -38,9 +41,31 @@ class SlackSender:
                                                            unfurl_media=False, **message)
             return Sent(message_id=response["ts"])
         except SlackApiError as exc:
-            if exc.response.status_code == 429:
-                raise RetryLater(float(exc.response.headers.get("Retry-After", 1)), "Slack rate limit") from exc
-            error = exc.response.get("error", "")
-            if error in PERMANENT:
-                raise PermanentFailure(f"Slack said {error}") from exc
-            raise
+            mapped = _mapped(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    async def _notice(self, job: Job) -> Sent:
+        """A notice: under the card (thread) when there is one, else at the top of the channel or DM."""
+        thread = {"thread_ts": job.message_id} if job.message_id else {}
+        try:
+            response = await self.client.chat_postMessage(channel=job.channel_id, unfurl_links=False,
+                                                           unfurl_media=False, **thread,
+                                                           **notice_message(notice_of(job.payload)))
+            return Sent(message_id=response["ts"])
+        except SlackApiError as exc:
+            mapped = _mapped(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+
+def _mapped(exc: SlackApiError) -> Exception | None:
+    """A Slack error as the outbox understands it: wait, give up, or None (retry it as it is)."""
+    if exc.response.status_code == 429:
+        return RetryLater(float(exc.response.headers.get("Retry-After", 1)), "Slack rate limit")
+    error = exc.response.get("error", "")
+    if error in PERMANENT:
+        return PermanentFailure(f"Slack said {error}")
+    return None

@@ -208,6 +208,8 @@ def _input_command(verb: str, conversation_id: int, actor: c.Actor, data: dict[s
         return c.AddNote(conversation_id, actor, text, origin="teams")
     if verb == "dismiss":
         return c.Dismiss(conversation_id, actor, text)
+    if verb == "reject":
+        return c.RejectReply(conversation_id, actor, text)
     if verb == "resolve":
         return c.Resolve(conversation_id, actor, str(data.get("outcome") or ""), text)
     return None

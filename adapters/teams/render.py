@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot import codec
-from bot.views import Button, Card, HistoryLine, Result
+from bot.views import Button, Card, HistoryLine, Notice, Result
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +50,13 @@ _HTTP_URL = re.compile(r"^https?://[^\s]+$", re.IGNORECASE)
 _AT_TAG = re.compile(r"<(?=at)", re.IGNORECASE)
 _AT_MARKUP = re.compile(r"<at\b[^>]*>.*?</at\s*>|</?at\b[^>]*>", re.IGNORECASE | re.DOTALL)
 _STYLES = {"primary": "positive", "danger": "destructive"}
-_EXECUTE = ("claim", "release")
+_EXECUTE = ("claim", "release", "approve", "posted")
 # verb -> (input label, submit title, placeholder)
 _TEXT_INPUTS = {
     "reply": ("Reply to the customer", "Send reply", "What the customer will read"),
     "note": ("Internal note", "Add note", "Only your team sees this"),
     "dismiss": ("Why dismiss it?", "Dismiss", "A short reason"),
+    "reject": ("Why reject the reply? Its author will read this.", "Reject reply", "A short reason"),
 }
 
 # Every text that may appear in a TextBlock: fixed labels written here, nothing else.
@@ -288,8 +289,17 @@ def _facts(card: Card) -> list[dict[str, Any]]:
     return blocks
 
 
+def _reply_state(card: Card) -> list[dict[str, Any]]:
+    """Where the latest reply stands, as an inert run (attention colour when it failed or waits)."""
+    if not card.reply_note:
+        return []
+    color = {"failed": "Attention", "pending_approval": "Warning", "rejected": "Attention"}.get(card.reply_status or "")
+    style = {"color": color, "weight": "Bolder"} if color else {}
+    return [_rich(_run(safe(card.reply_note, MAX_MESSAGE_TEXT), **style), separator=True)]
+
+
 def _card_body(card: Card) -> list[dict[str, Any]]:
-    return [_title(card), _badges(card), _byline(card), *_paragraphs(card.text), *_facts(card)]
+    return [_title(card), _badges(card), _byline(card), *_paragraphs(card.text), *_facts(card), *_reply_state(card)]
 
 
 def card(card: Card, *, outcomes: Sequence[str]) -> dict[str, Any]:
@@ -354,9 +364,29 @@ def _message(text: str | None) -> list[dict[str, Any]]:
     return [_rich(_run(line or " "), spacing="None") for line in cleaned.split("\n")[:60]]
 
 
+def _notice_body(notice: Notice) -> list[dict[str, Any]]:
+    """A notice's title and lines as inert runs; Teams mentions are written as names, never as markup."""
+    body = [_rich(_run(safe(notice.title, MAX_FIELD, empty="Unsilo"), weight="Bolder", size="Medium"))]
+    body += [_rich(_run(safe(line, MAX_MESSAGE_TEXT) or " "), spacing="None") for line in notice.lines[:80]]
+    return body
+
+
+def notice_card(notice: Notice) -> dict[str, Any]:
+    """A notice (digest, escalation, reminder, failed reply) as a card, links as OpenUrl actions."""
+    actions = []
+    for label, url in notice.links[:5]:
+        safe_url = _safe_url(url)
+        if safe_url:
+            actions.append({"type": "Action.OpenUrl", "title": _cut(_clean(label).strip() or "Open", MAX_ACTION_TITLE),
+                            "url": safe_url})
+    return _envelope(_notice_body(notice), actions)
+
+
 def result_card(result: Result, *, outcomes: Sequence[str]) -> dict[str, Any]:
-    """What a handler answered: text, card list, full card with actions, history."""
+    """What a handler answered: text, notice, card list, full card with actions, history."""
     body = _message(result.text)
+    if result.notice is not None:
+        body += _notice_body(result.notice)
     body += _card_list(result.cards)
     actions: list[dict[str, Any]] = []
     if result.card is not None:

@@ -10,12 +10,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from botbuilder.schema import Activity, ActivityTypes, Attachment, ConversationParameters
+from botbuilder.schema import Activity, ActivityTypes, Attachment, ChannelAccount, ConversationParameters
 from botframework.connector.aio import ConnectorClient
 from botframework.connector.auth import MicrosoftAppCredentials
 
 from adapters.teams import render
-from bot.outbox import Job, PermanentFailure, RetryLater, Sent
+from bot.outbox import Job, PermanentFailure, RetryLater, Sent, notice_of
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,9 @@ class TeamsSender:
         return self._clients[service_url]
 
     async def send(self, job: Job) -> Sent:
-        """Post or update the card where the channel's stored conversation reference points."""
+        """Post or update the card (or post a notice) where the channel's stored conversation reference points."""
+        if job.kind == "notice":
+            return await self._notice(job)
         if job.kind != "card" or job.card is None:
             raise PermanentFailure(f"the Teams sender cannot send {job.kind!r} deliveries")
         ref: dict[str, Any] = dict(job.conversation_ref or {})
@@ -75,6 +77,38 @@ class TeamsSender:
                 response = await connector.conversations.create_conversation(params)
                 return Sent(message_id=response.activity_id)
             response = await connector.conversations.send_to_conversation(conversation.get("id") or job.channel_id, activity)
+            return Sent(message_id=response.id)
+        except (RetryLater, PermanentFailure):
+            raise
+        except Exception as exc:
+            _raise_for(exc)
+            raise
+
+
+    async def _notice(self, job: Job) -> Sent:
+        """A notice as a card: a reply in the card's thread when there is one, else a new channel post."""
+        ref: dict[str, Any] = dict(job.conversation_ref or {})
+        service_url = ref.get("serviceUrl") or ref.get("service_url")
+        if not service_url:
+            raise PermanentFailure(f"Teams channel {job.channel_id} has no stored conversation; "
+                                   "type `@Unsilo link <department>` in it once")
+        notice = notice_of(job.payload)
+        activity = Activity(type=ActivityTypes.message, summary=notice.title[:200],
+                            attachments=[Attachment(**_attachment(render.notice_card(notice)))])
+        conversation_id = (ref.get("conversation") or {}).get("id") or job.channel_id
+        if job.message_id:
+            conversation_id = f"{job.channel_id};messageid={job.message_id}"
+        connector = self.client(service_url)
+        try:
+            if job.payload.get("dm"):
+                # A direct message: open (or find) the 1:1 chat with the person, then post in it.
+                tenant = (ref.get("conversation") or {}).get("tenantId") or self.tenant_id or None
+                created = await connector.conversations.create_conversation(ConversationParameters(
+                    is_group=False, bot=ChannelAccount(id=(ref.get("bot") or {}).get("id") or self.app_id),
+                    members=[ChannelAccount(id=job.channel_id)], tenant_id=tenant,
+                    channel_data={"tenant": {"id": tenant}} if tenant else None))
+                conversation_id = created.id
+            response = await connector.conversations.send_to_conversation(conversation_id, activity)
             return Sent(message_id=response.id)
         except (RetryLater, PermanentFailure):
             raise

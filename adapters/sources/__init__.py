@@ -1,0 +1,1 @@
+"""Where customer conversations come from: polled feeds (`feeds`) and signed webhooks (`webhooks`)."""

@@ -1,0 +1,223 @@
+"""Signed inbound webhooks: `POST /hooks/<source>` turns a JSON item into a stored conversation.
+
+A webhook source is a `Source` row with `kind == "webhook"` and its own secret. Each
+request carries `X-Unsilo-Timestamp` (Unix seconds) and `X-Unsilo-Signature:
+sha256=<hex HMAC-SHA256(secret, timestamp + "." + raw body)>`; a retried item (same
+source and `id`) answers with the conversation it already made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from bot.bootstrap import Container
+from bot.ingest import Incoming, clean_text, html_to_text, make_incoming
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY = 256 * 1024
+MAX_SKEW_SECONDS = 5 * 60
+MAX_EXTERNAL_ID = 512
+TIMESTAMP_HEADER = "X-Unsilo-Timestamp"
+SIGNATURE_HEADER = "X-Unsilo-Signature"
+_TIMESTAMP = re.compile(r"\d{1,12}")
+
+
+def sign(secret: str, timestamp: int | str, body: bytes) -> str:
+    """The `X-Unsilo-Signature` value for `body` sent at `timestamp`: `sha256=<hex>`."""
+    message = str(timestamp).encode("ascii") + b"." + body
+    return "sha256=" + hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def mount(app: web.Application, container: Container) -> None:
+    """Add `POST /hooks/{source}` to the service."""
+    app.router.add_post("/hooks/{source}", WebhookReceiver(container).handle)
+
+
+class Refused(Exception):
+    """A request answered with an error: its status, its JSON body and the reason to log."""
+
+    def __init__(self, status: int, body: dict[str, Any], reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.body, self.reason = status, body, reason
+
+
+class WebhookReceiver:
+    """Checks, parses and stores one webhook delivery; every refusal is logged with its reason."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """The aiohttp handler: 200 created/duplicate, or 400/401/404/413 with a JSON error."""
+        name = request.match_info["source"]
+        try:
+            item = await self._item(request, name)
+        except Refused as refused:
+            logger.warning("webhook %.128r refused (%s): %s", name, refused.status, refused.reason)
+            return web.json_response(refused.body, status=refused.status)
+        report = await self.container.ingest([item])
+        if report.new_ids:
+            logger.info("webhook %.128r: item %.128r stored as #%s", name, item.external_id, report.new_ids[0])
+            return web.json_response({"id": report.new_ids[0], "status": "created"})
+        async with self.container.uow() as uow:
+            existing = await uow.conversations.id_for(item.source, item.external_id)
+        if existing is None:  # only if the conversation vanished between the two transactions
+            logger.error("webhook %.128r: item %.128r neither stored nor found", name, item.external_id)
+            return web.json_response({"error": "try again"}, status=503)
+        logger.info("webhook %.128r: item %.128r already stored as #%s", name, item.external_id, existing)
+        return web.json_response({"id": existing, "status": "duplicate"})
+
+    async def _item(self, request: web.Request, name: str) -> Incoming:
+        """The verified, validated item of this request, or `Refused`."""
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise _too_large(f"Content-Length {request.content_length}")
+        async with self.container.uow() as uow:
+            source = await uow.sources.by_name(name)
+        if source is None or source.kind != "webhook":
+            raise Refused(404, {"error": "unknown source"}, "no webhook source by that name")
+        body = await _read_limited(request)
+        self._verify(request, source.secret or "", body)
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise Refused(400, {"error": f"invalid JSON: {exc}"}, f"invalid JSON ({type(exc).__name__})") from None
+        if not isinstance(payload, dict):
+            raise Refused(400, {"error": "the body must be a JSON object"}, "body is not a JSON object")
+        values, errors = validate(payload)
+        if errors:
+            raise Refused(400, {"error": "invalid payload", "fields": errors}, f"invalid fields {sorted(errors)}")
+        tags = tuple(dict.fromkeys([*source.tags, *values.pop("tags", ())]))
+        return make_incoming(source=source.name, tags=tags, **values)
+
+    def _verify(self, request: web.Request, secret: str, body: bytes) -> None:
+        """Refuse (401) unless the signature matches and the timestamp is within 5 minutes."""
+        timestamp = request.headers.get(TIMESTAMP_HEADER, "").strip()
+        given = request.headers.get(SIGNATURE_HEADER, "").strip().lower()
+        if not secret:
+            raise _unauthorized("invalid signature", "the source has no secret set")
+        if not given or not timestamp:
+            raise _unauthorized(f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header", "unsigned")
+        if not _TIMESTAMP.fullmatch(timestamp):
+            raise _unauthorized(f"{TIMESTAMP_HEADER} must be Unix seconds", "malformed timestamp")
+        skew = self.container.clock().timestamp() - int(timestamp)
+        if abs(skew) > MAX_SKEW_SECONDS:
+            raise _unauthorized("stale timestamp: must be within 5 minutes of now", f"timestamp off by {skew:.0f}s")
+        expected = sign(secret, timestamp, body).encode("ascii")
+        if not hmac.compare_digest(expected, given.encode("utf-8", "replace")):
+            raise _unauthorized("invalid signature", "signature does not match")
+
+
+def _unauthorized(message: str, reason: str) -> Refused:
+    return Refused(401, {"error": message}, reason)
+
+
+def _too_large(reason: str) -> Refused:
+    return Refused(413, {"error": f"body too large: at most {MAX_BODY} bytes"}, f"body too large ({reason})")
+
+
+async def _read_limited(request: web.Request) -> bytes:
+    """The raw body, refused (413) as soon as it passes `MAX_BODY`, whatever Content-Length said."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(MAX_BODY + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _too_large("read past the limit")
+    return b"".join(chunks)
+
+
+def validate(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """`make_incoming` arguments from a webhook payload, and an error for every bad field.
+
+    `null` counts as absent. Links must be http(s) URLs. Unknown fields are ignored.
+    """
+    errors: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    raw_id = payload.get("id")
+    if raw_id is None:
+        errors["id"] = "is required"
+    elif isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
+        errors["id"] = "must be a string or an integer"
+    elif not str(raw_id).strip():
+        errors["id"] = "must not be empty"
+    elif len(str(raw_id).strip()) > MAX_EXTERNAL_ID:
+        errors["id"] = f"must be at most {MAX_EXTERNAL_ID} characters"
+    else:
+        values["external_id"] = str(raw_id).strip()
+    text_format = payload.get("format") or "text"
+    if text_format not in ("text", "html"):
+        errors["format"] = 'must be "text" or "html"'
+    text = _string(payload, "text", errors, required=True)
+    if text is not None:
+        values["text"] = html_to_text(text) if text_format == "html" else clean_text(text)
+        if not values["text"]:
+            errors["text"] = "must not be empty"
+    author = payload.get("author")
+    if author is None:
+        errors["author"] = "is required"
+    elif not isinstance(author, dict):
+        errors["author"] = "must be an object with a name"
+    else:
+        values["author_name"] = _string(author, "name", errors, prefix="author.", required=True)
+        if values["author_name"] is not None and not values["author_name"].strip():
+            errors["author.name"] = "must not be empty"
+        values["author_handle"] = _string(author, "handle", errors, prefix="author.")
+        values["author_url"] = _link(author, "url", errors, prefix="author.")
+    values["url"] = _link(payload, "url", errors)
+    values["reply_url"] = _link(payload, "reply_url", errors)
+    values["title"] = _string(payload, "title", errors)
+    values["channel"] = _string(payload, "channel", errors)
+    created = _string(payload, "created_at", errors)
+    if created:
+        try:
+            moment = datetime.fromisoformat(created.strip())
+            values["created_at"] = (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment).astimezone(UTC)
+        except ValueError:
+            errors["created_at"] = "must be an ISO 8601 date-time"
+    tags = payload.get("tags")
+    if tags is not None:
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            errors["tags"] = "must be a list of strings"
+        else:
+            values["tags"] = [t.strip() for t in tags if t.strip()]
+    return {k: v for k, v in values.items() if v is not None}, errors
+
+
+def _string(obj: dict[str, Any], key: str, errors: dict[str, str], *, prefix: str = "",
+            required: bool = False) -> str | None:
+    """`obj[key]` if it is a string; records an error if it is not (or is missing but required)."""
+    value = obj.get(key)
+    if value is None:
+        if required:
+            errors[prefix + key] = "is required"
+        return None
+    if not isinstance(value, str):
+        errors[prefix + key] = "must be a string"
+        return None
+    return value
+
+
+def _link(obj: dict[str, Any], key: str, errors: dict[str, str], *, prefix: str = "") -> str | None:
+    """`obj[key]` if it is an absolute http(s) URL; records an error otherwise."""
+    value = _string(obj, key, errors, prefix=prefix)
+    if not value or not value.strip():
+        return None
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        parts = urlsplit("")
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        errors[prefix + key] = "must be an http or https URL"
+        return None
+    return value.strip()

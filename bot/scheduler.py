@@ -1,0 +1,262 @@
+"""Scheduled work inside `unsilo run`: feed polls, SLA escalations and reminders, manager digests.
+
+APScheduler 3 (`AsyncIOScheduler`) fires the jobs in every replica; the store decides who
+does the work, so with N replicas on one PostgreSQL each thing happens once:
+
+- a feed poll is claimed by a conditional UPDATE of its source's `next_poll_at`;
+- an escalation or reminder by a conditional UPDATE of `escalated_at` / `reminded_at`,
+  in the same transaction as the message it sends (so never twice, across restarts too);
+- a digest by a `JobRun` row per (job, due time): the first replica to insert it runs it;
+  if that replica dies mid-run, the sweep re-runs it once its lease has expired.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+from dataclasses import replace
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.config import DepartmentConfig, digest_trigger
+from bot.digest import build_digest, digest_notice
+from bot.outbox import commit_with_deliveries, enqueue_thread_notice, notice_payload
+from bot.views import Notice
+from storage.models import Conversation
+from storage.uow import UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=5)
+MISFIRE_GRACE = 300  # seconds a replica may be late for a run and still do it
+
+
+def holder_name() -> str:
+    """Who holds a lease: host and process, for the log and the `jobrun` table."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Scheduler:
+    """Runs the periodic jobs of one replica; the store keeps them exactly-once across replicas."""
+
+    def __init__(self, container: Any, *, holder: str | None = None, poll_every: float = 15.0,
+                 sweep_every: float = 60.0) -> None:
+        self.container = container
+        self.holder = holder or holder_name()
+        self.poll_every = poll_every
+        self.sweep_every = sweep_every
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self._poller: Any = None
+
+    def start(self) -> None:
+        """Add every job and start firing them (needs the running event loop)."""
+        defaults = {"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE}
+        self.scheduler.add_job(self.poll_feeds, IntervalTrigger(seconds=self.poll_every), id="feeds",
+                               next_run_time=datetime.now(UTC), **defaults)
+        self.scheduler.add_job(self.sweep, IntervalTrigger(seconds=self.sweep_every), id="sweep",
+                               next_run_time=datetime.now(UTC), **defaults)
+        for department in self.container.config.departments:
+            if department.digest:
+                trigger = digest_trigger(department.digest, department.timezone)
+                self.scheduler.add_job(self.digest_job, trigger, args=[department.name], id=f"digest:{department.name}",
+                                       **defaults)
+                logger.info("digest for %s scheduled: %s (%s)", department.name, department.digest, department.timezone)
+        self.scheduler.start()
+
+    async def shutdown(self) -> None:
+        """Stop firing (a running job is left to finish or be taken over after its lease)."""
+        self.scheduler.shutdown(wait=False)
+
+    # Jobs -----------------------------------------------------------------------------
+
+    async def poll_feeds(self) -> None:
+        """Poll every feed that is due (each one claimed by exactly one replica)."""
+        if self._poller is None:
+            self._poller = importlib.import_module("adapters.sources.feeds").FeedPoller(self.container)
+        try:
+            await self._poller.poll_due()
+        except Exception:
+            logger.exception("feed polling round failed; the next round retries")
+
+    async def sweep(self) -> None:
+        """SLA escalations and reminders, then digests whose holder died before finishing."""
+        try:
+            await sweep_sla(self.container.uow)
+            await self._resume_abandoned()
+        except Exception:
+            logger.exception("SLA sweep failed; the next round retries")
+
+    async def digest_job(self, department: str) -> None:
+        """The cron job of one department's digest: post it once for this due time."""
+        now = self.container.clock()
+        trigger = self.scheduler.get_job(f"digest:{department}").trigger
+        await self.run_digest(department, due_at=due_time(trigger, now), trigger=trigger)
+
+    async def run_digest(self, department: str, *, due_at: datetime, trigger: CronTrigger | None = None) -> bool:
+        """Post `department`'s digest for `due_at` unless another replica has (or is doing) it."""
+        since = previous_time(trigger, due_at) if trigger is not None else due_at - timedelta(days=7)
+        return await run_leased(self.container.uow, f"digest:{department}", due_at=due_at, holder=self.holder,
+                                work=lambda uow: post_digest(uow, self._department(department), since=since,
+                                                             until=due_at))
+
+    def _department(self, name: str) -> DepartmentConfig:
+        return next(d for d in self.container.config.departments if d.name == name)
+
+    async def _resume_abandoned(self) -> None:
+        async with self.container.uow() as uow:
+            now = uow.now()
+            abandoned = await uow.jobs.abandoned(now=now, since=now - timedelta(days=2))
+        for run in abandoned:
+            department = run.job.removeprefix("digest:")
+            if run.job.startswith("digest:") and any(d.name == department for d in self.container.config.departments):
+                logger.warning("digest %s due %s was left unfinished by %s; running it here", department,
+                               run.due_at, run.holder)
+                job = self.scheduler.get_job(run.job)
+                await self.run_digest(department, due_at=run.due_at, trigger=job.trigger if job else None)
+
+
+def due_time(trigger: CronTrigger, now: datetime) -> datetime:
+    """The fire time this run is for: the latest one at or before `now` (a run may start late)."""
+    due = trigger.get_next_fire_time(None, now - timedelta(seconds=MISFIRE_GRACE))
+    if due is None or due > now:
+        return now.replace(second=0, microsecond=0)
+    while True:
+        following = trigger.get_next_fire_time(due, due + timedelta(seconds=1))
+        if following is None or following > now:
+            return due.astimezone(UTC)
+        due = following
+
+
+def previous_time(trigger: CronTrigger, due_at: datetime) -> datetime:
+    """The fire time before `due_at` (the start of the digest's period), within 35 days."""
+    fire = trigger.get_next_fire_time(None, due_at - timedelta(days=35))
+    previous = due_at - timedelta(days=7)
+    for _ in range(10_000):
+        if fire is None or fire >= due_at:
+            return previous.astimezone(UTC)
+        previous = fire
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+    return previous.astimezone(UTC)
+
+
+async def run_leased(uow_factory: Callable[[], UnitOfWork], job: str, *, due_at: datetime, holder: str,
+                     work: Callable[[UnitOfWork], Awaitable[str]], lease: timedelta = LEASE) -> bool:
+    """Run `work` for (job, due_at) if this holder gets the lease; False if another replica has it."""
+    async with uow_factory() as uow:
+        taken = await uow.jobs.take(job, due_at=due_at, holder=holder, now=uow.now(), lease=lease)
+        await uow.commit()
+    if not taken:
+        logger.info("%s due %s: another replica has it", job, due_at)
+        return False
+    async with uow_factory() as uow:
+        outcome = await work(uow)
+        await uow.jobs.finish(job, due_at=due_at, holder=holder, at=uow.now(), outcome=outcome)
+        await commit_with_deliveries(uow)
+    logger.info("%s due %s done by %s: %s", job, due_at, holder, outcome)
+    return True
+
+
+async def post_digest(uow: UnitOfWork, department: DepartmentConfig, *, since: datetime, until: datetime) -> str:
+    """Enqueue the digest into the department's manager channels; the delivery key makes it once per due time."""
+    notice = digest_notice(await build_digest(uow, department=department.name, since=since, until=until))
+    notice = replace(notice, title=f"{notice.title} · figures up to {until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC")
+    channels = list(department.digest_channels) or await _department_channels(uow, department.name)
+    if not channels:
+        logger.warning("digest for %s has nowhere to go: give the department channels or digest_channels",
+                       department.name)
+        return "no channel"
+    rows = [_notice_row(uow, platform, channel_id, notice, key=f"digest:{department.name}:{until.isoformat()}")
+            for platform, channel_id in channels]
+    await uow.deliveries.enqueue_many(rows)
+    return f"posted to {len(rows)} channel(s)"
+
+
+async def _department_channels(uow: UnitOfWork, department: str) -> list[tuple[str, str]]:
+    found = await uow.departments.by_name(department)
+    if found is None:
+        return []
+    return [(d.platform, d.channel_id) for d in await uow.departments.destinations([found.id])]  # type: ignore[list-item]
+
+
+def _notice_row(uow: UnitOfWork, platform: str, channel_id: str, notice: Notice, *, key: str,
+                conversation_id: int | None = None, dm: bool = False) -> dict[str, Any]:
+    payload = {**notice_payload(notice), "channel_id": channel_id, **({"dm": True} if dm else {})}
+    return {"key": f"{key}:{platform}:{channel_id}"[:255], "platform": platform, "kind": "notice",
+            "conversation_id": conversation_id, "destination_id": None, "payload": payload, "status": "pending",
+            "attempts": 0, "next_attempt_at": uow.now(), "created_at": uow.now()}
+
+
+# SLA --------------------------------------------------------------------------------
+
+
+async def sweep_sla(uow_factory: Callable[[], UnitOfWork]) -> tuple[int, int]:
+    """Escalate unclaimed conversations past their SLA and remind owners who haven't replied; once each.
+
+    Returns (escalations, reminders) made by this call.
+    """
+    escalated = reminded = 0
+    async with uow_factory() as uow:
+        now = uow.now()
+        for conversation, sla in await uow.conversations.sla_candidates(now=now):
+            deadline = timedelta(minutes=sla)
+            if conversation.status == "open" and conversation.ingested_at + deadline <= now:
+                if await uow.conversations.mark_once(conversation.id, "escalated_at", at=now):  # type: ignore[arg-type]
+                    await _escalate(uow, conversation, sla)
+                    escalated += 1
+            elif conversation.status == "claimed" and conversation.claimed_at is not None \
+                    and conversation.claimed_at + deadline <= now:
+                if await uow.conversations.mark_once(conversation.id, "reminded_at", at=now):  # type: ignore[arg-type]
+                    await _remind(uow, conversation, sla)
+                    reminded += 1
+        await commit_with_deliveries(uow)
+    if escalated or reminded:
+        logger.info("SLA sweep: %d escalated, %d reminded", escalated, reminded)
+    return escalated, reminded
+
+
+def _title(conversation: Conversation) -> str:
+    text = " ".join((conversation.title or conversation.text).split())
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+async def _escalate(uow: UnitOfWork, conversation: Conversation, sla: int) -> None:
+    """A post under the card in each of its channels, mentioning the departments' managers."""
+    assert conversation.id is not None
+    departments = await uow.conversations.departments_of(conversation.id)
+    managers = sorted({m for d in departments for m in d.managers})
+    mentions = await uow.people.mention_keys(managers)
+    notice = Notice(
+        title=f"#{conversation.id} is still unclaimed after its {sla}-minute SLA",
+        lines=(f"“{_title(conversation)}” from {conversation.author_name or 'a customer'} via {conversation.source}",
+               f"Managers of {', '.join(d.name for d in departments)}: please claim it or hand it to someone."),
+        mentions=mentions, links=((f"#{conversation.id} original", conversation.url),) if conversation.url else ())
+    await enqueue_thread_notice(uow, conversation.id, notice, key=f"escalation:{conversation.id}")
+    await uow.events.add_many([{"conversation_id": conversation.id, "kind": "escalated", "actor_id": None,
+                                "actor_name": "", "at": uow.now(), "data": {"sla_minutes": sla, "managers": managers}}])
+
+
+async def _remind(uow: UnitOfWork, conversation: Conversation, sla: int) -> None:
+    """A direct message to the owner (on a chat platform they use), else a post under the card."""
+    assert conversation.id is not None and conversation.owner_id is not None
+    notice = Notice(
+        title=f"Reminder: #{conversation.id} is yours and still has no reply after its {sla}-minute SLA",
+        lines=(f"“{_title(conversation)}” from {conversation.author_name or 'a customer'} via {conversation.source}",
+               "Reply to the customer, or release it so someone else can."),
+        links=((f"#{conversation.id} original", conversation.url),) if conversation.url else ())
+    identities = [i for i in await uow.people.identities(conversation.owner_id) if i.platform in ("slack", "teams")]
+    if identities:
+        chosen = identities[0]
+        await uow.deliveries.enqueue_many([_notice_row(
+            uow, chosen.platform, chosen.user_id, notice, key=f"reminder:{conversation.id}",
+            conversation_id=conversation.id, dm=True)])
+    else:
+        await enqueue_thread_notice(uow, conversation.id, notice, key=f"reminder:{conversation.id}")
+    await uow.events.add_many([{"conversation_id": conversation.id, "kind": "reminded", "actor_id": None,
+                                "actor_name": "", "at": uow.now(), "data": {"sla_minutes": sla}}])

@@ -1,0 +1,331 @@
+"""Aggregate queries behind manager digests and personal stats, for SQLite and PostgreSQL.
+
+Every figure is computed by the database (counts with `FILTER`, `GROUP BY`, JSON array
+aggregates for the short lists); no conversation rows are loaded into Python.
+
+Percentiles: PostgreSQL's `percentile_cont(...) WITHIN GROUP (ORDER BY ...)`. SQLite has
+none, so there one more statement numbers the durations with window functions
+(`row_number`, `count` over each kind) and interpolates between the two neighbouring rows
+exactly as `percentile_cont` does: v(k) + (v(k+1) - v(k)) * (h - k), h = p * (n - 1),
+k = floor(h). Durations are seconds.
+
+A period is half-open, [since, until). A department's figures come from one statement
+that reads its conversations not closed before `since` once (index on
+`conversation.resolved_at`: `IS NULL OR >= since`), joined once with the department.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Float, Integer, and_, any_, cast, func, literal, or_, text, true, union_all
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.models import Conversation, ConversationDepartment, Event, Person
+from storage.repositories import _Repo
+
+logger = logging.getLogger(__name__)
+
+PERCENTILES = (0.5, 0.9)
+ACTIONS = ("claimed", "replied", "resolved", "noted")  # what counts as taking part
+SNIPPET = 200  # characters of a conversation's text fetched for a digest line
+TOP_TAGS = 5
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One duration over a period: how many, median, 90th percentile (seconds), how many within the SLA."""
+
+    count: int
+    median: float | None
+    p90: float | None
+    within_sla: int = 0
+
+
+@dataclass(frozen=True)
+class Participant:
+    """One person's actions on a department's conversations in a period."""
+
+    person_id: int
+    name: str
+    department: str | None
+    claimed: int = 0
+    replied: int = 0
+    resolved: int = 0
+    noted: int = 0
+
+
+@dataclass(frozen=True)
+class Activity:
+    """A department's counts and timings for a period.
+
+    `claimed`, `replied` and `resolved` count conversations whose first claim, first reply
+    or resolution fell in the period; `still_open` those ingested before `until` and not
+    resolved or dismissed by then; `unclaimed` those of them in status open now (exact for
+    a digest up to now, as every sent digest is).
+    """
+
+    new: int
+    claimed: int
+    replied: int
+    resolved: int
+    dismissed: int
+    still_open: int
+    unclaimed: int
+    to_claim: Timing
+    to_first_reply: Timing
+    to_resolve: Timing
+    outcomes: tuple[tuple[str, int], ...]  # of those resolved in the period, most frequent first
+    top_tags: tuple[tuple[str, int], ...]  # of those ingested in the period, most frequent first
+    participants: tuple[Participant, ...]  # who claimed, replied, resolved or noted in the period
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """An unclaimed conversation: what a digest shows of it (the text is cut to `SNIPPET`)."""
+
+    id: int
+    title: str
+    text: str
+    url: str
+    ingested_at: datetime
+
+
+@dataclass(frozen=True)
+class PersonFigures:
+    """One person's own figures: distinct conversations per action, and their response time."""
+
+    claimed: int
+    replied: int
+    resolved: int
+    noted: int
+    response: Timing
+
+
+def _seconds(dialect: str, later: Any, earlier: Any) -> ColumnElement[float]:
+    """`later - earlier` in seconds, as a float."""
+    if dialect == "postgresql":
+        return cast(func.extract("epoch", later - earlier), Float)
+    # SQLite stores "YYYY-MM-DD HH:MM:SS.ffffff"; julianday is a double, so round to the millisecond.
+    return func.round((func.julianday(later) - func.julianday(earlier)) * 86400.0, 3)
+
+
+def _within(column: Any, since: datetime, until: datetime) -> ColumnElement[bool]:
+    return and_(col(column) >= since, col(column) < until)
+
+
+class ReportRepo(_Repo):
+    """The figures of digests and stats, each from one aggregate statement."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session)
+        self.dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+
+    async def activity(self, department_id: int, *, since: datetime, until: datetime, sla_seconds: float) -> Activity:
+        """Counts, timings, outcomes, top tags and participants of one department for [since, until), in one statement.
+
+        The department's conversations that matter are those not closed before `since`:
+        anything ingested, claimed, answered or closed in the period, and anything still
+        open at its end (a claim, a reply and an ingestion all come before the closing);
+        plus any noted in the period. They are read once, joined once with the department,
+        into the `touched` CTE; each figure then filters it.
+        """
+        c, cd = Conversation, ConversationDepartment
+        noted = select(Event.conversation_id).where(Event.kind == "noted", _within(Event.at, since, until))
+        if self.dialect == "postgresql":
+            # `id = ANY(ARRAY(subquery))` joins the BitmapOr over the indexes (`IN` would not).
+            noted_ids = col(c.id) == any_(func.array(noted.scalar_subquery()))
+        else:
+            noted_ids = col(c.id).in_(noted)
+        touched = (
+            select(c.id, c.status, c.outcome, c.tags, c.ingested_at, c.claimed_at, c.first_reply_at, c.resolved_at)
+            .join(cd, and_(col(cd.conversation_id) == c.id, cd.department_id == department_id))
+            .where(col(c.ingested_at) < until,
+                   or_(col(c.resolved_at).is_(None), col(c.resolved_at) >= since,
+                       noted_ids))  # closed before the period but noted in it: only `participants` counts these
+            .cte("touched")
+        )
+        t = touched.c
+        durations = {
+            "claim": (_seconds(self.dialect, t.claimed_at, t.ingested_at), _within(t.claimed_at, since, until)),
+            "reply": (_seconds(self.dialect, t.first_reply_at, t.ingested_at), _within(t.first_reply_at, since, until)),
+            "resolve": (_seconds(self.dialect, t.resolved_at, t.ingested_at),
+                        and_(t.status == "resolved", _within(t.resolved_at, since, until))),
+        }
+        columns: list[Any] = [
+            func.count().filter(_within(t.ingested_at, since, until)).label("new"),
+            func.count().filter(and_(t.status == "dismissed", _within(t.resolved_at, since, until))).label("dismissed"),
+            func.count().filter(or_(t.resolved_at.is_(None), t.resolved_at >= until)).label("still_open"),
+            func.count().filter(t.status == "open").label("unclaimed"),
+        ]
+        for name, (seconds, happened) in durations.items():
+            columns.append(func.count().filter(happened).label(f"{name}_n"))
+            columns.append(func.count().filter(and_(happened, seconds <= sla_seconds)).label(f"{name}_sla"))
+            if self.dialect == "postgresql":
+                for p in PERCENTILES:
+                    columns.append(func.percentile_cont(literal(p, Float)).within_group(seconds).filter(happened)
+                                   .label(f"{name}_p{int(p * 100)}"))
+        columns += [
+            self._outcomes(touched, since, until).label("outcomes"),
+            self._tags(touched, since, until).label("tags"),
+            self._participants(touched, since, until).label("people"),
+        ]
+        if self.dialect == "postgresql":
+            # A one-row report over a few thousand rows: JIT compiling it (jit_above_cost is
+            # crossed on big stores) costs more than running it. For this transaction only.
+            await self.session.exec(text("SET LOCAL jit = off"))  # type: ignore[call-overload]
+        row = (await self.session.exec(select(*columns).select_from(touched))).one()  # type: ignore[call-overload]
+        values = row._mapping
+        if self.dialect == "postgresql":
+            points = {name: (values[f"{name}_p50"], values[f"{name}_p90"]) for name in durations}
+        else:
+            points = await self._sqlite_percentiles(
+                {name: select(seconds).select_from(touched).where(happened) for name, (seconds, happened) in durations.items()})
+        timing = {name: Timing(count=values[f"{name}_n"], median=_float(points[name][0]),
+                               p90=_float(points[name][1]), within_sla=values[f"{name}_sla"])
+                  for name in durations}
+        people: dict[int, dict[str, Any]] = {}
+        for person_id, name, department, kind, count in _rows(values["people"]):
+            people.setdefault(person_id, {"person_id": person_id, "name": name, "department": department})[kind] = count
+        return Activity(
+            new=values["new"], claimed=timing["claim"].count, replied=timing["reply"].count,
+            resolved=timing["resolve"].count, dismissed=values["dismissed"], still_open=values["still_open"],
+            unclaimed=values["unclaimed"], to_claim=timing["claim"], to_first_reply=timing["reply"],
+            to_resolve=timing["resolve"],
+            outcomes=tuple(sorted(((str(o), int(n)) for o, n in _rows(values["outcomes"])), key=lambda x: (-x[1], x[0]))),
+            top_tags=tuple(sorted(((str(g), int(n)) for g, n in _rows(values["tags"])), key=lambda x: (-x[1], x[0]))),
+            participants=tuple(sorted((Participant(**entry) for entry in people.values()),
+                                      key=lambda x: (x.name, x.person_id))),
+        )
+
+    def _json_rows(self, subquery: Any) -> Any:
+        """A scalar subquery aggregating every row of `subquery` into one JSON array of arrays."""
+        row = (func.json_build_array if self.dialect == "postgresql" else func.json_array)(*subquery.c)
+        rows = func.json_agg(row) if self.dialect == "postgresql" else func.json_group_array(row)
+        return select(rows).select_from(subquery).scalar_subquery()
+
+    def _outcomes(self, touched: Any, since: datetime, until: datetime) -> Any:
+        t = touched.c
+        outcome = func.coalesce(t.outcome, "none")
+        per = (select(outcome, func.count()).select_from(touched)
+               .where(t.status == "resolved", _within(t.resolved_at, since, until)).group_by(outcome).subquery("o"))
+        return self._json_rows(per)
+
+    def _tags(self, touched: Any, since: datetime, until: datetime, limit: int = TOP_TAGS) -> Any:
+        t = touched.c
+        unnest = func.json_array_elements_text if self.dialect == "postgresql" else func.json_each
+        tag = unnest(t.tags).table_valued("value").alias("tag")
+        count = func.count()
+        per = (select(tag.c.value, count).select_from(touched).join(tag, true())
+               .where(_within(t.ingested_at, since, until))
+               .group_by(tag.c.value).order_by(count.desc(), tag.c.value).limit(limit).subquery("g"))
+        return self._json_rows(per)
+
+    def _participants(self, touched: Any, since: datetime, until: datetime) -> Any:
+        """Claims, replies, resolutions and notes in the period, per person and kind.
+
+        Every such event is on a conversation in `touched`: only conversations not closed
+        before `since` can be claimed, answered or closed in the period, and the ones noted
+        in it are added to `touched` for this.
+        """
+        e, p = Event, Person
+        acts = (select(e.actor_id, e.kind).join(touched, touched.c.id == e.conversation_id)
+                .where(col(e.kind).in_(ACTIONS), _within(e.at, since, until)).subquery("acts"))
+        per = (select(p.id, p.name, p.department, acts.c.kind, func.count())
+               .join(p, col(p.id) == acts.c.actor_id)
+               .group_by(p.id, p.name, p.department, acts.c.kind).subquery("per"))
+        return self._json_rows(per)
+
+    async def oldest_unclaimed(self, department_id: int, *, until: datetime, limit: int = 5) -> list[Waiting]:
+        """The department's conversations still in status open, oldest first (the text cut short)."""
+        c = Conversation
+        stmt = (
+            self._of_department(select(c.id, c.title, func.substr(c.text, 1, SNIPPET), c.url, c.ingested_at), department_id)
+            .where(c.status == "open", col(c.ingested_at) < until)
+            .order_by(col(c.ingested_at), col(c.id))
+            .limit(limit)
+        )
+        rows = (await self.session.exec(stmt)).all()  # type: ignore[call-overload]
+        return [Waiting(id=cid, title=title, text=text, url=url, ingested_at=at) for cid, title, text, url, at in rows]
+
+    async def person(self, person_id: int, *, since: datetime | None = None) -> PersonFigures:
+        """One person's figures: distinct conversations claimed, replied, resolved, noted (since `since`).
+
+        Response time: from the conversation's claim to this person's first reply on it,
+        over the conversations they replied to.
+        """
+        e, c = Event, Conversation
+        mine = [e.actor_id == person_id] + ([col(e.at) >= since] if since is not None else [])
+        counts_stmt = (
+            select(e.kind, func.count(func.distinct(e.conversation_id)))
+            .where(col(e.kind).in_(ACTIONS), *mine)
+            .group_by(e.kind)
+        )
+        counts = dict((await self.session.exec(counts_stmt)).all())  # type: ignore[call-overload]
+        first = (
+            select(col(e.conversation_id).label("conversation_id"), func.min(e.at).label("first_at"))
+            .where(e.kind == "replied", *mine)
+            .group_by(e.conversation_id)
+            .subquery("first_reply")
+        )
+        seconds = _seconds(self.dialect, first.c.first_at, c.claimed_at)
+        base = select().select_from(first).join(c, col(c.id) == first.c.conversation_id).where(
+            col(c.claimed_at).is_not(None))
+        columns: list[Any] = [func.count()]
+        if self.dialect == "postgresql":
+            columns += [func.percentile_cont(literal(p, Float)).within_group(seconds) for p in PERCENTILES]
+        row = (await self.session.exec(base.add_columns(*columns))).one()  # type: ignore[call-overload]
+        if self.dialect == "postgresql":
+            median, p90 = row[1], row[2]
+        else:
+            median, p90 = (await self._sqlite_percentiles({"response": base.add_columns(seconds)}))["response"]
+        return PersonFigures(claimed=counts.get("claimed", 0), replied=counts.get("replied", 0),
+                             resolved=counts.get("resolved", 0), noted=counts.get("noted", 0),
+                             response=Timing(count=row[0], median=_float(median), p90=_float(p90)))
+
+    @staticmethod
+    def _of_department(stmt: Any, department_id: int) -> Any:
+        cd = ConversationDepartment
+        return stmt.select_from(Conversation).join(
+            cd, and_(col(cd.conversation_id) == Conversation.id, cd.department_id == department_id))
+
+    async def _sqlite_percentiles(self, durations: dict[str, Any]) -> dict[str, tuple[float | None, float | None]]:
+        """`percentile_cont` for SQLite: median and p90 of each named one-column select, in one statement."""
+        parts = [stmt.add_columns(literal(name).label("k")) for name, stmt in durations.items()]
+        values = union_all(*parts).subquery("d")
+        v, k = values.c[0], values.c.k
+        ranked = select(
+            k, v.label("v"),
+            (func.row_number().over(partition_by=k, order_by=v) - 1).label("i"),
+            (func.count().over(partition_by=k) - 1).label("m"),
+        ).subquery("r")
+        ps = union_all(*(select(literal(p, Float).label("p")) for p in PERCENTILES)).subquery("ps")
+        h = ranked.c.m * ps.c.p
+        low = cast(h, Integer)  # h >= 0, so the cast is floor
+        stmt = (
+            select(ranked.c.k, ps.c.p,
+                   func.min(ranked.c.v) + (func.max(ranked.c.v) - func.min(ranked.c.v)) * func.max(h - low))
+            .select_from(ranked).join(ps, true())
+            .where(or_(ranked.c.i == low, ranked.c.i == low + 1))
+            .group_by(ranked.c.k, ps.c.p)
+        )
+        found = {(name, p): value for name, p, value in (await self.session.exec(stmt)).all()}  # type: ignore[call-overload]
+        return {name: (found.get((name, PERCENTILES[0])), found.get((name, PERCENTILES[1]))) for name in durations}
+
+
+def _rows(value: Any) -> list[list[Any]]:
+    """The rows of a JSON array aggregate (a string from SQLite, decoded by asyncpg; None when empty)."""
+    if value is None:
+        return []
+    return json.loads(value) if isinstance(value, str) else list(value)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
