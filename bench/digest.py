@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.digest import build_digest, build_stats
 from storage.db import create_all, create_engine, session_factory
+from storage.reports import _REPORT_SETTINGS
 from storage.uow import UnitOfWork
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -39,11 +40,13 @@ PEOPLE = 70
 DEPARTMENT = "legal"
 STATS_PERSON = 7
 
-# Indexes proposed beyond the models', one stage at a time (named as a migration would name them).
+# Indexes proposed beyond the models', one stage at a time: (name, definition, index it replaces).
 PROPOSED = (
-    ("ix_conversation_resolved_at", "conversation (resolved_at)"),
-    ("ix_conversationdepartment_department_conversation", "conversationdepartment (department_id, conversation_id)"),
-    ("ix_event_actor_kind_at", "event (actor_id, kind, at)"),
+    ("ix_conversation_resolved_at", "conversation (resolved_at)", None),
+    ("ix_conversationdepartment_department_conversation", "conversationdepartment (department_id, conversation_id)",
+     "ix_conversationdepartment_department_id"),
+    ("ix_event_kind_at_cover", "event (kind, at) INCLUDE (conversation_id, actor_id)", "ix_event_kind_at"),
+    ("ix_event_actor_kind_at", "event (actor_id, kind, at)", None),
 )
 
 FILL = [
@@ -204,8 +207,7 @@ def label(statement: str) -> str:
     """A short name for one of the digest's statements."""
     flat = " ".join(statement.split())
     for needle, name in (("WITH touched", "figures (one statement)"), ("percentile_cont", "raw SQL"), ("conversation.status = $", "oldest unclaimed"),
-                         ("FROM department", "department"), ("FROM person", "person"), ("count(DISTINCT", "stats counts"),
-                         ("first_reply", "stats response time"), ("SET LOCAL", "set jit off")):
+                         ("FROM department", "department"), ("set_config", "planner settings")):
         if needle in flat:
             return name
     return flat[:40]
@@ -222,8 +224,9 @@ async def measure(engine: AsyncEngine, repeat: int, *, explain: bool) -> None:
         async with UnitOfWork(sessions, clock=lambda: until) as uow:
             return await build_digest(uow, department=DEPARTMENT, since=since, until=until)
 
-    async def raw() -> Any:
-        async with engine.connect() as conn:
+    async def raw() -> Any:  # with the planner settings the digest uses (see ReportRepo._plan_for_reports)
+        async with engine.begin() as conn:
+            await conn.execute(_REPORT_SETTINGS)
             return (await conn.execute(text(RAW), {"since": since, "until": until, "department_id": department_id})).one()
 
     async def stats() -> Any:
@@ -255,7 +258,7 @@ async def measure(engine: AsyncEngine, repeat: int, *, explain: bool) -> None:
     if explain:  # the statements of one digest, replayed in one transaction as the digest sends them
         async with engine.begin() as conn:
             for name, (statement, parameters) in {label(s): (s, p) for s, p, _ in log.entries}.items():
-                if not statement.lstrip().upper().startswith(("SELECT", "WITH")):
+                if "set_config" in statement or not statement.lstrip().upper().startswith(("SELECT", "WITH")):
                     await conn.exec_driver_sql(statement, parameters)
                     continue
                 plan = (await conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)).all()
@@ -280,11 +283,13 @@ async def main(rows: int, database_url: str, repeat: int, *, proposed: bool, exp
         print(f"  filled, VACUUM ANALYZE in {time.perf_counter() - started:.1f} s")
         print("with the models' indexes only:")
         await measure(engine, repeat, explain=explain)
-        for name, target in PROPOSED if proposed else ():
+        for name, target, replaced in PROPOSED if proposed else ():
             async with engine.begin() as conn:
                 await conn.execute(text(f"CREATE INDEX {name} ON {target}"))
+                if replaced:
+                    await conn.execute(text(f"DROP INDEX {replaced}"))
             await vacuum(engine)
-            print(f"+ {name} ON {target}:")
+            print(f"+ {name} ON {target}" + (f", instead of {replaced}:" if replaced else ":"))
             await measure(engine, repeat, explain=explain)
     finally:
         await engine.dispose()

@@ -28,6 +28,8 @@ from storage.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
+INGEST_BATCH = 500  # items per transaction when ingesting
+
 
 @dataclass
 class Container:
@@ -72,26 +74,38 @@ class Container:
 
     async def ingest(
         self, items: Sequence[Incoming], *, source: str | None = None,
-        source_update: Mapping[str, object] | None = None,
+        source_update: Mapping[str, object] | None = None, batch: int = INGEST_BATCH,
     ) -> IngestReport:
-        """Store new items (routed, with events and deliveries) in one transaction.
+        """Store new items (routed, with events and deliveries), `batch` items per transaction.
 
-        `source` names the items' source even when there are none (a feed without entries);
-        `source_update` sets columns of its row in the same transaction, so that a poll's
-        validators (etag, last_modified) and next due time are saved only with its items.
+        Batches keep a huge feed from holding the store (and the event loop) for seconds:
+        chat requests are served between them. `source` names the items' source even when
+        there are none (a feed without entries); `source_update` sets columns of its row in
+        the LAST batch's transaction, so a poll's validators (etag, last_modified) and next
+        due time are saved only once all its items are: a crash midway re-reads the feed,
+        and the items already stored are skipped.
         """
         name = source or (items[0].source if items else None)
         router = await self.router()
-        async with self.uow() as uow:
-            row = await uow.sources.ensure(name, kind="feed") if name else None
-            report = await store_items(uow, items, router=router)
-            if row is not None:
-                report.source = row.name
-                row.items_seen += report.seen
-                row.last_polled_at = uow.now()
-                for column, value in (source_update or {}).items():
-                    setattr(row, column, value)
-            await commit_with_deliveries(uow)
+        report = IngestReport(source=name or "")
+        chunks = [items[i:i + batch] for i in range(0, len(items), batch)] or [items]
+        for index, chunk in enumerate(chunks):
+            last = index == len(chunks) - 1
+            async with self.uow() as uow:
+                part = await store_items(uow, chunk, router=router)
+                report.new_ids += part.new_ids
+                report.duplicates += part.duplicates
+                report.warning = report.warning or part.warning
+                if last and name:
+                    row = await uow.sources.ensure(name, kind="feed")
+                    report.source = row.name
+                    row.items_seen += report.seen
+                    row.last_polled_at = uow.now()
+                    for column, value in (source_update or {}).items():
+                        setattr(row, column, value)
+                await commit_with_deliveries(uow)
+            if not last:
+                await asyncio.sleep(0)  # let waiting requests in
         return report
 
     async def close(self) -> None:
@@ -135,6 +149,9 @@ async def sync_config(uow_factory: Callable[[], UnitOfWork], config: Config) -> 
         ])
         for feed in config.feeds:
             source = await uow.sources.ensure(feed.name, kind="feed", url=feed.url)
+            if source.url != feed.url:  # a corrected URL is polled now, not after the old one's back-off
+                source.etag = source.last_modified = source.next_poll_at = source.last_error = None
+                source.failures = 0
             source.url, source.every_seconds, source.tags = feed.url, feed.every_seconds, list(feed.tags)
         await uow.commit()
     logger.info("config %s: %d departments, %d rules, %d feeds", config.path,

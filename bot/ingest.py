@@ -266,6 +266,9 @@ async def store_items(
             report.duplicates += 1
         else:
             unique[(item.source, item.external_id)] = item
+    for key in await uow.conversations.known(unique):
+        del unique[key]  # already stored: no need to route it again (the insert would skip it anyway)
+        report.duplicates += 1
     rows, routes = [], {}
     for key, item in unique.items():
         routed = router.route(text=f"{item.title}\n{item.text}", source=item.source,

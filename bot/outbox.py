@@ -148,6 +148,7 @@ async def _settle_reply(uow: UnitOfWork, delivery: Delivery, *, error: str | Non
             mentions=mentions), key=f"reply-failed:{reply.id}")
     await uow.events.add_many([{"conversation_id": reply.conversation_id, "kind": kind, "actor_id": None,
                                 "actor_name": "", "at": now, "data": data}])
+    await uow.conversations.touch(reply.conversation_id, at=now)  # the card shows the new reply state
     uow.mark_changed(reply.conversation_id)
 
 

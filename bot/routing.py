@@ -40,12 +40,21 @@ class Routed:
     sensitive: bool
 
 
-def _word_pattern(word: str) -> re.Pattern[str]:
+def _word_source(word: str) -> str:
     # Word boundaries only where the word itself starts/ends with a word character,
     # so "sue" does not match "issue" but "c++" still matches.
     start = r"\b" if re.match(r"\w", word) else ""
     end = r"\b" if re.search(r"\w$", word) else ""
-    return re.compile(start + re.escape(word) + end, re.IGNORECASE)
+    return start + re.escape(word) + end
+
+
+def _word_pattern(word: str) -> re.Pattern[str]:
+    return re.compile(_word_source(word), re.IGNORECASE)
+
+
+def _any_pattern(words: Sequence[str]) -> re.Pattern[str] | None:
+    """One pattern that finds any of the words: one scan of the text instead of one per word."""
+    return re.compile("|".join(f"(?:{_word_source(w)})" for w in words), re.IGNORECASE) if words else None
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,7 @@ class _Compiled:
     any_words: tuple[tuple[str, re.Pattern[str]], ...]
     all_words: tuple[tuple[str, re.Pattern[str]], ...]
     regex: re.Pattern[str] | None
+    any_of: re.Pattern[str] | None = None
 
     def match(self, *, text: str, source: str, author: str) -> str | None:
         """Why this rule matches, or None."""
@@ -72,6 +82,8 @@ class _Compiled:
                 return None
             why.append("all of " + ", ".join(f"'{w}'" for w, _ in self.all_words))
         if self.any_words:
+            if self.any_of is not None and self.any_of.search(text) is None:
+                return None
             hits = [w for w, p in self.any_words if p.search(text)]
             if not hits:
                 return None
@@ -95,6 +107,7 @@ class Router:
                 any_words=tuple((w, _word_pattern(w)) for w in r.any_words),
                 all_words=tuple((w, _word_pattern(w)) for w in r.all_words),
                 regex=re.compile(r.regex, re.IGNORECASE) if r.regex else None,
+                any_of=_any_pattern(r.any_words),
             )
             for r in rules
         ]

@@ -116,7 +116,7 @@ async def handle_approve(cmd: ApproveReply, uow: UnitOfWork, *, ctx: Context) ->
     author = await uow.people.get(reply.author_id) if reply.author_id else None
     status = await release_reply(uow, conversation, reply, author=author.name if author else "")
     await uow.replies.decide(reply, expected="approved", status=status)
-    await log_event(uow, conversation.id, "reply_approved", who=who, data={"reply_id": reply.id})
+    await log_event(uow, conversation.id, "reply_approved", who=who, data={"reply_id": reply.id}, touch=True)
     return Result(f"Approved the reply to #{cmd.conversation_id}. " + _released_message(
         cmd.conversation_id, status, conversation.url), card=await card(uow, conversation))
 
@@ -131,7 +131,7 @@ async def handle_reject(cmd: RejectReply, uow: UnitOfWork, *, ctx: Context) -> R
     if not await uow.replies.decide(reply, expected="pending_approval", status="rejected", decided_by_id=who.id,
                                     decided_at=uow.now(), decision_reason=reason[:2048]):
         raise IllegalTransition(f"the reply to #{cmd.conversation_id} was decided by someone else meanwhile")
-    await log_event(uow, conversation.id, "reply_rejected", who=who, data={"reply_id": reply.id, "reason": reason})
+    await log_event(uow, conversation.id, "reply_rejected", who=who, data={"reply_id": reply.id, "reason": reason}, touch=True)
     return Result(f"Rejected the reply to #{cmd.conversation_id}; it will not be sent", card=await card(uow, conversation))
 
 
@@ -147,7 +147,7 @@ async def handle_mark_posted(cmd: MarkPosted, uow: UnitOfWork, *, ctx: Context) 
     if reply.author_id != who.id and conversation.owner_id != who.id and not manages(who, departments):
         raise Forbidden(f"only the reply's author, #{conversation.id}'s owner or a manager can mark it as posted")
     await uow.replies.decide(reply, expected="recorded", status="posted", sent_at=uow.now())
-    await log_event(uow, conversation.id, "reply_posted", who=who, data={"reply_id": reply.id})
+    await log_event(uow, conversation.id, "reply_posted", who=who, data={"reply_id": reply.id}, touch=True)
     return Result(f"Marked the reply to #{cmd.conversation_id} as posted", card=await card(uow, conversation))
 
 

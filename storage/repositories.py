@@ -138,6 +138,19 @@ class ConversationRepo(_Repo):
                     result.append((cid, version, destination_id, platform))
         return result
 
+    async def known(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (source, external id) pairs are already stored (so a re-read feed isn't routed again)."""
+        by_source: dict[str, list[str]] = {}
+        for source, external_id in keys:
+            by_source.setdefault(source, []).append(external_id)
+        found: set[tuple[str, str]] = set()
+        for source, external_ids in by_source.items():
+            for chunk in _chunks(external_ids, 900):
+                stmt = select(Conversation.external_id).where(
+                    Conversation.source == source, col(Conversation.external_id).in_(chunk))
+                found.update((source, e) for e in (await self.session.exec(stmt)).all())
+        return found
+
     async def id_for(self, source: str, external_id: str) -> int | None:
         """The id of the conversation with this source and external id, if any."""
         stmt = select(Conversation.id).where(
@@ -201,6 +214,12 @@ class ConversationRepo(_Repo):
             .limit(limit)
         )
         return [(conversation, int(sla)) for conversation, sla in (await self.session.exec(stmt)).all()]  # type: ignore[misc]
+
+    async def touch(self, conversation_id: int, *, at: datetime) -> None:
+        """Say the card changed without a status change (a reply approved, sent, failed...): a new version."""
+        stmt = (update(Conversation).where(col(Conversation.id) == conversation_id)
+                .values(version=Conversation.version + 1, updated_at=at).execution_options(synchronize_session=False))
+        await self.session.exec(stmt)  # type: ignore[call-overload]
 
     async def mark_once(self, conversation_id: int, column: str, *, at: datetime) -> bool:
         """Set `escalated_at` / `reminded_at` if still empty; True for the one caller that did."""

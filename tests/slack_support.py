@@ -49,6 +49,12 @@ any = ["refund", "broken"]
 name = "delivery"
 departments = ["ops"]
 any = ["parcel", "courier"]
+
+[[rules]]
+name = "legal threats"
+departments = ["support"]
+any = ["lawyer"]
+sensitive = true
 """
 
 

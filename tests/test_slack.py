@@ -256,3 +256,39 @@ async def test_a_burst_of_200_cards_into_one_channel_arrives_exactly_once_under_
         assert rejected, "the stand-in should have rate-limited the burst"
         print(f"200 cards at 1 msg/s: {len(messages)} posted once each over {rounds} simulated seconds, "
               f"{len(rejected)} calls answered 429")
+
+
+def _card_of(h: SlackHarness, cid: int) -> str:
+    """The latest Slack copy of a conversation's card, as JSON text."""
+    updates = [c.args for c in h.slack.calls if c.method in ("chat.update", "chat.postMessage")
+               and f"*#{cid}*" in json.dumps(c.args.get("blocks", []))]
+    return json.dumps(updates[-1]["blocks"]) if updates else ""
+
+
+async def test_a_sensitive_reply_is_held_until_a_manager_decides_from_the_card(slack: SlackHarness) -> None:
+    cid = await ingest(slack, "my lawyer says the refund is overdue")
+    await slack.click(*button("claim", cid))
+    await slack.click(*button("reply", cid))
+    view = (await slack.slack.wait_for("views.open"))[-1].args["view"]
+    await slack.submit(view, {"text": {"text": {"type": "plain_text_input", "value": "You'll get it today."}}})
+    await slack.deliver()
+    card = _card_of(slack, cid)
+    assert "Reply waiting for approval" in card and "unsilo:approve" in card and "unsilo:reject" in card
+
+    await slack.click(*button("approve", cid))  # the author can't approve their own reply
+    refusal = (await slack.slack.wait_for("chat.postEphemeral"))[-1].args["text"]
+    assert "another approver must decide" in refusal
+
+    await slack.click(*button("reject", cid), user="UMANAGER")
+    reject_view = (await slack.slack.wait_for("views.open", count=2))[-1].args["view"]
+    assert reject_view["callback_id"] == "unsilo_reject"
+    status, _, _ = await slack.submit(reject_view, {"text": {"text": {"type": "plain_text_input",
+                                                                      "value": "Legal must word this"}}},
+                                      user="UMANAGER")
+    assert status == 200
+    await slack.deliver()
+    async with slack.container.uow() as uow:
+        reply = await uow.replies.latest(cid)
+    assert reply is not None and (reply.status, reply.decision_reason) == ("rejected", "Legal must word this")
+    card = _card_of(slack, cid)
+    assert "Reply rejected by an approver: Legal must word this" in card and "unsilo:approve" not in card

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import jsonschema
@@ -12,6 +13,7 @@ import pytest
 
 from bot import commands as c
 from bot.ingest import make_incoming
+from bot.scheduler import sweep_sla
 from storage.models import Conversation, Destination
 from sqlmodel import func, select
 from tests.conftest import reference_dir
@@ -234,3 +236,37 @@ async def test_a_throttled_card_update_waits_for_retry_after_and_still_arrives_o
     await teams.deliver()
     updates = [u for u in teams.connector.calls_to("update") if u.status == 200]
     assert len(updates) == 1 and "Claimed by Alice" in card_text(updates[0].body)
+
+
+async def test_escalations_go_under_the_card_and_reminders_to_the_owner_in_a_one_to_one_chat(
+        teams: TeamsHarness, card_schema) -> None:
+    await link_support(teams)
+    escalated = await ingest(teams, text="refund please, it is broken", external_id="e")
+    reminded = await ingest(teams, text="broken again, refund", external_id="r")
+    await teams.invoke("claim", reminded, user="aad-alice", name="Alice")
+    await teams.deliver()
+    async with teams.container.uow() as uow:  # both conversations are five hours old (the SLA is 4 h)
+        for cid in (escalated, reminded):
+            conversation = await uow.conversations.get(cid)
+            assert conversation is not None
+            conversation.ingested_at -= timedelta(hours=5)
+            conversation.claimed_at = conversation.claimed_at and conversation.claimed_at - timedelta(hours=5)
+            uow.session.add(conversation)
+        await uow.commit()
+    assert await sweep_sla(teams.container.uow) == (1, 1)
+    await teams.deliver()
+
+    sends = teams.connector.calls_to("send")
+    in_thread = [s for s in sends if ";messageid=" in (s.conversation_id or "")]
+    assert len(in_thread) == 1 and in_thread[0].conversation_id.startswith(CHANNEL)
+    escalation = in_thread[0].body["attachments"][0]["content"]
+    card_schema.validate(escalation)
+    assert f"#{escalated} is still unclaimed" in card_text(escalation)
+
+    chats = [c for c in teams.connector.calls_to("create") if c.body.get("members")]
+    assert len(chats) == 1 and chats[0].body["members"][0]["id"] == "aad-alice"
+    dm = [s for s in sends if s.conversation_id == chats[0].response["id"]]
+    assert len(dm) == 1
+    reminder = dm[0].body["attachments"][0]["content"]
+    card_schema.validate(reminder)
+    assert f"Reminder: #{reminded} is yours" in card_text(reminder)

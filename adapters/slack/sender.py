@@ -27,13 +27,13 @@ class SlackSender:
         self.client = client
 
     async def send(self, job: Job) -> Sent:
-        """Post the card (first time) or update the posted copy; map Slack's errors for the outbox."""
-        if job.kind == "notice":
-            return await self._notice(job)
-        if job.kind != "card" or job.card is None:
-            raise PermanentFailure(f"the Slack sender cannot send {job.kind!r} deliveries")
-        message = card_message(job.card)
+        """Post the card (first time) or update the posted copy, or post a notice; map Slack's errors."""
         try:
+            if job.kind == "notice":
+                return await self._notice(job)
+            if job.kind != "card" or job.card is None:
+                raise PermanentFailure(f"the Slack sender cannot send {job.kind!r} deliveries")
+            message = card_message(job.card)
             if job.message_id:
                 await self.client.chat_update(channel=job.channel_id, ts=job.message_id, **message)
                 return Sent(message_id=job.message_id)
@@ -49,16 +49,9 @@ class SlackSender:
     async def _notice(self, job: Job) -> Sent:
         """A notice: under the card (thread) when there is one, else at the top of the channel or DM."""
         thread = {"thread_ts": job.message_id} if job.message_id else {}
-        try:
-            response = await self.client.chat_postMessage(channel=job.channel_id, unfurl_links=False,
-                                                           unfurl_media=False, **thread,
-                                                           **notice_message(notice_of(job.payload)))
-            return Sent(message_id=response["ts"])
-        except SlackApiError as exc:
-            mapped = _mapped(exc)
-            if mapped is None:
-                raise
-            raise mapped from exc
+        response = await self.client.chat_postMessage(channel=job.channel_id, unfurl_links=False, unfurl_media=False,
+                                                       **thread, **notice_message(notice_of(job.payload)))
+        return Sent(message_id=response["ts"])
 
 
 def _mapped(exc: SlackApiError) -> Exception | None:
