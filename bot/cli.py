@@ -184,7 +184,8 @@ def _print_result(result: Result, *, command: str) -> None:
             detail = f": {_short(line.detail, 200)}" if line.detail else ""
             print(f"  {line.at:%Y-%m-%d %H:%M} {line.actor} {line.kind}{detail}")
         return
-    print(result.text)
+    if result.notice is None or result.text != result.notice.title:
+        print(result.text)
     if result.notice is not None:
         print(result.notice.title)
         for line in result.notice.lines:
@@ -336,8 +337,11 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
         print("no sources yet: add [[feeds]] to the config, or `unsilo sources add-feed NAME URL`")
     for source in listed:
         where = source.url or (f"/hooks/{source.name}" if source.kind == "webhook" else "")
-        print(f"{source.name} ({source.kind}{', from the config' if source.origin == 'config' else ''}) {where}")
-        if source.kind == "feed":
+        configured = any(feed.name == source.name for feed in container.config.feeds)
+        print(f"{source.name} ({source.kind}{', from the config' if configured else ''}) {where}".rstrip())
+        if source.kind == "feed" and not source.url:
+            print(f"  no URL: items come from `unsilo ingest`; last ingest {_when(source.last_polled_at)}")
+        elif source.kind == "feed":
             print(f"  every {source.every_seconds}s · last poll {_when(source.last_polled_at)} · "
                   f"next poll {_when(source.next_poll_at) if source.next_poll_at else 'now'}")
         else:

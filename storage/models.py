@@ -53,6 +53,7 @@ class Conversation(SQLModel, table=True):
         UniqueConstraint("source", "external_id", name="uq_conversation_source_external"),
         Index("ix_conversation_status_ingested", "status", "ingested_at"),
         Index("ix_conversation_owner_status", "owner_id", "status"),
+        Index("ix_conversation_resolved_at", "resolved_at"),  # digests: what was still open in a period
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -88,8 +89,11 @@ class Conversation(SQLModel, table=True):
 class ConversationDepartment(SQLModel, table=True):
     """Which departments a conversation was routed to (one or more)."""
 
+    # A department's conversations read from the index alone (queues, digests).
+    __table_args__ = (Index("ix_conversationdepartment_department", "department_id", "conversation_id"),)
+
     conversation_id: int = Field(foreign_key="conversation.id", primary_key=True)
-    department_id: int = Field(foreign_key="department.id", primary_key=True, index=True)
+    department_id: int = Field(foreign_key="department.id", primary_key=True)
 
 
 class Posting(SQLModel, table=True):
@@ -133,6 +137,7 @@ class Event(SQLModel, table=True):
     __table_args__ = (
         Index("ix_event_conversation", "conversation_id", "id"),
         Index("ix_event_kind_at", "kind", "at"),
+        Index("ix_event_actor_kind_at", "actor_id", "kind", "at"),  # a person's own figures (`stats`)
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, Integer, and_, any_, cast, func, literal, or_, text, true, union_all
+from sqlalchemy import Float, Integer, and_, cast, func, literal, or_, text, true, union_all
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -133,23 +133,16 @@ class ReportRepo(_Repo):
 
         The department's conversations that matter are those not closed before `since`:
         anything ingested, claimed, answered or closed in the period, and anything still
-        open at its end (a claim, a reply and an ingestion all come before the closing);
-        plus any noted in the period. They are read once, joined once with the department,
-        into the `touched` CTE; each figure then filters it.
+        open at its end (a claim, a reply and an ingestion all come before the closing).
+        They are read once, joined once with the department, into the `touched` CTE; each
+        figure then filters it (on SQLite, one more statement computes the percentiles).
         """
         c, cd = Conversation, ConversationDepartment
-        noted = select(Event.conversation_id).where(Event.kind == "noted", _within(Event.at, since, until))
-        if self.dialect == "postgresql":
-            # `id = ANY(ARRAY(subquery))` joins the BitmapOr over the indexes (`IN` would not).
-            noted_ids = col(c.id) == any_(func.array(noted.scalar_subquery()))
-        else:
-            noted_ids = col(c.id).in_(noted)
+        await self._plan_for_reports()
         touched = (
             select(c.id, c.status, c.outcome, c.tags, c.ingested_at, c.claimed_at, c.first_reply_at, c.resolved_at)
             .join(cd, and_(col(cd.conversation_id) == c.id, cd.department_id == department_id))
-            .where(col(c.ingested_at) < until,
-                   or_(col(c.resolved_at).is_(None), col(c.resolved_at) >= since,
-                       noted_ids))  # closed before the period but noted in it: only `participants` counts these
+            .where(col(c.ingested_at) < until, or_(col(c.resolved_at).is_(None), col(c.resolved_at) >= since))
             .cte("touched")
         )
         t = touched.c
@@ -175,9 +168,8 @@ class ReportRepo(_Repo):
         columns += [
             self._outcomes(touched, since, until).label("outcomes"),
             self._tags(touched, since, until).label("tags"),
-            self._participants(touched, since, until).label("people"),
+            self._participants(touched, department_id, since, until).label("people"),
         ]
-        await self._plan_for_reports()
         row = (await self.session.exec(select(*columns).select_from(touched))).one()  # type: ignore[call-overload]
         values = row._mapping
         if self.dialect == "postgresql":
@@ -235,16 +227,26 @@ class ReportRepo(_Repo):
                .group_by(tag.c.value).order_by(count.desc(), tag.c.value).limit(limit).subquery("g"))
         return self._json_rows(per)
 
-    def _participants(self, touched: Any, since: datetime, until: datetime) -> Any:
+    def _participants(self, touched: Any, department_id: int, since: datetime, until: datetime) -> Any:
         """Claims, replies, resolutions and notes in the period, per person and kind.
 
-        Every such event is on a conversation in `touched`: only conversations not closed
-        before `since` can be claimed, answered or closed in the period, and the ones noted
-        in it are added to `touched` for this.
+        A claim, reply or resolution in the period is always on a conversation in `touched`
+        (only conversations not closed before `since` can get one); a note may also be on
+        one closed earlier: those few are checked one by one against the department's links
+        (a `LIMIT 1` subquery: an index probe each, instead of reading every link of the
+        department).
         """
-        e, p = Event, Person
-        acts = (select(e.actor_id, e.kind).join(touched, touched.c.id == e.conversation_id)
-                .where(col(e.kind).in_(ACTIONS), _within(e.at, since, until)).subquery("acts"))
+        e, p, cd = Event, Person, ConversationDepartment
+        in_period = _within(e.at, since, until)
+        in_department = (select(literal(1)).where(col(cd.conversation_id) == e.conversation_id,
+                                                  cd.department_id == department_id)
+                         .limit(1).scalar_subquery().is_not(None))
+        acts = union_all(
+            select(e.actor_id, e.kind).join(touched, touched.c.id == e.conversation_id)
+            .where(col(e.kind).in_(ACTIONS), in_period),
+            select(e.actor_id, e.kind)
+            .where(e.kind == "noted", in_period, col(e.conversation_id).not_in(select(touched.c.id)), in_department),
+        ).subquery("acts")
         per = (select(p.id, p.name, p.department, acts.c.kind, func.count())
                .join(p, col(p.id) == acts.c.actor_id)
                .group_by(p.id, p.name, p.department, acts.c.kind).subquery("per"))
