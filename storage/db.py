@@ -88,6 +88,7 @@ class InlineSQLiteConnection(aiosqlite.Connection):
     async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if not self._running or not self._connection:
             raise ValueError("Connection closed")
+        await asyncio.sleep(0)  # one turn of the loop per statement: acks and other requests are never starved
         deadline = time.monotonic() + BUSY_TIMEOUT
         delay = 0.001
         while True:
