@@ -50,71 +50,63 @@ class TeamsSender:
 
     async def send(self, job: Job) -> Sent:
         """Post or update the card (or post a notice) where the channel's stored conversation reference points."""
-        if job.kind == "notice":
-            return await self._notice(job)
-        if job.kind != "card" or job.card is None:
-            raise PermanentFailure(f"the Teams sender cannot send {job.kind!r} deliveries")
         ref: dict[str, Any] = dict(job.conversation_ref or {})
         service_url = ref.get("serviceUrl") or ref.get("service_url")
+        if job.kind not in ("card", "notice") or job.kind == "card" and job.card is None:
+            raise PermanentFailure(f"the Teams sender cannot send {job.kind!r} deliveries")
         if not service_url:
             raise PermanentFailure(f"Teams channel {job.channel_id} has no stored conversation; "
                                    "type `@Unsilo link <department>` in it once")
-        card_json = render.card(job.card, outcomes=self.outcomes)
-        activity = Activity(type=ActivityTypes.message, summary=f"#{job.card.id} {job.card.title or ''}".strip()[:200],
-                            attachments=[Attachment(**_attachment(card_json))])
         connector = self.client(service_url)
-        conversation = ref.get("conversation") or {}
         try:
-            if job.message_id:
-                activity.id = job.message_id
-                await connector.conversations.update_activity(job.channel_id, job.message_id, activity)
-                return Sent(message_id=job.message_id)
-            if conversation.get("conversationType") == "channel":
-                tenant = conversation.get("tenantId") or self.tenant_id
-                params = ConversationParameters(
-                    is_group=True, activity=activity, tenant_id=tenant or None,
-                    channel_data={"channel": {"id": job.channel_id}, **({"tenant": {"id": tenant}} if tenant else {})})
-                response = await connector.conversations.create_conversation(params)
-                return Sent(message_id=response.activity_id)
-            response = await connector.conversations.send_to_conversation(conversation.get("id") or job.channel_id, activity)
-            return Sent(message_id=response.id)
+            if job.kind == "notice":
+                return await self._notice(connector, job, ref)
+            return await self._card(connector, job, ref)
         except (RetryLater, PermanentFailure):
             raise
         except Exception as exc:
             _raise_for(exc)
             raise
 
+    async def _card(self, connector: ConnectorClient, job: Job, ref: dict[str, Any]) -> Sent:
+        """Update the posted copy, or post the card: a new thread in a channel, a message in a chat."""
+        assert job.card is not None
+        card_json = render.card(job.card, outcomes=self.outcomes)
+        activity = Activity(type=ActivityTypes.message, summary=f"#{job.card.id} {job.card.title or ''}".strip()[:200],
+                            attachments=[Attachment(**_attachment(card_json))])
+        conversation = ref.get("conversation") or {}
+        if job.message_id:
+            activity.id = job.message_id
+            await connector.conversations.update_activity(job.channel_id, job.message_id, activity)
+            return Sent(message_id=job.message_id)
+        if conversation.get("conversationType") == "channel":
+            tenant = conversation.get("tenantId") or self.tenant_id
+            params = ConversationParameters(
+                is_group=True, activity=activity, tenant_id=tenant or None,
+                channel_data={"channel": {"id": job.channel_id}, **({"tenant": {"id": tenant}} if tenant else {})})
+            response = await connector.conversations.create_conversation(params)
+            return Sent(message_id=response.activity_id)
+        response = await connector.conversations.send_to_conversation(conversation.get("id") or job.channel_id, activity)
+        return Sent(message_id=response.id)
 
-    async def _notice(self, job: Job) -> Sent:
-        """A notice as a card: a reply in the card's thread when there is one, else a new channel post."""
-        ref: dict[str, Any] = dict(job.conversation_ref or {})
-        service_url = ref.get("serviceUrl") or ref.get("service_url")
-        if not service_url:
-            raise PermanentFailure(f"Teams channel {job.channel_id} has no stored conversation; "
-                                   "type `@Unsilo link <department>` in it once")
+    async def _notice(self, connector: ConnectorClient, job: Job, ref: dict[str, Any]) -> Sent:
+        """A notice as a card: in the card's thread, in a 1:1 chat with a person (dm), or a new channel post."""
         notice = notice_of(job.payload)
         activity = Activity(type=ActivityTypes.message, summary=notice.title[:200],
                             attachments=[Attachment(**_attachment(render.notice_card(notice)))])
         conversation_id = (ref.get("conversation") or {}).get("id") or job.channel_id
         if job.message_id:
             conversation_id = f"{job.channel_id};messageid={job.message_id}"
-        connector = self.client(service_url)
-        try:
-            if job.payload.get("dm"):
-                # A direct message: open (or find) the 1:1 chat with the person, then post in it.
-                tenant = (ref.get("conversation") or {}).get("tenantId") or self.tenant_id or None
-                created = await connector.conversations.create_conversation(ConversationParameters(
-                    is_group=False, bot=ChannelAccount(id=(ref.get("bot") or {}).get("id") or self.app_id),
-                    members=[ChannelAccount(id=job.channel_id)], tenant_id=tenant,
-                    channel_data={"tenant": {"id": tenant}} if tenant else None))
-                conversation_id = created.id
-            response = await connector.conversations.send_to_conversation(conversation_id, activity)
-            return Sent(message_id=response.id)
-        except (RetryLater, PermanentFailure):
-            raise
-        except Exception as exc:
-            _raise_for(exc)
-            raise
+        if job.payload.get("dm"):
+            # Open (or find) the 1:1 chat with the person, then post in it.
+            tenant = (ref.get("conversation") or {}).get("tenantId") or self.tenant_id or None
+            created = await connector.conversations.create_conversation(ConversationParameters(
+                is_group=False, bot=ChannelAccount(id=(ref.get("bot") or {}).get("id") or self.app_id),
+                members=[ChannelAccount(id=job.channel_id)], tenant_id=tenant,
+                channel_data={"tenant": {"id": tenant}} if tenant else None))
+            conversation_id = created.id
+        response = await connector.conversations.send_to_conversation(conversation_id, activity)
+        return Sent(message_id=response.id)
 
 
 def _attachment(card_json: dict[str, Any]) -> dict[str, Any]:
