@@ -97,6 +97,28 @@ def require(action: str, *, who: Who, conversation: Conversation, departments: l
     raise Forbidden(f"{action} is not allowed")
 
 
+def may_approve(who: Who, *, departments: list[Department], reply_author_id: int | None) -> bool:
+    """Approvers of a held reply: a manager of one of its departments who did not write it."""
+    return reply_author_id != who.id and manages(who, departments)
+
+
+def require_approver(who: Who, *, conversation: Conversation, departments: list[Department],
+                     reply_author_id: int | None) -> None:
+    """Refuse with `Forbidden` unless `who` may approve or reject the reply held on `conversation`."""
+    if reply_author_id == who.id:
+        raise Forbidden(f"you wrote the reply to #{conversation.id}; another approver must decide on it")
+    if not may_approve(who, departments=departments, reply_author_id=reply_author_id):
+        names = ", ".join(d.name for d in departments) or "its department"
+        raise Forbidden(f"only an approver (a manager of {names}) can approve or reject the reply to #{conversation.id}")
+
+
+def require_poster(who: Who, *, conversation: Conversation, departments: list[Department],
+                   reply_author_id: int | None) -> None:
+    """Refuse with `Forbidden` unless `who` may mark a recorded reply as posted by hand."""
+    if who.id not in (reply_author_id, conversation.owner_id) and not manages(who, departments):
+        raise Forbidden(f"only the reply's author, #{conversation.id}'s owner or a manager can mark it as posted")
+
+
 def is_admin(who: Who, admins: tuple[str, ...]) -> bool:
     """Admins from the config; while none are listed (a fresh install) everyone is, with a warning."""
     if not admins:

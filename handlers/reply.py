@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 
+from bot import policy
 from bot.commands import ApproveReply, MarkPosted, RejectReply, ReplyToCustomer, ShowApprovals
-from bot.domain import Forbidden, IllegalTransition, NotFound, Status
-from bot.policy import Context, Who, identify, manages
+from bot.domain import IllegalTransition, NotFound, Status
+from bot.policy import Context, identify
 from bot.views import Result
 from handlers._common import card, load, log_event, require_text, transition
 from storage.models import Conversation, Reply
@@ -94,21 +95,13 @@ async def _held_reply(uow: UnitOfWork, conversation_id: int) -> Reply:
     return held[-1]
 
 
-async def _require_approver(uow: UnitOfWork, who: Who, conversation: Conversation, reply: Reply) -> None:
-    departments = await uow.conversations.departments_of(conversation.id)  # type: ignore[arg-type]
-    if reply.author_id == who.id:
-        raise Forbidden(f"you wrote the reply to #{conversation.id}; another approver must decide on it")
-    if not manages(who, departments):
-        names = ", ".join(d.name for d in departments) or "its department"
-        raise Forbidden(f"only an approver (a manager of {names}) can approve or reject the reply to #{conversation.id}")
-
-
 async def handle_approve(cmd: ApproveReply, uow: UnitOfWork, *, ctx: Context) -> Result:
     """An approver lets the held reply go out; exactly once, even if two approvers click."""
     who = await identify(uow, cmd.actor)
     conversation = await load(uow, cmd.conversation_id)
     reply = await _held_reply(uow, cmd.conversation_id)
-    await _require_approver(uow, who, conversation, reply)
+    policy.require_approver(who, conversation=conversation, reply_author_id=reply.author_id,
+                            departments=await uow.conversations.departments_of(cmd.conversation_id))
     now = uow.now()
     if not await uow.replies.decide(reply, expected="pending_approval", status="approved",
                                     decided_by_id=who.id, decided_at=now):
@@ -127,7 +120,8 @@ async def handle_reject(cmd: RejectReply, uow: UnitOfWork, *, ctx: Context) -> R
     reason = require_text(cmd.reason, "A reason for rejecting")
     conversation = await load(uow, cmd.conversation_id)
     reply = await _held_reply(uow, cmd.conversation_id)
-    await _require_approver(uow, who, conversation, reply)
+    policy.require_approver(who, conversation=conversation, reply_author_id=reply.author_id,
+                            departments=await uow.conversations.departments_of(cmd.conversation_id))
     if not await uow.replies.decide(reply, expected="pending_approval", status="rejected", decided_by_id=who.id,
                                     decided_at=uow.now(), decision_reason=reason[:2048]):
         raise IllegalTransition(f"the reply to #{cmd.conversation_id} was decided by someone else meanwhile")
@@ -143,9 +137,8 @@ async def handle_mark_posted(cmd: MarkPosted, uow: UnitOfWork, *, ctx: Context) 
     if not recorded:
         raise NotFound(f"#{cmd.conversation_id} has no recorded reply waiting to be posted")
     reply = recorded[-1]
-    departments = await uow.conversations.departments_of(conversation.id)  # type: ignore[arg-type]
-    if reply.author_id != who.id and conversation.owner_id != who.id and not manages(who, departments):
-        raise Forbidden(f"only the reply's author, #{conversation.id}'s owner or a manager can mark it as posted")
+    policy.require_poster(who, conversation=conversation, reply_author_id=reply.author_id,
+                          departments=await uow.conversations.departments_of(cmd.conversation_id))
     await uow.replies.decide(reply, expected="recorded", status="posted", sent_at=uow.now())
     await log_event(uow, conversation.id, "reply_posted", who=who, data={"reply_id": reply.id}, touch=True)
     return Result(f"Marked the reply to #{cmd.conversation_id} as posted", card=await card(uow, conversation))
@@ -158,7 +151,7 @@ async def handle_approvals(cmd: ShowApprovals, uow: UnitOfWork, *, ctx: Context)
     for reply in await uow.replies.with_status("pending_approval"):
         conversation = await load(uow, reply.conversation_id)
         departments = await uow.conversations.departments_of(conversation.id)  # type: ignore[arg-type]
-        if manages(who, departments) and reply.author_id != who.id:
+        if policy.may_approve(who, departments=departments, reply_author_id=reply.author_id):
             cards.append(await card(uow, conversation))
     if not cards:
         return Result("No replies are waiting for your approval")
