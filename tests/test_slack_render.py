@@ -11,7 +11,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -35,8 +35,8 @@ from adapters.slack.render import (
 )
 from bot import codec
 from bot.domain import DEFAULT_OUTCOMES, Status
-from bot.views import Button, Card, HistoryLine, Notice, Result, buttons_for
-from storage.models import Conversation
+from bot.views import Button, Card, HistoryLine, Notice, Result
+from tests.cards import NOW, conversation_buttons, make_card
 from tests.conftest import reference_dir
 
 NASTY = [
@@ -67,40 +67,6 @@ HOSTILE_URLS = [
 ]
 OUR_LINK = re.compile(r"<(?i:https?)://[^\s|<>]+\|[^<>]+>")  # a link we built: safe URL, escaped label
 BARE_AMP = re.compile(r"&(?!amp;|lt;|gt;)")
-NOW = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
-
-
-# --- building views ----------------------------------------------------------------
-
-
-def conversation_buttons(status: str, conversation_id: int = 42, url: str = "https://x.example/post/1") -> tuple[Button, ...]:
-    """The buttons the core really offers for a status (no database: just the model object)."""
-    return buttons_for(Conversation(id=conversation_id, source="feed", external_id="e1", status=status, url=url))
-
-
-def make_card(**overrides: Any) -> Card:
-    """A realistic card; tests override the fields they are about."""
-    status = overrides.get("status", Status.OPEN.value)
-    fields: dict[str, Any] = {
-        "id": 42,
-        "status": status,
-        "source": "acme-forum",
-        "author": "Ann Customer",
-        "title": "My parcel never arrived",
-        "text": "I ordered on Monday and the courier says delivered. It was not.",
-        "url": "https://forum.example/t/123",
-        "priority": "high",
-        "tags": ("delivery",),
-        "departments": ("ops", "support"),
-        "routing_reason": "rule delivery matched 'courier'",
-        "owner": None,
-        "outcome": None,
-        "created_at": NOW,
-    }
-    fields.update(overrides)
-    if "buttons" not in fields:
-        fields["buttons"] = conversation_buttons(fields["status"], fields["id"], fields["url"])
-    return Card(**fields)
 
 
 # --- checking what we render -------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -17,8 +16,8 @@ from hypothesis import strategies as st
 from adapters.teams import render
 from bot import codec
 from bot.domain import DEFAULT_OUTCOMES, Status
-from bot.views import Button, Card, HistoryLine, Notice, Result, buttons_for
-from storage.models import Conversation
+from bot.views import Button, HistoryLine, Notice, Result
+from tests.cards import NOW, make_card
 from tests.conftest import reference_dir
 
 logger = logging.getLogger(__name__)
@@ -39,41 +38,8 @@ NASTY = [
     "\n" * 500,
     "   ",
 ]
-NOW = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 MAX_STRING = 4000
 MAX_CARD_BYTES = 28_000
-
-
-# --- building views ----------------------------------------------------------------
-
-
-def conversation_buttons(status: str, conversation_id: int = 42, url: str = "https://x.example/post/1") -> tuple[Button, ...]:
-    """The buttons the core really offers for a status (no database: just the model object)."""
-    return buttons_for(Conversation(id=conversation_id, source="feed", external_id="e1", status=status, url=url))
-
-
-def make_card(**overrides: Any) -> Card:
-    """A realistic card; tests override the fields they are about."""
-    fields: dict[str, Any] = {
-        "id": 42,
-        "status": Status.OPEN.value,
-        "source": "acme-forum",
-        "author": "Ann Customer",
-        "title": "My parcel never arrived",
-        "text": "I ordered on Monday and the courier says delivered.\nIt was not.",
-        "url": "https://forum.example/t/123",
-        "priority": "high",
-        "tags": ("delivery",),
-        "departments": ("ops", "support"),
-        "routing_reason": "rule delivery matched 'courier'",
-        "owner": None,
-        "outcome": None,
-        "created_at": NOW,
-    }
-    fields.update(overrides)
-    if "buttons" not in fields:
-        fields["buttons"] = conversation_buttons(fields["status"], fields["id"], fields["url"])
-    return Card(**fields)
 
 
 # --- checking what we render -------------------------------------------------------
