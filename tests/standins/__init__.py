@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from types import TracebackType
+from typing import Any, Self
+
 from aiohttp import web
 
 
@@ -13,3 +18,47 @@ async def serve(app: web.Application, host: str = "127.0.0.1") -> tuple[web.AppR
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, f"http://{host}:{port}"
+
+
+class RecordingStandIn:
+    """What every platform stand-in shares: `async with` to run it, and waiting for its recorded calls.
+
+    Subclasses record each request in `calls` (with a `status` once answered) and name
+    them for `calls_to` (a Slack method, a Bot Connector route).
+    """
+
+    calls: list[Any]
+
+    async def start(self) -> Self:
+        """Listen; returns the stand-in."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Stop listening."""
+        raise NotImplementedError
+
+    def calls_to(self, name: str) -> list[Any]:
+        """The recorded calls of one method or route, in arrival order."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def wait_for(self, name: str, count: int = 1, timeout: float = 2.0) -> list[Any]:
+        """Wait until at least `count` calls of `name` have been answered (the bot may send in the background).
+
+        Raises:
+            TimeoutError: If they are not answered within `timeout` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            done = [c for c in self.calls_to(name) if c.status is not None]
+            if len(done) >= count:
+                return done
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{len(done)} of {count} {name} call(s) answered within {timeout}s")
+            await asyncio.sleep(0.005)

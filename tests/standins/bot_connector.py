@@ -67,11 +67,12 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
+
+from tests.standins import RecordingStandIn
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ class _Stored:
     order: int
 
 
-class BotConnectorStandIn:
+class BotConnectorStandIn(RecordingStandIn):
     """A loopback HTTP server that speaks enough of the Bot Connector REST API v3 for tests.
 
     Use it as an async context manager (or call `start` / `close`) and put `url` in the
@@ -386,39 +387,11 @@ class BotConnectorStandIn:
         logger.debug("Bot Connector stand-in listening on %s%s", self._url, " (own thread)" if self.threaded else "")
         return runner
 
-    async def __aenter__(self) -> BotConnectorStandIn:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     # ------------------------------------------------------------------ test helpers
 
     def calls_to(self, route: str) -> list[Call]:
         """The recorded calls of one route (see `ROUTES`), in arrival order."""
         return [c for c in self.calls if c.route == route]
-
-    async def wait_for(self, route: str, count: int = 1, timeout: float = 2.0) -> list[Call]:
-        """Wait until at least ``count`` calls of ``route`` have been answered.
-
-        Useful when the bot sends in the background (e.g. from an outbox).
-
-        Raises:
-            TimeoutError: If they are not answered within ``timeout`` seconds.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            done = [c for c in self.calls_to(route) if c.status is not None]
-            if len(done) >= count:
-                return done
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"{len(done)} of {count} {route} call(s) answered within {timeout}s")
-            await asyncio.sleep(0.005)
 
     def activities(self, conversation_id: str) -> list[dict[str, Any]]:
         """What a conversation shows now, oldest first, with updates applied. Returns copies.

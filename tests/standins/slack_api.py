@@ -32,11 +32,12 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
+
+from tests.standins import RecordingStandIn
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def sign(signing_secret: str, body: bytes | str, timestamp: int | None = None) -
     return {"X-Slack-Request-Timestamp": str(ts), "X-Slack-Signature": f"v0={digest}"}
 
 
-class SlackStandIn:
+class SlackStandIn(RecordingStandIn):
     """A loopback HTTP server that speaks enough of the Slack Web API for tests.
 
     Use it as an async context manager (or call `start` / `close`) and point
@@ -279,39 +280,11 @@ class SlackStandIn:
             await runner.cleanup()
             logger.debug("Slack stand-in on %s closed", self._url)
 
-    async def __aenter__(self) -> SlackStandIn:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     # ------------------------------------------------------------------ test helpers
 
     def calls_to(self, method: str) -> list[Call]:
         """The recorded calls to one Web API method, in arrival order."""
         return [c for c in self.calls if c.method == method]
-
-    async def wait_for(self, method: str, count: int = 1, timeout: float = 2.0) -> list[Call]:
-        """Wait until at least ``count`` calls to ``method`` have been answered.
-
-        Useful when the bot sends in the background (e.g. from an outbox).
-
-        Raises:
-            TimeoutError: If they do not arrive within ``timeout`` seconds.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            done = [c for c in self.calls_to(method) if c.status is not None]
-            if len(done) >= count:
-                return done
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"{len(done)} of {count} {method} call(s) answered within {timeout}s")
-            await asyncio.sleep(0.005)
 
     def messages(self, channel: str) -> list[dict[str, Any]]:
         """What ``channel`` shows now: the messages posted there (thread replies included,
