@@ -135,15 +135,21 @@ def due_time(trigger: CronTrigger, now: datetime) -> datetime:
 
 
 def previous_time(trigger: CronTrigger, due_at: datetime) -> datetime:
-    """The fire time before `due_at` (the start of the digest's period), within 35 days."""
-    fire = trigger.get_next_fire_time(None, due_at - timedelta(days=35))
-    previous = due_at - timedelta(days=7)
-    for _ in range(10_000):
+    """The fire time before `due_at` (the start of the digest's period); a week back if none within 35 days.
+
+    Looks back over growing windows, so a schedule every few seconds and a monthly one
+    both take a handful of steps.
+    """
+    for window in (timedelta(minutes=2), timedelta(hours=2), timedelta(days=2), timedelta(days=35)):
+        fire = trigger.get_next_fire_time(None, due_at - window)
         if fire is None or fire >= due_at:
-            return previous.astimezone(UTC)
-        previous = fire
-        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
-    return previous.astimezone(UTC)
+            continue
+        for _ in range(10_000):
+            following = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+            if following is None or following >= due_at:
+                return fire.astimezone(UTC)
+            fire = following
+    return (due_at - timedelta(days=7)).astimezone(UTC)
 
 
 async def run_leased(uow_factory: Callable[[], UnitOfWork], job: str, *, due_at: datetime, holder: str,

@@ -148,3 +148,10 @@ def test_weekday_numbers_mean_what_crontab_means() -> None:
     assert friday.strftime("%A %H:%M") == "Friday 08:30"
     assert due_time(trigger, datetime(2026, 11, 23, 7, 31, 40, tzinfo=UTC)) == datetime(2026, 11, 23, 7, 30, tzinfo=UTC)
     assert previous_time(trigger, datetime(2026, 11, 23, 7, 30, tzinfo=UTC)) == datetime(2026, 11, 20, 7, 30, tzinfo=UTC)
+
+
+def test_a_digest_period_starts_at_the_previous_due_time_whatever_the_schedule() -> None:
+    due = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    assert previous_time(digest_trigger("*/6 * * * * *"), due) == due - timedelta(seconds=6)
+    assert previous_time(digest_trigger("0 9 1 * *"), due) == datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+    assert previous_time(digest_trigger("0 9 * * *"), due) == due - timedelta(days=1)
