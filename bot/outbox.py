@@ -83,23 +83,13 @@ class LoggingSender:
 async def enqueue_card_syncs(uow: UnitOfWork, conversation_ids: Iterable[int]) -> int:
     """One card delivery per destination of each changed conversation; returns how many.
 
-    Set-based (a handful of queries whatever the count), so a 10,000-item ingest costs
+    Set-based (one INSERT ... SELECT whatever the count), so a 10,000-item ingest costs
     about what one conversation does per row.
     """
     ids = sorted(set(conversation_ids))
     if not ids:
         return 0
-    now = uow.now()
-    rows = [
-        {
-            "key": f"card:{conversation_id}:{destination_id}:v{version}", "platform": platform,
-            "kind": "card", "conversation_id": conversation_id, "destination_id": destination_id,
-            "payload": {"version": version}, "status": "pending", "attempts": 0,
-            "next_attempt_at": now, "created_at": now,
-        }
-        for conversation_id, version, destination_id, platform in await uow.conversations.card_targets(ids)
-    ]
-    return await uow.deliveries.enqueue_many(rows)
+    return await uow.deliveries.enqueue_card_syncs(ids, now=uow.now())
 
 
 def notice_payload(notice: Notice) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, update
+from sqlalchemy import String, Table, bindparam, cast, func, literal_column, or_, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
@@ -50,9 +50,16 @@ def _chunks(values: Sequence[Any], size: int = 5000) -> list[Sequence[Any]]:
 # The statements behind every button click, built once: constructing a statement costs
 # more than SQLite takes to run it (see bench/teams_invoke.py).
 _ENQUEUE: dict[str, Any] = {}  # per dialect
+_CARD_SYNCS: dict[str, Any] = {}  # per dialect
+_DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
+_EVENT_INSERT = Event.__table__.insert()  # type: ignore[attr-defined]
 _CAS: dict[tuple[str, ...], Any] = {}  # compare-and-set UPDATEs, one per set of changed columns
-_CONVERSATION_BY_ID = (
-    select(Conversation).where(Conversation.id == bindparam("conversation_id"))
+_CONVERSATION_BY_ID = (  # with its departments: one query for what every handler reads first
+    select(Conversation, Department)
+    .outerjoin(ConversationDepartment, col(ConversationDepartment.conversation_id) == Conversation.id)
+    .outerjoin(Department, col(Department.id) == ConversationDepartment.department_id)
+    .where(Conversation.id == bindparam("conversation_id"))
+    .order_by(col(Department.name))
     .execution_options(populate_existing=True)
 )
 _DEPARTMENTS_OF = (
@@ -61,19 +68,51 @@ _DEPARTMENTS_OF = (
     .where(ConversationDepartment.conversation_id == bindparam("conversation_id"))
     .order_by(Department.name)
 )
-_CARD_TARGETS = (
-    select(Conversation.id, Conversation.version, Destination.id, Destination.platform)
-    .join(ConversationDepartment, col(ConversationDepartment.conversation_id) == Conversation.id)
-    .join(Destination, col(Destination.department_id) == ConversationDepartment.department_id)
-    .where(col(Conversation.id).in_(bindparam("ids", expanding=True)))
-    .order_by(col(Conversation.id), col(Destination.id))
-)
+
+def _card_targets_select() -> Any:
+    """(cid, version, did, platform) for every channel that shows the cards of the conversations `:ids`.
+
+    A channel listed by two departments of a conversation is one destination row per
+    department; it shows one card (through its oldest row), not two.
+    """
+    conversation, link = Conversation.__table__, ConversationDepartment.__table__  # type: ignore[attr-defined]
+    destination = Destination.__table__  # type: ignore[attr-defined]
+    return (
+        select(conversation.c.id.label("cid"), conversation.c.version, func.min(destination.c.id).label("did"),
+               destination.c.platform)
+        .select_from(conversation.join(link, link.c.conversation_id == conversation.c.id)
+                     .join(destination, destination.c.department_id == link.c.department_id))
+        .where(conversation.c.id.in_(bindparam("ids", expanding=True)))
+        .group_by(conversation.c.id, conversation.c.version, destination.c.platform, destination.c.channel_id)
+    )
+
+
+_CARD_TARGETS = _card_targets_select().order_by(literal_column("cid"), literal_column("did"))
 _PERSON_WITH_IDENTITIES = (
     select(Person, Identity)
     .join(Identity, col(Identity.person_id) == Person.id)
     .where(col(Person.id) == select(Identity.person_id).where(
         Identity.platform == bindparam("platform"), Identity.user_id == bindparam("user_id")).scalar_subquery())
 )
+
+
+def _card_syncs_insert(session: AsyncSession) -> Any:
+    """INSERT ... SELECT of the card deliveries for `:ids` at `:now` (see `DeliveryRepo.enqueue_card_syncs`)."""
+    targets = _card_targets_select().subquery()
+    build_json = func.json_build_object if _dialect(session) == "postgresql" else func.json_object
+    now = bindparam("now", type_=_DELIVERY.c.created_at.type)
+    rows = (
+        select(literal_column("'card:'") + cast(targets.c.cid, String) + literal_column("':'")
+               + cast(targets.c.did, String) + literal_column("':v'") + cast(targets.c.version, String),
+               targets.c.platform, literal_column("'card'"), targets.c.cid, targets.c.did,
+               build_json(literal_column("'version'"), targets.c.version), literal_column("'pending'"),
+               literal_column("0"), now, now)
+        .where(true())  # SQLite: without a WHERE, ON CONFLICT would parse as a join constraint
+        .order_by(targets.c.cid, targets.c.did)
+    )
+    columns = ["key", "platform", "kind", "conversation_id", "destination_id", "payload", "status", "attempts",
+               "next_attempt_at", "created_at"]
+    return _insert(session, _DELIVERY).from_select(columns, rows).on_conflict_do_nothing(index_elements=["key"])
 
 
 def _like(word: str) -> str:
@@ -94,8 +133,12 @@ class ConversationRepo(_Repo):
         self._departments: dict[int, list[Department]] = {}
 
     async def get(self, conversation_id: int) -> Conversation | None:
-        """Load fresh from the database (never a stale copy from the identity map)."""
-        return (await self.session.exec(_CONVERSATION_BY_ID, params={"conversation_id": conversation_id})).first()
+        """Load fresh from the database (never a stale copy from the identity map), with its departments."""
+        rows = (await self.session.exec(_CONVERSATION_BY_ID, params={"conversation_id": conversation_id})).all()
+        if not rows:
+            return None
+        self._departments[conversation_id] = [department for _, department in rows if department is not None]
+        return rows[0][0]
 
     async def add_many(self, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
         """Insert many conversations at once, skipping known `(source, external_id)` pairs.
@@ -123,19 +166,14 @@ class ConversationRepo(_Repo):
                 params=[{"conversation_id": c, "department_id": d} for c, d in links])
 
     async def card_targets(self, conversation_ids: Sequence[int]) -> list[tuple[int, int, int, str]]:
-        """(conversation id, its version, destination id, platform) for every destination of these conversations.
+        """(conversation id, its version, destination id, platform) for every channel showing these conversations.
 
-        One query per chunk of ids; a destination shared by two departments of the same
-        conversation appears once.
+        One query per chunk of ids; a channel two departments of a conversation share appears once.
         """
         result: list[tuple[int, int, int, str]] = []
-        seen: set[tuple[int, int]] = set()
         for chunk in _chunks(conversation_ids):
             rows = (await self.session.exec(_CARD_TARGETS, params={"ids": list(chunk)})).all()  # type: ignore[call-overload]
-            for cid, version, destination_id, platform in rows:
-                if (cid, destination_id) not in seen:
-                    seen.add((cid, destination_id))
-                    result.append((cid, version, destination_id, platform))
+            result.extend((cid, version, destination_id, platform) for cid, version, destination_id, platform in rows)
         return result
 
     async def known(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -168,11 +206,11 @@ class ConversationRepo(_Repo):
         keys = tuple(sorted(values))
         stmt = _CAS.get(keys)
         if stmt is None:
-            stmt = _CAS[keys] = (
-                update(Conversation)
-                .where(col(Conversation.id) == bindparam("cas_id"), col(Conversation.version) == bindparam("cas_version"))
-                .values({key: bindparam(f"new_{key}") for key in keys})
-                .execution_options(synchronize_session=False)
+            table = Conversation.__table__  # type: ignore[attr-defined]
+            stmt = _CAS[keys] = (  # on the table: the ORM's bulk-update path costs more than the UPDATE itself
+                update(table)
+                .where(table.c.id == bindparam("cas_id"), table.c.version == bindparam("cas_version"))
+                .values({key: bindparam(f"new_{key}", type_=table.c[key].type) for key in keys})
             )
         params = {f"new_{key}": value for key, value in values.items()}
         params.update(cas_id=conversation.id, cas_version=conversation.version)
@@ -563,7 +601,7 @@ class EventRepo(_Repo):
     async def add_many(self, events: Sequence[dict[str, Any]]) -> None:
         """Append many events at once."""
         if events:
-            await self.session.exec(Event.__table__.insert(), params=list(events))  # type: ignore[call-overload,attr-defined]
+            await self.session.exec(_EVENT_INSERT, params=list(events))  # type: ignore[call-overload]
 
     async def for_conversation(self, conversation_id: int) -> list[Event]:
         """A conversation's history, oldest first."""
@@ -680,10 +718,28 @@ class DeliveryRepo(_Repo):
             return 0
         dialect = _dialect(self.session)
         stmt = _ENQUEUE.get(dialect)
-        if stmt is None:
+        if stmt is None:  # on the table, not the entity: a Core insert skips the ORM's bulk-insert bookkeeping
             stmt = _ENQUEUE[dialect] = (
-                _insert(self.session, Delivery).on_conflict_do_nothing(index_elements=["key"]).returning(Delivery.id))
+                _insert(self.session, _DELIVERY).on_conflict_do_nothing(index_elements=["key"])
+                .returning(_DELIVERY.c.id))
         return len((await self.session.exec(stmt, params=list(deliveries))).all())  # type: ignore[call-overload]
+
+    async def enqueue_card_syncs(self, conversation_ids: Sequence[int], *, now: datetime) -> int:
+        """One pending card delivery per (conversation, destination) at the conversation's current version.
+
+        Keyed `card:<conversation>:<destination>:v<version>`, so asking twice for the same
+        version adds nothing; a destination shared by two departments of a conversation
+        gets one. One INSERT ... SELECT per 5,000 conversations; returns how many were added.
+        """
+        dialect = _dialect(self.session)
+        stmt = _CARD_SYNCS.get(dialect)
+        if stmt is None:
+            stmt = _CARD_SYNCS[dialect] = _card_syncs_insert(self.session)
+        added = 0
+        for chunk in _chunks(conversation_ids):
+            result = await self.session.exec(stmt, params={"ids": list(chunk), "now": now})  # type: ignore[call-overload]
+            added += max(result.rowcount, 0)
+        return added
 
     async def lease_due(
         self, *, platforms: Sequence[str], now: datetime, lease: timedelta, limit: int

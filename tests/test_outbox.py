@@ -9,7 +9,7 @@ import pytest
 from bot import commands as c
 from bot.ingest import make_incoming
 from bot.outbox import Job, PermanentFailure, RetryLater, Sent
-from storage.models import Delivery, Event, Posting
+from storage.models import Delivery, Destination, Event, Posting
 from sqlmodel import select
 from tests.conftest import FakeClock
 
@@ -139,3 +139,47 @@ async def test_several_changes_before_a_send_become_one_post_of_the_latest_state
     assert len(platform.jobs) == 1
     assert (platform.jobs[0].card.status, platform.jobs[0].card.owner) == ("claimed", "carol")
     assert sorted(d.status for d in await rows(container, Delivery)) == ["coalesced"] * 3 + ["sent"]
+
+
+async def test_a_channel_two_departments_share_gets_one_card_per_version(make_container, tmp_path) -> None:
+    from bot.config import load_config
+    from bot.outbox import enqueue_card_syncs
+
+    path = tmp_path / "shared.toml"
+    path.write_text("""
+[unsilo]
+default_department = "support"
+
+[departments.support]
+channels = ["log:frontline"]
+
+[departments.ops]
+channels = ["log:frontline", "log:ops"]
+
+[[rules]]
+name = "both"
+departments = ["support", "ops"]
+any = ["parcel"]
+""")
+    container = make_container(config=load_config(path))
+    await container.prepare()
+    try:
+        cid = (await container.ingest([make_incoming(source="feed", external_id="1", text="parcel broken")])).new_ids[0]
+        await container.bus.handle(c.Claim(cid, alice))
+        deliveries = await rows(container, Delivery)
+        async with container.uow() as uow:
+            destinations = {d.id: d.channel_id for d in await uow.session.exec(select(Destination))}
+        by_version: dict[int, list[str]] = {}
+        for d in deliveries:
+            assert d.key == f"card:{cid}:{d.destination_id}:v{d.payload['version']}"
+            assert (d.kind, d.status, d.attempts, d.platform) == ("card", "pending", 0, "log")
+            by_version.setdefault(d.payload["version"], []).append(destinations[d.destination_id])
+        assert {v: sorted(channels) for v, channels in by_version.items()} == {
+            1: ["frontline", "ops"], 2: ["frontline", "ops"]}  # the shared channel once per version
+
+        async with container.uow() as uow:  # asking again for the same version adds nothing
+            assert await enqueue_card_syncs(uow, [cid, cid]) == 0
+            await uow.commit()
+        assert len(await rows(container, Delivery)) == 4
+    finally:
+        await container.close()

@@ -7,12 +7,12 @@ SDK's successor stays a one-folder change.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from aiohttp import web
 from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
-from botbuilder.schema import Activity
+from botbuilder.schema import Activity, ChannelAccount
 
 from adapters.teams.bot import UnsiloTeamsBot
 from adapters.teams.sender import TeamsSender
@@ -73,9 +73,27 @@ async def _card_action(request: web.Request, adapter: CloudAdapter, bot: UnsiloT
     body = await request.json()
     if not isinstance(body, dict) or body.get("type") != "invoke" or body.get("name") != "adaptiveCard/action":
         return None
-    activity = Activity().deserialize(body)
+    activity = _card_action_activity(body)
     try:
         await adapter.bot_framework_authentication.authenticate_request(activity, request.headers.get("Authorization", ""))
     except PermissionError as exc:
         raise web.HTTPUnauthorized() from exc
     return web.json_response(await bot.card_action(activity))
+
+
+def _card_action_activity(body: dict[str, Any]) -> Activity:
+    """The parts of a card-click activity that authentication and `card_action` read.
+
+    msrest's `Activity().deserialize` walks every field of the schema (~0.2 ms, a tenth of a
+    click); a click needs its channel, service URL, sender, recipient and value.
+    """
+    def account(raw: Any) -> ChannelAccount | None:
+        if not isinstance(raw, dict):
+            return None
+        return ChannelAccount(id=raw.get("id"), name=raw.get("name"), aad_object_id=raw.get("aadObjectId"),
+                              role=raw.get("role"))
+
+    return Activity(type=body.get("type"), name=body.get("name"), id=body.get("id"),
+                    channel_id=body.get("channelId"), service_url=body.get("serviceUrl"),
+                    from_property=account(body.get("from")), recipient=account(body.get("recipient")),
+                    relates_to=body.get("relatesTo"), value=body.get("value"))
