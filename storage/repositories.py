@@ -49,6 +49,7 @@ def _chunks(values: Sequence[Any], size: int = 5000) -> list[Sequence[Any]]:
 
 # The statements behind every button click, built once: constructing a statement costs
 # more than SQLite takes to run it (see bench/teams_invoke.py).
+LEASE_LOCK = 0x756E73696C6F + 1  # the advisory lock outbox lease rounds take turns on (PostgreSQL)
 _ENQUEUE: dict[str, Any] = {}  # per dialect
 _CARD_SYNCS: dict[str, Any] = {}  # per dialect
 _DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
@@ -744,7 +745,17 @@ class DeliveryRepo(_Repo):
     async def lease_due(
         self, *, platforms: Sequence[str], now: datetime, lease: timedelta, limit: int
     ) -> list[Delivery]:
-        """Take the oldest due pending deliveries for these platforms under a time lease."""
+        """Take the oldest due pending deliveries for these platforms under a time lease.
+
+        A delivery whose card (same conversation and destination) is being sent by someone
+        else right now is left for later: two replicas would otherwise both find no posting
+        and post the same new card twice. On PostgreSQL, lease rounds take turns (a
+        transaction advisory lock) so two rounds never lease siblings at the same moment.
+        """
+        busy = _DELIVERY.alias("busy")
+        sent_elsewhere = select(busy.c.id).where(
+            busy.c.status == "pending", busy.c.conversation_id == Delivery.conversation_id,
+            busy.c.destination_id == Delivery.destination_id, busy.c.locked_until >= now)
         stmt = (
             select(Delivery)
             .where(
@@ -752,12 +763,14 @@ class DeliveryRepo(_Repo):
                 col(Delivery.platform).in_(platforms),
                 col(Delivery.next_attempt_at) <= now,
                 or_(col(Delivery.locked_until).is_(None), col(Delivery.locked_until) < now),
+                ~sent_elsewhere.exists(),
             )
             .order_by(col(Delivery.next_attempt_at), col(Delivery.id))
             .limit(limit)
             .execution_options(populate_existing=True)
         )
-        if self.session.bind is not None and self.session.bind.dialect.name == "postgresql":
+        if _dialect(self.session) == "postgresql":
+            await self.session.exec(select(func.pg_advisory_xact_lock(LEASE_LOCK)))
             stmt = stmt.with_for_update(skip_locked=True)
         rows = list((await self.session.exec(stmt)).all())
         for row in rows:

@@ -183,3 +183,44 @@ any = ["parcel"]
         assert len(await rows(container, Delivery)) == 4
     finally:
         await container.close()
+
+
+async def test_two_workers_never_post_the_same_new_card_twice(make_container) -> None:
+    """Replicas: while one worker is posting a card, another must not post the same card again."""
+    import asyncio
+
+    first, second = make_container(), make_container()
+    await first.prepare()
+    await second.prepare()
+    try:
+        cid = (await first.ingest([make_incoming(source="feed", external_id="1", text="nice day")])).new_ids[0]
+        posted: list[Job] = []
+        gate, started = asyncio.Event(), asyncio.Event()
+
+        class Slow(Recorder):
+            async def send(self, job: Job) -> Sent:
+                started.set()
+                await gate.wait()  # the platform takes its time with the first post
+                posted.append(job)
+                return Sent(message_id=job.message_id or "m1")
+
+        class Fast(Recorder):
+            async def send(self, job: Job) -> Sent:
+                posted.append(job)
+                return Sent(message_id=job.message_id or f"m{len(posted)}")
+
+        slow = asyncio.create_task(first.worker().__class__(first.uow, {"log": Slow()}).run_once())
+        await asyncio.wait_for(started.wait(), 10)
+        await second.bus.handle(c.Claim(cid, alice))  # a newer version of the same card is due now
+        other = second.worker().__class__(second.uow, {"log": Fast()})
+        await other.run_once()
+        assert posted == []  # the card being posted elsewhere is left alone
+        gate.set()
+        await slow
+        await other.run_until_idle()
+        assert [j.message_id for j in posted] == [None, "m1"]  # one post, then an update to it
+        assert posted[-1].card.status == "claimed"
+        assert len(await rows(first, Posting)) == 1
+    finally:
+        await first.close()
+        await second.close()
