@@ -101,6 +101,23 @@ async def test_claim_from_the_card_answers_with_the_refreshed_card_and_updates_t
     assert "Claimed by Alice" in card_text(update.body)
 
 
+async def test_a_post_of_thousands_of_emoji_is_cut_to_fit_and_teams_accepts_it(teams: TeamsHarness, card_schema) -> None:
+    """Teams refuses messages over 40 KB (as UTF-16) with 413; the stand-in does too."""
+    await link_support(teams)
+    cid = await ingest(teams, text="refund " + "😡" * 2990)
+    await teams.deliver()
+    (created,) = teams.connector.calls_to("create")
+    assert created.status in (200, 201), created.response  # not 413 MessageSizeTooBig
+    card = created.body["activity"]["attachments"][0]["content"]
+    card_schema.validate(card)
+    assert f"#{cid}" in card_text(card) and "😡…" in card_text(card)
+    status, body = await teams.invoke("claim", cid, user="aad-alice", name="Alice")
+    assert status == 200 and "Claimed by Alice" in card_text(body["value"])
+    await teams.deliver()
+    (update,) = teams.connector.calls_to("update")
+    assert update.status == 200, update.response
+
+
 async def test_two_people_invoke_claim_at_once_one_wins_the_other_sees_who(teams: TeamsHarness) -> None:
     cid = await ingest(teams)
     (a_status, a_body), (b_status, b_body) = await asyncio.gather(

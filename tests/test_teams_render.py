@@ -37,9 +37,10 @@ NASTY = [
     "line1\nline2\r\n\tline3",
     "\n" * 500,
     "   ",
+    "😀" * 5000,  # an emoji goes on the wire as 12 characters (\\ud83d\\ude00)
+    "\u202e" * 3000 + "💩" * 1000,
 ]
 MAX_STRING = 4000
-MAX_CARD_BYTES = 28_000
 
 
 # --- checking what we render -------------------------------------------------------
@@ -89,8 +90,8 @@ def runs_text(node: Any) -> str:
     return "".join(run["text"] for run in of_type(node, "TextRun"))
 
 
-def check_card(card_json: dict[str, Any], *, max_bytes: int = MAX_CARD_BYTES) -> None:
-    """Schema-valid, JSON round-trips, markdown only in our labels, no mention markup, bounded."""
+def check_card(card_json: dict[str, Any]) -> None:
+    """Schema-valid, JSON round-trips, markdown only in our labels, no mention markup, within Teams' size."""
     assert card_json["type"] == "AdaptiveCard" and card_json["version"] == "1.5"
     assert card_json["$schema"] == render.CARD_SCHEMA
     assert_valid(card_json)
@@ -101,7 +102,7 @@ def check_card(card_json: dict[str, Any], *, max_bytes: int = MAX_CARD_BYTES) ->
         assert "<at" not in run["text"].lower(), run["text"][:80]
         assert all(ch in "\n\t" or ord(ch) >= 0x20 and not 0x7F <= ord(ch) <= 0x9F for ch in run["text"])
     assert all(len(s) <= MAX_STRING for s in strings(card_json))
-    assert len(json.dumps(card_json, ensure_ascii=False).encode()) <= max_bytes
+    assert len(json.dumps(card_json)) <= render.MAX_CARD_JSON  # as sent: non-ASCII escaped
     for execute in of_type(card_json, "Action.Execute"):
         verb, conversation_id = codec.decode(execute["data"])
         assert verb == execute["verb"]
@@ -170,6 +171,19 @@ def test_long_text_is_cut() -> None:
     assert len(text) == render.MAX_TEXT and text.endswith("…")
 
 
+def test_emoji_text_is_cut_to_fit_teams_message_size() -> None:
+    """3,000 emoji pass the character caps but weigh 36,000 characters on the wire: the card is cut to fit."""
+    card_json = render.card(make_card(text="😀" * 3000, title="🔥" * 250), outcomes=DEFAULT_OUTCOMES)
+    check_card(card_json)
+    text = next(r["text"] for r in of_type(card_json, "TextRun") if r["text"].startswith("😀"))
+    assert text.endswith("…") and 500 < len(text) < 3000  # cut, yet still most of what fits
+    assert {"claim", "reply", "note", "dismiss", "open"} <= set(top_actions(card_json))  # every button kept
+    lines = tuple("💩" * 4000 for _ in range(80))
+    notice_json = render.notice_card(Notice(title="Digest", lines=lines))
+    check_card(notice_json)
+    assert runs_text(notice_json).startswith("Digest")
+
+
 def test_buttons_by_status() -> None:
     expected = {
         Status.OPEN: {"claim", "reply", "note", "dismiss", "open"},
@@ -236,7 +250,7 @@ def test_untrusted_text_is_inert(text: str, title: str, author: str, tag: str, r
     history = (HistoryLine(at=NOW, actor=author, kind="noted", detail=text),)
     result_json = render.result_card(Result(text, card=c, cards=(c, make_card(id=7, title=title)), history=history),
                                      outcomes=DEFAULT_OUTCOMES)
-    check_card(result_json, max_bytes=64_000)
+    check_card(result_json)
     check_card(render.text_card(text))
 
 
@@ -262,7 +276,7 @@ def test_result_order_and_list() -> None:
     history = tuple(HistoryLine(at=NOW, actor="Bob", kind="noted", detail=f"d{i}") for i in range(3))
     result = Result("Here you go", card=make_card(), cards=listed, history=history)
     card_json = render.result_card(result, outcomes=DEFAULT_OUTCOMES)
-    check_card(card_json, max_bytes=64_000)
+    check_card(card_json)
     shown = runs_text(card_json)
     assert shown.index("Here you go") < shown.index("#1 · open · Ann Customer: t1") < shown.index("I ordered") < shown.index("d0")
     assert "#20 · " in shown and "#21 · " not in shown and "…and 5 more" in shown
@@ -304,9 +318,9 @@ def test_notices_and_reply_states_are_inert_and_schema_valid(title: str, lines: 
     notice = Notice(title=title, lines=tuple(lines), mentions=("teams:aad-1",),
                     links=((title, "https://forum.example/t/1"), ("x", "javascript:alert(1)")))
     card_json = render.notice_card(notice)
-    check_card(card_json, max_bytes=200_000)
+    check_card(card_json)
     assert [a["url"] for a in of_type(card_json, "Action.OpenUrl")] == ["https://forum.example/t/1"]
-    check_card(render.result_card(Result(title, notice=notice), outcomes=DEFAULT_OUTCOMES), max_bytes=200_000)
+    check_card(render.result_card(Result(title, notice=notice), outcomes=DEFAULT_OUTCOMES))
     buttons = (Button("Approve reply", "approve", 42, "primary"), Button("Reject reply", "reject", 42, "danger"))
     check_card(render.card(make_card(reply_status=status, reply_note=note, buttons=buttons), outcomes=DEFAULT_OUTCOMES))
 

@@ -8,6 +8,7 @@ written here (`LABELS`). Every string is cleaned and cut to a limit here, once.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import unicodedata
@@ -25,7 +26,12 @@ CARD_VERSION = "1.5"
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 MESSAGE_CONTENT_TYPE = "application/vnd.microsoft.activity.message"
 
-# Our caps, so one field cannot crowd out the others (Teams rejects messages over ~28 KB).
+# Teams refuses a bot message over its size limit with 413 MessageSizeTooBig (40 KB counted
+# as UTF-16 in Microsoft's docs, ~28 KB in others). The card's JSON as it goes on the wire
+# (non-ASCII escaped, an emoji = 12 characters) is kept under this many characters, so that
+# even counted as UTF-16 it stays under 40 KB with the activity around it.
+MAX_CARD_JSON = 18_000
+# Our caps, so one field cannot crowd out the others.
 MAX_TEXT = 3000
 MAX_MESSAGE_TEXT = 4000
 MAX_TITLE = 250
@@ -123,13 +129,37 @@ def _when(at: datetime | None) -> str:
 
 
 def _envelope(body: list[dict[str, Any]], actions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {
+    return _fit({
         "type": "AdaptiveCard",
         "version": CARD_VERSION,
         "$schema": CARD_SCHEMA,
         "body": body,
         "actions": actions or [],
-    }
+    })
+
+
+def _fit(card_json: dict[str, Any]) -> dict[str, Any]:
+    """The card within `MAX_CARD_JSON`: the longest text runs are halved (ending in "…") until
+    it fits, then, if runs are already tiny, trailing blocks are dropped. Per-field caps make
+    this rare: it takes text that escapes large, such as thousands of emoji.
+    """
+    size = len(json.dumps(card_json))
+    if size <= MAX_CARD_JSON:
+        return card_json
+    original, body = size, card_json["body"]
+    runs = [inline for block in body for inline in block.get("inlines", ()) if inline.get("type") == "TextRun"]
+    wire = {id(run): len(json.dumps(run["text"])) for run in runs}
+    while size > MAX_CARD_JSON:
+        longest = max(runs, key=lambda run: wire[id(run)], default=None)
+        if longest is None or len(longest["text"]) <= 8:
+            break
+        longest["text"] = _cut(longest["text"], len(longest["text"]) // 2)
+        before, wire[id(longest)] = wire[id(longest)], len(json.dumps(longest["text"]))
+        size -= before - wire[id(longest)]
+    while len(json.dumps(card_json)) > MAX_CARD_JSON and len(body) > 1:
+        body.pop()
+    logger.info("Teams card cut to fit %s characters of JSON (was %s)", MAX_CARD_JSON, original)
+    return card_json
 
 
 # --- actions -----------------------------------------------------------------------

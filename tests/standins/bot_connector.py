@@ -87,6 +87,10 @@ WRITE_ROUTES = frozenset({"create", "send", "reply", "update", "delete"})
 _FAILURE_CODES = {400: "BadArgument", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
                   412: "PreconditionFailed", 413: "MessageSizeTooBig", 429: "Throttled"}
 
+#: Teams' bot message size limit, counted over the body as UTF-16 (Microsoft's "format your
+#: bot messages" page; 40 KB in most of its versions).
+MAX_MESSAGE_BYTES = 40 * 1024
+
 #: HTTP statuses whose answers carry ``Retry-After``.
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 
@@ -225,6 +229,7 @@ class BotConnectorStandIn(RecordingStandIn):
         threaded: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
+        max_message_bytes: int | None = MAX_MESSAGE_BYTES,
     ) -> None:
         """Configure the stand-in; nothing listens until `start`.
 
@@ -247,6 +252,8 @@ class BotConnectorStandIn(RecordingStandIn):
                 blocked loop cannot give. State may be read from the test as usual.
             host: Interface to listen on.
             port: Port to listen on; 0 picks a free one.
+            max_message_bytes: Refuse a posted or updated activity whose body, counted as
+                UTF-16 as Teams counts it, is larger (413 ``MessageSizeTooBig``); ``None``: no limit.
         """
         if rate_limit_per_conversation is not None and rate_limit_per_conversation <= 0:
             raise ValueError("rate_limit_per_conversation must be positive or None")
@@ -264,6 +271,7 @@ class BotConnectorStandIn(RecordingStandIn):
         self.expected_token = expected_token
         self.tenant_id = tenant_id
         self.threaded = threaded
+        self.max_message_bytes = max_message_bytes
         self._prefix = "/" + base_path.strip("/") if base_path.strip("/") else ""
         self._host = host
         self._port = port
@@ -603,6 +611,11 @@ class BotConnectorStandIn(RecordingStandIn):
             if token is None or (self.expected_token is not None and token != self.expected_token):
                 raise _ConnectorError(401, "Unauthorized", _DENIED["message"], body=dict(_DENIED))
         self._injected_failure(call.route)
+        if self.max_message_bytes is not None and call.route in ("create", "send", "reply", "update"):
+            size = len(json.dumps(call.body).encode("utf-16-le"))
+            if size > self.max_message_bytes:
+                raise _ConnectorError(413, "MessageSizeTooBig",
+                                      f"the message is {size} bytes as UTF-16; the limit is {self.max_message_bytes}")
         if call.route in self.rate_limited_routes:
             self._rate_limit(self._rate_key(call))
         result = self._routes[call.route](call)
