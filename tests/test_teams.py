@@ -255,6 +255,16 @@ async def test_a_throttled_card_update_waits_for_retry_after_and_still_arrives_o
     assert len(updates) == 1 and "Claimed by Alice" in card_text(updates[0].body)
 
 
+async def test_a_card_teams_finds_too_big_fails_at_once_instead_of_retrying(teams: TeamsHarness) -> None:
+    await link_support(teams)
+    await ingest(teams)
+    teams.connector.fail_next("create", status=413)
+    await teams.deliver()
+    assert len(teams.connector.calls_to("create")) == 1  # not tried again: it would be refused again
+    async with teams.container.uow() as uow:
+        assert await uow.deliveries.pending_on("teams") == []
+
+
 async def test_escalations_go_under_the_card_and_reminders_to_the_owner_in_a_one_to_one_chat(
         teams: TeamsHarness, card_schema) -> None:
     await link_support(teams)
