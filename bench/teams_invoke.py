@@ -6,7 +6,10 @@ click also creates them) against the running service, then the same
 against a bare botbuilder 4.17.1 bot on CloudAdapter that returns a static card; both on
 loopback, same run, no authentication (empty app id). Prints p50/p99 and the ratio.
 
-    .venv/bin/python -m bench.teams_invoke [--invokes 1000] [--concurrency 50]
+    .venv/bin/python -m bench.teams_invoke [--invokes 1000] [--concurrency 50] [--database URL]
+
+`--database postgresql://postgres@127.0.0.1:5432/test` runs it on PostgreSQL, in a
+schema of its own that is dropped afterwards.
 """
 
 from __future__ import annotations
@@ -15,7 +18,12 @@ import argparse
 import asyncio
 import json
 import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+
+import asyncpg
 
 from aiohttp import web
 from botbuilder.core import TurnContext
@@ -66,9 +74,26 @@ async def bare_bot() -> tuple[web.AppRunner, str]:
     return runner, f"{url}/api/messages"
 
 
-async def main(invokes: int, concurrency: int) -> None:
+@asynccontextmanager
+async def store(database: str | None) -> AsyncIterator[str | None]:
+    """None (a SQLite file), or a fresh schema on the PostgreSQL server at `database`."""
+    if not database:
+        yield None
+        return
+    dsn = database.replace("postgresql+asyncpg://", "postgresql://")
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        yield f"{database}?search_path={schema}"
+    finally:
+        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await conn.close()
+
+
+async def main(invokes: int, concurrency: int, database: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        async with running_teams(Path(tmp)) as unsilo:
+        async with store(database) as url, running_teams(Path(tmp), database_url=url) as unsilo:
             items = [make_incoming(source="bench", external_id=str(i), text=f"refund {i}") for i in range(invokes + 1)]
             ids = (await unsilo.container.ingest(items)).new_ids
             url = f"{unsilo.url}/api/messages"
@@ -82,7 +107,8 @@ async def main(invokes: int, concurrency: int) -> None:
                                   concurrency)
             finally:
                 await runner.cleanup()
-    print(f"{invokes} adaptiveCard/action invokes, {concurrency} concurrent, loopback, SQLite store")
+    print(f"{invokes} adaptiveCard/action invokes, {concurrency} concurrent, loopback, "
+          f"{'PostgreSQL' if database else 'SQLite'} store")
     ours_p50, _ = summary("unsilo (claim + refreshed card)", ours)
     bare_p50, _ = summary("bare botbuilder (static card)", bare)
     print(f"ratio unsilo/bare p50: {ours_p50 / bare_p50:.2f}x (goal <= 0.3x)")
@@ -92,5 +118,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--invokes", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--database", default=None, help="a PostgreSQL URL (default: a SQLite file)")
     args = parser.parse_args()
-    asyncio.run(main(args.invokes, args.concurrency))
+    asyncio.run(main(args.invokes, args.concurrency, args.database))

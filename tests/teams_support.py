@@ -112,7 +112,7 @@ class TeamsHarness:
 
 
 @asynccontextmanager
-async def running_teams(tmp_path: Path, *, app_id: str = "", with_slack: bool = False,
+async def running_teams(tmp_path: Path, *, app_id: str = "", with_slack: bool = False, database_url: str | None = None,
                         **connector: Any) -> AsyncIterator[TeamsHarness]:
     """The whole service on a free loopback port with Teams enabled (no auth unless `app_id`)."""
     config_path = tmp_path / "teams.toml"
@@ -121,7 +121,7 @@ async def running_teams(tmp_path: Path, *, app_id: str = "", with_slack: bool = 
         bot_connector = await stack.enter_async_context(BotConnectorStandIn(**connector))
         slack = await stack.enter_async_context(SlackStandIn()) if with_slack else None
         settings = Settings(
-            database_url=f"sqlite+aiosqlite:///{tmp_path / 'teams.db'}", teams_app_id=app_id, teams_local=not app_id,
+            database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'teams.db'}", teams_app_id=app_id, teams_local=not app_id,
             **({"slack_bot_token": TOKEN, "slack_signing_secret": SECRET, "slack_api_url": slack.url} if slack else {}))
         container = build(settings, config=load_config(config_path))
         runner, url = await serve(create_app(container, run_worker=False))
