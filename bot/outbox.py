@@ -94,15 +94,22 @@ async def enqueue_card_syncs(uow: UnitOfWork, conversation_ids: Iterable[int]) -
 
 def notice_payload(notice: Notice) -> dict[str, Any]:
     """A notice as a delivery payload (JSON)."""
-    return {"notice": {"title": notice.title, "lines": list(notice.lines), "mentions": list(notice.mentions),
+    return {"notice": {"title": notice.title, "lines": list(notice.lines), "mentions": [list(m) for m in notice.mentions],
                        "links": [list(link) for link in notice.links]}}
+
+
+def _mention_of(raw: Any) -> tuple[str, str]:
+    """(key, name) from a payload's mention: a pair, or a bare key (payloads written before names)."""
+    if isinstance(raw, (list, tuple)) and len(raw) == 2:
+        return str(raw[0]), str(raw[1])
+    return str(raw), ""
 
 
 def notice_of(payload: Mapping[str, Any]) -> Notice:
     """The notice a delivery payload carries (see `notice_payload`)."""
     raw = payload.get("notice") or {}
     return Notice(title=str(raw.get("title", "")), lines=tuple(str(x) for x in raw.get("lines", ())),
-                  mentions=tuple(str(x) for x in raw.get("mentions", ())),
+                  mentions=tuple(_mention_of(m) for m in raw.get("mentions", ())),
                   links=tuple((str(a), str(b)) for a, b in raw.get("links", ())))
 
 
@@ -129,8 +136,7 @@ async def _settle_reply(uow: UnitOfWork, delivery: Delivery, *, error: str | Non
     else:
         await uow.replies.decide(reply, expected="sending", status="failed", error=error[:2048])
         kind, data = "reply_failed", {"reply_id": reply.id, "error": error[:500]}
-        mentions = tuple(f"{i.platform}:{i.user_id}" for i in await uow.people.identities(reply.author_id)) \
-            if reply.author_id else ()
+        mentions = await uow.people.mentions_of(reply.author_id) if reply.author_id else ()
         await enqueue_thread_notice(uow, reply.conversation_id, Notice(
             title=f"Your reply to #{reply.conversation_id} could not be delivered",
             lines=(f"After {delivery.attempts} tries the source's reply endpoint still refused it: {error[:300]}",

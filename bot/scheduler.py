@@ -237,7 +237,7 @@ async def _escalate(uow: UnitOfWork, conversation: Conversation, sla: int) -> No
     assert conversation.id is not None
     departments = await uow.conversations.departments_of(conversation.id)
     managers = sorted({m for d in departments for m in d.managers})
-    mentions = await uow.people.mention_keys(managers)
+    mentions = await uow.people.mentionable(managers)
     notice = Notice(
         title=f"#{conversation.id} is still unclaimed after its {sla}-minute SLA",
         lines=(f"“{_title(conversation)}” from {conversation.author_name or 'a customer'} via {conversation.source}",

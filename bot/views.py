@@ -58,12 +58,13 @@ class Notice:
     """A message that is not a card: a digest, an escalation, a reminder, a delivery failure.
 
     Every string is plain text (renderers escape it: digests quote customer text);
-    `mentions` are people to notify, as "platform:user_id"; `links` are (label, url).
+    `mentions` are people to notify, as ("platform:user_id", display name) (Slack needs
+    the id, Teams the name as well; the name may be ""); `links` are (label, url).
     """
 
     title: str
     lines: tuple[str, ...] = ()
-    mentions: tuple[str, ...] = ()
+    mentions: tuple[tuple[str, str], ...] = ()
     links: tuple[tuple[str, str], ...] = ()
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, Table, bindparam, cast, func, literal_column, or_, true, update
+from sqlalchemy import String, Table, and_, bindparam, cast, func, literal_column, or_, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
@@ -375,18 +375,29 @@ class PersonRepo(_Repo):
         stmt = select(Identity).where(Identity.person_id == person_id)
         return list((await self.session.exec(stmt)).all())
 
-    async def mention_keys(self, keys: Iterable[str]) -> tuple[str, ...]:
-        """"platform:user_id" of everyone named by these keys (platform ids, bare user ids, emails, names)."""
+    async def mentionable(self, keys: Iterable[str]) -> tuple[tuple[str, str], ...]:
+        """("platform:user_id", display name) of everyone named by these keys (platform ids, bare user ids,
+        emails, names); a platform id of nobody known yet comes with an empty name."""
         keys = [k for k in keys if k]
         direct = {k for k in keys if k.split(":", 1)[0] in ("slack", "teams") and ":" in k}
         loose = [k for k in keys if k not in direct]
-        found: set[str] = set(direct)
+        found: dict[str, str] = dict.fromkeys(direct, "")
+        conditions = []
         if loose:
-            stmt = (select(Identity).join(Person, col(Person.id) == Identity.person_id)
-                    .where(or_(col(Identity.user_id).in_(loose), col(Person.email).in_(loose),
-                               col(Person.name).in_(loose))))
-            found.update(f"{i.platform}:{i.user_id}" for i in (await self.session.exec(stmt)).all())
-        return tuple(sorted(found))
+            conditions += [col(Identity.user_id).in_(loose), col(Person.email).in_(loose), col(Person.name).in_(loose)]
+        if direct:
+            conditions += [and_(Identity.platform == platform, Identity.user_id == user_id)
+                           for platform, _, user_id in (k.partition(":") for k in sorted(direct))]
+        if conditions:
+            stmt = select(Identity, Person.name).join(Person, col(Person.id) == Identity.person_id).where(or_(*conditions))
+            found.update((f"{i.platform}:{i.user_id}", name) for i, name in (await self.session.exec(stmt)).all())
+        return tuple(sorted(found.items()))
+
+    async def mentions_of(self, person_id: int) -> tuple[tuple[str, str], ...]:
+        """("platform:user_id", display name) for each of a person's accounts."""
+        stmt = select(Identity, Person.name).join(Person, col(Person.id) == Identity.person_id).where(
+            Identity.person_id == person_id)
+        return tuple(sorted((f"{i.platform}:{i.user_id}", name) for i, name in (await self.session.exec(stmt)).all()))
 
     async def by_identity(self, platform: str, user_id: str) -> Person | None:
         """The person behind a platform account, if known."""

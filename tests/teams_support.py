@@ -71,7 +71,8 @@ class TeamsHarness:
             is_json = response.content_type == "application/json" and text
             return response.status, (json.loads(text) if is_json else text or None)
 
-    async def mention(self, text: str, *, user: str = "aad-alice", channel: str = CHANNEL) -> tuple[int, Any]:
+    async def mention(self, text: str, *, user: str = "aad-alice", channel: str = CHANNEL,
+                      name: str | None = None) -> tuple[int, Any]:
         """A new channel post that @mentions the bot (from the recorded channel mention)."""
         activity = sample("message.channel.mention.json")
         activity_id = str(uuid.uuid4().int)[:13]
@@ -81,7 +82,7 @@ class TeamsHarness:
         activity["recipient"] = {"id": BOT, "name": "Unsilo"}
         activity["entities"][0].update(text="<at>Unsilo</at>", mentioned={"id": BOT, "name": "Unsilo"})
         activity["attachments"] = []
-        self._user(activity, user)
+        self._user(activity, user, name)
         return await self.send(activity)
 
     async def thread_reply(self, root_id: str, text: str, *, user: str = "aad-bob", channel: str = CHANNEL,

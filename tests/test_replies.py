@@ -183,7 +183,7 @@ async def test_a_reply_that_never_gets_through_is_shown_and_told_to_its_author(
     assert shown.card.reply_note.startswith("Reply could NOT be delivered: ")
     log = container.senders["log"]
     notices = [job for job in log.sent if job.kind == "notice"]  # type: ignore[attr-defined]
-    assert len(notices) == 1 and "slack:alice" in notices[0].payload["notice"]["mentions"]
+    assert len(notices) == 1 and ["slack:alice", "Alice"] in notices[0].payload["notice"]["mentions"]
     assert "could not be delivered" in notices[0].payload["notice"]["title"]
 
 

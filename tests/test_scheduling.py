@@ -67,7 +67,7 @@ async def test_an_unclaimed_conversation_past_its_sla_is_escalated_once_even_acr
     assert [d.conversation_id for d in escalations] == [cid]
     notice = escalations[0].payload["notice"]
     assert "still unclaimed after its 120-minute SLA" in notice["title"]
-    assert notice["mentions"] == ["slack:carol"]
+    assert notice["mentions"] == [["slack:carol", "Carol"]]
     assert len(await _events(container, "escalated")) == 1
 
     await container.worker().run_until_idle()

@@ -490,7 +490,7 @@ def test_a_held_reply_shows_on_the_card_with_approve_and_reject() -> None:
 
 def test_a_notice_mentions_only_real_slack_ids_and_escapes_everything_else() -> None:
     notice = Notice(title="#7 is still unclaimed <!here>", lines=("“<@U999> <https://evil|click>” & more",) * 3,
-                    mentions=("slack:UCAROL", "teams:aad-1", "slack:<!channel>"),
+                    mentions=(("slack:UCAROL", "Carol"), ("teams:aad-1", "Ann"), ("slack:<!channel>", "all")),
                     links=(("#7 original", "https://forum.example/t/7"), ("bad", "javascript:alert(1)")))
     message = notice_message(notice)
     check_message(message)

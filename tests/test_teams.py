@@ -268,6 +268,7 @@ async def test_a_card_teams_finds_too_big_fails_at_once_instead_of_retrying(team
 async def test_escalations_go_under_the_card_and_reminders_to_the_owner_in_a_one_to_one_chat(
         teams: TeamsHarness, card_schema) -> None:
     await link_support(teams)
+    await teams.mention("mine", user="aad-manager", name="Maria Manager")  # the support manager, known by now
     escalated = await ingest(teams, text="refund please, it is broken", external_id="e")
     reminded = await ingest(teams, text="broken again, refund", external_id="r")
     await teams.invoke("claim", reminded, user="aad-alice", name="Alice")
@@ -287,8 +288,11 @@ async def test_escalations_go_under_the_card_and_reminders_to_the_owner_in_a_one
     in_thread = [s for s in sends if ";messageid=" in (s.conversation_id or "")]
     assert len(in_thread) == 1 and in_thread[0].conversation_id.startswith(CHANNEL)
     escalation = in_thread[0].body["attachments"][0]["content"]
-    card_schema.validate(escalation)
+    card_schema.validate({k: v for k, v in escalation.items() if k != "msteams"})  # Teams' extension, outside the schema
     assert f"#{escalated} is still unclaimed" in card_text(escalation)
+    assert "<at>Maria Manager</at>" in card_text(escalation)  # the manager is pinged
+    assert escalation["msteams"]["entities"] == [
+        {"type": "mention", "text": "<at>Maria Manager</at>", "mentioned": {"id": "aad-manager", "name": "Maria Manager"}}]
 
     chats = [c for c in teams.connector.calls_to("create") if c.body.get("members")]
     assert len(chats) == 1 and chats[0].body["members"][0]["id"] == "aad-alice"

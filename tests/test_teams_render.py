@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
@@ -94,10 +95,12 @@ def check_card(card_json: dict[str, Any]) -> None:
     """Schema-valid, JSON round-trips, markdown only in our labels, no mention markup, within Teams' size."""
     assert card_json["type"] == "AdaptiveCard" and card_json["version"] == "1.5"
     assert card_json["$schema"] == render.CARD_SCHEMA
-    assert_valid(card_json)
+    entities = check_mentions(card_json)
+    assert_valid({k: v for k, v in card_json.items() if k != "msteams"})  # Teams' extension is outside the schema
     assert json.loads(json.dumps(card_json)) == card_json
+    mention_line = " ".join(e["text"] for e in entities)
     for block in of_type(card_json, "TextBlock"):
-        assert block["text"] in render.LABELS, block["text"][:80]
+        assert block["text"] in render.LABELS or entities and block["text"] == mention_line, block["text"][:80]
     for run in of_type(card_json, "TextRun"):
         assert "<at" not in run["text"].lower(), run["text"][:80]
         assert all(ch in "\n\t" or ord(ch) >= 0x20 and not 0x7F <= ord(ch) <= 0x9F for ch in run["text"])
@@ -106,6 +109,21 @@ def check_card(card_json: dict[str, Any]) -> None:
     for execute in of_type(card_json, "Action.Execute"):
         verb, conversation_id = codec.decode(execute["data"])
         assert verb == execute["verb"]
+
+
+def check_mentions(card_json: dict[str, Any]) -> list[dict[str, Any]]:
+    """`msteams.entities` shaped as in the reference outgoing message; each a plain name in `<at>`."""
+    if "msteams" not in card_json:
+        return []
+    sample = json.loads((reference_dir() / "teams" / "outgoing.message.adaptive_card_mentions.json").read_text())
+    (reference,) = {json.dumps(sorted(e)) for e in sample["attachments"][0]["content"]["msteams"]["entities"]}
+    entities = card_json["msteams"]["entities"]
+    assert set(card_json["msteams"]) == {"entities"} and entities
+    for entity in entities:
+        assert json.dumps(sorted(entity)) == reference and set(entity["mentioned"]) == {"id", "name"}
+        assert entity["type"] == "mention" and entity["text"] == f"<at>{entity['mentioned']['name']}</at>"
+        assert re.fullmatch(r"[\w .'-]{1,80}", entity["mentioned"]["name"]) and "_" not in entity["mentioned"]["name"]
+    return entities
 
 
 def top_actions(card_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -315,14 +333,29 @@ def test_strip_mentions_leftover_markup() -> None:
     ["pending_approval", "recorded", "failed", "rejected", "sent"]))
 def test_notices_and_reply_states_are_inert_and_schema_valid(title: str, lines: list[str], note: str,
                                                              status: str) -> None:
-    notice = Notice(title=title, lines=tuple(lines), mentions=("teams:aad-1",),
+    notice = Notice(title=title, lines=tuple(lines), mentions=(("teams:aad-1", title), ("slack:U1", "x")),
                     links=((title, "https://forum.example/t/1"), ("x", "javascript:alert(1)")))
     card_json = render.notice_card(notice)
     check_card(card_json)
     assert [a["url"] for a in of_type(card_json, "Action.OpenUrl")] == ["https://forum.example/t/1"]
+    assert [e["mentioned"]["id"] for e in card_json["msteams"]["entities"]] == ["aad-1"]  # Slack's are not Teams' to ping
     check_card(render.result_card(Result(title, notice=notice), outcomes=DEFAULT_OUTCOMES))
     buttons = (Button("Approve reply", "approve", 42, "primary"), Button("Reject reply", "reject", 42, "danger"))
     check_card(render.card(make_card(reply_status=status, reply_note=note, buttons=buttons), outcomes=DEFAULT_OUTCOMES))
+
+
+def test_a_notice_mentions_teams_people_by_name_and_id_and_nobody_else() -> None:
+    notice = Notice(title="#7 is still unclaimed", lines=("Managers: please claim it",),
+                    mentions=(("teams:aad-carol", "Carol *Boss* [x](https://evil)"), ("teams:aad-dan", ""),
+                              ("slack:UCAROL", "Carol"), ("teams:<at>x</at>", "Mallory")))
+    card_json = render.notice_card(notice)
+    check_card(card_json)
+    assert card_json["msteams"]["entities"] == [
+        {"type": "mention", "text": "<at>Carol Boss x https evil</at>", "mentioned": {"id": "aad-carol", "name": "Carol Boss x https evil"}},
+        {"type": "mention", "text": "<at>team member</at>", "mentioned": {"id": "aad-dan", "name": "team member"}},
+    ]
+    assert of_type(card_json, "TextBlock")[-1]["text"] == "<at>Carol Boss x https evil</at> <at>team member</at>"
+    assert "msteams" not in render.notice_card(Notice(title="digest", mentions=(("slack:UCAROL", "Carol"),)))
 
 
 def test_a_held_reply_offers_approve_and_a_reject_reason() -> None:

@@ -308,7 +308,7 @@ def _mention(identity: str) -> str:
 
 def notice_blocks(notice: Notice) -> list[dict[str, Any]]:
     """A notice (digest, escalation, reminder, failed reply) as blocks; every line escaped."""
-    mentions = " ".join(m for m in (_mention(i) for i in notice.mentions) if m)
+    mentions = " ".join(m for m in (_mention(key) for key, _ in notice.mentions) if m)
     blocks: list[dict[str, Any]] = [_section(f"*{_esc(notice.title, MAX_TITLE, empty='Unsilo')}*"
                                              + (f"\n{mentions}" if mentions else ""))]
     body: list[str] = []
@@ -330,7 +330,7 @@ def notice_blocks(notice: Notice) -> list[dict[str, Any]]:
 
 def notice_message(notice: Notice) -> dict[str, Any]:
     """`{"text", "blocks"}` of a notice, for chat.postMessage."""
-    mentions = " ".join(m for m in (_mention(i) for i in notice.mentions) if m)
+    mentions = " ".join(m for m in (_mention(key) for key, _ in notice.mentions) if m)
     fallback = _cut(f"{mentions} {_esc(notice.title, MAX_TITLE, empty='Unsilo')}".strip(), MAX_FALLBACK_TEXT)
     return {"text": fallback, "blocks": notice_blocks(notice)}
 

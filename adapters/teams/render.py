@@ -55,6 +55,8 @@ ZWSP = "\u200b"
 _HTTP_URL = re.compile(r"^https?://[^\s]+$", re.IGNORECASE)
 _AT_TAG = re.compile(r"<(?=at)", re.IGNORECASE)
 _AT_MARKUP = re.compile(r"<at\b[^>]*>.*?</at\s*>|</?at\b[^>]*>", re.IGNORECASE | re.DOTALL)
+_TEAMS_USER = re.compile(r"[\w:.@-]{1,200}")  # an AAD object id, a 29: id or a UPN
+_NOT_IN_NAME = re.compile(r"[^\w .'-]|_")
 _STYLES = {"primary": "positive", "danger": "destructive"}
 _EXECUTE = ("claim", "release", "approve", "posted")
 # verb -> (input label, submit title, placeholder)
@@ -395,7 +397,7 @@ def _message(text: str | None) -> list[dict[str, Any]]:
 
 
 def _notice_body(notice: Notice) -> list[dict[str, Any]]:
-    """A notice's title and lines as inert runs; Teams mentions are written as names, never as markup."""
+    """A notice's title and lines as inert runs (its mentions are added by `notice_card`)."""
     body = [_rich(_run(safe(notice.title, MAX_FIELD, empty="Unsilo"), weight="Bolder", size="Medium"))]
     body += [_rich(_run(safe(line, MAX_MESSAGE_TEXT) or " "), spacing="None") for line in notice.lines[:80]]
     return body
@@ -409,7 +411,29 @@ def notice_card(notice: Notice) -> dict[str, Any]:
         if safe_url:
             actions.append({"type": "Action.OpenUrl", "title": _cut(_clean(label).strip() or "Open", MAX_ACTION_TITLE),
                             "url": safe_url})
-    return _envelope(_notice_body(notice), actions)
+    mention_line, entities = _mentions(notice.mentions)
+    card_json = _envelope(_notice_body(notice) + ([mention_line] if mention_line else []), actions)
+    if entities:
+        card_json["msteams"] = {"entities": entities}  # Teams' own extension of the card: who is pinged
+    return card_json
+
+
+def _mentions(mentions: Sequence[tuple[str, str]]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The Teams people among `mentions` as one TextBlock of `<at>Name</at>`, and their mention entities.
+
+    The only markup a card carries: built here from a display name reduced to letters,
+    digits, spaces and . ' - (never from customer text), matched to an entity by its text.
+    """
+    entities: list[dict[str, Any]] = []
+    for key, name in mentions:
+        platform, _, user_id = key.partition(":")
+        if platform != "teams" or not _TEAMS_USER.fullmatch(user_id):
+            continue
+        shown = _cut(" ".join(_NOT_IN_NAME.sub(" ", _clean(name)).split()), MAX_NAME) or "team member"
+        entities.append({"type": "mention", "text": f"<at>{shown}</at>", "mentioned": {"id": user_id, "name": shown}})
+    if not entities:
+        return None, []
+    return {"type": "TextBlock", "text": " ".join(e["text"] for e in entities), "wrap": True}, entities
 
 
 def result_card(result: Result, *, outcomes: Sequence[str]) -> dict[str, Any]:
