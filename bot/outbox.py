@@ -180,6 +180,7 @@ class DeliveryWorker:
         self.max_delay = max_delay
         self.lease = lease
         self.batch = batch
+        self._leased: set[int] = set()  # ids of the batch this worker is sending
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait before try `attempts + 1`: exponential with jitter, capped."""
@@ -194,6 +195,7 @@ class DeliveryWorker:
             leased = await uow.deliveries.lease_due(
                 platforms=list(self.senders), now=uow.now(), lease=self.lease, limit=self.batch)
             await uow.commit()
+        self._leased = {d.id for d in leased if d.id is not None}
         limited: set[int | None] = set()
         for delivery in leased:
             if delivery.destination_id is not None and delivery.destination_id in limited:
@@ -240,7 +242,8 @@ class DeliveryWorker:
                 card = card_for(conversation, owner=owner, departments=departments, reply=reply)
         if delivery.kind in ("card", "notice") and delivery.conversation_id is not None:
             if destination is not None:
-                posting = await uow.postings.for_destination(delivery.conversation_id, destination.id)  # type: ignore[arg-type]
+                posting = await uow.postings.in_channel(delivery.conversation_id, destination.platform,
+                                                        destination.channel_id)
                 message_id = posting.message_id if posting else None
         channel_id = destination.channel_id if destination else str(delivery.payload.get("channel_id", ""))
         conversation_ref = destination.conversation_ref if destination else {}
@@ -312,7 +315,8 @@ class DeliveryWorker:
                 row.locked_until = None
                 if not count_attempt and row.destination_id is not None:
                     # A rate limit is the channel's, not this delivery's: hold back its siblings too.
-                    await uow.deliveries.defer_destination(row.destination_id, until=row.next_attempt_at)
+                    await uow.deliveries.defer_destination(row.destination_id, until=row.next_attempt_at,
+                                                           now=uow.now(), mine=self._leased)
                 await uow.commit()
                 return
         await self._fail(delivery, error)  # after the unit of work above is closed: they never nest

@@ -72,6 +72,9 @@ def create_engine(url: str = DEFAULT_DATABASE_URL, **kwargs: Any) -> AsyncEngine
 
 
 BUSY_TIMEOUT = 30.0
+# PostgreSQL advisory lock keys ("unsilo" in hex, then one per purpose).
+STARTUP_LOCK = 0x756E73696C6F  # replicas starting together migrate and sync the config in turn
+LEASE_LOCK = STARTUP_LOCK + 1  # outbox lease rounds take turns
 YIELD_EVERY = 0.001
 
 

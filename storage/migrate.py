@@ -15,6 +15,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage.db import STARTUP_LOCK
+
 logger = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -32,7 +34,6 @@ def _upgrade(connection: Any, config: Config, revision: str) -> None:
     command.upgrade(config, revision)
 
 
-STARTUP_LOCK = 0x756E73696C6F  # "unsilo": the advisory lock key replicas queue on at start
 
 
 @asynccontextmanager

@@ -13,6 +13,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage.db import LEASE_LOCK
 from storage.models import (
     Conversation,
     ConversationDepartment,
@@ -49,7 +50,6 @@ def _chunks(values: Sequence[Any], size: int = 5000) -> list[Sequence[Any]]:
 
 # The statements behind every button click, built once: constructing a statement costs
 # more than SQLite takes to run it (see bench/teams_invoke.py).
-LEASE_LOCK = 0x756E73696C6F + 1  # the advisory lock outbox lease rounds take turns on (PostgreSQL)
 _ENQUEUE: dict[str, Any] = {}  # per dialect
 _CARD_SYNCS: dict[str, Any] = {}  # per dialect
 _DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
@@ -708,11 +708,12 @@ class PostingRepo(_Repo):
         stmt = select(Posting).where(Posting.conversation_id == conversation_id).order_by(col(Posting.id))
         return list((await self.session.exec(stmt)).all())
 
-    async def for_destination(self, conversation_id: int, destination_id: int) -> Posting | None:
-        """The copy of a card in one destination, if posted."""
+    async def in_channel(self, conversation_id: int, platform: str, channel_id: str) -> Posting | None:
+        """The copy of a card in one channel, if posted (whichever department's destination posted it:
+        a channel two departments share shows one card)."""
         stmt = select(Posting).where(
-            Posting.conversation_id == conversation_id, Posting.destination_id == destination_id
-        )
+            Posting.conversation_id == conversation_id, Posting.platform == platform, Posting.channel_id == channel_id
+        ).order_by(col(Posting.id))
         return (await self.session.exec(stmt)).first()
 
     def add(self, posting: Posting) -> Posting:
@@ -743,6 +744,7 @@ class DeliveryRepo(_Repo):
         version adds nothing; a destination shared by two departments of a conversation
         gets one. One INSERT ... SELECT per 5,000 conversations; returns how many were added.
         """
+        await self.session.flush()  # the SELECT reads versions and links: nothing may wait in the session
         dialect = _dialect(self.session)
         stmt = _CARD_SYNCS.get(dialect)
         if stmt is None:
@@ -789,12 +791,19 @@ class DeliveryRepo(_Repo):
         await self.session.flush()
         return rows
 
-    async def defer_destination(self, destination_id: int, *, until: datetime) -> int:
-        """Push every pending delivery to one destination back to `until` (a rate limit), lease released."""
+    async def defer_destination(self, destination_id: int, *, until: datetime, now: datetime,
+                                mine: Iterable[int] = ()) -> int:
+        """Push the pending deliveries to one destination back to `until` (a rate limit), lease released.
+
+        Only those nobody holds a lease on, and `mine` (leased by the caller): a delivery
+        another replica is sending right now keeps its lease, so its card is not sent twice.
+        """
         stmt = (
             update(Delivery)
             .where(Delivery.status == "pending", col(Delivery.destination_id) == destination_id,
-                   col(Delivery.next_attempt_at) < until)
+                   col(Delivery.next_attempt_at) < until,
+                   or_(col(Delivery.locked_until).is_(None), col(Delivery.locked_until) < now,
+                       col(Delivery.id).in_(list(mine))))
             .values(next_attempt_at=until, locked_until=None)
             .execution_options(synchronize_session=False)
         )

@@ -8,7 +8,8 @@ import pytest
 
 from bot import commands as c
 from bot.ingest import make_incoming
-from bot.outbox import Job, PermanentFailure, RetryLater, Sent
+from bot.outbox import Job, PermanentFailure, RetryLater, Sent, commit_with_deliveries, notice_of, notice_payload
+from bot.views import Notice
 from storage.models import Delivery, Destination, Event, Posting
 from sqlmodel import select
 from tests.conftest import FakeClock
@@ -141,12 +142,7 @@ async def test_several_changes_before_a_send_become_one_post_of_the_latest_state
     assert sorted(d.status for d in await rows(container, Delivery)) == ["coalesced"] * 3 + ["sent"]
 
 
-async def test_a_channel_two_departments_share_gets_one_card_per_version(make_container, tmp_path) -> None:
-    from bot.config import load_config
-    from bot.outbox import enqueue_card_syncs
-
-    path = tmp_path / "shared.toml"
-    path.write_text("""
+SHARED_CHANNEL_CONFIG = """
 [unsilo]
 default_department = "support"
 
@@ -160,7 +156,20 @@ channels = ["log:frontline", "log:ops"]
 name = "both"
 departments = ["support", "ops"]
 any = ["parcel"]
-""")
+
+[[rules]]
+name = "ops"
+departments = ["ops"]
+any = ["courier"]
+"""
+
+
+async def test_a_channel_two_departments_share_gets_one_card_per_version(make_container, tmp_path) -> None:
+    from bot.config import load_config
+    from bot.outbox import enqueue_card_syncs
+
+    path = tmp_path / "shared.toml"
+    path.write_text(SHARED_CHANNEL_CONFIG)
     container = make_container(config=load_config(path))
     await container.prepare()
     try:
@@ -181,6 +190,11 @@ any = ["parcel"]
             assert await enqueue_card_syncs(uow, [cid, cid]) == 0
             await uow.commit()
         assert len(await rows(container, Delivery)) == 4
+        async with container.uow() as uow:  # a new version: one per channel again, counted
+            await uow.conversations.touch(cid, at=uow.now())
+            assert await enqueue_card_syncs(uow, [cid]) == 2
+            await uow.commit()
+        assert len(await rows(container, Delivery)) == 6
     finally:
         await container.close()
 
@@ -224,3 +238,76 @@ async def test_two_workers_never_post_the_same_new_card_twice(make_container) ->
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_rate_limit_on_one_replica_does_not_free_a_card_another_is_sending(make_container) -> None:
+    """Replica B's 429 defers the channel's queue, but not the card replica A is posting right now."""
+    import asyncio
+
+    first, second = make_container(), make_container()
+    await first.prepare()
+    await second.prepare()
+    try:
+        sending = (await first.ingest([make_incoming(source="feed", external_id="1", text="nice day")])).new_ids[0]
+        posted: list[Job] = []
+        gate, started = asyncio.Event(), asyncio.Event()
+
+        class Slow(Recorder):
+            async def send(self, job: Job) -> Sent:
+                started.set()
+                await gate.wait()
+                posted.append(job)
+                return Sent(message_id=job.message_id or "m1")
+
+        slow = asyncio.create_task(first.worker().__class__(first.uow, {"log": Slow()}, batch=1).run_once())
+        await asyncio.wait_for(started.wait(), 10)
+        await second.ingest([make_incoming(source="feed", external_id="2", text="nice evening")])  # same channel
+        await first.bus.handle(c.Claim(sending, alice))  # a newer version of the card being posted
+        limited = second.worker().__class__(second.uow, {"log": Recorder(failures=[RetryLater(30)])}, batch=1)
+        await limited.run_once()  # the other conversation's card: 429, the channel is deferred 30 s
+        (held,) = [d for d in await rows(first, Delivery) if d.conversation_id == sending and d.payload["version"] == 1]
+        assert held.locked_until is not None, "the lease of the card being sent is kept"
+        fast = Recorder()
+        await second.worker().__class__(second.uow, {"log": fast}).run_once()
+        assert fast.jobs == []  # nothing of that card is sent by another replica meanwhile
+        gate.set()
+        await slow
+        assert [j.message_id for j in posted] == [None]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_card_already_in_a_channel_is_updated_when_another_department_of_that_channel_joins(
+        make_container, tmp_path) -> None:
+    from bot.config import load_config
+
+    path = tmp_path / "shared.toml"
+    path.write_text(SHARED_CHANNEL_CONFIG)
+    container = make_container(config=load_config(path))
+    await container.prepare()
+    try:
+        cid = (await container.ingest([make_incoming(source="feed", external_id="1", text="courier lost it")])).new_ids[0]
+        platform = Recorder()
+        worker = container.worker().__class__(container.uow, {"log": platform})
+        await worker.run_until_idle()
+        assert sorted(j.channel_id for j in platform.jobs) == ["frontline", "ops"]  # via ops' destinations
+        async with container.uow() as uow:  # support (whose frontline destination is older) joins
+            support = next(d for d in await uow.departments.all() if d.name == "support")
+            await uow.conversations.link_departments([(cid, support.id)])
+            await uow.conversations.touch(cid, at=uow.now())
+            uow.mark_changed(cid)
+            await commit_with_deliveries(uow)
+        await worker.run_until_idle()
+        frontline = [j for j in platform.jobs if j.channel_id == "frontline"]
+        assert [j.message_id for j in frontline] == [None, "m1"]  # updated in place, not posted again
+        assert len(await rows(container, Posting)) == 2
+    finally:
+        await container.close()
+
+
+def test_notice_payloads_round_trip_and_old_ones_without_names_still_read() -> None:
+    notice = Notice(title="t", lines=("a",), mentions=(("teams:aad-1", "Carol"),), links=(("x", "https://x.example"),))
+    assert notice_of(notice_payload(notice)) == notice
+    old = {"notice": {"title": "t", "lines": [], "mentions": ["slack:U1", "teams:aad-1"], "links": []}}
+    assert notice_of(old).mentions == (("slack:U1", ""), ("teams:aad-1", ""))

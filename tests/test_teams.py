@@ -14,7 +14,7 @@ import pytest
 from bot import commands as c
 from bot.ingest import make_incoming
 from bot.scheduler import sweep_sla
-from storage.models import Conversation, Destination
+from storage.models import Conversation, Delivery, Destination
 from sqlmodel import func, select
 from tests.conftest import reference_dir
 from tests.teams_support import CHANNEL, TeamsHarness, running_teams
@@ -104,7 +104,9 @@ async def test_claim_from_the_card_answers_with_the_refreshed_card_and_updates_t
 async def test_a_post_of_thousands_of_emoji_is_cut_to_fit_and_teams_accepts_it(teams: TeamsHarness, card_schema) -> None:
     """Teams refuses messages over 40 KB (as UTF-16) with 413; the stand-in does too."""
     await link_support(teams)
-    cid = await ingest(teams, text="refund " + "😡" * 2990)
+    report = await teams.container.ingest([make_incoming(source="reviews", external_id="1", title="😡" * 250,
+                                                         text="refund " + "😡" * 2990, author_name="😡" * 80)])
+    cid = report.new_ids[0]
     await teams.deliver()
     (created,) = teams.connector.calls_to("create")
     assert created.status in (200, 201), created.response  # not 413 MessageSizeTooBig
@@ -255,6 +257,38 @@ async def test_a_throttled_card_update_waits_for_retry_after_and_still_arrives_o
     assert len(updates) == 1 and "Claimed by Alice" in card_text(updates[0].body)
 
 
+async def test_the_largest_card_sent_uncut_still_fits_in_a_teams_message() -> None:
+    """Card budget + summary + the activity around them stay under Teams' limit (the stand-in's 413)."""
+    from adapters.teams import render
+    from adapters.teams.sender import TeamsSender
+    from bot.domain import DEFAULT_OUTCOMES
+    from bot.outbox import Job
+    from tests.cards import make_card
+    from tests.standins.bot_connector import BotConnectorStandIn
+
+    def card_of(n: int):
+        return make_card(title="😡" * 250, text="😡" * n, author="😡" * 80, tags=("😡" * 100,),
+                         routing_reason="😡" * 300)
+
+    def uncut(n: int) -> bool:
+        runs = [i["text"] for b in render.card(card_of(n), outcomes=DEFAULT_OUTCOMES)["body"] for i in b.get("inlines", ())]
+        return "😡" * n in runs
+
+    low, high = 0, 3000  # the most emoji of text that still needs no cutting
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if uncut(middle) else (low, middle - 1)
+    assert low > 100
+    async with BotConnectorStandIn() as connector:
+        sender = TeamsSender(app_id="", app_password="", outcomes=DEFAULT_OUTCOMES)
+        ref = {"serviceUrl": connector.url, "conversation": {"id": CHANNEL, "conversationType": "channel", "tenantId": "t"}}
+        sent = await sender.send(Job(delivery_id=1, kind="card", platform="teams", channel_id=CHANNEL,
+                                     conversation_ref=ref, payload={}, card=card_of(low)))
+        (created,) = connector.calls_to("create")
+        assert created.status == 201 and sent.message_id
+        assert len(json.dumps(created.body).encode("utf-16-le")) <= connector.max_message_bytes
+
+
 async def test_a_card_teams_finds_too_big_fails_at_once_instead_of_retrying(teams: TeamsHarness) -> None:
     await link_support(teams)
     await ingest(teams)
@@ -262,7 +296,8 @@ async def test_a_card_teams_finds_too_big_fails_at_once_instead_of_retrying(team
     await teams.deliver()
     assert len(teams.connector.calls_to("create")) == 1  # not tried again: it would be refused again
     async with teams.container.uow() as uow:
-        assert await uow.deliveries.pending_on("teams") == []
+        (delivery,) = (await uow.session.exec(select(Delivery).where(Delivery.platform == "teams"))).all()
+    assert delivery.status == "failed" and "413" in delivery.last_error
 
 
 async def test_escalations_go_under_the_card_and_reminders_to_the_owner_in_a_one_to_one_chat(

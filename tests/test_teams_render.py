@@ -122,7 +122,8 @@ def check_mentions(card_json: dict[str, Any]) -> list[dict[str, Any]]:
     for entity in entities:
         assert json.dumps(sorted(entity)) == reference and set(entity["mentioned"]) == {"id", "name"}
         assert entity["type"] == "mention" and entity["text"] == f"<at>{entity['mentioned']['name']}</at>"
-        assert re.fullmatch(r"[\w .'-]{1,80}", entity["mentioned"]["name"]) and "_" not in entity["mentioned"]["name"]
+        assert re.fullmatch(r"[\w .'-]{1,79}…?", entity["mentioned"]["name"]) and "_" not in entity["mentioned"]["name"]
+    assert len({e["text"] for e in entities}) == len(entities), "Teams tells mentions apart by their text"
     return entities
 
 
@@ -356,6 +357,26 @@ def test_a_notice_mentions_teams_people_by_name_and_id_and_nobody_else() -> None
     ]
     assert of_type(card_json, "TextBlock")[-1]["text"] == "<at>Carol Boss x https evil</at> <at>team member</at>"
     assert "msteams" not in render.notice_card(Notice(title="digest", mentions=(("slack:UCAROL", "Carol"),)))
+
+
+def test_namesakes_and_nameless_people_get_mentions_teams_can_tell_apart() -> None:
+    notice = Notice(title="t", mentions=(("teams:a1", "Sam"), ("teams:a2", "Sam"), ("teams:a3", ""), ("teams:a4", ""),
+                                         ("teams:a5", "N" * 200)))
+    card_json = render.notice_card(notice)
+    check_card(card_json)
+    assert [e["mentioned"]["name"] for e in card_json["msteams"]["entities"]] == [
+        "Sam", "Sam 2", "team member", "team member 2", "N" * 79 + "…"]
+
+
+def test_a_huge_notice_keeps_its_title_and_mentions_within_teams_size() -> None:
+    mentions = tuple((f"teams:aad-{i}", "🙂" * 100) for i in range(3))
+    notice = Notice(title="🔥" * 400, lines=tuple("💩" * 4000 for _ in range(80)), mentions=mentions,
+                    links=(("🔗" * 100, "https://forum.example/" + "a" * 2000),))
+    card_json = render.notice_card(notice)
+    check_card(card_json)
+    assert card_json["body"][1]["type"] == "TextBlock" and card_json["body"][1]["text"].startswith("<at>")
+    assert len(card_json["msteams"]["entities"]) == 3
+    assert len(json.dumps(render.summary("🔥" * 400))) <= render.MAX_SUMMARY_JSON
 
 
 def test_a_held_reply_offers_approve_and_a_reject_reason() -> None:

@@ -28,9 +28,11 @@ MESSAGE_CONTENT_TYPE = "application/vnd.microsoft.activity.message"
 
 # Teams refuses a bot message over its size limit with 413 MessageSizeTooBig (40 KB counted
 # as UTF-16 in Microsoft's docs, ~28 KB in others). The card's JSON as it goes on the wire
-# (non-ASCII escaped, an emoji = 12 characters) is kept under this many characters, so that
-# even counted as UTF-16 it stays under 40 KB with the activity around it.
-MAX_CARD_JSON = 18_000
+# (non-ASCII escaped, an emoji = 12 characters) is kept under MAX_CARD_JSON characters and
+# the activity's summary under MAX_SUMMARY_JSON, so that even counted as UTF-16 the whole
+# activity (~1,000 characters more) stays under 40 KB.
+MAX_CARD_JSON = 16_000
+MAX_SUMMARY_JSON = 400
 # Our caps, so one field cannot crowd out the others.
 MAX_TEXT = 3000
 MAX_MESSAGE_TEXT = 4000
@@ -130,14 +132,26 @@ def _when(at: datetime | None) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if at.tzinfo else at.strftime("%Y-%m-%d %H:%M")
 
 
-def _envelope(body: list[dict[str, Any]], actions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return _fit({
+def _envelope(body: list[dict[str, Any]], actions: list[dict[str, Any]] | None = None, *,
+              entities: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    card_json = {
         "type": "AdaptiveCard",
         "version": CARD_VERSION,
         "$schema": CARD_SCHEMA,
         "body": body,
         "actions": actions or [],
-    })
+    }
+    if entities:
+        card_json["msteams"] = {"entities": entities}  # Teams' own extension of the card: who is pinged
+    return _fit(card_json)
+
+
+def summary(text: str | None) -> str:
+    """An activity's summary (the notification preview): cleaned like card text and small on the wire."""
+    shown = safe(text, 200)
+    while len(json.dumps(shown)) > MAX_SUMMARY_JSON:
+        shown = _cut(shown, len(shown) // 2)
+    return shown
 
 
 def _fit(card_json: dict[str, Any]) -> dict[str, Any]:
@@ -158,8 +172,8 @@ def _fit(card_json: dict[str, Any]) -> dict[str, Any]:
         longest["text"] = _cut(longest["text"], len(longest["text"]) // 2)
         before, wire[id(longest)] = wire[id(longest)], len(json.dumps(longest["text"]))
         size -= before - wire[id(longest)]
-    while len(json.dumps(card_json)) > MAX_CARD_JSON and len(body) > 1:
-        body.pop()
+    while len(json.dumps(card_json)) > MAX_CARD_JSON and len(body) > 2:
+        body.pop()  # from the end: the title and a notice's mention line come first
     logger.info("Teams card cut to fit %s characters of JSON (was %s)", MAX_CARD_JSON, original)
     return card_json
 
@@ -411,11 +425,11 @@ def notice_card(notice: Notice) -> dict[str, Any]:
         if safe_url:
             actions.append({"type": "Action.OpenUrl", "title": _cut(_clean(label).strip() or "Open", MAX_ACTION_TITLE),
                             "url": safe_url})
+    body = _notice_body(notice)
     mention_line, entities = _mentions(notice.mentions)
-    card_json = _envelope(_notice_body(notice) + ([mention_line] if mention_line else []), actions)
-    if entities:
-        card_json["msteams"] = {"entities": entities}  # Teams' own extension of the card: who is pinged
-    return card_json
+    if mention_line is not None:
+        body.insert(1, mention_line)  # under the title
+    return _envelope(body, actions, entities=entities)
 
 
 def _mentions(mentions: Sequence[tuple[str, str]]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -425,11 +439,15 @@ def _mentions(mentions: Sequence[tuple[str, str]]) -> tuple[dict[str, Any] | Non
     digits, spaces and . ' - (never from customer text), matched to an entity by its text.
     """
     entities: list[dict[str, Any]] = []
+    texts: set[str] = set()
     for key, name in mentions:
         platform, _, user_id = key.partition(":")
         if platform != "teams" or not _TEAMS_USER.fullmatch(user_id):
             continue
         shown = _cut(" ".join(_NOT_IN_NAME.sub(" ", _clean(name)).split()), MAX_NAME) or "team member"
+        if shown in texts:  # Teams tells entities apart by their text: namesakes get a number
+            shown = next(f"{shown} {n}" for n in range(2, len(mentions) + 2) if f"{shown} {n}" not in texts)
+        texts.add(shown)
         entities.append({"type": "mention", "text": f"<at>{shown}</at>", "mentioned": {"id": user_id, "name": shown}})
     if not entities:
         return None, []

@@ -72,7 +72,7 @@ class TeamsSender:
         """Update the posted copy, or post the card: a new thread in a channel, a message in a chat."""
         assert job.card is not None
         card_json = render.card(job.card, outcomes=self.outcomes)
-        activity = Activity(type=ActivityTypes.message, summary=render.safe(f"#{job.card.id} {job.card.title or ''}", 200),
+        activity = Activity(type=ActivityTypes.message, summary=render.summary(f"#{job.card.id} {job.card.title or ''}"),
                             attachments=[Attachment(**_attachment(card_json))])
         conversation = ref.get("conversation") or {}
         if job.message_id:
@@ -92,7 +92,7 @@ class TeamsSender:
     async def _notice(self, connector: ConnectorClient, job: Job, ref: dict[str, Any]) -> Sent:
         """A notice as a card: in the card's thread, in a 1:1 chat with a person (dm), or a new channel post."""
         notice = notice_of(job.payload)
-        activity = Activity(type=ActivityTypes.message, summary=render.safe(notice.title, 200),
+        activity = Activity(type=ActivityTypes.message, summary=render.summary(notice.title),
                             attachments=[Attachment(**_attachment(render.notice_card(notice)))])
         conversation_id = (ref.get("conversation") or {}).get("id") or job.channel_id
         if job.message_id:
