@@ -6,6 +6,9 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import partial
 from typing import Any
 
@@ -78,6 +81,24 @@ LEASE_LOCK = STARTUP_LOCK + 1  # outbox lease rounds take turns
 YIELD_EVERY = 0.001
 
 
+_OFF_LOOP: ContextVar[bool] = ContextVar("unsilo_sqlite_off_loop", default=False)
+
+
+@contextmanager
+def off_loop() -> Iterator[None]:
+    """SQLite statements run inside this block go to aiosqlite's worker thread, not the loop's.
+
+    For the few reads that may scan a large store (search, digests and stats): the loop
+    keeps serving clicks and acks while they run. Elsewhere statements stay inline (see
+    `InlineSQLiteConnection`); PostgreSQL is unaffected either way.
+    """
+    token = _OFF_LOOP.set(True)
+    try:
+        yield
+    finally:
+        _OFF_LOOP.reset(token)
+
+
 class InlineSQLiteConnection(aiosqlite.Connection):
     """aiosqlite, but statements run on the event loop's thread instead of a worker thread.
 
@@ -86,7 +107,8 @@ class InlineSQLiteConnection(aiosqlite.Connection):
     Running them inline removes the hops. The one thing that could block the loop, waiting
     for another process's write lock, never does: SQLite's own busy wait is off
     (`timeout=0`) and a busy database is retried here with asynchronous sleeps, for up to
-    `BUSY_TIMEOUT` seconds. Connecting and closing still go through aiosqlite's thread.
+    `BUSY_TIMEOUT` seconds. Connecting and closing still go through aiosqlite's thread, and
+    so do statements inside `off_loop()` (long reads).
     """
 
     _ran_since = 0.0  # when this connection last gave the loop a turn
@@ -104,6 +126,8 @@ class InlineSQLiteConnection(aiosqlite.Connection):
         delay = 0.001
         while True:
             try:
+                if _OFF_LOOP.get():
+                    return await super()._execute(fn, *args, **kwargs)
                 return fn(*args, **kwargs)
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:

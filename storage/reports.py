@@ -27,6 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage.db import off_loop
 from storage.models import Conversation, ConversationDepartment, Event, Person
 from storage.repositories import _Repo
 
@@ -128,6 +129,11 @@ class ReportRepo(_Repo):
         super().__init__(session)
         self.dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
 
+    async def _exec(self, stmt: Any) -> Any:
+        """Run one report statement; on SQLite off the event loop (it may scan a large store)."""
+        with off_loop():
+            return await self.session.exec(stmt)  # type: ignore[call-overload]
+
     async def activity(self, department_id: int, *, since: datetime, until: datetime, sla_seconds: float) -> Activity:
         """Counts, timings, outcomes, top tags and participants of one department for [since, until), in one statement.
 
@@ -170,7 +176,7 @@ class ReportRepo(_Repo):
             self._tags(touched, since, until).label("tags"),
             self._participants(touched, department_id, since, until).label("people"),
         ]
-        row = (await self.session.exec(select(*columns).select_from(touched))).one()  # type: ignore[call-overload]
+        row = (await self._exec(select(*columns).select_from(touched))).one()
         values = row._mapping
         if self.dialect == "postgresql":
             points = {name: (values[f"{name}_p50"], values[f"{name}_p90"]) for name in durations}
@@ -202,7 +208,7 @@ class ReportRepo(_Repo):
         a million conversations). JIT compiling a one-row report costs more than running it.
         """
         if self.dialect == "postgresql":
-            await self.session.exec(_REPORT_SETTINGS)  # type: ignore[call-overload]
+            await self._exec(_REPORT_SETTINGS)
 
     def _json_rows(self, subquery: Any) -> Any:
         """A scalar subquery aggregating every row of `subquery` into one JSON array of arrays."""
@@ -261,7 +267,7 @@ class ReportRepo(_Repo):
             .order_by(col(c.ingested_at), col(c.id))
             .limit(limit)
         )
-        rows = (await self.session.exec(stmt)).all()  # type: ignore[call-overload]
+        rows = (await self._exec(stmt)).all()
         return [Waiting(id=cid, title=title, text=text, url=url, ingested_at=at) for cid, title, text, url, at in rows]
 
     async def person(self, person_id: int, *, since: datetime | None = None) -> PersonFigures:
@@ -278,7 +284,7 @@ class ReportRepo(_Repo):
             .where(col(e.kind).in_(ACTIONS), *mine)
             .group_by(e.kind)
         )
-        counts = dict((await self.session.exec(counts_stmt)).all())  # type: ignore[call-overload]
+        counts = dict((await self._exec(counts_stmt)).all())
         first = (
             select(col(e.conversation_id).label("conversation_id"), func.min(e.at).label("first_at"))
             .where(e.kind == "replied", *mine)
@@ -291,7 +297,7 @@ class ReportRepo(_Repo):
         columns: list[Any] = [func.count()]
         if self.dialect == "postgresql":
             columns += [func.percentile_cont(literal(p, Float)).within_group(seconds) for p in PERCENTILES]
-        row = (await self.session.exec(base.add_columns(*columns))).one()  # type: ignore[call-overload]
+        row = (await self._exec(base.add_columns(*columns))).one()
         if self.dialect == "postgresql":
             median, p90 = row[1], row[2]
         else:
@@ -326,7 +332,7 @@ class ReportRepo(_Repo):
             .where(or_(ranked.c.i == low, ranked.c.i == low + 1))
             .group_by(ranked.c.k, ps.c.p)
         )
-        found = {(name, p): value for name, p, value in (await self.session.exec(stmt)).all()}  # type: ignore[call-overload]
+        found = {(name, p): value for name, p, value in (await self._exec(stmt)).all()}  # type: ignore[call-overload]
         return {name: (found.get((name, PERCENTILES[0])), found.get((name, PERCENTILES[1]))) for name in durations}
 
 

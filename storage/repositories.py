@@ -13,7 +13,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.db import LEASE_LOCK
+from storage.db import LEASE_LOCK, off_loop
 from storage.models import (
     Conversation,
     ConversationDepartment,
@@ -352,7 +352,8 @@ class ConversationRepo(_Repo):
                 )
             )
         stmt = stmt.order_by(col(Conversation.ingested_at).desc(), col(Conversation.id).desc())
-        return list((await self.session.exec(stmt.limit(limit))).all())
+        with off_loop():  # a scan of every conversation, note and reply: not on the event loop
+            return list((await self.session.exec(stmt.limit(limit))).all())
 
 
 class PersonRepo(_Repo):
