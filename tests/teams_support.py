@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +132,62 @@ async def running_teams(tmp_path: Path, *, app_id: str = "", with_slack: bool = 
         stack.push_async_callback(runner.cleanup)
         http = await stack.enter_async_context(aiohttp.ClientSession())
         yield TeamsHarness(container=container, connector=bot_connector, slack=slack, url=url, http=http)
+
+
+class BotFrameworkIssuer:
+    """The Bot Framework's token issuer, stood in for on loopback: OpenID metadata and signing keys
+    served over HTTP, and tokens signed the way the Bot Connector signs the requests it sends a bot.
+
+    botframework-connector fetches the keys with blocking `requests`, so this serves from its
+    own thread. Point the SDK at it with `ChannelValidation.open_id_metadata_endpoint = issuer.metadata_url`.
+    """
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = f"test-{uuid.uuid4().hex[:8]}"
+        self._server: ThreadingHTTPServer | None = None
+        self.metadata_url = ""
+
+    def __enter__(self) -> BotFrameworkIssuer:
+        from jwt.algorithms import RSAAlgorithm
+
+        jwk = {**json.loads(RSAAlgorithm.to_jwk(self.key.public_key())), "kid": self.kid, "endorsements": ["msteams"]}
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                base = f"http://127.0.0.1:{self.server.server_address[1]}"
+                body = {"/openid": {"issuer": "https://api.botframework.com", "jwks_uri": f"{base}/keys",
+                                    "id_token_signing_alg_values_supported": ["RS256"]},
+                        "/keys": {"keys": [jwk]}}.get(self.path)
+                data = json.dumps(body).encode()
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        issuer.metadata_url = f"http://127.0.0.1:{self._server.server_address[1]}/openid"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+
+    def token(self, *, app_id: str, service_url: str, key: Any = None, issuer: str = "https://api.botframework.com",
+              expires_in: int = 3600) -> str:
+        """A bearer token as the Bot Connector sends it to the bot `app_id` for `service_url`."""
+        import jwt
+
+        now = int(time.time())
+        claims = {"iss": issuer, "aud": app_id, "serviceurl": service_url, "nbf": now - 60, "iat": now - 60,
+                  "exp": now + expires_in}
+        return jwt.encode(claims, key or self.key, algorithm="RS256", headers={"kid": self.kid})

@@ -17,7 +17,7 @@ from bot.scheduler import sweep_sla
 from storage.models import Conversation, Delivery, Destination
 from sqlmodel import func, select
 from tests.conftest import reference_dir
-from tests.teams_support import CHANNEL, TeamsHarness, running_teams
+from tests.teams_support import CHANNEL, TeamsHarness, running_teams, sample
 
 
 @pytest.fixture
@@ -206,6 +206,45 @@ async def test_with_an_app_id_unauthenticated_requests_are_refused_and_change_no
         async with secured.container.uow() as uow:
             assert (await uow.session.exec(select(func.count()).select_from(Conversation))).one() == 0
         assert secured.connector.calls == []
+
+
+async def test_with_an_app_id_a_click_signed_by_the_bot_framework_is_answered(tmp_path: Path, monkeypatch) -> None:
+    """A token signed by the Bot Framework's key, for this bot and this service URL, is the only way in."""
+    from botframework.connector.auth import ChannelValidation
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from tests.teams_support import BotFrameworkIssuer
+
+    app_id = "8e6e1f7a-1b2c-4d3e-9f00-112233445566"
+    with BotFrameworkIssuer() as issuer:
+        monkeypatch.setattr(ChannelValidation, "open_id_metadata_endpoint", issuer.metadata_url)
+        async with running_teams(tmp_path, app_id=app_id) as secured:
+            cid = await ingest(secured)
+
+            async def click(token: str) -> tuple[int, object]:
+                activity = sample("invoke.adaptiveCard_action.personal.json")
+                activity["value"]["action"] = {"type": "Action.Execute", "verb": "claim",
+                                               "data": {"cmd": "claim", "id": cid}}
+                activity["from"] = {"id": "29:alice", "name": "Alice", "aadObjectId": "aad-alice"}
+                return await secured.send(activity, headers={"Authorization": f"Bearer {token}"})
+
+            url = secured.connector.url
+            stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            refused = [
+                await click(issuer.token(app_id=app_id, service_url=url, key=stranger)),  # not the framework's key
+                await click(issuer.token(app_id="another-bot", service_url=url)),  # for another bot
+                await click(issuer.token(app_id=app_id, service_url="https://evil.example/")),  # another service
+                await click(issuer.token(app_id=app_id, service_url=url, issuer="https://evil.example")),
+                await click(issuer.token(app_id=app_id, service_url=url, expires_in=-3600)),  # expired
+            ]
+            assert [status for status, _ in refused] == [401] * 5
+            async with secured.container.uow() as uow:
+                assert (await uow.conversations.get(cid)).status == "open"  # type: ignore[union-attr]
+
+            status, body = await click(issuer.token(app_id=app_id, service_url=url))
+            assert status == 200 and "Claimed by Alice" in card_text(body["value"])  # type: ignore[index]
+            async with secured.container.uow() as uow:
+                assert (await uow.conversations.get(cid)).status == "claimed"  # type: ignore[union-attr]
 
 
 async def _mention_activity(h: TeamsHarness) -> dict:
