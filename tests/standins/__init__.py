@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from types import TracebackType
 from typing import Any, Self
@@ -18,6 +19,22 @@ async def serve(app: web.Application, host: str = "127.0.0.1") -> tuple[web.AppR
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, f"http://{host}:{port}"
+
+
+def take_token(buckets: dict[str, tuple[float, float]], key: str, *, rate: float, burst: int,
+               now: float) -> int | None:
+    """Token-bucket rate limiting as the platforms do it, per channel or conversation `key`.
+
+    Takes a token (None: the call may go ahead) or returns the whole seconds to wait, the
+    value of the `Retry-After` the platform answers with its 429.
+    """
+    tokens, last = buckets.get(key, (float(burst), now))
+    tokens = min(float(burst), tokens + (now - last) * rate)
+    if tokens >= 1.0:
+        buckets[key] = (tokens - 1.0, now)
+        return None
+    buckets[key] = (tokens, now)
+    return max(1, math.ceil((1.0 - tokens) / rate))
 
 
 class RecordingStandIn:

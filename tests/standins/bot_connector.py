@@ -61,7 +61,6 @@ import copy
 import inspect
 import json
 import logging
-import math
 import threading
 import time
 import uuid
@@ -72,7 +71,7 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tests.standins import RecordingStandIn
+from tests.standins import RecordingStandIn, take_token
 
 logger = logging.getLogger(__name__)
 
@@ -648,15 +647,9 @@ class BotConnectorStandIn(RecordingStandIn):
         rate = self.rate_limit_per_conversation
         if rate is None:
             return
-        burst = float(self.rate_limit_burst)
-        now = self.rate_clock()
-        tokens, last = self._buckets.get(key, (burst, now))
-        tokens = min(burst, tokens + (now - last) * rate)
-        if tokens >= 1.0:
-            self._buckets[key] = (tokens - 1.0, now)
+        retry_after = take_token(self._buckets, key, rate=rate, burst=self.rate_limit_burst, now=self.rate_clock())
+        if retry_after is None:
             return
-        self._buckets[key] = (tokens, now)
-        retry_after = max(1, math.ceil((1.0 - tokens) / rate))
         raise _ConnectorError(429, "Throttled", "too many requests for this conversation",
                               headers={"Retry-After": str(retry_after)})
 

@@ -28,7 +28,6 @@ import hmac
 import inspect
 import json
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tests.standins import RecordingStandIn
+from tests.standins import RecordingStandIn, take_token
 
 logger = logging.getLogger(__name__)
 
@@ -482,15 +481,9 @@ class SlackStandIn(RecordingStandIn):
         rate = self.rate_limit_per_channel
         if rate is None:
             return
-        burst = float(self.rate_limit_burst)
-        now = self.rate_clock()
-        tokens, last = self._buckets.get(channel, (burst, now))
-        tokens = min(burst, tokens + (now - last) * rate)
-        if tokens >= 1.0:
-            self._buckets[channel] = (tokens - 1.0, now)
+        retry_after = take_token(self._buckets, channel, rate=rate, burst=self.rate_limit_burst, now=self.rate_clock())
+        if retry_after is None:
             return
-        self._buckets[channel] = (tokens, now)
-        retry_after = max(1, math.ceil((1.0 - tokens) / rate))
         raise _ApiError("ratelimited", status=429, headers={"Retry-After": str(retry_after)})
 
     # ------------------------------------------------------------------ state helpers
