@@ -21,6 +21,18 @@ async def serve(app: web.Application, host: str = "127.0.0.1") -> tuple[web.AppR
     return runner, f"http://{host}:{port}"
 
 
+def next_failure(queues: dict[str, list[Any]], name: str) -> Any:
+    """The failure queued by a stand-in's `fail_next` for a method or route, counted down; None if none."""
+    queue = queues.get(name)
+    if not queue:
+        return None
+    failure = queue[0]
+    failure.remaining -= 1
+    if failure.remaining <= 0:
+        queue.pop(0)
+    return failure
+
+
 def take_token(buckets: dict[str, tuple[float, float]], key: str, *, rate: float, burst: int,
                now: float) -> int | None:
     """Token-bucket rate limiting as the platforms do it, per channel or conversation `key`.

@@ -71,7 +71,7 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tests.standins import RecordingStandIn, take_token
+from tests.standins import RecordingStandIn, next_failure, take_token
 
 logger = logging.getLogger(__name__)
 
@@ -624,13 +624,9 @@ class BotConnectorStandIn(RecordingStandIn):
 
     def _injected_failure(self, route: str) -> None:
         """Raise the next failure queued by `fail_next` for ``route``, if any."""
-        queue = self._failures.get(route)
-        if not queue:
+        failure = next_failure(self._failures, route)
+        if failure is None:
             return
-        failure = queue[0]
-        failure.remaining -= 1
-        if failure.remaining <= 0:
-            queue.pop(0)
         headers = {"Retry-After": str(failure.retry_after)} if failure.status in _RETRY_AFTER_STATUSES else {}
         raise _ConnectorError(failure.status, failure.code, failure.message, headers=headers)
 

@@ -36,7 +36,7 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tests.standins import RecordingStandIn, take_token
+from tests.standins import RecordingStandIn, next_failure, take_token
 
 logger = logging.getLogger(__name__)
 
@@ -466,13 +466,9 @@ class SlackStandIn(RecordingStandIn):
 
     def _injected_failure(self, method: str) -> None:
         """Raise the next failure queued by `fail_next` for ``method``, if any."""
-        queue = self._failures.get(method)
-        if not queue:
+        failure = next_failure(self._failures, method)
+        if failure is None:
             return
-        failure = queue[0]
-        failure.remaining -= 1
-        if failure.remaining <= 0:
-            queue.pop(0)
         headers = {"Retry-After": str(failure.retry_after)} if failure.status == 429 else {}
         raise _ApiError(failure.error, status=failure.status, headers=headers)
 
