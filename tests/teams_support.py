@@ -149,6 +149,10 @@ class BotFrameworkIssuer:
         self.kid = f"test-{uuid.uuid4().hex[:8]}"
         self._server: ThreadingHTTPServer | None = None
         self.metadata_url = ""
+        self.keys_asked = threading.Event()  # set when the signing keys are fetched
+        self.keys_gate = threading.Event()  # clear it to hold the keys' answer back (a slow network)
+        self.keys_gate.set()
+        self.keys_served = threading.Event()
 
     def __enter__(self) -> BotFrameworkIssuer:
         from jwt.algorithms import RSAAlgorithm
@@ -158,6 +162,9 @@ class BotFrameworkIssuer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                if self.path == "/keys":
+                    issuer.keys_asked.set()
+                    issuer.keys_gate.wait(10)
                 base = f"http://127.0.0.1:{self.server.server_address[1]}"
                 body = {"/openid": {"issuer": "https://api.botframework.com", "jwks_uri": f"{base}/keys",
                                     "id_token_signing_alg_values_supported": ["RS256"]},
@@ -168,6 +175,8 @@ class BotFrameworkIssuer:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+                if self.path == "/keys":
+                    issuer.keys_served.set()
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -8,6 +8,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import aiohttp
 import jsonschema
 import pytest
 
@@ -245,6 +246,31 @@ async def test_with_an_app_id_a_click_signed_by_the_bot_framework_is_answered(tm
             assert status == 200 and "Claimed by Alice" in card_text(body["value"])  # type: ignore[index]
             async with secured.container.uow() as uow:
                 assert (await uow.conversations.get(cid)).status == "claimed"  # type: ignore[union-attr]
+
+
+async def test_fetching_the_bot_framework_keys_never_blocks_the_service(tmp_path: Path, monkeypatch) -> None:
+    """botframework fetches its signing keys with blocking HTTP; the service keeps answering meanwhile."""
+    from botframework.connector.auth import ChannelValidation
+
+    from tests.teams_support import BotFrameworkIssuer
+
+    app_id = "8e6e1f7a-1b2c-4d3e-9f00-112233445566"
+    with BotFrameworkIssuer() as issuer:
+        monkeypatch.setattr(ChannelValidation, "open_id_metadata_endpoint", issuer.metadata_url)
+        async with running_teams(tmp_path, app_id=app_id) as secured:
+            cid = await ingest(secured)
+            activity = sample("invoke.adaptiveCard_action.personal.json")
+            activity["value"]["action"] = {"type": "Action.Execute", "verb": "claim", "data": {"cmd": "claim", "id": cid}}
+            token = issuer.token(app_id=app_id, service_url=secured.connector.url)
+            issuer.keys_gate.clear()  # login.botframework.com is slow today
+            click = asyncio.create_task(secured.send(activity, headers={"Authorization": f"Bearer {token}"}))
+            assert await asyncio.to_thread(issuer.keys_asked.wait, 5)
+            async with secured.http.get(f"{secured.url}/healthz", timeout=aiohttp.ClientTimeout(total=3)) as health:
+                assert health.status == 200
+            assert not issuer.keys_served.is_set(), "answered while the keys were still on their way"
+            issuer.keys_gate.set()
+            status, body = await click
+            assert status == 200 and "Claimed by" in card_text(body["value"])
 
 
 async def _mention_activity(h: TeamsHarness) -> dict:

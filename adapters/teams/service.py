@@ -6,6 +6,7 @@ SDK's successor stays a one-folder change.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ import jwt
 from aiohttp import web
 from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
 from botbuilder.schema import Activity, ChannelAccount
+from botframework.connector.auth.jwt_token_extractor import _OpenIdMetadata
 
 from adapters.teams.bot import UnsiloTeamsBot
 from adapters.teams.sender import TeamsSender
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TEAMS_PATH = "/api/messages"
+KEYS_TIMEOUT = 10.0  # seconds a fetch of the Bot Framework's signing keys may take
 
 
 class _BotConfig:
@@ -40,6 +43,7 @@ def mount(app: web.Application, container: Container) -> None:
     settings = container.settings
     config = _BotConfig(settings.teams_app_id, settings.teams_app_password, settings.teams_app_type,
                         settings.teams_tenant_id)
+    _fetch_signing_keys_off_the_loop()
     adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(config))
     bot = UnsiloTeamsBot(bus=container.bus, outcomes=container.config.outcomes)
     container.senders["teams"] = TeamsSender(app_id=settings.teams_app_id, app_password=settings.teams_app_password,
@@ -59,6 +63,27 @@ def mount(app: web.Application, container: Container) -> None:
         return response if response is not None else web.Response(status=201)
 
     app.router.add_post(TEAMS_PATH, messages)
+
+
+def _fetch_signing_keys_off_the_loop() -> None:
+    """Make botframework-connector fetch the Bot Framework's signing keys in a worker thread.
+
+    4.17.1 fetches them (OpenID metadata, then the JWKS) with blocking `requests`, with no
+    timeout, inside its async token validation: once a day, and whenever a token names a key
+    it doesn't know, the whole event loop (Slack included) would wait on
+    login.botframework.com, forever if the connection stalls. The fetch now runs in a
+    thread, bounded by `KEYS_TIMEOUT`; a request that cannot be checked meanwhile fails
+    and is retried by the Bot Connector.
+    """
+    if getattr(_OpenIdMetadata._refresh, "off_the_loop", False):
+        return
+    blocking = _OpenIdMetadata._refresh
+
+    async def refresh(self: _OpenIdMetadata) -> None:
+        await asyncio.wait_for(asyncio.to_thread(asyncio.run, blocking(self)), KEYS_TIMEOUT)
+
+    refresh.off_the_loop = True  # type: ignore[attr-defined]
+    _OpenIdMetadata._refresh = refresh  # type: ignore[method-assign]
 
 
 async def _card_action(request: web.Request, adapter: CloudAdapter, bot: UnsiloTeamsBot) -> web.Response | None:
