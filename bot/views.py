@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.domain import Status
 from storage.models import Conversation, Event, Note, Reply
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")  # Unicode Cc but \t \n, and Cs
+
+
+def printable(text: str | None) -> str:
+    """Text without control characters (Unicode Cc) other than newline and tab, nor lone
+    surrogates (Cs) that break JSON: what every renderer does first to untrusted text."""
+    return _UNPRINTABLE.sub("", text or "")
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from bot import codec
-from bot.views import Button, Card, HistoryLine, Notice, Result
+from bot.views import Button, Card, HistoryLine, Notice, Result, printable
 
 logger = logging.getLogger(__name__)
 
@@ -59,14 +58,10 @@ _HTTP_URL = re.compile(r"^https?://", re.IGNORECASE)
 # --- text --------------------------------------------------------------------------
 
 
-def _clean(text: str) -> str:
-    """Drop control characters (Cc) except newline and tab, and lone surrogates (Cs) that break JSON."""
-    return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs"))
-
 
 def escape(text: str) -> str:
     """Escape `&`, `<`, `>` for Slack mrkdwn (nothing else) and drop control characters."""
-    return _clean(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return printable(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _cut(text: str, limit: int) -> str:
@@ -93,7 +88,7 @@ def _quote(escaped: str) -> str:
 
 def _plain(text: str, limit: int) -> dict[str, Any]:
     """A plain_text object (our own labels; control characters dropped, cut)."""
-    return {"type": "plain_text", "text": _cut(_clean(text).strip() or "-", limit)}
+    return {"type": "plain_text", "text": _cut(printable(text).strip() or "-", limit)}
 
 
 def _mrkdwn(text: str) -> dict[str, Any]:
@@ -125,7 +120,7 @@ def _when(at: datetime | None) -> str:
 
 def _safe_url(url: str | None) -> str | None:
     """An http(s) URL with the characters that could end a mrkdwn link percent-encoded."""
-    raw = _clean(url or "").strip()
+    raw = printable(url or "").strip()
     if not raw or not _HTTP_URL.match(raw) or "\n" in raw or "\t" in raw:
         return None
     safe = "".join(_URL_ESCAPES.get(ch, ch) for ch in raw)
@@ -373,7 +368,7 @@ def _modal(*, callback_id: str, title: str, submit: str, metadata: str, blocks: 
 
 def _text_input(*, label: str, initial: str = "", optional: bool = False, multiline: bool = True, block: str = "text") -> dict[str, Any]:
     element: dict[str, Any] = {"type": "plain_text_input", "action_id": block, "multiline": multiline, "max_length": MAX_INPUT}
-    initial = _clean(initial)[:MAX_INPUT]
+    initial = printable(initial)[:MAX_INPUT]
     if initial:
         element["initial_value"] = initial
     return {"type": "input", "block_id": block, "optional": optional, "label": _plain(label, MAX_LABEL), "element": element}

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from bot import codec
-from bot.views import Button, Card, HistoryLine, Notice, Result
+from bot.views import Button, Card, HistoryLine, Notice, Result, printable
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +78,6 @@ LABELS = frozenset(
 # --- text --------------------------------------------------------------------------
 
 
-def _clean(text: str | None) -> str:
-    """Drop control characters (Cc) except newline and tab, and lone surrogates (Cs) that break JSON."""
-    return "".join(ch for ch in (text or "") if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs"))
-
 
 def _defuse(text: str) -> str:
     """Break every `<at` with a zero-width space after the `<`.
@@ -101,7 +96,7 @@ def _cut(text: str, limit: int) -> str:
 
 def safe(text: str | None, limit: int, *, empty: str = "") -> str:
     """Untrusted text made inert for a TextRun: cleaned, `<at` broken, cut; `empty` if blank."""
-    cleaned = _defuse(_clean(text).strip())
+    cleaned = _defuse(printable(text).strip())
     return _cut(cleaned, limit) if cleaned else empty
 
 
@@ -184,7 +179,7 @@ def _fit(card_json: dict[str, Any]) -> dict[str, Any]:
 def _safe_url(url: str | None) -> str | None:
     """An http(s) URL without whitespace or control characters, or None."""
     raw = (url or "").strip()
-    if not raw or _clean(raw) != raw or not _HTTP_URL.match(raw) or len(raw) > MAX_URL:
+    if not raw or printable(raw) != raw or not _HTTP_URL.match(raw) or len(raw) > MAX_URL:
         return None
     return raw
 
@@ -192,7 +187,7 @@ def _safe_url(url: str | None) -> str | None:
 def _execute(button: Button, title: str, style: str | None = None) -> dict[str, Any]:
     action: dict[str, Any] = {
         "type": "Action.Execute",
-        "title": _cut(_clean(title).strip() or button.verb, MAX_ACTION_TITLE),
+        "title": _cut(printable(title).strip() or button.verb, MAX_ACTION_TITLE),
         "verb": button.verb,
         "data": codec.button_data(button),
     }
@@ -219,7 +214,7 @@ def _choices(outcomes: Sequence[str]) -> list[dict[str, str]]:
     """Choices; values that would not round-trip intact are left out, not cut."""
     choices = []
     for value in dict.fromkeys(outcomes):
-        if not value or len(value) > MAX_CHOICE_VALUE or _clean(value) != value or "," in value:
+        if not value or len(value) > MAX_CHOICE_VALUE or printable(value) != value or "," in value:
             logger.warning("outcome %r cannot be offered as a Teams choice; left out", value[:40])
             continue
         choices.append({"title": safe(value, MAX_NAME, empty=value), "value": value})
@@ -228,7 +223,7 @@ def _choices(outcomes: Sequence[str]) -> list[dict[str, str]]:
 
 def _action(button: Button, outcomes: Sequence[str]) -> dict[str, Any] | None:
     """One card action for a button, or None when it cannot be rendered."""
-    title = _cut(_clean(button.label).strip() or button.verb, MAX_ACTION_TITLE)
+    title = _cut(printable(button.label).strip() or button.verb, MAX_ACTION_TITLE)
     style = _STYLES.get(button.style)
     if button.url is not None or button.verb == "open":
         url = _safe_url(button.url)
@@ -423,7 +418,7 @@ def notice_card(notice: Notice) -> dict[str, Any]:
     for label, url in notice.links[:5]:
         safe_url = _safe_url(url)
         if safe_url:
-            actions.append({"type": "Action.OpenUrl", "title": _cut(_clean(label).strip() or "Open", MAX_ACTION_TITLE),
+            actions.append({"type": "Action.OpenUrl", "title": _cut(printable(label).strip() or "Open", MAX_ACTION_TITLE),
                             "url": safe_url})
     body = _notice_body(notice)
     mention_line, entities = _mentions(notice.mentions)
@@ -444,7 +439,7 @@ def _mentions(mentions: Sequence[tuple[str, str]]) -> tuple[dict[str, Any] | Non
         platform, _, user_id = key.partition(":")
         if platform != "teams" or not _TEAMS_USER.fullmatch(user_id):
             continue
-        shown = _cut(" ".join(_NOT_IN_NAME.sub(" ", _clean(name)).split()), MAX_NAME) or "team member"
+        shown = _cut(" ".join(_NOT_IN_NAME.sub(" ", printable(name)).split()), MAX_NAME) or "team member"
         if shown in texts:  # Teams tells entities apart by their text: namesakes get a number
             shown = next(f"{shown} {n}" for n in range(2, len(mentions) + 2) if f"{shown} {n}" not in texts)
         texts.add(shown)
