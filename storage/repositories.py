@@ -830,6 +830,20 @@ class DeliveryRepo(_Repo):
         )
         return list((await self.session.exec(stmt)).all())
 
+    async def retry_failed_cards(self, destination_id: int, *, now: datetime) -> int:
+        """Send again the cards of still-open conversations that failed for good to this destination
+        (a channel listed in the config before anyone linked it); returns how many conversations."""
+        open_conversations = select(Conversation.id).where(col(Conversation.status).in_(("open", "claimed", "replied")))
+        stmt = (
+            update(Delivery)
+            .where(Delivery.status == "failed", Delivery.kind == "card", col(Delivery.destination_id) == destination_id,
+                   col(Delivery.conversation_id).in_(open_conversations))
+            .values(status="pending", attempts=0, next_attempt_at=now, locked_until=None, last_error=None)
+            .returning(Delivery.conversation_id)
+            .execution_options(synchronize_session=False)
+        )
+        return len(set((await self.session.exec(stmt)).all()))  # type: ignore[call-overload]
+
 
 class JobRunRepo(_Repo):
     """Leases on scheduled runs: which replica runs a job for a due time (exactly one)."""

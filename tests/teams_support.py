@@ -117,10 +117,10 @@ class TeamsHarness:
 
 @asynccontextmanager
 async def running_teams(tmp_path: Path, *, app_id: str = "", with_slack: bool = False, database_url: str | None = None,
-                        **connector: Any) -> AsyncIterator[TeamsHarness]:
+                        config: str = TEAMS_CONFIG, **connector: Any) -> AsyncIterator[TeamsHarness]:
     """The whole service on a free loopback port with Teams enabled (no auth unless `app_id`)."""
     config_path = tmp_path / "teams.toml"
-    config_path.write_text(TEAMS_CONFIG)
+    config_path.write_text(config)
     async with AsyncExitStack() as stack:
         bot_connector = await stack.enter_async_context(BotConnectorStandIn(**connector))
         slack = await stack.enter_async_context(SlackStandIn()) if with_slack else None

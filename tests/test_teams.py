@@ -88,6 +88,25 @@ async def test_linking_a_channel_stores_its_reference_and_cards_arrive_there(tea
         card_schema.validate(emitted)
 
 
+async def test_a_channel_listed_in_the_config_gets_its_waiting_cards_once_it_is_linked(tmp_path: Path) -> None:
+    """Teams needs a conversation reference to post: until `@Unsilo link`, the channel's cards fail; then they arrive."""
+    from tests.teams_support import TEAMS_CONFIG
+
+    config = TEAMS_CONFIG.replace('channels = ["slack:C0SUPPORT"]', f'channels = ["teams:{CHANNEL}"]')
+    async with running_teams(tmp_path, config=config) as h:
+        waiting = await ingest(h)
+        closed = await ingest(h, text="broken kettle, refund", external_id="2")
+        await h.deliver()
+        assert h.connector.calls_to("create") == []  # nowhere to post yet
+        await h.container.bus.handle(c.Dismiss(closed, c.Actor("teams", "aad-manager", name="Maria"), "spam"))
+        await h.deliver()
+        await link_support(h)
+        assert "and the 1 open one that could not be posted here yet" in card_text(sent_cards(h)[-1])
+        await h.deliver()
+        (created,) = h.connector.calls_to("create")  # the open one, not the dismissed one
+        assert created.status == 201 and f"#{waiting}" in card_text(created.body["activity"]["attachments"][0]["content"])
+
+
 async def test_claim_from_the_card_answers_with_the_refreshed_card_and_updates_the_posted_copy(teams: TeamsHarness, card_schema) -> None:
     await link_support(teams)
     cid = await ingest(teams)
