@@ -101,14 +101,14 @@ class TeamsHarness:
         return await self.send(activity)
 
     async def invoke(self, verb: str, conversation_id: int, *, user: str = "aad-alice", name: str | None = None,
-                     **inputs: str) -> tuple[int, Any]:
-        """An Action.Execute click (adaptiveCard/action invoke, from the recorded invoke)."""
+                     token: str | None = None, **inputs: str) -> tuple[int, Any]:
+        """An Action.Execute click (adaptiveCard/action invoke, from the recorded invoke), signed with `token` if given."""
         activity = sample("invoke.adaptiveCard_action.personal.json")
         activity["id"] = f"f:{uuid.uuid4()}"
         activity["value"]["action"] = {"type": "Action.Execute", "verb": verb,
                                        "data": {"cmd": verb, "id": conversation_id, **inputs}}
         self._user(activity, user, name)
-        return await self.send(activity)
+        return await self.send(activity, headers={"Authorization": f"Bearer {token}"} if token else None)
 
     async def deliver(self) -> int:
         """Run the outbox until nothing is due."""

@@ -18,7 +18,10 @@ from bot.scheduler import sweep_sla
 from storage.models import Conversation, Delivery, Destination
 from sqlmodel import func, select
 from tests.conftest import reference_dir
-from tests.teams_support import CHANNEL, TeamsHarness, running_teams, sample
+from tests.teams_support import CHANNEL, TeamsHarness, running_teams
+
+
+APP_ID = "8e6e1f7a-1b2c-4d3e-9f00-112233445566"  # a bot's app id: authentication on
 
 
 @pytest.fixture
@@ -214,7 +217,7 @@ async def test_send_to_unsilo_message_action_reports_a_post(teams: TeamsHarness)
 
 
 async def test_with_an_app_id_unauthenticated_requests_are_refused_and_change_nothing(tmp_path: Path) -> None:
-    async with running_teams(tmp_path, app_id="8e6e1f7a-1b2c-4d3e-9f00-112233445566") as secured:
+    async with running_teams(tmp_path, app_id=APP_ID) as secured:
         without, _ = await secured.mention("report https://x.example/1 a post about a broken kettle")
         forged, _ = await secured.send({**(await _mention_activity(secured)), "text": "<at>Unsilo</at> help"},
                                        headers={"Authorization": "Bearer not-a-real-token"})
@@ -228,68 +231,56 @@ async def test_with_an_app_id_unauthenticated_requests_are_refused_and_change_no
         assert secured.connector.calls == []
 
 
-async def test_with_an_app_id_a_click_signed_by_the_bot_framework_is_answered(tmp_path: Path, monkeypatch) -> None:
-    """A token signed by the Bot Framework's key, for this bot and this service URL, is the only way in."""
+@pytest.fixture
+def issuer(monkeypatch: pytest.MonkeyPatch):
+    """The Bot Framework's token issuer on loopback, and the SDK pointed at it."""
     from botframework.connector.auth import ChannelValidation
+
+    from tests.teams_support import BotFrameworkIssuer
+
+    with BotFrameworkIssuer() as stand_in:
+        monkeypatch.setattr(ChannelValidation, "open_id_metadata_endpoint", stand_in.metadata_url)
+        yield stand_in
+
+
+async def test_with_an_app_id_a_click_signed_by_the_bot_framework_is_answered(tmp_path: Path, issuer) -> None:
+    """A token signed by the Bot Framework's key, for this bot and this service URL, is the only way in."""
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from tests.teams_support import BotFrameworkIssuer
+    async with running_teams(tmp_path, app_id=APP_ID) as secured:
+        cid = await ingest(secured)
+        url = secured.connector.url
+        stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        refused = [issuer.token(app_id=APP_ID, service_url=url, key=stranger),  # not the framework's key
+                   issuer.token(app_id="another-bot", service_url=url),  # for another bot
+                   issuer.token(app_id=APP_ID, service_url="https://evil.example/"),  # for another service
+                   issuer.token(app_id=APP_ID, service_url=url, issuer="https://evil.example"),
+                   issuer.token(app_id=APP_ID, service_url=url, expires_in=-3600)]  # expired
+        statuses = [(await secured.invoke("claim", cid, name="Alice", token=token))[0] for token in refused]
+        assert statuses == [401] * 5
+        async with secured.container.uow() as uow:
+            assert (await uow.conversations.get(cid)).status == "open"  # type: ignore[union-attr]
 
-    app_id = "8e6e1f7a-1b2c-4d3e-9f00-112233445566"
-    with BotFrameworkIssuer() as issuer:
-        monkeypatch.setattr(ChannelValidation, "open_id_metadata_endpoint", issuer.metadata_url)
-        async with running_teams(tmp_path, app_id=app_id) as secured:
-            cid = await ingest(secured)
-
-            async def click(token: str) -> tuple[int, object]:
-                activity = sample("invoke.adaptiveCard_action.personal.json")
-                activity["value"]["action"] = {"type": "Action.Execute", "verb": "claim",
-                                               "data": {"cmd": "claim", "id": cid}}
-                activity["from"] = {"id": "29:alice", "name": "Alice", "aadObjectId": "aad-alice"}
-                return await secured.send(activity, headers={"Authorization": f"Bearer {token}"})
-
-            url = secured.connector.url
-            stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            refused = [
-                await click(issuer.token(app_id=app_id, service_url=url, key=stranger)),  # not the framework's key
-                await click(issuer.token(app_id="another-bot", service_url=url)),  # for another bot
-                await click(issuer.token(app_id=app_id, service_url="https://evil.example/")),  # another service
-                await click(issuer.token(app_id=app_id, service_url=url, issuer="https://evil.example")),
-                await click(issuer.token(app_id=app_id, service_url=url, expires_in=-3600)),  # expired
-            ]
-            assert [status for status, _ in refused] == [401] * 5
-            async with secured.container.uow() as uow:
-                assert (await uow.conversations.get(cid)).status == "open"  # type: ignore[union-attr]
-
-            status, body = await click(issuer.token(app_id=app_id, service_url=url))
-            assert status == 200 and "Claimed by Alice" in card_text(body["value"])  # type: ignore[index]
-            async with secured.container.uow() as uow:
-                assert (await uow.conversations.get(cid)).status == "claimed"  # type: ignore[union-attr]
+        status, body = await secured.invoke("claim", cid, name="Alice", token=issuer.token(app_id=APP_ID, service_url=url))
+        assert status == 200 and "Claimed by Alice" in card_text(body["value"])
+        async with secured.container.uow() as uow:
+            assert (await uow.conversations.get(cid)).status == "claimed"  # type: ignore[union-attr]
 
 
-async def test_fetching_the_bot_framework_keys_never_blocks_the_service(tmp_path: Path, monkeypatch) -> None:
+async def test_fetching_the_bot_framework_keys_never_blocks_the_service(tmp_path: Path, issuer) -> None:
     """botframework fetches its signing keys with blocking HTTP; the service keeps answering meanwhile."""
-    from botframework.connector.auth import ChannelValidation
-
-    from tests.teams_support import BotFrameworkIssuer
-
-    app_id = "8e6e1f7a-1b2c-4d3e-9f00-112233445566"
-    with BotFrameworkIssuer() as issuer:
-        monkeypatch.setattr(ChannelValidation, "open_id_metadata_endpoint", issuer.metadata_url)
-        async with running_teams(tmp_path, app_id=app_id) as secured:
-            cid = await ingest(secured)
-            activity = sample("invoke.adaptiveCard_action.personal.json")
-            activity["value"]["action"] = {"type": "Action.Execute", "verb": "claim", "data": {"cmd": "claim", "id": cid}}
-            token = issuer.token(app_id=app_id, service_url=secured.connector.url)
-            issuer.keys_gate.clear()  # login.botframework.com is slow today
-            click = asyncio.create_task(secured.send(activity, headers={"Authorization": f"Bearer {token}"}))
-            assert await asyncio.to_thread(issuer.keys_asked.wait, 5)
-            async with secured.http.get(f"{secured.url}/healthz", timeout=aiohttp.ClientTimeout(total=3)) as health:
-                assert health.status == 200
-            assert not issuer.keys_served.is_set(), "answered while the keys were still on their way"
-            issuer.keys_gate.set()
-            status, body = await click
-            assert status == 200 and "Claimed by" in card_text(body["value"])
+    async with running_teams(tmp_path, app_id=APP_ID) as secured:
+        cid = await ingest(secured)
+        token = issuer.token(app_id=APP_ID, service_url=secured.connector.url)
+        issuer.keys_gate.clear()  # login.botframework.com is slow today
+        click = asyncio.create_task(secured.invoke("claim", cid, name="Alice", token=token))
+        assert await asyncio.to_thread(issuer.keys_asked.wait, 5)
+        async with secured.http.get(f"{secured.url}/healthz", timeout=aiohttp.ClientTimeout(total=3)) as health:
+            assert health.status == 200
+        assert not issuer.keys_served.is_set(), "answered while the keys were still on their way"
+        issuer.keys_gate.set()
+        status, body = await click
+        assert status == 200 and "Claimed by Alice" in card_text(body["value"])
 
 
 async def _mention_activity(h: TeamsHarness) -> dict:
