@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -164,146 +165,143 @@ any = ["courier"]
 """
 
 
-async def test_a_channel_two_departments_share_gets_one_card_per_version(make_container, tmp_path) -> None:
+@pytest.fixture
+async def shared_channel(make_container, tmp_path):
+    """A prepared container whose support and ops departments share the channel "frontline"."""
     from bot.config import load_config
-    from bot.outbox import enqueue_card_syncs
 
     path = tmp_path / "shared.toml"
     path.write_text(SHARED_CHANNEL_CONFIG)
     container = make_container(config=load_config(path))
     await container.prepare()
-    try:
-        cid = (await container.ingest([make_incoming(source="feed", external_id="1", text="parcel broken")])).new_ids[0]
-        await container.bus.handle(c.Claim(cid, alice))
-        deliveries = await rows(container, Delivery)
-        async with container.uow() as uow:
-            destinations = {d.id: d.channel_id for d in await uow.session.exec(select(Destination))}
-        by_version: dict[int, list[str]] = {}
-        for d in deliveries:
-            assert d.key == f"card:{cid}:{d.destination_id}:v{d.payload['version']}"
-            assert (d.kind, d.status, d.attempts, d.platform) == ("card", "pending", 0, "log")
-            by_version.setdefault(d.payload["version"], []).append(destinations[d.destination_id])
-        assert {v: sorted(channels) for v, channels in by_version.items()} == {
-            1: ["frontline", "ops"], 2: ["frontline", "ops"]}  # the shared channel once per version
-
-        async with container.uow() as uow:  # asking again for the same version adds nothing
-            assert await enqueue_card_syncs(uow, [cid, cid]) == 0
-            await uow.commit()
-        assert len(await rows(container, Delivery)) == 4
-        async with container.uow() as uow:  # a new version: one per channel again, counted
-            await uow.conversations.touch(cid, at=uow.now())
-            assert await enqueue_card_syncs(uow, [cid]) == 2
-            await uow.commit()
-        assert len(await rows(container, Delivery)) == 6
-    finally:
-        await container.close()
+    yield container
+    await container.close()
 
 
-async def test_two_workers_never_post_the_same_new_card_twice(make_container) -> None:
+async def test_a_channel_two_departments_share_gets_one_card_per_version(shared_channel) -> None:
+    from bot.outbox import enqueue_card_syncs
+
+    container = shared_channel
+    cid = (await container.ingest([make_incoming(source="feed", external_id="1", text="parcel broken")])).new_ids[0]
+    await container.bus.handle(c.Claim(cid, alice))
+    deliveries = await rows(container, Delivery)
+    async with container.uow() as uow:
+        destinations = {d.id: d.channel_id for d in await uow.session.exec(select(Destination))}
+    by_version: dict[int, list[str]] = {}
+    for d in deliveries:
+        assert d.key == f"card:{cid}:{d.destination_id}:v{d.payload['version']}"
+        assert (d.kind, d.status, d.attempts, d.platform) == ("card", "pending", 0, "log")
+        by_version.setdefault(d.payload["version"], []).append(destinations[d.destination_id])
+    assert {v: sorted(channels) for v, channels in by_version.items()} == {
+        1: ["frontline", "ops"], 2: ["frontline", "ops"]}  # the shared channel once per version
+
+    async with container.uow() as uow:  # asking again for the same version adds nothing
+        assert await enqueue_card_syncs(uow, [cid, cid]) == 0
+        await uow.commit()
+    assert len(await rows(container, Delivery)) == 4
+    async with container.uow() as uow:  # a new version: one per channel again, counted
+        await uow.conversations.touch(cid, at=uow.now())
+        assert await enqueue_card_syncs(uow, [cid]) == 2
+        await uow.commit()
+    assert len(await rows(container, Delivery)) == 6
+
+
+class Held:
+    """A platform whose sends wait for `gate`: a post still in flight while the test acts."""
+
+    def __init__(self, posted: list[Job]) -> None:
+        self.posted = posted
+        self.started, self.gate = asyncio.Event(), asyncio.Event()
+
+    async def send(self, job: Job) -> Sent:
+        self.started.set()
+        await self.gate.wait()
+        self.posted.append(job)
+        return Sent(message_id=job.message_id or "m1")
+
+
+class Appends:
+    """A platform that answers at once, recording into a shared list."""
+
+    def __init__(self, posted: list[Job]) -> None:
+        self.posted = posted
+
+    async def send(self, job: Job) -> Sent:
+        self.posted.append(job)
+        return Sent(message_id=job.message_id or f"m{len(self.posted)}")
+
+
+@pytest.fixture
+async def replicas(make_container):
+    """Two prepared containers on the same store: two replicas' worth."""
+    first, second = make_container(), make_container()
+    await first.prepare()
+    await second.prepare()
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+async def test_two_workers_never_post_the_same_new_card_twice(replicas) -> None:
     """Replicas: while one worker is posting a card, another must not post the same card again."""
-    import asyncio
-
-    first, second = make_container(), make_container()
-    await first.prepare()
-    await second.prepare()
-    try:
-        cid = (await first.ingest([make_incoming(source="feed", external_id="1", text="nice day")])).new_ids[0]
-        posted: list[Job] = []
-        gate, started = asyncio.Event(), asyncio.Event()
-
-        class Slow(Recorder):
-            async def send(self, job: Job) -> Sent:
-                started.set()
-                await gate.wait()  # the platform takes its time with the first post
-                posted.append(job)
-                return Sent(message_id=job.message_id or "m1")
-
-        class Fast(Recorder):
-            async def send(self, job: Job) -> Sent:
-                posted.append(job)
-                return Sent(message_id=job.message_id or f"m{len(posted)}")
-
-        slow = asyncio.create_task(first.worker().__class__(first.uow, {"log": Slow()}).run_once())
-        await asyncio.wait_for(started.wait(), 10)
-        await second.bus.handle(c.Claim(cid, alice))  # a newer version of the same card is due now
-        other = second.worker().__class__(second.uow, {"log": Fast()})
-        await other.run_once()
-        assert posted == []  # the card being posted elsewhere is left alone
-        gate.set()
-        await slow
-        await other.run_until_idle()
-        assert [j.message_id for j in posted] == [None, "m1"]  # one post, then an update to it
-        assert posted[-1].card.status == "claimed"
-        assert len(await rows(first, Posting)) == 1
-    finally:
-        await first.close()
-        await second.close()
+    first, second = replicas
+    cid = (await first.ingest([make_incoming(source="feed", external_id="1", text="nice day")])).new_ids[0]
+    posted: list[Job] = []
+    held = Held(posted)
+    slow = asyncio.create_task(first.worker().__class__(first.uow, {"log": held}).run_once())
+    await asyncio.wait_for(held.started.wait(), 10)
+    await second.bus.handle(c.Claim(cid, alice))  # a newer version of the same card is due now
+    other = second.worker().__class__(second.uow, {"log": Appends(posted)})
+    await other.run_once()
+    assert posted == []  # the card being posted elsewhere is left alone
+    held.gate.set()
+    await slow
+    await other.run_until_idle()
+    assert [j.message_id for j in posted] == [None, "m1"]  # one post, then an update to it
+    assert posted[-1].card.status == "claimed"
+    assert len(await rows(first, Posting)) == 1
 
 
-async def test_a_rate_limit_on_one_replica_does_not_free_a_card_another_is_sending(make_container) -> None:
+async def test_a_rate_limit_on_one_replica_does_not_free_a_card_another_is_sending(replicas) -> None:
     """Replica B's 429 defers the channel's queue, but not the card replica A is posting right now."""
-    import asyncio
-
-    first, second = make_container(), make_container()
-    await first.prepare()
-    await second.prepare()
-    try:
-        sending = (await first.ingest([make_incoming(source="feed", external_id="1", text="nice day")])).new_ids[0]
-        posted: list[Job] = []
-        gate, started = asyncio.Event(), asyncio.Event()
-
-        class Slow(Recorder):
-            async def send(self, job: Job) -> Sent:
-                started.set()
-                await gate.wait()
-                posted.append(job)
-                return Sent(message_id=job.message_id or "m1")
-
-        slow = asyncio.create_task(first.worker().__class__(first.uow, {"log": Slow()}, batch=1).run_once())
-        await asyncio.wait_for(started.wait(), 10)
-        await second.ingest([make_incoming(source="feed", external_id="2", text="nice evening")])  # same channel
-        await first.bus.handle(c.Claim(sending, alice))  # a newer version of the card being posted
-        limited = second.worker().__class__(second.uow, {"log": Recorder(failures=[RetryLater(30)])}, batch=1)
-        await limited.run_once()  # the other conversation's card: 429, the channel is deferred 30 s
-        (held,) = [d for d in await rows(first, Delivery) if d.conversation_id == sending and d.payload["version"] == 1]
-        assert held.locked_until is not None, "the lease of the card being sent is kept"
-        fast = Recorder()
-        await second.worker().__class__(second.uow, {"log": fast}).run_once()
-        assert fast.jobs == []  # nothing of that card is sent by another replica meanwhile
-        gate.set()
-        await slow
-        assert [j.message_id for j in posted] == [None]
-    finally:
-        await first.close()
-        await second.close()
+    first, second = replicas
+    sending = (await first.ingest([make_incoming(source="feed", external_id="1", text="nice day")])).new_ids[0]
+    posted: list[Job] = []
+    held = Held(posted)
+    slow = asyncio.create_task(first.worker().__class__(first.uow, {"log": held}, batch=1).run_once())
+    await asyncio.wait_for(held.started.wait(), 10)
+    await second.ingest([make_incoming(source="feed", external_id="2", text="nice evening")])  # same channel
+    await first.bus.handle(c.Claim(sending, alice))  # a newer version of the card being posted
+    limited = second.worker().__class__(second.uow, {"log": Recorder(failures=[RetryLater(30)])}, batch=1)
+    await limited.run_once()  # the other conversation's card: 429, the channel is deferred 30 s
+    (held_row,) = [d for d in await rows(first, Delivery) if d.conversation_id == sending and d.payload["version"] == 1]
+    assert held_row.locked_until is not None, "the lease of the card being sent is kept"
+    fast = Recorder()
+    await second.worker().__class__(second.uow, {"log": fast}).run_once()
+    assert fast.jobs == []  # nothing of that card is sent by another replica meanwhile
+    held.gate.set()
+    await slow
+    assert [j.message_id for j in posted] == [None]
 
 
 async def test_a_card_already_in_a_channel_is_updated_when_another_department_of_that_channel_joins(
-        make_container, tmp_path) -> None:
-    from bot.config import load_config
-
-    path = tmp_path / "shared.toml"
-    path.write_text(SHARED_CHANNEL_CONFIG)
-    container = make_container(config=load_config(path))
-    await container.prepare()
-    try:
-        cid = (await container.ingest([make_incoming(source="feed", external_id="1", text="courier lost it")])).new_ids[0]
-        platform = Recorder()
-        worker = container.worker().__class__(container.uow, {"log": platform})
-        await worker.run_until_idle()
-        assert sorted(j.channel_id for j in platform.jobs) == ["frontline", "ops"]  # via ops' destinations
-        async with container.uow() as uow:  # support (whose frontline destination is older) joins
-            support = next(d for d in await uow.departments.all() if d.name == "support")
-            await uow.conversations.link_departments([(cid, support.id)])
-            await uow.conversations.touch(cid, at=uow.now())
-            uow.mark_changed(cid)
-            await commit_with_deliveries(uow)
-        await worker.run_until_idle()
-        frontline = [j for j in platform.jobs if j.channel_id == "frontline"]
-        assert [j.message_id for j in frontline] == [None, "m1"]  # updated in place, not posted again
-        assert len(await rows(container, Posting)) == 2
-    finally:
-        await container.close()
+        shared_channel) -> None:
+    container = shared_channel
+    cid = (await container.ingest([make_incoming(source="feed", external_id="1", text="courier lost it")])).new_ids[0]
+    platform = Recorder()
+    worker = container.worker().__class__(container.uow, {"log": platform})
+    await worker.run_until_idle()
+    assert sorted(j.channel_id for j in platform.jobs) == ["frontline", "ops"]  # via ops' destinations
+    async with container.uow() as uow:  # support (whose frontline destination is older) joins
+        support = next(d for d in await uow.departments.all() if d.name == "support")
+        await uow.conversations.link_departments([(cid, support.id)])
+        await uow.conversations.touch(cid, at=uow.now())
+        uow.mark_changed(cid)
+        await commit_with_deliveries(uow)
+    await worker.run_until_idle()
+    frontline = [j for j in platform.jobs if j.channel_id == "frontline"]
+    assert [j.message_id for j in frontline] == [None, "m1"]  # updated in place, not posted again
+    assert len(await rows(container, Posting)) == 2
 
 
 def test_notice_payloads_round_trip_and_old_ones_without_names_still_read() -> None:
