@@ -1,12 +1,16 @@
-"""What the benchmarks share: latency summaries."""
+"""What the benchmarks share: latency summaries, load, and a store of their own."""
 
 from __future__ import annotations
 
 import asyncio
 import statistics
 import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import aiohttp
+import asyncpg
 
 
 def summary(name: str, latencies: list[float]) -> tuple[float, float]:
@@ -32,3 +36,20 @@ async def fire(url: str, requests: list[tuple[bytes, dict[str, str]]], concurren
                 latencies.append((time.perf_counter() - started) * 1000)
         await asyncio.gather(*(one(b, h) for b, h in requests))
     return latencies
+
+
+@asynccontextmanager
+async def store(database: str | None) -> AsyncIterator[str | None]:
+    """None (a SQLite file), or a fresh schema on the PostgreSQL server at `database`."""
+    if not database:
+        yield None
+        return
+    dsn = database.replace("postgresql+asyncpg://", "postgresql://")
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        yield f"{database}?search_path={schema}"
+    finally:
+        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await conn.close()

@@ -27,6 +27,7 @@ from pathlib import Path
 import feedparser
 from sqlmodel import func, select
 
+from bench.common import store
 from bot.bootstrap import Container, build
 from bot.config import load_config
 from bot.ingest import parse_feed
@@ -90,30 +91,31 @@ async def deliveries(container: Container) -> int:
 async def main(entries: int, database_url: str | None) -> None:
     data = make_feed(entries)
     source = f"bench-{uuid.uuid4().hex[:8]}"  # a shared database never has seen it
-    with tempfile.TemporaryDirectory() as tmp:
-        url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-        container = build(Settings(database_url=url), config=load_config(CONFIG))
-        try:
-            await container.prepare()
-            outbox_before = await deliveries(container)
+    async with store(database_url) as schema_url:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = schema_url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+            container = build(Settings(database_url=url), config=load_config(CONFIG))
+            try:
+                await container.prepare()
+                outbox_before = await deliveries(container)
 
-            started = time.perf_counter()
-            parsed = feedparser.parse(data, sanitize_html=True, resolve_relative_uris=True)
-            bare = time.perf_counter() - started
+                started = time.perf_counter()
+                parsed = feedparser.parse(data, sanitize_html=True, resolve_relative_uris=True)
+                bare = time.perf_counter() - started
 
-            started = time.perf_counter()
-            items, _ = parse_feed(data, source=source)
-            parsed_at = time.perf_counter()
-            report = await container.ingest(items)
-            ours = time.perf_counter() - started
-            stored = time.perf_counter() - parsed_at
-            enqueued = await deliveries(container) - outbox_before
+                started = time.perf_counter()
+                items, _ = parse_feed(data, source=source)
+                parsed_at = time.perf_counter()
+                report = await container.ingest(items)
+                ours = time.perf_counter() - started
+                stored = time.perf_counter() - parsed_at
+                enqueued = await deliveries(container) - outbox_before
 
-            started = time.perf_counter()
-            again = await container.ingest(parse_feed(data, source=source)[0])
-            repeat = time.perf_counter() - started
-        finally:
-            await container.close()
+                started = time.perf_counter()
+                again = await container.ingest(parse_feed(data, source=source)[0])
+                repeat = time.perf_counter() - started
+            finally:
+                await container.close()
     assert len(parsed.entries) == len(items) == entries, (len(parsed.entries), len(items))
     assert len(report.new_ids) == entries, len(report.new_ids)
     assert again.new_ids == [] and again.duplicates == entries, (len(again.new_ids), again.duplicates)

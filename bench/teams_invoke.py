@@ -6,9 +6,9 @@ click also creates them) against the running service, then the same
 against a bare botbuilder 4.17.1 bot on CloudAdapter that returns a static card; both on
 loopback, same run, no authentication (empty app id). Prints p50/p99 and the ratio.
 
-    .venv/bin/python -m bench.teams_invoke [--invokes 1000] [--concurrency 50] [--database URL]
+    .venv/bin/python -m bench.teams_invoke [--invokes 1000] [--concurrency 50] [--database-url URL]
 
-`--database postgresql://postgres@127.0.0.1:5432/test` runs it on PostgreSQL, in a
+`--database-url postgresql://postgres@127.0.0.1:5432/test` runs it on PostgreSQL, in a
 schema of its own that is dropped afterwards.
 """
 
@@ -18,12 +18,8 @@ import argparse
 import asyncio
 import json
 import tempfile
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import asyncpg
 
 from aiohttp import web
 from botbuilder.core import TurnContext
@@ -32,7 +28,7 @@ from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFramewo
 from botbuilder.schema import AdaptiveCardInvokeResponse, InvokeResponse
 
 from bot.ingest import make_incoming
-from bench.common import fire, summary
+from bench.common import fire, store, summary
 from tests.standins import serve
 from tests.teams_support import running_teams
 
@@ -74,23 +70,6 @@ async def bare_bot() -> tuple[web.AppRunner, str]:
     return runner, f"{url}/api/messages"
 
 
-@asynccontextmanager
-async def store(database: str | None) -> AsyncIterator[str | None]:
-    """None (a SQLite file), or a fresh schema on the PostgreSQL server at `database`."""
-    if not database:
-        yield None
-        return
-    dsn = database.replace("postgresql+asyncpg://", "postgresql://")
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        yield f"{database}?search_path={schema}"
-    finally:
-        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await conn.close()
-
-
 async def main(invokes: int, concurrency: int, database: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         async with store(database) as url, running_teams(Path(tmp), database_url=url) as unsilo:
@@ -118,6 +97,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--invokes", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--database", default=None, help="a PostgreSQL URL (default: a SQLite file)")
+    parser.add_argument("--database-url", default=None, help="a PostgreSQL URL (default: a SQLite file)")
     args = parser.parse_args()
-    asyncio.run(main(args.invokes, args.concurrency, args.database))
+    asyncio.run(main(args.invokes, args.concurrency, args.database_url))
