@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
 from bot.domain import NotFound
 from bot.views import Notice
-from storage.reports import Participant, Timing, Waiting
+from storage.reports import Activity, Participant, Timing, Waiting
 from storage.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -52,26 +52,16 @@ class TeamPart:
 
 
 @dataclass(frozen=True)
-class Digest:
-    """A department's figures for the period [since, until); durations in seconds."""
+class Digest(Activity):
+    """A department's figures for the period [since, until) (its `Activity`, durations in
+    seconds), with what the digest shows besides: the oldest waiting items and who took part
+    by their own department."""
 
     department: str
     since: datetime
     until: datetime
     sla_minutes: int
-    new: int
-    claimed: int
-    replied: int
-    resolved: int
-    dismissed: int
-    still_open: int
-    unclaimed: int
     oldest_unclaimed: tuple[WaitingItem, ...]
-    to_claim: Timing
-    to_first_reply: Timing
-    to_resolve: Timing
-    outcomes: tuple[tuple[str, int], ...]
-    top_tags: tuple[tuple[str, int], ...]
     taking_part: tuple[TeamPart, ...]
 
     @property
@@ -104,12 +94,9 @@ async def build_digest(uow: UnitOfWork, *, department: str, since: datetime, unt
     activity = await uow.reports.activity(found.id, since=since, until=until, sla_seconds=found.sla_minutes * 60)
     waiting = await uow.reports.oldest_unclaimed(found.id, until=until) if activity.unclaimed else []
     return Digest(
+        **{f.name: getattr(activity, f.name) for f in fields(Activity)},
         department=found.name, since=since, until=until, sla_minutes=found.sla_minutes,
-        new=activity.new, claimed=activity.claimed, replied=activity.replied, resolved=activity.resolved,
-        dismissed=activity.dismissed, still_open=activity.still_open, unclaimed=activity.unclaimed,
-        oldest_unclaimed=tuple(_waiting(w, until) for w in waiting),
-        to_claim=activity.to_claim, to_first_reply=activity.to_first_reply, to_resolve=activity.to_resolve,
-        outcomes=activity.outcomes, top_tags=activity.top_tags, taking_part=_by_department(activity.participants),
+        oldest_unclaimed=tuple(_waiting(w, until) for w in waiting), taking_part=_by_department(activity.participants),
     )
 
 
