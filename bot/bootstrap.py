@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.bus import Bus
 from bot.config import Config, find_config, load_config
+from bot.health import Health
 from bot.ingest import IngestReport, Incoming, store_items
 from bot.outbox import DeliveryWorker, LoggingSender, Sender, commit_with_deliveries
 from bot.policy import Context
@@ -42,6 +43,7 @@ class Container:
     clock: Clock = utcnow
     senders: dict[str, Sender] = field(default_factory=dict)
     write_lock: asyncio.Lock | None = None
+    health: Health = field(default_factory=Health)
 
     def uow(self) -> UnitOfWork:
         """A fresh unit of work on the shared store."""

@@ -31,6 +31,12 @@ class Settings:
     teams_app_type: str = "MultiTenant"
     teams_tenant_id: str = ""
     teams_local: bool = False
+    # The Slack workspace (team id) and Enterprise Grid org whose requests are accepted; by default
+    # the workspace `auth.test` reports for SLACK_BOT_TOKEN.
+    slack_team_id: str = ""
+    slack_enterprise_id: str = ""
+    # Teams tenants whose requests are accepted (MicrosoftAppTenantId and UNSILO_TEAMS_TENANTS).
+    teams_tenants: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, *, dotenv: bool = True, **overrides: object) -> Settings:
@@ -53,15 +59,41 @@ class Settings:
             "teams_app_type": env.get("MicrosoftAppType") or "MultiTenant",
             "teams_tenant_id": env.get("MicrosoftAppTenantId", ""),
             "teams_local": (env.get("UNSILO_TEAMS_LOCAL") or "").lower() in ("1", "true", "yes"),
+            "slack_team_id": env.get("SLACK_TEAM_ID", "").strip(),
+            "slack_enterprise_id": env.get("SLACK_ENTERPRISE_ID", "").strip(),
+            "teams_tenants": tuple(t.strip() for t in (env.get("UNSILO_TEAMS_TENANTS") or "").split(",") if t.strip()),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
+    def allowed_tenants(self) -> frozenset[str]:
+        """The Teams tenants whose requests are accepted; empty means any (with a warning at start-up)."""
+        return frozenset(t.lower() for t in (*self.teams_tenants, self.teams_tenant_id) if t)
+
     def platforms(self) -> dict[str, str | None]:
         """Each chat platform and why it is disabled (None when enabled)."""
-        slack = None
-        if not (self.slack_bot_token and (self.slack_signing_secret or self.slack_app_token)):
-            slack = "SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN) are not set"
-        teams = None if self.teams_app_id or self.teams_local else (
-            "MicrosoftAppId is not set (or set UNSILO_TEAMS_LOCAL=1 for local use without authentication)")
-        return {"slack": slack, "teams": teams}
+        return {"slack": self._slack_missing(), "teams": self._teams_missing()}
+
+    def _slack_missing(self) -> str | None:
+        """What to set for Slack, or None when it can start."""
+        if self.slack_bot_token and (self.slack_signing_secret or self.slack_app_token):
+            return None
+        if self.slack_app_token:
+            return "SLACK_BOT_TOKEN is not set (Socket Mode needs it beside SLACK_APP_TOKEN)"
+        if self.slack_bot_token:
+            return "SLACK_SIGNING_SECRET is not set (or set SLACK_APP_TOKEN for Socket Mode)"
+        if self.slack_signing_secret:
+            return "SLACK_BOT_TOKEN is not set (SLACK_SIGNING_SECRET is)"
+        return "SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are not set (or SLACK_BOT_TOKEN and SLACK_APP_TOKEN for Socket Mode)"
+
+    def _teams_missing(self) -> str | None:
+        """What to set for Teams, or None when it can start."""
+        if not self.teams_app_id:
+            if self.teams_local:
+                return None
+            return "MicrosoftAppId is not set (or set UNSILO_TEAMS_LOCAL=1 for local use without authentication)"
+        if not self.teams_app_password:
+            return "MicrosoftAppPassword is not set (MicrosoftAppId is; Teams needs both to post cards)"
+        if self.teams_app_type.lower() == "singletenant" and not self.teams_tenant_id:
+            return "MicrosoftAppTenantId is not set (MicrosoftAppType is SingleTenant)"
+        return None

@@ -34,7 +34,7 @@ admins = ["slack:UADMIN"]
 channels = ["slack:C0TRIAGE"]
 
 [departments.support]
-managers = ["UMANAGER"]
+managers = ["slack:UMANAGER"]
 channels = ["slack:C0SUPPORT"]
 
 [departments.ops]
@@ -125,6 +125,7 @@ class SlackHarness:
 @asynccontextmanager
 async def running_slack(tmp_path: Path, *, database_url: str | None = None, clock: Any = None, **standin: Any) -> AsyncIterator[SlackHarness]:
     """The whole service on a free loopback port, Slack enabled, its Web API stood in for."""
+    reference_dir()  # every test on this harness replays the real samples: skip here when they are absent
     config_path = tmp_path / "slack.toml"
     config_path.write_text(SLACK_CONFIG)
     async with SlackStandIn(**standin) as slack:

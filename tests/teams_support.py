@@ -38,7 +38,7 @@ admins = ["teams:aad-admin", "slack:UADMIN"]
 [departments.triage]
 
 [departments.support]
-managers = ["aad-manager"]
+managers = ["teams:aad-manager"]
 channels = ["slack:C0SUPPORT"]
 
 [[rules]]
@@ -119,13 +119,15 @@ class TeamsHarness:
 async def running_teams(tmp_path: Path, *, app_id: str = "", with_slack: bool = False, database_url: str | None = None,
                         config: str = TEAMS_CONFIG, **connector: Any) -> AsyncIterator[TeamsHarness]:
     """The whole service on a free loopback port with Teams enabled (no auth unless `app_id`)."""
+    reference_dir()  # every test on this harness replays the real samples: skip here when they are absent
     config_path = tmp_path / "teams.toml"
     config_path.write_text(config)
     async with AsyncExitStack() as stack:
         bot_connector = await stack.enter_async_context(BotConnectorStandIn(**connector))
         slack = await stack.enter_async_context(SlackStandIn()) if with_slack else None
         settings = Settings(
-            database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'teams.db'}", teams_app_id=app_id, teams_local=not app_id,
+            database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'teams.db'}", teams_app_id=app_id,
+            teams_app_password="test-password" if app_id else "", teams_local=not app_id,
             **({"slack_bot_token": TOKEN, "slack_signing_secret": SECRET, "slack_api_url": slack.url} if slack else {}))
         container = build(settings, config=load_config(config_path))
         runner, url = await serve(create_app(container, run_worker=False))

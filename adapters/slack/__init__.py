@@ -28,7 +28,8 @@ def build(container: Container) -> SlackBot:
     base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
     client = AsyncWebClient(token=settings.slack_bot_token, base_url=base_url)
     return SlackBot(bus=container.bus, token=settings.slack_bot_token, signing_secret=settings.slack_signing_secret,
-                    client=client, outcomes=container.config.outcomes)
+                    client=client, outcomes=container.config.outcomes,
+                    health=container.health.platform("slack"))
 
 
 def mount(app: web.Application, container: Container) -> None:

@@ -17,6 +17,7 @@ from adapters.slack import render
 from bot import codec
 from bot import commands as c
 from bot.bus import Bus
+from bot.health import PlatformHealth
 from bot.domain import AlreadyClaimed, DomainError, InvalidInput, parse_conversation_id
 from bot.textcommands import HelpRequest, help_text, parse
 from bot.views import Result
@@ -51,8 +52,9 @@ class SlackBot:
     """Builds the Bolt `AsyncApp` and its listeners around the core bus."""
 
     def __init__(self, *, bus: Bus, token: str, signing_secret: str, client: AsyncWebClient,
-                 outcomes: tuple[str, ...]) -> None:
+                 outcomes: tuple[str, ...], health: PlatformHealth | None = None) -> None:
         self.bus = bus
+        self.health = health
         self.token = token
         self.client = client
         self.outcomes = outcomes
@@ -237,6 +239,8 @@ class SlackBot:
     async def on_uninstalled(self, event: dict[str, Any]) -> None:
         """The app was removed: say so loudly; cards for Slack will fail until it is reinstalled."""
         logger.error("Slack says the app was uninstalled or its tokens revoked (%s)", event.get("type"))
+        if self.health is not None:
+            self.health.degraded(f"Slack sent {event.get('type')}: reinstall the app and set the new SLACK_BOT_TOKEN")
 
     async def on_home_opened(self, event: dict[str, Any], client: AsyncWebClient) -> None:
         """The App Home tab: my conversations, the open queue with counts, recent outcomes."""
