@@ -13,10 +13,34 @@ from storage.models import Conversation, Event, Note, Reply
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")  # Unicode Cc but \t \n, and Cs
 
 
+# Bidi embeddings, overrides and isolates (LRE RLE PDF LRO RLO, LRI RLI FSI PDI) and the Arabic
+# letter mark: in a customer's text they reorder the card's own text around it (a date reads
+# backwards). Directional marks (LRM, RLM) only affect their neighbours and are kept.
+_BIDI_CONTROLS = re.compile(r"[\u202a-\u202e\u2066-\u2069\u061c]")
+# Characters that show nothing: a name made only of these looks blank.
+_INVISIBLE = re.compile(r"[\u200b-\u200f\u2060-\u2064\ufeff\u180e\u3164\u115f\u1160\uffa0\u00ad\u034f]")
+NO_NAME = "(no name)"
+FSI, PDI = "\u2068", "\u2069"  # first-strong isolate ... pop directional isolate
+
+
 def printable(text: str | None) -> str:
-    """Text without control characters (Unicode Cc) other than newline and tab, nor lone
-    surrogates (Cs) that break JSON: what every renderer does first to untrusted text."""
-    return _UNPRINTABLE.sub("", text or "")
+    """Text without control characters (Unicode Cc) other than newline and tab, lone
+    surrogates (Cs) that break JSON, or bidi controls that reorder the text around it:
+    what every renderer does first to untrusted text."""
+    return _BIDI_CONTROLS.sub("", _UNPRINTABLE.sub("", text or ""))
+
+
+def display_name(name: str | None) -> str:
+    """A person's name as shown on a card: printable, on one line, without invisible
+    characters; "(no name)" when nothing visible is left."""
+    shown = " ".join(_INVISIBLE.sub("", printable(name)).split())
+    return shown or NO_NAME
+
+
+def isolate(text: str) -> str:
+    """Customer text wrapped in a bidi isolate (FSI ... PDI), so right-to-left text in it
+    never reorders the card's own words and figures next to it (UAX #9, X5c/X6a)."""
+    return f"{FSI}{text}{PDI}" if text else text
 
 
 @dataclass(frozen=True)
