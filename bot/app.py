@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +19,8 @@ logger = logging.getLogger(__name__)
 
 CONTAINER: web.AppKey[Container] = web.AppKey("container", Container)
 PLATFORMS: web.AppKey[dict[str, str | None]] = web.AppKey("platforms", dict)
+HEALTH_CACHE: web.AppKey[dict[str, Any]] = web.AppKey("health_cache", dict)
+SCHEDULER_STATE: web.AppKey[dict[str, str]] = web.AppKey("scheduler_state", dict)
 
 # Each platform adapter is a module with `mount(app, container) -> None`; imported by name so
 # that the core never imports a platform SDK.
@@ -27,9 +30,14 @@ SOURCE_MODULES = ("adapters.sources.webhooks",)
 
 
 def mount_platforms(app: web.Application, container: Container) -> dict[str, str | None]:
-    """Mount every platform that has credentials; log one line for each that is disabled."""
+    """Mount every platform that has credentials; each reports its own state to `container.health`.
+
+    A platform that cannot even be mounted is disabled with the reason; it never takes the
+    others down. Connecting (Slack's Socket Mode, token checks) happens in the background.
+    """
     status: dict[str, str | None] = {}
     for platform, reason in container.settings.platforms().items():
+        health = container.health.platform(platform)
         if reason is None:
             try:
                 module: Any = importlib.import_module(PLATFORM_MODULES[platform])
@@ -42,25 +50,68 @@ def mount_platforms(app: web.Application, container: Container) -> dict[str, str
         status[platform] = reason
         if reason is None:
             logger.info("%s enabled", platform)
+            if health.state.reason == "starting":  # an adapter that reports nothing of its own
+                health.ok()
         else:
-            logger.warning("%s disabled: %s", platform, reason)
+            health.disabled(reason)
     return status
 
 
+HEALTH_CACHE_SECONDS = 2.0  # /healthz is polled: the store's figures are read at most this often
+STORE_TIMEOUT = 3.0
+
+
+async def _store_figures(container: Container) -> dict[str, Any]:
+    """The outbox backlog, its oldest due delivery and the failing feeds, in one round trip."""
+    now = container.clock()
+    async with container.engine.connect() as conn:
+        row = (await conn.execute(text(
+            "SELECT (SELECT count(*) FROM delivery WHERE status = 'pending') AS backlog, "
+            "(SELECT min(next_attempt_at) FROM delivery WHERE status = 'pending' AND next_attempt_at <= :now) AS oldest, "
+            "(SELECT count(*) FROM delivery WHERE status = 'failed') AS failed, "
+            "(SELECT count(*) FROM source WHERE kind = 'feed' AND failures > 0) AS feeds_failing"
+        ), {"now": now})).one()
+    oldest = row.oldest
+    if isinstance(oldest, str):  # SQLite hands back text
+        oldest = datetime.fromisoformat(oldest)
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    return {
+        "outbox": {"pending": int(row.backlog), "failed": int(row.failed),
+                   "oldest_due": oldest.isoformat(timespec="seconds") if oldest else None,
+                   "oldest_due_seconds": round((now - oldest).total_seconds()) if oldest else 0},
+        "feeds": {"failing": int(row.feeds_failing)},
+    }
+
+
 async def healthz(request: web.Request) -> web.Response:
-    """Store reachable? Which platforms are on? 200 when the store answers, 503 otherwise."""
+    """The truth per platform (ok / starting / degraded / disabled, with the reason) and per
+    subsystem (store, outbox, feeds, scheduler); 503 only when the store is unreachable."""
     container = request.app[CONTAINER]
-    store: dict[str, Any] = {"backend": container.engine.dialect.name}
-    try:
-        async with container.engine.connect() as conn:
-            await asyncio.wait_for(conn.execute(text("SELECT 1")), timeout=5)
-        store["reachable"] = True
-    except Exception as exc:
-        logger.warning("health check: store unreachable: %s", exc)
-        store.update(reachable=False, error=type(exc).__name__)
-    platforms = {name: {"enabled": reason is None, **({"reason": reason} if reason else {})}
-                 for name, reason in request.app[PLATFORMS].items()}
-    body = {"status": "ok" if store["reachable"] else "degraded", "store": store, "platforms": platforms}
+    cache = request.app[HEALTH_CACHE]
+    loop_time = asyncio.get_running_loop().time()
+    if cache.get("at", -1e9) + HEALTH_CACHE_SECONDS < loop_time:
+        store: dict[str, Any] = {"backend": container.engine.dialect.name}
+        figures: dict[str, Any] = {}
+        try:
+            figures = await asyncio.wait_for(_store_figures(container), STORE_TIMEOUT)
+            store["reachable"] = True
+        except Exception as exc:
+            logger.warning("health check: store unreachable: %s: %s", type(exc).__name__, exc)
+            store.update(reachable=False, error=type(exc).__name__)
+        cache.update(at=loop_time, store=store, figures=figures)
+    store, figures = cache["store"], cache["figures"]
+    platforms = container.health.snapshot()
+    scheduler = request.app[SCHEDULER_STATE]
+    body: dict[str, Any] = {"store": store, "platforms": platforms, **figures, "scheduler": dict(scheduler)}
+    troubled = [name for name, p in platforms.items() if p["state"] in ("degraded", "starting")]
+    if figures and figures["feeds"]["failing"]:
+        troubled.append("feeds")
+    if scheduler.get("state") not in ("running", "off"):
+        troubled.append("scheduler")
+    body["status"] = "down" if not store["reachable"] else ("degraded" if troubled else "ok")
+    if troubled:
+        body["degraded"] = troubled
     return web.json_response(body, status=200 if store["reachable"] else 503)
 
 
@@ -69,6 +120,8 @@ def create_app(container: Container, *, run_worker: bool = True) -> web.Applicat
     app = web.Application()
     app[CONTAINER] = container
     app.router.add_get("/healthz", healthz)
+    app[HEALTH_CACHE] = {}
+    app[SCHEDULER_STATE] = {"state": "starting" if run_worker else "off"}
     app[PLATFORMS] = mount_platforms(app, container)
     for name in SOURCE_MODULES:
         importlib.import_module(name).mount(app, container)
@@ -78,7 +131,13 @@ def create_app(container: Container, *, run_worker: bool = True) -> web.Applicat
         task = asyncio.create_task(container.worker().run_forever()) if run_worker else None
         scheduler = Scheduler(container) if run_worker else None
         if scheduler is not None:
-            scheduler.start()  # feed polls, SLA sweeps and digests, exactly once across replicas
+            try:
+                scheduler.start()  # feed polls, SLA sweeps and digests, exactly once across replicas
+                app[SCHEDULER_STATE].update(state="running")
+            except Exception as exc:  # the chat platforms and webhooks keep working without it
+                logger.exception("the scheduler could not start")
+                app[SCHEDULER_STATE].update(state="failed", reason=f"{type(exc).__name__}: {exc}")
+                scheduler = None
         yield
         if scheduler is not None:
             await scheduler.shutdown()

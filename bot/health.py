@@ -83,6 +83,6 @@ class Health:
 
     def snapshot(self) -> dict[str, dict[str, str]]:
         """Every platform as JSON: state, reason (when not ok), since."""
-        return {name: {"state": s.state, **({"reason": s.reason} if s.reason and s.state != OK else {}),
+        return {name: {"state": s.state, "enabled": s.state != DISABLED, **({"reason": s.reason} if s.reason and s.state != OK else {}),
                        "since": s.since.isoformat(timespec="seconds")}
                 for name, s in sorted(self._states.items())}

@@ -1,18 +1,28 @@
-"""Slack: the Bolt app mounted on the service, Block Kit rendering, the outbox sender."""
+"""Slack: the Bolt app mounted on the service, Block Kit rendering, the outbox sender.
+
+Slack starts in the background and never delays or stops the rest of the service: the
+bot token is checked with `auth.test` and Socket Mode connects from background tasks that
+retry with backoff, while `/healthz` tells what is wrong and what to set.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.app import SlackBot
 from adapters.slack.sender import SlackSender
+from bot.health import PlatformHealth
 
 if TYPE_CHECKING:
     from bot.bootstrap import Container
@@ -20,6 +30,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SLACK_PATH = "/slack/events"
+RETRY_FIRST, RETRY_MAX = 1.0, 300.0  # seconds between start-up attempts: doubling, capped at 5 min
+CONNECT_TIMEOUT = 30.0  # one Socket Mode connection attempt
+SOCKET_PING_INTERVAL = 10.0  # the Socket Mode client's ping and reconnect-check period
+WATCH_EVERY = 2.0  # how often the Socket Mode connection's state is read for /healthz
+
+# `auth.test` / `apps.connections.open` errors that mean the token itself is refused.
+REFUSED = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive",
+                     "not_allowed_token_type", "missing_scope", "team_access_not_granted"})
 
 
 def build(container: Container) -> SlackBot:
@@ -33,36 +51,143 @@ def build(container: Container) -> SlackBot:
 
 
 def mount(app: web.Application, container: Container) -> None:
-    """Serve Slack on `POST /slack/events` (or over Socket Mode) and send cards through the outbox."""
+    """Serve Slack on `POST /slack/events` (HTTP mode) or over Socket Mode (SLACK_APP_TOKEN set),
+    and send cards through the outbox."""
     bot = build(container)
     container.senders["slack"] = SlackSender(bot.client)
+    app_token = container.settings.slack_app_token
+    state = SlackHealth(container.health.platform("slack"), socket_mode=bool(app_token))
+    bot.health = state
 
     async def endpoint(request: web.Request) -> web.Response:
         return await to_aiohttp_response(await bot.app.async_dispatch(await to_bolt_request(request)))
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
-        warm = asyncio.create_task(_warm_up(bot))
-        socket = None
-        if container.settings.slack_app_token:
-            from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
-
-            socket = AsyncSocketModeHandler(bot.app, container.settings.slack_app_token)
-            await socket.connect_async()
-            logger.info("Slack connected over Socket Mode")
+        tasks = [asyncio.create_task(_check_bot_token(bot, state), name="slack auth.test")]
+        handler = None
+        if app_token:
+            handler = AsyncSocketModeHandler(bot.app, app_token, ping_interval=SOCKET_PING_INTERVAL)
+            tasks.append(asyncio.create_task(_keep_socket_mode(handler, state), name="slack socket mode"))
         yield
-        warm.cancel()
-        if socket is not None:
-            await socket.close_async()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if handler is not None:
+            await handler.close_async()
 
-    if not container.settings.slack_app_token:
+    if not app_token:
         app.router.add_post(SLACK_PATH, endpoint)
     app.cleanup_ctx.append(lifecycle)
 
 
-async def _warm_up(bot: SlackBot) -> None:
-    """Ask `auth.test` once at start-up so no request waits for it."""
-    try:
-        auth = await bot.identify()
-        logger.info("Slack bot user %s in team %s", auth.bot_user_id, auth.team_id)
-    except Exception as exc:  # the first request will try again
-        logger.warning("Slack auth.test failed at start-up: %s", exc)
+class SlackHealth(PlatformHealth):
+    """Slack's health from its parts: the bot token (`auth.test`), the Socket Mode connection, and
+    what Slack itself said (`app_uninstalled`, `tokens_revoked`, reported through `degraded`)."""
+
+    def __init__(self, health: PlatformHealth, *, socket_mode: bool) -> None:
+        super().__init__(health._registry, health.name)
+        self.parts: dict[str, str | None] = {
+            "token": "checking SLACK_BOT_TOKEN with auth.test",
+            "socket": "Socket Mode connecting" if socket_mode else None,
+            "slack": None,
+        }
+        self._publish()
+
+    def degraded(self, reason: str) -> None:
+        """Slack told us the app is gone (uninstalled, tokens revoked): stays until a restart."""
+        self.report("slack", reason)
+
+    def report(self, part: str, problem: str | None) -> None:
+        """Record one part's problem (None: it works) and publish the whole."""
+        self.parts[part] = problem
+        self._publish()
+
+    def _publish(self) -> None:
+        problems = [p for p in self.parts.values() if p]
+        if not problems:
+            super().ok()
+        elif all(p.endswith("connecting") or p.startswith("checking") for p in problems):
+            super().starting("; ".join(problems))
+        else:
+            super().degraded("; ".join(problems))
+
+
+def _refusal(what: str, variable: str, error: str, hint: str) -> str:
+    return f"Slack refused {variable} ({error}) for {what}: {hint}"
+
+
+async def _check_bot_token(bot: SlackBot, state: SlackHealth) -> None:
+    """`auth.test` until Slack answers: the token's verdict goes to /healthz, never blocks a request."""
+    delay = RETRY_FIRST
+    while True:
+        try:
+            auth = await bot.identify()
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", "") or exc.response.status_code)
+            if error in REFUSED:
+                problem = _refusal("auth.test", "SLACK_BOT_TOKEN", error,
+                                   "set the Bot User OAuth Token (xoxb-…) from Install App")
+            else:
+                problem = f"Slack answered auth.test with {error}; retrying in {delay:.0f}s"
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            problem = f"Slack is unreachable at SLACK_API_URL ({type(exc).__name__}: {exc}); retrying in {delay:.0f}s"
+        else:
+            logger.info("Slack bot user %s in team %s", auth.bot_user_id, auth.team_id)
+            state.report("token", None)
+            return
+        logger.warning("Slack: %s", problem)
+        state.report("token", problem)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RETRY_MAX)
+
+
+async def _keep_socket_mode(handler: AsyncSocketModeHandler, state: SlackHealth) -> None:
+    """Connect Socket Mode in the background, retrying with backoff; then watch the connection.
+
+    `connect_async()` loops until it connects (PLATFORM_NOTES): awaited in start-up it kept
+    the whole service from binding its port while Slack refused the token. Once connected,
+    the SDK reconnects by itself (on `disconnect` / `refresh_requested` and dropped
+    sockets); this task only reports the connection's state.
+    """
+    delay = RETRY_FIRST
+    while True:
+        try:
+            handler.client.wss_uri = await handler.client.issue_new_wss_url()
+            await asyncio.wait_for(handler.connect_async(), CONNECT_TIMEOUT)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", "") or exc.response.status_code)
+            if error in REFUSED:
+                problem = _refusal("apps.connections.open", "SLACK_APP_TOKEN", error,
+                                   "set an app-level token (xapp-…) with the connections:write scope")
+            else:
+                problem = f"Socket Mode: Slack answered apps.connections.open with {error}"
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            problem = f"Socket Mode: Slack is unreachable ({type(exc).__name__}: {exc})"
+        else:
+            logger.info("Slack connected over Socket Mode")
+            state.report("socket", None)
+            await _watch(handler, state)
+            delay = RETRY_FIRST
+            continue
+        logger.warning("Slack: %s; retrying in %.0fs", problem, delay)
+        state.report("socket", f"{problem}; retrying with backoff")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RETRY_MAX)
+
+
+async def _watch(handler: AsyncSocketModeHandler, state: SlackHealth) -> None:
+    """Report the live connection's state until the SDK gives up on it (closed for good)."""
+    client: Any = handler.client
+    lost = False
+    while not client.closed:
+        await asyncio.sleep(WATCH_EVERY)
+        if await client.is_connected():
+            if lost:
+                logger.info("Slack Socket Mode reconnected")
+            lost = False
+            state.report("socket", None)
+        elif not lost:
+            lost = True
+            at = datetime.now(UTC).strftime("%H:%M:%S UTC")
+            state.report("socket", f"Socket Mode connection lost at {at}; the client is reconnecting "
+                                   "(check SLACK_APP_TOKEN and that Slack is reachable if this lasts)")

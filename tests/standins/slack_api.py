@@ -452,8 +452,11 @@ class SlackStandIn(RecordingStandIn):
         handler = self._methods.get(call.method)
         if handler is None:
             raise _ApiError("unknown_method", extra={"req_method": call.method})
-        if call.token is None or not call.token.startswith("xoxb-"):
+        app_level = call.method.startswith("apps.connections.")  # Socket Mode: an app-level token (xapp-)
+        if call.token is None or not call.token.startswith(("xapp-", "xoxb-")):
             raise _ApiError("invalid_auth")
+        if call.token.startswith("xapp-") != app_level:
+            raise _ApiError("not_allowed_token_type")
         self._injected_failure(call.method)
         if call.method == "chat.postMessage":
             channel = call.args.get("channel")
