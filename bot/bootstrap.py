@@ -123,6 +123,8 @@ def build(settings: Settings, *, config: Config | None = None, clock: Clock = ut
     """Wire a container from settings (the config file is read unless given)."""
     if config is None:
         config = load_config(find_config(settings.config_path))
+    for warning in config.warnings:  # `unsilo config check` prints them; the service logs them
+        logger.info("config: %s", warning.format(config.path))
     engine = create_engine(settings.database_url)
     container = Container(settings=settings, config=config, engine=engine, sessions=session_factory(engine),
                           clock=clock, write_lock=asyncio.Lock() if is_sqlite(engine) else None)
@@ -149,6 +151,9 @@ async def sync_config(uow_factory: Callable[[], UnitOfWork], config: Config) -> 
                  priority=r.priority, tags=list(r.tags), sensitive=r.sensitive)
             for i, r in enumerate(config.rules)
         ])
+        for entry in config.people:  # one person's accounts, linked by the config
+            await uow.people.configure(key=entry.key, name=entry.name, email=entry.email or None,
+                                       accounts=entry.identities())
         for feed in config.feeds:
             source = await uow.sources.ensure(feed.name, kind="feed", url=feed.url)
             if source.url != feed.url:  # a corrected URL is polled now, not after the old one's back-off
@@ -156,8 +161,8 @@ async def sync_config(uow_factory: Callable[[], UnitOfWork], config: Config) -> 
                 source.failures = 0
             source.url, source.every_seconds, source.tags = feed.url, feed.every_seconds, list(feed.tags)
         await uow.commit()
-    logger.info("config %s: %d departments, %d rules, %d feeds", config.path,
-                len(config.department_names()), len(config.rules), len(config.feeds))
+    logger.info("config %s: %d departments, %d rules, %d feeds, %d people", config.path,
+                len(config.department_names()), len(config.rules), len(config.feeds), len(config.people))
 
 
 def sample_path(name: str) -> Path:

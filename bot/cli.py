@@ -397,7 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         if args.command == "config":
-            load_config(find_config(settings.config_path) or "unsilo.toml")
+            checked = load_config(find_config(settings.config_path) or "unsilo.toml")
+            for warning in checked.warnings:
+                print(f"warning: {warning.format(checked.path)}", file=sys.stderr)
         if args.command == "run":
             return _serve(settings)
         if args.command == "manifest":

@@ -7,7 +7,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Actor:
-    """Who asked: a platform and that platform's user id (plus what it told us about them)."""
+    """Who asked: a platform and that platform's user id (plus what it told us about them).
+
+    `name` is for showing only. `email`, when set, must come from the platform's own
+    directory (Slack `users.info`, the Teams member API): it links accounts into one person.
+    """
 
     platform: str
     user_id: str

@@ -85,6 +85,23 @@ class FeedConfig:
 
 
 @dataclass(frozen=True)
+class PersonConfig:
+    """One person's accounts, linked by the config (`[people.<key>]`): the four-eyes check and
+    every right compare persons, so one person's Slack id, Teams id and CLI name count as one."""
+
+    key: str
+    name: str = ""
+    slack: str = ""  # Slack user id (U…/W…)
+    teams: str = ""  # Teams AAD object id
+    cli: str = ""  # the login name used with the `unsilo` command
+    email: str = ""
+
+    def identities(self) -> tuple[tuple[str, str], ...]:
+        """(platform, user id) of every account listed."""
+        return tuple((p, v) for p, v in (("slack", self.slack), ("teams", self.teams), ("cli", self.cli)) if v)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated config."""
 
@@ -96,6 +113,8 @@ class Config:
     departments: tuple[DepartmentConfig, ...] = ()
     rules: tuple[RuleConfig, ...] = ()
     feeds: tuple[FeedConfig, ...] = field(default_factory=tuple)
+    people: tuple[PersonConfig, ...] = ()
+    warnings: tuple[Problem, ...] = ()  # not errors: `unsilo config check` prints them
 
     def department_names(self) -> list[str]:
         """Every department name, the default one included."""
@@ -143,6 +162,8 @@ class _Checker:
     def __init__(self, text: str) -> None:
         self.lines = text.splitlines()
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self.plain_names: list[tuple[str, str, dict[str, Any]]] = []  # (name, key, where) of managers/admins
 
     def _line(self, header: str | None, index: int, key: str | None) -> int | None:
         """Line of `key` under the `index`-th occurrence of `header` (None: top level)."""
@@ -165,6 +186,20 @@ class _Checker:
 
     def bad(self, key: str, message: str, *, header: str | None = None, index: int = 0, field_: str | None = None) -> None:
         self.problems.append(Problem(key, message, self._line(header, index, field_)))
+
+    def _who(self, value: Any, key: str, **where: Any) -> tuple[str, ...]:
+        """Managers or admins: `slack:<user id>`, `teams:<AAD object id>`, `cli:<login>`, an email, or a
+        plain name (which means the CLI login of that name only: chat display names grant nothing)."""
+        entries = self._strings(value, key, **where)
+        for entry in entries:
+            platform, sep, user_id = entry.partition(":")
+            if sep and platform in ("slack", "teams", "cli") and user_id:
+                continue
+            if sep:
+                self.bad(key, f"{entry!r}: use slack:<user id>, teams:<AAD object id>, cli:<login> or an email", **where)
+            elif "@" not in entry:
+                self.plain_names.append((entry, key, where))
+        return entries
 
     def _strings(self, value: Any, key: str, **where: Any) -> tuple[str, ...]:
         if value is None:
@@ -189,7 +224,7 @@ class _Checker:
             self.bad(f"{prefix}.{key}" if prefix else key, f"unknown key; expected one of {', '.join(sorted(known))}", field_=key, **where)
 
     def build(self, data: dict[str, Any], path: str) -> Config:
-        self._unknown(data, {"unsilo", "departments", "rules", "feeds"}, "")
+        self._unknown(data, {"unsilo", "departments", "rules", "feeds", "people"}, "")
         top = data.get("unsilo", {})
         if not isinstance(top, dict):
             self.bad("unsilo", "must be a table")
@@ -208,11 +243,21 @@ class _Checker:
         if not isinstance(require_claim, bool):
             self.bad("unsilo.require_claim_to_reply", "must be true or false", field_="require_claim_to_reply", **where)
             require_claim = True
-        admins = self._strings(top.get("admins"), "unsilo.admins", field_="admins", **where)
+        admins = self._who(top.get("admins"), "unsilo.admins", field_="admins", **where)
         departments = self._departments(data.get("departments", {}))
         known = {d.name for d in departments} | {default}
         rules = self._rules(data.get("rules", []), known)
         feeds = self._feeds(data.get("feeds", []))
+        people = self._people(data.get("people", {}))
+        linked = {p.key.lower() for p in people} | {p.cli.lower() for p in people if p.cli}
+        for name, key, place in self.plain_names:
+            if name.lower() in linked:
+                continue
+            self.warnings.append(Problem(key, (
+                f"{name!r} is a plain name: it matches only the CLI login {name!r}, never a Slack or Teams user "
+                f"(display names are chosen by users); list people as slack:<user id>, teams:<AAD object id> or "
+                f"by email, or link their accounts under [people.{name}]"),
+                self._line(place.get("header"), place.get("index", 0), place.get("field_"))))
         return Config(
             path=path,
             default_department=default,
@@ -222,7 +267,45 @@ class _Checker:
             departments=departments,
             rules=rules,
             feeds=feeds,
+            people=people,
+            warnings=tuple(self.warnings),
         )
+
+    def _people(self, raw: Any) -> tuple[PersonConfig, ...]:
+        if not isinstance(raw, dict):
+            self.bad("people", "must be tables like [people.dana]")
+            return ()
+        result: list[PersonConfig] = []
+        seen: dict[tuple[str, str], str] = {}
+        for key, table in raw.items():
+            where = {"header": f"[people.{key}]" if re.match(r"^[A-Za-z0-9_-]+$", key) else f'[people."{key}"]'}
+            if not isinstance(table, dict):
+                self.bad(f"people.{key}", "must be a table", **where)
+                continue
+            fields = {"name", "slack", "teams", "cli", "email"}
+            self._unknown(table, fields, f"people.{key}", **where)
+            values = {}
+            for name in sorted(fields):
+                value = table.get(name, "")
+                if not isinstance(value, str):
+                    self.bad(f"people.{key}.{name}", "must be a string", field_=name, **where)
+                    value = ""
+                values[name] = value.strip()
+            if values["email"] and "@" not in values["email"]:
+                self.bad(f"people.{key}.email", f"{values['email']!r} is not an email address", field_="email", **where)
+                values["email"] = ""
+            person = PersonConfig(key=key, **values)
+            accounts = [*person.identities(), *((("email", person.email.lower()),) if person.email else ())]
+            if not accounts:
+                self.bad(f"people.{key}", "list at least one of slack, teams, cli or email", **where)
+                continue
+            for account in accounts:
+                if account in seen:
+                    self.bad(f"people.{key}", f"{account[0]} {account[1]!r} is already listed under [people.{seen[account]}]",
+                             **where)
+                seen[account] = key
+            result.append(person)
+        return tuple(result)
 
     def _departments(self, raw: Any) -> tuple[DepartmentConfig, ...]:
         if not isinstance(raw, dict):
@@ -255,7 +338,7 @@ class _Checker:
                 DepartmentConfig(
                     name=name,
                     sla_minutes=self._int(table.get("sla_minutes"), f"{key}.sla_minutes", 240, field_="sla_minutes", **where),
-                    managers=self._strings(table.get("managers"), f"{key}.managers", field_="managers", **where),
+                    managers=self._who(table.get("managers"), f"{key}.managers", field_="managers", **where),
                     channels=channels, digest=digest.strip(), timezone=timezone,
                     digest_channels=self._channels(table, "digest_channels", key, where),
                 )

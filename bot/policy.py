@@ -9,6 +9,7 @@ from bot.commands import Actor
 from bot.config import Config
 from bot.domain import Forbidden
 from storage.models import Conversation, Department, Person
+from storage.repositories import NAMED_BY_CONFIG
 from storage.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -54,16 +55,28 @@ class Who:
 
 
 async def identify(uow: UnitOfWork, actor: Actor) -> Who:
-    """Resolve an actor to a person (created on first sight) and their manager keys."""
+    """Resolve an actor to a person (created on first sight) and the keys the config may list them by.
+
+    Rights come only from verified identities: `platform:user id` of each of the person's
+    accounts, their email when a platform's directory (or the config's `[people]`) vouched
+    for it, and — for plain names — CLI logins and `[people]` keys. A display name or a
+    username chosen by the user is never a key. `actor.email`, set only by adapters from the
+    platform's own directory, links the account to the person with that email.
+    """
     known = await uow.people.with_identities(actor.platform, actor.user_id)
     if known is not None and not (actor.name and known[0].name == actor.user_id != actor.name):
         person, identities = known
     else:
         person = await uow.people.resolve(actor.platform, actor.user_id, name=actor.name, email=actor.email)
         identities = await uow.people.identities(person.id)  # type: ignore[arg-type]
-    keys = {actor.user_id, f"{actor.platform}:{actor.user_id}", person.name}
+    if actor.email and (person.email or "").lower() != actor.email.strip().lower():
+        person = await uow.people.adopt_email(person, actor.email)
+        identities = await uow.people.identities(person.id)  # type: ignore[arg-type]
+    keys = set()
     for identity in identities:
-        keys.update({identity.user_id, f"{identity.platform}:{identity.user_id}"})
+        keys.add(f"{identity.platform}:{identity.user_id}")
+        if identity.platform in NAMED_BY_CONFIG:
+            keys.add(identity.user_id)
     if person.email:
         keys.add(person.email)
     return Who(person=person, keys=frozenset(k.lower() for k in keys if k))

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, Table, and_, bindparam, cast, func, literal_column, or_, true, update
+from sqlalchemy import String, Table, and_, bindparam, cast, false, func, literal_column, or_, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
@@ -35,6 +35,18 @@ from storage.models import (
 logger = logging.getLogger(__name__)
 
 
+CHAT_PLATFORMS = ("slack", "teams")  # accounts people are mentioned under
+NAMED_BY_CONFIG = ("cli", "config")  # accounts a plain name in the config means: CLI logins, `[people]` keys
+
+
+def _person_references() -> list[tuple[Any, str]]:
+    """(table, column) of every column that refers to a person."""
+    tables = [Conversation, Identity, Event, Note, Reply]
+    return [(model.__table__, column.name) for model in tables  # type: ignore[attr-defined]
+            for column in model.__table__.columns  # type: ignore[attr-defined]
+            if any(fk.column.table.name == "person" for fk in column.foreign_keys)]
+
+
 def _dialect(session: AsyncSession) -> str:
     return session.bind.dialect.name if session.bind is not None else "sqlite"
 
@@ -50,6 +62,7 @@ def _chunks(values: Sequence[Any], size: int = 5000) -> list[Sequence[Any]]:
 
 # The statements behind every button click, built once: constructing a statement costs
 # more than SQLite takes to run it (see bench/teams_invoke.py).
+_PERSON_REFERENCES = _person_references()
 _ENQUEUE: dict[str, Any] = {}  # per dialect
 _CARD_SYNCS: dict[str, Any] = {}  # per dialect
 _DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
@@ -377,21 +390,23 @@ class PersonRepo(_Repo):
         return list((await self.session.exec(stmt)).all())
 
     async def mentionable(self, keys: Iterable[str]) -> tuple[tuple[str, str], ...]:
-        """("platform:user_id", display name) of everyone named by these keys (platform ids, bare user ids,
-        emails, names); a platform id of nobody known yet comes with an empty name."""
+        """("platform:user_id", display name) of the chat accounts of everyone named by these keys, as the
+        config names managers: platform ids (`slack:U…`, `teams:…`, `cli:…`), verified emails, or plain
+        names (CLI logins and `[people]` keys only, never display names); a chat id of nobody known yet
+        comes with an empty name."""
         keys = [k for k in keys if k]
-        direct = {k for k in keys if k.split(":", 1)[0] in ("slack", "teams") and ":" in k}
-        loose = [k for k in keys if k not in direct]
+        direct = {k for k in keys if k.partition(":")[0] in CHAT_PLATFORMS and k.partition(":")[2]}
         found: dict[str, str] = dict.fromkeys(direct, "")
-        conditions = []
-        if loose:
-            conditions += [col(Identity.user_id).in_(loose), col(Person.email).in_(loose), col(Person.name).in_(loose)]
-        if direct:
-            conditions += [and_(Identity.platform == platform, Identity.user_id == user_id)
-                           for platform, _, user_id in (k.partition(":") for k in sorted(direct))]
-        if conditions:
-            stmt = select(Identity, Person.name).join(Person, col(Person.id) == Identity.person_id).where(or_(*conditions))
-            found.update((f"{i.platform}:{i.user_id}", name) for i, name in (await self.session.exec(stmt)).all())
+        persons = select(Identity.person_id).where(or_(false(), *(
+            [and_(Identity.platform == platform, Identity.user_id == user_id)
+             for platform, _, user_id in (k.partition(":") for k in sorted(keys) if ":" in k)]
+            + [and_(col(Identity.platform).in_(NAMED_BY_CONFIG), col(Identity.user_id).in_(
+                [k for k in keys if ":" not in k and "@" not in k]))])))
+        emails = [k.lower() for k in keys if "@" in k and ":" not in k]
+        stmt = (select(Identity, Person.name).join(Person, col(Person.id) == Identity.person_id)
+                .where(col(Identity.platform).in_(CHAT_PLATFORMS))
+                .where(or_(col(Identity.person_id).in_(persons), func.lower(Person.email).in_(emails or [""]))))
+        found.update((f"{i.platform}:{i.user_id}", name) for i, name in (await self.session.exec(stmt)).all())
         return tuple(sorted(found.items()))
 
     async def mentions_of(self, person_id: int) -> tuple[tuple[str, str], ...]:
@@ -425,10 +440,11 @@ class PersonRepo(_Repo):
             if name and person.name != name and person.name == user_id:
                 person.name = name
             return person
+        email = (email or "").strip().lower() or None
         if email:
-            person = (await self.session.exec(select(Person).where(Person.email == email))).first()
+            person = await self.by_email(email)
         if person is None:
-            person = Person(name=name or user_id, email=email or None)
+            person = Person(name=name or user_id, email=email)
             self.session.add(person)
             await self.session.flush()
         stmt = (
@@ -437,6 +453,73 @@ class PersonRepo(_Repo):
             .on_conflict_do_nothing(index_elements=["platform", "user_id"])
         )
         await self.session.exec(stmt)  # type: ignore[call-overload]
+        return person
+
+
+    async def by_email(self, email: str) -> Person | None:
+        """The person with this (verified) email, if any."""
+        stmt = select(Person).where(func.lower(Person.email) == email.strip().lower())
+        return (await self.session.exec(stmt)).first()
+
+    async def adopt_email(self, person: Person, email: str) -> Person:
+        """A platform's directory says this account's email is `email`: the account belongs to the
+        person with that email (the two are merged), or the person gets the email. Returns the person."""
+        email = email.strip().lower()
+        other = await self.by_email(email)
+        if other is None:
+            person.email = email
+            await self.session.flush()
+            return person
+        if other.id != person.id:
+            await self.merge(person, into=other)
+        return other
+
+    async def merge(self, person: Person, *, into: Person) -> None:
+        """`person` and `into` are one person: every account, conversation, note, reply and event of
+        `person` becomes `into`'s, and `person` is removed (its email moves over if `into` has none)."""
+        assert person.id is not None and into.id is not None and person.id != into.id
+        await self.session.flush()
+        old, new = person.id, into.id
+        for table, column in _PERSON_REFERENCES:
+            await self.session.exec(update(table).where(table.c[column] == old).values({column: new}))  # type: ignore[call-overload]
+        email = person.email
+        await self.session.delete(person)
+        await self.session.flush()
+        if email and not into.email:
+            into.email = email
+        logger.info("people %s and %s are one person (accounts linked); kept %s", old, new, new)
+
+    async def configure(self, *, key: str, name: str, email: str | None,
+                        accounts: Sequence[tuple[str, str]]) -> Person:
+        """Make one `[people.<key>]` entry of the config true: its accounts and email are one person."""
+        email = (email or "").strip().lower() or None
+        candidates: list[Person] = []
+        for platform, user_id in [("config", key), *accounts]:
+            found = await self.by_identity(platform, user_id)
+            if found is not None and all(found.id != c.id for c in candidates):
+                candidates.append(found)
+        by_email = await self.by_email(email) if email else None
+        if by_email is not None and all(by_email.id != c.id for c in candidates):
+            candidates.append(by_email)
+        if candidates:
+            person = candidates[0]
+            for other in candidates[1:]:
+                await self.merge(other, into=person)
+            person = await self.get(person.id)  # type: ignore[arg-type]
+            assert person is not None
+        else:
+            person = Person(name=name or key, email=email)
+            self.session.add(person)
+            await self.session.flush()
+        if name:
+            person.name = name
+        if email:
+            person.email = email
+        for platform, user_id in [("config", key), *accounts]:
+            stmt = (_insert(self.session, Identity).values(platform=platform, user_id=user_id, person_id=person.id)
+                    .on_conflict_do_update(index_elements=["platform", "user_id"], set_={"person_id": person.id}))
+            await self.session.exec(stmt)  # type: ignore[call-overload]
+        await self.session.flush()
         return person
 
 

@@ -25,6 +25,15 @@ TEST_CONFIG = """
 default_department = "triage"
 require_claim_to_reply = true
 
+# Managers are named by their [people] key: their CLI login and Slack account are one person.
+[people.carol]
+slack = "carol"
+cli = "carol"
+
+[people.dana]
+slack = "dana"
+cli = "dana"
+
 [departments.triage]
 managers = ["carol"]
 channels = ["log:triage"]
