@@ -11,8 +11,11 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot.views import Card, Notice, card_for
@@ -47,6 +50,8 @@ class Job:
     payload: Mapping[str, Any]
     card: Card | None = None
     message_id: str | None = None
+    key: str = ""  # the delivery's idempotency key, stable across retries
+    attempted_at: datetime | None = None  # an earlier send began at this time and its outcome is unknown
 
 
 @dataclass(frozen=True)
@@ -180,7 +185,9 @@ class DeliveryWorker:
         self.max_delay = max_delay
         self.lease = lease
         self.batch = batch
+        self.holder = f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._leased: set[int] = set()  # ids of the batch this worker is sending
+        self._remaining: list[int] = []  # ids of the batch not sent yet
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait before try `attempts + 1`: exponential with jitter, capped."""
@@ -193,11 +200,14 @@ class DeliveryWorker:
             return 0
         async with self._uow() as uow:
             leased = await uow.deliveries.lease_due(
-                platforms=list(self.senders), now=uow.now(), lease=self.lease, limit=self.batch)
+                platforms=list(self.senders), now=uow.now(), lease=self.lease, limit=self.batch, holder=self.holder)
             await uow.commit()
         self._leased = {d.id for d in leased if d.id is not None}
+        self._remaining = [d.id for d in leased if d.id is not None]
         limited: set[int | None] = set()
         for delivery in leased:
+            if delivery.id in self._remaining:
+                self._remaining.remove(delivery.id)
             if delivery.destination_id is not None and delivery.destination_id in limited:
                 continue  # its channel is rate limited: already pushed back by `_retry`
             if await self._deliver(delivery) == "rate-limited":
@@ -261,13 +271,22 @@ class DeliveryWorker:
             current = await uow.deliveries.get(delivery.id)  # type: ignore[arg-type]
             if current is None or current.status != "pending":
                 return "skipped"  # folded into an earlier send of the same batch
-            job, destination, version = await self._job_for(uow, delivery)
+            attempted_before = current.attempted_at
+            # Only the worker holding the lease at this moment sends; the send is marked attempted in
+            # its own commit first, so a crash during it is recognised when the delivery comes back.
+            if not await uow.deliveries.take_for_send(current.id, holder=self.holder, now=uow.now(),  # type: ignore[arg-type]
+                                                      lease=self.lease, renew=self._remaining):
+                logger.info("delivery %s skipped: its lease expired and may be another worker's now", current.key)
+                return "skipped"
+            job, destination, version = await self._job_for(uow, current)
+            job = replace(job, key=current.key, attempted_at=attempted_before)
+            await uow.commit()
         sender = self.senders[delivery.platform]
         try:
             sent = await sender.send(job)
         except RetryLater as exc:
             await self._retry(delivery, error=f"{exc.reason}; retry after {exc.seconds:g}s",
-                              delay=exc.seconds, count_attempt=False)
+                              delay=exc.seconds, count_attempt=False, definite=True)
             return "rate-limited"
         except PermanentFailure as exc:
             await self._fail(delivery, f"{type(exc).__name__}: {exc}")
@@ -287,6 +306,7 @@ class DeliveryWorker:
                 return
             now = uow.now()
             row.status, row.sent_at, row.locked_until, row.attempts = "sent", now, None, row.attempts + 1
+            row.holder = row.attempted_at = None
             if destination is not None and job.card is not None and job.message_id is None and sent.message_id:
                 uow.postings.add(Posting(conversation_id=job.card.id, destination_id=destination.id,
                                          platform=destination.platform, channel_id=destination.channel_id,
@@ -302,7 +322,8 @@ class DeliveryWorker:
                         other.status, other.sent_at = "coalesced", now
             await commit_with_deliveries(uow)
 
-    async def _retry(self, delivery: Delivery, *, error: str, delay: float | None, count_attempt: bool) -> None:
+    async def _retry(self, delivery: Delivery, *, error: str, delay: float | None, count_attempt: bool,
+                     definite: bool = False) -> None:
         async with self._uow() as uow:
             row = await uow.deliveries.get(delivery.id)  # type: ignore[arg-type]
             if row is None:
@@ -312,7 +333,9 @@ class DeliveryWorker:
                 wait = delay if delay is not None else self.backoff(attempts)
                 row.attempts, row.last_error = attempts, error[:2048]
                 row.next_attempt_at = uow.now() + timedelta(seconds=wait)
-                row.locked_until = None
+                row.locked_until = row.holder = None
+                if definite:  # the platform refused it: nothing was posted
+                    row.attempted_at = None
                 if not count_attempt and row.destination_id is not None:
                     # A rate limit is the channel's, not this delivery's: hold back its siblings too.
                     await uow.deliveries.defer_destination(row.destination_id, until=row.next_attempt_at,
@@ -326,7 +349,7 @@ class DeliveryWorker:
             row = await uow.deliveries.get(delivery.id)  # type: ignore[arg-type]
             if row is None:
                 return
-            row.status, row.last_error, row.locked_until = "failed", error[:2048], None
+            row.status, row.last_error, row.locked_until, row.holder = "failed", error[:2048], None, None
             row.attempts += 1
             uow.events.add(Event(conversation_id=row.conversation_id, kind="delivery_failed", at=uow.now(),
                                  data={"delivery": row.key, "platform": row.platform, "error": error[:500]}))

@@ -62,11 +62,18 @@ def create_engine(url: str = DEFAULT_DATABASE_URL, **kwargs: Any) -> AsyncEngine
     else:
         # `?search_path=schema` keeps a deployment (or a test run) in its own schema.
         search_path = parsed.query.get("search_path")
+        connect_args = dict(kwargs.pop("connect_args", {}))
         if search_path:
             parsed = parsed.difference_update_query(["search_path"])
-            kwargs.setdefault("connect_args", {"server_settings": {"search_path": str(search_path)}})
+            connect_args.setdefault("server_settings", {"search_path": str(search_path)})
+        # asyncpg waits forever by default: a stalled server would hang every request, and
+        # `pool_pre_ping` runs outside any wait_for around the query (PLATFORM_NOTES).
+        connect_args.setdefault("timeout", CONNECT_TIMEOUT)
+        connect_args.setdefault("command_timeout", COMMAND_TIMEOUT)
+        kwargs["connect_args"] = connect_args
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
+        kwargs.setdefault("pool_timeout", 10)
         kwargs.setdefault("pool_pre_ping", True)
     engine = create_async_engine(parsed, **kwargs)
     if sqlite:
@@ -75,6 +82,8 @@ def create_engine(url: str = DEFAULT_DATABASE_URL, **kwargs: Any) -> AsyncEngine
 
 
 BUSY_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 5.0  # seconds to open a PostgreSQL connection
+COMMAND_TIMEOUT = 15.0  # seconds one PostgreSQL statement may take before it is abandoned
 # PostgreSQL advisory lock keys ("unsilo" in hex, then one per purpose).
 STARTUP_LOCK = 0x756E73696C6F  # replicas starting together migrate and sync the config in turn
 LEASE_LOCK = STARTUP_LOCK + 1  # outbox lease rounds take turns

@@ -231,6 +231,8 @@ class Delivery(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow)
     locked_until: datetime | None = None
+    holder: str | None = Field(default=None, max_length=64)  # the worker whose lease it is
+    attempted_at: datetime | None = None  # a send began and its outcome is not recorded yet
     last_error: str | None = Field(default=None, max_length=2048)
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None

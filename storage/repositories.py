@@ -840,7 +840,7 @@ class DeliveryRepo(_Repo):
         return added
 
     async def lease_due(
-        self, *, platforms: Sequence[str], now: datetime, lease: timedelta, limit: int
+        self, *, platforms: Sequence[str], now: datetime, lease: timedelta, limit: int, holder: str = ""
     ) -> list[Delivery]:
         """Take the oldest due pending deliveries for these platforms under a time lease.
 
@@ -871,9 +871,25 @@ class DeliveryRepo(_Repo):
             stmt = stmt.with_for_update(skip_locked=True)
         rows = list((await self.session.exec(stmt)).all())
         for row in rows:
-            row.locked_until = now + lease
+            row.locked_until, row.holder = now + lease, holder or None
         await self.session.flush()
         return rows
+
+    async def take_for_send(self, delivery_id: int, *, holder: str, now: datetime, lease: timedelta,
+                            renew: Sequence[int] = ()) -> bool:
+        """Just before a send: True if `holder` still holds the delivery's lease (renewed, and the send
+        marked attempted); False if the lease expired and may be another worker's now. The rest of
+        the holder's batch (`renew`) gets its lease renewed too, so a long batch keeps its tail."""
+        until = now + lease
+        mine = and_(Delivery.status == "pending", Delivery.holder == holder, col(Delivery.locked_until) >= now)
+        taken = (await self.session.exec(  # type: ignore[call-overload]
+            update(Delivery).where(col(Delivery.id) == delivery_id, mine)
+            .values(locked_until=until, attempted_at=now).execution_options(synchronize_session=False))).rowcount
+        if renew:
+            await self.session.exec(  # type: ignore[call-overload]
+                update(Delivery).where(col(Delivery.id).in_(list(renew)), mine)
+                .values(locked_until=until).execution_options(synchronize_session=False))
+        return bool(taken)
 
     async def defer_destination(self, destination_id: int, *, until: datetime, now: datetime,
                                 mine: Iterable[int] = ()) -> int:
@@ -888,7 +904,7 @@ class DeliveryRepo(_Repo):
                    col(Delivery.next_attempt_at) < until,
                    or_(col(Delivery.locked_until).is_(None), col(Delivery.locked_until) < now,
                        col(Delivery.id).in_(list(mine))))
-            .values(next_attempt_at=until, locked_until=None)
+            .values(next_attempt_at=until, locked_until=None, holder=None)
             .execution_options(synchronize_session=False)
         )
         return (await self.session.exec(stmt)).rowcount  # type: ignore[call-overload,no-any-return]

@@ -218,3 +218,31 @@ async def test_health_shows_the_outbox_backlog_and_503_when_the_store_is_unreach
         finally:
             await service.container.engine.dispose()
             service.container.engine = working
+
+
+async def test_a_stalled_postgresql_gets_a_503_within_2_seconds_and_recovery_by_itself(tmp_path: Path) -> None:
+    from tests.conftest import PG_URL, _drop_schema, _postgres_schema
+    from tests.standins.tcp_proxy import StallingProxy
+
+    schema = await _postgres_schema()
+    try:
+        async with StallingProxy("127.0.0.1", 5432) as proxy:
+            url = PG_URL.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}") + f"?search_path={schema}"
+            async with running(tmp_path, database_url=url, run_worker=False) as service:
+                status, _ = await service.health()
+                assert status == 200
+                proxy.stall()
+                await asyncio.sleep(2.1)  # past the health cache
+                loop = asyncio.get_running_loop()
+                for _ in range(3):
+                    started = loop.time()
+                    status, body = await service.health()
+                    assert loop.time() - started < 2.0
+                    assert status == 503 and body["store"]["reachable"] is False
+                    await asyncio.sleep(1)
+                proxy.resume()
+                async with asyncio.timeout(30):
+                    while (await service.health())[0] != 200:
+                        await asyncio.sleep(0.5)
+    finally:
+        await _drop_schema(schema)

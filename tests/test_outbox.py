@@ -9,7 +9,7 @@ import pytest
 
 from bot import commands as c
 from bot.ingest import make_incoming
-from bot.outbox import Job, PermanentFailure, RetryLater, Sent, commit_with_deliveries, notice_of, notice_payload
+from bot.outbox import DeliveryWorker, Job, PermanentFailure, RetryLater, Sent, commit_with_deliveries, notice_of, notice_payload
 from bot.views import Notice
 from storage.models import Delivery, Destination, Event, Posting
 from sqlmodel import select
@@ -309,3 +309,54 @@ def test_notice_payloads_round_trip_and_old_ones_without_names_still_read() -> N
     assert notice_of(notice_payload(notice)) == notice
     old = {"notice": {"title": "t", "lines": [], "mentions": ["slack:U1", "teams:aad-1"], "links": []}}
     assert notice_of(old).mentions == (("slack:U1", ""), ("teams:aad-1", ""))
+
+
+class Slow:
+    """A platform that takes `seconds` per send (Slack answering slowly), recording into a shared list."""
+
+    def __init__(self, posted: list[Job], seconds: float) -> None:
+        self.posted, self.seconds = posted, seconds
+
+    async def send(self, job: Job) -> Sent:
+        await asyncio.sleep(self.seconds)
+        self.posted.append(job)
+        return Sent(message_id=job.message_id or f"m{job.delivery_id}")
+
+
+async def test_two_healthy_replicas_post_each_card_once_when_a_batch_outlasts_its_lease(replicas) -> None:
+    """A batch sent one by one outlasts its lease: the tail is renewed, never sent by a second replica."""
+    first, second = replicas
+    await first.ingest([make_incoming(source="feed", external_id=str(i), text=f"item {i}") for i in range(12)])
+    posted: list[Job] = []
+    lease = timedelta(seconds=0.5)  # 12 sends of 0.15 s take 1.8 s: over three leases
+    a = DeliveryWorker(first.uow, {"log": Slow(posted, 0.15)}, lease=lease)
+    b = DeliveryWorker(second.uow, {"log": Slow(posted, 0.15)}, lease=lease)
+
+    async def keep_polling(worker: DeliveryWorker) -> None:
+        for _ in range(40):
+            await worker.run_once()
+            await asyncio.sleep(0.1)
+
+    await asyncio.gather(a.run_once(), keep_polling(b))
+    cards = [j.card.id for j in posted if j.card is not None and j.message_id is None]
+    assert sorted(cards) == sorted(set(cards)) and len(cards) == 12  # every card posted, none twice
+    assert len(await rows(first, Posting)) == 12
+
+
+async def test_a_worker_whose_lease_was_taken_over_does_not_send(replicas) -> None:
+    first, second = replicas
+    await first.ingest([make_incoming(source="feed", external_id="1", text="nice day")])
+    posted: list[Job] = []
+    late = DeliveryWorker(first.uow, {"log": Appends(posted)}, lease=timedelta(seconds=60))
+    async with first.uow() as uow:
+        leased = await uow.deliveries.lease_due(platforms=["log"], now=uow.now(), lease=timedelta(seconds=-1),
+                                                limit=10, holder=late.holder)  # leased, then expired (a stall)
+        await uow.commit()
+    taker = DeliveryWorker(second.uow, {"log": Appends(posted)})
+    async with second.uow() as uow:
+        taken = await uow.deliveries.lease_due(platforms=["log"], now=uow.now(), lease=timedelta(seconds=60),
+                                               limit=10, holder=taker.holder)
+        await uow.commit()
+    assert [d.id for d in taken] == [d.id for d in leased]
+    assert await late._deliver(leased[0]) == "skipped" and posted == []  # the lease is the other worker's
+    assert await taker._deliver(taken[0]) == "sent" and len(posted) == 1
