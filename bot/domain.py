@@ -6,6 +6,8 @@ applies it with a compare-and-set so concurrent writers cannot both win.
 
 from __future__ import annotations
 
+import re
+
 import logging
 from enum import StrEnum
 
@@ -110,9 +112,21 @@ def priority_rank(priority: str) -> int:
     return PRIORITIES.index(priority) if priority in PRIORITIES else PRIORITIES.index("normal")
 
 
+MAX_CONVERSATION_ID = 2**31 - 1  # ids are INTEGER columns: PostgreSQL refuses anything larger
+_ID = re.compile(r"#?([0-9]{1,10})")  # ASCII digits only: `str.isdigit` also takes "²" and "٣"
+
+
 def parse_conversation_id(text: str | int) -> int:
-    """Read `42`, `#42` or ` #42 ` as a conversation id, or refuse clearly."""
-    raw = str(text).strip().lstrip("#")
-    if not raw.isdigit() or int(raw) <= 0:
-        raise InvalidInput(f"{str(text).strip()!r} is not a conversation id; use a number like #42")
-    return int(raw)
+    """Read `42`, `#42` or ` #42 ` as a conversation id, or refuse clearly (the one parser for every surface)."""
+    if isinstance(text, bool):
+        raise InvalidInput("that is not a conversation id; use a number like #42")
+    if isinstance(text, int):
+        raw = str(text)
+    else:
+        raw = str(text).strip()
+    found = _ID.fullmatch(raw)
+    value = int(found.group(1)) if found else 0
+    if not 0 < value <= MAX_CONVERSATION_ID:
+        shown = raw if len(raw) <= 30 else raw[:30] + "…"
+        raise InvalidInput(f"{shown!r} is not a conversation id; use a number like #42")
+    return value

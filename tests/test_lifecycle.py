@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot import codec
 from bot import commands as c
 from bot.bootstrap import Container
 from bot.domain import AlreadyClaimed, DomainError, Forbidden, IllegalTransition, InvalidInput, NotFound
@@ -178,3 +179,18 @@ async def test_one_person_across_platforms_is_linked_by_email(container: Contain
     # The same person on Teams may act as the owner.
     result = await container.bus.handle(c.ReplyToCustomer(cid, c.Actor("teams", "aad-1", name="Ann", email="ann@example.com"), "hi"))
     assert result.card and result.card.owner == "Ann"
+
+
+@pytest.mark.parametrize("text", ["#99999999999999999999999", "#2147483648", "#²", "٣", "#0", "-1", "", "#"])
+async def test_every_surface_refuses_an_impossible_conversation_id_clearly(container, text) -> None:
+    """Unicode digits and ids beyond the store's INTEGER are refused with a reason, never a traceback."""
+    from bot.domain import InvalidInput
+    from bot.textcommands import parse
+
+    with pytest.raises(InvalidInput, match="conversation id"):
+        parse(f"claim {text}" if text else "claim", carol)
+    with pytest.raises(InvalidInput):
+        codec.decode({"cmd": "claim", "id": text})
+    biggest = 2**31 - 1
+    with pytest.raises(NotFound):  # the largest possible id is looked up (and not found), on both stores
+        await container.bus.handle(c.Show(biggest, carol))
