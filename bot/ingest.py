@@ -130,7 +130,25 @@ def html_to_text(html: str) -> str:
     return clean_text(re.sub(r" *\n *", "\n", text))
 
 
-def _cut(name: str, value: str) -> str:
+_FIELD_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # one-line fields: every control, lone surrogates
+_KEY_PREFIX = 440  # characters of a long id kept readable before its digest
+
+
+def external_key(external_id: str) -> str:
+    """The stored key of an item id: the id itself, or for one longer than the column (tracking URLs,
+    long GUIDs) a readable prefix and the SHA-256 of the whole id, so distinct long ids never collide."""
+    if len(external_id) <= _LIMITS["external_id"]:
+        return external_id
+    digest = hashlib.sha256(external_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{external_id[:_KEY_PREFIX]}…sha256:{digest}"
+
+
+def _field(name: str, value: str) -> str:
+    """A short field (id, handle, URL, channel) made storable: no control characters or lone surrogates
+    (PostgreSQL refuses NUL, JSON refuses surrogates), cut to its column, the id hashed instead."""
+    value = _FIELD_CONTROL.sub("", value).strip()
+    if name == "external_id":
+        return external_key(value)
     limit = _LIMITS.get(name)
     return value[:limit] if limit else value
 
@@ -140,8 +158,11 @@ def make_incoming(**values: Any) -> Incoming:
     cleaned = {}
     for key, value in values.items():
         if isinstance(value, str):
-            value = clean_text(value) if key in ("text", "title", "author_name") else value.strip()
-            value = value[:MAX_TEXT] if key == "text" else _cut(key, value)
+            if key in ("text", "title", "author_name"):
+                value = clean_text(value)
+                value = value[:MAX_TEXT] if key == "text" else value[:_LIMITS.get(key, len(value))]
+            else:
+                value = _field(key, value)
         cleaned[key] = value
     if not cleaned.get("external_id"):
         raise InvalidInput("an item needs an id")

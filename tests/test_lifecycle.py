@@ -194,3 +194,18 @@ async def test_every_surface_refuses_an_impossible_conversation_id_clearly(conta
     biggest = 2**31 - 1
     with pytest.raises(NotFound):  # the largest possible id is looked up (and not found), on both stores
         await container.bus.handle(c.Show(biggest, carol))
+
+
+async def test_long_distinct_item_ids_never_collide_and_hostile_characters_are_cleaned(container) -> None:
+    """Feed ids longer than the column (tracking URLs) used to be cut to 512 characters: 9 items became 3."""
+    base = "https://tracker.example.com/click?u=" + "x" * 600
+    items = [make_incoming(source="feed", external_id=f"{base}&item={i}", text=f"item {i}") for i in range(9)]
+    report = await container.ingest(items)
+    assert len(report.new_ids) == 9 and report.duplicates == 0
+    again = await container.ingest(items)
+    assert again.new_ids == [] and again.duplicates == 9
+    hostile = make_incoming(source="hooks", external_id="a\x00b\ud800c", text="hello", author_handle="@m\x1b[31maya",
+                            channel="tw\x00itter", url="https://x.example/\x00p")
+    assert (hostile.external_id, hostile.author_handle, hostile.channel) == ("abc", "@m[31maya", "twitter")
+    stored = await container.ingest([hostile])
+    assert len(stored.new_ids) == 1
