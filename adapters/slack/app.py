@@ -139,6 +139,7 @@ class SlackBot:
         app.event("app_home_opened")(self.on_home_opened)
         app.event("app_uninstalled")(self.on_uninstalled)
         app.event("tokens_revoked")(self.on_uninstalled)
+        app.event(re.compile(r".*"))(self.on_other_event)  # last: any other event is acked, not 404 (Slack retries those)
 
     async def actor(self, user_id: str, name: str | None = None, *, timeout: float | None = None) -> c.Actor:
         """The core's actor for a Slack user, with the directory's name and verified email when known."""
@@ -165,7 +166,7 @@ class SlackBot:
             logger.warning("cannot tell the installed Slack workspace (auth.test failed: %r); request refused", exc)
             return BoltResponse(status=503, body="")
         enterprise_ok = bool(self.enterprise_id) and context.enterprise_id == self.enterprise_id
-        if enterprise_ok or (context.team_id or "") == installed:
+        if enterprise_ok or (installed and context.team_id == installed):
             if self._foreign_user(body, installed):
                 logger.warning("Slack event from a user of another workspace (%s) ignored",
                                (body.get("event") or {}).get("user_team"))
@@ -181,9 +182,7 @@ class SlackBot:
             except Exception as exc:
                 logger.info("could not tell the other workspace's user: %r", exc)
             return BoltResponse(status=200, body="")
-        if body.get("type") in ("block_actions", "view_submission", "message_action", "shortcut") or "command" in body:
-            return BoltResponse(status=200, body=NOT_OUR_WORKSPACE)
-        return BoltResponse(status=200, body="")
+        return BoltResponse(status=200, body="")  # never retried; a modal just closes
 
     def _foreign_user(self, body: dict[str, Any], installed: str) -> bool:
         """Whether an event's person belongs to another workspace (a Slack Connect channel)."""
@@ -414,6 +413,10 @@ class SlackBot:
 
     async def on_message(self) -> None:
         """Thread notes are stored by `store_thread_note`, before the ack; nothing is left to do."""
+
+    async def on_other_event(self, event: dict[str, Any]) -> None:
+        """An event Unsilo does not act on (not in the manifest, or a type Slack added)."""
+        logger.debug("Slack event %s ignored", event.get("type"))
 
     async def on_uninstalled(self, event: dict[str, Any]) -> None:
         """The app was removed: say so loudly; cards for Slack will fail until it is reinstalled."""
