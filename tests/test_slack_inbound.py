@@ -334,3 +334,29 @@ async def test_app_uninstalled_marks_slack_degraded(slack: SlackHarness) -> None
         await asyncio.sleep(0.01)
     state = slack.container.health.get("slack")
     assert state.state == "degraded" and "SLACK_BOT_TOKEN" in (state.reason or "")
+
+
+async def test_the_configured_grid_org_and_team_are_what_count_not_auth_test(slack: SlackHarness) -> None:
+    """SLACK_TEAM_ID / SLACK_ENTERPRISE_ID given to SlackBot (one dispatch through Bolt itself)."""
+    from slack_bolt.request.async_request import AsyncBoltRequest
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from adapters.slack.app import SlackBot
+    from tests.slack_support import SECRET, TOKEN
+    from tests.standins.slack_api import sign
+
+    bot = SlackBot(bus=slack.container.bus, token=TOKEN, signing_secret=SECRET, outcomes=("answered",),
+                   client=AsyncWebClient(token=TOKEN, base_url=slack.slack.url), team_id="T0CONF", enterprise_id="E0ORG")
+    raw = (reference_dir() / "slack" / "slash_command.form-urlencoded.txt").read_text()
+    seen = {}
+    for team, org in (("T0CONF", ""), ("T0SISTER", "E0ORG"), ("T111", "E111")):  # T111: auth.test's, not configured
+        fields = dict(parse_qsl(raw))
+        url = slack.slack.response_url()
+        fields.update(command="/unsilo", text="frobnicate", team_id=team, enterprise_id=org, response_url=url)
+        body = urlencode(fields)
+        response = await bot.app.async_dispatch(AsyncBoltRequest(body=body, headers={
+            "content-type": "application/x-www-form-urlencoded", **{k.lower(): v for k, v in sign(SECRET, body).items()}}))
+        assert response.status == 200
+        seen[team] = await slack.answer_at(url)
+    assert seen["T0CONF"].startswith("unknown command") and seen["T0SISTER"].startswith("unknown command")
+    assert seen["T111"].startswith(NOT_OURS)
