@@ -159,7 +159,6 @@ async def running_slack(tmp_path: Path, *, database_url: str | None = None, cloc
     reference_dir()  # every test on this harness replays the real samples: skip here when they are absent
     config_path = tmp_path / "slack.toml"
     config_path.write_text(SLACK_CONFIG)
-    standin.setdefault("team_id", "T111")  # the workspace of the reference samples the harness sends
     async with SlackStandIn(**standin) as slack:
         settings = Settings(database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'slack.db'}",
                             slack_bot_token=TOKEN, slack_signing_secret=SECRET, slack_api_url=slack.url)

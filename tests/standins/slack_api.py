@@ -168,7 +168,7 @@ class SlackStandIn(RecordingStandIn):
         rate_limit_burst: int = 1,
         rate_clock: Callable[[], float] | None = None,
         strict: bool = False,
-        team_id: str = "T00STANDIN",
+        team_id: str = "T111",
         team: str = "Unsilo Stand-in",
         team_domain: str = "unsilo-standin",
         bot_user_id: str = "U00STANDBOT",
@@ -187,7 +187,9 @@ class SlackStandIn(RecordingStandIn):
             rate_clock: Seconds source for the rate limiter (default ``time.monotonic``); a test
                 may pass a clock it moves by hand so a long burst needs no real waiting.
             strict: Reject unknown channel / user ids (see the class docstring).
-            team_id: Workspace id in answers.
+            team_id: Workspace id in answers (``auth.test`` says the bot is installed there); the
+                default is the workspace of the reference samples (``T111``), so the samples a
+                test sends come from the installed workspace.
             team: Workspace name (``auth.test`` ``team``).
             team_domain: Workspace subdomain, used in ``url`` and permalinks.
             bot_user_id: The bot's user id (``auth.test`` ``user_id``, ``message.user``).
