@@ -3,6 +3,7 @@ sent over HTTP to the real service with the Web API stood in for on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import time
@@ -81,12 +82,42 @@ class SlackHarness:
             text = await response.text()
         return response.status, text, time.perf_counter() - started
 
-    async def command(self, text: str, *, user: str = "UALICE", channel: str = "C0SUPPORT", **kwargs: Any) -> tuple[int, str, float]:
-        """`/unsilo <text>` as a form body, from the recorded slash command sample."""
+    async def command(self, text: str, *, user: str = "UALICE", channel: str = "C0SUPPORT", wait: float = 5.0,
+                      **kwargs: Any) -> tuple[int, str, float]:
+        """`/unsilo <text>` as a form body, from the recorded slash command sample, with a
+        `response_url` on the stand-in; returns (status, what the person is answered, seconds to the ack).
+
+        The answer is the ack's body, else the first post to the `response_url` other than
+        "Working on it…" (waited for up to `wait` seconds; "" when none came).
+        """
         raw = (reference_dir() / "slack" / "slash_command.form-urlencoded.txt").read_text()
         fields = dict(parse_qsl(raw))
-        fields.update(command="/unsilo", text=text, user_id=user, user_name=user.lower(), channel_id=channel)
-        return await self.post(urlencode(fields).encode(), content_type="application/x-www-form-urlencoded", **kwargs)
+        url = self.slack.response_url()
+        fields.update(command="/unsilo", text=text, user_id=user, user_name=user.lower(), channel_id=channel,
+                      response_url=url)
+        status, body, seconds = await self.post(urlencode(fields).encode(),
+                                                content_type="application/x-www-form-urlencoded", **kwargs)
+        if body or status != 200:
+            return status, body, seconds
+        return status, await self.answer_at(url, wait=wait), seconds
+
+    async def identified(self, timeout: float = 10.0) -> None:
+        """Wait until the start-up `auth.test` was answered (the bot knows its workspace then)."""
+        deadline = time.monotonic() + timeout
+        while not any(c.status is not None for c in self.slack.calls_to("auth.test")):
+            if time.monotonic() > deadline:
+                raise TimeoutError("auth.test was never answered")
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+
+    async def answer_at(self, url: str, *, wait: float = 5.0) -> str:
+        """The first answer posted to `url` other than "Working on it…" ("" if none came in `wait` s)."""
+        deadline = time.monotonic() + wait
+        while True:
+            answers = [a for a in self.slack.answers(url) if a != "Working on it…"]
+            if answers or time.monotonic() > deadline:
+                return answers[0] if answers else ""
+            await asyncio.sleep(0.01)
 
     async def interactive(self, payload: dict[str, Any], **kwargs: Any) -> tuple[int, str, float]:
         """An interactive payload as Slack sends it: one form field `payload`."""

@@ -108,6 +108,7 @@ async def test_two_people_click_claim_at_once_one_wins_the_other_is_told_who(sla
 async def test_every_interaction_is_acked_fast_even_when_slack_is_slow(tmp_path: Path) -> None:
     async with running_slack(tmp_path, delay=5.0) as slow:
         cid = await ingest(slow, "refund please")
+        await slow.identified()  # the start-up auth.test tells the bot its workspace (5 s here)
         timings = {
             "reply button (opens a modal)": (await slow.click(*button("reply", cid)))[2],
             "claim button": (await slow.click(*button("claim", cid)))[2],

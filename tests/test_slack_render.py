@@ -26,6 +26,7 @@ from adapters.slack.render import (
     card_message,
     escape,
     home_view,
+    units,
     notice_message,
     report_modal,
     resolve_modal,
@@ -105,13 +106,13 @@ def check_limits(node: Any, *, max_blocks: int) -> None:
             action_ids.append(obj["action_id"])
         kind = obj.get("type")
         if kind == "section":
-            assert 1 <= len(obj["text"]["text"]) <= 3000
+            assert 1 <= units(obj["text"]["text"]) <= 3000
         elif kind == "button":
-            assert len(obj["text"]["text"]) <= 75 and len(obj.get("value", "")) <= 2000
-            assert len(obj.get("url", "")) <= 3000
+            assert units(obj["text"]["text"]) <= 75 and units(obj.get("value", "")) <= 2000
+            assert units(obj.get("url", "")) <= 3000
         elif kind == "context":
             assert 1 <= len(obj["elements"]) <= 10
-            assert all(1 <= len(e["text"]) <= 3000 for e in obj["elements"])
+            assert all(1 <= units(e["text"]) <= 3000 for e in obj["elements"])
         elif kind == "actions":
             assert 1 <= len(obj["elements"]) <= 25
         elif kind == "static_select":
@@ -119,6 +120,7 @@ def check_limits(node: Any, *, max_blocks: int) -> None:
             assert all(len(o["text"]["text"]) <= 75 and 1 <= len(o["value"]) <= 150 for o in obj["options"])
         elif kind in ("plain_text", "mrkdwn"):
             assert obj["text"].strip(), "Slack refuses empty text objects"
+            assert kind == "plain_text" or obj.get("verbatim") is True, "Slack would auto-link inside it"
     assert len(action_ids) == len(set(action_ids)), "action_id must be unique within a message"
 
 
@@ -132,7 +134,7 @@ def check_block(block: dict[str, Any]) -> None:
 
 def check_message(message: dict[str, Any]) -> None:
     assert set(message) == {"text", "blocks"}
-    assert 1 <= len(message["text"]) <= 3000 and message["text"].strip()
+    assert 1 <= units(message["text"]) <= 3000 and message["text"].strip()
     for block in message["blocks"]:
         check_block(block)
     check_limits(message, max_blocks=50)
@@ -146,8 +148,8 @@ def check_view(view: dict[str, Any]) -> None:
     check_limits(view, max_blocks=100)
     if view["type"] == "modal":
         for key in ("title", "submit", "close"):
-            assert 1 <= len(view[key]["text"]) <= 24
-        assert len(view["private_metadata"]) <= 3000
+            assert 1 <= units(view[key]["text"]) <= 24
+        assert units(view["private_metadata"]) <= 3000
 
 
 def check_no_live_markup(node: Any, *, links_allowed: int = 0) -> None:
@@ -220,7 +222,7 @@ def test_an_open_card_shows_everything_needed_to_act() -> None:
     check_no_live_markup(message, links_allowed=1)
     texts = "\n".join(text_fields(message))
     for expected in ("#42", "My parcel never arrived", "high", "open", "acme-forum", "Ann Customer",
-                     "&gt; I ordered on Monday", "<https://forum.example/t/123|Read the original>",
+                     "&gt; \u2068I ordered on Monday", "<https://forum.example/t/123|Read the original>",
                      "Departments: ops, support", "Tags: delivery", "rule delivery matched", "Unclaimed"):
         assert expected in texts, expected
     assert message["text"].startswith("#42")
@@ -300,7 +302,7 @@ def test_result_lists_at_most_twenty_cards_then_says_how_many_more() -> None:
     check_no_live_markup(message, links_allowed=1)
     texts = text_fields(message)
     assert "…and 25 more" in texts
-    assert any(t.startswith("*#20* · open · &lt;@U20&gt;: title 20") for t in texts)
+    assert any(t.startswith("*#20* · open · &lt;@U20&gt;: \u2068title 20\u2069") for t in texts)
     assert not any(t.startswith("*#21* ·") for t in texts)
     assert any("…and" in t and "more" in t and "noted" in t for t in texts)  # history cut
 
@@ -309,7 +311,8 @@ def test_a_plain_result_is_one_section() -> None:
     message = result_message(Result("#42 is already claimed by Bob"))
     check_message(message)
     assert message == {"text": "#42 is already claimed by Bob",
-                       "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "#42 is already claimed by Bob"}}]}
+                       "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "#42 is already claimed by Bob",
+                                                                       "verbatim": True}}]}
     check_message(result_message(Result("")))
 
 
@@ -374,7 +377,7 @@ def test_report_modal_quotes_the_message_and_remembers_where_it_was() -> None:
                                                      "link": "https://acme.slack.com/archives/C1/p1",
                                                      "text": "<!channel> help me & now"}
     quote, department, link = view["blocks"]
-    assert quote["text"]["text"] == "&gt; &lt;!channel&gt; help me &amp; now"
+    assert quote["text"]["text"] == "&gt; \u2068&lt;!channel&gt; help me &amp; now\u2069"
     assert (department["block_id"], department["element"]["action_id"], department["optional"]) == ("department", "department", True)
     assert (link["block_id"], link["element"]["action_id"], link["optional"]) == ("link", "link", True)
     assert link["element"]["initial_value"] == "https://acme.slack.com/archives/C1/p1"
@@ -513,3 +516,42 @@ def test_any_notice_or_reply_state_renders_escaped_and_within_limits(title: str,
     card = make_card(reply_status="failed", reply_note=note, url=url)
     check_message(card_message(card))
     check_no_live_markup(card_message(card), links_allowed=1)
+
+
+# --- issue 11: verbatim text, UTF-16 limits, bidi controls ---------------------------------
+
+
+def test_every_mrkdwn_object_is_verbatim_so_slack_links_nothing_in_customer_text() -> None:
+    card = make_card(text="see https://evil.example and #general", title="ask #finance", author="www.evil.example")
+    for node in (card_message(card), result_message(Result("x", card=card, cards=(card,))),
+                 home_view(mine=Result("", cards=(card,)), queue=Result("", counts={"ops": 1}), recent=Result(""))):
+        mrkdwn = [obj for obj in dicts(node) if obj.get("type") == "mrkdwn"]
+        assert mrkdwn and all(obj["verbatim"] is True for obj in mrkdwn)
+
+
+def test_limits_are_counted_in_utf16_units_an_emoji_is_two() -> None:
+    assert units("a😀é") == 4
+    message = card_message(make_card(text="😀" * 4000, title="🎉" * 400, routing_reason="🚚" * 400))
+    check_message(message)
+    quote = message["blocks"][2]["text"]["text"]
+    assert 2900 < units(quote) <= 3000 and quote.count("😀") < 1500  # 3,000 units hold under 1,500 emoji
+    long_option = "é" * 140 + "😀" * 6  # 146 code points, 152 UTF-16 units: over the 150 an option takes
+    modal = resolve_modal(conversation_id=1, outcomes=["answered", long_option])
+    assert [o["value"] for o in modal["blocks"][0]["element"]["options"]] == ["answered"]
+
+
+def test_bidi_controls_cannot_reorder_the_card_and_an_invisible_name_shows_as_no_name() -> None:
+    rlo, pdf, zwsp, lri = "\u202e", "\u202c", "\u200b", "\u2066"
+    card = make_card(author=f"{rlo}Ann{pdf} Customer", owner=f"{zwsp}{zwsp}", title=f"{rlo}refund 2024-01-02",
+                     text=f"{lri}my order{rlo} 12:30\nsecond line")
+    message = card_message(card)
+    check_message(message)
+    shown = json.dumps(message, ensure_ascii=False)
+    for control in (rlo, pdf, lri):
+        assert control not in shown
+    texts = "\n".join(text_fields(message))
+    assert "from Ann Customer" in texts and "Claimed by (no name)" in texts
+    assert "*#42* \u2068refund 2024-01-02\u2069" in texts  # the title isolated from "#42" and the badges
+    assert "&gt; \u2068my order 12:30\u2069\n&gt; \u2068second line\u2069" in texts
+    listed = result_message(Result("", cards=(card,)))
+    assert "Ann Customer: \u2068refund 2024-01-02\u2069" in json.dumps(listed, ensure_ascii=False)

@@ -6,14 +6,17 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack import render
+from adapters.slack import render, text
+from adapters.slack.directory import SlackDirectory
 from bot import codec
 from bot import commands as c
 from bot.bus import Bus
@@ -34,11 +37,18 @@ _TEXT_MODALS = {
 
 
 SORRY = "Sorry, that failed on our side (it is logged). Please try again in a moment."
+WORKING = "Working on it…"
+NOT_OUR_WORKSPACE = ("This Slack workspace is not the one Unsilo is installed in, so Unsilo can't act here. "
+                     "Ask your Unsilo admin which workspace to use.")
 
-
-def actor_of(user_id: str, name: str | None = None) -> c.Actor:
-    """The core's actor for a Slack user."""
-    return c.Actor(platform="slack", user_id=user_id, name=name or None)
+# Slack waits 3 s for an answer. A slash command's answer that takes longer than this is
+# preceded by WORKING; a modal whose work takes longer closes and reports by ephemeral.
+SLOW_COMMAND = 1.5
+MODAL_BUDGET = 2.5
+# A thread note is stored before the Events API request is answered (a 200 is never
+# retried by Slack): storing must finish within this, or Slack is answered 500 and retries.
+EVENT_BUDGET = 2.4
+EVENT_LOOKUP = 0.8  # of which the directory lookup may take this much
 
 
 def refusal_text(exc: DomainError) -> str:
@@ -48,16 +58,37 @@ def refusal_text(exc: DomainError) -> str:
     return render.escape(exc.message)
 
 
+def _files(event: dict[str, Any]) -> list[str]:
+    """One line per file attached to a message: its name and permalink (as plain text)."""
+    lines = []
+    for item in event.get("files") or []:
+        if not isinstance(item, dict):
+            continue
+        name = str(item.get("name") or item.get("title") or item.get("id") or "file")
+        link = str(item.get("permalink") or "")
+        lines.append(f"[file] {name}" + (f": {link}" if link else ""))
+    return lines
+
+
 class SlackBot:
-    """Builds the Bolt `AsyncApp` and its listeners around the core bus."""
+    """Builds the Bolt `AsyncApp` and its listeners around the core bus.
+
+    `team_id` / `enterprise_id` (settings `SLACK_TEAM_ID`, `SLACK_ENTERPRISE_ID`) name the
+    workspace (and Enterprise Grid org) Unsilo is installed in; without `team_id`, the
+    workspace `auth.test` reports for the bot token. Requests from anywhere else are refused.
+    """
 
     def __init__(self, *, bus: Bus, token: str, signing_secret: str, client: AsyncWebClient,
-                 outcomes: tuple[str, ...], health: PlatformHealth | None = None) -> None:
+                 outcomes: tuple[str, ...], health: PlatformHealth | None = None, team_id: str = "",
+                 enterprise_id: str = "", directory: SlackDirectory | None = None) -> None:
         self.bus = bus
         self.health = health
         self.token = token
         self.client = client
         self.outcomes = outcomes
+        self.team_id = team_id
+        self.enterprise_id = enterprise_id
+        self.directory = directory or SlackDirectory(client)
         self._auth: AuthorizeResult | None = None
         self._identifying: asyncio.Future[AuthorizeResult] | None = None
         async def authorize(enterprise_id: str | None = None, team_id: str | None = None) -> AuthorizeResult:
@@ -85,38 +116,122 @@ class SlackBot:
             self._identifying = asyncio.ensure_future(self.identify())
         return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=self.token)
 
+    async def installed_team(self) -> str:
+        """The workspace Unsilo is installed in: `team_id` if configured, else `auth.test`'s (bounded)."""
+        if self.team_id:
+            return self.team_id
+        if self._auth is None:
+            if self._identifying is None or self._identifying.done():
+                self._identifying = asyncio.ensure_future(self.identify())
+            await asyncio.wait_for(asyncio.shield(self._identifying), 2.0)
+        assert self._auth is not None
+        return self._auth.team_id or ""
+
     def _register(self) -> None:
         app = self.app
+        app.middleware(self.only_installed_workspace)
         app.command("/unsilo")(self.on_command)
         app.action(re.compile(f"^{re.escape(render.ACTION_PREFIX)}"))(self.on_button)
         app.view(re.compile(r"^unsilo_(reply|note|dismiss|reject|resolve)$"))(self.on_text_modal)
         app.view("unsilo_report")(self.on_report_modal)
         app.shortcut("unsilo_report")(self.on_report_shortcut)
-        app.event("message")(self.on_message)
+        app.event("message", middleware=[self.store_thread_note])(self.on_message)
         app.event("app_home_opened")(self.on_home_opened)
         app.event("app_uninstalled")(self.on_uninstalled)
         app.event("tokens_revoked")(self.on_uninstalled)
+        app.event(re.compile(r".*"))(self.on_other_event)  # last: any other event is acked, not 404 (Slack retries those)
+
+    async def actor(self, user_id: str, name: str | None = None, *, timeout: float | None = None) -> c.Actor:
+        """The core's actor for a Slack user, with the directory's name and verified email when known."""
+        return await self.directory.actor(user_id, name, timeout=timeout)
+
+    async def plain(self, slack_text: str | None) -> str:
+        """Slack-escaped text with markup (a message's, a slash command's) as the plain text it shows."""
+        return await text.read(slack_text, self.directory.names)
+
+    # The installed workspace ------------------------------------------------------
+
+    async def only_installed_workspace(self, context: AsyncBoltContext, body: dict[str, Any], resp: BoltResponse,
+                                       next: Callable[[], Awaitable[None]]) -> BoltResponse:
+        """A global middleware: only the installed workspace (or its configured Grid org) gets through.
+
+        Bolt's `context.team_id` is the installation's workspace: for events it is read from
+        `authorizations[0].team_id`, so a shared channel's event (whose `event.team` /
+        `user_team` name the other org) is still ours; a person of another org in it is
+        refused by `_foreign_user`.
+        """
+        try:
+            installed = await self.installed_team()
+        except Exception as exc:  # auth.test unreachable: refuse, and let Slack retry events
+            logger.warning("cannot tell the installed Slack workspace (auth.test failed: %r); request refused", exc)
+            return BoltResponse(status=503, body="")
+        enterprise_ok = bool(self.enterprise_id) and context.enterprise_id == self.enterprise_id
+        if enterprise_ok or (installed and context.team_id == installed):
+            if self._foreign_user(body, installed):
+                logger.warning("Slack event from a user of another workspace (%s) ignored",
+                               (body.get("event") or {}).get("user_team"))
+                return BoltResponse(status=200, body="")
+            await next()
+            return resp
+        logger.warning("Slack request from workspace %s (org %s) refused: Unsilo is installed in %s%s",
+                       context.team_id, context.enterprise_id, installed,
+                       f" (org {self.enterprise_id})" if self.enterprise_id else "")
+        if context.response_url:
+            try:
+                await context.respond(text=NOT_OUR_WORKSPACE, response_type="ephemeral")
+            except Exception as exc:
+                logger.info("could not tell the other workspace's user: %r", exc)
+            return BoltResponse(status=200, body="")
+        return BoltResponse(status=200, body="")  # never retried; a modal just closes
+
+    def _foreign_user(self, body: dict[str, Any], installed: str) -> bool:
+        """Whether an event's person belongs to another workspace (a Slack Connect channel)."""
+        event = body.get("event")
+        user_team = event.get("user_team") if isinstance(event, dict) else None
+        if not user_team or user_team == installed:
+            return False
+        return not (self.enterprise_id and user_team == self.enterprise_id)
 
     # Slash command -----------------------------------------------------------------
 
-    async def on_command(self, ack: AsyncAck, command: dict[str, Any]) -> None:
-        """`/unsilo …`: answer in the ack itself (ephemeral), well inside 3 seconds."""
-        actor = actor_of(command["user_id"], command.get("user_name"))
+    async def on_command(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond,
+                         client: AsyncWebClient) -> None:
+        """`/unsilo …`: ack at once, then do the work and answer privately through `response_url`."""
+        await ack()
+        work = asyncio.ensure_future(self._command(command))
+        done, _ = await asyncio.wait({work}, timeout=SLOW_COMMAND)
+        if not done:
+            await self._answer(command, respond, client, {"text": WORKING})
+        await self._answer(command, respond, client, await work)
+
+    async def _command(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Carry out one slash command; its answer as message arguments."""
+        user = str(command.get("user_id") or "")
         try:
-            parsed = parse(command.get("text", ""), actor, channel_id=command.get("channel_id", ""))
+            actor = await self.actor(user, command.get("user_name"))
+            parsed = parse(await self.plain(command.get("text")), actor, channel_id=command.get("channel_id", ""))
             if isinstance(parsed, HelpRequest):
-                await ack(text=help_text("/unsilo"))
-                return
+                return {"text": render.escape(help_text("/unsilo"))}
             result = await self.bus.handle(parsed)
         except DomainError as exc:
-            logger.info("slash command refused for %s: %s", actor.user_id, exc.message)
-            await ack(text=refusal_text(exc))
-            return
+            logger.info("slash command refused for %s: %s", user, exc.message)
+            return {"text": refusal_text(exc)}
         except Exception:
-            logger.exception("/unsilo %r failed for %s", command.get("text", ""), actor.user_id)
-            await ack(text=SORRY)
-            return
-        await ack(**render.result_message(result or Result("")))
+            logger.exception("/unsilo %r failed for %s", command.get("text", ""), user)
+            return {"text": SORRY}
+        return render.result_message(result or Result(""))
+
+    async def _answer(self, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient,
+                      message: dict[str, Any]) -> None:
+        """An ephemeral answer: through `response_url`, else `chat.postEphemeral`."""
+        try:
+            if command.get("response_url"):
+                await respond(response_type="ephemeral", **message)
+            else:
+                await client.chat_postEphemeral(channel=command.get("channel_id", ""), user=command.get("user_id", ""),
+                                                **message)
+        except Exception as exc:
+            logger.warning("could not answer /unsilo for %s: %r", command.get("user_id"), exc)
 
     # Buttons -----------------------------------------------------------------------
 
@@ -129,11 +244,14 @@ class SlackBot:
             verb, conversation_id = codec.decode(action.get("value") or "")
             if verb == "open":
                 return
-            command = codec.direct_command(verb, conversation_id, actor_of(user, body["user"].get("name")))
-            if command is not None:
-                await self.bus.handle(command)
+            actor = c.Actor("slack", user)
+            if codec.direct_command(verb, conversation_id, actor) is not None:  # no modal: who it is matters now
+                actor = await self.actor(user, body["user"].get("name"))
+            command = codec.direct_command(verb, conversation_id, actor)
+            if command is None:  # trigger_id is valid for 3 s: the modal opens before anything slow
+                await client.views_open(trigger_id=body["trigger_id"], view=self._modal_for(verb, conversation_id))
                 return
-            await client.views_open(trigger_id=body["trigger_id"], view=self._modal_for(verb, conversation_id))
+            await self.bus.handle(command)
         except DomainError as exc:
             logger.info("button refused for %s: %s", user, exc.message)
             if channel:
@@ -155,34 +273,70 @@ class SlackBot:
 
     # Modals ------------------------------------------------------------------------
 
-    async def on_text_modal(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        """Reply, note, dismiss and resolve modals: errors come back inside the modal."""
+    async def on_text_modal(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any],
+                            client: AsyncWebClient) -> None:
+        """Reply, note, dismiss and resolve modals: errors come back inside the modal (within 3 s).
+
+        `plain_text_input` values arrive raw (Slack does not escape them): used as they are.
+        """
         verb = view["callback_id"].removeprefix("unsilo_")
         values = render.values_of(view)
-        actor = actor_of(body["user"]["id"], body["user"].get("name"))
+        user = body["user"]["id"]
         field = "outcome" if verb == "resolve" else "text"
         try:
             conversation_id = parse_conversation_id(json.loads(view.get("private_metadata") or "{}").get("id", ""))
-            text = values.get("text", "")
-            command: c.Command = {
-                "reply": lambda: c.ReplyToCustomer(conversation_id, actor, text),
-                "note": lambda: c.AddNote(conversation_id, actor, text, origin="slack"),
-                "dismiss": lambda: c.Dismiss(conversation_id, actor, text),
-                "reject": lambda: c.RejectReply(conversation_id, actor, text),
-                "resolve": lambda: c.Resolve(conversation_id, actor, values.get("outcome", ""), text),
-            }[verb]()
-            await self.bus.handle(command)
-        except DomainError as exc:
-            await ack(response_action="errors", errors={field: refusal_text(exc)[:150]})
-            return
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, AttributeError, DomainError):
             await ack(response_action="errors", errors={field: "This form is out of date; close it and try again."})
             return
+
+        async def work() -> None:
+            actor = await self.actor(user, body["user"].get("name"), timeout=EVENT_LOOKUP)
+            typed = values.get("text", "")
+            command: c.Command = {
+                "reply": lambda: c.ReplyToCustomer(conversation_id, actor, typed),
+                "note": lambda: c.AddNote(conversation_id, actor, typed, origin="slack"),
+                "dismiss": lambda: c.Dismiss(conversation_id, actor, typed),
+                "reject": lambda: c.RejectReply(conversation_id, actor, typed),
+                "resolve": lambda: c.Resolve(conversation_id, actor, values.get("outcome", ""), typed),
+            }[verb]()
+            await self.bus.handle(command)
+
+        await self._within_budget(ack, work, field=field, user=user, client=client, what=view.get("callback_id", ""))
+
+    async def _within_budget(self, ack: AsyncAck, work: Callable[[], Awaitable[Any]], *, field: str, user: str,
+                             client: AsyncWebClient, what: str) -> Any:
+        """Run a modal's work: its refusal inside the modal if it ends within `MODAL_BUDGET`,
+        else close the modal and tell the person by DM when it ends."""
+        task = asyncio.ensure_future(work())
+        done, _ = await asyncio.wait({task}, timeout=MODAL_BUDGET)
+        if not done:
+            await ack()
+            try:
+                return await task
+            except DomainError as exc:
+                await self._tell(client, user, refusal_text(exc))
+            except Exception:
+                logger.exception("modal %s failed for %s", what, user)
+                await self._tell(client, user, SORRY)
+            return None
+        try:
+            result = task.result()
+        except DomainError as exc:
+            await ack(response_action="errors", errors={field: refusal_text(exc)[:150]})
+            return None
         except Exception:
-            logger.exception("modal %s failed for %s", view.get("callback_id"), actor.user_id)
+            logger.exception("modal %s failed for %s", what, user)
             await ack(response_action="errors", errors={field: SORRY})
-            return
+            return None
         await ack()
+        return result
+
+    async def _tell(self, client: AsyncWebClient, user: str, message: str) -> None:
+        """A private message to `user` (their DM with the app)."""
+        try:
+            await client.chat_postMessage(channel=user, text=message)
+        except SlackApiError as exc:
+            logger.info("could not tell %s: %s", user, exc.response.get("error"))
 
     async def on_report_shortcut(self, ack: AsyncAck, shortcut: dict[str, Any], client: AsyncWebClient) -> None:
         """"Send to Unsilo" on any message: ask for the department and a link."""
@@ -194,47 +348,75 @@ class SlackBot:
             link = (await client.chat_getPermalink(channel=channel, message_ts=message.get("ts", ""))).get("permalink", "")
         except SlackApiError as exc:
             logger.info("no permalink for a reported message: %s", exc.response.get("error"))
-        result = await self.bus.handle(c.ShowQueue(actor_of(shortcut["user"]["id"])))
+        result = await self.bus.handle(c.ShowQueue(c.Actor("slack", shortcut["user"]["id"])))
         departments = sorted((result.counts if result else {}).keys())
         await client.views_open(trigger_id=shortcut["trigger_id"], view=render.report_modal(
-            departments=departments, text=message.get("text", ""), link=link, channel=channel,
+            departments=departments, text=text.to_plain(message.get("text", "")), link=link, channel=channel,
             message_ts=message.get("ts", "")))
 
     async def on_report_modal(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient) -> None:
         """The reported message becomes a conversation of source `slack-report`."""
         values = render.values_of(view)
-        meta = json.loads(view.get("private_metadata") or "{}")
-        user = body["user"]["id"]
-        command = c.Report(actor_of(user, body["user"].get("name")), meta.get("text", ""),
-                           link=values.get("link") or meta.get("link", ""), department=values.get("department") or None,
-                           external_id=f"{meta.get('channel', '')}:{meta.get('ts', '')}")
         try:
-            result = await self.bus.handle(command)
-        except DomainError as exc:
-            await ack(response_action="errors", errors={"link": refusal_text(exc)[:150]})
+            meta = json.loads(view.get("private_metadata") or "{}")
+            assert isinstance(meta, dict)
+        except (ValueError, AssertionError):
+            await ack(response_action="errors", errors={"link": "This form is out of date; close it and try again."})
             return
-        await ack()
+        user = body["user"]["id"]
+
+        async def work() -> Result | None:
+            actor = await self.actor(user, body["user"].get("name"), timeout=EVENT_LOOKUP)
+            return await self.bus.handle(c.Report(
+                actor, meta.get("text", ""), link=values.get("link") or meta.get("link", ""),
+                department=values.get("department") or None, external_id=f"{meta.get('channel', '')}:{meta.get('ts', '')}"))
+
+        result = await self._within_budget(ack, work, field="link", user=user, client=client, what="unsilo_report")
         if result is not None:
-            try:
-                await client.chat_postMessage(channel=user, text=render.escape(result.text))
-            except SlackApiError as exc:
-                logger.info("could not confirm a report to %s: %s", user, exc.response.get("error"))
+            await self._tell(client, user, render.escape(result.text))
 
     # Events ------------------------------------------------------------------------
 
-    async def on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
-        """A human's reply in a card's thread is stored as a note, once per event."""
-        if event.get("bot_id") or event.get("subtype") not in (None, "thread_broadcast"):
-            return
+    async def store_thread_note(self, body: dict[str, Any], resp: BoltResponse,
+                                next: Callable[[], Awaitable[None]]) -> BoltResponse:
+        """Listener middleware of `message`: a human's reply in a card's thread is stored as a
+        note BEFORE Slack gets its 200 (Slack never retries a 200). When storing fails or
+        takes too long, Slack is answered 500 and retries; the retry is recognised by `event_id`."""
+        event = body.get("event") or {}
+        note = self._thread_note(event)
+        if note is not None:
+            try:
+                await asyncio.wait_for(self._store(note, event, body), EVENT_BUDGET)
+            except DomainError as exc:
+                logger.info("thread message not stored as a note: %s", exc.message)
+            except Exception as exc:
+                logger.error("thread note %s not stored (%r); answering 500 so Slack sends it again",
+                             body.get("event_id"), exc)
+                return BoltResponse(status=500, body="")
+        await next()
+        return resp
+
+    def _thread_note(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """The parts of a message event that make a thread note, or None when it is not one."""
+        if event.get("bot_id") or event.get("subtype") not in (None, "thread_broadcast", "file_share"):
+            return None
         thread = event.get("thread_ts")
         if not thread or thread == event.get("ts") or not event.get("user"):
-            return
-        note = c.ThreadNote(actor_of(event["user"]), channel_id=event.get("channel", ""), message_id=thread,
-                            text=event.get("text", ""))
-        try:
-            await self.bus.handle(note, once=body.get("event_id") or f"{event.get('channel')}:{event.get('ts')}")
-        except DomainError as exc:
-            logger.info("thread message not stored as a note: %s", exc.message)
+            return None
+        return {"user": str(event["user"]), "channel": str(event.get("channel") or ""), "thread": str(thread)}
+
+    async def _store(self, note: dict[str, Any], event: dict[str, Any], body: dict[str, Any]) -> None:
+        said = "\n".join(line for line in [await self.plain(event.get("text")), *_files(event)] if line)
+        actor = await self.actor(note["user"], timeout=EVENT_LOOKUP)
+        command = c.ThreadNote(actor, channel_id=note["channel"], message_id=note["thread"], text=said)
+        await self.bus.handle(command, once=body.get("event_id") or f"{note['channel']}:{event.get('ts')}")
+
+    async def on_message(self) -> None:
+        """Thread notes are stored by `store_thread_note`, before the ack; nothing is left to do."""
+
+    async def on_other_event(self, event: dict[str, Any]) -> None:
+        """An event Unsilo does not act on (not in the manifest, or a type Slack added)."""
+        logger.debug("Slack event %s ignored", event.get("type"))
 
     async def on_uninstalled(self, event: dict[str, Any]) -> None:
         """The app was removed: say so loudly; cards for Slack will fail until it is reinstalled."""
@@ -246,10 +428,9 @@ class SlackBot:
         """The App Home tab: my conversations, the open queue with counts, recent outcomes."""
         if event.get("tab") not in (None, "home"):
             return
-        actor = actor_of(event["user"])
+        actor = await self.actor(event["user"])
         mine = await self.bus.handle(c.ShowQueue(actor, mine=True))
         queue = await self.bus.handle(c.ShowQueue(actor))
         recent = await self.bus.handle(c.ShowRecent(actor))
         await client.views_publish(user_id=event["user"], view=render.home_view(
             mine=mine or Result(""), queue=queue or Result(""), recent=recent or Result("")))
-

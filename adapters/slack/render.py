@@ -2,6 +2,9 @@
 
 Pure functions: a view goes in, a JSON-ready dict comes out; no I/O, no Bolt. Every
 piece of untrusted text is escaped for mrkdwn and cut to Slack's limits here, once.
+Lengths are counted in UTF-16 code units, as Slack's clients count them (an emoji is 2).
+Every mrkdwn object is `verbatim: true`, so Slack never turns a bare URL or `#channel`
+inside customer text into a link; customer text sits in a bidi isolate (`isolate`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot import codec
-from bot.views import Button, Card, HistoryLine, Notice, Result, printable
+from bot.views import Button, Card, HistoryLine, Notice, Result, display_name, isolate, printable
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +62,31 @@ _HTTP_URL = re.compile(r"^https?://", re.IGNORECASE)
 
 
 
+def units(text: str) -> int:
+    """The length of `text` as Slack counts it: UTF-16 code units (an emoji outside the BMP is 2)."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def _head(text: str, limit: int) -> str:
+    """The longest start of `text` within `limit` UTF-16 units (never half a character)."""
+    used = 0
+    for index, ch in enumerate(text):
+        used += 2 if ord(ch) > 0xFFFF else 1
+        if used > limit:
+            return text[:index]
+    return text
+
+
 def escape(text: str) -> str:
     """Escape `&`, `<`, `>` for Slack mrkdwn (nothing else) and drop control characters."""
     return printable(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _cut(text: str, limit: int) -> str:
-    """`text` within `limit` characters, ending in "…" when cut, never mid-entity."""
-    if len(text) <= limit:
+    """`text` within `limit` UTF-16 units, ending in "…" when cut, never mid-entity."""
+    if units(text) <= limit:
         return text
-    head = text[: limit - 1]
+    head = _head(text, limit - 1)
     amp = head.rfind("&", max(0, len(head) - 4))
     if amp != -1 and ";" not in head[amp:]:
         head = head[:amp]
@@ -82,8 +100,19 @@ def _esc(text: str | None, limit: int, *, empty: str = "") -> str:
 
 
 def _quote(escaped: str) -> str:
-    """Escaped text as a mrkdwn block quote (the marker itself written escaped)."""
-    return "\n".join(f"&gt; {line}" for line in escaped.split("\n"))
+    """Escaped customer text as a mrkdwn block quote (the marker written escaped), each line isolated."""
+    return "\n".join(f"&gt; {isolate(line)}" for line in escaped.split("\n"))
+
+
+def _customer(text: str | None, limit: int, *, empty: str = "") -> str:
+    """Customer text escaped, cut and isolated, so it can't reorder the card's own words."""
+    escaped = _esc(text, limit - 2)
+    return isolate(escaped) if escaped else empty
+
+
+def _name(name: str | None, limit: int) -> str:
+    """A person's name: one line, no bidi or invisible characters, "(no name)" when blank; escaped."""
+    return _cut(escape(display_name(name)), limit)
 
 
 def _plain(text: str, limit: int) -> dict[str, Any]:
@@ -92,7 +121,8 @@ def _plain(text: str, limit: int) -> dict[str, Any]:
 
 
 def _mrkdwn(text: str) -> dict[str, Any]:
-    return {"type": "mrkdwn", "text": text}
+    """A mrkdwn object Slack shows as written: no auto-linked URLs, channels or mentions."""
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -124,7 +154,7 @@ def _safe_url(url: str | None) -> str | None:
     if not raw or not _HTTP_URL.match(raw) or "\n" in raw or "\t" in raw:
         return None
     safe = "".join(_URL_ESCAPES.get(ch, ch) for ch in raw)
-    return safe if len(safe) <= MAX_URL else None
+    return safe if units(safe) <= MAX_URL else None
 
 
 def _link(url: str | None, label: str) -> str:
@@ -146,7 +176,7 @@ def _button(button: Button) -> dict[str, Any] | None:
         "action_id": action_id(button),
         "value": codec.encode(button),
     }
-    if len(element["action_id"]) > MAX_ID or len(element["value"]) > MAX_BUTTON_VALUE:
+    if units(element["action_id"]) > MAX_ID or units(element["value"]) > MAX_BUTTON_VALUE:
         logger.warning("button %s for #%s exceeds Slack's id/value limits; left out", button.verb, button.conversation_id)
         return None
     if button.url is not None or button.verb == "open":
@@ -182,13 +212,13 @@ def _badges(card: Card) -> str:
 
 
 def _title_block(card: Card) -> dict[str, Any]:
-    title = _esc(card.title, MAX_TITLE, empty="(no title)")
+    title = _customer(card.title, MAX_TITLE, empty="(no title)")
     return _section(f"*#{card.id}* {title}\n{_badges(card)}")
 
 
 def _byline(card: Card) -> dict[str, Any]:
     parts = [f"*{_esc(card.source, MAX_CONTEXT_TEXT, empty='unknown source')}*"]
-    parts.append(f"from {_esc(card.author, MAX_CONTEXT_TEXT, empty='unknown author')}")
+    parts.append(f"from {_name(card.author, MAX_CONTEXT_TEXT)}")
     if card.created_at:
         parts.append(_when(card.created_at))
     return _context([" · ".join(parts)])
@@ -199,7 +229,7 @@ def _text_block(card: Card) -> dict[str, Any]:
     link = _link(card.url, READ_ORIGINAL)
     suffix = f"\n{link}" if link else ""
     quoted = _quote(_esc(card.text, MAX_SECTION_TEXT, empty="_(no text)_"))
-    return {"type": "section", "text": _mrkdwn(_cut(quoted, MAX_SECTION_TEXT - len(suffix)) + suffix)}
+    return {"type": "section", "text": _mrkdwn(_cut(quoted, MAX_SECTION_TEXT - units(suffix)) + suffix)}
 
 
 def _labelled(label: str, text: str | None) -> str:
@@ -209,7 +239,7 @@ def _labelled(label: str, text: str | None) -> str:
 
 
 def _facts(card: Card) -> dict[str, Any]:
-    owner = _esc(card.owner, MAX_CONTEXT_TEXT)
+    owner = _name(card.owner, MAX_CONTEXT_TEXT) if card.owner else ""
     outcome = card.outcome if card.status == "resolved" else None
     return _context(
         [
@@ -228,7 +258,7 @@ def _reply_block(card: Card) -> dict[str, Any] | None:
         return None
     badge = {"failed": ":warning: ", "pending_approval": ":hourglass: ", "rejected": ":no_entry: "}.get(
         card.reply_status or "", "")
-    return _section(badge + _esc(card.reply_note, MAX_SECTION_TEXT - len(badge)))
+    return _section(badge + _esc(card.reply_note, MAX_SECTION_TEXT - units(badge)))
 
 
 def _card_blocks(card: Card) -> list[dict[str, Any]]:
@@ -255,7 +285,7 @@ def card_message(card: Card) -> dict[str, Any]:
 
 def _summary(card: Card) -> str:
     first = (card.title or "").strip() or next((ln for ln in (card.text or "").splitlines() if ln.strip()), "")
-    return _esc(first, MAX_SUMMARY, empty="(no text)")
+    return _customer(first, MAX_SUMMARY, empty="(no text)")
 
 
 def _compact(card: Card, *, outcome: bool = False) -> dict[str, Any]:
@@ -263,7 +293,7 @@ def _compact(card: Card, *, outcome: bool = False) -> dict[str, Any]:
     status = _esc(card.status, 40, empty="?")
     if outcome and card.outcome:
         status = f"{status} ({_esc(card.outcome, 60)})"
-    author = _esc(card.author, 80, empty="unknown author")
+    author = _name(card.author, 80)
     return _section(f"*#{card.id}* · {status} · {author}: {_summary(card)}")
 
 
@@ -278,7 +308,7 @@ def _card_list(cards: Sequence[Card], *, outcome: bool = False) -> list[dict[str
 
 def _history_line(line: HistoryLine) -> str:
     detail = _esc(line.detail, MAX_HISTORY_LINE)
-    text = f"`{_when(line.at)}` *{_esc(line.actor, 80, empty='unsilo')}* {_esc(line.kind, 40)}"
+    text = f"`{_when(line.at)}` *{_name(line.actor, 80) if line.actor else 'unsilo'}* {_esc(line.kind, 40)}"
     return f"{text} — {detail}" if detail else text
 
 
@@ -288,7 +318,7 @@ def _history(lines: Sequence[HistoryLine]) -> dict[str, Any]:
     budget = MAX_SECTION_TEXT - 40  # room for the "…and N more" line
     for index, line in enumerate(lines):
         text = _history_line(line)
-        if sum(len(r) + 1 for r in rendered) + len(text) > budget:
+        if sum(units(r) + 1 for r in rendered) + units(text) > budget:
             rendered.append(f"{ELLIPSIS}and {len(lines) - index} more")
             break
         rendered.append(text)
@@ -311,7 +341,7 @@ def notice_blocks(notice: Notice) -> list[dict[str, Any]]:
         text = _esc(line, MAX_SECTION_TEXT - 40)
         if not text.strip():
             continue
-        if body and sum(len(b) + 1 for b in body) + len(text) > MAX_SECTION_TEXT - 40:
+        if body and sum(units(b) + 1 for b in body) + units(text) > MAX_SECTION_TEXT - 40:
             blocks.append(_section("\n".join(body)))
             body = []
         body.append(text)
@@ -319,7 +349,7 @@ def notice_blocks(notice: Notice) -> list[dict[str, Any]]:
         blocks.append(_section("\n".join(body)))
     links = [link for link in (_link(url, _esc(label, 80, empty='link')) for label, url in notice.links) if link]
     if links:
-        blocks.append(_context([" · ".join(links)[:MAX_CONTEXT_TEXT]]))
+        blocks.append(_context([_head(" · ".join(links), MAX_CONTEXT_TEXT)]))
     return blocks[:MAX_MESSAGE_BLOCKS]
 
 
@@ -353,7 +383,7 @@ def _metadata(data: Mapping[str, Any]) -> str:
 
 
 def _modal(*, callback_id: str, title: str, submit: str, metadata: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:
-    if len(callback_id) > MAX_ID or len(metadata) > MAX_METADATA:
+    if units(callback_id) > MAX_ID or units(metadata) > MAX_METADATA:
         raise ValueError(f"modal {callback_id[:40]!r} exceeds Slack's callback_id/private_metadata limits")
     return {
         "type": "modal",
@@ -368,7 +398,7 @@ def _modal(*, callback_id: str, title: str, submit: str, metadata: str, blocks: 
 
 def _text_input(*, label: str, initial: str = "", optional: bool = False, multiline: bool = True, block: str = "text") -> dict[str, Any]:
     element: dict[str, Any] = {"type": "plain_text_input", "action_id": block, "multiline": multiline, "max_length": MAX_INPUT}
-    initial = printable(initial)[:MAX_INPUT]
+    initial = _head(printable(initial), MAX_INPUT)
     if initial:
         element["initial_value"] = initial
     return {"type": "input", "block_id": block, "optional": optional, "label": _plain(label, MAX_LABEL), "element": element}
@@ -378,7 +408,7 @@ def _options(values: Sequence[str]) -> list[dict[str, Any]]:
     """Select options; values too long to round-trip intact are left out, not cut."""
     options = []
     for value in dict.fromkeys(values):
-        if not value or len(value) > MAX_OPTION_VALUE:
+        if not value or units(value) > MAX_OPTION_VALUE:
             logger.warning("option %r cannot be offered in a Slack select; left out", value[:40])
             continue
         options.append({"text": _plain(value, MAX_OPTION_TEXT), "value": value})
@@ -423,13 +453,13 @@ def resolve_modal(*, conversation_id: int, outcomes: Sequence[str]) -> dict[str,
 
 def _report_metadata(*, channel: str, message_ts: str, link: str, text: str) -> str:
     """channel/ts/link/text as JSON within 3,000 chars: the text is cut, then the link dropped."""
-    if len(_metadata({"channel": channel, "ts": message_ts, "link": link, "text": ""})) > MAX_METADATA:
+    if units(_metadata({"channel": channel, "ts": message_ts, "link": link, "text": ""})) > MAX_METADATA:
         logger.warning("report link too long for private_metadata (%d chars); kept only in the form", len(link))
         link = ""
     data = {"channel": channel, "ts": message_ts, "link": link, "text": text}
     encoded = _metadata(data)
-    while len(encoded) > MAX_METADATA:
-        data["text"] = data["text"][: len(data["text"]) - (len(encoded) - MAX_METADATA) - 1]
+    while units(encoded) > MAX_METADATA:
+        data["text"] = _head(data["text"], units(data["text"]) - (units(encoded) - MAX_METADATA) - 1)
         encoded = _metadata(data)
     if data["text"] != text:
         logger.info("reported text cut from %d to %d chars to fit private_metadata", len(text), len(data["text"]))

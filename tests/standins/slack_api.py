@@ -149,6 +149,8 @@ class SlackStandIn(RecordingStandIn):
             ``message_ts``...); they are not part of a channel's `messages`.
         views: Open modals and published Home tabs by view id, as last opened/updated.
         home_views: Home tab view id by user id.
+        responses: Posts to the `response_url`s minted by `response_url` (their JSON with
+            ``url``, ``kind`` and ``at`` added), in arrival order.
         delay: Seconds to sleep before answering any call (may be changed at any time).
         rate_limit_per_channel: ``chat.postMessage`` calls per second allowed per channel, or
             ``None`` for no limit (may be changed at any time).
@@ -166,7 +168,7 @@ class SlackStandIn(RecordingStandIn):
         rate_limit_burst: int = 1,
         rate_clock: Callable[[], float] | None = None,
         strict: bool = False,
-        team_id: str = "T00STANDIN",
+        team_id: str = "T111",
         team: str = "Unsilo Stand-in",
         team_domain: str = "unsilo-standin",
         bot_user_id: str = "U00STANDBOT",
@@ -185,7 +187,9 @@ class SlackStandIn(RecordingStandIn):
             rate_clock: Seconds source for the rate limiter (default ``time.monotonic``); a test
                 may pass a clock it moves by hand so a long burst needs no real waiting.
             strict: Reject unknown channel / user ids (see the class docstring).
-            team_id: Workspace id in answers.
+            team_id: Workspace id in answers (``auth.test`` says the bot is installed there); the
+                default is the workspace of the reference samples (``T111``), so the samples a
+                test sends come from the installed workspace.
             team: Workspace name (``auth.test`` ``team``).
             team_domain: Workspace subdomain, used in ``url`` and permalinks.
             bot_user_id: The bot's user id (``auth.test`` ``user_id``, ``message.user``).
@@ -226,6 +230,8 @@ class SlackStandIn(RecordingStandIn):
         self._buckets: dict[str, tuple[float, float]] = {}
         self._last_ts_micros = 0
         self._view_seq = 0
+        self._hook_seq = 0
+        self.responses: list[dict[str, Any]] = []
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
         self._methods: dict[str, Handler] = {
@@ -256,6 +262,7 @@ class SlackStandIn(RecordingStandIn):
         if self._runner is not None:
             raise RuntimeError("SlackStandIn is already started")
         app = web.Application()
+        app.router.add_post("/{kind:commands|actions}/{team}/{hook}/{secret}", self._response_url)
         app.router.add_route("*", "/{method}", self._handle)
         app.router.add_route("*", "/api/{method}", self._handle)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
@@ -278,6 +285,36 @@ class SlackStandIn(RecordingStandIn):
         if runner is not None:
             await runner.cleanup()
             logger.debug("Slack stand-in on %s closed", self._url)
+
+    # ------------------------------------------------------------------ response_url
+
+    def response_url(self, kind: str = "commands") -> str:
+        """A fresh `response_url` (as Slack puts in slash commands and interactive payloads),
+        served by this stand-in: `https://hooks.slack.com/commands/T…/…/…` in real life."""
+        self._hook_seq += 1
+        return f"{self.url}{kind}/{self.team_id}/{self._hook_seq:013d}/standin{self._hook_seq:08x}"
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        """A POST to a `response_url`: recorded in `responses`; like Slack, each URL takes 5 uses.
+
+        Slack answers a good post with HTTP 200 and the body ``ok``; a used-up URL with 404
+        ``used_url`` (unconfirmed wording), a body that is not JSON with 400 ``invalid_payload``.
+        """
+        url = str(request.url.with_query(None))
+        try:
+            payload = json.loads(await request.text())
+        except ValueError:
+            return web.Response(status=400, text="invalid_payload")
+        uses = sum(1 for r in self.responses if r["url"] == url)
+        if uses >= 5:
+            return web.Response(status=404, text="used_url")
+        self.responses.append({"url": url, "kind": request.match_info["kind"], "at": time.monotonic(),
+                               **(payload if isinstance(payload, dict) else {"payload": payload})})
+        return web.Response(text="ok")
+
+    def answers(self, url: str | None = None) -> list[str]:
+        """The texts posted to `response_url`s (one URL, or all), in arrival order."""
+        return [r.get("text", "") for r in self.responses if url is None or r["url"] == url]
 
     # ------------------------------------------------------------------ test helpers
 
@@ -336,6 +373,9 @@ class SlackStandIn(RecordingStandIn):
             "profile": profile,
             "is_admin": False,
             "is_owner": False,
+            "is_primary_owner": False,
+            "is_restricted": False,
+            "is_ultra_restricted": False,
             "is_bot": is_bot,
             "is_app_user": False,
             "updated": int(time.time()),
