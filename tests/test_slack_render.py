@@ -430,7 +430,7 @@ nasty_text = st.one_of(
 @st.composite
 def cards(draw: st.DrawFn) -> Card:
     status = draw(st.sampled_from(list(Status))).value
-    card_id = draw(st.integers(min_value=1, max_value=10**18))
+    card_id = draw(st.integers(min_value=1, max_value=2**31 - 1))
     url = draw(st.one_of(st.sampled_from(HOSTILE_URLS), nasty_text))
     return make_card(
         id=card_id,

@@ -47,7 +47,8 @@ def build(container: Container) -> SlackBot:
     client = AsyncWebClient(token=settings.slack_bot_token, base_url=base_url)
     return SlackBot(bus=container.bus, token=settings.slack_bot_token, signing_secret=settings.slack_signing_secret,
                     client=client, outcomes=container.config.outcomes,
-                    health=container.health.platform("slack"))
+                    health=container.health.platform("slack"),
+                    team_id=settings.slack_team_id, enterprise_id=settings.slack_enterprise_id)
 
 
 def mount(app: web.Application, container: Container) -> None:
