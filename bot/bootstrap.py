@@ -133,7 +133,7 @@ def build(settings: Settings, *, config: Config | None = None, clock: Clock = ut
     container.senders["log"] = LoggingSender()
     # Replies to customers: the outbound adapter (imported by name: the core never imports adapters).
     outbound: Any = importlib.import_module("adapters.outbound.sender")
-    container.senders["outbound"] = outbound.OutboundSender(container.uow)
+    container.senders["outbound"] = outbound.OutboundSender(container.uow, allowed=settings.allow_private_urls)
     return container
 
 

@@ -298,8 +298,14 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
     action = args.action or "list"
     tags = [t.strip() for t in getattr(args, "tags", "").split(",") if t.strip()]
     reply_url = getattr(args, "reply_url", "")
-    if reply_url and not reply_url.startswith(("https://", "http://")):
-        raise InvalidInput(f"--reply-url must be an http(s) URL, not {reply_url!r}")
+    guard: Any = importlib.import_module("adapters.outbound.guard")
+    checker = guard.AddressGuard(container.settings.allow_private_urls)
+    for option, url in (("--reply-url", reply_url), ("the feed URL", getattr(args, "url", "") if action == "add-feed" else "")):
+        if url:
+            try:
+                await checker.check_resolved(url)
+            except guard.UnsafeURL as exc:
+                raise InvalidInput(f"{option} is refused: {exc} (UNSILO_ALLOW_PRIVATE_URLS lists the exceptions)") from None
     if action == "poll":
         poller: Any = importlib.import_module("adapters.sources.feeds").FeedPoller(container)
         outcomes = await poller.poll_due()

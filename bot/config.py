@@ -443,6 +443,9 @@ class _Checker:
             if not isinstance(url, str) or not url.strip():
                 self.bad(f"{key}.url", "every feed needs a url", field_="url", **where)
                 continue
+            if not re.match(r"(?i)^https?://[^/\s]+", url.strip()):
+                self.bad(f"{key}.url", f"{url.strip()[:200]!r} is not an http(s) URL", field_="url", **where)
+                continue
             result.append(
                 FeedConfig(
                     name=name,

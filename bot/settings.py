@@ -37,6 +37,8 @@ class Settings:
     slack_enterprise_id: str = ""
     # Teams tenants whose requests are accepted (MicrosoftAppTenantId and UNSILO_TEAMS_TENANTS).
     teams_tenants: tuple[str, ...] = ()
+    # Hosts and CIDR ranges outbound URLs (feeds, reply endpoints) may reach although internal.
+    allow_private_urls: tuple[str, ...] = ()
     db_pool_size: int = 10  # PostgreSQL connections per replica (UNSILO_DB_POOL_SIZE), plus as many again in bursts
     db_pool_timeout: float = 10.0  # seconds a request waits for a free connection (UNSILO_DB_POOL_TIMEOUT)
 
@@ -63,6 +65,8 @@ class Settings:
             "teams_local": (env.get("UNSILO_TEAMS_LOCAL") or "").lower() in ("1", "true", "yes"),
             "slack_team_id": env.get("SLACK_TEAM_ID", "").strip(),
             "slack_enterprise_id": env.get("SLACK_ENTERPRISE_ID", "").strip(),
+            "allow_private_urls": tuple(a.strip() for a in (env.get("UNSILO_ALLOW_PRIVATE_URLS") or "").split(",")
+                                        if a.strip()),
             "db_pool_size": int(env.get("UNSILO_DB_POOL_SIZE") or 10),
             "db_pool_timeout": float(env.get("UNSILO_DB_POOL_TIMEOUT") or 10),
             "teams_tenants": tuple(t.strip() for t in (env.get("UNSILO_TEAMS_TENANTS") or "").split(",") if t.strip()),

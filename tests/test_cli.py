@@ -117,10 +117,16 @@ def test_sources_are_listed_added_and_polled_from_the_command_line(workdir: Path
     assert again.returncode == 1 and "already exists" in again.stderr
     bad = run("sources", "add-feed", "Bad Name", "https://x.example/f.rss", cwd=workdir)
     assert bad.returncode == 1 and "a source name is lower-case" in bad.stderr
+    # Internal addresses are refused (SSRF), the cloud metadata service among them, unless allowed.
+    for internal in ("http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:9/reviews.xml",
+                     "http://[::1]/f.rss", "http://localhost/f.rss", "file:///etc/passwd"):
+        refused = run("sources", "add-feed", "internal", internal, cwd=workdir)
+        assert refused.returncode == 1 and "refused" in refused.stderr, (internal, refused.stderr)
+    loopback = {"UNSILO_ALLOW_PRIVATE_URLS": "127.0.0.1"}
     # A feed that can't be reached: the poll records the error on the source, the command still succeeds.
     assert run("sources", "add-feed", "reviews", "http://127.0.0.1:9/reviews.xml", "--every", "60",
-               cwd=workdir).returncode == 0
-    polled = run("sources", "poll", cwd=workdir)
+               cwd=workdir, env=loopback).returncode == 0
+    polled = run("sources", "poll", cwd=workdir, env=loopback)
     assert polled.returncode == 0, polled.stderr
     assert "reviews: failed (cannot connect to http://127.0.0.1:9/reviews.xml" in polled.stdout
 

@@ -70,7 +70,7 @@ class FeedSite:
         app = web.Application(middlewares=[self._record])
         broken = {"500": self._error, "hang": self._hang, "stall": self._stall, "drip": self._drip,
                   "garbage": self._garbage, "huge": self._huge, "huge-stream": self._huge_stream,
-                  "flaky": self._flaky, "loop": self._loop}
+                  "flaky": self._flaky, "loop": self._loop, "to-internal": self._to_internal}
         for name, handler in broken.items():
             app.router.add_get(f"/broken/{name}", handler)
         app.router.add_get("/moved/{path:.*}", self._moved)
@@ -114,6 +114,11 @@ class FeedSite:
         elif request.headers.get("If-Modified-Since") == LAST_MODIFIED:
             return web.Response(status=304, headers=headers)
         return web.Response(body=data, headers=headers)
+
+    async def _to_internal(self, request: web.Request) -> web.Response:
+        """A public-looking feed that redirects to an internal address (SSRF through a redirect)."""
+        port = request.url.port
+        raise web.HTTPFound(f"http://127.0.0.2:{port}/rss-parser/guardian.rss")
 
     async def _error(self, request: web.Request) -> web.Response:
         return web.Response(status=500, text="internal error")
@@ -299,6 +304,10 @@ async def test_broken_feeds_are_recorded_and_pushed_back_while_healthy_ones_are_
         "too-big-chunked": (site.feed_url("/broken/huge-stream"), "feed is larger than 256 KB"),
         "redirect-loop": (site.feed_url("/broken/loop"), "more than 5 redirects"),
         "nobody-home": (closed_port_url(), "cannot connect to http://127.0.0.1:"),
+        # Only 127.0.0.1 is allowed (UNSILO_ALLOW_PRIVATE_URLS, as the tests' stand-ins need): every other
+        # internal address is refused at connect time, after a redirect too.
+        "redirects-inside": (site.feed_url("/broken/to-internal"), "127.0.0.2 is an internal address"),
+        "metadata-service": ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is an internal address"),
     }
     healthy = {"guardian": "/rss-parser/guardian.rss", "heise": "/rss-parser/heise.atom",
                "jsonfeed": "/feedparser/json/example.json"}

@@ -335,3 +335,46 @@ def test_sign_matches_the_openssl_command_of_the_readme() -> None:
 
     assert sign(SECRET, timestamp, body) == "sha256=" + printf.split()[-1]
     assert sign(SECRET, str(timestamp), body) == sign(SECRET, timestamp, body)
+
+
+@pytest.mark.parametrize("reply_url", ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.5/replies",
+                                       "http://[::1]:8080/r", "http://[::ffff:127.0.0.2]/r", "http://localhost/r",
+                                       "http://127.0.0.2:9000/r"])
+async def test_a_reply_url_pointing_inside_is_refused_and_nothing_is_stored(hooks: Hooks, reply_url: str) -> None:
+    """SSRF: an item's reply_url would make the service POST the employee's reply to an internal address."""
+    status, body = await hooks.post(tweet(reply_url=reply_url))
+    assert status == 400 and "internal" in body["fields"]["reply_url"] and set(body["fields"]) == {"reply_url"}
+    assert await hooks.stored() == []
+
+
+async def test_a_name_resolving_inside_is_refused_at_connect_time() -> None:
+    """A host *name* that resolves to an internal address (here: this machine's own name, as DNS
+    rebinding would make any name) passes the URL check but never gets a connection."""
+    import socket
+
+    from aiohttp import web
+
+    from adapters.outbound.guard import AddressGuard, UnsafeURL
+
+    name = socket.gethostname()
+    addresses = {info[4][0] for info in socket.getaddrinfo(name, None)}
+    if not addresses or any(not a.startswith(("127.", "10.", "172.", "192.168.", "::1", "fe80")) for a in addresses):
+        pytest.skip(f"{name} does not resolve to an internal address here ({addresses})")
+    async def receive(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/replies", receive)
+    runner, url = await serve(app)
+    port = url.rsplit(":", 1)[1]
+    guard = AddressGuard(["127.0.0.1"]) if name == "localhost" else AddressGuard()
+    try:
+        guard.check_url(f"http://{name}:{port}/replies")  # a name: nothing to see before resolving
+        async with aiohttp.ClientSession(connector=guard.connector()) as http:
+            with pytest.raises(UnsafeURL, match="internal address"):
+                await http.post(f"http://{name}:{port}/replies", json={})
+        async with aiohttp.ClientSession(connector=AddressGuard(["127.0.0.0/8"]).connector()) as http:
+            async with http.post(f"http://{name}:{port}/replies", json={}) as response:  # allowed by range
+                assert response.status == 200
+    finally:
+        await runner.cleanup()

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import aiohttp
+
+from adapters.outbound.guard import AddressGuard, UnsafeURL
 
 from adapters.sources.webhooks import sign
 from bot.outbox import Job, PermanentFailure, RetryLater, Sent
@@ -30,10 +32,11 @@ class OutboundSender:
     """Sends reply deliveries (platform `outbound`)."""
 
     def __init__(self, uow_factory: Callable[[], UnitOfWork], *, timeout: float = TIMEOUT,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, allowed: Iterable[str] = ()) -> None:
         self._uow = uow_factory
         self.timeout = timeout
         self.clock = clock
+        self.guard = AddressGuard(allowed)  # reply endpoints come from payloads: never internal addresses
         self._http: aiohttp.ClientSession | None = None
 
     async def _body_and_secret(self, job: Job) -> tuple[bytes, str]:
@@ -56,16 +59,23 @@ class OutboundSender:
         if job.kind != "reply":
             raise PermanentFailure(f"the outbound sender cannot send {job.kind!r} deliveries")
         url = str(job.payload.get("url", ""))
-        if not url.startswith(("https://", "http://")):
-            raise PermanentFailure(f"reply endpoint {url[:200]!r} is not an http(s) URL")
+        try:
+            self.guard.check_url(url)
+        except UnsafeURL as exc:
+            raise PermanentFailure(f"reply endpoint refused: {exc}") from None
         body, secret = await self._body_and_secret(job)
         timestamp = str(int(self.clock()))
         headers = {"Content-Type": "application/json", "User-Agent": "Unsilo (+reply delivery)",
                    "X-Unsilo-Timestamp": timestamp, "X-Unsilo-Signature": sign(secret, timestamp, body),
                    "X-Unsilo-Delivery": f"reply:{job.payload.get('reply_id')}"}
         if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-        async with self._http.post(url, data=body, headers=headers, allow_redirects=False) as response:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout),
+                                               connector=self.guard.connector())
+        try:
+            response = await self._http.post(url, data=body, headers=headers, allow_redirects=False)
+        except UnsafeURL as exc:  # resolved to an internal address at connect time
+            raise PermanentFailure(f"reply endpoint refused: {exc}") from None
+        async with response:
             if 200 <= response.status < 300:
                 logger.info("reply %s delivered to %s", job.payload.get("reply_id"), url)
                 return Sent()

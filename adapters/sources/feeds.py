@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
+from adapters.outbound.guard import AddressGuard, UnsafeURL
 from bot.domain import NotFound
 from bot.ingest import Incoming, IngestError, parse_feed
 from storage.models import Source
@@ -135,6 +136,7 @@ class FeedPoller:
         concurrency: int = 50,
     ) -> None:
         self.container = container
+        self.guard = AddressGuard(container.settings.allow_private_urls)  # feeds never reach internal addresses
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
@@ -174,7 +176,7 @@ class FeedPoller:
         if self._session is not None:
             yield self._session
             return
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(connector=self.guard.connector()) as http:
             yield http
 
     async def _poll(self, http: aiohttp.ClientSession, source: Source) -> PollOutcome:
@@ -213,6 +215,8 @@ class FeedPoller:
                 return await self._get(http, source)
         except TimeoutError:
             raise PollFailed(f"timed out after {self.timeout:g}s fetching {source.url}") from None
+        except UnsafeURL as exc:
+            raise PollFailed(f"refused to fetch {source.url}: {exc}") from None
         except aiohttp.TooManyRedirects:
             raise PollFailed(f"more than {self.max_redirects} redirects from {source.url} (a redirect loop?)") from None
         except aiohttp.ClientConnectorError as exc:

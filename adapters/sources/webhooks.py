@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from adapters.outbound.guard import AddressGuard, UnsafeURL
+
 from bot.bootstrap import Container
 from bot.ingest import Incoming, clean_text, html_to_text, make_incoming
 
@@ -56,6 +58,7 @@ class WebhookReceiver:
 
     def __init__(self, container: Container) -> None:
         self.container = container
+        self.guard = AddressGuard(container.settings.allow_private_urls)
 
     async def handle(self, request: web.Request) -> web.Response:
         """The aiohttp handler: 200 created/duplicate, or 400/401/404/413 with a JSON error."""
@@ -93,7 +96,7 @@ class WebhookReceiver:
             raise Refused(400, {"error": f"invalid JSON: {exc}"}, f"invalid JSON ({type(exc).__name__})") from None
         if not isinstance(payload, dict):
             raise Refused(400, {"error": "the body must be a JSON object"}, "body is not a JSON object")
-        values, errors = validate(payload)
+        values, errors = validate(payload, guard=self.guard)
         if errors:
             raise Refused(400, {"error": "invalid payload", "fields": errors}, f"invalid fields {sorted(errors)}")
         tags = tuple(dict.fromkeys([*source.tags, *values.pop("tags", ())]))
@@ -137,7 +140,7 @@ async def _read_limited(request: web.Request) -> bytes:
     return b"".join(chunks)
 
 
-def validate(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+def validate(payload: dict[str, Any], *, guard: AddressGuard | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """`make_incoming` arguments from a webhook payload, and an error for every bad field.
 
     `null` counts as absent. Links must be http(s) URLs. Unknown fields are ignored.
@@ -176,6 +179,12 @@ def validate(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         values["author_url"] = _link(author, "url", errors, prefix="author.")
     values["url"] = _link(payload, "url", errors)
     values["reply_url"] = _link(payload, "reply_url", errors)
+    if values["reply_url"] and guard is not None:
+        try:
+            guard.check_url(values["reply_url"])
+        except UnsafeURL as exc:
+            errors["reply_url"] = f"must not point at an internal address ({exc})"[:300]
+            values["reply_url"] = None
     values["title"] = _string(payload, "title", errors)
     values["channel"] = _string(payload, "channel", errors)
     created = _string(payload, "created_at", errors)
