@@ -7,6 +7,7 @@ Exit codes: 0 done, 1 refused (the reason is printed on one line), 2 bad usage,
 from __future__ import annotations
 
 import argparse
+import builtins
 import asyncio
 import getpass
 import importlib
@@ -24,10 +25,17 @@ from bot.config import ConfigError, find_config, load_config
 from bot.domain import DomainError, InvalidInput, parse_conversation_id
 from bot.ingest import IngestError, parse_feed
 from bot.settings import Settings
-from bot.views import Card, Result
+from bot.views import Card, Result, printable
 from storage.models import Source
 
 logger = logging.getLogger(__name__)
+
+
+def echo(*values: object, file: Any = None, **kwargs: Any) -> None:
+    """`print`, with every untrusted character made inert for the terminal: stored fields (a URL,
+    a handle, a customer's text) can carry ESC sequences, other controls and bidi overrides that
+    would recolour, move or rewrite what the terminal shows."""
+    builtins.print(*(printable(v) if isinstance(v, str) else v for v in values), file=file, **kwargs)
 
 DEMO_SOURCE = "demo-feed"
 
@@ -165,38 +173,38 @@ def _card_line(card: Card) -> str:
 
 
 def _print_card(card: Card) -> None:
-    print(f"#{card.id} · {card.status}{f' · {card.outcome}' if card.outcome else ''} · priority {card.priority}")
-    print(f"  from {card.author} via {card.source}" + (f" · {card.url}" if card.url else ""))
-    print(f"  departments: {', '.join(card.departments)}" + (f" · owner: {card.owner}" if card.owner else " · unclaimed"))
+    echo(f"#{card.id} · {card.status}{f' · {card.outcome}' if card.outcome else ''} · priority {card.priority}")
+    echo(f"  from {card.author} via {card.source}" + (f" · {card.url}" if card.url else ""))
+    echo(f"  departments: {', '.join(card.departments)}" + (f" · owner: {card.owner}" if card.owner else " · unclaimed"))
     if card.tags:
-        print(f"  tags: {', '.join(card.tags)}")
-    print(f"  routed: {card.routing_reason}")
+        echo(f"  tags: {', '.join(card.tags)}")
+    echo(f"  routed: {card.routing_reason}")
     if card.title:
-        print(f"  {card.title}")
-    print(textwrap.indent(textwrap.fill(_short(card.text, 1200), 88), "  | "))
+        echo(f"  {card.title}")
+    echo(textwrap.indent(textwrap.fill(_short(card.text, 1200), 88), "  | "))
 
 
 def _print_result(result: Result, *, command: str) -> None:
     if command == "show" and result.card is not None:
         _print_card(result.card)
-        print("history:")
+        echo("history:")
         for line in result.history:
             detail = f": {_short(line.detail, 200)}" if line.detail else ""
-            print(f"  {line.at:%Y-%m-%d %H:%M} {line.actor} {line.kind}{detail}")
+            echo(f"  {line.at:%Y-%m-%d %H:%M} {line.actor} {line.kind}{detail}")
         return
     if result.notice is None or result.text != result.notice.title:
-        print(result.text)
+        echo(result.text)
     if result.notice is not None:
-        print(result.notice.title)
+        echo(result.notice.title)
         for line in result.notice.lines:
-            print(f"  {line}")
+            echo(f"  {line}")
         for label, url in result.notice.links:
-            print(f"  {label}: {url}")
+            echo(f"  {label}: {url}")
     if command in ("queue", "search", "approvals"):
         for card in result.cards:
-            print(_card_line(card))
+            echo(_card_line(card))
     elif result.card is not None:
-        print(_card_line(result.card))
+        echo(_card_line(result.card))
 
 
 def _actor(args: argparse.Namespace) -> c.Actor:
@@ -248,22 +256,22 @@ async def _demo(container: Container) -> None:
     items, _ = parse_feed(sample_path("demo-feed.xml").read_bytes(), source=DEMO_SOURCE)
     report = await container.ingest(items)
     sent = await container.worker().run_until_idle()
-    print(f"Ingested {len(report.new_ids)} new conversations from the sample feed "
+    echo(f"Ingested {len(report.new_ids)} new conversations from the sample feed "
           f"({report.duplicates} already known); {sent} card deliveries sent to log channels.")
     if not container.senders or sent == 0 and report.new_ids:
-        print("(No chat platform is configured: cards wait in the outbox until one is.)")
+        echo("(No chat platform is configured: cards wait in the outbox until one is.)")
     result = await container.bus.handle(c.ShowQueue(c.Actor("cli", "demo")))
-    print()
-    print(f"{result.text}, by department:")
+    echo()
+    echo(f"{result.text}, by department:")
     by_department: dict[str, list[Card]] = {}
     for card in result.cards:
         for name in card.departments:
             by_department.setdefault(name, []).append(card)
     for name, count in sorted(result.counts.items()):
-        print(f"\n{name} ({count} waiting)")
+        echo(f"\n{name} ({count} waiting)")
         for card in by_department.get(name, []):
-            print(_card_line(card))
-    print(textwrap.dedent("""
+            echo(_card_line(card))
+    echo(textwrap.dedent("""
         Next, try:
           unsilo claim 3 --as alice
           unsilo note 3 "Checked the order: courier lost it" --as bob
@@ -286,8 +294,8 @@ async def _ingest(container: Container, args: argparse.Namespace) -> None:
     items, warning = parse_feed(data, source=source)
     report = await container.ingest(items)
     if warning:
-        print(f"warning: {warning}", file=sys.stderr)
-    print(f"{source}: {len(report.new_ids)} new, {report.duplicates} already known")
+        echo(f"warning: {warning}", file=sys.stderr)
+    echo(f"{source}: {len(report.new_ids)} new, {report.duplicates} already known")
 
 
 def _when(at: Any) -> str:
@@ -310,9 +318,9 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
         poller: Any = importlib.import_module("adapters.sources.feeds").FeedPoller(container)
         outcomes = await poller.poll_due()
         for outcome in outcomes:
-            print(f"{outcome.source}: {getattr(outcome.status, 'value', outcome.status)}"
+            echo(f"{outcome.source}: {getattr(outcome.status, 'value', outcome.status)}"
                   + (f" ({outcome.error})" if outcome.error else ""))
-        print(f"{len(outcomes)} feed{'s' if len(outcomes) != 1 else ''} polled")
+        echo(f"{len(outcomes)} feed{'s' if len(outcomes) != 1 else ''} polled")
         return
     if action in ("add-feed", "add-webhook"):
         if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", args.name):
@@ -331,31 +339,31 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
                 tags=tags, reply_url=reply_url, secret=secret))
             await uow.commit()
         if action == "add-feed":
-            print(f"feed {args.name} added: polled every {args.every}s by `unsilo run`")
+            echo(f"feed {args.name} added: polled every {args.every}s by `unsilo run`")
         else:
-            print(f"webhook {args.name} added: POST signed items to /hooks/{args.name} (see the README)")
+            echo(f"webhook {args.name} added: POST signed items to /hooks/{args.name} (see the README)")
         if secret:
-            print(f"signing secret (shown once, keep it safe): {secret}")
+            echo(f"signing secret (shown once, keep it safe): {secret}")
         return
     async with container.uow() as uow:
         listed = await uow.sources.all()
     if not listed:
-        print("no sources yet: add [[feeds]] to the config, or `unsilo sources add-feed NAME URL`")
+        echo("no sources yet: add [[feeds]] to the config, or `unsilo sources add-feed NAME URL`")
     for source in listed:
         where = source.url or (f"/hooks/{source.name}" if source.kind == "webhook" else "")
         configured = any(feed.name == source.name for feed in container.config.feeds)
-        print(f"{source.name} ({source.kind}{', from the config' if configured else ''}) {where}".rstrip())
+        echo(f"{source.name} ({source.kind}{', from the config' if configured else ''}) {where}".rstrip())
         if source.kind == "feed" and not source.url:
-            print(f"  no URL: items come from `unsilo ingest`; last ingest {_when(source.last_polled_at)}")
+            echo(f"  no URL: items come from `unsilo ingest`; last ingest {_when(source.last_polled_at)}")
         elif source.kind == "feed":
-            print(f"  every {source.every_seconds}s · last poll {_when(source.last_polled_at)} · "
+            echo(f"  every {source.every_seconds}s · last poll {_when(source.last_polled_at)} · "
                   f"next poll {_when(source.next_poll_at) if source.next_poll_at else 'now'}")
         else:
-            print(f"  last item {_when(source.last_polled_at)}")
-        print(f"  items seen {source.items_seen} · failures {source.failures}"
+            echo(f"  last item {_when(source.last_polled_at)}")
+        echo(f"  items seen {source.items_seen} · failures {source.failures}"
               + (f" · last error: {source.last_error}" if source.last_error else ""))
         if source.reply_url:
-            print(f"  replies go to {source.reply_url}")
+            echo(f"  replies go to {source.reply_url}")
 
 
 async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
@@ -369,11 +377,11 @@ async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
         elif args.command == "sources":
             await _sources(container, args)
         elif args.command == "deliver":
-            print(f"{await container.worker().run_until_idle()} deliveries handled")
+            echo(f"{await container.worker().run_until_idle()} deliveries handled")
         elif args.command == "db":
-            print("database is at the newest schema")
+            echo("database is at the newest schema")
         elif args.command == "config":
-            print(f"{container.config.path}: ok ({len(container.config.department_names())} departments, "
+            echo(f"{container.config.path}: ok ({len(container.config.department_names())} departments, "
                   f"{len(container.config.rules)} rules, {len(container.config.feeds)} feeds)")
         else:
             _print_result(await container.bus.handle(_command(args)), command=args.command)
@@ -389,7 +397,7 @@ def _serve(settings: Settings) -> int:
 
     container = build(settings)
     app = create_app(container)
-    print(f"unsilo listening on http://{settings.host}:{settings.port} (health: /healthz)", flush=True)
+    echo(f"unsilo listening on http://{settings.host}:{settings.port} (health: /healthz)", flush=True)
     web.run_app(app, host=settings.host, port=settings.port, print=None, handle_signals=True)
     return 0
 
@@ -405,21 +413,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "config":
             checked = load_config(find_config(settings.config_path) or "unsilo.toml")
             for warning in checked.warnings:
-                print(f"warning: {warning.format(checked.path)}", file=sys.stderr)
+                echo(f"warning: {warning.format(checked.path)}", file=sys.stderr)
         if args.command == "run":
             return _serve(settings)
         if args.command == "manifest":
             return _manifest(args, settings)
         return asyncio.run(_run_async(args, settings))
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        print(f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} in {exc.path}", file=sys.stderr)
+        echo(str(exc), file=sys.stderr)
+        echo(f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} in {exc.path}", file=sys.stderr)
         return 3
     except DomainError as exc:
-        print(exc.message, file=sys.stderr)
+        echo(exc.message, file=sys.stderr)
         return 1
     except IngestError as exc:
-        print(str(exc), file=sys.stderr)
+        echo(str(exc), file=sys.stderr)
         return 1
     except (OSError, ValueError) as exc:
         return _store_problem(exc, settings)
@@ -435,19 +443,19 @@ def _manifest(args: argparse.Namespace, settings: Settings) -> int:
     manifest: Any = importlib.import_module("adapters.teams.manifest")  # stdlib only, no SDK
     app_id = args.app_id or settings.teams_app_id
     if not app_id:
-        print("no app id: pass --app-id or set MicrosoftAppId (the Azure Bot's Microsoft App ID)", file=sys.stderr)
+        echo("no app id: pass --app-id or set MicrosoftAppId (the Azure Bot's Microsoft App ID)", file=sys.stderr)
         return 2
     try:
         out = manifest.build_package(app_id=app_id, out=Path(args.out))
     except ValueError as exc:
-        print(str(exc), file=sys.stderr)
+        echo(str(exc), file=sys.stderr)
         return 2
-    print(f"wrote {out}: upload it in Teams under Apps > Manage your apps > Upload an app")
+    echo(f"wrote {out}: upload it in Teams under Apps > Manage your apps > Upload an app")
     return 0
 
 
 def _store_problem(exc: Any, settings: Settings) -> int:
-    print(f"cannot use the store at {settings.database_url}: {exc}", file=sys.stderr)
+    echo(f"cannot use the store at {settings.database_url}: {exc}", file=sys.stderr)
     return 3
 
 

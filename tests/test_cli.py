@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -135,3 +136,17 @@ def test_sources_are_listed_added_and_polled_from_the_command_line(workdir: Path
     assert "reviews (feed) http://127.0.0.1:9/reviews.xml" in listed
     assert "failures 1 · last error: cannot connect" in listed
     assert secret not in listed, "the secret is shown once, when it is made"
+
+
+def test_show_makes_stored_control_characters_inert_in_the_terminal(workdir: Path) -> None:
+    """ESC sequences and bidi overrides in a stored URL, handle or text never reach the terminal raw."""
+    feed = workdir / "evil.json"
+    feed.write_text(json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [{
+        "id": "evil-1", "url": "https://x.example/\u001b]8;;https://evil.example\u0007click\u001b]8;;\u0007",
+        "content_text": "refund please \u001b[2J\u001b[31mSYSTEM COMPROMISED\u202e", "title": "\u001b[1mhi",
+        "authors": [{"name": "Eve\u001b[8m", "url": "https://x.example/eve"}]}]}))
+    assert run("ingest", str(feed), "--source", "evil", cwd=workdir).returncode == 0
+    shown = run("show", "1", cwd=workdir)
+    assert shown.returncode == 0, shown.stderr
+    assert "\u001b" not in shown.stdout and "\u0007" not in shown.stdout and "\u202e" not in shown.stdout
+    assert "SYSTEM COMPROMISED" in shown.stdout  # the text is shown, inert
