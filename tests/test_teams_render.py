@@ -87,8 +87,13 @@ def of_type(node: Any, kind: str) -> list[dict[str, Any]]:
     return [d for d in dicts(node) if d.get("type") == kind]
 
 
+def visible(text: str) -> str:
+    """Text as a person reads it: bidi isolates (FSI ... PDI) take no space."""
+    return text.replace("\u2068", "").replace("\u2069", "")
+
+
 def runs_text(node: Any) -> str:
-    return "".join(run["text"] for run in of_type(node, "TextRun"))
+    return visible("".join(run["text"] for run in of_type(node, "TextRun")))
 
 
 def check_card(card_json: dict[str, Any]) -> None:
@@ -186,7 +191,7 @@ def test_unclaimed_and_outcome() -> None:
 def test_long_text_is_cut() -> None:
     card_json = render.card(make_card(text="y" * 5000), outcomes=DEFAULT_OUTCOMES)
     check_card(card_json)
-    text = "".join(r["text"] for r in of_type(card_json, "TextRun") if set(r["text"]) <= {"y", "…"})
+    text = "".join(visible(r["text"]) for r in of_type(card_json, "TextRun") if set(visible(r["text"])) <= {"y", "…"})
     assert len(text) == render.MAX_TEXT and text.endswith("…")
 
 
@@ -194,7 +199,7 @@ def test_emoji_text_is_cut_to_fit_teams_message_size() -> None:
     """3,000 emoji pass the character caps but weigh 36,000 characters on the wire: the card is cut to fit."""
     card_json = render.card(make_card(text="😀" * 3000, title="🔥" * 250), outcomes=DEFAULT_OUTCOMES)
     check_card(card_json)
-    text = next(r["text"] for r in of_type(card_json, "TextRun") if r["text"].startswith("😀"))
+    text = next(visible(r["text"]) for r in of_type(card_json, "TextRun") if visible(r["text"]).startswith("😀"))
     assert text.endswith("…") and 500 < len(text) < 3000  # cut, yet still most of what fits
     assert {"claim", "reply", "note", "dismiss", "open"} <= set(top_actions(card_json))  # every button kept
     lines = tuple("💩" * 4000 for _ in range(80))
@@ -218,7 +223,8 @@ def test_buttons_by_status() -> None:
         assert set(actions) == verbs, status
         for verb, action in actions.items():
             if verb == "open":
-                assert action == {"type": "Action.OpenUrl", "title": "Open original", "url": "https://forum.example/t/123"}
+                assert {k: v for k, v in action.items() if k != "mode"} == {
+                    "type": "Action.OpenUrl", "title": "Open original", "url": "https://forum.example/t/123"}
             elif verb in ("claim", "release"):
                 assert action["type"] == "Action.Execute"
                 assert codec.decode(action["data"]) == (verb, 42)
@@ -228,10 +234,10 @@ def test_buttons_by_status() -> None:
                 assert len(execute) == 1 and execute[0]["verb"] == verb
                 assert codec.decode(execute[0]["data"]) == (verb, 42)
                 text_input = of_type(action["card"], "Input.Text")[0]
-                assert text_input["id"] == "text" and text_input["isMultiline"]
+                assert text_input["id"] == f"{verb}.text" and text_input["isMultiline"]
                 if verb == "resolve":
                     choice = of_type(action["card"], "Input.ChoiceSet")[0]
-                    assert choice["id"] == "outcome" and choice["isRequired"]
+                    assert choice["id"] == "resolve.outcome" and choice["isRequired"]
                     assert [ch["value"] for ch in choice["choices"]] == list(DEFAULT_OUTCOMES)
                     assert not text_input.get("isRequired")
                 else:
@@ -318,15 +324,18 @@ def test_envelopes() -> None:
 # --- mentions ----------------------------------------------------------------------
 
 
-def test_strip_mentions_reference_activity() -> None:
+def test_the_bots_mention_is_removed_from_the_reference_activity() -> None:
     activity = json.loads((reference_dir() / "teams" / "message.channel.mention.json").read_text())
     mentions = [e["text"] for e in activity["entities"] if e.get("type") == "mention"]
-    assert render.strip_mentions(activity["text"], mentions) == "Hey"
+    assert render.addressed_text(activity["text"], bot_mentions=mentions, other_mentions=[]) == "Hey"
 
 
-def test_strip_mentions_leftover_markup() -> None:
-    assert render.strip_mentions("<at>Unsilo</at>  claim\n #12 <at>Bob</at>", ["<at>Unsilo</at>"]) == "claim #12"
-    assert render.strip_mentions("  show   #3 ", []) == "show #3"
+def test_other_peoples_mentions_keep_their_names() -> None:
+    text = "<at>Unsilo</at>  note #12\n please ask <at>Megan Bowen</at> to call <at>x</at>"
+    assert render.addressed_text(text, bot_mentions=["<at>Unsilo</at>"],
+                                 other_mentions=[("<at>Megan Bowen</at>", "Megan Bowen")]) == \
+        "note #12 please ask Megan Bowen to call x"
+    assert render.addressed_text("  show   #3 ", bot_mentions=[], other_mentions=[]) == "show #3"
 
 
 @settings(max_examples=100, deadline=None)
