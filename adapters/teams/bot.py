@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from botbuilder.core import CardFactory, MessageFactory, TurnContext
+from botbuilder.core import BotAdapter, CardFactory, MessageFactory, TurnContext
 from botbuilder.core.teams import TeamsActivityHandler, TeamsInfo
 from botbuilder.schema import Activity, ActivityTypes, AdaptiveCardInvokeResponse, InvokeResponse
 from botbuilder.schema.teams import MessagingExtensionActionResponse, TaskModuleMessageResponse
@@ -177,8 +177,16 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         return False
 
     async def on_turn(self, turn_context: TurnContext) -> None:
-        """Refuse a foreign tenant's activity before anything runs; else the usual dispatch."""
+        """Refuse a foreign tenant's activity before anything runs; else the usual dispatch.
+
+        The turn's connector client (answers, member look-ups) gets no retries: msrest would
+        retry a failed answer for seconds while the Bot Connector waits for our HTTP answer, and
+        redelivers the message (running its command twice) when that takes too long.
+        """
         if self.accepts(turn_context.activity):
+            connector = turn_context.turn_state.get(BotAdapter.BOT_CONNECTOR_CLIENT_KEY)
+            if connector is not None:
+                connector.config.retry_policy.retries = 0
             await super().on_turn(turn_context)
             return
         activity = turn_context.activity

@@ -476,15 +476,20 @@ def _notice_body(notice: Notice) -> list[dict[str, Any]]:
     return body
 
 
-def notice_card(notice: Notice) -> dict[str, Any]:
-    """A notice (digest, escalation, reminder, failed reply) as a card, links as OpenUrl actions."""
+def _links(notice: Notice) -> list[dict[str, Any]]:
+    """Every link of a notice (a digest's oldest unclaimed items…): three buttons, the rest in the overflow menu."""
     actions = []
-    for label, url in notice.links:  # every link: three as buttons, the rest in the overflow menu
+    for label, url in notice.links:
         safe_url = _safe_url(url)
         if safe_url:
             actions.append({"type": "Action.OpenUrl", "title": _cut(printable(label).strip() or "Open", MAX_ACTION_TITLE),
                             "url": safe_url})
-    actions = overflow(actions)
+    return overflow(actions)
+
+
+def notice_card(notice: Notice) -> dict[str, Any]:
+    """A notice (digest, escalation, reminder, failed reply) as a card, links as OpenUrl actions."""
+    actions = _links(notice)
     body = _notice_body(notice)
     mention_line, entities = _mentions(notice.mentions)
     if mention_line is not None:
@@ -521,7 +526,7 @@ def result_card(result: Result, *, outcomes: Sequence[str]) -> dict[str, Any]:
     if result.notice is not None:
         body += _notice_body(result.notice)
     body += _card_list(result.cards)
-    actions: list[dict[str, Any]] = []
+    actions = _links(result.notice) if result.notice is not None else []
     if result.card is not None:
         body += _card_body(result.card)
         actions = _actions(result.card.buttons, outcomes)
