@@ -443,6 +443,12 @@ class BotConnectorStandIn(RecordingStandIn):
     ) -> dict[str, Any]:
         """Register (or replace) a roster member; returns its ``TeamsChannelAccount`` JSON.
 
+        The shape is the documented answer of ``GET /v3/conversations/{id}/members/{userId}``
+        (MicrosoftDocs/msteams-docs, ``bots/how-to/get-teams-context.md``, "Get single member
+        details": ``id``, ``objectId``, ``givenName``, ``surname``, ``email``, ``userPrincipalName``,
+        ``tenantId``, ``userRole``) plus the ``name`` and ``aadObjectId`` botbuilder's
+        ``TeamsChannelAccount`` reads.
+
         Args:
             member_id: The Teams user id (``"29:..."``).
             name: Display name.
@@ -463,6 +469,7 @@ class BotConnectorStandIn(RecordingStandIn):
             "id": member_id,
             "name": name,
             "aadObjectId": aad_object_id or str(uuid.uuid5(uuid.NAMESPACE_URL, f"teams-member:{member_id}")),
+            "objectId": aad_object_id or str(uuid.uuid5(uuid.NAMESPACE_URL, f"teams-member:{member_id}")),
             "givenName": given_name if given_name is not None else (words[0] if words else None),
             "surname": surname if surname is not None else (words[-1] if len(words) > 1 else None),
             "email": mail,
