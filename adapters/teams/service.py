@@ -98,7 +98,7 @@ class _ExplainedRefusals:
                                       "check outbound HTTPS to login.botframework.com")
                 raise
             reason = refusal_reason(exc, auth_header)
-            logger.warning("Teams request refused with 401: %s (%s activity, serviceUrl %s)", reason,
+            logger.warning("Teams request refused with 401: %s (%s activity, serviceUrl %r)", reason,
                            activity.type, activity.service_url)
             raise PermissionError(reason) from exc
         self._health.ok()
