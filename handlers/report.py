@@ -16,6 +16,15 @@ from storage.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
+MAX_TITLE = 120  # a reported post's title is its first line, cut here
+
+
+def first_line_title(text: str) -> str:
+    """A title for a post that has none: its first non-empty line, cut with "…"."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    line = " ".join(line.split())
+    return line if len(line) <= MAX_TITLE else line[: MAX_TITLE - 1].rstrip() + "…"
+
 
 async def handle_report(cmd: Report, uow: UnitOfWork, *, ctx: Context) -> Result:
     """Create a conversation of source `<platform>-report`, credited to the reporter."""
@@ -29,7 +38,8 @@ async def handle_report(cmd: Report, uow: UnitOfWork, *, ctx: Context) -> Result
         raise InvalidInput(f"no department {cmd.department!r}; departments: {names}")
     source = f"{cmd.actor.platform}-report"
     external_id = cmd.external_id or "sha256:" + hashlib.sha256(f"{link}\n{text}".encode()).hexdigest()[:40]
-    item = make_incoming(source=source, external_id=external_id, text=text, url=link, author_name=cmd.author)
+    item = make_incoming(source=source, external_id=external_id, text=text, url=link, author_name=cmd.author,
+                         title=first_line_title(text))
     router = Router(await uow.rules.enabled(), default_department=ctx.default_department)
     report = await store_items(uow, [item], router=router, actor_id=who.id, actor_name=who.name,
                                department=cmd.department, kind="reported")

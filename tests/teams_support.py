@@ -30,6 +30,7 @@ from tests.standins.slack_api import SlackStandIn
 CHANNEL = "19:d441d38c655c47a085215b2726e76927@thread.tacv2"
 TEAM = "19:8j-Mnacwmq2QFDbzykeQH5v55m6cN1X3QJ5viHvGIIQ1@thread.tacv2"
 BOT = "28:11111111-2222-3333-4444-555555555555"
+TENANT = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"  # the recorded samples' (anonymised) tenant
 
 TEAMS_CONFIG = """
 [unsilo]
@@ -100,6 +101,23 @@ class TeamsHarness:
         self._user(activity, user)
         return await self.send(activity)
 
+    async def thread_mention(self, root_id: str, text: str, *, user: str = "aad-bob", name: str | None = None,
+                             channel: str = CHANNEL, mentions: tuple[tuple[str, str], ...] = (("Unsilo", BOT),),
+                             tenant: str = TENANT) -> tuple[int, Any]:
+        """A reply in a channel thread that @mentions people, by (name, id) (from the recorded thread reply
+        with a mention); `text` carries their `<at>name</at>` markup."""
+        activity = sample("message.channel_reply.mention.json")
+        activity.update(id=str(uuid.uuid4().int)[:13], text=text)
+        activity["conversation"].update(id=f"{channel};messageid={root_id}", tenantId=tenant)
+        activity["channelData"].update(teamsChannelId=channel, channel={"id": channel}, tenant={"id": tenant})
+        activity["recipient"] = {"id": BOT, "name": "Unsilo"}
+        others = [e for e in activity["entities"] if e.get("type") != "mention"]
+        activity["entities"] = [{"mentioned": {"id": who, "name": shown}, "text": f"<at>{shown}</at>", "type": "mention"}
+                                for shown, who in mentions] + others
+        activity["attachments"] = []
+        self._user(activity, user, name)
+        return await self.send(activity)
+
     async def invoke(self, verb: str, conversation_id: int, *, user: str = "aad-alice", name: str | None = None,
                      token: str | None = None, **inputs: str) -> tuple[int, Any]:
         """An Action.Execute click (adaptiveCard/action invoke, from the recorded invoke), signed with `token` if given."""
@@ -117,7 +135,8 @@ class TeamsHarness:
 
 @asynccontextmanager
 async def running_teams(tmp_path: Path, *, app_id: str = "", with_slack: bool = False, database_url: str | None = None,
-                        config: str = TEAMS_CONFIG, **connector: Any) -> AsyncIterator[TeamsHarness]:
+                        config: str = TEAMS_CONFIG, settings: dict[str, Any] | None = None,
+                        **connector: Any) -> AsyncIterator[TeamsHarness]:
     """The whole service on a free loopback port with Teams enabled (no auth unless `app_id`)."""
     reference_dir()  # every test on this harness replays the real samples: skip here when they are absent
     config_path = tmp_path / "teams.toml"
@@ -125,11 +144,12 @@ async def running_teams(tmp_path: Path, *, app_id: str = "", with_slack: bool = 
     async with AsyncExitStack() as stack:
         bot_connector = await stack.enter_async_context(BotConnectorStandIn(**connector))
         slack = await stack.enter_async_context(SlackStandIn()) if with_slack else None
-        settings = Settings(
+        chosen = Settings(
             database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'teams.db'}", teams_app_id=app_id,
             teams_app_password="test-password" if app_id else "", teams_local=not app_id,
-            **({"slack_bot_token": TOKEN, "slack_signing_secret": SECRET, "slack_api_url": slack.url} if slack else {}))
-        container = build(settings, config=load_config(config_path))
+            **({"slack_bot_token": TOKEN, "slack_signing_secret": SECRET, "slack_api_url": slack.url} if slack else {}),
+            **(settings or {}))
+        container = build(chosen, config=load_config(config_path))
         runner, url = await serve(create_app(container, run_worker=False))
         stack.push_async_callback(runner.cleanup)
         http = await stack.enter_async_context(aiohttp.ClientSession())

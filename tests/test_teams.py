@@ -53,8 +53,8 @@ def card_text(node: object) -> str:
         return "\n".join(card_text(n) for n in node)
     if not isinstance(node, dict):
         return ""
-    if node.get("type") == "RichTextBlock":
-        return "".join(i.get("text", "") for i in node.get("inlines", []))
+    if node.get("type") == "RichTextBlock":  # bidi isolates (FSI ... PDI) take no space
+        return "".join(i.get("text", "") for i in node.get("inlines", [])).replace("\u2068", "").replace("\u2069", "")
     if node.get("type") == "TextBlock":
         return node.get("text", "")
     return "\n".join(card_text(v) for k, v in node.items() if isinstance(v, (dict, list)))
@@ -210,10 +210,25 @@ async def test_send_to_unsilo_message_action_reports_a_post(teams: TeamsHarness)
                                      "from": {"user": {"displayName": "Dana"}}}},
     }
     status, body = await teams.send(activity)
-    assert status == 200 and body["composeExtension"]["text"].startswith("Thanks! That post is now #")
+    # A dialog message: `{"task": {"type": "message", "value": ...}}` is a documented answer to a submit
+    # (MicrosoftDocs/msteams-docs, task-modules-and-cards/task-modules/task-modules-bots.md: "MessageTask —
+    # Teams displays a message in a pop-up message box"; messaging-extensions/how-to/action-commands/
+    # respond-to-task-module-submit.md lists "another task module" among the answers to submitAction).
+    # `composeExtension {type: "message"}` is not, and Teams' emulator answers it with "Unable to reach app".
+    assert status == 200 and set(body) == {"task"} and body["task"]["type"] == "message"
+    assert body["task"]["value"].startswith("Thanks! That post is now #")
     async with teams.container.uow() as uow:
         (conversation,) = (await uow.session.exec(select(Conversation))).all()
     assert conversation.source == "teams-report" and conversation.text == "Customer says the courier was rude"
+    assert (conversation.title, conversation.author_name) == ("Customer says the courier was rude", "Dana")
+
+    # Teams retries a submit it got no answer to within 5 s: the same message again changes nothing.
+    retry_status, retry = await teams.send({**activity, "id": "f:report-1-retry"})
+    assert retry_status == 200 and retry["task"] == {"type": "message", "value": f"That post is already #{conversation.id}"}
+    async with teams.container.uow() as uow:
+        assert (await uow.session.exec(select(func.count()).select_from(Conversation))).one() == 1
+        deliveries = (await uow.session.exec(select(Delivery))).all()
+    assert len(deliveries) == len({(d.kind, d.destination_id) for d in deliveries})  # no second card queued
 
 
 async def test_with_an_app_id_unauthenticated_requests_are_refused_and_change_nothing(tmp_path: Path) -> None:
@@ -346,7 +361,8 @@ async def test_the_largest_card_sent_uncut_still_fits_in_a_teams_message() -> No
                          routing_reason="😡" * 300)
 
     def uncut(n: int) -> bool:
-        runs = [i["text"] for b in render.card(card_of(n), outcomes=DEFAULT_OUTCOMES)["body"] for i in b.get("inlines", ())]
+        runs = [i["text"].strip("\u2068\u2069") for b in render.card(card_of(n), outcomes=DEFAULT_OUTCOMES)["body"]
+                for i in b.get("inlines", ())]
         return "😡" * n in runs
 
     low, high = 0, 3000  # the most emoji of text that still needs no cutting

@@ -18,7 +18,7 @@ from adapters.teams import render
 from bot import codec
 from bot.domain import DEFAULT_OUTCOMES, Status
 from bot.views import Button, HistoryLine, Notice, Result
-from tests.cards import NOW, make_card
+from tests.cards import NOW, conversation_buttons, make_card
 from tests.conftest import reference_dir
 
 logger = logging.getLogger(__name__)
@@ -87,8 +87,13 @@ def of_type(node: Any, kind: str) -> list[dict[str, Any]]:
     return [d for d in dicts(node) if d.get("type") == kind]
 
 
+def visible(text: str) -> str:
+    """Text as a person reads it: bidi isolates (FSI ... PDI) take no space."""
+    return text.replace("\u2068", "").replace("\u2069", "")
+
+
 def runs_text(node: Any) -> str:
-    return "".join(run["text"] for run in of_type(node, "TextRun"))
+    return visible("".join(run["text"] for run in of_type(node, "TextRun")))
 
 
 def check_card(card_json: dict[str, Any]) -> None:
@@ -186,7 +191,7 @@ def test_unclaimed_and_outcome() -> None:
 def test_long_text_is_cut() -> None:
     card_json = render.card(make_card(text="y" * 5000), outcomes=DEFAULT_OUTCOMES)
     check_card(card_json)
-    text = "".join(r["text"] for r in of_type(card_json, "TextRun") if set(r["text"]) <= {"y", "…"})
+    text = "".join(visible(r["text"]) for r in of_type(card_json, "TextRun") if set(visible(r["text"])) <= {"y", "…"})
     assert len(text) == render.MAX_TEXT and text.endswith("…")
 
 
@@ -194,7 +199,7 @@ def test_emoji_text_is_cut_to_fit_teams_message_size() -> None:
     """3,000 emoji pass the character caps but weigh 36,000 characters on the wire: the card is cut to fit."""
     card_json = render.card(make_card(text="😀" * 3000, title="🔥" * 250), outcomes=DEFAULT_OUTCOMES)
     check_card(card_json)
-    text = next(r["text"] for r in of_type(card_json, "TextRun") if r["text"].startswith("😀"))
+    text = next(visible(r["text"]) for r in of_type(card_json, "TextRun") if visible(r["text"]).startswith("😀"))
     assert text.endswith("…") and 500 < len(text) < 3000  # cut, yet still most of what fits
     assert {"claim", "reply", "note", "dismiss", "open"} <= set(top_actions(card_json))  # every button kept
     lines = tuple("💩" * 4000 for _ in range(80))
@@ -218,7 +223,8 @@ def test_buttons_by_status() -> None:
         assert set(actions) == verbs, status
         for verb, action in actions.items():
             if verb == "open":
-                assert action == {"type": "Action.OpenUrl", "title": "Open original", "url": "https://forum.example/t/123"}
+                assert {k: v for k, v in action.items() if k != "mode"} == {
+                    "type": "Action.OpenUrl", "title": "Open original", "url": "https://forum.example/t/123"}
             elif verb in ("claim", "release"):
                 assert action["type"] == "Action.Execute"
                 assert codec.decode(action["data"]) == (verb, 42)
@@ -228,10 +234,10 @@ def test_buttons_by_status() -> None:
                 assert len(execute) == 1 and execute[0]["verb"] == verb
                 assert codec.decode(execute[0]["data"]) == (verb, 42)
                 text_input = of_type(action["card"], "Input.Text")[0]
-                assert text_input["id"] == "text" and text_input["isMultiline"]
+                assert text_input["id"] == f"{verb}.text" and text_input["isMultiline"]
                 if verb == "resolve":
                     choice = of_type(action["card"], "Input.ChoiceSet")[0]
-                    assert choice["id"] == "outcome" and choice["isRequired"]
+                    assert choice["id"] == "resolve.outcome" and choice["isRequired"]
                     assert [ch["value"] for ch in choice["choices"]] == list(DEFAULT_OUTCOMES)
                     assert not text_input.get("isRequired")
                 else:
@@ -318,15 +324,18 @@ def test_envelopes() -> None:
 # --- mentions ----------------------------------------------------------------------
 
 
-def test_strip_mentions_reference_activity() -> None:
+def test_the_bots_mention_is_removed_from_the_reference_activity() -> None:
     activity = json.loads((reference_dir() / "teams" / "message.channel.mention.json").read_text())
     mentions = [e["text"] for e in activity["entities"] if e.get("type") == "mention"]
-    assert render.strip_mentions(activity["text"], mentions) == "Hey"
+    assert render.addressed_text(activity["text"], bot_mentions=mentions, other_mentions=[]) == "Hey"
 
 
-def test_strip_mentions_leftover_markup() -> None:
-    assert render.strip_mentions("<at>Unsilo</at>  claim\n #12 <at>Bob</at>", ["<at>Unsilo</at>"]) == "claim #12"
-    assert render.strip_mentions("  show   #3 ", []) == "show #3"
+def test_other_peoples_mentions_keep_their_names() -> None:
+    text = "<at>Unsilo</at>  note #12\n please ask <at>Megan Bowen</at> to call <at>x</at>"
+    assert render.addressed_text(text, bot_mentions=["<at>Unsilo</at>"],
+                                 other_mentions=[("<at>Megan Bowen</at>", "Megan Bowen")]) == \
+        "note #12 please ask Megan Bowen to call x"
+    assert render.addressed_text("  show   #3 ", bot_mentions=[], other_mentions=[]) == "show #3"
 
 
 @settings(max_examples=100, deadline=None)
@@ -388,3 +397,167 @@ def test_a_held_reply_offers_approve_and_a_reject_reason() -> None:
     assert actions["approve"]["type"] == "Action.Execute"
     assert of_type(actions["reject"]["card"], "Input.Text"), "rejecting asks for the reason"
     assert "Reply waiting for approval" in runs_text(card_json)
+
+
+# --- every card the renderer emits (issue 11: items 10, 11, 16, 24) ---------------------
+
+
+REPLY_STATES = (None, "pending_approval", "recorded", "sending", "sent", "posted", "failed", "rejected")
+
+
+def every_card() -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every kind of card Unsilo sends to Teams, built through the core's own view functions:
+    each status with each state of its latest reply, the answers made of them, notices, texts."""
+    from bot.views import card_for
+    from storage.models import Conversation, Reply
+
+    for status in Status:
+        for reply_status in REPLY_STATES:
+            conversation = Conversation(id=42, source="acme-forum", external_id="e1", status=status.value,
+                                        url="https://forum.example/t/1", title="Parcel", text="Never came.\nStill waiting.",
+                                        author_name="Ann", priority="high", routing_reason="rule delivery")
+            reply = Reply(conversation_id=42, text="Sorry!", status=reply_status) if reply_status else None
+            view = card_for(conversation, owner="Bob" if status != Status.OPEN else None, departments=["ops"], reply=reply)
+            name = f"{status.value}/{reply_status}"
+            yield f"card {name}", render.card(view, outcomes=DEFAULT_OUTCOMES)
+            history = (HistoryLine(at=NOW, actor="Bob", kind="noted", detail="called her"),)
+            yield f"show {name}", render.result_card(Result("", card=view, history=history), outcomes=DEFAULT_OUTCOMES)
+            yield f"confirmation {name}", render.confirmation_card(Result(f"You claimed #42", card=view))
+    listed = tuple(make_card(id=i) for i in range(1, 4))
+    yield "queue", render.result_card(Result("3 waiting", cards=listed), outcomes=DEFAULT_OUTCOMES)
+    notice = Notice(title="Weekly digest — support", lines=("2 new",), mentions=(("teams:aad-1", "Maria"),),
+                    links=tuple((f"#{i}", f"https://forum.example/t/{i}") for i in range(1, 9)))
+    yield "digest notice", render.notice_card(notice)
+    yield "digest answer", render.result_card(Result(notice.title, notice=notice), outcomes=DEFAULT_OUTCOMES)
+    yield "text", render.text_card("Unsilo commands:\n• `@Unsilo help`")
+
+
+def input_and_element_ids(node: Any) -> list[str]:
+    """The `id` of every element, input and action anywhere in a card, show-cards included."""
+    return [d["id"] for d in dicts(node) if isinstance(d.get("type"), str) and "id" in d]
+
+
+def test_every_card_is_schema_valid_and_its_ids_are_unique() -> None:
+    """Microsoft's renderer refuses a card whose Reply and Note inputs share an id (`DuplicateId`)."""
+    cards = list(every_card())
+    assert len(cards) > 100
+    for label, card_json in cards:
+        check_card(card_json)
+        ids = input_and_element_ids(card_json)
+        assert len(ids) == len(set(ids)), (label, ids)
+    claimed = render.card(make_card(status=Status.CLAIMED.value), outcomes=DEFAULT_OUTCOMES)
+    assert {"reply.text", "note.text", "dismiss.text", "resolve.text", "resolve.outcome"} <= set(input_and_element_ids(claimed))
+
+
+def test_what_is_typed_in_a_form_is_read_by_its_own_id() -> None:
+    data = {"cmd": "note", "id": 42, "reply.text": "Dear customer…", "note.text": "called her"}
+    assert render.input_value("note", data) == "called her" and render.input_value("reply", data) == "Dear customer…"
+    assert render.input_value("note", {"cmd": "note", "id": 42, "text": "from an older card"}) == "from an older card"
+
+
+def buttons_of(card_json: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(titles shown as buttons, titles in the overflow menu)."""
+    shown = [a["title"] for a in card_json["actions"] if a.get("mode") != "secondary"]
+    overflow = [a["title"] for a in card_json["actions"] if a.get("mode") == "secondary"]
+    return shown, overflow
+
+
+def test_a_claimed_card_shows_three_buttons_and_the_rest_in_its_overflow_menu() -> None:
+    """Six buttons at a typical Teams card width read "Rele…", "R…", "N…": three fit."""
+    claimed = render.card(make_card(status=Status.CLAIMED.value), outcomes=DEFAULT_OUTCOMES)
+    check_card(claimed)
+    assert buttons_of(claimed) == (["Reply", "Note", "Resolve"], ["Release", "Dismiss", "Open original"])
+    assert buttons_of(render.card(make_card(), outcomes=DEFAULT_OUTCOMES)) == (
+        ["Claim", "Reply", "Note"], ["Dismiss", "Open original"])
+    held = render.card(make_card(status=Status.CLAIMED.value, reply_status="pending_approval", reply_note="waiting",
+                                 buttons=(Button("Approve reply", "approve", 42, "primary"),
+                                          Button("Reject reply", "reject", 42, "danger"))
+                                 + conversation_buttons(Status.CLAIMED.value)), outcomes=DEFAULT_OUTCOMES)
+    shown, overflow = buttons_of(held)
+    assert shown == ["Approve reply", "Reject reply", "Reply"] and len(overflow) == 5  # all eight, none dropped
+    assert buttons_of(render.card(make_card(status=Status.RESOLVED.value), outcomes=DEFAULT_OUTCOMES)) == (
+        ["Note", "Open original"], [])
+
+
+def test_a_digest_shows_its_title_once_and_a_link_for_every_oldest_unclaimed_item() -> None:
+    from bot.digest import Digest, WaitingItem, digest_notice
+    from datetime import timedelta
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(Digest)}
+    waiting = tuple(WaitingItem(**{f.name: {"id": i, "age_seconds": 3600.0 * i, "snippet": f"post {i}",
+                                            "url": f"https://forum.example/t/{i}"}.get(f.name, None)
+                                   for f in dataclasses.fields(WaitingItem)}) for i in range(1, 8))
+    values: dict[str, Any] = {}
+    for key, f in fields.items():
+        if key == "oldest_unclaimed":
+            values[key] = waiting
+        elif key in ("since", "until"):
+            values[key] = NOW - timedelta(days=7) if key == "since" else NOW
+        elif key == "department":
+            values[key] = "support"
+        elif f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            continue
+        else:
+            values[key] = _zero(f.type)
+    notice = digest_notice(Digest(**values))
+    card_json = render.result_card(Result(notice.title, notice=notice), outcomes=DEFAULT_OUTCOMES)
+    check_card(card_json)
+    assert runs_text(card_json).count(notice.title) == 1
+    urls = [a["url"] for a in card_json["actions"]]
+    assert urls == [f"https://forum.example/t/{i}" for i in range(1, 8)]
+    assert buttons_of(card_json)[0] == ["#1", "#2", "#3"]
+
+
+def _zero(kind: Any) -> Any:
+    """A neutral value for a Digest field of type `kind` (given as a string: the dataclasses use PEP 563)."""
+    from bot.digest import Timing
+
+    text = str(kind)
+    if "Timing" in text:
+        return Timing(**{f: (0 if f in ("count", "within_sla") else None) for f in Timing.__dataclass_fields__})
+    if "tuple" in text:
+        return ()
+    if "bool" in text:
+        return False
+    if "float" in text or "int" in text:
+        return 0
+    return ""
+
+
+def test_bidi_controls_in_a_customers_name_or_text_never_reorder_unsilos_own_text() -> None:
+    rlo, lri, pdf, zwsp = "\u202e", "\u2066", "\u202c", "\u200b"
+    card_json = render.card(make_card(author=f"{rlo}evil{pdf}", title=f"{lri}refund now", text=f"{rlo}2026 لا"),
+                            outcomes=DEFAULT_OUTCOMES)
+    check_card(card_json)
+    runs = [r["text"] for r in of_type(card_json, "TextRun")]
+    assert not any(ch in run for run in runs for ch in (rlo, lri, pdf))
+    byline = next(b for b in card_json["body"] if " · from " in "".join(i["text"] for i in b.get("inlines", ())))
+    author_run, date_run = byline["inlines"][2]["text"], byline["inlines"][3]["text"]
+    assert author_run == "\u2068evil\u2069"  # isolated: cannot reach the date next to it
+    assert date_run == " · 2026-11-16 09:00 UTC"
+    assert all(run.startswith("\u2068") and run.endswith("\u2069") for run in runs if "2026 لا" in run)
+    blank = render.card(make_card(author=zwsp * 3 + "\u2060", owner=f"{zwsp}{rlo}", status=Status.CLAIMED.value),
+                        outcomes=DEFAULT_OUTCOMES)
+    assert "from (no name)" in runs_text(blank) and "Claimed by (no name)" in runs_text(blank)
+
+
+def test_a_cards_notification_preview_names_it_by_title_and_status() -> None:
+    assert render.card_summary(make_card(status="claimed")) == "#42 · claimed · My parcel never arrived"
+    assert render.card_summary(make_card(title="", text="\n  Where is my refund?\nthanks")) == \
+        "#42 · open · Where is my refund?"
+    assert render.summary_of(Result("You claimed #42\nmore", card=make_card())) == "You claimed #42"
+
+
+def test_a_card_without_a_title_is_titled_by_its_first_line() -> None:
+    card_json = render.card(make_card(title="", text="\nPlease call me back\nabout the order"), outcomes=DEFAULT_OUTCOMES)
+    assert runs_text(card_json).startswith("#42 Please call me back")
+
+
+def test_a_commands_answer_confirms_and_offers_the_current_card_instead_of_a_copy() -> None:
+    card_json = render.confirmation_card(Result("You claimed #42", card=make_card(status="claimed")))
+    check_card(card_json)
+    assert runs_text(card_json).startswith("You claimed #42#42 · claimed · Ann Customer: My parcel never arrived")
+    (show,) = card_json["actions"]
+    assert show["type"] == "Action.Execute" and codec.decode(show["data"]) == ("show", 42)
+    assert not of_type(card_json, "Input.Text")  # no stale Reply/Note forms

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot import codec
-from bot.views import Button, Card, HistoryLine, Notice, Result, printable
+from bot.views import FSI, PDI, Button, Card, HistoryLine, Notice, Result, display_name, isolate, printable
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,11 @@ MAX_HISTORY_LINE = 300
 MAX_HISTORY_LINES = 30
 MAX_TEXT_PARAGRAPHS = 30
 MAX_LISTED_CARDS = 20
-MAX_ACTIONS = 6  # Teams' host config shows at most 6 card actions
+# At a typical Teams card width about three buttons fit before their titles are cut ("Rele…"):
+# the three that matter most stay buttons, the rest go to the card's overflow menu ("…",
+# `mode: secondary`, Adaptive Cards 1.5; Teams: "cards-format.md", overflow menu).
+MAX_PRIMARY_ACTIONS = 3
+MAX_ACTIONS = 20  # primary and overflow together
 MAX_ACTION_TITLE = 50
 MAX_INPUT = 3000
 MAX_CHOICES = 100
@@ -55,11 +59,15 @@ ELLIPSIS = "…"
 ZWSP = "\u200b"
 _HTTP_URL = re.compile(r"^https?://[^\s]+$", re.IGNORECASE)
 _AT_TAG = re.compile(r"<(?=at)", re.IGNORECASE)
-_AT_MARKUP = re.compile(r"<at\b[^>]*>.*?</at\s*>|</?at\b[^>]*>", re.IGNORECASE | re.DOTALL)
+_AT_TAGS = re.compile(r"</?at\b[^>]*>", re.IGNORECASE)
 _TEAMS_USER = re.compile(r"[\w:.@-]{1,200}")  # an AAD object id, a 29: id or a UPN
 _NOT_IN_NAME = re.compile(r"[^\w .'-]|_")
 _STYLES = {"primary": "positive", "danger": "destructive"}
-_EXECUTE = ("claim", "release", "approve", "posted")
+_EXECUTE = ("claim", "release", "approve", "posted", "show")
+# Which buttons stay on the card when not all fit (the rest go to the overflow menu): the
+# button the core marks primary first, then this order; unknown verbs come last.
+_PRIORITY = ("approve", "reject", "posted", "claim", "reply", "resolve", "note", "release", "show", "open", "dismiss")
+ERROR_CONTENT_TYPE = "application/vnd.microsoft.error"
 # verb -> (input label, submit title, placeholder)
 _TEXT_INPUTS = {
     "reply": ("Reply to the customer", "Send reply", "What the customer will read"),
@@ -90,14 +98,30 @@ def _defuse(text: str) -> str:
 
 
 def _cut(text: str, limit: int) -> str:
-    """`text` within `limit` characters, ending in "…" when cut."""
-    return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
+    """`text` within `limit` characters, ending in "…" when cut (an isolate stays closed)."""
+    if len(text) <= limit:
+        return text
+    if text.startswith(FSI) and text.endswith(PDI) and limit > 3:
+        return FSI + text[1: limit - 2] + ELLIPSIS + PDI
+    return text[: limit - 1] + ELLIPSIS
 
 
 def safe(text: str | None, limit: int, *, empty: str = "") -> str:
     """Untrusted text made inert for a TextRun: cleaned, `<at` broken, cut; `empty` if blank."""
     cleaned = _defuse(printable(text).strip())
     return _cut(cleaned, limit) if cleaned else empty
+
+
+def customer(text: str | None, limit: int, *, empty: str = "") -> str:
+    """Someone else's words (a customer's, a title, a note) made inert and wrapped in a bidi
+    isolate, so right-to-left text or stray controls in it never reorder the card's own text."""
+    cleaned = safe(text, limit - 2)
+    return isolate(cleaned) if cleaned else empty
+
+
+def name(text: str | None, limit: int = MAX_NAME) -> str:
+    """A person's name: bidi controls and invisible characters gone, "(no name)" when blank, isolated."""
+    return isolate(_cut(_defuse(display_name(text)), limit - 2))
 
 
 def _label(text: str) -> str:
@@ -196,10 +220,22 @@ def _execute(button: Button, title: str, style: str | None = None) -> dict[str, 
     return action
 
 
-def _text_input(label: str, placeholder: str, *, required: bool) -> dict[str, Any]:
+def input_id(verb: str, field: str = "text") -> str:
+    """The id of a verb's input: unique within a card, where a Reply and a Note form sit side by
+    side (two inputs with one id make Microsoft's renderer fail with DuplicateId, and Teams would
+    send only one of their values)."""
+    return f"{verb}.{field}"
+
+
+def input_value(verb: str, data: dict[str, Any], field: str = "text") -> str:
+    """What a person typed in a verb's input (cards sent before the ids were per verb used `text`)."""
+    return str(data.get(input_id(verb, field)) or data.get(field) or "")
+
+
+def _text_input(verb: str, label: str, placeholder: str, *, required: bool) -> dict[str, Any]:
     element: dict[str, Any] = {
         "type": "Input.Text",
-        "id": "text",
+        "id": input_id(verb),
         "label": label,
         "placeholder": placeholder,
         "isMultiline": True,
@@ -235,7 +271,7 @@ def _action(button: Button, outcomes: Sequence[str]) -> dict[str, Any] | None:
         return _execute(button, title, style)
     if button.verb in _TEXT_INPUTS:
         label, submit, placeholder = _TEXT_INPUTS[button.verb]
-        body = [_text_input(label, placeholder, required=True)]
+        body = [_text_input(button.verb, label, placeholder, required=True)]
         inner = {"type": "AdaptiveCard", "body": body, "actions": [_execute(button, submit, style)]}
         return {"type": "Action.ShowCard", "title": title, "card": inner}
     if button.verb == "resolve":
@@ -244,9 +280,9 @@ def _action(button: Button, outcomes: Sequence[str]) -> dict[str, Any] | None:
             logger.warning("no outcome fits a Teams choice; resolve left out for #%s", button.conversation_id)
             return None
         body = [
-            {"type": "Input.ChoiceSet", "id": "outcome", "label": "Outcome", "choices": choices, "style": "compact",
-             "isRequired": True, "errorMessage": "Choose an outcome."},
-            _text_input("Note (optional)", "How it ended (optional)", required=False),
+            {"type": "Input.ChoiceSet", "id": input_id(button.verb, "outcome"), "label": "Outcome", "choices": choices,
+             "style": "compact", "isRequired": True, "errorMessage": "Choose an outcome."},
+            _text_input(button.verb, "Note (optional)", "How it ended (optional)", required=False),
         ]
         inner = {"type": "AdaptiveCard", "body": body, "actions": [_execute(button, "Resolve", style)]}
         return {"type": "Action.ShowCard", "title": title, "card": inner}
@@ -254,9 +290,31 @@ def _action(button: Button, outcomes: Sequence[str]) -> dict[str, Any] | None:
     return None
 
 
+def _rank(button: Button) -> tuple[int, int]:
+    """Lower ranks stay on the card: the core's primary button, then `_PRIORITY` order."""
+    order = _PRIORITY.index(button.verb) if button.verb in _PRIORITY else len(_PRIORITY)
+    return (0 if button.style == "primary" else 1, order)
+
+
+def overflow(actions: list[dict[str, Any]], ranks: Sequence[tuple[int, int]] | None = None) -> list[dict[str, Any]]:
+    """At most `MAX_PRIMARY_ACTIONS` buttons (the best ranked, in their own order), the rest in the
+    card's overflow menu (`mode: secondary`), after them; nothing is dropped below `MAX_ACTIONS`."""
+    if len(actions) > MAX_ACTIONS:
+        logger.warning("%d actions for one card; only the first %d are shown", len(actions), MAX_ACTIONS)
+        actions, ranks = actions[:MAX_ACTIONS], (ranks[:MAX_ACTIONS] if ranks else None)
+    if len(actions) <= MAX_PRIMARY_ACTIONS:
+        return actions
+    ranked = ranks or [(0, i) for i in range(len(actions))]
+    keep = set(sorted(range(len(actions)), key=lambda i: (ranked[i], i))[:MAX_PRIMARY_ACTIONS])
+    primary = [a for i, a in enumerate(actions) if i in keep]
+    secondary = [{**a, "mode": "secondary"} for i, a in enumerate(actions) if i not in keep]
+    return primary + secondary
+
+
 def _actions(buttons: Sequence[Button], outcomes: Sequence[str]) -> list[dict[str, Any]]:
-    """Actions for unique, renderable buttons (at most `MAX_ACTIONS`)."""
+    """Actions for unique, renderable buttons: the three that matter most, the rest in the overflow."""
     actions: list[dict[str, Any]] = []
+    ranks: list[tuple[int, int]] = []
     seen: set[str] = set()
     for button in buttons:
         if button.verb in seen:
@@ -265,16 +323,15 @@ def _actions(buttons: Sequence[Button], outcomes: Sequence[str]) -> list[dict[st
         if action is not None:
             seen.add(button.verb)
             actions.append(action)
-    if len(actions) > MAX_ACTIONS:
-        logger.warning("%d actions for one card; only the first %d are shown", len(actions), MAX_ACTIONS)
-    return actions[:MAX_ACTIONS]
+            ranks.append(_rank(button))
+    return overflow(actions, ranks)
 
 
 # --- cards -------------------------------------------------------------------------
 
 
 def _title(card: Card) -> dict[str, Any]:
-    title = safe(card.title, MAX_TITLE, empty="(no title)")
+    title = customer(card.title, MAX_TITLE) or customer(first_line(card.text), MAX_TITLE, empty="(no title)")
     return _rich(_run(f"#{card.id} ", weight="Bolder", size="Medium"), _run(title, weight="Bolder", size="Medium"))
 
 
@@ -286,8 +343,9 @@ def _badges(card: Card) -> dict[str, Any]:
 
 
 def _byline(card: Card) -> dict[str, Any]:
-    runs = [_run(safe(card.source, MAX_FIELD, empty="unknown source"), weight="Bolder", isSubtle=True),
-            _run(" · from ", isSubtle=True), _run(safe(card.author, MAX_FIELD, empty="unknown author"), isSubtle=True)]
+    author = name(card.author, MAX_FIELD) if (card.author or "").strip() else "unknown author"
+    runs = [_run(customer(card.source, MAX_FIELD, empty="unknown source"), weight="Bolder", isSubtle=True),
+            _run(" · from ", isSubtle=True), _run(author, isSubtle=True)]
     when = _when(card.created_at)
     if when:
         runs.append(_run(f" · {when}", isSubtle=True))
@@ -302,7 +360,7 @@ def _paragraphs(text: str | None) -> list[dict[str, Any]]:
     lines = cleaned.split("\n")
     if len(lines) > MAX_TEXT_PARAGRAPHS:
         lines = lines[: MAX_TEXT_PARAGRAPHS - 1] + [" ".join(ln for ln in lines[MAX_TEXT_PARAGRAPHS - 1:] if ln.strip())]
-    blocks = [_rich(_run(line or " "), spacing="None") for line in lines]
+    blocks = [_rich(_run(isolate(line) if line.strip() else " "), spacing="None") for line in lines]
     blocks[0]["spacing"] = "Medium"
     blocks[0]["separator"] = True
     return blocks
@@ -316,12 +374,12 @@ def _fact(label: str, value: str) -> dict[str, Any] | None:
 
 
 def _facts(card: Card) -> list[dict[str, Any]]:
-    owner = safe(card.owner, MAX_FIELD)
+    owner = name(card.owner, MAX_FIELD) if card.owner is not None else ""
     outcome = safe(card.outcome, MAX_FIELD) if card.status == "resolved" else ""
     facts = [
-        _fact("Departments", safe(", ".join(d for d in card.departments if d.strip()), MAX_FIELD)),
-        _fact("Tags", safe(", ".join(t for t in card.tags if t.strip()), MAX_FIELD)),
-        _fact("Why", safe(card.routing_reason, MAX_FIELD)),
+        _fact("Departments", customer(", ".join(d for d in card.departments if d.strip()), MAX_FIELD)),
+        _fact("Tags", customer(", ".join(t for t in card.tags if t.strip()), MAX_FIELD)),
+        _fact("Why", customer(card.routing_reason, MAX_FIELD)),
         _rich(_run("Claimed by ", weight="Bolder"), _run(owner)) if owner else _text_block("Unclaimed", weight="Bolder"),
         _fact("Outcome", outcome),
     ]
@@ -351,19 +409,25 @@ def card(card: Card, *, outcomes: Sequence[str]) -> dict[str, Any]:
 # --- results and messages ----------------------------------------------------------
 
 
+def first_line(text: str | None) -> str:
+    """The first line of `text` that has something on it."""
+    return next((ln.strip() for ln in (text or "").splitlines() if printable(ln).strip()), "")
+
+
 def _summary(item: Card) -> str:
-    first = (item.title or "").strip() or next((ln for ln in (item.text or "").splitlines() if ln.strip()), "")
-    return first
+    return (item.title or "").strip() or first_line(item.text)
 
 
 def _compact(item: Card) -> dict[str, Any]:
     """One line of a list: `#id · status · author: summary`."""
     status = safe(item.status, MAX_SHORT, empty="?")
-    author = safe(item.author, MAX_NAME, empty="unknown author")
+    author = name(item.author) if (item.author or "").strip() else "unknown author"
     return _rich(
         _run(f"#{item.id}", weight="Bolder"),
-        _run(f" · {status} · {author}: "),
-        _run(safe(_summary(item), MAX_SUMMARY, empty="(no text)")),
+        _run(f" · {status} · "),
+        _run(author),
+        _run(": "),
+        _run(customer(_summary(item), MAX_SUMMARY, empty="(no text)")),
         spacing="Small",
     )
 
@@ -380,10 +444,10 @@ def _card_list(cards: Sequence[Card]) -> list[dict[str, Any]]:
 def _history_line(line: HistoryLine) -> dict[str, Any]:
     runs = [
         _run(f"{_when(line.at)} ", fontType="Monospace", isSubtle=True),
-        _run(safe(line.actor, MAX_NAME, empty="unsilo"), weight="Bolder"),
+        _run(name(line.actor) if (line.actor or "").strip() else "unsilo", weight="Bolder"),
         _run(f" {safe(line.kind, MAX_SHORT)}"),
     ]
-    detail = safe(line.detail, MAX_HISTORY_LINE)
+    detail = customer(line.detail, MAX_HISTORY_LINE)
     if detail:
         runs.append(_run(f" — {detail}"))
     return _rich(*runs, spacing="None")
@@ -412,14 +476,20 @@ def _notice_body(notice: Notice) -> list[dict[str, Any]]:
     return body
 
 
-def notice_card(notice: Notice) -> dict[str, Any]:
-    """A notice (digest, escalation, reminder, failed reply) as a card, links as OpenUrl actions."""
+def _links(notice: Notice) -> list[dict[str, Any]]:
+    """Every link of a notice (a digest's oldest unclaimed items…): three buttons, the rest in the overflow menu."""
     actions = []
-    for label, url in notice.links[:5]:
+    for label, url in notice.links:
         safe_url = _safe_url(url)
         if safe_url:
             actions.append({"type": "Action.OpenUrl", "title": _cut(printable(label).strip() or "Open", MAX_ACTION_TITLE),
                             "url": safe_url})
+    return overflow(actions)
+
+
+def notice_card(notice: Notice) -> dict[str, Any]:
+    """A notice (digest, escalation, reminder, failed reply) as a card, links as OpenUrl actions."""
+    actions = _links(notice)
     body = _notice_body(notice)
     mention_line, entities = _mentions(notice.mentions)
     if mention_line is not None:
@@ -451,16 +521,32 @@ def _mentions(mentions: Sequence[tuple[str, str]]) -> tuple[dict[str, Any] | Non
 
 def result_card(result: Result, *, outcomes: Sequence[str]) -> dict[str, Any]:
     """What a handler answered: text, notice, card list, full card with actions, history."""
-    body = _message(result.text)
+    shown_by_notice = result.notice is not None and result.text.strip() == result.notice.title.strip()
+    body = [] if shown_by_notice else _message(result.text)  # a digest's title once, not twice
     if result.notice is not None:
         body += _notice_body(result.notice)
     body += _card_list(result.cards)
-    actions: list[dict[str, Any]] = []
+    actions = _links(result.notice) if result.notice is not None else []
     if result.card is not None:
         body += _card_body(result.card)
         actions = _actions(result.card.buttons, outcomes)
     if result.history:
         body += _history(result.history)
+    return _envelope(body or [_text_block("Done.")], actions)
+
+
+def confirmation_card(result: Result) -> dict[str, Any]:
+    """A command's answer in the conversation where it was typed: the outcome in words, one line
+    about the conversation, and a Show button that brings its card as it is *now*.
+
+    The full card with its buttons is not repeated here: that copy would be left out of every
+    later update (it would still say "open" after a claim); the posted cards are kept current.
+    """
+    body = _message(result.text)
+    actions: list[dict[str, Any]] = []
+    if result.card is not None:
+        body.append(_compact(result.card))
+        actions = [_execute(Button(f"Show #{result.card.id}", "show", result.card.id), f"Show #{result.card.id}")]
     return _envelope(body or [_text_block("Done.")], actions)
 
 
@@ -474,6 +560,12 @@ def refreshed_invoke_body(card_json: dict[str, Any]) -> dict[str, Any]:
     return {"statusCode": 200, "type": CARD_CONTENT_TYPE, "value": card_json}
 
 
+def error_invoke_body(status: int, code: str, message: str) -> dict[str, Any]:
+    """The `adaptiveCard/action` invoke answer for a refusal: Teams shows `message` and keeps the card
+    (Universal Actions' `application/vnd.microsoft.error` response)."""
+    return {"statusCode": status, "type": ERROR_CONTENT_TYPE, "value": {"code": code, "message": message}}
+
+
 def message_invoke_body(text: str) -> dict[str, Any]:
     """The `adaptiveCard/action` invoke answer that shows a short message instead."""
     return {"statusCode": 200, "type": MESSAGE_CONTENT_TYPE, "value": text}
@@ -484,9 +576,33 @@ def attachment(card_json: dict[str, Any]) -> dict[str, Any]:
     return {"contentType": CARD_CONTENT_TYPE, "content": card_json}
 
 
-def strip_mentions(text: str, mention_texts: Sequence[str]) -> str:
-    """The text without its mentions (`<at>Unsilo</at>`…), whitespace collapsed."""
-    for mention in mention_texts:
-        if mention:
-            text = text.replace(mention, " ")
-    return " ".join(_AT_MARKUP.sub(" ", text).split())
+def addressed_text(text: str, *, bot_mentions: Sequence[str], other_mentions: Sequence[tuple[str, str]]) -> str:
+    """A message's text as the person meant it: the bot's own mentions removed, everyone else's
+    kept as their plain name ("please ask <at>Megan Bowen</at> to call" -> "please ask Megan Bowen
+    to call"), any leftover `<at>` tags dropped, whitespace collapsed.
+
+    `other_mentions` are (markup, display name) pairs from the activity's mention entities.
+    """
+    for markup in bot_mentions:
+        if markup:
+            text = text.replace(markup, " ")
+    for markup, shown in other_mentions:
+        if markup:
+            text = text.replace(markup, shown)
+    return " ".join(_AT_TAGS.sub("", text).split())
+
+
+def summary_of(result: Result) -> str:
+    """What the notification preview of an answer says: its first line, else the notice or card it shows."""
+    if result.text.strip():
+        return summary(first_line(result.text))
+    if result.notice is not None:
+        return summary(result.notice.title)
+    if result.card is not None:
+        return card_summary(result.card)
+    return ""
+
+
+def card_summary(item: Card) -> str:
+    """A card's notification preview: `#2 · open · <title or first line>` (Teams shows "Sent a card" without one)."""
+    return summary(f"#{item.id} · {item.status} · {_summary(item) or '(no text)'}")

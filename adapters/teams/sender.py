@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botbuilder.schema import Activity, ActivityTypes, Attachment, ChannelAccount, ConversationParameters
 from botframework.connector.aio import ConnectorClient
@@ -16,6 +16,9 @@ from botframework.connector.auth import MicrosoftAppCredentials
 
 from adapters.teams import render
 from bot.outbox import Job, PermanentFailure, RetryLater, Sent, notice_of
+
+if TYPE_CHECKING:
+    from bot.health import PlatformHealth
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +29,10 @@ PERMANENT_STATUSES = {400, 401, 403, 404, 413}  # 413 MessageSizeTooBig: the sam
 class TeamsSender:
     """Sends card deliveries to Teams channels (or chats) through the Bot Connector API."""
 
-    def __init__(self, *, app_id: str, app_password: str, tenant_id: str = "", outcomes: Sequence[str]) -> None:
+    def __init__(self, *, app_id: str, app_password: str, tenant_id: str = "", outcomes: Sequence[str],
+                 health: PlatformHealth | None = None) -> None:
         self.app_id = app_id
+        self.health = health
         self.app_password = app_password
         self.tenant_id = tenant_id
         self.outcomes = tuple(outcomes)
@@ -65,6 +70,10 @@ class TeamsSender:
         except (RetryLater, PermanentFailure):
             raise
         except Exception as exc:
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status in (401, 403) and self.health is not None:
+                self.health.degraded(f"Teams refused a send with {status}: check MicrosoftAppId, MicrosoftAppPassword "
+                                     "and that the app is installed where it posts")
             _raise_for(exc)
             raise
 
@@ -72,7 +81,7 @@ class TeamsSender:
         """Update the posted copy, or post the card: a new thread in a channel, a message in a chat."""
         assert job.card is not None
         card_json = render.card(job.card, outcomes=self.outcomes)
-        activity = Activity(type=ActivityTypes.message, summary=render.summary(f"#{job.card.id} {job.card.title or ''}"),
+        activity = Activity(type=ActivityTypes.message, summary=render.card_summary(job.card),
                             attachments=[Attachment(**_attachment(card_json))])
         conversation = ref.get("conversation") or {}
         if job.message_id:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from aiohttp import web
 from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
-from botbuilder.schema import Activity, ChannelAccount
+from botbuilder.schema import Activity, ChannelAccount, ConversationAccount
 from botframework.connector.auth.jwt_token_extractor import _OpenIdMetadata
 
 from adapters.teams.bot import UnsiloTeamsBot
@@ -21,6 +21,7 @@ from adapters.teams.sender import TeamsSender
 
 if TYPE_CHECKING:
     from bot.bootstrap import Container
+    from bot.health import PlatformHealth
 
 logger = logging.getLogger(__name__)
 
@@ -44,25 +45,99 @@ def mount(app: web.Application, container: Container) -> None:
     config = _BotConfig(settings.teams_app_id, settings.teams_app_password, settings.teams_app_type,
                         settings.teams_tenant_id)
     _fetch_signing_keys_off_the_loop()
+    health = container.health.platform("teams")
     adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(config))
-    bot = UnsiloTeamsBot(bus=container.bus, outcomes=container.config.outcomes)
+    adapter.bot_framework_authentication = _ExplainedRefusals(adapter.bot_framework_authentication, health=health)
+    tenants = settings.allowed_tenants()
+    bot = UnsiloTeamsBot(bus=container.bus, outcomes=container.config.outcomes, tenants=tenants,
+                         departments=container.config.department_names())
     container.senders["teams"] = TeamsSender(app_id=settings.teams_app_id, app_password=settings.teams_app_password,
-                                             tenant_id=settings.teams_tenant_id, outcomes=container.config.outcomes)
+                                             tenant_id=settings.teams_tenant_id, outcomes=container.config.outcomes,
+                                             health=health)
     if not settings.teams_app_id:
         logger.warning("Teams runs WITHOUT authentication (MicrosoftAppId is empty): for local/emulator use only")
+    if not tenants:
+        logger.warning("Teams accepts activities from ANY Microsoft 365 tenant: set MicrosoftAppTenantId or "
+                       "UNSILO_TEAMS_TENANTS (comma-separated tenant ids) to accept only your organisation's")
 
     async def messages(request: web.Request) -> web.StreamResponse:
-        try:
-            fast = await _card_action(request, adapter, bot)
-            if fast is not None:
-                return fast
-            response = await adapter.process(request, bot)
-        except jwt.PyJWTError as exc:  # botbuilder lets a malformed token through as a 500
-            logger.warning("Teams request refused: unreadable token (%s)", exc)
-            raise web.HTTPUnauthorized() from exc
+        fast = await _card_action(request, adapter, bot)
+        if fast is not None:
+            return fast
+        response = await adapter.process(request, bot)  # a refused token: PermissionError -> 401
         return response if response is not None else web.Response(status=201)
 
     app.router.add_post(TEAMS_PATH, messages)
+    health.ok()
+
+
+class _ExplainedRefusals:
+    """The SDK's request authentication, with the reason for every refusal logged (never the token).
+
+    botbuilder answers 401 without saying why (no token, a signature that does not verify, a
+    token for another bot or service URL, an expired one), and lets some bad tokens through
+    as 500s (a malformed one, `alg: none`, an unknown key id): every one of them is a
+    `PermissionError` here, so a 401, with one log line. A failure to fetch the signing keys
+    is not the caller's fault: it stays an error (the Bot Connector retries) and marks Teams
+    as degraded on /healthz.
+    """
+
+    def __init__(self, inner: Any, *, health: PlatformHealth) -> None:
+        self._inner = inner
+        self._health = health
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def authenticate_request(self, activity: Activity, auth_header: str) -> Any:
+        try:
+            result = await self._inner.authenticate_request(activity, auth_header)
+        except Exception as exc:
+            if isinstance(exc, (TimeoutError, OSError)) and not isinstance(exc, PermissionError):  # requests' too
+                self._health.degraded(f"the Bot Framework's signing keys cannot be fetched ({type(exc).__name__}); "
+                                      "check outbound HTTPS to login.botframework.com")
+                raise
+            reason = refusal_reason(exc, auth_header)
+            logger.warning("Teams request refused with 401: %s (%s activity, serviceUrl %r)", reason,
+                           activity.type, activity.service_url)
+            raise PermissionError(reason) from exc
+        self._health.ok()
+        return result
+
+
+def refusal_reason(exc: Exception, auth_header: str | None) -> str:
+    """Why botframework-connector 4.17.1 refused a request, in words; never quotes the token."""
+    message = " ".join(str(a) for a in exc.args)
+    if not (auth_header or "").strip():
+        return "no Authorization header (every request must carry the Bot Framework's token when MicrosoftAppId is set)"
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "the token has expired"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "the token is not valid yet (check this machine's clock)"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "the token's signature does not verify with the Bot Framework's signing keys"
+    if isinstance(exc, jwt.DecodeError):
+        return "the token is not a readable JWT"
+    if isinstance(exc, jwt.PyJWTError):
+        return f"the token is invalid ({type(exc).__name__})"
+    if isinstance(exc, (IndexError, KeyError)):
+        return "the token names a signing key the Bot Framework does not publish (unknown kid)"
+    if "Invalid AppId" in message:
+        audience = exc.args[1] if len(exc.args) > 1 else ""
+        return f"the token is for another bot (audience {audience!r}; this bot is MicrosoftAppId)"
+    if "service_url claim" in message:
+        return "the token was issued for another service URL than the activity's serviceUrl"
+    if "No valid identity" in message:
+        return "the token is not a Bearer token from the Bot Framework's issuer"
+    if "Audience Claim" in message or "Issuer" in message:
+        return "the token comes from an issuer other than the Bot Framework"
+    if "signing algorithm" in message:
+        return "the token's signing algorithm is not allowed (RS256 only)"
+    if "endorsement" in message:
+        return "the token's signing key is not endorsed for this channel"
+    if "Required Authorization token" in message:
+        return "no Authorization header"
+    return f"the token could not be validated ({type(exc).__name__})"
 
 
 def _fetch_signing_keys_off_the_loop() -> None:
@@ -110,7 +185,7 @@ def _card_action_activity(body: dict[str, Any]) -> Activity:
     """The parts of a card-click activity that authentication and `card_action` read.
 
     msrest's `Activity().deserialize` walks every field of the schema (~0.2 ms, a tenth of a
-    click); a click needs its channel, service URL, sender, recipient and value.
+    click); a click needs its channel, service URL, sender, recipient, tenant and value.
     """
     def account(raw: Any) -> ChannelAccount | None:
         if not isinstance(raw, dict):
@@ -118,7 +193,11 @@ def _card_action_activity(body: dict[str, Any]) -> Activity:
         return ChannelAccount(id=raw.get("id"), name=raw.get("name"), aad_object_id=raw.get("aadObjectId"),
                               role=raw.get("role"))
 
+    raw_conversation = body.get("conversation") if isinstance(body.get("conversation"), dict) else {}
+    conversation = ConversationAccount(id=raw_conversation.get("id"), tenant_id=raw_conversation.get("tenantId"),
+                                       conversation_type=raw_conversation.get("conversationType"))
     return Activity(type=body.get("type"), name=body.get("name"), id=body.get("id"),
                     channel_id=body.get("channelId"), service_url=body.get("serviceUrl"),
                     from_property=account(body.get("from")), recipient=account(body.get("recipient")),
+                    conversation=conversation, channel_data=body.get("channelData"),
                     relates_to=body.get("relatesTo"), value=body.get("value"))

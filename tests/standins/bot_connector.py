@@ -12,8 +12,9 @@ so that::
 works unchanged with botbuilder's own client (and with ``CloudAdapter``, ``TeamsInfo``...). It
 records every call (`Call`), keeps what each conversation shows now (sent activities, replies,
 updates applied, deletions removed), answers roster and team look-ups from what a test
-registered, and can rate-limit per conversation, answer slowly, refuse unauthenticated calls, or
-fail on demand.
+registered, and can rate-limit per conversation, answer slowly, refuse unauthenticated calls,
+fail on demand (`fail_next`: any 4xx/5xx, 429 with ``Retry-After``) or reset the connection
+without an answer (`drop_next`).
 
 Routes (paths and verbs as in ``botframework/connector/operations/_conversations_operations.py``
 and ``teams/operations/teams_operations.py``), with the route names used by `Call.route`:
@@ -283,6 +284,7 @@ class BotConnectorStandIn(RecordingStandIn):
         self._teams: dict[str, dict[str, Any]] = {}
         self._chats: dict[tuple[str, ...], str] = {}
         self._failures: dict[str, list[_Failure]] = {}
+        self._drops: dict[str, list[_Failure]] = {}
         self._buckets: dict[str, tuple[float, float]] = {}
         self._last_id = 0
         self._order = 0
@@ -441,6 +443,12 @@ class BotConnectorStandIn(RecordingStandIn):
     ) -> dict[str, Any]:
         """Register (or replace) a roster member; returns its ``TeamsChannelAccount`` JSON.
 
+        The shape is the documented answer of ``GET /v3/conversations/{id}/members/{userId}``
+        (MicrosoftDocs/msteams-docs, ``bots/how-to/get-teams-context.md``, "Get single member
+        details": ``id``, ``objectId``, ``givenName``, ``surname``, ``email``, ``userPrincipalName``,
+        ``tenantId``, ``userRole``) plus the ``name`` and ``aadObjectId`` botbuilder's
+        ``TeamsChannelAccount`` reads.
+
         Args:
             member_id: The Teams user id (``"29:..."``).
             name: Display name.
@@ -461,6 +469,7 @@ class BotConnectorStandIn(RecordingStandIn):
             "id": member_id,
             "name": name,
             "aadObjectId": aad_object_id or str(uuid.uuid5(uuid.NAMESPACE_URL, f"teams-member:{member_id}")),
+            "objectId": aad_object_id or str(uuid.uuid5(uuid.NAMESPACE_URL, f"teams-member:{member_id}")),
             "givenName": given_name if given_name is not None else (words[0] if words else None),
             "surname": surname if surname is not None else (words[-1] if len(words) > 1 else None),
             "email": mail,
@@ -540,6 +549,18 @@ class BotConnectorStandIn(RecordingStandIn):
             status=status, code=code, message=message or f"injected failure ({status})",
             remaining=times, retry_after=max(0, retry_after)))
 
+    def drop_next(self, route: str, *, times: int = 1) -> None:
+        """Make the next ``times`` calls of ``route`` get no answer: the connection is reset.
+
+        The caller sees what it sees when the service is unreachable (``ServerDisconnectedError``
+        / connection reset); the call is recorded with ``status`` 0 and has no effect.
+        """
+        if route not in self._routes:
+            raise ValueError(f"{route!r} is not a route the stand-in answers; known: {ROUTES}")
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        self._drops.setdefault(route, []).append(_Failure(status=0, code="", message="", remaining=times, retry_after=0))
+
     def route(self, name: str, handler: Handler) -> None:
         """Answer route ``name`` with ``handler(call)`` returning ``(status, JSON body or None)``.
 
@@ -587,6 +608,11 @@ class BotConnectorStandIn(RecordingStandIn):
         self.calls.append(call)
         if self.delay > 0:
             await asyncio.sleep(self.delay)
+        if next_failure(self._drops, route) is not None:
+            call.status = 0  # no HTTP answer at all
+            assert request.transport is not None
+            request.transport.abort()  # the connection is reset, as when the service is down or a proxy gives up
+            return web.Response(status=500)  # never reaches the caller
 
         headers: dict[str, str] = {}
         try:
