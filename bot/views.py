@@ -147,8 +147,10 @@ def reply_note(reply: Reply, url: str) -> str:
     excerpt = excerpt if len(excerpt) <= 300 else excerpt[:299] + "…"
     if reply.status == "pending_approval":
         return f"Reply waiting for approval (sensitive): “{excerpt}”"
-    if reply.status == "recorded":
-        return f"Reply recorded — post it at {url}" if url else "Reply recorded — post it where the customer wrote"
+    if reply.status == "recorded":  # the person pastes it on the source by hand: the whole text, not an excerpt
+        where = f"Reply recorded — post it at {url}" if url else "Reply recorded — post it where the customer wrote"
+        text = reply.text.strip()
+        return f"{where}, then press Mark as posted:\n{text if len(text) <= 2500 else text[:2499] + '…'}"
     if reply.status == "sending":
         return "Reply on its way to the customer"
     if reply.status == "sent":

@@ -195,7 +195,8 @@ async def test_a_read_only_source_gets_the_reply_recorded_with_where_to_post_it(
     await container.bus.handle(c.Claim(cid, ALICE))
     done = await container.bus.handle(c.ReplyToCustomer(cid, ALICE, "Refund issued."))
     assert done is not None and done.card is not None
-    assert done.card.reply_note == "Reply recorded — post it at https://reviews.example/r/9"
+    assert done.card.reply_note == ("Reply recorded — post it at https://reviews.example/r/9, then press Mark as posted:"
+                                    "\nRefund issued.")  # the text the person must paste, whole
     assert "posted" in [b.verb for b in done.card.buttons]
     await _deliver(container, clock)
     assert receiver.requests == []
