@@ -10,8 +10,8 @@ the workspace the stand-in says the bot is installed in (the sample's own `team_
 Rewritten before sending, so that the request reaches our listeners as it would in our app:
 slash commands are sent as `/unsilo` (Slack only sends us our own command), a message
 shortcut's `callback_id` becomes `unsilo_report`. Everything else is sent as recorded.
-`blockkit/` holds views, not requests: our own views are validated by slack_sdk in
-tests/test_slack_render.py.
+`blockkit/` holds views, not requests: each is validated with slack_sdk's models, and so is
+every view of Unsilo of the same kind (`test_our_views_validate_like_the_reference_view_of_their_kind`).
 """
 
 from __future__ import annotations
@@ -47,11 +47,42 @@ def _cases() -> list[Any]:
             if isinstance(value, dict) and ("type" in value or "command" in value):
                 name = f"{path.relative_to(SLACK)}:{key}"
                 cases.append(pytest.param(name, value, id=name))
-    for path in sorted(SLACK.glob("blockkit/*.json")):
-        name = str(path.relative_to(SLACK))
-        cases.append(pytest.param(name, None, id=name, marks=pytest.mark.skip(
-            reason="a Block Kit view, not a request; our views are validated by slack_sdk in test_slack_render.py")))
     return cases
+
+
+def _views() -> list[Any]:
+    if not SLACK.is_dir():
+        return [pytest.param(None, id="reference-missing")]
+    return [pytest.param(str(p.relative_to(SLACK)), id=str(p.relative_to(SLACK))) for p in sorted(SLACK.glob("blockkit/*.json"))]
+
+
+@pytest.mark.parametrize("name", _views())
+def test_our_views_validate_like_the_reference_view_of_their_kind(name: str | None) -> None:
+    """`blockkit/` holds views, not requests: each is checked by slack_sdk's own models, and so is every
+    view of Unsilo of the same kind (modals, the App Home tab)."""
+    from slack_sdk.models.views import View
+
+    from adapters.slack import render
+    from bot.views import Result
+    from tests.cards import make_card
+
+    reference_dir()
+    assert name is not None
+    reference = json.loads((SLACK / name).read_text())
+    View(**reference).validate_json()
+    if reference["type"] == "modal":
+        ours = [render.text_modal(verb="reply", conversation_id=7, title="Reply to the customer",
+                                  label="Your answer", submit="Send reply"),
+                render.resolve_modal(conversation_id=7, outcomes=("answered", "fixed")),
+                render.report_modal(departments=["legal", "support"], text="a <b>post</b> & more", link="",
+                                    channel="C1", message_ts="1.2")]
+    else:
+        card = make_card()
+        ours = [render.home_view(mine=Result("", cards=(card,)), queue=Result("", counts={"support": 1}, cards=(card,)),
+                                 recent=Result("", cards=(card,)))]
+    for view in ours:
+        assert view["type"] == reference["type"]
+        View(**view).validate_json()
 
 
 def _kind(name: str, payload: Any) -> str:
