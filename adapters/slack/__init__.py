@@ -113,33 +113,40 @@ class SlackHealth(PlatformHealth):
             super().degraded("; ".join(problems))
 
 
-def _refusal(what: str, variable: str, error: str, hint: str) -> str:
-    return f"Slack refused {variable} ({error}) for {what}: {hint}"
+def _problem(exc: Exception, *, method: str, variable: str, hint: str) -> str:
+    """What went wrong calling `method` at start-up, saying what to set when Slack refused `variable`."""
+    if isinstance(exc, SlackApiError):
+        error = str(exc.response.get("error", "") or exc.response.status_code)
+        if error in REFUSED:
+            return f"Slack refused {variable} ({error}) for {method}: {hint}"
+        return f"Slack answered {method} with {error}"
+    return f"Slack is unreachable for {method} at SLACK_API_URL ({type(exc).__name__}: {exc})"
+
+
+async def _retrying(attempt: Any, state: SlackHealth, part: str, *, method: str, variable: str, hint: str) -> None:
+    """Run `attempt()` until it succeeds, doubling the wait (to RETRY_MAX) and reporting each failure."""
+    delay = RETRY_FIRST
+    while True:
+        try:
+            await attempt()
+            return
+        except (SlackApiError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            problem = _problem(exc, method=method, variable=variable, hint=hint)
+        logger.warning("Slack: %s; retrying in %.0fs", problem, delay)
+        state.report(part, f"{problem}; retrying with backoff")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RETRY_MAX)
 
 
 async def _check_bot_token(bot: SlackBot, state: SlackHealth) -> None:
     """`auth.test` until Slack answers: the token's verdict goes to /healthz, never blocks a request."""
-    delay = RETRY_FIRST
-    while True:
-        try:
-            auth = await bot.identify()
-        except SlackApiError as exc:
-            error = str(exc.response.get("error", "") or exc.response.status_code)
-            if error in REFUSED:
-                problem = _refusal("auth.test", "SLACK_BOT_TOKEN", error,
-                                   "set the Bot User OAuth Token (xoxb-…) from Install App")
-            else:
-                problem = f"Slack answered auth.test with {error}; retrying in {delay:.0f}s"
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            problem = f"Slack is unreachable at SLACK_API_URL ({type(exc).__name__}: {exc}); retrying in {delay:.0f}s"
-        else:
-            logger.info("Slack bot user %s in team %s", auth.bot_user_id, auth.team_id)
-            state.report("token", None)
-            return
-        logger.warning("Slack: %s", problem)
-        state.report("token", problem)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, RETRY_MAX)
+    async def attempt() -> None:
+        auth = await bot.identify()
+        logger.info("Slack bot user %s in team %s", auth.bot_user_id, auth.team_id)
+        state.report("token", None)
+
+    await _retrying(attempt, state, "token", method="auth.test", variable="SLACK_BOT_TOKEN",
+                    hint="set the Bot User OAuth Token (xoxb-…) from Install App")
 
 
 async def _keep_socket_mode(handler: AsyncSocketModeHandler, state: SlackHealth) -> None:
@@ -150,30 +157,16 @@ async def _keep_socket_mode(handler: AsyncSocketModeHandler, state: SlackHealth)
     the SDK reconnects by itself (on `disconnect` / `refresh_requested` and dropped
     sockets); this task only reports the connection's state.
     """
-    delay = RETRY_FIRST
+    async def attempt() -> None:
+        handler.client.wss_uri = await handler.client.issue_new_wss_url()
+        await asyncio.wait_for(handler.connect_async(), CONNECT_TIMEOUT)
+
     while True:
-        try:
-            handler.client.wss_uri = await handler.client.issue_new_wss_url()
-            await asyncio.wait_for(handler.connect_async(), CONNECT_TIMEOUT)
-        except SlackApiError as exc:
-            error = str(exc.response.get("error", "") or exc.response.status_code)
-            if error in REFUSED:
-                problem = _refusal("apps.connections.open", "SLACK_APP_TOKEN", error,
-                                   "set an app-level token (xapp-…) with the connections:write scope")
-            else:
-                problem = f"Socket Mode: Slack answered apps.connections.open with {error}"
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            problem = f"Socket Mode: Slack is unreachable ({type(exc).__name__}: {exc})"
-        else:
-            logger.info("Slack connected over Socket Mode")
-            state.report("socket", None)
-            await _watch(handler, state)
-            delay = RETRY_FIRST
-            continue
-        logger.warning("Slack: %s; retrying in %.0fs", problem, delay)
-        state.report("socket", f"{problem}; retrying with backoff")
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, RETRY_MAX)
+        await _retrying(attempt, state, "socket", method="apps.connections.open", variable="SLACK_APP_TOKEN",
+                        hint="set an app-level token (xapp-…) with the connections:write scope")
+        logger.info("Slack connected over Socket Mode")
+        state.report("socket", None)
+        await _watch(handler, state)
 
 
 async def _watch(handler: AsyncSocketModeHandler, state: SlackHealth) -> None:
