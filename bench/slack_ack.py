@@ -4,7 +4,7 @@ N concurrent, signed Claim clicks (each on its own conversation, so each is a re
 store write) against the running service, then the same number against a bare Bolt
 app on aiohttp; both on loopback in the same run. Prints p50/p99 and the ratio.
 
-    .venv/bin/python -m bench.slack_ack [--clicks 200] [--concurrency 50]
+    .venv/bin/python -m bench.slack_ack [--clicks 200] [--concurrency 50] [--team 50]
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from bench.common import fire, summary
 from tests.standins import serve
 from tests.standins.slack_api import sign
 
-PAYLOAD = {"type": "block_actions", "user": {"id": "U0", "username": "u", "name": "u", "team_id": "T1"},
+TEAM = "T111"  # the workspace the Slack stand-in's auth.test reports: the installed one
+PAYLOAD = {"type": "block_actions", "user": {"id": "U0", "username": "u", "name": "u", "team_id": TEAM},
            "api_app_id": "A1", "token": "t", "container": {"type": "message", "message_ts": "1.1", "channel_id": "C0SUPPORT"},
-           "trigger_id": "1.1.x", "team": {"id": "T1", "domain": "d"}, "channel": {"id": "C0SUPPORT", "name": "support"},
+           "trigger_id": "1.1.x", "team": {"id": TEAM, "domain": "d"}, "channel": {"id": "C0SUPPORT", "name": "support"},
            "response_url": "http://127.0.0.1:9/unused", "actions": []}
 
 
@@ -67,23 +68,25 @@ async def bare_bolt(port_holder: list[int]) -> web.AppRunner:
     return runner
 
 
-async def main(clicks: int, concurrency: int) -> None:
+async def main(clicks: int, concurrency: int, team: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         async with running_slack(Path(tmp)) as unsilo:
             items = [make_incoming(source="bench", external_id=str(i), text=f"refund {i}") for i in range(clicks)]
             ids = (await unsilo.container.ingest(items)).new_ids
             await fire(f"{unsilo.url}/slack/events", [click_body("UWARM", ids[0])], 1)  # warm-up
             ours = await fire(f"{unsilo.url}/slack/events",
-                              [click_body(f"U{i:04d}", cid) for i, cid in enumerate(ids[1:])], concurrency)
+                              [click_body(f"U{i % team:04d}", cid) for i, cid in enumerate(ids[1:])], concurrency)
             port: list[int] = []
             runner = await bare_bolt(port)
             try:
                 bare_url = f"http://127.0.0.1:{port[0]}/slack/events"
                 await fire(bare_url, [click_body("UWARM", 1)], 1)
-                bare = await fire(bare_url, [click_body(f"U{i:04d}", i + 1) for i in range(len(ids) - 1)], concurrency)
+                bare = await fire(bare_url, [click_body(f"U{i % team:04d}", i + 1) for i in range(len(ids) - 1)],
+                                  concurrency)
             finally:
                 await runner.cleanup()
-    print(f"{clicks - 1} signed Claim clicks, {concurrency} concurrent, loopback, SQLite store")
+    print(f"{clicks - 1} signed Claim clicks by a team of {team}, {concurrency} concurrent, loopback, SQLite store "
+          "(each person's first click also reads their profile with users.info, from the in-process stand-in)")
     our_p50, our_p99 = summary("unsilo (claim + store)", ours)
     bare_p50, bare_p99 = summary("bare Bolt (ack only)", bare)
     print(f"ratio unsilo/bare: p50 {our_p50 / bare_p50:.2f}x  p99 {our_p99 / bare_p99:.2f}x")
@@ -93,5 +96,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clicks", type=int, default=201)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--team", type=int, default=50, help="people clicking (default 50, as bench.teams_invoke)")
     args = parser.parse_args()
-    asyncio.run(main(args.clicks, args.concurrency))
+    asyncio.run(main(args.clicks, args.concurrency, args.team))

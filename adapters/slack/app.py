@@ -91,6 +91,7 @@ class SlackBot:
         self.directory = directory or SlackDirectory(client)
         self._auth: AuthorizeResult | None = None
         self._identifying: asyncio.Future[AuthorizeResult] | None = None
+        self._background: set[asyncio.Future[None]] = set()
         async def authorize(enterprise_id: str | None = None, team_id: str | None = None) -> AuthorizeResult:
             return await self.authorize(enterprise_id, team_id)  # Bolt inspects argument names: no `self`
 
@@ -176,13 +177,21 @@ class SlackBot:
         logger.warning("Slack request from workspace %s (org %s) refused: Unsilo is installed in %s%s",
                        context.team_id, context.enterprise_id, installed,
                        f" (org {self.enterprise_id})" if self.enterprise_id else "")
-        if context.response_url:
-            try:
-                await context.respond(text=NOT_OUR_WORKSPACE, response_type="ephemeral")
-            except Exception as exc:
-                logger.info("could not tell the other workspace's user: %r", exc)
-            return BoltResponse(status=200, body="")
+        if context.response_url:  # told after the answer: the refusal is acked at once, like everything else
+            self._later(self._tell_foreign(context))
         return BoltResponse(status=200, body="")  # never retried; a modal just closes
+
+    async def _tell_foreign(self, context: AsyncBoltContext) -> None:
+        try:
+            await context.respond(text=NOT_OUR_WORKSPACE, response_type="ephemeral")
+        except Exception as exc:
+            logger.info("could not tell the other workspace's user: %r", exc)
+
+    def _later(self, work: Awaitable[None]) -> None:
+        """Run `work` after the current request is answered (kept referenced until it ends)."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _foreign_user(self, body: dict[str, Any], installed: str) -> bool:
         """Whether an event's person belongs to another workspace (a Slack Connect channel)."""
