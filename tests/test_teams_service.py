@@ -193,3 +193,17 @@ async def test_healthz_reports_teams(teams: TeamsHarness) -> None:
     state = teams.container.health.get("teams")
     assert state.state == "degraded" and "MicrosoftAppPassword" in (state.reason or "")
     assert json.dumps(state.reason)
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    (b"{not json", 400), (b"[1, 2, 3]", 400), (b'"a string"', 400), (b"{}", 400),
+    (b"[" * 100_000 + b"]" * 100_000, 400),  # deep JSON: RecursionError in the parser
+    (b'{"type": "message", "text": "' + b"x" * (1024 * 1024 + 10) + b'"}', 413),
+])
+async def test_a_body_that_is_not_an_activity_gets_a_4xx_with_the_reason_never_a_500(
+        teams: TeamsHarness, body: bytes, status: int) -> None:
+    async with teams.http.post(f"{teams.url}/api/messages", data=body,
+                               headers={"Content-Type": "application/json"}) as response:
+        answer = await response.text()
+    assert response.status == status, answer
+    assert "error" in answer or status == 413

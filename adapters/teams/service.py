@@ -7,6 +7,7 @@ SDK's successor stays a one-folder change.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +62,8 @@ def mount(app: web.Application, container: Container) -> None:
                        "UNSILO_TEAMS_TENANTS (comma-separated tenant ids) to accept only your organisation's")
 
     async def messages(request: web.Request) -> web.StreamResponse:
-        fast = await _card_action(request, adapter, bot)
+        body = await _activity_body(request)
+        fast = await _card_action(request, body, adapter, bot)
         if fast is not None:
             return fast
         response = await adapter.process(request, bot)  # a refused token: PermissionError -> 401
@@ -161,7 +163,40 @@ def _fetch_signing_keys_off_the_loop() -> None:
     _OpenIdMetadata._refresh = refresh  # type: ignore[method-assign]
 
 
-async def _card_action(request: web.Request, adapter: CloudAdapter, bot: UnsiloTeamsBot) -> web.Response | None:
+MAX_ACTIVITY = 1024 * 1024  # bytes (aiohttp's default client_max_size); Teams' messages are capped at ~100 KB
+
+
+def _refused(status: int, error: str, reason: str) -> web.HTTPException:
+    logger.warning("Teams request refused with %s: %s", status, reason)
+    body = {"text": json.dumps({"error": error}), "content_type": "application/json"}
+    if status == 413:
+        return web.HTTPRequestEntityTooLarge(max_size=MAX_ACTIVITY, actual_size=MAX_ACTIVITY + 1, **body)
+    return web.HTTPBadRequest(**body)
+
+
+async def _activity_body(request: web.Request) -> dict[str, Any]:
+    """The request's activity: a JSON object of at most `MAX_ACTIVITY` bytes, or a 4xx with the reason.
+
+    botbuilder (and `request.json()`) turn an unreadable, too deep or non-object body into a
+    500; such a request is the sender's fault.
+    """
+    if (request.content_length or 0) > MAX_ACTIVITY:
+        raise _refused(413, "activity too large", f"Content-Length {request.content_length}")
+    try:
+        raw = await request.read()  # kept by aiohttp for the SDK's `request.json()`; bounded by client_max_size
+    except web.HTTPRequestEntityTooLarge:
+        raise _refused(413, "activity too large", f"more than {MAX_ACTIVITY} bytes") from None
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise _refused(400, "the body is not a JSON activity", f"unreadable body ({type(exc).__name__})") from None
+    if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+        raise _refused(400, "the body is not an activity (a JSON object with a type)", "not an activity object")
+    return body
+
+
+async def _card_action(request: web.Request, body: dict[str, Any], adapter: CloudAdapter,
+                       bot: UnsiloTeamsBot) -> web.Response | None:
     """Answer a card click in the HTTP response, authenticated exactly as `CloudAdapter` would.
 
     `CloudAdapter.process` builds a connector client and a user-token client for every
@@ -170,8 +205,7 @@ async def _card_action(request: web.Request, adapter: CloudAdapter, bot: UnsiloT
     """
     if "application/json" not in request.headers.get("Content-Type", ""):
         return None
-    body = await request.json()
-    if not isinstance(body, dict) or body.get("type") != "invoke" or body.get("name") != "adaptiveCard/action":
+    if body.get("type") != "invoke" or body.get("name") != "adaptiveCard/action":
         return None
     activity = _card_action_activity(body)
     try:
