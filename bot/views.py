@@ -37,6 +37,11 @@ def display_name(name: str | None) -> str:
     return shown or NO_NAME
 
 
+def has_visible(text: str | None) -> bool:
+    """Whether anything would show: not only spaces, controls and invisible characters."""
+    return display_name(text) != NO_NAME
+
+
 def isolate(text: str) -> str:
     """Customer text wrapped in a bidi isolate (FSI ... PDI), so right-to-left text in it
     never reorders the card's own words and figures next to it (UAX #9, X5c/X6a)."""

@@ -378,3 +378,27 @@ async def test_a_name_resolving_inside_is_refused_at_connect_time() -> None:
                 assert response.status == 200
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"id": "\u0000\u200b"}, "id"),
+    ({"text": "\u200b\u200d\u2060 \ufeff"}, "text"),  # only invisible characters: accepted before
+    ({"author": {"name": "\u200b\u202e"}}, "author.name"),
+    ({"created_at": "0001-01-01T00:00:00+01:00"}, "created_at"),  # before year 1 once in UTC: OverflowError
+    ({"created_at": "9999-12-31T23:59:59-01:00"}, "created_at"),  # after 9999 once in UTC
+])
+async def test_hostile_fields_get_a_400_naming_them_and_nothing_is_stored(hooks: Hooks, changes: dict[str, Any],
+                                                                        field: str) -> None:
+    status, body = await hooks.post(tweet(**changes))
+    assert status == 400 and field in body["fields"], body
+    assert await hooks.stored() == []
+
+
+async def test_deep_json_and_hostile_characters_in_short_fields(hooks: Hooks) -> None:
+    status, body = await hooks.post(None, body=b"[" * 100_000 + b"]" * 100_000)
+    assert status == 400 and "nested too deeply" in body["error"]
+    status, body = await hooks.post(tweet(external_id="tw-\u0000\ud800-1", author={"name": "Maya", "handle": "@m\u0000aya"},
+                                          channel="twit\u0000ter", url="https://x.example/\u0000a"))
+    assert status == 200, body  # cleaned, like the text: NUL and lone surrogates never reach PostgreSQL
+    [conversation] = await hooks.stored()
+    assert (conversation.external_id, conversation.author_handle, conversation.channel) == ("tw--1", "@maya", "twitter")

@@ -23,6 +23,7 @@ from adapters.outbound.guard import AddressGuard, UnsafeURL
 
 from bot.bootstrap import Container
 from bot.ingest import Incoming, clean_text, html_to_text, make_incoming
+from bot.views import has_visible
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,9 @@ class WebhookReceiver:
         try:
             payload = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
-            raise Refused(400, {"error": f"invalid JSON: {exc}"}, f"invalid JSON ({type(exc).__name__})") from None
+            raise Refused(400, {"error": f"invalid JSON: {exc}"[:300]}, f"invalid JSON ({type(exc).__name__})") from None
+        except RecursionError:  # e.g. 100,000 nested arrays
+            raise Refused(400, {"error": "invalid JSON: nested too deeply"}, "JSON nested too deeply") from None
         if not isinstance(payload, dict):
             raise Refused(400, {"error": "the body must be a JSON object"}, "body is not a JSON object")
         values, errors = validate(payload, guard=self.guard)
@@ -152,8 +155,8 @@ def validate(payload: dict[str, Any], *, guard: AddressGuard | None = None) -> t
         errors["id"] = "is required"
     elif isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
         errors["id"] = "must be a string or an integer"
-    elif not str(raw_id).strip():
-        errors["id"] = "must not be empty"
+    elif not has_visible(str(raw_id)):
+        errors["id"] = "must not be empty" if not str(raw_id).strip() else "must contain visible characters"
     elif len(str(raw_id).strip()) > MAX_EXTERNAL_ID:
         errors["id"] = f"must be at most {MAX_EXTERNAL_ID} characters"
     else:
@@ -166,6 +169,8 @@ def validate(payload: dict[str, Any], *, guard: AddressGuard | None = None) -> t
         values["text"] = html_to_text(text) if text_format == "html" else clean_text(text)
         if not values["text"]:
             errors["text"] = "must not be empty"
+        elif not has_visible(values["text"]):
+            errors["text"] = "must contain visible characters (it is only spaces or invisible characters)"
     author = payload.get("author")
     if author is None:
         errors["author"] = "is required"
@@ -175,6 +180,8 @@ def validate(payload: dict[str, Any], *, guard: AddressGuard | None = None) -> t
         values["author_name"] = _string(author, "name", errors, prefix="author.", required=True)
         if values["author_name"] is not None and not values["author_name"].strip():
             errors["author.name"] = "must not be empty"
+        elif values["author_name"] is not None and not has_visible(values["author_name"]):
+            errors["author.name"] = "must contain visible characters"
         values["author_handle"] = _string(author, "handle", errors, prefix="author.")
         values["author_url"] = _link(author, "url", errors, prefix="author.")
     values["url"] = _link(payload, "url", errors)
@@ -194,6 +201,8 @@ def validate(payload: dict[str, Any], *, guard: AddressGuard | None = None) -> t
             values["created_at"] = (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment).astimezone(UTC)
         except ValueError:
             errors["created_at"] = "must be an ISO 8601 date-time"
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 once in UTC
+            errors["created_at"] = "must be a date-time within the years 1 to 9999 in UTC"
     tags = payload.get("tags")
     if tags is not None:
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
