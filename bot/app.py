@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy import text
 
 from bot.bootstrap import Container
@@ -125,9 +126,28 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if store["reachable"] else 503)
 
 
+RETRY_AFTER_SECONDS = 5
+_STORE_TROUBLE = (sqlalchemy_exc.TimeoutError, sqlalchemy_exc.OperationalError, sqlalchemy_exc.InterfaceError,
+                  asyncio.TimeoutError, ConnectionError)
+
+
+@web.middleware
+async def store_trouble(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A saturated, stalled or unreachable store answers 503 with `Retry-After`, never an unexplained 500:
+    every sender (Slack, the Bot Connector, a listening tool) retries a 503; nothing was half-stored,
+    as each unit of work rolls back."""
+    try:
+        return await handler(request)
+    except _STORE_TROUBLE as exc:
+        logger.warning("%s %s: the store did not answer (%s: %s); answered 503", request.method, request.path,
+                       type(exc).__name__, str(exc)[:200])
+        return web.json_response({"error": "the store is busy or unreachable; retry in a few seconds"}, status=503,
+                                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 def create_app(container: Container, *, run_worker: bool = True) -> web.Application:
     """The service: `/healthz`, the platforms that are configured, webhooks, the delivery loop and the scheduler."""
-    app = web.Application()
+    app = web.Application(middlewares=[store_trouble])
     app[CONTAINER] = container
     app.router.add_get("/healthz", healthz)
     app[HEALTH_CACHE] = {}

@@ -250,3 +250,25 @@ async def test_a_stalled_postgresql_gets_a_503_within_2_seconds_and_recovery_by_
                         await asyncio.sleep(0.5)
     finally:
         await _drop_schema(schema)
+
+
+async def test_a_saturated_store_answers_503_with_retry_after_not_a_500(tmp_path: Path) -> None:
+    """200 concurrent webhooks exhausted the PostgreSQL pool: one waited 30 s and got an unexplained 500."""
+    from tests.conftest import PG_URL, _drop_schema, _postgres_schema
+
+    schema = await _postgres_schema()
+    try:
+        url = f"{PG_URL}?search_path={schema}"
+        async with running(tmp_path, database_url=url, run_worker=False, db_pool_size=1, db_pool_timeout=0.5) as service:
+            held = [await service.container.engine.connect() for _ in range(2)]  # pool_size 1 + overflow 1
+            try:
+                async with service.http.post(f"{service.url}/hooks/listening", data=b"{}") as response:
+                    assert response.status == 503 and response.headers["Retry-After"] == "5"
+                    assert "retry" in (await response.json())["error"]
+            finally:
+                for connection in held:
+                    await connection.close()
+            async with service.http.post(f"{service.url}/hooks/listening", data=b"{}") as response:
+                assert response.status == 404  # the store answers again: no such webhook source
+    finally:
+        await _drop_schema(schema)
