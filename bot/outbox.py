@@ -272,6 +272,12 @@ class DeliveryWorker:
             if current is None or current.status != "pending":
                 return "skipped"  # folded into an earlier send of the same batch
             attempted_before = current.attempted_at
+            if current.kind == "card" and current.conversation_id is not None:
+                # An earlier delivery of the same card copy may have been attempted and not recorded.
+                siblings = await uow.deliveries.pending_for(kind="card", conversation_id=current.conversation_id,
+                                                            destination_id=current.destination_id)
+                attempts = [d.attempted_at for d in siblings if d.attempted_at is not None]
+                attempted_before = min(attempts) if attempts else None
             # Only the worker holding the lease at this moment sends; the send is marked attempted in
             # its own commit first, so a crash during it is recognised when the delivery comes back.
             if not await uow.deliveries.take_for_send(current.id, holder=self.holder, now=uow.now(),  # type: ignore[arg-type]

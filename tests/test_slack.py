@@ -298,3 +298,37 @@ async def test_a_sensitive_reply_is_held_until_a_manager_decides_from_the_card(s
     assert reply is not None and (reply.status, reply.decision_reason) == ("rejected", "Legal must word this")
     card = _card_of(slack, cid)
     assert "Reply rejected by an approver: Legal must word this" in card and "unsilo:approve" not in card
+
+
+class Crash(BaseException):
+    """The process dies (kill -9) right after Slack took the post, before it is recorded."""
+
+
+async def test_a_crash_between_posting_a_card_and_recording_it_never_posts_it_twice(slack: SlackHarness) -> None:
+    from datetime import timedelta
+
+    from adapters.slack.sender import SlackSender
+    from bot.outbox import DeliveryWorker, Job, Sent
+    from storage.models import Posting
+
+    cid = await ingest(slack, "the kettle is broken")
+    real = SlackSender(slack.container.senders["slack"].client)  # type: ignore[attr-defined]
+
+    class DiesAfterPosting:
+        async def send(self, job: Job) -> Sent:
+            await real.send(job)
+            raise Crash()
+
+    dying = DeliveryWorker(slack.container.uow, {"slack": DiesAfterPosting()}, lease=timedelta(seconds=0.3))
+    with pytest.raises(Crash):
+        await dying.run_once()
+    assert len(slack.slack.messages("C0SUPPORT")) == 1
+    card = slack.slack.messages("C0SUPPORT")[0]
+    assert card["metadata"]["event_type"] == "unsilo_card" and card["metadata"]["event_payload"]["conversation_id"] == cid
+    await asyncio.sleep(0.4)  # the dead worker's lease runs out
+    assert await DeliveryWorker(slack.container.uow, {"slack": real}).run_until_idle() >= 1
+    assert len(slack.slack.messages("C0SUPPORT")) == 1, "posted again after the crash"
+    assert [c.args.get("include_all_metadata") for c in slack.slack.calls_to("conversations.history")]
+    async with slack.container.uow() as uow:
+        [posting] = (await uow.session.exec(select(Posting).where(Posting.conversation_id == cid))).all()
+    assert posting.message_id == card["ts"]  # recorded now, so later changes update that one message

@@ -12,6 +12,10 @@ from bot.outbox import Job, PermanentFailure, RetryLater, Sent, notice_of
 
 logger = logging.getLogger(__name__)
 
+CARD_EVENT = "unsilo_card"  # message metadata event type of every card Unsilo posts
+HISTORY_SLACK_SECONDS = 5.0  # history is searched from this long before the unrecorded attempt
+HISTORY_PAGES = 5  # at most 1,000 messages are looked through
+
 # Errors that no retry can fix: the card would never arrive, so say so at once.
 PERMANENT = frozenset({
     "channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "account_inactive",
@@ -34,17 +38,45 @@ class SlackSender:
             if job.kind != "card" or job.card is None:
                 raise PermanentFailure(f"the Slack sender cannot send {job.kind!r} deliveries")
             message = card_message(job.card)
-            if job.message_id:
-                await self.client.chat_update(channel=job.channel_id, ts=job.message_id, **message)
-                return Sent(message_id=job.message_id)
+            posted = job.message_id or (await self._already_posted(job) if job.attempted_at else None)
+            if posted:
+                await self.client.chat_update(channel=job.channel_id, ts=posted, **message)
+                return Sent(message_id=posted)
+            metadata = {"event_type": CARD_EVENT, "event_payload": {"conversation_id": job.card.id, "delivery": job.key}}
             response = await self.client.chat_postMessage(channel=job.channel_id, unfurl_links=False,
-                                                           unfurl_media=False, **message)
+                                                           unfurl_media=False, metadata=metadata, **message)
             return Sent(message_id=response["ts"])
         except SlackApiError as exc:
             mapped = _mapped(exc)
             if mapped is None:
                 raise
             raise mapped from exc
+
+    async def _already_posted(self, job: Job) -> str | None:
+        """The card an earlier, unrecorded attempt may have posted (a crash between the post and its
+        record): found by the conversation id every card carries in its message `metadata`, in the
+        channel's history since that attempt. None when there is none (or history can't be read)."""
+        assert job.card is not None and job.attempted_at is not None
+        oldest = f"{job.attempted_at.timestamp() - HISTORY_SLACK_SECONDS:.6f}"
+        cursor = None
+        try:
+            for _ in range(HISTORY_PAGES):
+                page = await self.client.conversations_history(channel=job.channel_id, oldest=oldest, limit=200,
+                                                               include_all_metadata=True, cursor=cursor)
+                for message in page.get("messages") or []:
+                    meta = message.get("metadata") or {}
+                    if meta.get("event_type") == CARD_EVENT and \
+                            (meta.get("event_payload") or {}).get("conversation_id") == job.card.id:
+                        logger.info("card #%s was already posted in %s (%s): updating it, not posting again",
+                                    job.card.id, job.channel_id, message.get("ts"))
+                        return str(message["ts"])
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not page.get("has_more") or not cursor:
+                    break
+        except SlackApiError as exc:  # e.g. missing channels:history: post, at least once
+            logger.warning("cannot look for an earlier post of card #%s in %s (%s); posting it",
+                           job.card.id, job.channel_id, exc.response.get("error"))
+        return None
 
     async def _notice(self, job: Job) -> Sent:
         """A notice: under the card (thread) when there is one, else at the top of the channel or DM."""

@@ -245,6 +245,7 @@ class SlackStandIn(RecordingStandIn):
             "views.publish": self._views_publish,
             "users.info": self._users_info,
             "conversations.info": self._conversations_info,
+            "conversations.history": self._conversations_history,
         }
         self.add_user(bot_user_id, bot_name, real_name=bot_name, is_bot=True)
 
@@ -749,6 +750,29 @@ class SlackStandIn(RecordingStandIn):
     def _conversations_info(self, call: Call) -> dict[str, Any]:
         """``conversations.info``: a channel object."""
         return {"ok": True, "channel": copy.deepcopy(self._channel(call.args.get("channel")))}
+
+
+    def _conversations_history(self, call: Call) -> dict[str, Any]:
+        """``conversations.history``: a channel's top-level messages, newest first, between ``oldest``
+        and ``latest`` (exclusive), ``limit`` a page (cursor = the next offset), metadata only with
+        ``include_all_metadata`` (as Slack does for messages' ``metadata``)."""
+        a = call.args
+        channel = a.get("channel")
+        self._channel(channel)
+        oldest, latest = float(a.get("oldest") or 0), float(a.get("latest") or 1e12)
+        with_metadata = str(a.get("include_all_metadata", "")).lower() in ("1", "true")
+        shown = [m for ts, m in sorted(self._messages.get(channel, {}).items(), key=lambda kv: _ts_key(kv[0]),
+                                       reverse=True)
+                 if oldest < float(ts) < latest and m.get("thread_ts") in (None, ts)]
+        start = int(a.get("cursor") or 0)
+        limit = max(1, min(int(a.get("limit") or 100), 999))
+        page = [copy.deepcopy(m) for m in shown[start:start + limit]]
+        if not with_metadata:
+            for message in page:
+                message.pop("metadata", None)
+        more = start + limit < len(shown)
+        return {"ok": True, "messages": page, "has_more": more,
+                "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
 
 
 def _ts_key(ts: str) -> tuple[int, int]:
