@@ -87,6 +87,10 @@ class AlreadyClaimed(IllegalTransition):
         self.identities: dict[str, str] = {}
 
 
+class AlreadyDone(DomainError):
+    """The same request was already carried out (a retry or a replayed request): nothing is done again."""
+
+
 class Conflict(DomainError):
     """The conversation kept changing under us; the caller may try again."""
 

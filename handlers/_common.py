@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot import policy
@@ -63,15 +63,20 @@ async def transition(
     who: Who,
     values: Callable[[Conversation], dict[str, Any]] | None = None,
     check: Callable[[Conversation], None] | None = None,
+    recheck: Callable[[], Awaitable[None]] | None = None,
     data: dict[str, Any] | None = None,
 ) -> Conversation:
     """Check and apply one action atomically, log its event and ask for the card refresh.
 
     The compare-and-set makes concurrent actions safe: the loser re-reads the row and
     is checked again, so it gets the true reason (e.g. "already claimed by alice").
+    `recheck` runs after every read of the row, before its compare-and-set: whatever a
+    concurrent winner did is visible to it by then, or the compare-and-set fails and it runs again.
     """
     for _ in range(MAX_RACES):
         conversation = await load(uow, conversation_id)
+        if recheck is not None:
+            await recheck()
         owner = await owner_name(uow, conversation)
         try:
             status = next_status(action, conversation.status, conversation_id=conversation_id, owner=owner)

@@ -9,10 +9,11 @@ says where to post it by hand and offers "Mark as posted".
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from bot import policy
 from bot.commands import ApproveReply, MarkPosted, RejectReply, ReplyToCustomer, ShowApprovals
-from bot.domain import IllegalTransition, NotFound, Status
+from bot.domain import AlreadyDone, IllegalTransition, NotFound, Status
 from bot.policy import Context, identify
 from bot.views import Result
 from handlers._common import card, load, log_event, require_text, transition
@@ -22,6 +23,7 @@ from storage.uow import UnitOfWork
 logger = logging.getLogger(__name__)
 
 OUTBOUND = "outbound"  # the outbox platform of reply deliveries
+SAME_REPLY_WINDOW = timedelta(minutes=10)  # the same text by the same person within this is the same reply
 
 
 async def reply_endpoint(uow: UnitOfWork, conversation: Conversation) -> str:
@@ -56,18 +58,31 @@ async def handle_reply(cmd: ReplyToCustomer, uow: UnitOfWork, *, ctx: Context) -
         raise IllegalTransition(f"#{cmd.conversation_id} already has a reply waiting for approval; "
                                 "it must be approved or rejected first")
 
+    now = uow.now()
+
+    async def refuse_a_repeat(exclude: int | None = None) -> None:
+        """A retried or replayed reply command (the same text by the same person, just now) sends nothing."""
+        earlier = await uow.replies.same_since(cmd.conversation_id, author_id=who.id, text=text,
+                                               since=now - SAME_REPLY_WINDOW, exclude=exclude)
+        if earlier is not None:
+            logger.info("reply to #%s by %s not sent again: the same as reply %s", cmd.conversation_id, who.name,
+                        earlier.id)
+            raise AlreadyDone(f"You already replied this to #{cmd.conversation_id} at {earlier.created_at:%H:%M} UTC "
+                              f"({_STATUS_WORDS.get(earlier.status, earlier.status)}); it was not sent again")
+
+    await refuse_a_repeat()  # the common case, before anything is written
+
     def check(conversation: Conversation) -> None:
         if conversation.status == Status.OPEN and ctx.require_claim_to_reply:
             raise IllegalTransition(
                 f"#{conversation.id} is not claimed yet; claim it first (`claim {conversation.id}`), then reply")
 
-    now = uow.now()
     reply = uow.replies.add(Reply(conversation_id=cmd.conversation_id, author_id=who.id, text=text,
                                   status="pending_approval" if conversation.sensitive else "recorded",
                                   created_at=now))
     await uow.session.flush()
     conversation = await transition(
-        uow, cmd.conversation_id, "reply", who=who, check=check,
+        uow, cmd.conversation_id, "reply", who=who, check=check, recheck=lambda: refuse_a_repeat(exclude=reply.id),
         values=lambda c: {"owner_id": c.owner_id or who.id, "claimed_at": c.claimed_at or now,
                           "first_reply_at": c.first_reply_at or now},
         data={"reply_id": reply.id})
@@ -79,6 +94,10 @@ async def handle_reply(cmd: ReplyToCustomer, uow: UnitOfWork, *, ctx: Context) -
         reply.status = await release_reply(uow, conversation, reply, author=who.name)
         message = _released_message(cmd.conversation_id, reply.status, conversation.url)
     return Result(message, card=await card(uow, conversation))
+
+
+_STATUS_WORDS = {"pending_approval": "waiting for approval", "recorded": "recorded", "sending": "on its way",
+                 "sent": "delivered", "posted": "posted by hand"}
 
 
 def _released_message(conversation_id: int, status: str, url: str) -> str:

@@ -742,6 +742,18 @@ class ReplyRepo(_Repo):
                 .execution_options(populate_existing=True))
         return (await self.session.exec(stmt)).first()
 
+    async def same_since(self, conversation_id: int, *, author_id: int, text: str, since: datetime,
+                         exclude: int | None = None) -> Reply | None:
+        """An earlier reply with the same text by the same person since `since` that still stands (not failed
+        or rejected): the same reply sent again (a retry, a replayed request), not a new one."""
+        stmt = (select(Reply).where(Reply.conversation_id == conversation_id, Reply.author_id == author_id,
+                                    Reply.text == text, col(Reply.created_at) >= since,
+                                    col(Reply.status).not_in(("failed", "rejected")))
+                .order_by(col(Reply.id)).limit(1).execution_options(populate_existing=True))
+        if exclude is not None:
+            stmt = stmt.where(Reply.id != exclude)
+        return (await self.session.exec(stmt)).first()
+
     async def with_status(self, status: str, *, conversation_ids: Iterable[int] | None = None) -> list[Reply]:
         """Replies in one status (e.g. "pending_approval"), oldest first."""
         stmt = select(Reply).where(Reply.status == status).order_by(col(Reply.id))

@@ -6,6 +6,7 @@ signature like a real receiver would, can fail the first tries, and records ever
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -220,3 +221,28 @@ async def test_clock_is_what_moves_the_retries(store: tuple[Container, FakeClock
     clock.advance(seconds=timedelta(minutes=5).total_seconds())
     await container.worker(base_delay=60.0).run_until_idle()
     assert len(receiver.accepted) == 1 and await _reply_status(container, cid) == "sent"
+
+
+async def test_a_reply_command_delivered_twice_reaches_the_customer_once(
+        store: tuple[Container, FakeClock], receiver: Receiver) -> None:
+    """A user retrying after a timeout, the Bot Connector redelivering, a replayed request: one reply."""
+    from bot.domain import AlreadyDone
+
+    container, clock = store
+    cid = await _conversation(container, "my refund never came", reply_url=receiver.url)
+    await container.bus.handle(c.Claim(cid, ALICE))
+    await container.bus.handle(c.ReplyToCustomer(cid, ALICE, "Refund issued today."))
+    with pytest.raises(AlreadyDone, match="already replied this"):
+        await container.bus.handle(c.ReplyToCustomer(cid, ALICE, "  Refund issued today.  "))
+    # At the same moment, from two replicas: one wins, the other is refused as the same reply.
+    other = await _conversation(container, "where is my parcel", reply_url=receiver.url)
+    await container.bus.handle(c.Claim(other, ALICE))
+    outcomes = await asyncio.gather(*(container.bus.handle(c.ReplyToCustomer(other, ALICE, "It ships Monday."))
+                                      for _ in range(5)), return_exceptions=True)
+    assert sum(not isinstance(o, Exception) for o in outcomes) == 1
+    assert all(isinstance(o, AlreadyDone) for o in outcomes if isinstance(o, Exception)), outcomes
+    await _deliver(container, clock)
+    texts = sorted(r["body"]["text"] for r in receiver.accepted)
+    assert texts == ["It ships Monday.", "Refund issued today."]  # each reached the customer once
+    # A different text is a new reply.
+    assert await container.bus.handle(c.ReplyToCustomer(cid, ALICE, "And a voucher, sorry!")) is not None

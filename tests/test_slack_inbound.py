@@ -360,3 +360,28 @@ async def test_the_configured_grid_org_and_team_are_what_count_not_auth_test(sla
         seen[team] = await slack.answer_at(url)
     assert seen["T0CONF"].startswith("unknown command") and seen["T0SISTER"].startswith("unknown command")
     assert seen["T111"].startswith(NOT_OURS)
+
+
+async def test_a_replayed_signed_reply_command_reaches_the_customer_once(slack: SlackHarness) -> None:
+    """The same signed `/unsilo reply` sent again within Slack's 5-minute window (or a user's retry)."""
+    from urllib.parse import parse_qsl, urlencode
+
+    from tests.conftest import reference_dir
+
+    cid = await ingest(slack)
+    await slack.command(f"claim #{cid}")
+    fields = dict(parse_qsl((reference_dir() / "slack" / "slash_command.form-urlencoded.txt").read_text()))
+    url = slack.slack.response_url()
+    fields.update(command="/unsilo", text=f"reply #{cid} We are on it.", user_id="UALICE", user_name="ualice",
+                  channel_id="C0SUPPORT", response_url=url)
+    body = urlencode(fields).encode()
+    for _ in range(2):
+        status, _, _ = await slack.post(body, content_type="application/x-www-form-urlencoded")
+        assert status == 200
+    async with asyncio.timeout(5):
+        while len([a for a in slack.slack.answers(url) if "Working" not in a]) < 2:
+            await asyncio.sleep(0.05)
+    async with slack.container.uow() as uow:
+        replies = await uow.replies.for_conversation(cid)
+    assert [r.text for r in replies] == ["We are on it."]
+    assert any("already replied this" in a for a in slack.slack.answers(url))
