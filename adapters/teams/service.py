@@ -16,6 +16,7 @@ from aiohttp import web
 from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
 from botbuilder.schema import Activity, ChannelAccount, ConversationAccount
 from botframework.connector.auth.jwt_token_extractor import _OpenIdMetadata
+from msrest.exceptions import DeserializationError
 
 from adapters.teams.bot import UnsiloTeamsBot
 from adapters.teams.sender import TeamsSender
@@ -66,7 +67,11 @@ def mount(app: web.Application, container: Container) -> None:
         fast = await _card_action(request, body, adapter, bot)
         if fast is not None:
             return fast
-        response = await adapter.process(request, bot)  # a refused token: PermissionError -> 401
+        try:
+            response = await adapter.process(request, bot)  # a refused token: PermissionError -> 401
+        except DeserializationError as exc:  # a field the SDK's models cannot read (e.g. a task/fetch value)
+            raise _refused(400, "not a Bot Framework activity: a field has the wrong shape",
+                           f"the SDK could not read it ({str(exc)[:200]})") from None
         return response if response is not None else web.Response(status=201)
 
     app.router.add_post(TEAMS_PATH, messages)
@@ -192,7 +197,44 @@ async def _activity_body(request: web.Request) -> dict[str, Any]:
         raise _refused(400, "the body is not a JSON activity", f"unreadable body ({type(exc).__name__})") from None
     if not isinstance(body, dict) or not isinstance(body.get("type"), str):
         raise _refused(400, "the body is not an activity (a JSON object with a type)", "not an activity object")
+    problem = _shape_problem(body)
+    if problem:
+        raise _refused(400, f"not a Bot Framework activity: {problem}", problem)
     return body
+
+
+# What every activity the Bot Connector sends carries (botframework.json: Activity), and the types of the
+# fields the SDK and this adapter read: botbuilder raises (a 500) on anything else.
+_ACCOUNT_FIELDS = ("from", "recipient", "conversation")
+_TYPED: dict[str, type | tuple[type, ...]] = {
+    "id": str, "text": str, "name": str, "channelId": str, "replyToId": str, "textFormat": str, "locale": str,
+    "channelData": dict, "entities": list, "attachments": list, "membersAdded": list, "membersRemoved": list,
+    "reactionsAdded": list, "reactionsRemoved": list, "relatesTo": dict, "action": str, "timestamp": str,
+    "localTimestamp": str,
+}
+
+
+def _shape_problem(body: dict[str, Any]) -> str | None:
+    """Why `body` is not an activity the SDK can handle, or None."""
+    service_url = body.get("serviceUrl")
+    if not isinstance(service_url, str) or not service_url.startswith(("http://", "https://")):
+        return "serviceUrl must be an http(s) URL"
+    for name in _ACCOUNT_FIELDS:
+        account = body.get(name)
+        if not isinstance(account, dict) or not isinstance(account.get("id"), str) or not account["id"]:
+            return f"{name}.id is required"
+        if not all(isinstance(account.get(k), str) for k in ("name", "aadObjectId", "role", "tenantId",
+                                                             "conversationType") if account.get(k) is not None):
+            return f"{name} has a field of the wrong type"
+    for name, kind in _TYPED.items():
+        if body.get(name) is not None and not isinstance(body[name], kind):
+            return f"{name} must be a {kind.__name__ if isinstance(kind, type) else kind}"
+    if body["type"] == "invoke" and body.get("value") is not None and not isinstance(body["value"], dict):
+        return "an invoke's value must be an object"
+    for name in ("entities", "attachments", "membersAdded", "membersRemoved", "reactionsAdded", "reactionsRemoved"):
+        if not all(isinstance(item, dict) for item in body.get(name) or []):
+            return f"{name} must be a list of objects"
+    return None
 
 
 async def _card_action(request: web.Request, body: dict[str, Any], adapter: CloudAdapter,
