@@ -145,9 +145,33 @@ async def store_trouble(request: web.Request, handler: Any) -> web.StreamRespons
                                  headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
+BODY_DEADLINE = 10.0  # seconds a client has to send a request's whole body
+
+
+@web.middleware
+async def body_deadline(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A request body is read within `BODY_DEADLINE` or answered 408: a slow client (slow-loris, a
+    stalled upload) holds no handler, connection slot or unit of work for long. The body read here
+    is kept by aiohttp for the handler (within its `client_max_size`, 1 MB; one declared larger is
+    left to the handler, which refuses it from its Content-Length without reading it)."""
+    declared = request.content_length
+    if request.can_read_body and not (declared is not None and declared > request.client_max_size):
+        try:
+            await asyncio.wait_for(request.read(), BODY_DEADLINE)
+        except web.HTTPRequestEntityTooLarge:
+            return web.json_response({"error": f"body too large: at most {request.client_max_size} bytes"},
+                                     status=413, headers={"Connection": "close"})
+        except TimeoutError:
+            logger.warning("%s %s from %s: body not sent within %gs; answered 408", request.method, request.path,
+                           request.remote, BODY_DEADLINE)
+            return web.json_response({"error": f"the request body did not arrive within {BODY_DEADLINE:g} s"},
+                                     status=408, headers={"Connection": "close"})
+    return await handler(request)
+
+
 def create_app(container: Container, *, run_worker: bool = True) -> web.Application:
     """The service: `/healthz`, the platforms that are configured, webhooks, the delivery loop and the scheduler."""
-    app = web.Application(middlewares=[store_trouble])
+    app = web.Application(middlewares=[body_deadline, store_trouble])
     app[CONTAINER] = container
     app.router.add_get("/healthz", healthz)
     app[HEALTH_CACHE] = {}

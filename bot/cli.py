@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot import commands as c
+from bot import logs
 from bot.bootstrap import Container, build, sample_path
 from bot.config import ConfigError, find_config, load_config
 from bot.domain import DomainError, InvalidInput, parse_conversation_id
@@ -407,8 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings.from_env(database_url=args.database_url, config_path=args.config,
                                  host=getattr(args, "host", None), port=getattr(args, "port", None))
-    logging.basicConfig(level=logging.INFO if args.verbose or args.command == "run" else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logs.configure(logging.INFO if args.verbose or args.command == "run" else logging.WARNING)
     try:
         if args.command == "config":
             checked = load_config(find_config(settings.config_path) or "unsilo.toml")

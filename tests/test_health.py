@@ -272,3 +272,28 @@ async def test_a_saturated_store_answers_503_with_retry_after_not_a_500(tmp_path
                 assert response.status == 404  # the store answers again: no such webhook source
     finally:
         await _drop_schema(schema)
+
+
+async def test_a_slow_client_gets_408_and_holds_nothing_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slow-loris: bodies that never finish held a handler each, until the service ran out of sockets."""
+    import bot.app
+
+    monkeypatch.setattr(bot.app, "BODY_DEADLINE", 0.5)
+    async with running(tmp_path, run_worker=False) as service:
+        host, port = service.url.removeprefix("http://").split(":")
+        slow = []
+        for _ in range(20):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"POST /hooks/listening HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000\r\n\r\n{\"id\": ")  # ... and the rest never comes
+            await writer.drain()
+            slow.append((reader, writer))
+        status, _ = await service.health()  # served meanwhile
+        assert status == 200
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for reader, writer in slow:
+            head = await asyncio.wait_for(reader.read(200), 5)
+            assert head.startswith(b"HTTP/1.1 408"), head
+            writer.close()
+        assert loop.time() - started < 3

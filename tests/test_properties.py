@@ -68,3 +68,23 @@ def test_any_sequence_of_actions_only_visits_known_states(actions: list[str]) ->
         for action in ("claim", "release", "reply", "resolve", "dismiss"):
             with pytest.raises(IllegalTransition):
                 next_status(action, status, conversation_id=1)
+
+
+def test_a_flood_of_the_same_log_line_is_one_line_and_a_count() -> None:
+    """1,100 slow-loris connections wrote 150,585 "Too many open files" lines in 60 s."""
+    import logging
+
+    from bot.logs import RepeatFilter
+
+    now = [0.0]
+    flood = RepeatFilter(window=10, clock=lambda: now[0])
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, message, None, None)
+
+    passed = [flood.filter(record("socket.accept() out of system resource")) for _ in range(5000)]
+    assert passed.count(True) == 1
+    assert flood.filter(record("another message"))
+    now[0] = 11
+    later = record("socket.accept() out of system resource")
+    assert flood.filter(later) and "4999 more like it" in later.getMessage()
