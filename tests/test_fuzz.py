@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 import time
 import urllib.error
@@ -31,6 +32,9 @@ from tests.conftest import TEST_CONFIG
 from tests.standins import serve
 
 SECRET = "fuzz-secret"
+# The same examples in every run (CI too); UNSILO_FUZZ_EXAMPLES=5000 explores new ones, many more of them.
+EXPLORING = bool(os.environ.get("UNSILO_FUZZ_EXAMPLES"))
+EXAMPLES = int(os.environ.get("UNSILO_FUZZ_EXAMPLES") or 150)
 
 
 @dataclass
@@ -116,8 +120,8 @@ author_values = field_values | st.fixed_dictionaries(
 
 
 @given(st.fixed_dictionaries({}, optional={**{name: field_values for name in FIELDS}, "author": author_values}))
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=not EXPLORING,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 def test_any_signed_webhook_body_gets_2xx_or_4xx_and_a_refusal_stores_nothing(service: Service,
                                                                                payload: dict[str, Any]) -> None:
     body = json.dumps(payload).encode()
@@ -147,15 +151,16 @@ accounts = st.fixed_dictionaries({"id": st.text(min_size=1, max_size=40)},
 shaped_activities = st.fixed_dictionaries(  # what the Bot Connector sends, with hostile values inside
     {"type": st.sampled_from(["message", "invoke", "conversationUpdate", "installationUpdate", "messageReaction"]),
      "serviceUrl": st.just("http://127.0.0.1:9/"), "channelId": st.just("msteams"), "from": accounts,
-     "recipient": accounts, "conversation": st.fixed_dictionaries(
+     "recipient": accounts,
+     "conversation": st.fixed_dictionaries(
          {"id": st.text(min_size=1, max_size=60) | st.just("19:x@thread.tacv2;messageid=123")},
          optional={"conversationType": st.sampled_from(["personal", "channel", "groupChat"]),
                    "tenantId": st.text(max_size=40)})},
     optional={"id": st.text(max_size=30), "text": hostile_text, "value": json_values,
-              "name": st.sampled_from(["adaptiveCard/action", "composeExtension/submitAction", "task/fetch"])
-              | st.text(max_size=20),
               "channelData": st.dictionaries(st.sampled_from(["tenant", "team", "channel", "teamsChannelId",
                                                               "eventType", "settings"]), json_values, max_size=4),
+              "name": st.sampled_from(["adaptiveCard/action", "composeExtension/submitAction", "task/fetch"])
+              | st.text(max_size=20),
               "entities": st.lists(st.dictionaries(st.sampled_from(["type", "text", "mentioned"]), json_values
                                                    | st.just("mention"), max_size=3), max_size=3),
               "attachments": st.lists(st.dictionaries(st.sampled_from(["contentType", "content"]), json_values,
@@ -164,8 +169,8 @@ shaped_activities = st.fixed_dictionaries(  # what the Bot Connector sends, with
 
 
 @given(activity_fields | shaped_activities)
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=not EXPLORING,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 def test_any_teams_activity_gets_2xx_or_4xx_never_a_500(service: Service, activity: dict[str, Any]) -> None:
     status = service.post("/api/messages", json.dumps(activity).encode(), {"Content-Type": "application/json"})
     # An invoke the bot does not implement is answered 501, as the Bot Framework specifies (its SDK does so too).

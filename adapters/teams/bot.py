@@ -183,6 +183,8 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         retry a failed answer for seconds while the Bot Connector waits for our HTTP answer, and
         redelivers the message (running its command twice) when that takes too long.
         """
+        if turn_context.activity.channel_data is None:  # the SDK's Teams dispatch reads it unconditionally
+            turn_context.activity.channel_data = {}
         if self.accepts(turn_context.activity):
             connector = turn_context.turn_state.get(BotAdapter.BOT_CONNECTOR_CLIENT_KEY)
             if connector is not None:

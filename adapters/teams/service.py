@@ -214,6 +214,10 @@ _TYPED: dict[str, type | tuple[type, ...]] = {
 }
 
 
+_CHANNEL_DATA_OBJECTS = ("tenant", "team", "channel", "settings", "source", "legacy", "meeting", "notification")
+_CHANNEL_DATA_STRINGS = ("eventType", "teamsChannelId", "teamsTeamId")
+
+
 def _shape_problem(body: dict[str, Any]) -> str | None:
     """Why `body` is not an activity the SDK can handle, or None."""
     service_url = body.get("serviceUrl")
@@ -229,6 +233,17 @@ def _shape_problem(body: dict[str, Any]) -> str | None:
     for name, kind in _TYPED.items():
         if body.get(name) is not None and not isinstance(body[name], kind):
             return f"{name} must be a {kind.__name__ if isinstance(kind, type) else kind}"
+    if body.get("channelData") is not None and not isinstance(body["channelData"], dict):
+        return "channelData must be an object"
+    data = body.get("channelData")
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key in _CHANNEL_DATA_OBJECTS and value is not None:
+                if not isinstance(value, dict) or any(not isinstance(value.get(k), str)
+                                                      for k in ("id", "name") if value.get(k) is not None):
+                    return f"channelData.{key} must be an object with string id and name"
+            elif key in _CHANNEL_DATA_STRINGS and value is not None and not isinstance(value, str):
+                return f"channelData.{key} must be a string"
     if body["type"] == "invoke" and body.get("value") is not None and not isinstance(body["value"], dict):
         return "an invoke's value must be an object"
     for name in ("entities", "attachments", "membersAdded", "membersRemoved", "reactionsAdded", "reactionsRemoved"):
