@@ -19,7 +19,6 @@ from bot.scheduler import Scheduler
 logger = logging.getLogger(__name__)
 
 CONTAINER: web.AppKey[Container] = web.AppKey("container", Container)
-PLATFORMS: web.AppKey[dict[str, str | None]] = web.AppKey("platforms", dict)
 HEALTH_CACHE: web.AppKey[dict[str, Any]] = web.AppKey("health_cache", dict)
 SCHEDULER_STATE: web.AppKey[dict[str, str]] = web.AppKey("scheduler_state", dict)
 
@@ -30,13 +29,12 @@ PLATFORM_MODULES = {"slack": "adapters.slack", "teams": "adapters.teams.service"
 SOURCE_MODULES = ("adapters.sources.webhooks",)
 
 
-def mount_platforms(app: web.Application, container: Container) -> dict[str, str | None]:
+def mount_platforms(app: web.Application, container: Container) -> None:
     """Mount every platform that has credentials; each reports its own state to `container.health`.
 
     A platform that cannot even be mounted is disabled with the reason; it never takes the
     others down. Connecting (Slack's Socket Mode, token checks) happens in the background.
     """
-    status: dict[str, str | None] = {}
     for platform, reason in container.settings.platforms().items():
         health = container.health.platform(platform)
         if reason is None:
@@ -48,14 +46,12 @@ def mount_platforms(app: web.Application, container: Container) -> dict[str, str
             except Exception as exc:  # a broken platform never takes the others down
                 logger.exception("%s could not start", platform)
                 reason = f"failed to start: {exc}"
-        status[platform] = reason
         if reason is None:
             logger.info("%s enabled", platform)
             if health.state.reason == "starting":  # an adapter that reports nothing of its own
                 health.ok()
         else:
             health.disabled(reason)
-    return status
 
 
 HEALTH_CACHE_SECONDS = 2.0  # /healthz is polled: the store's figures are read at most this often
@@ -176,7 +172,7 @@ def create_app(container: Container, *, run_worker: bool = True) -> web.Applicat
     app.router.add_get("/healthz", healthz)
     app[HEALTH_CACHE] = {}
     app[SCHEDULER_STATE] = {"state": "starting" if run_worker else "off"}
-    app[PLATFORMS] = mount_platforms(app, container)
+    mount_platforms(app, container)
     for name in SOURCE_MODULES:
         importlib.import_module(name).mount(app, container)
 

@@ -125,9 +125,7 @@ def build(settings: Settings, *, config: Config | None = None, clock: Clock = ut
         config = load_config(find_config(settings.config_path))
     for warning in config.warnings:  # `unsilo config check` prints them; the service logs them
         logger.info("config: %s", warning.format(config.path))
-    engine = create_engine(settings.database_url, **({} if settings.database_url.startswith("sqlite") else {
-        "pool_size": settings.db_pool_size, "max_overflow": settings.db_pool_size,
-        "pool_timeout": settings.db_pool_timeout}))
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout)
     container = Container(settings=settings, config=config, engine=engine, sessions=session_factory(engine),
                           clock=clock, write_lock=asyncio.Lock() if is_sqlite(engine) else None)
     container.senders["log"] = LoggingSender()

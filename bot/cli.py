@@ -7,8 +7,8 @@ Exit codes: 0 done, 1 refused (the reason is printed on one line), 2 bad usage,
 from __future__ import annotations
 
 import argparse
-import builtins
 import asyncio
+import builtins
 import getpass
 import importlib
 import logging

@@ -153,6 +153,16 @@ async def _settle_reply(uow: UnitOfWork, delivery: Delivery, *, error: str | Non
     uow.mark_changed(reply.conversation_id)
 
 
+async def _unrecorded_attempt(uow: UnitOfWork, delivery: Delivery, job: Job) -> datetime | None:
+    """When an earlier send of this delivery (or, for a card not posted yet, of any delivery of the same
+    card copy) began and its outcome was never recorded: the sender then looks before it posts."""
+    if delivery.kind != "card" or job.message_id is not None or delivery.conversation_id is None:
+        return delivery.attempted_at
+    siblings = await uow.deliveries.pending_for(kind="card", conversation_id=delivery.conversation_id,
+                                                destination_id=delivery.destination_id)
+    return min((d.attempted_at for d in siblings if d.attempted_at is not None), default=None)
+
+
 async def commit_with_deliveries(uow: UnitOfWork) -> None:
     """Enqueue card refreshes for everything the unit of work changed, then commit it all."""
     await enqueue_card_syncs(uow, uow.changed)
@@ -271,20 +281,14 @@ class DeliveryWorker:
             current = await uow.deliveries.get(delivery.id)  # type: ignore[arg-type]
             if current is None or current.status != "pending":
                 return "skipped"  # folded into an earlier send of the same batch
-            attempted_before = current.attempted_at
-            if current.kind == "card" and current.conversation_id is not None:
-                # An earlier delivery of the same card copy may have been attempted and not recorded.
-                siblings = await uow.deliveries.pending_for(kind="card", conversation_id=current.conversation_id,
-                                                            destination_id=current.destination_id)
-                attempts = [d.attempted_at for d in siblings if d.attempted_at is not None]
-                attempted_before = min(attempts) if attempts else None
+            job, destination, version = await self._job_for(uow, current)
+            attempted_before = await _unrecorded_attempt(uow, current, job)
             # Only the worker holding the lease at this moment sends; the send is marked attempted in
             # its own commit first, so a crash during it is recognised when the delivery comes back.
             if not await uow.deliveries.take_for_send(current.id, holder=self.holder, now=uow.now(),  # type: ignore[arg-type]
                                                       lease=self.lease, renew=self._remaining):
                 logger.info("delivery %s skipped: its lease expired and may be another worker's now", current.key)
                 return "skipped"
-            job, destination, version = await self._job_for(uow, current)
             job = replace(job, key=current.key, attempted_at=attempted_before)
             await uow.commit()
         sender = self.senders[delivery.platform]

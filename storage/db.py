@@ -48,7 +48,8 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def create_engine(url: str = DEFAULT_DATABASE_URL, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str = DEFAULT_DATABASE_URL, *, pool_size: int = 10, pool_timeout: float = 10.0,
+                  **kwargs: Any) -> AsyncEngine:
     """Build an async engine; on SQLite, make concurrent writers queue instead of failing.
 
     SQLite gets WAL, a 30 s busy timeout and `BEGIN IMMEDIATE` for every transaction,
@@ -71,9 +72,9 @@ def create_engine(url: str = DEFAULT_DATABASE_URL, **kwargs: Any) -> AsyncEngine
         connect_args.setdefault("timeout", CONNECT_TIMEOUT)
         connect_args.setdefault("command_timeout", COMMAND_TIMEOUT)
         kwargs["connect_args"] = connect_args
-        kwargs.setdefault("pool_size", 10)
-        kwargs.setdefault("max_overflow", 20)
-        kwargs.setdefault("pool_timeout", 10)
+        kwargs.setdefault("pool_size", pool_size)  # PostgreSQL only: SQLite has one connection per file
+        kwargs.setdefault("max_overflow", pool_size)
+        kwargs.setdefault("pool_timeout", pool_timeout)
         kwargs.setdefault("pool_pre_ping", True)
     engine = create_async_engine(parsed, **kwargs)
     if sqlite:

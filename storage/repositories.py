@@ -463,12 +463,13 @@ class PersonRepo(_Repo):
 
     async def adopt_email(self, person: Person, email: str) -> Person:
         """A platform's directory says this account's email is `email`: the account belongs to the
-        person with that email (the two are merged), or the person gets the email. Returns the person."""
+        person with that email (the two are merged), or a person without one gets it. Returns the person."""
         email = email.strip().lower()
         other = await self.by_email(email)
         if other is None:
-            person.email = email
-            await self.session.flush()
+            if not person.email:  # an email the config gave the person ([people]) is kept
+                person.email = email
+                await self.session.flush()
             return person
         if other.id != person.id:
             await self.merge(person, into=other)

@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from adapters.outbound.guard import AddressGuard, UnsafeURL
-
 from bot.bootstrap import Container
 from bot.ingest import Incoming, clean_text, html_to_text, make_incoming
 from bot.views import has_visible
