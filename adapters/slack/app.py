@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+from functools import partial
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -101,32 +102,33 @@ class SlackBot:
         self._register()
 
     async def identify(self) -> AuthorizeResult:
-        """Our bot identity from `auth.test` (called at start-up; cached)."""
-        if self._auth is None:
-            response = await self.client.auth_test(token=self.token)
-            self._auth = AuthorizeResult(enterprise_id=response.get("enterprise_id"), team_id=response.get("team_id"),
-                                         bot_user_id=response.get("user_id"), bot_id=response.get("bot_id"),
-                                         bot_token=self.token)
+        """Our bot identity from `auth.test` (cached). Callers share one call in flight: the start-up check
+        (`adapters.slack._check_bot_token`, which retries with backoff) and requests that need it meanwhile."""
+        if self._auth is not None:
+            return self._auth
+        if self._identifying is None or self._identifying.done():
+            self._identifying = asyncio.ensure_future(self._auth_test())
+        return await asyncio.shield(self._identifying)
+
+    async def _auth_test(self) -> AuthorizeResult:
+        response = await self.client.auth_test(token=self.token)
+        self._auth = AuthorizeResult(enterprise_id=response.get("enterprise_id"), team_id=response.get("team_id"),
+                                     bot_user_id=response.get("user_id"), bot_id=response.get("bot_id"),
+                                     bot_token=self.token)
         return self._auth
 
     async def authorize(self, enterprise_id: str | None = None, team_id: str | None = None) -> AuthorizeResult:
         """Never make a request wait for Slack: the cached identity, or the token alone until it is known."""
         if self._auth is not None:
             return self._auth
-        if self._identifying is None or self._identifying.done():
-            self._identifying = asyncio.ensure_future(self.identify())
         return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=self.token)
 
     async def installed_team(self) -> str:
         """The workspace Unsilo is installed in: `team_id` if configured, else `auth.test`'s (bounded)."""
         if self.team_id:
             return self.team_id
-        if self._auth is None:
-            if self._identifying is None or self._identifying.done():
-                self._identifying = asyncio.ensure_future(self.identify())
-            await asyncio.wait_for(asyncio.shield(self._identifying), 2.0)
-        assert self._auth is not None
-        return self._auth.team_id or ""
+        auth = self._auth or await asyncio.wait_for(self.identify(), 2.0)
+        return auth.team_id or ""
 
     def _register(self) -> None:
         app = self.app
@@ -146,9 +148,9 @@ class SlackBot:
         """The core's actor for a Slack user, with the directory's name and verified email when known."""
         return await self.directory.actor(user_id, name, timeout=timeout)
 
-    async def plain(self, slack_text: str | None) -> str:
+    async def plain(self, slack_text: str | None, *, timeout: float | None = None) -> str:
         """Slack-escaped text with markup (a message's, a slash command's) as the plain text it shows."""
-        return await text.read(slack_text, self.directory.names)
+        return await text.read(slack_text, partial(self.directory.names, timeout=timeout))
 
     # The installed workspace ------------------------------------------------------
 
@@ -415,8 +417,10 @@ class SlackBot:
         return {"user": str(event["user"]), "channel": str(event.get("channel") or ""), "thread": str(thread)}
 
     async def _store(self, note: dict[str, Any], event: dict[str, Any], body: dict[str, Any]) -> None:
-        said = "\n".join(line for line in [await self.plain(event.get("text")), *_files(event)] if line)
-        actor = await self.actor(note["user"], timeout=EVENT_LOOKUP)
+        # Both lookups at once, each bounded: the note must be stored within Slack's 3 s.
+        plain, actor = await asyncio.gather(self.plain(event.get("text"), timeout=EVENT_LOOKUP),
+                                            self.actor(note["user"], timeout=EVENT_LOOKUP))
+        said = "\n".join(line for line in [plain, *_files(event)] if line)
         command = c.ThreadNote(actor, channel_id=note["channel"], message_id=note["thread"], text=said)
         await self.bus.handle(command, once=body.get("event_id") or f"{note['channel']}:{event.get('ts')}")
 

@@ -61,15 +61,16 @@ class SlackDirectory:
         task = self._asking.get(user_id)
         if task is None or task.done():
             task = self._asking[user_id] = asyncio.ensure_future(self._ask(user_id))
+        bound = self.timeout if timeout is None else timeout
         try:
-            return await asyncio.wait_for(asyncio.shield(task), self.timeout if timeout is None else timeout)
+            return await asyncio.wait_for(asyncio.shield(task), bound)
         except TimeoutError:
-            self._log_once("timeout", "Slack users.info took over %.1f s; going on without the profile", self.timeout)
+            self._log_once("timeout", "Slack users.info took over %.1f s; going on without the profile", bound)
             return cached[1] if cached is not None else _UNKNOWN
 
-    async def names(self, user_ids: list[str]) -> Mapping[str, str]:
+    async def names(self, user_ids: list[str], *, timeout: float | None = None) -> Mapping[str, str]:
         """Display names of several users (those Slack could name in time)."""
-        profiles = await asyncio.gather(*(self.profile(u) for u in user_ids))
+        profiles = await asyncio.gather(*(self.profile(u, timeout=timeout) for u in user_ids))
         return {u: p.name for u, p in zip(user_ids, profiles, strict=True) if p.name}
 
     async def actor(self, user_id: str, name: str | None = None, *, timeout: float | None = None) -> c.Actor:
