@@ -92,6 +92,7 @@ class _ExplainedRefusals:
     def __init__(self, inner: Any, *, health: PlatformHealth) -> None:
         self._inner = inner
         self._health = health
+        self._keys_failing = False  # clear only what this set: a refused send is the sender's to report
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -103,12 +104,15 @@ class _ExplainedRefusals:
             if isinstance(exc, (TimeoutError, OSError)) and not isinstance(exc, PermissionError):  # requests' too
                 self._health.degraded(f"the Bot Framework's signing keys cannot be fetched ({type(exc).__name__}); "
                                       "check outbound HTTPS to login.botframework.com")
+                self._keys_failing = True
                 raise
             reason = refusal_reason(exc, auth_header)
             logger.warning("Teams request refused with 401: %s (%s activity, serviceUrl %r)", reason,
                            activity.type, activity.service_url)
             raise PermissionError(reason) from exc
-        self._health.ok()
+        if self._keys_failing:
+            self._keys_failing = False
+            self._health.ok()
         return result
 
 
