@@ -22,7 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.app import SlackBot
 from adapters.slack.sender import SlackSender
-from bot.health import PlatformHealth
+from bot.health import DEGRADED, STARTING, Health, PlatformHealth
 
 if TYPE_CHECKING:
     from bot.bootstrap import Container
@@ -47,7 +47,7 @@ def build(container: Container) -> SlackBot:
     client = AsyncWebClient(token=settings.slack_bot_token, base_url=base_url)
     return SlackBot(bus=container.bus, token=settings.slack_bot_token, signing_secret=settings.slack_signing_secret,
                     client=client, outcomes=container.config.outcomes,
-                    health=container.health.platform("slack"),
+                    health=SlackHealth(container.health, socket_mode=bool(settings.slack_app_token)),
                     team_id=settings.slack_team_id, enterprise_id=settings.slack_enterprise_id)
 
 
@@ -57,8 +57,8 @@ def mount(app: web.Application, container: Container) -> None:
     bot = build(container)
     container.senders["slack"] = SlackSender(bot.client)
     app_token = container.settings.slack_app_token
-    state = SlackHealth(container.health.platform("slack"), socket_mode=bool(app_token))
-    bot.health = state
+    state = bot.health
+    assert isinstance(state, SlackHealth)
 
     async def endpoint(request: web.Request) -> web.Response:
         return await to_aiohttp_response(await bot.app.async_dispatch(await to_bolt_request(request)))
@@ -83,13 +83,14 @@ def mount(app: web.Application, container: Container) -> None:
 
 class SlackHealth(PlatformHealth):
     """Slack's health from its parts: the bot token (`auth.test`), the Socket Mode connection, and
-    what Slack itself said (`app_uninstalled`, `tokens_revoked`, reported through `degraded`)."""
+    what Slack itself said (`app_uninstalled`, `tokens_revoked`, reported through `degraded`).
+    The worst part's state is Slack's, with every part's reason."""
 
-    def __init__(self, health: PlatformHealth, *, socket_mode: bool) -> None:
-        super().__init__(health._registry, health.name)
-        self.parts: dict[str, str | None] = {
-            "token": "checking SLACK_BOT_TOKEN with auth.test",
-            "socket": "Socket Mode connecting" if socket_mode else None,
+    def __init__(self, registry: Health, *, socket_mode: bool) -> None:
+        super().__init__(registry, "slack")
+        self.parts: dict[str, tuple[str, str] | None] = {
+            "token": (STARTING, "checking SLACK_BOT_TOKEN with auth.test"),
+            "socket": (STARTING, "Socket Mode connecting") if socket_mode else None,
             "slack": None,
         }
         self._publish()
@@ -98,19 +99,21 @@ class SlackHealth(PlatformHealth):
         """Slack told us the app is gone (uninstalled, tokens revoked): stays until a restart."""
         self.report("slack", reason)
 
-    def report(self, part: str, problem: str | None) -> None:
+    def report(self, part: str, problem: str | None, *, state: str = DEGRADED) -> None:
         """Record one part's problem (None: it works) and publish the whole."""
-        self.parts[part] = problem
+        self.parts[part] = (state, problem) if problem else None
         self._publish()
 
     def _publish(self) -> None:
         problems = [p for p in self.parts.values() if p]
         if not problems:
             super().ok()
-        elif all(p.endswith("connecting") or p.startswith("checking") for p in problems):
-            super().starting("; ".join(problems))
+            return
+        reasons = "; ".join(reason for _, reason in problems)
+        if any(state == DEGRADED for state, _ in problems):
+            super().degraded(reasons)
         else:
-            super().degraded("; ".join(problems))
+            super().starting(reasons)
 
 
 def _problem(exc: Exception, *, method: str, variable: str, hint: str) -> str:
