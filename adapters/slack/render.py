@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot import codec
-from bot.views import Button, Card, HistoryLine, Notice, Result, display_name, isolate, printable
+from bot.views import Button, Card, display_name, has_visible, HistoryLine, isolate, Notice, printable, Result
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +106,9 @@ def _quote(escaped: str) -> str:
 
 def _customer(text: str | None, limit: int, *, empty: str = "") -> str:
     """Customer text escaped, cut and isolated, so it can't reorder the card's own words."""
-    escaped = _esc(text, limit - 2)
-    return isolate(escaped) if escaped else empty
+    if not has_visible(text):
+        return empty
+    return isolate(_esc(text, limit - 2))
 
 
 def _name(name: str | None, limit: int) -> str:

@@ -28,7 +28,7 @@ from bot.bus import Bus
 from bot.domain import DomainError, InvalidInput
 from bot.ingest import html_to_text
 from bot.textcommands import HelpRequest, help_text, parse
-from bot.views import NO_NAME, Result, display_name
+from bot.views import Result, display_name, has_visible
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,8 @@ def actor_of(activity: Activity, *, email: str | None = None) -> c.Actor:
     """
     sender = activity.from_property
     user_id = getattr(sender, "aad_object_id", None) or sender.id
-    shown = display_name(sender.name)
-    return c.Actor(platform="teams", user_id=user_id, name=None if shown == NO_NAME else shown, email=email)
+    name = display_name(sender.name) if has_visible(sender.name) else None
+    return c.Actor(platform="teams", user_id=user_id, name=name, email=email)
 
 
 def channel_of(activity: Activity) -> str:

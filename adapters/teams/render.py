@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot import codec
-from bot.views import FSI, PDI, Button, Card, HistoryLine, Notice, Result, display_name, isolate, printable
+from bot.views import Button, Card, display_name, FSI, has_visible, HistoryLine, isolate, Notice, PDI, printable, Result
 
 logger = logging.getLogger(__name__)
 
@@ -411,7 +411,7 @@ def card(card: Card, *, outcomes: Sequence[str]) -> dict[str, Any]:
 
 def first_line(text: str | None) -> str:
     """The first line of `text` that has something on it."""
-    return next((ln.strip() for ln in (text or "").splitlines() if printable(ln).strip()), "")
+    return next((ln.strip() for ln in (text or "").splitlines() if has_visible(ln)), "")
 
 
 def _summary(item: Card) -> str:
