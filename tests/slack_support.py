@@ -64,6 +64,16 @@ def sample(name: str) -> dict[str, Any]:
     return copy.deepcopy(json.loads((reference_dir() / "slack" / name).read_text()))
 
 
+def thread_reply(thread_ts: str, text: str, *, user: str = "UBOB", at: str = "1700000100.000200",
+                 channel: str = "C0SUPPORT") -> dict[str, Any]:
+    """A person's reply in a thread, from the recorded channel `message` event (its blocks dropped: they
+    would show the sample's own text), as Slack sends it inside an Events API callback."""
+    event = sample("event_callback.message.json")["event"]
+    event.pop("blocks", None)
+    event.update(text=text, user=user, ts=at, event_ts=at, thread_ts=thread_ts, channel=channel)
+    return event
+
+
 @dataclass
 class SlackHarness:
     """The running service, the Slack stand-in, and helpers that speak to the service like Slack."""

@@ -15,7 +15,7 @@ from bot.views import Button
 from storage.models import Conversation, Note
 from sqlmodel import func, select
 from tests.conftest import FakeClock
-from tests.slack_support import SlackHarness, running_slack
+from tests.slack_support import SlackHarness, running_slack, thread_reply
 
 
 @pytest.fixture
@@ -123,8 +123,7 @@ async def test_an_events_api_retry_is_processed_once_and_bot_messages_are_ignore
     cid = await ingest(slack, "refund please")
     await slack.deliver()
     (card,) = slack.slack.messages("C0SUPPORT")
-    reply = {"type": "message", "text": "I'll call her", "user": "UBOB", "ts": "1700000100.000200",
-             "thread_ts": card["ts"], "channel": "C0SUPPORT", "channel_type": "channel", "event_ts": "1700000100.000200"}
+    reply = thread_reply(card["ts"], "I'll call her")
     first = await slack.event(reply, event_id="Ev0001")
     retry = await slack.event(reply, event_id="Ev0001", headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
     bot = {**reply, "ts": "1700000101.000300", "bot_id": "B00STANDBOT", "text": "bot chatter"}

@@ -19,7 +19,7 @@ from bot.bus import Bus
 from bot.ingest import make_incoming
 from storage.models import Note
 from tests.conftest import reference_dir
-from tests.slack_support import SlackHarness, running_slack, sample
+from tests.slack_support import SlackHarness, running_slack, sample, thread_reply
 from tests.test_slack import button
 
 NOT_OURS = "This Slack workspace is not the one Unsilo is installed in"
@@ -41,11 +41,6 @@ async def ingest(h: SlackHarness, text: str = "refund please", external_id: str 
 async def card_ts(h: SlackHarness, channel: str = "C0SUPPORT") -> str:
     await h.deliver()
     return h.slack.messages(channel)[0]["ts"]
-
-
-def thread_reply(ts: str, text: str, *, user: str = "UBOB", at: str = "1700000100.000200") -> dict[str, Any]:
-    return {"type": "message", "text": text, "user": user, "ts": at, "thread_ts": ts, "channel": "C0SUPPORT",
-            "channel_type": "channel", "event_ts": at}
 
 
 async def notes_of(h: SlackHarness, cid: int) -> list[str]:
