@@ -392,14 +392,14 @@ async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(settings: Settings) -> int:
-    from aiohttp import web
-
+    from bot import server
     from bot.app import create_app
 
     container = build(settings)
     app = create_app(container)
     echo(f"unsilo listening on http://{settings.host}:{settings.port} (health: /healthz)", flush=True)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, handle_signals=True)
+    server.run(app, settings.host, settings.port,
+               max_connections=server.connection_limit(settings.max_connections, db_pool_size=settings.db_pool_size))
     return 0
 
 

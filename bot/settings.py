@@ -41,6 +41,8 @@ class Settings:
     allow_private_urls: tuple[str, ...] = ()
     db_pool_size: int = 10  # PostgreSQL connections per replica (UNSILO_DB_POOL_SIZE), plus as many again in bursts
     db_pool_timeout: float = 10.0  # seconds a request waits for a free connection (UNSILO_DB_POOL_TIMEOUT)
+    # Client connections open at once (UNSILO_MAX_CONNECTIONS); 0: what the file-descriptor limit allows.
+    max_connections: int = 0
 
     @classmethod
     def from_env(cls, *, dotenv: bool = True, **overrides: object) -> Settings:
@@ -69,6 +71,7 @@ class Settings:
                                         if a.strip()),
             "db_pool_size": int(env.get("UNSILO_DB_POOL_SIZE") or 10),
             "db_pool_timeout": float(env.get("UNSILO_DB_POOL_TIMEOUT") or 10),
+            "max_connections": int(env.get("UNSILO_MAX_CONNECTIONS") or 0),
             "teams_tenants": tuple(t.strip() for t in (env.get("UNSILO_TEAMS_TENANTS") or "").split(",") if t.strip()),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
