@@ -443,6 +443,7 @@ class PersonRepo(_Repo):
         email = (email or "").strip().lower() or None
         if email:
             person = await self.by_email(email)
+        created = person is None
         if person is None:
             person = Person(name=name or user_id, email=email)
             self.session.add(person)
@@ -453,6 +454,14 @@ class PersonRepo(_Repo):
             .on_conflict_do_nothing(index_elements=["platform", "user_id"])
         )
         await self.session.exec(stmt)  # type: ignore[call-overload]
+        # A concurrent first sight of the same account (two commands of a new user at once, on two
+        # replicas) may have linked it first: the account is that person's, and ours is dropped.
+        winner = await self.by_identity(platform, user_id)
+        if winner is not None and winner.id != person.id:
+            if created:
+                await self.session.delete(person)
+                await self.session.flush()
+            return winner
         return person
 
 

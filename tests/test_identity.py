@@ -4,6 +4,7 @@ for every right and for the four-eyes check. On SQLite and PostgreSQL, through t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
 
 from bot import commands as c
 from bot.bootstrap import Container
@@ -18,6 +20,7 @@ from bot.config import load_config
 from bot.domain import Forbidden
 from bot.ingest import make_incoming
 from bot.policy import identify
+from storage.models import Person
 from tests.conftest import ROOT
 
 CONFIG = """
@@ -95,6 +98,22 @@ async def test_an_email_from_the_platform_directory_grants_what_the_config_lists
         await store.bus.handle(c.Dismiss(cid, c.Actor("slack", "UOTHER", name="lena@example.com"), "spam"))
     assert await store.bus.handle(c.LinkChannel(c.Actor("slack", "UADA", email="ada@example.com"), "legal",
                                                 "C0LEGAL", None)) is not None
+
+
+async def test_a_new_users_first_commands_at_once_are_one_person(store: Container) -> None:
+    """Found by the kill -9 soak: on PostgreSQL two concurrent first commands of a new account each
+    created a person; the account was linked to one, and the claim credited to the other, so the
+    claimer was refused their own reply ("only #7's owner (Alice) ... can reply")."""
+    ids = [await conversation(store, external_id=str(n)) for n in range(6)]
+    first = c.Actor("cli", "newcomer", "New Comer")
+    await asyncio.gather(*(store.bus.handle(c.Claim(cid, first)) for cid in ids))
+    async with store.uow() as uow:
+        who = await identify(uow, first)
+        owners = {(await uow.conversations.get(cid)).owner_id for cid in ids}  # type: ignore[union-attr]
+        people = (await uow.session.exec(select(Person).where(Person.name == "New Comer"))).all()
+    assert owners == {who.id} and len(people) == 1
+    for cid in ids:  # the owner may go on with each of them
+        assert await store.bus.handle(c.Release(cid, first)) is not None
 
 
 async def test_four_eyes_compares_persons_not_accounts(store: Container) -> None:
