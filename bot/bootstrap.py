@@ -143,6 +143,7 @@ async def sync_config(uow_factory: Callable[[], UnitOfWork], config: Config) -> 
             department = await uow.departments.upsert(
                 name, sla_minutes=declared.sla_minutes if declared else 240,
                 managers=list(declared.managers) if declared else [])
+            assert department.id is not None
             for platform, channel_id in declared.channels if declared else ():
                 await uow.departments.link(department.id, platform, channel_id, linked_by="config")
         await uow.rules.replace_from_config([

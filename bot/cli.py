@@ -197,8 +197,8 @@ def _print_result(result: Result, *, command: str) -> None:
         echo(result.text)
     if result.notice is not None:
         echo(result.notice.title)
-        for line in result.notice.lines:
-            echo(f"  {line}")
+        for notice_line in result.notice.lines:
+            echo(f"  {notice_line}")
         for label, url in result.notice.links:
             echo(f"  {label}: {url}")
     if command in ("queue", "search", "approvals"):

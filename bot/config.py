@@ -229,7 +229,7 @@ class _Checker:
         if not isinstance(top, dict):
             self.bad("unsilo", "must be a table")
             top = {}
-        where = {"header": "[unsilo]"}
+        where: dict[str, Any] = {"header": "[unsilo]"}
         self._unknown(top, {"default_department", "outcomes", "require_claim_to_reply", "admins"}, "unsilo", **where)
         default = top.get("default_department", "triage")
         if not isinstance(default, str) or not _NAME.match(default):
@@ -278,7 +278,7 @@ class _Checker:
         result: list[PersonConfig] = []
         seen: dict[tuple[str, str], str] = {}
         for key, table in raw.items():
-            where = {"header": f"[people.{key}]" if re.match(r"^[A-Za-z0-9_-]+$", key) else f'[people."{key}"]'}
+            where: dict[str, Any] = {"header": f"[people.{key}]" if re.match(r"^[A-Za-z0-9_-]+$", key) else f'[people."{key}"]'}
             if not isinstance(table, dict):
                 self.bad(f"people.{key}", "must be a table", **where)
                 continue
@@ -314,7 +314,7 @@ class _Checker:
         result = []
         for name, table in raw.items():
             key = f"departments.{name}"
-            where = {"header": f"[departments.{name}]" if re.match(r"^[A-Za-z0-9_-]+$", name) else f'[departments."{name}"]'}
+            where: dict[str, Any] = {"header": f"[departments.{name}]" if re.match(r"^[A-Za-z0-9_-]+$", name) else f'[departments."{name}"]'}
             if not _NAME.match(name):
                 self.bad(key, "department names are lowercase letters, digits, '-' or '_'", **where)
                 continue
@@ -364,7 +364,7 @@ class _Checker:
         fields = {"name", "departments", "any", "all", "regex", "source", "author", "priority", "tags", "sensitive"}
         for i, table in enumerate(raw):
             key = f"rules[{i + 1}]"
-            where = {"header": "[[rules]]", "index": i}
+            where: dict[str, Any] = {"header": "[[rules]]", "index": i}
             if not isinstance(table, dict):
                 self.bad(key, "must be a table", **where)
                 continue
@@ -431,7 +431,7 @@ class _Checker:
         result = []
         for i, table in enumerate(raw):
             key = f"feeds[{i + 1}]"
-            where = {"header": "[[feeds]]", "index": i}
+            where: dict[str, Any] = {"header": "[[feeds]]", "index": i}
             if not isinstance(table, dict):
                 self.bad(key, "must be a table", **where)
                 continue

@@ -7,6 +7,7 @@ to set or do, disabled with the same); the app reads a snapshot. Cheap: no I/O h
 from __future__ import annotations
 
 import logging
+from typing import Any
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -81,7 +82,7 @@ class Health:
         """A platform's state (disabled when nobody reported it)."""
         return self._states.get(name) or PlatformState(DISABLED, "not configured")
 
-    def snapshot(self) -> dict[str, dict[str, str]]:
+    def snapshot(self) -> dict[str, dict[str, Any]]:
         """Every platform as JSON: state, reason (when not ok), since."""
         return {name: {"state": s.state, "enabled": s.state != DISABLED, **({"reason": s.reason} if s.reason and s.state != OK else {}),
                        "since": s.since.isoformat(timespec="seconds")}

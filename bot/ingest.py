@@ -279,7 +279,7 @@ async def store_items(
 ) -> IngestReport:
     """Store every item not seen before, routed, with its event; mark each for delivery."""
     report = IngestReport(source=items[0].source if items else "")
-    departments = {d.name: d.id for d in await uow.departments.all()}
+    departments = {d.name: d.id for d in await uow.departments.all() if d.id is not None}
     now = uow.now()
     unique: dict[tuple[str, str], Incoming] = {}
     for item in items:
@@ -311,7 +311,8 @@ async def store_items(
             "reported_by_id": actor_id if kind == "reported" else None,
         })
     inserted = await uow.conversations.add_many(rows)
-    links, events = [], []
+    links: list[tuple[int, int]] = []
+    events: list[dict[str, Any]] = []
     for key in unique:
         new_id = inserted.get(f"{key[0]}\x00{key[1]}")
         if new_id is None:

@@ -135,6 +135,7 @@ async def _settle_reply(uow: UnitOfWork, delivery: Delivery, *, error: str | Non
     if reply is None:
         return
     now = uow.now()
+    data: dict[str, object]
     if error is None:
         await uow.replies.decide(reply, expected="sending", status="sent", sent_at=now, error=None)
         kind, data = "reply_sent", {"reply_id": reply.id}

@@ -17,16 +17,27 @@ logger = logging.getLogger(__name__)
 class RuleLike(Protocol):
     """What a rule offers the engine (a stored `Rule` or a `RuleConfig`)."""
 
-    name: str
-    departments: Sequence[str]
-    any_words: Sequence[str]
-    all_words: Sequence[str]
-    regex: str
-    source: str
-    author: str
-    priority: str
-    tags: Sequence[str]
-    sensitive: bool
+    # Read-only members, so that a stored rule's lists and a config rule's tuples both qualify.
+    @property
+    def name(self) -> str: ...
+    @property
+    def departments(self) -> Sequence[str]: ...
+    @property
+    def any_words(self) -> Sequence[str]: ...
+    @property
+    def all_words(self) -> Sequence[str]: ...
+    @property
+    def regex(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def author(self) -> str: ...
+    @property
+    def priority(self) -> str: ...
+    @property
+    def tags(self) -> Sequence[str]: ...
+    @property
+    def sensitive(self) -> bool: ...
 
 
 @dataclass(frozen=True)

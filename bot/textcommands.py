@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from bot import commands as c
+from bot.codec import direct_command
 from bot.domain import InvalidInput, parse_conversation_id
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def parse(text: str, actor: c.Actor, *, channel_id: str = "", prefix: str = "/un
             return c.ShowQueue(actor, mine=True)
         case "show" | "claim" | "release":
             conversation_id, _ = _id_and_rest(verb, rest, prefix, need_text=None)
-            return {"show": c.Show, "claim": c.Claim, "release": c.Release}[verb](conversation_id, actor)
+            return _direct(verb, conversation_id, actor)
         case "note":
             conversation_id, body = _id_and_rest(verb, rest, prefix, need_text="the note's text")
             return c.AddNote(conversation_id, actor, body, origin=actor.platform)
@@ -107,7 +108,7 @@ def parse(text: str, actor: c.Actor, *, channel_id: str = "", prefix: str = "/un
             return c.ShowApprovals(actor)
         case "approve" | "posted":
             conversation_id, _ = _id_and_rest(verb, rest, prefix, need_text=None)
-            return {"approve": c.ApproveReply, "posted": c.MarkPosted}[verb](conversation_id, actor)
+            return _direct(verb, conversation_id, actor)
         case "reject":
             conversation_id, body = _id_and_rest(verb, rest, prefix, need_text="a reason")
             return c.RejectReply(conversation_id, actor, body)
@@ -139,3 +140,10 @@ def parse(text: str, actor: c.Actor, *, channel_id: str = "", prefix: str = "/un
         case "unlink":
             return c.UnlinkChannel(actor, channel_id, rest.strip().lower() or None)
     raise InvalidInput(f"unknown command `{verb}`; try `{prefix} help`")  # pragma: no cover
+
+
+def _direct(verb: str, conversation_id: int, actor: c.Actor) -> c.Command:
+    """A verb whose whole command is a conversation id: the same command as its button."""
+    command = direct_command(verb, conversation_id, actor)
+    assert command is not None, verb
+    return command

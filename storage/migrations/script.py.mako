@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 import sqlmodel
+import sqlmodel.sql.sqltypes  # noqa: F401 (mypy: the submodule the columns name)
 from alembic import op
 ${imports if imports else ""}
 
