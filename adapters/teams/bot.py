@@ -305,7 +305,7 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         """An `adaptiveCard/action` invoke's whole answer: the refreshed card as an invoke body.
 
         Needs no TurnContext and no connector client, so the service can answer it in the
-        HTTP response without `CloudAdapter.process` (see `adapters/teams/service.py`); the
+        HTTP response without the SDK's turn (see `adapters/teams/service.py`); the
         sender's email comes from the directory's cache only (no network call per click).
         """
         if not self.accepts(activity):
@@ -315,27 +315,32 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         actor = actor_of(activity)
         actor = c.Actor(actor.platform, actor.user_id, actor.name, email=self.directory.cached(actor.user_id))
         try:
-            codec.decode(data)
+            verb, conversation_id = codec.decode(data)
         except InvalidInput as exc:  # not one of our buttons (or a damaged one): keep the card, say why
             return render.message_invoke_body(exc.message)
-        card_json, _ = await self._run_action(data, activity, actor)
-        return render.refreshed_invoke_body(card_json)
+        shown, _ = await self._act(verb, conversation_id, data, actor)
+        return render.refreshed_invoke_body(render.result_card(shown, outcomes=self.outcomes))
 
     async def _run_action(self, data: dict[str, Any], activity: Activity,
                           actor: c.Actor) -> tuple[dict[str, Any], str]:
-        """A card button (Action.Execute or Action.Submit data) -> the refreshed card, with any refusal on top."""
+        """An Action.Submit button (its data in a message) -> the refreshed card and its preview."""
         try:
             verb, conversation_id = codec.decode(data)
         except InvalidInput as exc:
             return render.text_card(exc.message), exc.message
+        shown, _ = await self._act(verb, conversation_id, data, actor)
+        return render.result_card(shown, outcomes=self.outcomes), render.summary_of(shown)
+
+    async def _act(self, verb: str, conversation_id: int, data: dict[str, Any],
+                   actor: c.Actor) -> tuple[Result, str]:
+        """Run a card button's command: (what the card shows now, with any refusal on top; what the core said)."""
         command = codec.direct_command(verb, conversation_id, actor) or _input_command(verb, conversation_id, actor, data)
         notice = None
         if command is not None:
             try:
                 done = await self.bus.handle(command)
                 if done is not None and done.card is not None:
-                    shown = Result("", card=done.card, history=done.history)
-                    return render.result_card(shown, outcomes=self.outcomes), render.card_summary(done.card)
+                    return Result("", card=done.card, history=done.history), done.text
             except DomainError as exc:
                 notice = refusal_text(exc)
             except Exception:
@@ -344,9 +349,8 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         try:
             current = await self.bus.handle(c.Show(conversation_id, actor))
         except DomainError as exc:
-            return render.text_card(exc.message), exc.message
-        result = Result(notice or "", card=current.card if current else None)
-        return render.result_card(result, outcomes=self.outcomes), render.summary_of(result)
+            return Result(exc.message), exc.message
+        return Result(notice or "", card=current.card if current else None), notice or ""
 
     # Message action: "Send to Unsilo" -----------------------------------------------
 
