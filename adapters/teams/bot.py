@@ -212,6 +212,9 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         root = thread_root(activity)
         if root is None:
             return  # a channel post or group chat message that does not address the bot: none of its business
+        found = await self.bus.handle(c.LocateCard(actor_of(activity), channel_id=channel_of(activity), message_id=root))
+        if found is None or found.copy is None:
+            return  # a reply in a thread that is no card's (and so no member look-up for it)
         note = c.ThreadNote(await self._actor(turn_context), channel_id=channel_of(activity), message_id=root, text=text)
         await self._quietly(note, once=activity.id)
 
