@@ -128,6 +128,33 @@ class TeamsHarness:
         self._user(activity, user, name)
         return await self.send(activity, headers={"Authorization": f"Bearer {token}"} if token else None)
 
+    async def click(self, card: dict[str, Any], verb: str, message_id: str, *, user: str = "aad-alice",
+                    name: str | None = None, channel: str = CHANNEL, **inputs: str) -> tuple[int, Any]:
+        """A click on the `verb` button of `card` as posted in a channel as message `message_id` (the button's own
+        Action.Execute data, with `inputs` typed into its form).
+
+        The recorded invoke, placed in the channel the way Teams places a click on a channel card: no channel
+        invoke was recorded, so `conversation`, `channelData` and `replyToId` (the clicked card's message id)
+        are those of the recorded channel card action, `message.action_submit_value.channel.json`.
+        """
+        def executes(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            found = []
+            for action in actions:
+                found += [action] if action["type"] == "Action.Execute" else executes(
+                    (action.get("card") or {}).get("actions") or [])
+            return found
+
+        (action,) = [a for a in executes(card["actions"]) if a["verb"] == verb]
+        channel_action = sample("message.action_submit_value.channel.json")
+        activity = sample("invoke.adaptiveCard_action.personal.json")
+        activity.update(id=f"f:{uuid.uuid4()}", replyToId=message_id, recipient=channel_action["recipient"],
+                        conversation={**channel_action["conversation"], "id": f"{channel};messageid={message_id}"},
+                        channelData={**channel_action["channelData"], "channel": {"id": channel}})
+        activity["value"]["action"] = {"type": "Action.Execute", "title": action["title"], "verb": verb,
+                                       "data": {**action["data"], **inputs}}
+        self._user(activity, user, name)
+        return await self.send(activity)
+
     async def deliver(self) -> int:
         """Run the outbox until nothing is due."""
         return await self.container.worker().run_until_idle()

@@ -18,7 +18,7 @@ from bot.scheduler import sweep_sla
 from storage.models import Conversation, Delivery, Destination
 from sqlmodel import func, select
 from tests.conftest import reference_dir
-from tests.teams_support import CHANNEL, TeamsHarness, running_teams
+from tests.teams_support import CHANNEL, TENANT, TeamsHarness, running_teams
 
 
 APP_ID = "8e6e1f7a-1b2c-4d3e-9f00-112233445566"  # a bot's app id: authentication on
@@ -427,3 +427,89 @@ async def test_escalations_go_under_the_card_and_reminders_to_the_owner_in_a_one
     reminder = dm[0].body["attachments"][0]["content"]
     card_schema.validate(reminder)
     assert f"Reminder: #{reminded} is yours" in card_text(reminder)
+
+
+# --- issue 12.2 on Teams: a card posted twice after a crash ------------------------------------------
+
+
+class Crash(BaseException):
+    """The process dies (kill -9) right after Teams took the post, before it is recorded."""
+
+
+async def _first_send_dies_after_posting(h: TeamsHarness) -> int:
+    """A card whose first send reached Teams, and the worker died before recording it (as a kill -9 would)."""
+    from bot.outbox import DeliveryWorker, Job, Sent
+
+    await link_support(h)
+    cid = await ingest(h)
+    real = h.container.senders["teams"]
+
+    class DiesAfterPosting:
+        async def send(self, job: Job) -> Sent:
+            await real.send(job)
+            raise Crash()
+
+    dying = DeliveryWorker(h.container.uow, {"teams": DiesAfterPosting()}, lease=timedelta(seconds=0.3))
+    with pytest.raises(Crash):
+        await dying.run_once()
+    assert len(h.connector.calls_to("create")) == 1
+    await asyncio.sleep(0.4)  # the dead worker's lease runs out
+    return cid
+
+
+def _shown(h: TeamsHarness, message_id: str) -> dict:
+    """The card a channel message shows now."""
+    (attachment,) = h.connector.activity(CHANNEL, message_id)["attachments"]
+    return attachment["content"]
+
+
+async def test_a_card_posted_twice_after_a_crash_works_from_its_older_copy_which_then_points_at_the_live_one(
+        teams: TeamsHarness, card_schema) -> None:
+    """A bot cannot read a Teams channel, so the card is posted again (at least once); the older copy stays useful."""
+    cid = await _first_send_dies_after_posting(teams)
+    await teams.deliver()
+    older, live = [call.response["activityId"] for call in teams.connector.calls_to("create")]
+    first_copy = _shown(teams, older)
+
+    status, body = await teams.click(first_copy, "claim", older, user="aad-alice", name="Alice")
+    assert status == 200 and body["type"] == "application/vnd.microsoft.card.adaptive"
+    card_schema.validate(body["value"])
+    said = card_text(body["value"])
+    assert f"You claimed #{cid}" in said and f"#{cid} continues in a newer card" in said
+    (link,) = [a["url"] for a in body["value"]["actions"] if a["type"] == "Action.OpenUrl"]
+    assert link.startswith(f"https://teams.microsoft.com/l/message/{CHANNEL}/{live}?")
+    assert f"parentMessageId={live}" in link and f"tenantId={TENANT}" in link
+    async with teams.container.uow() as uow:
+        assert [e.kind for e in await uow.events.for_conversation(cid)].count("claimed") == 1
+
+    await teams.deliver()  # everyone else sees the older copy point at the live one, which shows the claim
+    card_schema.validate(_shown(teams, older))
+    assert f"#{cid} continues in a newer card" in card_text(_shown(teams, older))
+    assert [a["url"] for a in _shown(teams, older)["actions"]] == [link]
+    assert "Claimed by Alice" in card_text(_shown(teams, live))
+
+    await teams.thread_reply(older, "I'll call her back")  # a note in the older copy's thread is the conversation's
+    async with teams.container.uow() as uow:
+        assert [n.text for n in await uow.notes.for_conversation(cid)] == ["I'll call her back"]
+
+    # Someone who still sees the first copy as it was adds a note from its button: done, and told where to go.
+    _, again = await teams.click(first_copy, "note", older, user="aad-bob", name="Bob", **{"note.text": "she called"})
+    assert f"Note added to #{cid}" in card_text(again["value"]) and "continues in a newer card" in card_text(again["value"])
+    await teams.deliver()
+    async with teams.container.uow() as uow:
+        assert [n.text for n in await uow.notes.for_conversation(cid)] == ["I'll call her back", "she called"]
+    assert len(teams.connector.calls_to("create")) == 2  # never a third copy
+    assert [c.activity_id for c in teams.connector.calls_to("update")].count(older) == 1  # pointed at the live one once
+
+
+async def test_a_copy_used_before_the_retry_is_the_card_and_is_not_posted_again(teams: TeamsHarness) -> None:
+    cid = await _first_send_dies_after_posting(teams)
+    (created,) = teams.connector.calls_to("create")
+    only = created.response["activityId"]
+
+    status, body = await teams.click(_shown(teams, only), "claim", only, user="aad-alice", name="Alice")
+    assert status == 200 and "Claimed by Alice" in card_text(body["value"])
+    await teams.deliver()
+    assert len(teams.connector.calls_to("create")) == 1, "posted again though the first copy was found"
+    assert {c.activity_id for c in teams.connector.calls_to("update")} == {only}
+    assert "Claimed by Alice" in card_text(_shown(teams, only))

@@ -1,7 +1,8 @@
 """The Teams activity handler: activities in, core commands out, Adaptive Cards back.
 
 It only translates. Card buttons arrive as `adaptiveCard/action` invokes (Universal
-Actions) and are answered in the HTTP response with the refreshed card; a message that
+Actions) and are answered in the HTTP response with the refreshed card (clicked on an older
+copy of a card posted twice, with a short card that links to the live one); a message that
 @mentions the bot goes through the same command language as Slack's `/unsilo`, wherever it
 is posted; a mention-free reply in a card's thread is an internal note.
 """
@@ -28,7 +29,7 @@ from bot.bus import Bus
 from bot.domain import DomainError, InvalidInput
 from bot.ingest import html_to_text
 from bot.textcommands import HelpRequest, help_text, parse
-from bot.views import Result, display_name, has_visible
+from bot.views import CardCopy, Result, display_name, has_visible
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +224,8 @@ class UnsiloTeamsBot(TeamsActivityHandler):
 
     async def _run_text(self, text: str, activity: Activity, actor: c.Actor) -> tuple[dict[str, Any], str]:
         reference = TurnContext.get_conversation_reference(activity).serialize()
+        if tenant_of(activity):  # botbuilder 4.17.1 reads `conversation.tenantID`, so Teams' `tenantId` is lost
+            reference.setdefault("conversation", {})["tenantId"] = tenant_of(activity)
         try:
             parsed = parse(text, actor, channel_id=channel_of(activity), prefix=PREFIX, conversation_ref=reference)
         except InvalidInput as exc:
@@ -321,8 +324,31 @@ class UnsiloTeamsBot(TeamsActivityHandler):
             verb, conversation_id = codec.decode(data)
         except InvalidInput as exc:  # not one of our buttons (or a damaged one): keep the card, say why
             return render.message_invoke_body(exc.message)
-        shown, _ = await self._act(verb, conversation_id, data, actor)
+        shown, said = await self._act(verb, conversation_id, data, actor)
+        copy = await self._clicked_copy(activity, data, conversation_id, actor)
+        if copy is not None and copy.live_message_id is not None:  # an older duplicate: the click is done, say where to go on
+            link = render.message_link(channel_of(activity), copy.live_message_id, tenant_id=tenant_of(activity))
+            return render.refreshed_invoke_body(render.duplicate_card(conversation_id, link=link, said=said))
         return render.refreshed_invoke_body(render.result_card(shown, outcomes=self.outcomes))
+
+    async def _clicked_copy(self, activity: Activity, data: dict[str, Any], conversation_id: int,
+                            actor: c.Actor) -> CardCopy | None:
+        """Which posted copy of the card was clicked (None for an answer's buttons, or when it cannot be told).
+
+        Teams cannot be searched for a card whose send result was lost, so such a card is posted
+        again; the click on a copy says which message it is (`replyToId`), and the core tells
+        whether that is the live copy.
+        """
+        message_id = activity.reply_to_id or thread_root(activity)
+        if not render.from_posted_copy(data) or not message_id:
+            return None
+        try:
+            found = await self.bus.handle(c.LocateCard(actor, channel_id=channel_of(activity), message_id=message_id,
+                                                       conversation_id=conversation_id))
+        except Exception:  # noqa: BLE001 - the click is done; the card it shows is the only thing at stake
+            logger.exception("Teams: could not tell which copy of #%s was clicked", conversation_id)
+            return None
+        return found.copy if found is not None else None
 
     async def _run_action(self, data: dict[str, Any], activity: Activity,
                           actor: c.Actor) -> tuple[dict[str, Any], str]:
