@@ -199,17 +199,8 @@ async def test_thread_replies_become_notes_once(teams: TeamsHarness) -> None:
 
 
 async def test_send_to_unsilo_message_action_reports_a_post(teams: TeamsHarness) -> None:
-    activity = {
-        "type": "invoke", "name": "composeExtension/submitAction", "channelId": "msteams", "id": "f:report-1",
-        "from": {"id": "29:carlos", "name": "Carlos", "aadObjectId": "aad-carlos"},
-        "recipient": {"id": "28:bot", "name": "Unsilo"},
-        "conversation": {"id": f"{CHANNEL};messageid=1771", "conversationType": "channel"},
-        "value": {"commandId": "sendToUnsilo", "commandContext": "message",
-                  "data": {"department": "support", "link": "https://forum.example.com/t/7"},
-                  "messagePayload": {"id": "1771", "body": {"contentType": "html", "content": "<p>Customer says the <b>courier</b> was rude</p>"},
-                                     "from": {"user": {"displayName": "Dana"}}}},
-    }
-    status, body = await teams.send(activity)
+    status, body = await teams.send_to_unsilo(department="support", link="https://forum.example.com/t/7",
+                                              author="Dana", html="<p>Customer says the <b>courier</b> was rude</p>")
     # A dialog message: `{"task": {"type": "message", "value": ...}}` is a documented answer to a submit
     # (MicrosoftDocs/msteams-docs, task-modules-and-cards/task-modules/task-modules-bots.md: "MessageTask —
     # Teams displays a message in a pop-up message box"; messaging-extensions/how-to/action-commands/
@@ -223,12 +214,27 @@ async def test_send_to_unsilo_message_action_reports_a_post(teams: TeamsHarness)
     assert (conversation.title, conversation.author_name) == ("Customer says the courier was rude", "Dana")
 
     # Teams retries a submit it got no answer to within 5 s: the same message again changes nothing.
-    retry_status, retry = await teams.send({**activity, "id": "f:report-1-retry"})
+    retry_status, retry = await teams.send_to_unsilo(department="support", link="https://forum.example.com/t/7",
+                                                     author="Dana", html="<p>Customer says the <b>courier</b> was rude</p>",
+                                                     activity_id="f:report-1-retry")
     assert retry_status == 200 and retry["task"] == {"type": "message", "value": f"That post is already #{conversation.id}"}
     async with teams.container.uow() as uow:
         assert (await uow.session.exec(select(func.count()).select_from(Conversation))).one() == 1
         deliveries = (await uow.session.exec(select(Delivery))).all()
     assert len(deliveries) == len({(d.kind, d.destination_id) for d in deliveries})  # no second card queued
+
+
+async def test_send_to_unsilo_with_no_form_fields_links_to_the_message_and_keeps_its_mentioned_names(
+        teams: TeamsHarness) -> None:
+    """Microsoft's documented message as it is: the link is the message's own, an @mention is its name."""
+    status, body = await teams.send_to_unsilo()
+    assert status == 200 and body["task"]["value"].startswith("Thanks! That post is now #")
+    async with teams.container.uow() as uow:
+        (conversation,) = (await uow.session.exec(select(Conversation))).all()
+    assert conversation.text == "Testing outgoing Webhook-Nikitha - Hi" and conversation.author_name == "Olo Brockhouse"
+    assert conversation.url == ("https://teams.microsoft.com/l/message/"
+                                "19:6decf54d86d945e4b3924b63a9161a78@thread.skype/1611060744833")
+    assert conversation.external_id == "teams:1611060744833"
 
 
 async def test_with_an_app_id_unauthenticated_requests_are_refused_and_change_nothing(tmp_path: Path) -> None:
