@@ -14,6 +14,7 @@ from handlers.claim import handle_claim, handle_reassign, handle_release
 from handlers.digest import handle_digest, handle_stats
 from handlers.link import handle_link, handle_unlink
 from handlers.note import handle_note, handle_thread_note
+from handlers.posting import handle_locate_card
 from handlers.queue import handle_queue, handle_recent, handle_show
 from handlers.reply import handle_approvals, handle_approve, handle_mark_posted, handle_reject, handle_reply
 from handlers.report import handle_report
@@ -37,6 +38,7 @@ HANDLERS: dict[type, Callable[..., Awaitable[Result]]] = {
     c.Report: handle_report,
     c.ShowRecent: handle_recent,
     c.ThreadNote: handle_thread_note,
+    c.LocateCard: handle_locate_card,
     c.LinkChannel: handle_link,
     c.UnlinkChannel: handle_unlink,
     c.ShowDigest: handle_digest,

@@ -138,6 +138,22 @@ class ThreadNote:
 
 
 @dataclass(frozen=True)
+class LocateCard:
+    """Which conversation a posted message shows (someone clicked it, or replied in its thread), and
+    whether it is that channel's live copy of the card.
+
+    With `conversation_id` (a card's button says which conversation it shows), a copy nobody
+    recorded (a send whose result was lost, then sent again) is recorded: as the live copy
+    when the channel has none yet, else as an older duplicate that is made to point at the live one.
+    """
+
+    actor: Actor
+    channel_id: str
+    message_id: str
+    conversation_id: int | None = None
+
+
+@dataclass(frozen=True)
 class LinkChannel:
     """Make a chat channel one of a department's destinations (admins)."""
 
@@ -205,5 +221,5 @@ class ShowStats:
 
 
 Command = (Claim | Release | Reassign | AddNote | ReplyToCustomer | Resolve | Dismiss | Show | ShowQueue | Search
-           | Report | ShowRecent | ThreadNote | LinkChannel | UnlinkChannel | ApproveReply | RejectReply | MarkPosted
-           | ShowApprovals | ShowDigest | ShowStats)
+           | Report | ShowRecent | ThreadNote | LocateCard | LinkChannel | UnlinkChannel | ApproveReply | RejectReply
+           | MarkPosted | ShowApprovals | ShowDigest | ShowStats)

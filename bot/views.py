@@ -108,6 +108,15 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class CardCopy:
+    """A posted copy of a conversation's card: which conversation it shows, and, when it is an older
+    duplicate, the message id of the channel's live copy (the one kept up to date)."""
+
+    conversation_id: int
+    live_message_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Result:
     """What a handler answers: a message for the asker, plus cards or history to show."""
 
@@ -117,6 +126,7 @@ class Result:
     history: tuple[HistoryLine, ...] = ()
     counts: dict[str, int] = field(default_factory=dict)
     notice: Notice | None = None
+    copy: CardCopy | None = None
 
 
 _BUTTONS: dict[str, tuple[tuple[str, str, str], ...]] = {

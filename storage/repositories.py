@@ -816,7 +816,8 @@ class PostingRepo(_Repo):
 
     async def in_channel(self, conversation_id: int, platform: str, channel_id: str) -> Posting | None:
         """The copy of a card in one channel, if posted (whichever department's destination posted it:
-        a channel two departments share shows one card)."""
+        a channel two departments share shows one card): the first one recorded, the live copy that
+        is kept up to date; later ones are duplicates a lost send result left behind (see `record`)."""
         stmt = select(Posting).where(
             Posting.conversation_id == conversation_id, Posting.platform == platform, Posting.channel_id == channel_id
         ).order_by(col(Posting.id))
@@ -826,6 +827,16 @@ class PostingRepo(_Repo):
         """Record a posted card."""
         self.session.add(posting)
         return posting
+
+    async def record(self, *, conversation_id: int, destination_id: int | None, platform: str, channel_id: str,
+                     message_id: str, at: datetime) -> None:
+        """Record a copy of a card found where it is posted (unless it is recorded already, or meanwhile)."""
+        await self.session.flush()
+        stmt = (_insert(self.session, Posting)
+                .values(conversation_id=conversation_id, destination_id=destination_id, platform=platform,
+                        channel_id=channel_id, message_id=message_id, posted_at=at)
+                .on_conflict_do_nothing(index_elements=["platform", "channel_id", "message_id"]))
+        await self.session.exec(stmt)  # type: ignore[call-overload]
 
 
 class DeliveryRepo(_Repo):

@@ -128,6 +128,81 @@ class TeamsHarness:
         self._user(activity, user, name)
         return await self.send(activity, headers={"Authorization": f"Bearer {token}"} if token else None)
 
+    async def click(self, card: dict[str, Any], verb: str, message_id: str, *, user: str = "aad-alice",
+                    name: str | None = None, channel: str = CHANNEL, **inputs: str) -> tuple[int, Any]:
+        """A click on the `verb` button of `card` as posted in a channel as message `message_id` (the button's own
+        Action.Execute data, with `inputs` typed into its form).
+
+        The recorded invoke, placed in the channel the way Teams places a click on a channel card: no channel
+        invoke was recorded, so `conversation`, `channelData` and `replyToId` (the clicked card's message id)
+        are those of the recorded channel card action, `message.action_submit_value.channel.json`.
+        """
+        def executes(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            found = []
+            for action in actions:
+                found += [action] if action["type"] == "Action.Execute" else executes(
+                    (action.get("card") or {}).get("actions") or [])
+            return found
+
+        (action,) = [a for a in executes(card["actions"]) if a["verb"] == verb]
+        channel_action = sample("message.action_submit_value.channel.json")
+        activity = sample("invoke.adaptiveCard_action.personal.json")
+        activity.update(id=f"f:{uuid.uuid4()}", replyToId=message_id, recipient=channel_action["recipient"],
+                        conversation={**channel_action["conversation"], "id": f"{channel};messageid={message_id}"},
+                        channelData={**channel_action["channelData"], "channel": {"id": channel}})
+        activity["value"]["action"] = {"type": "Action.Execute", "title": action["title"], "verb": verb,
+                                       "data": {**action["data"], **inputs}}
+        self._user(activity, user, name)
+        return await self.send(activity)
+
+    async def send_to_unsilo(self, *, department: str = "", link: str = "", user: str = "aad-carlos",
+                             name: str = "Carlos", message_id: str = "1611060744833", author: str = "Olo Brockhouse",
+                             html: str | None = None, activity_id: str = "f:19ccc884-c792-35ef-2f40-d0ff43dcca71",
+                             ) -> tuple[int, Any]:
+        """The "Send to Unsilo" message action submitted on a channel message (`composeExtension/submitAction`).
+
+        No such invoke was recorded. Its shape is Microsoft's documented one for a message action invoked on a
+        channel message (MicrosoftDocs/msteams-docs, msteams-platform/messaging-extensions/how-to/action-commands/
+        create-task-module.md, "Payload activity properties when a task module is invoked from a channel (reply to
+        thread)", kept as written there: conversation, channelData, value with requestId, messagePayload and
+        context), named `submitAction` and carrying the dialog's fields in `value.data` as
+        respond-to-task-module-submit.md shows; that example leaves out what every activity carries (channelId,
+        serviceUrl, recipient, entities, timestamps, locale), taken here from the recorded invoke.
+        """
+        activity = sample("invoke.adaptiveCard_action.personal.json")
+        activity.pop("replyToId")
+        activity.update({
+            "id": activity_id, "name": "composeExtension/submitAction",
+            "conversation": {"isGroup": True, "conversationType": "channel",
+                             "id": f"19:6decf54d86d945e4b3924b63a9161a78@thread.skype;messageid={message_id}",
+                             "name": "parsable", "tenantId": "0d9b645f-597b-41f0-a2a3-ef103fbd91bb"},
+            "channelData": {"channel": {"id": "19:6decf54d86d945e4b3924b63a9161a78@thread.skype"},
+                            "team": {"id": "19:acca514e83cb497e960e0b014d405336@thread.skype"},
+                            "tenant": {"id": "0d9b645f-597b-41f0-a2a3-ef103fbd91bb"}, "source": {"name": "compose"}},
+            "value": {
+                "commandId": "sendToUnsilo", "commandContext": "message", "requestId": "7f7d22efe5414818becebcec649a7912",
+                "messagePayload": {
+                    "linkToMessage": f"https://teams.microsoft.com/l/message/19:6decf54d86d945e4b3924b63a9161a78@thread.skype/{message_id}",
+                    "id": message_id, "replyToId": None, "createdDateTime": "2021-01-19T12:52:24.833Z",
+                    "lastModifiedDateTime": None, "deleted": False, "summary": None, "importance": "normal",
+                    "locale": "en-us",
+                    "body": {"contentType": "html", "content": html if html is not None else
+                             '<div><div><at id="0">Testing outgoing Webhook-Nikitha</at> - Hi</div>\n</div>'},
+                    "from": {"device": None, "conversation": None, "application": None,
+                             "user": {"userIdentityType": "aadUser", "id": "b130c271-d2eb-45f9-83ab-9eb3fe3788bc",
+                                      "displayName": author}},
+                    "reactions": [],
+                    "mentions": [{"id": 0, "mentionText": "Testing outgoing Webhook-Nikitha", "mentioned": {
+                        "device": None, "conversation": None, "user": None,
+                        "application": {"applicationIdentityType": "webhook", "id": "b8c1c68c-e290-4bdd-81c3-266f310751dc",
+                                        "displayName": "Testing outgoing Webhook-Nikitha"}}}],
+                    "attachments": []},
+                "context": {"theme": "default"},
+                "data": {k: v for k, v in (("department", department), ("link", link)) if v}},
+        })
+        self._user(activity, user, name)
+        return await self.send(activity)
+
     async def deliver(self) -> int:
         """Run the outbox until nothing is due."""
         return await self.container.worker().run_until_idle()

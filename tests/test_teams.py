@@ -18,7 +18,7 @@ from bot.scheduler import sweep_sla
 from storage.models import Conversation, Delivery, Destination
 from sqlmodel import func, select
 from tests.conftest import reference_dir
-from tests.teams_support import CHANNEL, TeamsHarness, running_teams
+from tests.teams_support import CHANNEL, TENANT, TeamsHarness, running_teams
 
 
 APP_ID = "8e6e1f7a-1b2c-4d3e-9f00-112233445566"  # a bot's app id: authentication on
@@ -199,17 +199,8 @@ async def test_thread_replies_become_notes_once(teams: TeamsHarness) -> None:
 
 
 async def test_send_to_unsilo_message_action_reports_a_post(teams: TeamsHarness) -> None:
-    activity = {
-        "type": "invoke", "name": "composeExtension/submitAction", "channelId": "msteams", "id": "f:report-1",
-        "from": {"id": "29:carlos", "name": "Carlos", "aadObjectId": "aad-carlos"},
-        "recipient": {"id": "28:bot", "name": "Unsilo"},
-        "conversation": {"id": f"{CHANNEL};messageid=1771", "conversationType": "channel"},
-        "value": {"commandId": "sendToUnsilo", "commandContext": "message",
-                  "data": {"department": "support", "link": "https://forum.example.com/t/7"},
-                  "messagePayload": {"id": "1771", "body": {"contentType": "html", "content": "<p>Customer says the <b>courier</b> was rude</p>"},
-                                     "from": {"user": {"displayName": "Dana"}}}},
-    }
-    status, body = await teams.send(activity)
+    status, body = await teams.send_to_unsilo(department="support", link="https://forum.example.com/t/7",
+                                              author="Dana", html="<p>Customer says the <b>courier</b> was rude</p>")
     # A dialog message: `{"task": {"type": "message", "value": ...}}` is a documented answer to a submit
     # (MicrosoftDocs/msteams-docs, task-modules-and-cards/task-modules/task-modules-bots.md: "MessageTask —
     # Teams displays a message in a pop-up message box"; messaging-extensions/how-to/action-commands/
@@ -223,12 +214,27 @@ async def test_send_to_unsilo_message_action_reports_a_post(teams: TeamsHarness)
     assert (conversation.title, conversation.author_name) == ("Customer says the courier was rude", "Dana")
 
     # Teams retries a submit it got no answer to within 5 s: the same message again changes nothing.
-    retry_status, retry = await teams.send({**activity, "id": "f:report-1-retry"})
+    retry_status, retry = await teams.send_to_unsilo(department="support", link="https://forum.example.com/t/7",
+                                                     author="Dana", html="<p>Customer says the <b>courier</b> was rude</p>",
+                                                     activity_id="f:report-1-retry")
     assert retry_status == 200 and retry["task"] == {"type": "message", "value": f"That post is already #{conversation.id}"}
     async with teams.container.uow() as uow:
         assert (await uow.session.exec(select(func.count()).select_from(Conversation))).one() == 1
         deliveries = (await uow.session.exec(select(Delivery))).all()
     assert len(deliveries) == len({(d.kind, d.destination_id) for d in deliveries})  # no second card queued
+
+
+async def test_send_to_unsilo_with_no_form_fields_links_to_the_message_and_keeps_its_mentioned_names(
+        teams: TeamsHarness) -> None:
+    """Microsoft's documented message as it is: the link is the message's own, an @mention is its name."""
+    status, body = await teams.send_to_unsilo()
+    assert status == 200 and body["task"]["value"].startswith("Thanks! That post is now #")
+    async with teams.container.uow() as uow:
+        (conversation,) = (await uow.session.exec(select(Conversation))).all()
+    assert conversation.text == "Testing outgoing Webhook-Nikitha - Hi" and conversation.author_name == "Olo Brockhouse"
+    assert conversation.url == ("https://teams.microsoft.com/l/message/"
+                                "19:6decf54d86d945e4b3924b63a9161a78@thread.skype/1611060744833")
+    assert conversation.external_id == "teams:1611060744833"
 
 
 async def test_with_an_app_id_unauthenticated_requests_are_refused_and_change_nothing(tmp_path: Path) -> None:
@@ -427,3 +433,89 @@ async def test_escalations_go_under_the_card_and_reminders_to_the_owner_in_a_one
     reminder = dm[0].body["attachments"][0]["content"]
     card_schema.validate(reminder)
     assert f"Reminder: #{reminded} is yours" in card_text(reminder)
+
+
+# --- issue 12.2 on Teams: a card posted twice after a crash ------------------------------------------
+
+
+class Crash(BaseException):
+    """The process dies (kill -9) right after Teams took the post, before it is recorded."""
+
+
+async def _first_send_dies_after_posting(h: TeamsHarness) -> int:
+    """A card whose first send reached Teams, and the worker died before recording it (as a kill -9 would)."""
+    from bot.outbox import DeliveryWorker, Job, Sent
+
+    await link_support(h)
+    cid = await ingest(h)
+    real = h.container.senders["teams"]
+
+    class DiesAfterPosting:
+        async def send(self, job: Job) -> Sent:
+            await real.send(job)
+            raise Crash()
+
+    dying = DeliveryWorker(h.container.uow, {"teams": DiesAfterPosting()}, lease=timedelta(seconds=0.3))
+    with pytest.raises(Crash):
+        await dying.run_once()
+    assert len(h.connector.calls_to("create")) == 1
+    await asyncio.sleep(0.4)  # the dead worker's lease runs out
+    return cid
+
+
+def _shown(h: TeamsHarness, message_id: str) -> dict:
+    """The card a channel message shows now."""
+    (attachment,) = h.connector.activity(CHANNEL, message_id)["attachments"]
+    return attachment["content"]
+
+
+async def test_a_card_posted_twice_after_a_crash_works_from_its_older_copy_which_then_points_at_the_live_one(
+        teams: TeamsHarness, card_schema) -> None:
+    """A bot cannot read a Teams channel, so the card is posted again (at least once); the older copy stays useful."""
+    cid = await _first_send_dies_after_posting(teams)
+    await teams.deliver()
+    older, live = [call.response["activityId"] for call in teams.connector.calls_to("create")]
+    first_copy = _shown(teams, older)
+
+    status, body = await teams.click(first_copy, "claim", older, user="aad-alice", name="Alice")
+    assert status == 200 and body["type"] == "application/vnd.microsoft.card.adaptive"
+    card_schema.validate(body["value"])
+    said = card_text(body["value"])
+    assert f"You claimed #{cid}" in said and f"#{cid} continues in a newer card" in said
+    (link,) = [a["url"] for a in body["value"]["actions"] if a["type"] == "Action.OpenUrl"]
+    assert link.startswith(f"https://teams.microsoft.com/l/message/{CHANNEL}/{live}?")
+    assert f"parentMessageId={live}" in link and f"tenantId={TENANT}" in link
+    async with teams.container.uow() as uow:
+        assert [e.kind for e in await uow.events.for_conversation(cid)].count("claimed") == 1
+
+    await teams.deliver()  # everyone else sees the older copy point at the live one, which shows the claim
+    card_schema.validate(_shown(teams, older))
+    assert f"#{cid} continues in a newer card" in card_text(_shown(teams, older))
+    assert [a["url"] for a in _shown(teams, older)["actions"]] == [link]
+    assert "Claimed by Alice" in card_text(_shown(teams, live))
+
+    await teams.thread_reply(older, "I'll call her back")  # a note in the older copy's thread is the conversation's
+    async with teams.container.uow() as uow:
+        assert [n.text for n in await uow.notes.for_conversation(cid)] == ["I'll call her back"]
+
+    # Someone who still sees the first copy as it was adds a note from its button: done, and told where to go.
+    _, again = await teams.click(first_copy, "note", older, user="aad-bob", name="Bob", **{"note.text": "she called"})
+    assert f"Note added to #{cid}" in card_text(again["value"]) and "continues in a newer card" in card_text(again["value"])
+    await teams.deliver()
+    async with teams.container.uow() as uow:
+        assert [n.text for n in await uow.notes.for_conversation(cid)] == ["I'll call her back", "she called"]
+    assert len(teams.connector.calls_to("create")) == 2  # never a third copy
+    assert [c.activity_id for c in teams.connector.calls_to("update")].count(older) == 1  # pointed at the live one once
+
+
+async def test_a_copy_used_before_the_retry_is_the_card_and_is_not_posted_again(teams: TeamsHarness) -> None:
+    cid = await _first_send_dies_after_posting(teams)
+    (created,) = teams.connector.calls_to("create")
+    only = created.response["activityId"]
+
+    status, body = await teams.click(_shown(teams, only), "claim", only, user="aad-alice", name="Alice")
+    assert status == 200 and "Claimed by Alice" in card_text(body["value"])
+    await teams.deliver()
+    assert len(teams.connector.calls_to("create")) == 1, "posted again though the first copy was found"
+    assert {c.activity_id for c in teams.connector.calls_to("update")} == {only}
+    assert "Claimed by Alice" in card_text(_shown(teams, only))

@@ -72,6 +72,18 @@ async def test_a_thread_reply_mentioning_only_a_colleague_is_a_note_with_their_n
     assert [call.route for call in teams.connector.calls[before:]] == ["member"]  # who wrote it; no answer
 
 
+async def test_a_reply_in_a_thread_that_is_no_cards_looks_nobody_up(teams: TeamsHarness) -> None:
+    """With ChannelMessage.Read.Group Teams sends the bot every reply in the channel: only a card's thread makes a
+    note, and only a note needs its writer's email (a member look-up, up to 2 s, on the Bot Connector)."""
+    cid, root = await posted_card(teams)
+    before = len(teams.connector.calls)
+    await teams.thread_reply("1771290107407", "lunch at noon?", user="aad-bob")  # someone else's thread
+    assert teams.connector.calls[before:] == [] and await notes_of(teams, cid) == []
+    await teams.thread_reply(root, "I'll call her back", user="aad-bob")
+    assert [c.route for c in teams.connector.calls[before:]] == ["member"]
+    assert await notes_of(teams, cid) == ["I'll call her back"]
+
+
 async def test_a_command_that_names_a_colleague_keeps_the_name_in_the_note(teams: TeamsHarness) -> None:
     cid, root = await posted_card(teams)
     await teams.thread_mention(root, f"<at>Unsilo</at> note {cid} please ask <at>Megan Bowen</at> to call",

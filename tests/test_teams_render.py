@@ -430,6 +430,9 @@ def every_card() -> Iterator[tuple[str, dict[str, Any]]]:
     yield "digest notice", render.notice_card(notice)
     yield "digest answer", render.result_card(Result(notice.title, notice=notice), outcomes=DEFAULT_OUTCOMES)
     yield "text", render.text_card("Unsilo commands:\n• `@Unsilo help`")
+    live = render.message_link("19:d441d38c655c47a085215b2726e76927@thread.tacv2", "1771290107407", tenant_id="t")
+    yield "older duplicate, clicked", render.duplicate_card(42, link=live, said="You claimed #42")
+    yield "older duplicate, for everyone", render.duplicate_card(42, link=live)
 
 
 def input_and_element_ids(node: Any) -> list[str]:
@@ -561,3 +564,17 @@ def test_a_commands_answer_confirms_and_offers_the_current_card_instead_of_a_cop
     (show,) = card_json["actions"]
     assert show["type"] == "Action.Execute" and codec.decode(show["data"]) == ("show", 42)
     assert not of_type(card_json, "Input.Text")  # no stale Reply/Note forms
+
+
+def test_the_link_to_a_live_card_is_a_teams_deep_link_where_teams_has_one() -> None:
+    """Formats of MicrosoftDocs/msteams-docs, msteams-platform/concepts/build-and-test/deep-link-teams.md."""
+    assert render.message_link("19:abc@thread.tacv2", "1771290107407", tenant_id="t-1") == (
+        "https://teams.microsoft.com/l/message/19:abc@thread.tacv2/1771290107407"
+        "?tenantId=t-1&parentMessageId=1771290107407&createdTime=1771290107407")
+    assert render.message_link("19:abc@thread.v2", "1563480968434", tenant_id=None) == (
+        "https://teams.microsoft.com/l/message/19:abc@thread.v2/1563480968434?context=%7B%22contextType%22%3A%22chat%22%7D")
+    assert render.message_link("a:1AbCdEf", "1563480968434", tenant_id="t") is None  # a 1:1 chat: not the chat's id
+    assert render.message_link("19:abc@thread.tacv2", "17 x", tenant_id=None) is None
+    without = render.duplicate_card(42, link=None)
+    check_card(without)
+    assert without["actions"] == [] and "#42 continues in a newer card" in json.dumps(without)

@@ -95,6 +95,82 @@ async def test_a_token_with_alg_none_or_an_unknown_key_is_a_401_not_a_500(tmp_pa
             assert status == 401
 
 
+# --- item 9: the token is checked before the body is read --------------------------------------------
+
+
+def _bad_tokens(issuer, service_url: str) -> dict[str, str | None]:
+    """Tokens the Bot Framework never sends, by what is wrong with them."""
+    import jwt
+
+    claims = {"iss": "https://api.botframework.com", "aud": APP_ID, "serviceurl": service_url}
+    good = issuer.token(app_id=APP_ID, service_url=service_url)
+    return {
+        "no token": None,
+        "malformed": "not-a-real-token",
+        "alg none": jwt.encode(claims, None, algorithm="none"),
+        "HS256": jwt.encode(claims, "a shared secret of thirty-two bytes", algorithm="HS256"),
+        "unknown kid": jwt.encode(jwt.decode(good, options={"verify_signature": False}), issuer.key,
+                                  algorithm="RS256", headers={"kid": "nobody-knows-this-key"}),
+    }
+
+
+async def _post(h: TeamsHarness, body: bytes, token: str | None) -> int:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    async with h.http.post(f"{h.url}/api/messages", data=body, headers=headers) as response:
+        await response.read()
+        return response.status
+
+
+async def test_an_unauthenticated_request_is_refused_401_whatever_its_body_and_without_reading_it(
+        tmp_path: Path, issuer) -> None:
+    """A caller without the Bot Framework's token learns nothing about how its body would be read (it got
+    400 for deep JSON or an array, 413 for 2 MB), and a large activity costs no more to refuse than a small one
+    (a 0.9 MB activity of 12,000 entities was parsed twice and deserialized by msrest first: ~130 ms of CPU)."""
+    import time
+
+    async with running_teams(tmp_path, app_id=APP_ID) as secured:
+        url = secured.connector.url
+        many_entities = sample("message.channel.mention.json") | {"serviceUrl": url}
+        many_entities["entities"] = [{"type": "clientInfo", "locale": "en-US", "country": "US"}] * 12_000
+        bodies = {
+            "deep JSON": b"[" * 100_000 + b"]" * 100_000,
+            "a JSON array": b"[1, 2, 3]",
+            "not JSON": b"{not json",
+            "2 MB": b'{"type": "message", "text": "' + b"x" * (2 * 1024 * 1024) + b'"}',
+            "0.9 MB activity": json.dumps(many_entities).encode(),
+            "small activity": json.dumps(sample("message.channel.mention.json") | {"serviceUrl": url}).encode(),
+        }
+        for token_name, token in _bad_tokens(issuer, url).items():
+            for body_name, body in bodies.items():
+                assert await _post(secured, body, token) == 401, (token_name, body_name)
+
+        async def seconds_to_refuse(body: bytes) -> float:
+            started = time.perf_counter()
+            for _ in range(5):
+                assert await _post(secured, body, None) == 401
+            return (time.perf_counter() - started) / 5
+
+        small, large = await seconds_to_refuse(bodies["small activity"]), await seconds_to_refuse(bodies["0.9 MB activity"])
+        assert large < small + 0.03, f"refusing 0.9 MB took {large * 1000:.1f} ms, a small body {small * 1000:.1f} ms"
+        assert secured.connector.calls == []
+
+
+async def test_an_authenticated_request_still_has_its_body_bounded_and_checked(tmp_path: Path, issuer) -> None:
+    async with running_teams(tmp_path, app_id=APP_ID) as secured:
+        token = issuer.token(app_id=APP_ID, service_url=secured.connector.url)
+        assert await _post(secured, b'{"type": "message", "text": "' + b"x" * (2 * 1024 * 1024) + b'"}', token) == 413
+        assert await _post(secured, b"[" * 100_000 + b"]" * 100_000, token) == 400
+        assert await _post(secured, b"[1, 2, 3]", token) == 400
+        assert await _post(secured, json.dumps({"type": "message", "serviceUrl": secured.connector.url}).encode(),
+                           token) == 400  # no from, recipient, conversation
+        cid = await ingest(secured)
+        status, _ = await secured.send(sample("message.channel.mention.json") | {"text": f"<at>Chat SDK Demo</at> claim {cid}"},
+                                       headers={"Authorization": f"Bearer {token}"})
+        assert status in (200, 201)  # a message goes through the SDK (its answer needs login.microsoftonline.com)
+        async with secured.container.uow() as uow:
+            assert (await uow.conversations.get(cid)).status == "claimed"  # type: ignore[union-attr]
+
+
 # --- item 17: the answer cannot be posted, the command stands ------------------------------
 
 

@@ -1,7 +1,8 @@
 """The Teams activity handler: activities in, core commands out, Adaptive Cards back.
 
 It only translates. Card buttons arrive as `adaptiveCard/action` invokes (Universal
-Actions) and are answered in the HTTP response with the refreshed card; a message that
+Actions) and are answered in the HTTP response with the refreshed card (clicked on an older
+copy of a card posted twice, with a short card that links to the live one); a message that
 @mentions the bot goes through the same command language as Slack's `/unsilo`, wherever it
 is posted; a mention-free reply in a card's thread is an internal note.
 """
@@ -28,7 +29,7 @@ from bot.bus import Bus
 from bot.domain import DomainError, InvalidInput
 from bot.ingest import html_to_text
 from bot.textcommands import HelpRequest, help_text, parse
-from bot.views import Result, display_name, has_visible
+from bot.views import CardCopy, Result, display_name, has_visible
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +213,9 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         root = thread_root(activity)
         if root is None:
             return  # a channel post or group chat message that does not address the bot: none of its business
+        found = await self.bus.handle(c.LocateCard(actor_of(activity), channel_id=channel_of(activity), message_id=root))
+        if found is None or found.copy is None:
+            return  # a reply in a thread that is no card's (and so no member look-up for it)
         note = c.ThreadNote(await self._actor(turn_context), channel_id=channel_of(activity), message_id=root, text=text)
         await self._quietly(note, once=activity.id)
 
@@ -220,6 +224,8 @@ class UnsiloTeamsBot(TeamsActivityHandler):
 
     async def _run_text(self, text: str, activity: Activity, actor: c.Actor) -> tuple[dict[str, Any], str]:
         reference = TurnContext.get_conversation_reference(activity).serialize()
+        if tenant_of(activity):  # botbuilder 4.17.1 reads `conversation.tenantID`, so Teams' `tenantId` is lost
+            reference.setdefault("conversation", {})["tenantId"] = tenant_of(activity)
         try:
             parsed = parse(text, actor, channel_id=channel_of(activity), prefix=PREFIX, conversation_ref=reference)
         except InvalidInput as exc:
@@ -305,7 +311,7 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         """An `adaptiveCard/action` invoke's whole answer: the refreshed card as an invoke body.
 
         Needs no TurnContext and no connector client, so the service can answer it in the
-        HTTP response without `CloudAdapter.process` (see `adapters/teams/service.py`); the
+        HTTP response without the SDK's turn (see `adapters/teams/service.py`); the
         sender's email comes from the directory's cache only (no network call per click).
         """
         if not self.accepts(activity):
@@ -315,27 +321,55 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         actor = actor_of(activity)
         actor = c.Actor(actor.platform, actor.user_id, actor.name, email=self.directory.cached(actor.user_id))
         try:
-            codec.decode(data)
+            verb, conversation_id = codec.decode(data)
         except InvalidInput as exc:  # not one of our buttons (or a damaged one): keep the card, say why
             return render.message_invoke_body(exc.message)
-        card_json, _ = await self._run_action(data, activity, actor)
-        return render.refreshed_invoke_body(card_json)
+        shown, said = await self._act(verb, conversation_id, data, actor)
+        copy = await self._clicked_copy(activity, data, conversation_id, actor)
+        if copy is not None and copy.live_message_id is not None:  # an older duplicate: the click is done, say where to go on
+            link = render.message_link(channel_of(activity), copy.live_message_id, tenant_id=tenant_of(activity))
+            return render.refreshed_invoke_body(render.duplicate_card(conversation_id, link=link, said=said))
+        return render.refreshed_invoke_body(render.result_card(shown, outcomes=self.outcomes))
+
+    async def _clicked_copy(self, activity: Activity, data: dict[str, Any], conversation_id: int,
+                            actor: c.Actor) -> CardCopy | None:
+        """Which posted copy of the card was clicked (None for an answer's buttons, or when it cannot be told).
+
+        Teams cannot be searched for a card whose send result was lost, so such a card is posted
+        again; the click on a copy says which message it is (`replyToId`), and the core tells
+        whether that is the live copy.
+        """
+        message_id = activity.reply_to_id or thread_root(activity)
+        if not render.from_posted_copy(data) or not message_id:
+            return None
+        try:
+            found = await self.bus.handle(c.LocateCard(actor, channel_id=channel_of(activity), message_id=message_id,
+                                                       conversation_id=conversation_id))
+        except Exception:  # noqa: BLE001 - the click is done; the card it shows is the only thing at stake
+            logger.exception("Teams: could not tell which copy of #%s was clicked", conversation_id)
+            return None
+        return found.copy if found is not None else None
 
     async def _run_action(self, data: dict[str, Any], activity: Activity,
                           actor: c.Actor) -> tuple[dict[str, Any], str]:
-        """A card button (Action.Execute or Action.Submit data) -> the refreshed card, with any refusal on top."""
+        """An Action.Submit button (its data in a message) -> the refreshed card and its preview."""
         try:
             verb, conversation_id = codec.decode(data)
         except InvalidInput as exc:
             return render.text_card(exc.message), exc.message
+        shown, _ = await self._act(verb, conversation_id, data, actor)
+        return render.result_card(shown, outcomes=self.outcomes), render.summary_of(shown)
+
+    async def _act(self, verb: str, conversation_id: int, data: dict[str, Any],
+                   actor: c.Actor) -> tuple[Result, str]:
+        """Run a card button's command: (what the card shows now, with any refusal on top; what the core said)."""
         command = codec.direct_command(verb, conversation_id, actor) or _input_command(verb, conversation_id, actor, data)
         notice = None
         if command is not None:
             try:
                 done = await self.bus.handle(command)
                 if done is not None and done.card is not None:
-                    shown = Result("", card=done.card, history=done.history)
-                    return render.result_card(shown, outcomes=self.outcomes), render.card_summary(done.card)
+                    return Result("", card=done.card, history=done.history), done.text
             except DomainError as exc:
                 notice = refusal_text(exc)
             except Exception:
@@ -344,9 +378,8 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         try:
             current = await self.bus.handle(c.Show(conversation_id, actor))
         except DomainError as exc:
-            return render.text_card(exc.message), exc.message
-        result = Result(notice or "", card=current.card if current else None)
-        return render.result_card(result, outcomes=self.outcomes), render.summary_of(result)
+            return Result(exc.message), exc.message
+        return Result(notice or "", card=current.card if current else None), notice or ""
 
     # Message action: "Send to Unsilo" -----------------------------------------------
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from bot import codec
 from bot.views import Button, Card, display_name, FSI, has_visible, HistoryLine, isolate, Notice, PDI, printable, Result
@@ -402,8 +403,71 @@ def _card_body(card: Card) -> list[dict[str, Any]]:
 
 
 def card(card: Card, *, outcomes: Sequence[str]) -> dict[str, Any]:
-    """The Adaptive Card of a conversation, with its actions (claim, reply, resolve…)."""
-    return _envelope(_card_body(card), _actions(card.buttons, outcomes))
+    """The Adaptive Card of a conversation as posted in a channel, with its actions (claim, reply, resolve…).
+
+    Its buttons say they belong to a posted copy (`POSTED_COPY`): a click on a copy that was
+    posted twice (a send whose result was lost) is recognised by the message it comes from.
+    """
+    return _envelope(_card_body(card), _as_posted(_actions(card.buttons, outcomes)))
+
+
+POSTED_COPY = "copy"  # a key of the data of a posted card's buttons (answers' buttons have none)
+
+
+def _as_posted(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for action in actions:
+        if action["type"] == "Action.Execute":
+            action["data"] = {**action["data"], POSTED_COPY: 1}
+        elif action["type"] == "Action.ShowCard":
+            _as_posted(action["card"]["actions"])
+    return actions
+
+
+def from_posted_copy(data: Mapping[str, Any]) -> bool:
+    """Whether a button's data comes from a card posted in a channel (`card`), not from an answer."""
+    return data.get(POSTED_COPY) == 1
+
+
+def duplicate_card(conversation_id: int, *, link: str | None, said: str = "") -> dict[str, Any]:
+    """What an older copy of a conversation's card (posted twice) shows instead: where the live copy is.
+
+    `said` is what the click on it did (the click was carried out like any other).
+    """
+    body = _message(said)
+    body.append(_rich(_run(f"#{conversation_id} continues in a newer card", weight="Bolder", size="Medium"),
+                      separator=bool(body)))
+    body.append(_rich(_run("Teams received this card twice; this older copy is no longer updated. Its buttons still "
+                           f"work and notes in its thread are kept, but the live card shows where #{conversation_id} "
+                           "stands."), spacing="Small"))
+    url = _safe_url(link)
+    return _envelope(body, [{"type": "Action.OpenUrl", "title": "Go to the live card", "url": url}] if url else [])
+
+
+def duplicate_summary(conversation_id: int) -> str:
+    """The notification preview of `duplicate_card`."""
+    return summary(f"#{conversation_id} continues in a newer card")
+
+
+TEAMS_LINKS = "https://teams.microsoft.com/l/message"
+
+
+def message_link(conversation_id: str, message_id: str, *, tenant_id: str | None) -> str | None:
+    """A Teams deep link to a message: a channel post (a card starts its own thread) or a group chat's message.
+
+    None for a 1:1 chat, whose bot conversation id (`a:…`) is not the chat id a link needs. The
+    formats: MicrosoftDocs/msteams-docs, msteams-platform/concepts/build-and-test/deep-link-teams.md
+    ("Deep link to navigate to channel conversation", "... to chat messages"); a channel message id is
+    its creation time in epoch milliseconds, as that page's example shows for `createdTime`.
+    """
+    if not message_id.isdigit() or not conversation_id.startswith("19:"):
+        return None
+    if conversation_id.endswith(("@thread.tacv2", "@thread.skype")):
+        query = {"parentMessageId": message_id, "createdTime": message_id}
+    else:
+        query = {"context": json.dumps({"contextType": "chat"}, separators=(",", ":"))}
+    if tenant_id:
+        query = {"tenantId": tenant_id, **query}
+    return _safe_url(f"{TEAMS_LINKS}/{quote(conversation_id, safe=':@')}/{message_id}?{urlencode(query)}")
 
 
 # --- results and messages ----------------------------------------------------------

@@ -1,5 +1,8 @@
 """The outbox's Teams sender: a card starts a channel thread once and is updated in place afterwards.
 
+Teams cannot be searched for a card a lost send result may have posted, so such a card is posted
+again (at least once): the older copy, once someone uses it, is made to point at the live one.
+
 One `ConnectorClient` per service URL is built and reused (building one costs more CPU
 than the send itself, see PLATFORM_NOTES). 429/412/502/504 become `RetryLater`.
 """
@@ -57,7 +60,7 @@ class TeamsSender:
         """Post or update the card (or post a notice) where the channel's stored conversation reference points."""
         ref: dict[str, Any] = dict(job.conversation_ref or {})
         service_url = ref.get("serviceUrl") or ref.get("service_url")
-        if job.kind not in ("card", "notice") or job.kind == "card" and job.card is None:
+        if job.kind not in ("card", "notice", "duplicate") or job.kind == "card" and job.card is None:
             raise PermanentFailure(f"the Teams sender cannot send {job.kind!r} deliveries")
         if not service_url:
             raise PermanentFailure(f"Teams channel {job.channel_id} has no stored conversation; "
@@ -66,6 +69,8 @@ class TeamsSender:
         try:
             if job.kind == "notice":
                 return await self._notice(connector, job, ref)
+            if job.kind == "duplicate":
+                return await self._duplicate(connector, job, ref)
             return await self._card(connector, job, ref)
         except (RetryLater, PermanentFailure):
             raise
@@ -88,6 +93,10 @@ class TeamsSender:
             activity.id = job.message_id
             await connector.conversations.update_activity(job.channel_id, job.message_id, activity)
             return Sent(message_id=job.message_id)
+        if job.attempted_at is not None:
+            logger.info("card #%s in %s: a send begun at %s may have posted it, and Teams cannot be searched for it: "
+                        "posting it again (the older copy points at this one once it is used)", job.card.id,
+                        job.channel_id, job.attempted_at.isoformat())
         if conversation.get("conversationType") == "channel":
             tenant = conversation.get("tenantId") or self.tenant_id
             params = ConversationParameters(
@@ -97,6 +106,20 @@ class TeamsSender:
             return Sent(message_id=response.activity_id)
         response = await connector.conversations.send_to_conversation(conversation.get("id") or job.channel_id, activity)
         return Sent(message_id=response.id)
+
+    async def _duplicate(self, connector: ConnectorClient, job: Job, ref: dict[str, Any]) -> Sent:
+        """An older copy of a card (posted twice: Teams cannot be searched for a card whose send result was
+        lost) made to point at the live copy, with a deep link to it."""
+        conversation_id = int(job.payload.get("conversation_id") or 0)
+        message_id, live = str(job.payload.get("message_id") or ""), str(job.payload.get("live_message_id") or "")
+        if not (conversation_id and message_id and live):
+            raise PermanentFailure(f"duplicate delivery {job.key} does not say which copy points where")
+        tenant = (ref.get("conversation") or {}).get("tenantId") or self.tenant_id or None
+        card_json = render.duplicate_card(conversation_id, link=render.message_link(job.channel_id, live, tenant_id=tenant))
+        activity = Activity(type=ActivityTypes.message, id=message_id, summary=render.duplicate_summary(conversation_id),
+                            attachments=[Attachment(**_attachment(card_json))])
+        await connector.conversations.update_activity(job.channel_id, message_id, activity)
+        return Sent(message_id=message_id)
 
     async def _notice(self, connector: ConnectorClient, job: Job, ref: dict[str, Any]) -> Sent:
         """A notice as a card: in the card's thread, in a 1:1 chat with a person (dm), or a new channel post."""

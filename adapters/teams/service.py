@@ -1,5 +1,10 @@
 """Teams on the service: the CloudAdapter on POST /api/messages and the outbox sender.
 
+A request's token is checked from its Authorization header before its body is parsed (an
+unauthenticated caller gets its 401 whatever it sent); the body is then parsed once, checked
+(a 4xx with the reason, never a 500), and handed to the SDK's `process_activity`, which
+authenticates it again against the activity. Card clicks are answered without the SDK's turn.
+
 Every `botbuilder` import of the project lives in adapters/teams/, so that moving to the
 SDK's successor stays a one-folder change.
 """
@@ -9,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import jwt
 from aiohttp import web
+from botbuilder.core import serializer_helper
 from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
 from botbuilder.schema import Activity, ChannelAccount, ConversationAccount
 from botframework.connector.auth.jwt_token_extractor import _OpenIdMetadata
@@ -29,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 TEAMS_PATH = "/api/messages"
 KEYS_TIMEOUT = 10.0  # seconds a fetch of the Bot Framework's signing keys may take
+T = TypeVar("T")
 
 
 class _BotConfig:
@@ -49,7 +57,8 @@ def mount(app: web.Application, container: Container) -> None:
     _fetch_signing_keys_off_the_loop()
     health = container.health.platform("teams")
     adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(config))
-    adapter.bot_framework_authentication = _ExplainedRefusals(adapter.bot_framework_authentication, health=health)
+    authentication = _ExplainedRefusals(adapter.bot_framework_authentication, health=health)
+    adapter.bot_framework_authentication = authentication
     tenants = settings.allowed_tenants()
     bot = UnsiloTeamsBot(bus=container.bus, outcomes=container.config.outcomes, tenants=tenants,
                          departments=container.config.department_names())
@@ -63,16 +72,22 @@ def mount(app: web.Application, container: Container) -> None:
                        "UNSILO_TEAMS_TENANTS (comma-separated tenant ids) to accept only your organisation's")
 
     async def messages(request: web.Request) -> web.StreamResponse:
+        auth_header = request.headers.get("Authorization", "")
+        if settings.teams_app_id:  # a bad token is refused from the header alone, before the body is parsed
+            await _authenticated(authentication.authenticate_header(auth_header))
         body = await _activity_body(request)
-        fast = await _card_action(request, body, adapter, bot)
-        if fast is not None:
-            return fast
+        if _is_card_action(body):
+            return await _card_action(body, auth_header, authentication, bot)
         try:
-            response = await adapter.process(request, bot)  # a refused token: PermissionError -> 401
+            activity = Activity().deserialize(body)
+            # The SDK authenticates again, with the activity (its serviceUrl claim, the channel's endorsement).
+            answer = await _authenticated(adapter.process_activity(auth_header, activity, bot.on_turn))
         except DeserializationError as exc:  # a field the SDK's models cannot read (e.g. a task/fetch value)
             raise _refused(400, "not a Bot Framework activity: a field has the wrong shape",
                            f"the SDK could not read it ({str(exc)[:200]})") from None
-        return response if response is not None else web.Response(status=201)
+        if answer is None:
+            return web.Response(status=201)
+        return web.json_response(data=serializer_helper(answer.body), status=answer.status)
 
     app.router.add_post(TEAMS_PATH, messages)
     health.ok()
@@ -97,9 +112,26 @@ class _ExplainedRefusals:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
+    async def authenticate_header(self, auth_header: str) -> None:
+        """Every check of the token that needs only the Authorization header: Bearer scheme, issuer,
+        algorithm, signing key, signature, expiry, audience (this bot).
+
+        It is the SDK's own header-only authentication (what botframework-connector 4.17.1 runs on
+        a streaming connection before any activity arrives), given no channel, so that the key's
+        endorsement and the token's serviceUrl claim are left to `authenticate_request`, which
+        checks them against the activity once its body is read.
+        """
+        await self._explained(self._inner.authenticate_streaming_request(auth_header, ""), auth_header,
+                              "before its body was read")
+
     async def authenticate_request(self, activity: Activity, auth_header: str) -> Any:
+        """The SDK's authentication of an activity and its token (the one `process_activity` runs)."""
+        return await self._explained(self._inner.authenticate_request(activity, auth_header), auth_header,
+                                     f"{activity.type} activity, serviceUrl {activity.service_url!r}")
+
+    async def _explained(self, check: Awaitable[Any], auth_header: str, what: str) -> Any:
         try:
-            result = await self._inner.authenticate_request(activity, auth_header)
+            result = await check
         except Exception as exc:
             if isinstance(exc, (TimeoutError, OSError)) and not isinstance(exc, PermissionError):  # requests' too
                 self._health.degraded(f"the Bot Framework's signing keys cannot be fetched ({type(exc).__name__}); "
@@ -107,13 +139,20 @@ class _ExplainedRefusals:
                 self._keys_failing = True
                 raise
             reason = refusal_reason(exc, auth_header)
-            logger.warning("Teams request refused with 401: %s (%s activity, serviceUrl %r)", reason,
-                           activity.type, activity.service_url)
+            logger.warning("Teams request refused with 401: %s (%s)", reason, what)
             raise PermissionError(reason) from exc
         if self._keys_failing:
             self._keys_failing = False
             self._health.ok()
         return result
+
+
+async def _authenticated(work: Awaitable[T]) -> T:
+    """`work`, with a refused token answered 401 (as `CloudAdapter.process` answers it)."""
+    try:
+        return await work
+    except PermissionError:
+        raise web.HTTPUnauthorized() from None
 
 
 def refusal_reason(exc: Exception, auth_header: str | None) -> str:
@@ -146,8 +185,6 @@ def refusal_reason(exc: Exception, auth_header: str | None) -> str:
         return "the token's signing algorithm is not allowed (RS256 only)"
     if "endorsement" in message:
         return "the token's signing key is not endorsed for this channel"
-    if "Required Authorization token" in message:
-        return "no Authorization header"
     return f"the token could not be validated ({type(exc).__name__})"
 
 
@@ -180,26 +217,29 @@ def _refused(status: int, error: str, reason: str) -> web.HTTPException:
     body = {"text": json.dumps({"error": error}), "content_type": "application/json"}
     if status == 413:
         return web.HTTPRequestEntityTooLarge(max_size=MAX_ACTIVITY, actual_size=MAX_ACTIVITY + 1, **body)
+    if status == 415:
+        return web.HTTPUnsupportedMediaType(**body)
     return web.HTTPBadRequest(**body)
 
 
 async def _activity_body(request: web.Request) -> dict[str, Any]:
     """The request's activity: a JSON object of at most `MAX_ACTIVITY` bytes, or a 4xx with the reason.
 
-    botbuilder (and `request.json()`) turn an unreadable, too deep or non-object body into a
-    500; such a request is the sender's fault.
+    Read once, here, after the token was checked: botbuilder (and `request.json()`) turn an
+    unreadable, too deep or non-object body into a 500, and such a request is the sender's
+    fault. The body itself was read by the service's `body_deadline` middleware (within
+    aiohttp's `client_max_size`, which is `MAX_ACTIVITY`), which leaves a larger declared
+    one unread for the Content-Length check here.
     """
     if (request.content_length or 0) > MAX_ACTIVITY:
         raise _refused(413, "activity too large", f"Content-Length {request.content_length}")
+    if "application/json" not in request.headers.get("Content-Type", ""):  # as CloudAdapter.process asks
+        raise _refused(415, "an activity is sent as application/json", f"Content-Type {request.content_type!r}")
     try:
-        raw = await request.read()  # kept by aiohttp for the SDK's `request.json()`; bounded by client_max_size
-    except web.HTTPRequestEntityTooLarge:
-        raise _refused(413, "activity too large", f"more than {MAX_ACTIVITY} bytes") from None
-    try:
-        body = json.loads(raw)
+        body = json.loads(await request.read())
     except (ValueError, RecursionError) as exc:
         raise _refused(400, "the body is not a JSON activity", f"unreadable body ({type(exc).__name__})") from None
-    if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+    if not isinstance(body, dict) or not isinstance(body.get("type"), str) or not body["type"]:
         raise _refused(400, "the body is not an activity (a JSON object with a type)", "not an activity object")
     problem = _shape_problem(body)
     if problem:
@@ -237,17 +277,13 @@ def _shape_problem(body: dict[str, Any]) -> str | None:
     for name, kind in _TYPED.items():
         if body.get(name) is not None and not isinstance(body[name], kind):
             return f"{name} must be a {kind.__name__ if isinstance(kind, type) else kind}"
-    if body.get("channelData") is not None and not isinstance(body["channelData"], dict):
-        return "channelData must be an object"
-    data = body.get("channelData")
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if key in _CHANNEL_DATA_OBJECTS and value is not None:
-                if not isinstance(value, dict) or any(not isinstance(value.get(k), str)
-                                                      for k in ("id", "name") if value.get(k) is not None):
-                    return f"channelData.{key} must be an object with string id and name"
-            elif key in _CHANNEL_DATA_STRINGS and value is not None and not isinstance(value, str):
-                return f"channelData.{key} must be a string"
+    for key, value in (body.get("channelData") or {}).items():
+        if key in _CHANNEL_DATA_OBJECTS and value is not None:
+            if not isinstance(value, dict) or any(not isinstance(value.get(k), str)
+                                                  for k in ("id", "name") if value.get(k) is not None):
+                return f"channelData.{key} must be an object with string id and name"
+        elif key in _CHANNEL_DATA_STRINGS and value is not None and not isinstance(value, str):
+            return f"channelData.{key} must be a string"
     if body["type"] == "invoke" and body.get("value") is not None and not isinstance(body["value"], dict):
         return "an invoke's value must be an object"
     for name in ("entities", "attachments", "membersAdded", "membersRemoved", "reactionsAdded", "reactionsRemoved"):
@@ -256,43 +292,39 @@ def _shape_problem(body: dict[str, Any]) -> str | None:
     return None
 
 
-async def _card_action(request: web.Request, body: dict[str, Any], adapter: CloudAdapter,
-                       bot: UnsiloTeamsBot) -> web.Response | None:
+def _is_card_action(body: dict[str, Any]) -> bool:
+    return body["type"] == "invoke" and body.get("name") == "adaptiveCard/action"
+
+
+async def _card_action(body: dict[str, Any], auth_header: str, authentication: _ExplainedRefusals,
+                       bot: UnsiloTeamsBot) -> web.Response:
     """Answer a card click in the HTTP response, authenticated exactly as `CloudAdapter` would.
 
-    `CloudAdapter.process` builds a connector client and a user-token client for every
-    activity (~10 ms of CPU in msrest) and re-serializes the body; a card click needs
-    neither, so it is handled here. Anything else returns None and takes the normal path.
+    `CloudAdapter.process_activity` builds a connector client and a user-token client for
+    every activity (~10 ms of CPU in msrest); a card click needs neither, so it is handled here.
     """
-    if "application/json" not in request.headers.get("Content-Type", ""):
-        return None
-    if body.get("type") != "invoke" or body.get("name") != "adaptiveCard/action":
-        return None
     activity = _card_action_activity(body)
-    try:
-        await adapter.bot_framework_authentication.authenticate_request(activity, request.headers.get("Authorization", ""))
-    except PermissionError as exc:
-        raise web.HTTPUnauthorized() from exc
+    await _authenticated(authentication.authenticate_request(activity, auth_header))
     return web.json_response(await bot.card_action(activity))
 
 
 def _card_action_activity(body: dict[str, Any]) -> Activity:
-    """The parts of a card-click activity that authentication and `card_action` read.
+    """The parts of a card-click activity that authentication and `card_action` read (`_shape_problem`
+    has checked their types).
 
     msrest's `Activity().deserialize` walks every field of the schema (~0.2 ms, a tenth of a
-    click); a click needs its channel, service URL, sender, recipient, tenant and value.
+    click); a click needs its channel, service URL, sender, recipient, tenant, the clicked
+    card's message id and the value.
     """
-    def account(raw: Any) -> ChannelAccount | None:
-        if not isinstance(raw, dict):
-            return None
-        return ChannelAccount(id=raw.get("id"), name=raw.get("name"), aad_object_id=raw.get("aadObjectId"),
+    def account(raw: dict[str, Any]) -> ChannelAccount:
+        return ChannelAccount(id=raw["id"], name=raw.get("name"), aad_object_id=raw.get("aadObjectId"),
                               role=raw.get("role"))
 
-    raw_conversation = body.get("conversation") if isinstance(body.get("conversation"), dict) else {}
-    conversation = ConversationAccount(id=raw_conversation.get("id"), tenant_id=raw_conversation.get("tenantId"),
+    raw_conversation = body["conversation"]
+    conversation = ConversationAccount(id=raw_conversation["id"], tenant_id=raw_conversation.get("tenantId"),
                                        conversation_type=raw_conversation.get("conversationType"))
-    return Activity(type=body.get("type"), name=body.get("name"), id=body.get("id"),
-                    channel_id=body.get("channelId"), service_url=body.get("serviceUrl"),
-                    from_property=account(body.get("from")), recipient=account(body.get("recipient")),
-                    conversation=conversation, channel_data=body.get("channelData"),
-                    relates_to=body.get("relatesTo"), value=body.get("value"))
+    return Activity(type=body["type"], name=body["name"], id=body.get("id"), channel_id=body.get("channelId"),
+                    service_url=body["serviceUrl"], from_property=account(body["from"]),
+                    recipient=account(body["recipient"]), conversation=conversation,
+                    channel_data=body.get("channelData"), relates_to=body.get("relatesTo"),
+                    reply_to_id=body.get("replyToId"), value=body.get("value"))
