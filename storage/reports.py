@@ -146,8 +146,8 @@ class ReportRepo(_Repo):
         c, cd = Conversation, ConversationDepartment
         await self._plan_for_reports()
         touched = (
-            select(c.id, c.status, c.outcome, c.tags, c.ingested_at, c.claimed_at, c.first_reply_at, c.resolved_at)
-            .join(cd, and_(col(cd.conversation_id) == c.id, cd.department_id == department_id))
+            select(c.id, c.status, c.outcome, c.tags, c.ingested_at, c.claimed_at, c.first_reply_at, c.resolved_at)  # type: ignore[call-overload,misc]
+            .join(cd, and_(col(cd.conversation_id) == c.id, col(cd.department_id) == department_id))
             .where(col(c.ingested_at) < until, or_(col(c.resolved_at).is_(None), col(c.resolved_at) >= since))
             .cte("touched")
         )
@@ -253,7 +253,7 @@ class ReportRepo(_Repo):
             select(e.actor_id, e.kind)
             .where(e.kind == "noted", in_period, col(e.conversation_id).not_in(select(touched.c.id)), in_department),
         ).subquery("acts")
-        per = (select(p.id, p.name, p.department, acts.c.kind, func.count())
+        per = (select(p.id, p.name, p.department, acts.c.kind, func.count())  # type: ignore[call-overload]
                .join(p, col(p.id) == acts.c.actor_id)
                .group_by(p.id, p.name, p.department, acts.c.kind).subquery("per"))
         return self._json_rows(per)
@@ -262,7 +262,7 @@ class ReportRepo(_Repo):
         """The department's conversations still in status open, oldest first (the text cut short)."""
         c = Conversation
         stmt = (
-            self._of_department(select(c.id, c.title, func.substr(c.text, 1, SNIPPET), c.url, c.ingested_at), department_id)
+            self._of_department(select(c.id, c.title, func.substr(c.text, 1, SNIPPET), c.url, c.ingested_at), department_id)  # type: ignore[call-overload]
             .where(c.status == "open", col(c.ingested_at) < until)
             .order_by(col(c.ingested_at), col(c.id))
             .limit(limit)
@@ -288,11 +288,11 @@ class ReportRepo(_Repo):
         first = (
             select(col(e.conversation_id).label("conversation_id"), func.min(e.at).label("first_at"))
             .where(e.kind == "replied", *mine)
-            .group_by(e.conversation_id)
+            .group_by(col(e.conversation_id))
             .subquery("first_reply")
         )
         seconds = _seconds(self.dialect, first.c.first_at, c.claimed_at)
-        base = select().select_from(first).join(c, col(c.id) == first.c.conversation_id).where(
+        base = select().select_from(first).join(c, col(c.id) == first.c.conversation_id).where(  # type: ignore[call-overload]
             col(c.claimed_at).is_not(None))
         columns: list[Any] = [func.count()]
         if self.dialect == "postgresql":
@@ -310,7 +310,7 @@ class ReportRepo(_Repo):
     def _of_department(stmt: Any, department_id: int) -> Any:
         cd = ConversationDepartment
         return stmt.select_from(Conversation).join(
-            cd, and_(col(cd.conversation_id) == Conversation.id, cd.department_id == department_id))
+            cd, and_(col(cd.conversation_id) == Conversation.id, col(cd.department_id) == department_id))
 
     async def _sqlite_percentiles(self, durations: dict[str, Any]) -> dict[str, tuple[float | None, float | None]]:
         """`percentile_cont` for SQLite: median and p90 of each named one-column select, in one statement."""

@@ -116,7 +116,7 @@ def _card_syncs_insert(session: AsyncSession) -> Any:
     build_json = func.json_build_object if _dialect(session) == "postgresql" else func.json_object
     now = bindparam("now", type_=_DELIVERY.c.created_at.type)
     rows = (
-        select(literal_column("'card:'") + cast(targets.c.cid, String) + literal_column("':'")
+        select(literal_column("'card:'") + cast(targets.c.cid, String) + literal_column("':'")  # type: ignore[call-overload]
                + cast(targets.c.did, String) + literal_column("':v'") + cast(targets.c.version, String),
                targets.c.platform, literal_column("'card'"), targets.c.cid, targets.c.did,
                build_json(literal_column("'version'"), targets.c.version), literal_column("'pending'"),
@@ -382,7 +382,7 @@ class PersonRepo(_Repo):
         if not ids:
             return {}
         stmt = select(Person.id, Person.name).where(col(Person.id).in_(ids))
-        return {pid: name for pid, name in (await self.session.exec(stmt)).all()}
+        return {pid: name for pid, name in (await self.session.exec(stmt)).all() if pid is not None}
 
     async def identities(self, person_id: int) -> list[Identity]:
         """Every platform account of a person."""
@@ -398,7 +398,7 @@ class PersonRepo(_Repo):
         direct = {k for k in keys if k.partition(":")[0] in CHAT_PLATFORMS and k.partition(":")[2]}
         found: dict[str, str] = dict.fromkeys(direct, "")
         persons = select(Identity.person_id).where(or_(false(), *(
-            [and_(Identity.platform == platform, Identity.user_id == user_id)
+            [and_(col(Identity.platform) == platform, col(Identity.user_id) == user_id)
              for platform, _, user_id in (k.partition(":") for k in sorted(keys) if ":" in k)]
             + [and_(col(Identity.platform).in_(NAMED_BY_CONFIG), col(Identity.user_id).in_(
                 [k for k in keys if ":" not in k and "@" not in k]))])))
@@ -515,8 +515,9 @@ class PersonRepo(_Repo):
             person = candidates[0]
             for other in candidates[1:]:
                 await self.merge(other, into=person)
-            person = await self.get(person.id)  # type: ignore[arg-type]
-            assert person is not None
+            found = await self.get(person.id)  # type: ignore[arg-type]
+            assert found is not None
+            person = found
         else:
             person = Person(name=name or key, email=email)
             self.session.add(person)
@@ -590,7 +591,7 @@ class DepartmentRepo(_Repo):
             await self.session.exec(  # type: ignore[call-overload]
                 update(Posting).where(col(Posting.destination_id) == destination.id).values(destination_id=None))
             await self.session.exec(  # type: ignore[call-overload]
-                update(Delivery).where(col(Delivery.destination_id) == destination.id, Delivery.status == "pending")
+                update(Delivery).where(col(Delivery.destination_id) == destination.id, col(Delivery.status) == "pending")
                 .values(status="cancelled"))
             await self.session.exec(  # type: ignore[call-overload]
                 update(Delivery).where(col(Delivery.destination_id) == destination.id).values(destination_id=None))
@@ -914,7 +915,7 @@ class DeliveryRepo(_Repo):
         marked attempted); False if the lease expired and may be another worker's now. The rest of
         the holder's batch (`renew`) gets its lease renewed too, so a long batch keeps its tail."""
         until = now + lease
-        mine = and_(Delivery.status == "pending", Delivery.holder == holder, col(Delivery.locked_until) >= now)
+        mine = and_(col(Delivery.status) == "pending", col(Delivery.holder) == holder, col(Delivery.locked_until) >= now)
         taken = (await self.session.exec(  # type: ignore[call-overload]
             update(Delivery).where(col(Delivery.id) == delivery_id, mine)
             .values(locked_until=until, attempted_at=now).execution_options(synchronize_session=False))).rowcount
@@ -933,7 +934,7 @@ class DeliveryRepo(_Repo):
         """
         stmt = (
             update(Delivery)
-            .where(Delivery.status == "pending", col(Delivery.destination_id) == destination_id,
+            .where(col(Delivery.status) == "pending", col(Delivery.destination_id) == destination_id,
                    col(Delivery.next_attempt_at) < until,
                    or_(col(Delivery.locked_until).is_(None), col(Delivery.locked_until) < now,
                        col(Delivery.id).in_(list(mine))))
@@ -968,10 +969,10 @@ class DeliveryRepo(_Repo):
         open_conversations = select(Conversation.id).where(col(Conversation.status).in_(("open", "claimed", "replied")))
         stmt = (
             update(Delivery)
-            .where(Delivery.status == "failed", Delivery.kind == "card", col(Delivery.destination_id) == destination_id,
+            .where(col(Delivery.status) == "failed", col(Delivery.kind) == "card", col(Delivery.destination_id) == destination_id,
                    col(Delivery.conversation_id).in_(open_conversations))
             .values(status="pending", attempts=0, next_attempt_at=now, locked_until=None, last_error=None)
-            .returning(Delivery.conversation_id)
+            .returning(col(Delivery.conversation_id))
             .execution_options(synchronize_session=False)
         )
         return len(set((await self.session.exec(stmt)).all()))  # type: ignore[call-overload]
