@@ -17,8 +17,8 @@ from typing import Any
 
 import aiohttp
 
-from adapters.outbound.guard import AddressGuard, UnsafeURL
-from adapters.sources.webhooks import sign
+from adapters.web.guard import AddressGuard, UnsafeURL
+from adapters.web.signing import sign
 from bot.outbox import Job, PermanentFailure, RetryLater, Sent
 from storage.uow import UnitOfWork
 

@@ -8,7 +8,6 @@ source and `id`) answers with the conversation it already made.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -19,7 +18,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from adapters.outbound.guard import AddressGuard, UnsafeURL
+from adapters.web.guard import AddressGuard, UnsafeURL
+from adapters.web.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from bot.bootstrap import Container
 from bot.ingest import Incoming, clean_text, html_to_text, make_incoming
 from bot.views import has_visible
@@ -29,15 +29,7 @@ logger = logging.getLogger(__name__)
 MAX_BODY = 256 * 1024
 MAX_SKEW_SECONDS = 5 * 60
 MAX_EXTERNAL_ID = 512
-TIMESTAMP_HEADER = "X-Unsilo-Timestamp"
-SIGNATURE_HEADER = "X-Unsilo-Signature"
 _TIMESTAMP = re.compile(r"\d{1,12}")
-
-
-def sign(secret: str, timestamp: int | str, body: bytes) -> str:
-    """The `X-Unsilo-Signature` value for `body` sent at `timestamp`: `sha256=<hex>`."""
-    message = str(timestamp).encode("ascii") + b"." + body
-    return "sha256=" + hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
 def mount(app: web.Application, container: Container) -> None:
