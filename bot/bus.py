@@ -57,16 +57,22 @@ class Bus:
         self.uow_factory = uow_factory
         self.ctx = ctx
 
-    async def handle(self, cmd: c.Command, *, once: str | None = None) -> Result | None:
-        """Carry out one command; a `DomainError` means nothing was changed.
+    async def handle(self, cmd: c.Command) -> Result:
+        """Carry out one command; a `DomainError` means nothing was changed."""
+        result = await self._run(cmd, event_id=None)
+        assert result is not None  # None only for an event seen before
+        return result
 
-        With `once` (a platform event id), a retried delivery of the same event is
-        recognised in the same transaction and does nothing (returns None).
-        """
+    async def handle_once(self, cmd: c.Command, *, event_id: str) -> Result | None:
+        """`handle` a command a platform may deliver more than once (an event, an activity): a retried
+        delivery of the same `event_id` is recognised in the same transaction and does nothing (None)."""
+        return await self._run(cmd, event_id=event_id)
+
+    async def _run(self, cmd: c.Command, *, event_id: str | None) -> Result | None:
         handler = HANDLERS[type(cmd)]
         async with self.uow_factory() as uow:
-            if once is not None and not await uow.inbound.first_time(cmd.actor.platform, once, at=uow.now()):
-                logger.info("ignoring %s %s: already processed", type(cmd).__name__, once)
+            if event_id is not None and not await uow.inbound.first_time(cmd.actor.platform, event_id, at=uow.now()):
+                logger.info("ignoring %s %s: already processed", type(cmd).__name__, event_id)
                 return None
             try:
                 result = await handler(cmd, uow, ctx=self.ctx)

@@ -132,7 +132,7 @@ class ReportRepo(_Repo):
     async def _exec(self, stmt: Any) -> Any:
         """Run one report statement; on SQLite off the event loop (it may scan a large store)."""
         with off_loop():
-            return await self.session.exec(stmt)  # type: ignore[call-overload]
+            return await self.session.exec(stmt)
 
     async def activity(self, department_id: int, *, since: datetime, until: datetime, sla_seconds: float) -> Activity:
         """Counts, timings, outcomes, top tags and participants of one department for [since, until), in one statement.
@@ -332,7 +332,7 @@ class ReportRepo(_Repo):
             .where(or_(ranked.c.i == low, ranked.c.i == low + 1))
             .group_by(ranked.c.k, ps.c.p)
         )
-        found = {(name, p): value for name, p, value in (await self._exec(stmt)).all()}  # type: ignore[call-overload]
+        found = {(name, p): value for name, p, value in (await self._exec(stmt)).all()}
         return {name: (found.get((name, PERCENTILES[0])), found.get((name, PERCENTILES[1]))) for name in durations}
 
 

@@ -168,14 +168,14 @@ class ConversationRepo(_Repo):
             .on_conflict_do_nothing(index_elements=["source", "external_id"])
             .returning(Conversation.id, Conversation.source, Conversation.external_id)
         )
-        result = await self.session.exec(stmt, params=list(rows))  # type: ignore[call-overload]
+        result = await self.session.exec(stmt, params=list(rows))
         return {f"{source}\x00{external_id}": new_id for new_id, source, external_id in result.all()}
 
     async def link_departments(self, links: Sequence[tuple[int, int]]) -> None:
         """Insert many (conversation id, department id) links at once."""
         if links:
             self._departments.clear()
-            await self.session.exec(  # type: ignore[call-overload]
+            await self.session.exec(
                 ConversationDepartment.__table__.insert(),  # type: ignore[attr-defined]
                 params=[{"conversation_id": c, "department_id": d} for c, d in links])
 
@@ -186,7 +186,7 @@ class ConversationRepo(_Repo):
         """
         result: list[tuple[int, int, int, str]] = []
         for chunk in _chunks(conversation_ids):
-            rows = (await self.session.exec(_CARD_TARGETS, params={"ids": list(chunk)})).all()  # type: ignore[call-overload]
+            rows = (await self.session.exec(_CARD_TARGETS, params={"ids": list(chunk)})).all()
             result.extend((cid, version, destination_id, platform) for cid, version, destination_id, platform in rows)
         return result
 
@@ -228,7 +228,7 @@ class ConversationRepo(_Repo):
             )
         params = {f"new_{key}": value for key, value in values.items()}
         params.update(cas_id=conversation.id, cas_version=conversation.version)
-        result = await self.session.exec(stmt, params=params)  # type: ignore[call-overload]
+        result = await self.session.exec(stmt, params=params)
         if result.rowcount != 1:
             return False
         for key, value in values.items():
@@ -265,20 +265,20 @@ class ConversationRepo(_Repo):
             .order_by(col(Conversation.id))
             .limit(limit)
         )
-        return [(conversation, int(sla)) for conversation, sla in (await self.session.exec(stmt)).all()]  # type: ignore[misc]
+        return [(conversation, int(sla)) for conversation, sla in (await self.session.exec(stmt)).all()]
 
     async def touch(self, conversation_id: int, *, at: datetime) -> None:
         """Say the card changed without a status change (a reply approved, sent, failed...): a new version."""
         stmt = (update(Conversation).where(col(Conversation.id) == conversation_id)
                 .values(version=Conversation.version + 1, updated_at=at).execution_options(synchronize_session=False))
-        await self.session.exec(stmt)  # type: ignore[call-overload]
+        await self.session.exec(stmt)
 
     async def mark_once(self, conversation_id: int, column: str, *, at: datetime) -> bool:
         """Set `escalated_at` / `reminded_at` if still empty; True for the one caller that did."""
         field = {"escalated_at": Conversation.escalated_at, "reminded_at": Conversation.reminded_at}[column]
         stmt = (update(Conversation).where(col(Conversation.id) == conversation_id, col(field).is_(None))
                 .values({column: at}).execution_options(synchronize_session=False))
-        return (await self.session.exec(stmt)).rowcount == 1  # type: ignore[call-overload]
+        return (await self.session.exec(stmt)).rowcount == 1
 
     async def department_names(self, conversation_ids: Sequence[int]) -> dict[int, list[str]]:
         """Department names for many conversations in one query."""
@@ -453,7 +453,7 @@ class PersonRepo(_Repo):
             .values(platform=platform, user_id=user_id, person_id=person.id)
             .on_conflict_do_nothing(index_elements=["platform", "user_id"])
         )
-        await self.session.exec(stmt)  # type: ignore[call-overload]
+        await self.session.exec(stmt)
         # A concurrent first sight of the same account (two commands of a new user at once, on two
         # replicas) may have linked it first: the account is that person's, and ours is dropped.
         winner = await self.by_identity(platform, user_id)
@@ -491,7 +491,7 @@ class PersonRepo(_Repo):
         await self.session.flush()
         old, new = person.id, into.id
         for table, column in _PERSON_REFERENCES:
-            await self.session.exec(update(table).where(table.c[column] == old).values({column: new}))  # type: ignore[call-overload]
+            await self.session.exec(update(table).where(table.c[column] == old).values({column: new}))
         email = person.email
         await self.session.delete(person)
         await self.session.flush()
@@ -529,7 +529,7 @@ class PersonRepo(_Repo):
         for platform, user_id in [("config", key), *accounts]:
             stmt = (_insert(self.session, Identity).values(platform=platform, user_id=user_id, person_id=person.id)
                     .on_conflict_do_update(index_elements=["platform", "user_id"], set_={"person_id": person.id}))
-            await self.session.exec(stmt)  # type: ignore[call-overload]
+            await self.session.exec(stmt)
         await self.session.flush()
         return person
 
@@ -588,12 +588,12 @@ class DepartmentRepo(_Repo):
         removed = []
         for destination, name in (await self.session.exec(stmt)).all():
             # Keep the history (postings, sent deliveries); cancel what was still to be sent there.
-            await self.session.exec(  # type: ignore[call-overload]
+            await self.session.exec(
                 update(Posting).where(col(Posting.destination_id) == destination.id).values(destination_id=None))
-            await self.session.exec(  # type: ignore[call-overload]
+            await self.session.exec(
                 update(Delivery).where(col(Delivery.destination_id) == destination.id, col(Delivery.status) == "pending")
                 .values(status="cancelled"))
-            await self.session.exec(  # type: ignore[call-overload]
+            await self.session.exec(
                 update(Delivery).where(col(Delivery.destination_id) == destination.id).values(destination_id=None))
             await self.session.delete(destination)
             removed.append(name)
@@ -694,7 +694,7 @@ class SourceRepo(_Repo):
             .values(next_poll_at=until)
             .execution_options(synchronize_session=False)
         )
-        return (await self.session.exec(stmt)).rowcount == 1  # type: ignore[call-overload,no-any-return]
+        return (await self.session.exec(stmt)).rowcount == 1
 
 
 class EventRepo(_Repo):
@@ -708,7 +708,7 @@ class EventRepo(_Repo):
     async def add_many(self, events: Sequence[dict[str, Any]]) -> None:
         """Append many events at once."""
         if events:
-            await self.session.exec(_EVENT_INSERT, params=list(events))  # type: ignore[call-overload]
+            await self.session.exec(_EVENT_INSERT, params=list(events))
 
     async def for_conversation(self, conversation_id: int) -> list[Event]:
         """A conversation's history, oldest first."""
@@ -776,7 +776,7 @@ class ReplyRepo(_Repo):
         """Move a reply on from status `expected`; False if someone else moved it first."""
         stmt = (update(Reply).where(col(Reply.id) == reply.id, col(Reply.status) == expected)
                 .values(**values).execution_options(synchronize_session=False))
-        result = await self.session.exec(stmt)  # type: ignore[call-overload]
+        result = await self.session.exec(stmt)
         if result.rowcount != 1:
             return False
         for key, value in values.items():
@@ -795,7 +795,7 @@ class InboundEventRepo(_Repo):
             .on_conflict_do_nothing(index_elements=["platform", "event_id"])
             .returning(InboundEvent.event_id)
         )
-        return (await self.session.exec(stmt)).first() is not None  # type: ignore[call-overload]
+        return (await self.session.exec(stmt)).first() is not None
 
 
 class PostingRepo(_Repo):
@@ -837,7 +837,7 @@ class PostingRepo(_Repo):
                 .values(conversation_id=conversation_id, destination_id=destination_id, platform=platform,
                         channel_id=channel_id, message_id=message_id, posted_at=at)
                 .on_conflict_do_nothing(index_elements=["platform", "channel_id", "message_id"]))
-        await self.session.exec(stmt)  # type: ignore[call-overload]
+        await self.session.exec(stmt)
 
 
 class DeliveryRepo(_Repo):
@@ -853,7 +853,7 @@ class DeliveryRepo(_Repo):
             stmt = _ENQUEUE[dialect] = (
                 _insert(self.session, _DELIVERY).on_conflict_do_nothing(index_elements=["key"])
                 .returning(_DELIVERY.c.id))
-        return len((await self.session.exec(stmt, params=list(deliveries))).all())  # type: ignore[call-overload]
+        return len((await self.session.exec(stmt, params=list(deliveries))).all())
 
     async def enqueue_card_syncs(self, conversation_ids: Sequence[int], *, now: datetime) -> int:
         """One pending card delivery per (conversation, destination) at the conversation's current version.
@@ -869,7 +869,7 @@ class DeliveryRepo(_Repo):
             stmt = _CARD_SYNCS[dialect] = _card_syncs_insert(self.session)
         added = 0
         for chunk in _chunks(conversation_ids):
-            result = await self.session.exec(stmt, params={"ids": list(chunk), "now": now})  # type: ignore[call-overload]
+            result = await self.session.exec(stmt, params={"ids": list(chunk), "now": now})
             added += max(result.rowcount, 0)
         return added
 
@@ -916,11 +916,11 @@ class DeliveryRepo(_Repo):
         the holder's batch (`renew`) gets its lease renewed too, so a long batch keeps its tail."""
         until = now + lease
         mine = and_(col(Delivery.status) == "pending", col(Delivery.holder) == holder, col(Delivery.locked_until) >= now)
-        taken = (await self.session.exec(  # type: ignore[call-overload]
+        taken = (await self.session.exec(
             update(Delivery).where(col(Delivery.id) == delivery_id, mine)
             .values(locked_until=until, attempted_at=now).execution_options(synchronize_session=False))).rowcount
         if renew:
-            await self.session.exec(  # type: ignore[call-overload]
+            await self.session.exec(
                 update(Delivery).where(col(Delivery.id).in_(list(renew)), mine)
                 .values(locked_until=until).execution_options(synchronize_session=False))
         return bool(taken)
@@ -941,7 +941,7 @@ class DeliveryRepo(_Repo):
             .values(next_attempt_at=until, locked_until=None, holder=None)
             .execution_options(synchronize_session=False)
         )
-        return (await self.session.exec(stmt)).rowcount  # type: ignore[call-overload,no-any-return]
+        return (await self.session.exec(stmt)).rowcount
 
     async def pending_on(self, platform: str) -> list[Delivery]:
         """Every pending delivery for a platform, oldest first."""
@@ -975,7 +975,7 @@ class DeliveryRepo(_Repo):
             .returning(col(Delivery.conversation_id))
             .execution_options(synchronize_session=False)
         )
-        return len(set((await self.session.exec(stmt)).all()))  # type: ignore[call-overload]
+        return len(set((await self.session.exec(stmt)).all()))
 
 
 class JobRunRepo(_Repo):
@@ -993,7 +993,7 @@ class JobRunRepo(_Repo):
             .on_conflict_do_nothing(index_elements=["job", "due_at"])
             .returning(JobRun.id)
         )
-        if (await self.session.exec(stmt)).first() is not None:  # type: ignore[call-overload]
+        if (await self.session.exec(stmt)).first() is not None:
             return True
         takeover = (
             update(JobRun)
@@ -1002,13 +1002,13 @@ class JobRunRepo(_Repo):
             .values(holder=holder, leased_until=now + lease, attempts=JobRun.attempts + 1)
             .execution_options(synchronize_session=False)
         )
-        return (await self.session.exec(takeover)).rowcount == 1  # type: ignore[call-overload]
+        return (await self.session.exec(takeover)).rowcount == 1
 
     async def finish(self, job: str, *, due_at: datetime, holder: str, at: datetime, outcome: str) -> None:
         """Mark a leased run done (only by its current holder)."""
         stmt = (update(JobRun).where(col(JobRun.job) == job, col(JobRun.due_at) == due_at, col(JobRun.holder) == holder)
                 .values(finished_at=at, outcome=outcome[:1024]).execution_options(synchronize_session=False))
-        await self.session.exec(stmt)  # type: ignore[call-overload]
+        await self.session.exec(stmt)
 
     async def abandoned(self, *, now: datetime, since: datetime) -> list[JobRun]:
         """Runs whose holder died before finishing (lease expired), due after `since`."""

@@ -152,7 +152,7 @@ async def test_a_note_whose_store_fails_is_answered_500_and_stored_by_slacks_ret
                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     cid = await ingest(slack)
     ts = await card_ts(slack)
-    real = Bus.handle
+    real = Bus.handle_once  # how an event's command runs (a retried event is recognised)
     failures = iter([ConnectionError("database went away")])
 
     async def failing_once(bus: Bus, cmd: Any, **kwargs: Any) -> Any:
@@ -161,7 +161,7 @@ async def test_a_note_whose_store_fails_is_answered_500_and_stored_by_slacks_ret
             raise failure
         return await real(bus, cmd, **kwargs)
 
-    monkeypatch.setattr(Bus, "handle", failing_once)
+    monkeypatch.setattr(Bus, "handle_once", failing_once)
     event = thread_reply(ts, "she called back, all good")
     first = await slack.event(event, event_id="EvLost1")
     assert first[0] == 500 and await notes_of(slack, cid) == []
@@ -177,7 +177,7 @@ async def test_a_note_whose_store_is_too_slow_is_retried_not_lost(slack: SlackHa
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     cid = await ingest(slack)
     ts = await card_ts(slack)
-    real = Bus.handle
+    real = Bus.handle_once  # how an event's command runs
     calls = 0
 
     async def slow_once(bus: Bus, cmd: Any, **kwargs: Any) -> Any:
@@ -187,7 +187,7 @@ async def test_a_note_whose_store_is_too_slow_is_retried_not_lost(slack: SlackHa
             await asyncio.sleep(5)
         return await real(bus, cmd, **kwargs)
 
-    monkeypatch.setattr(Bus, "handle", slow_once)
+    monkeypatch.setattr(Bus, "handle_once", slow_once)
     event = thread_reply(ts, "slow but safe")
     status, _, seconds = await slack.event(event, event_id="EvSlow1")
     assert status == 500 and seconds < 3.0  # inside Slack's 3 s, so Slack retries rather than times out

@@ -230,7 +230,7 @@ class SlackBot:
         except Exception:
             logger.exception("/unsilo %r failed for %s", command.get("text", ""), user)
             return {"text": SORRY}
-        return render.result_message(result or Result(""))
+        return render.result_message(result)
 
     async def _answer(self, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient,
                       message: dict[str, Any]) -> None:
@@ -422,7 +422,7 @@ class SlackBot:
                                             self.actor(note["user"], timeout=EVENT_LOOKUP))
         said = "\n".join(line for line in [plain, *_files(event)] if line)
         command = c.ThreadNote(actor, channel_id=note["channel"], message_id=note["thread"], text=said)
-        await self.bus.handle(command, once=body.get("event_id") or f"{note['channel']}:{event.get('ts')}")
+        await self.bus.handle_once(command, event_id=body.get("event_id") or f"{note['channel']}:{event.get('ts')}")
 
     async def on_message(self) -> None:
         """Thread notes are stored by `store_thread_note`, before the ack; nothing is left to do."""
@@ -446,4 +446,4 @@ class SlackBot:
         queue = await self.bus.handle(c.ShowQueue(actor))
         recent = await self.bus.handle(c.ShowRecent(actor))
         await client.views_publish(user_id=event["user"], view=render.home_view(
-            mine=mine or Result(""), queue=queue or Result(""), recent=recent or Result("")))
+            mine=mine, queue=queue, recent=recent))

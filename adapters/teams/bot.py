@@ -214,10 +214,10 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         if root is None:
             return  # a channel post or group chat message that does not address the bot: none of its business
         found = await self.bus.handle(c.LocateCard(actor_of(activity), channel_id=channel_of(activity), message_id=root))
-        if found is None or found.copy is None:
+        if found.copy is None:
             return  # a reply in a thread that is no card's (and so no member look-up for it)
         note = c.ThreadNote(await self._actor(turn_context), channel_id=channel_of(activity), message_id=root, text=text)
-        await self._quietly(note, once=activity.id)
+        await self._quietly(note, event_id=activity.id)
 
     async def _actor(self, turn_context: TurnContext) -> c.Actor:
         return actor_of(turn_context.activity, email=await self.directory.email(turn_context))
@@ -236,7 +236,7 @@ class UnsiloTeamsBot(TeamsActivityHandler):
 
     async def _answer(self, command: c.Command) -> tuple[dict[str, Any], str]:
         try:
-            result = await self.bus.handle(command) or Result("")
+            result = await self.bus.handle(command)
         except DomainError as exc:
             return render.text_card(refusal_text(exc)), exc.message
         except Exception:
@@ -246,9 +246,12 @@ class UnsiloTeamsBot(TeamsActivityHandler):
             return render.result_card(result, outcomes=self.outcomes), render.summary_of(result)
         return render.confirmation_card(result), render.summary_of(result)
 
-    async def _quietly(self, command: c.Command, *, once: str | None) -> None:
+    async def _quietly(self, command: c.Command, *, event_id: str | None) -> None:
         try:
-            await self.bus.handle(command, once=once)
+            if event_id:
+                await self.bus.handle_once(command, event_id=event_id)
+            else:
+                await self.bus.handle(command)
         except DomainError as exc:
             logger.info("Teams %s not applied: %s", type(command).__name__, exc.message)
 
