@@ -10,7 +10,6 @@ import logging
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from sqlmodel import func, select
@@ -18,8 +17,7 @@ from sqlmodel import func, select
 from bot.bus import Bus
 from bot.ingest import make_incoming
 from storage.models import Note
-from tests.conftest import reference_dir
-from tests.slack_support import SlackHarness, running_slack, sample, thread_reply
+from tests.slack_support import SlackHarness, running_slack, sample, slash_command, thread_reply
 from tests.test_slack import button
 
 NOT_OURS = "This Slack workspace is not the one Unsilo is installed in"
@@ -223,14 +221,11 @@ async def test_a_thread_reply_with_a_file_is_stored_with_the_files_name_and_perm
 
 async def test_a_command_from_another_workspace_is_refused_and_told_why(slack: SlackHarness) -> None:
     cid = await ingest(slack)
-    raw = (reference_dir() / "slack" / "slash_command.form-urlencoded.txt").read_text()
-    fields = dict(parse_qsl(raw))
     url = slack.slack.response_url()
-    fields.update(command="/unsilo", text=f"claim #{cid}", user_id="UEVE", team_id="T0OTHER", enterprise_id="E0OTHER",
-                  channel_id="C0SUPPORT", response_url=url)
-    status, _, _ = await slack.post(urlencode(fields).encode(), content_type="application/x-www-form-urlencoded")
+    status, answer, _ = await slack.command(f"claim #{cid}", user="UEVE", team_id="T0OTHER", enterprise_id="E0OTHER",
+                                            response_url=url)
     assert status == 200
-    assert (await slack.answer_at(url)).startswith(NOT_OURS)
+    assert answer.startswith(NOT_OURS)
     async with slack.container.uow() as uow:
         assert (await uow.conversations.get(cid)).status == "open"
 
@@ -342,13 +337,10 @@ async def test_the_configured_grid_org_and_team_are_what_count_not_auth_test(sla
 
     bot = SlackBot(bus=slack.container.bus, token=TOKEN, signing_secret=SECRET, outcomes=("answered",),
                    client=AsyncWebClient(token=TOKEN, base_url=slack.slack.url), team_id="T0CONF", enterprise_id="E0ORG")
-    raw = (reference_dir() / "slack" / "slash_command.form-urlencoded.txt").read_text()
     seen = {}
     for team, org in (("T0CONF", ""), ("T0SISTER", "E0ORG"), ("T111", "E111")):  # T111: auth.test's, not configured
-        fields = dict(parse_qsl(raw))
         url = slack.slack.response_url()
-        fields.update(command="/unsilo", text="frobnicate", team_id=team, enterprise_id=org, response_url=url)
-        body = urlencode(fields)
+        body = slash_command("frobnicate", response_url=url, team_id=team, enterprise_id=org).decode()
         response = await bot.app.async_dispatch(AsyncBoltRequest(body=body, headers={
             "content-type": "application/x-www-form-urlencoded", **{k.lower(): v for k, v in sign(SECRET, body).items()}}))
         assert response.status == 200
@@ -359,17 +351,10 @@ async def test_the_configured_grid_org_and_team_are_what_count_not_auth_test(sla
 
 async def test_a_replayed_signed_reply_command_reaches_the_customer_once(slack: SlackHarness) -> None:
     """The same signed `/unsilo reply` sent again within Slack's 5-minute window (or a user's retry)."""
-    from urllib.parse import parse_qsl, urlencode
-
-    from tests.conftest import reference_dir
-
     cid = await ingest(slack)
     await slack.command(f"claim #{cid}")
-    fields = dict(parse_qsl((reference_dir() / "slack" / "slash_command.form-urlencoded.txt").read_text()))
     url = slack.slack.response_url()
-    fields.update(command="/unsilo", text=f"reply #{cid} We are on it.", user_id="UALICE", user_name="ualice",
-                  channel_id="C0SUPPORT", response_url=url)
-    body = urlencode(fields).encode()
+    body = slash_command(f"reply #{cid} We are on it.", response_url=url, channel_id="C0SUPPORT")
     for _ in range(2):
         status, _, _ = await slack.post(body, content_type="application/x-www-form-urlencoded")
         assert status == 200
