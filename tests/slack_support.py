@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 
+from adapters.slack.app import STORE_WAIT, WORKING
 from bot.app import create_app
 from bot.bootstrap import Container, build
 from bot.config import load_config
@@ -111,8 +112,8 @@ class SlackHarness:
         `response_url` on the stand-in (a fresh one unless given); returns (status, what the person is
         answered, seconds to the ack).
 
-        The answer is the ack's body, else the first post to the `response_url` other than
-        "Working on it…" (waited for up to `wait` seconds; "" when none came).
+        The answer is the ack's body, else the first post to the `response_url` other than the
+        notices that it is coming (waited for up to `wait` seconds; "" when none came).
         """
         url = response_url or self.slack.response_url()
         form = slash_command(text, response_url=url, user_id=user, channel_id=channel, **fields)
@@ -132,10 +133,11 @@ class SlackHarness:
         await asyncio.sleep(0.05)
 
     async def answer_at(self, url: str, *, wait: float = 5.0) -> str:
-        """The first answer posted to `url` other than "Working on it…" ("" if none came in `wait` s)."""
+        """The first answer posted to `url` other than the notices that it is coming ("Working on it…", the
+        store is not answering) ("" if none came in `wait` s)."""
         deadline = time.monotonic() + wait
         while True:
-            answers = [a for a in self.slack.answers(url) if a != "Working on it…"]
+            answers = [a for a in self.slack.answers(url) if a not in (WORKING, STORE_WAIT)]
             if answers or time.monotonic() > deadline:
                 return answers[0] if answers else ""
             await asyncio.sleep(0.01)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlmodel import func, select
 
+import adapters.slack.app as slack_app
 from bot.bus import Bus
 from bot.ingest import make_incoming
 from storage.models import Note
@@ -201,6 +202,81 @@ async def test_a_note_is_stored_before_slack_gets_its_200(slack: SlackHarness) -
     ts = await card_ts(slack)
     status, _, _ = await slack.event(thread_reply(ts, "stored already"), event_id="EvNow1")
     assert status == 200 and await notes_of(slack, cid) == ["stored already"]  # no sleep: stored before the answer
+
+
+# The store does not answer (issue 12; the 30 s PostgreSQL stall itself: tests/test_slack_stall.py) -----
+
+
+@pytest.fixture
+def quick_store_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(slack_app, "STORE_RETRY_FIRST", 0.05)
+    monkeypatch.setattr(slack_app, "STORE_RETRY_MAX", 0.1)
+
+
+async def test_a_command_whose_commit_went_through_unconfirmed_is_told_done_not_failed(
+        slack: SlackHarness, monkeypatch: pytest.MonkeyPatch, quick_store_retries: None) -> None:
+    cid = await ingest(slack)
+    real = Bus.handle
+    lost = iter([TimeoutError()])
+
+    async def answer_lost_once(bus: Bus, cmd: Any, **kwargs: Any) -> Any:
+        result = await real(bus, cmd, **kwargs)  # committed ...
+        failure = next(lost, None)
+        if failure is not None:
+            raise failure  # ... but the store's confirmation never arrived
+        return result
+
+    monkeypatch.setattr(Bus, "handle", answer_lost_once)
+    status, answer, _ = await slack.command(f"claim #{cid}", wait=5)
+    assert status == 200 and answer == slack_app.DONE_LATE  # was: "Sorry, that failed", though it was done
+    async with slack.container.uow() as uow:
+        assert (await uow.conversations.get(cid)).status == "claimed"
+        assert [e.kind for e in await uow.events.for_conversation(cid)] == ["ingested", "claimed"]
+
+
+async def test_a_modal_reply_sent_while_the_store_is_down_reaches_the_customer_once_when_it_is_back(
+        slack: SlackHarness, monkeypatch: pytest.MonkeyPatch, quick_store_retries: None) -> None:
+    cid = await ingest(slack)
+    await slack.command(f"claim #{cid}")
+    await slack.click(*button("reply", cid))
+    view = (await slack.slack.wait_for("views.open"))[-1].args["view"]
+    real = Bus.handle
+    down = iter([ConnectionRefusedError(), TimeoutError(), ConnectionRefusedError()])
+
+    async def down_then_back(bus: Bus, cmd: Any, **kwargs: Any) -> Any:
+        failure = next(down, None)
+        if failure is not None:
+            await asyncio.sleep(1)
+            raise failure
+        return await real(bus, cmd, **kwargs)
+
+    monkeypatch.setattr(Bus, "handle", down_then_back)
+    status, body, seconds = await slack.submit(view, {"text": {"text": {"type": "plain_text_input",
+                                                                         "value": "A new kettle is on its way."}}})
+    assert status == 200 and body == "" and seconds < 3.0  # the modal closes in time
+    dms = await slack.slack.wait_for("chat.postMessage", count=2, timeout=10)
+    told = [d.args["text"] for d in dms]  # by DM: the modal is closed by then
+    assert told[0] == slack_app.STORE_WAIT and told[1].startswith(f"Reply to #{cid} recorded"), told
+    async with slack.container.uow() as uow:
+        assert [r.text for r in await uow.replies.for_conversation(cid)] == ["A new kettle is on its way."]
+
+
+async def test_a_store_that_never_comes_back_is_said_so_and_nothing_is_done(
+        slack: SlackHarness, monkeypatch: pytest.MonkeyPatch, quick_store_retries: None) -> None:
+    cid = await ingest(slack)
+    monkeypatch.setattr(slack_app, "STORE_PATIENCE", 1.0)
+
+    async def down(bus: Bus, cmd: Any, **kwargs: Any) -> Any:
+        raise ConnectionRefusedError()
+
+    monkeypatch.setattr(Bus, "handle", down)
+    url = slack.slack.response_url()
+    status, answer, _ = await slack.command(f"claim #{cid}", response_url=url, wait=5)
+    assert status == 200 and answer == slack_app.StoreGaveUp().message
+    assert slack.slack.answers(url)[0] == slack_app.STORE_WAIT  # told at once why it takes long
+    monkeypatch.undo()
+    async with slack.container.uow() as uow:
+        assert (await uow.conversations.get(cid)).status == "open"
 
 
 # 22. Files shared in a card's thread ---------------------------------------------------------
