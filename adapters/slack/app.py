@@ -12,6 +12,7 @@ from functools import partial
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.response import BoltResponse
@@ -57,6 +58,7 @@ MODAL_BUDGET = 2.5
 # retried by Slack): storing must finish within this, or Slack is answered 500 and retries.
 EVENT_BUDGET = 2.4
 EVENT_LOOKUP = 0.8  # of which the directory lookup may take this much
+SHORTCUT_LOOKUP = 1.0  # each lookup for the report form (its trigger_id is valid for 3 s)
 # A person's command, click or modal is tried again while the store does not answer (a stall, a restart,
 # a failover), for up to STORE_PATIENCE seconds; each try waits as long as the store's own timeouts allow.
 STORE_PATIENCE = 300.0
@@ -89,6 +91,12 @@ class _Waiting:
     async def __call__(self) -> None:
         self.called = True
         await self.notice()
+
+
+def _ref(value: Any, key: str = "id") -> str:
+    """An id Slack sends bare (`"channel": "C1"`) or inside an object (`"channel": {"id": "C1"}`); "" if neither."""
+    found = value.get(key) if isinstance(value, dict) else value
+    return found if isinstance(found, str) else ""
 
 
 def _files(event: dict[str, Any]) -> list[str]:
@@ -324,7 +332,7 @@ class SlackBot:
         """Ack at once, then carry out the click or open the modal it asks for."""
         await ack()
         user = body["user"]["id"]
-        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+        channel = _ref(body.get("channel")) or _ref(body.get("container"), "channel_id")
         tell = partial(self._ephemeral, client, channel, user)
         waiting = _Waiting(partial(tell, {"text": STORE_WAIT}))
         try:
@@ -445,20 +453,37 @@ class SlackBot:
             logger.info("could not tell %s: %s", user, exc.response.get("error"))
 
     async def on_report_shortcut(self, ack: AsyncAck, shortcut: dict[str, Any], client: AsyncWebClient) -> None:
-        """"Send to Unsilo" on any message: ask for the department and a link."""
+        """"Send to Unsilo" on any message: ask for the department and a link. The form opens within the
+        trigger_id's 3 s whatever Slack or the store do: each lookup for it is bounded, and goes without."""
         await ack()
         message = shortcut.get("message") or {}
-        channel = (shortcut.get("channel") or {}).get("id", "")
-        link = ""
+        channel, ts, user = _ref(shortcut.get("channel")), _ref(message, "ts"), shortcut["user"]["id"]
+        link, departments = await asyncio.gather(self._permalink(client, channel, ts), self._departments(user))
         try:
-            link = (await client.chat_getPermalink(channel=channel, message_ts=message.get("ts", ""))).get("permalink", "")
+            await client.views_open(trigger_id=shortcut["trigger_id"], view=render.report_modal(
+                departments=departments, text=text.to_plain(_ref(message, "text")), link=link, channel=channel,
+                message_ts=ts))
+        except SlackApiError as exc:
+            logger.warning("could not open the report form for %s: %s", user, exc.response.get("error"))
+
+    async def _permalink(self, client: AsyncWebClient, channel: str, ts: str) -> str:
+        try:
+            found = await asyncio.wait_for(client.chat_getPermalink(channel=channel, message_ts=ts), SHORTCUT_LOOKUP)
         except SlackApiError as exc:
             logger.info("no permalink for a reported message: %s", exc.response.get("error"))
-        result = await self.bus.handle(c.ShowQueue(c.Actor("slack", shortcut["user"]["id"])))
-        departments = sorted((result.counts if result else {}).keys())
-        await client.views_open(trigger_id=shortcut["trigger_id"], view=render.report_modal(
-            departments=departments, text=text.to_plain(message.get("text", "")), link=link, channel=channel,
-            message_ts=message.get("ts", "")))
+            return ""
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            logger.info("no permalink for a reported message: %r", exc)
+            return ""
+        return _ref(found.data, "permalink")
+
+    async def _departments(self, user: str) -> list[str]:
+        try:
+            result = await asyncio.wait_for(self.bus.handle(c.ShowQueue(c.Actor("slack", user))), SHORTCUT_LOOKUP)
+        except UNAVAILABLE as exc:
+            logger.warning("report form for %s offers no departments: the store did not answer (%r)", user, exc)
+            return []
+        return sorted((result.counts if result else {}).keys())
 
     async def on_report_modal(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient) -> None:
         """The reported message becomes a conversation of source `slack-report`."""
@@ -507,10 +532,10 @@ class SlackBot:
         """The parts of a message event that make a thread note, or None when it is not one."""
         if event.get("bot_id") or event.get("subtype") not in (None, "thread_broadcast", "file_share"):
             return None
-        thread = event.get("thread_ts")
-        if not thread or thread == event.get("ts") or not event.get("user"):
+        thread, user = event.get("thread_ts"), _ref(event.get("user"))
+        if not thread or thread == event.get("ts") or not user:
             return None
-        return {"user": str(event["user"]), "channel": str(event.get("channel") or ""), "thread": str(thread)}
+        return {"user": user, "channel": _ref(event.get("channel")), "thread": str(thread)}
 
     async def _store(self, note: dict[str, Any], event: dict[str, Any], body: dict[str, Any]) -> None:
         # Both lookups at once, each bounded: the note must be stored within Slack's 3 s.
@@ -535,11 +560,15 @@ class SlackBot:
 
     async def on_home_opened(self, event: dict[str, Any], client: AsyncWebClient) -> None:
         """The App Home tab: my conversations, the open queue with counts, recent outcomes."""
-        if event.get("tab") not in (None, "home"):
+        user = _ref(event.get("user"))
+        if event.get("tab") not in (None, "home") or not user:
             return
-        actor = await self.actor(event["user"])
+        actor = await self.actor(user)
         mine = await self.bus.handle(c.ShowQueue(actor, mine=True))
         queue = await self.bus.handle(c.ShowQueue(actor))
         recent = await self.bus.handle(c.ShowRecent(actor))
-        await client.views_publish(user_id=event["user"], view=render.home_view(
-            mine=mine or Result(""), queue=queue or Result(""), recent=recent or Result("")))
+        try:
+            await client.views_publish(user_id=user, view=render.home_view(
+                mine=mine or Result(""), queue=queue or Result(""), recent=recent or Result("")))
+        except SlackApiError as exc:
+            logger.warning("could not publish the Home tab of %s: %s", user, exc.response.get("error"))
