@@ -564,9 +564,13 @@ class SlackBot:
         if event.get("tab") not in (None, "home") or not user:
             return
         actor = await self.actor(user)
-        mine = await self.bus.handle(c.ShowQueue(actor, mine=True))
-        queue = await self.bus.handle(c.ShowQueue(actor))
-        recent = await self.bus.handle(c.ShowRecent(actor))
+        try:
+            mine = await self.bus.handle(c.ShowQueue(actor, mine=True))
+            queue = await self.bus.handle(c.ShowQueue(actor))
+            recent = await self.bus.handle(c.ShowRecent(actor))
+        except UNAVAILABLE as exc:  # the tab keeps what it showed; it is drawn again when next opened
+            logger.warning("Home tab of %s not refreshed: the store did not answer (%r)", user, exc)
+            return
         try:
             await client.views_publish(user_id=user, view=render.home_view(
                 mine=mine or Result(""), queue=queue or Result(""), recent=recent or Result("")))
