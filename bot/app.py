@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy import text
 
 from bot.bootstrap import Container
 from bot.scheduler import Scheduler
+from storage.db import UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
@@ -123,8 +123,6 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 RETRY_AFTER_SECONDS = 5
-_STORE_TROUBLE = (sqlalchemy_exc.TimeoutError, sqlalchemy_exc.OperationalError, sqlalchemy_exc.InterfaceError,
-                  asyncio.TimeoutError, ConnectionError)
 
 
 @web.middleware
@@ -134,7 +132,7 @@ async def store_trouble(request: web.Request, handler: Any) -> web.StreamRespons
     as each unit of work rolls back."""
     try:
         return await handler(request)
-    except _STORE_TROUBLE as exc:
+    except UNAVAILABLE as exc:
         logger.warning("%s %s: the store did not answer (%s: %s); answered 503", request.method, request.path,
                        type(exc).__name__, str(exc)[:200])
         return web.json_response({"error": "the store is busy or unreachable; retry in a few seconds"}, status=503,

@@ -15,6 +15,7 @@ from typing import Any
 import aiosqlite
 
 from sqlalchemy import event
+from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
@@ -89,6 +90,12 @@ COMMAND_TIMEOUT = 15.0  # seconds one PostgreSQL statement may take before it is
 STARTUP_LOCK = 0x756E73696C6F  # replicas starting together migrate and sync the config in turn
 LEASE_LOCK = STARTUP_LOCK + 1  # outbox lease rounds take turns
 YIELD_EVERY = 0.001
+
+
+# What a unit of work raises when the store did not answer (stalled, unreachable, its pool exhausted, SQLite
+# locked past BUSY_TIMEOUT) rather than refused what was asked: worth trying the same thing again later.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    sqlalchemy_exc.TimeoutError, sqlalchemy_exc.OperationalError, sqlalchemy_exc.InterfaceError, TimeoutError, OSError)
 
 
 _OFF_LOOP: ContextVar[bool] = ContextVar("unsilo_sqlite_off_loop", default=False)

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import String, Table, and_, bindparam, cast, false, func, literal_column, or_, true, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -434,7 +435,11 @@ class PersonRepo(_Repo):
     async def resolve(
         self, platform: str, user_id: str, *, name: str | None = None, email: str | None = None
     ) -> Person:
-        """The person behind a platform account, created (or linked by email) on first sight."""
+        """The person behind a platform account, created (or linked by email) on first sight.
+
+        Two first sights of one account at once (PostgreSQL; SQLite has one writer) both try to
+        create it: the later one waits for the earlier's commit, then takes the person it made.
+        """
         person = await self.by_identity(platform, user_id)
         if person is not None:
             if name and person.name != name and person.name == user_id:
@@ -446,22 +451,31 @@ class PersonRepo(_Repo):
         created = person is None
         if person is None:
             person = Person(name=name or user_id, email=email)
-            self.session.add(person)
-            await self.session.flush()
+            try:
+                async with self.session.begin_nested():  # a savepoint: losing the race undoes only this
+                    self.session.add(person)
+                    await self.session.flush()
+            except IntegrityError:
+                if email is None:
+                    raise
+                person = await self.by_email(email)  # made by the concurrent first sight, committed now
+                if person is None:
+                    raise
+                created = False
         stmt = (
             _insert(self.session, Identity)
             .values(platform=platform, user_id=user_id, person_id=person.id)
             .on_conflict_do_nothing(index_elements=["platform", "user_id"])
+            .returning(Identity.person_id)
         )
-        await self.session.exec(stmt)
-        # A concurrent first sight of the same account (two commands of a new user at once, on two
-        # replicas) may have linked it first: the account is that person's, and ours is dropped.
-        winner = await self.by_identity(platform, user_id)
-        if winner is not None and winner.id != person.id:
+        if (await self.session.exec(stmt)).first() is None:
+            # The account was linked meanwhile by a concurrent first sight: its person is the one.
             if created:
                 await self.session.delete(person)
                 await self.session.flush()
-            return winner
+            found = await self.by_identity(platform, user_id)
+            assert found is not None
+            return found
         return person
 
 

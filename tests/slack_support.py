@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 
+from adapters.slack.app import STORE_WAIT, WORKING
 from bot.app import create_app
 from bot.bootstrap import Container, build
 from bot.config import load_config
@@ -74,6 +75,18 @@ def thread_reply(thread_ts: str, text: str, *, user: str = "UBOB", at: str = "17
     return event
 
 
+def slash_command(text: str, *, response_url: str, user_id: str = "UALICE", **fields: str) -> bytes:
+    """The form body of `/unsilo <text>`, from the recorded slash command sample, as Slack posts it.
+
+    `fields` override the sample's others (`channel_id`, `team_id`, `enterprise_id`...).
+    """
+    raw = (reference_dir() / "slack" / "slash_command.form-urlencoded.txt").read_text()
+    form = dict(parse_qsl(raw))
+    form.update(command="/unsilo", text=text, user_id=user_id, user_name=user_id.lower(), response_url=response_url,
+                **fields)
+    return urlencode(form).encode()
+
+
 @dataclass
 class SlackHarness:
     """The running service, the Slack stand-in, and helpers that speak to the service like Slack."""
@@ -93,20 +106,19 @@ class SlackHarness:
         return response.status, text, time.perf_counter() - started
 
     async def command(self, text: str, *, user: str = "UALICE", channel: str = "C0SUPPORT", wait: float = 5.0,
-                      **kwargs: Any) -> tuple[int, str, float]:
-        """`/unsilo <text>` as a form body, from the recorded slash command sample, with a
-        `response_url` on the stand-in; returns (status, what the person is answered, seconds to the ack).
+                      response_url: str | None = None, headers: dict[str, str] | None = None, signed: bool = True,
+                      timestamp: int | None = None, **fields: str) -> tuple[int, str, float]:
+        """`/unsilo <text>` as a form body (`slash_command`, `fields` overriding the sample's), with a
+        `response_url` on the stand-in (a fresh one unless given); returns (status, what the person is
+        answered, seconds to the ack).
 
-        The answer is the ack's body, else the first post to the `response_url` other than
-        "Working on it…" (waited for up to `wait` seconds; "" when none came).
+        The answer is the ack's body, else the first post to the `response_url` other than the
+        notices that it is coming (waited for up to `wait` seconds; "" when none came).
         """
-        raw = (reference_dir() / "slack" / "slash_command.form-urlencoded.txt").read_text()
-        fields = dict(parse_qsl(raw))
-        url = self.slack.response_url()
-        fields.update(command="/unsilo", text=text, user_id=user, user_name=user.lower(), channel_id=channel,
-                      response_url=url)
-        status, body, seconds = await self.post(urlencode(fields).encode(),
-                                                content_type="application/x-www-form-urlencoded", **kwargs)
+        url = response_url or self.slack.response_url()
+        form = slash_command(text, response_url=url, user_id=user, channel_id=channel, **fields)
+        status, body, seconds = await self.post(form, content_type="application/x-www-form-urlencoded",
+                                                headers=headers, signed=signed, timestamp=timestamp)
         if body or status != 200:
             return status, body, seconds
         return status, await self.answer_at(url, wait=wait), seconds
@@ -121,10 +133,11 @@ class SlackHarness:
         await asyncio.sleep(0.05)
 
     async def answer_at(self, url: str, *, wait: float = 5.0) -> str:
-        """The first answer posted to `url` other than "Working on it…" ("" if none came in `wait` s)."""
+        """The first answer posted to `url` other than the notices that it is coming ("Working on it…", the
+        store is not answering) ("" if none came in `wait` s)."""
         deadline = time.monotonic() + wait
         while True:
-            answers = [a for a in self.slack.answers(url) if a != "Working on it…"]
+            answers = [a for a in self.slack.answers(url) if a not in (WORKING, STORE_WAIT)]
             if answers or time.monotonic() > deadline:
                 return answers[0] if answers else ""
             await asyncio.sleep(0.01)

@@ -170,3 +170,22 @@ def test_people_entries_are_checked(tmp_path: Path) -> None:
     text = str(caught.value)
     assert "already listed under [people.x]" in text and "'nope' is not an email" in text
     assert "list at least one of slack, teams, cli or email" in text
+
+
+@pytest.mark.parametrize("email", ["ivy@example.com", None])
+async def test_a_new_persons_first_two_actions_at_once_both_succeed_as_one_person(store: Container,
+                                                                                  email: str | None) -> None:
+    """A person's first actions arrive together (two windows, or retries released at once when a stalled
+    store answers again): both created the person, and the loser failed (unique email) or became a
+    second person, without an account, owning what it claimed."""
+    first, second = await conversation(store, "refund please"), await conversation(store, "refund too", "2")
+    async with store.uow() as uow:
+        people_before = len((await uow.session.exec(select(Person))).all())
+    actor = c.Actor("slack", "UNEW", name="ivy", email=email)
+    results = await asyncio.gather(store.bus.handle(c.Claim(first, actor)), store.bus.handle(c.Claim(second, actor)))
+    assert [r.text for r in results if r] == [f"You claimed #{first}", f"You claimed #{second}"]
+    async with store.uow() as uow:
+        person = await uow.people.by_identity("slack", "UNEW")
+        assert person is not None
+        assert {(await uow.conversations.get(cid)).owner_id for cid in (first, second)} == {person.id}
+        assert len((await uow.session.exec(select(Person))).all()) == people_before + 1

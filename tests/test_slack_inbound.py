@@ -10,16 +10,15 @@ import logging
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from sqlmodel import func, select
 
+import adapters.slack.app as slack_app
 from bot.bus import Bus
 from bot.ingest import make_incoming
 from storage.models import Note
-from tests.conftest import reference_dir
-from tests.slack_support import SlackHarness, running_slack, sample, thread_reply
+from tests.slack_support import SlackHarness, running_slack, sample, slash_command, thread_reply
 from tests.test_slack import button
 
 NOT_OURS = "This Slack workspace is not the one Unsilo is installed in"
@@ -205,6 +204,81 @@ async def test_a_note_is_stored_before_slack_gets_its_200(slack: SlackHarness) -
     assert status == 200 and await notes_of(slack, cid) == ["stored already"]  # no sleep: stored before the answer
 
 
+# The store does not answer (issue 12; the 30 s PostgreSQL stall itself: tests/test_slack_stall.py) -----
+
+
+@pytest.fixture
+def quick_store_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(slack_app, "STORE_RETRY_FIRST", 0.05)
+    monkeypatch.setattr(slack_app, "STORE_RETRY_MAX", 0.1)
+
+
+async def test_a_command_whose_commit_went_through_unconfirmed_is_told_done_not_failed(
+        slack: SlackHarness, monkeypatch: pytest.MonkeyPatch, quick_store_retries: None) -> None:
+    cid = await ingest(slack)
+    real = Bus.handle
+    lost = iter([TimeoutError()])
+
+    async def answer_lost_once(bus: Bus, cmd: Any, **kwargs: Any) -> Any:
+        result = await real(bus, cmd, **kwargs)  # committed ...
+        failure = next(lost, None)
+        if failure is not None:
+            raise failure  # ... but the store's confirmation never arrived
+        return result
+
+    monkeypatch.setattr(Bus, "handle", answer_lost_once)
+    status, answer, _ = await slack.command(f"claim #{cid}", wait=5)
+    assert status == 200 and answer == slack_app.DONE_LATE  # was: "Sorry, that failed", though it was done
+    async with slack.container.uow() as uow:
+        assert (await uow.conversations.get(cid)).status == "claimed"
+        assert [e.kind for e in await uow.events.for_conversation(cid)] == ["ingested", "claimed"]
+
+
+async def test_a_modal_reply_sent_while_the_store_is_down_reaches_the_customer_once_when_it_is_back(
+        slack: SlackHarness, monkeypatch: pytest.MonkeyPatch, quick_store_retries: None) -> None:
+    cid = await ingest(slack)
+    await slack.command(f"claim #{cid}")
+    await slack.click(*button("reply", cid))
+    view = (await slack.slack.wait_for("views.open"))[-1].args["view"]
+    real = Bus.handle
+    down = iter([ConnectionRefusedError(), TimeoutError(), ConnectionRefusedError()])
+
+    async def down_then_back(bus: Bus, cmd: Any, **kwargs: Any) -> Any:
+        failure = next(down, None)
+        if failure is not None:
+            await asyncio.sleep(1)
+            raise failure
+        return await real(bus, cmd, **kwargs)
+
+    monkeypatch.setattr(Bus, "handle", down_then_back)
+    status, body, seconds = await slack.submit(view, {"text": {"text": {"type": "plain_text_input",
+                                                                         "value": "A new kettle is on its way."}}})
+    assert status == 200 and body == "" and seconds < 3.0  # the modal closes in time
+    dms = await slack.slack.wait_for("chat.postMessage", count=2, timeout=10)
+    told = [d.args["text"] for d in dms]  # by DM: the modal is closed by then
+    assert told[0] == slack_app.STORE_WAIT and told[1].startswith(f"Reply to #{cid} recorded"), told
+    async with slack.container.uow() as uow:
+        assert [r.text for r in await uow.replies.for_conversation(cid)] == ["A new kettle is on its way."]
+
+
+async def test_a_store_that_never_comes_back_is_said_so_and_nothing_is_done(
+        slack: SlackHarness, monkeypatch: pytest.MonkeyPatch, quick_store_retries: None) -> None:
+    cid = await ingest(slack)
+    monkeypatch.setattr(slack_app, "STORE_PATIENCE", 1.0)
+
+    async def down(bus: Bus, cmd: Any, **kwargs: Any) -> Any:
+        raise ConnectionRefusedError()
+
+    monkeypatch.setattr(Bus, "handle", down)
+    url = slack.slack.response_url()
+    status, answer, _ = await slack.command(f"claim #{cid}", response_url=url, wait=5)
+    assert status == 200 and answer == slack_app.StoreGaveUp().message
+    assert slack.slack.answers(url)[0] == slack_app.STORE_WAIT  # told at once why it takes long
+    monkeypatch.undo()
+    async with slack.container.uow() as uow:
+        assert (await uow.conversations.get(cid)).status == "open"
+
+
 # 22. Files shared in a card's thread ---------------------------------------------------------
 
 
@@ -223,14 +297,11 @@ async def test_a_thread_reply_with_a_file_is_stored_with_the_files_name_and_perm
 
 async def test_a_command_from_another_workspace_is_refused_and_told_why(slack: SlackHarness) -> None:
     cid = await ingest(slack)
-    raw = (reference_dir() / "slack" / "slash_command.form-urlencoded.txt").read_text()
-    fields = dict(parse_qsl(raw))
     url = slack.slack.response_url()
-    fields.update(command="/unsilo", text=f"claim #{cid}", user_id="UEVE", team_id="T0OTHER", enterprise_id="E0OTHER",
-                  channel_id="C0SUPPORT", response_url=url)
-    status, _, _ = await slack.post(urlencode(fields).encode(), content_type="application/x-www-form-urlencoded")
+    status, answer, _ = await slack.command(f"claim #{cid}", user="UEVE", team_id="T0OTHER", enterprise_id="E0OTHER",
+                                            response_url=url)
     assert status == 200
-    assert (await slack.answer_at(url)).startswith(NOT_OURS)
+    assert answer.startswith(NOT_OURS)
     async with slack.container.uow() as uow:
         assert (await uow.conversations.get(cid)).status == "open"
 
@@ -342,13 +413,10 @@ async def test_the_configured_grid_org_and_team_are_what_count_not_auth_test(sla
 
     bot = SlackBot(bus=slack.container.bus, token=TOKEN, signing_secret=SECRET, outcomes=("answered",),
                    client=AsyncWebClient(token=TOKEN, base_url=slack.slack.url), team_id="T0CONF", enterprise_id="E0ORG")
-    raw = (reference_dir() / "slack" / "slash_command.form-urlencoded.txt").read_text()
     seen = {}
     for team, org in (("T0CONF", ""), ("T0SISTER", "E0ORG"), ("T111", "E111")):  # T111: auth.test's, not configured
-        fields = dict(parse_qsl(raw))
         url = slack.slack.response_url()
-        fields.update(command="/unsilo", text="frobnicate", team_id=team, enterprise_id=org, response_url=url)
-        body = urlencode(fields)
+        body = slash_command("frobnicate", response_url=url, team_id=team, enterprise_id=org).decode()
         response = await bot.app.async_dispatch(AsyncBoltRequest(body=body, headers={
             "content-type": "application/x-www-form-urlencoded", **{k.lower(): v for k, v in sign(SECRET, body).items()}}))
         assert response.status == 200
@@ -359,17 +427,10 @@ async def test_the_configured_grid_org_and_team_are_what_count_not_auth_test(sla
 
 async def test_a_replayed_signed_reply_command_reaches_the_customer_once(slack: SlackHarness) -> None:
     """The same signed `/unsilo reply` sent again within Slack's 5-minute window (or a user's retry)."""
-    from urllib.parse import parse_qsl, urlencode
-
-    from tests.conftest import reference_dir
-
     cid = await ingest(slack)
     await slack.command(f"claim #{cid}")
-    fields = dict(parse_qsl((reference_dir() / "slack" / "slash_command.form-urlencoded.txt").read_text()))
     url = slack.slack.response_url()
-    fields.update(command="/unsilo", text=f"reply #{cid} We are on it.", user_id="UALICE", user_name="ualice",
-                  channel_id="C0SUPPORT", response_url=url)
-    body = urlencode(fields).encode()
+    body = slash_command(f"reply #{cid} We are on it.", response_url=url, channel_id="C0SUPPORT")
     for _ in range(2):
         status, _, _ = await slack.post(body, content_type="application/x-www-form-urlencoded")
         assert status == 200

@@ -20,6 +20,7 @@ from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack import shape
 from adapters.slack.app import SlackBot
 from adapters.slack.sender import SlackSender
 from bot.health import DEGRADED, STARTING, Health, PlatformHealth
@@ -61,7 +62,14 @@ def mount(app: web.Application, container: Container) -> None:
     assert isinstance(state, SlackHealth)
 
     async def endpoint(request: web.Request) -> web.Response:
-        return await to_aiohttp_response(await bot.app.async_dispatch(await to_bolt_request(request)))
+        try:
+            bolt_request = await to_bolt_request(request)
+        except UNREADABLE as exc:
+            return _refused(request, f"{type(exc).__name__}: {exc}")
+        malformed = shape.problem(bolt_request.body)
+        if malformed is not None:
+            return _refused(request, malformed)
+        return await to_aiohttp_response(await bot.app.async_dispatch(bolt_request))
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(_check_bot_token(bot, state), name="slack auth.test")]
@@ -79,6 +87,18 @@ def mount(app: web.Application, container: Container) -> None:
     if not app_token:
         app.router.add_post(SLACK_PATH, endpoint)
     app.cleanup_ctx.append(lifecycle)
+
+
+# What Bolt 1.30's request constructor raises on a body that is not a Slack payload: it decodes the body
+# (UTF-8, then JSON or the form's `payload` JSON) and reads the workspace ids out of it, assuming
+# objects where the body may hold anything, before the signature is checked.
+UNREADABLE = (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError)
+
+
+def _refused(request: web.Request, reason: str) -> web.Response:
+    """A body Bolt cannot read or route (Slack itself never sends one): 400 with the reason."""
+    logger.info("Slack request from %s refused: %s", request.remote, reason[:200])
+    return web.json_response({"error": f"not a Slack request: {reason[:200]}"}, status=400)
 
 
 class SlackHealth(PlatformHealth):

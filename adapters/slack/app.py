@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
+import uuid
 from functools import partial
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.response import BoltResponse
@@ -25,6 +28,7 @@ from bot.health import PlatformHealth
 from bot.domain import AlreadyClaimed, DomainError, InvalidInput, parse_conversation_id
 from bot.textcommands import HelpRequest, help_text, parse
 from bot.views import Result
+from storage.db import UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +43,10 @@ _TEXT_MODALS = {
 
 SORRY = "Sorry, that failed on our side (it is logged). Please try again in a moment."
 WORKING = "Working on it…"
+STORE_WAIT = ("Unsilo's database is not answering right now. What you asked is kept and will be done as soon as "
+              "it answers again; you'll be told here.")
+DONE_LATE = ("Done: it went through while Unsilo's database was slow to confirm it, so the details are lost "
+             "(`/unsilo show #id` shows where things stand).")
 NOT_OUR_WORKSPACE = ("This Slack workspace is not the one Unsilo is installed in, so Unsilo can't act here. "
                      "Ask your Unsilo admin which workspace to use.")
 
@@ -50,6 +58,20 @@ MODAL_BUDGET = 2.5
 # retried by Slack): storing must finish within this, or Slack is answered 500 and retries.
 EVENT_BUDGET = 2.4
 EVENT_LOOKUP = 0.8  # of which the directory lookup may take this much
+SHORTCUT_LOOKUP = 1.0  # each lookup for the report form (its trigger_id is valid for 3 s)
+# A person's command, click or modal is tried again while the store does not answer (a stall, a restart,
+# a failover), for up to STORE_PATIENCE seconds; each try waits as long as the store's own timeouts allow.
+STORE_PATIENCE = 300.0
+STORE_RETRY_FIRST, STORE_RETRY_MAX = 0.5, 5.0
+
+
+class StoreGaveUp(Exception):
+    """The store did not answer for `STORE_PATIENCE` seconds: the person's action was not done."""
+
+    def __init__(self) -> None:
+        super().__init__(f"Unsilo's database has not answered for {STORE_PATIENCE / 60:g} minutes, so this could "
+                         "not be done. Please try again later.")
+        self.message = str(self)
 
 
 def refusal_text(exc: DomainError) -> str:
@@ -57,6 +79,24 @@ def refusal_text(exc: DomainError) -> str:
     if isinstance(exc, AlreadyClaimed) and exc.identities.get("slack"):
         return f"#{exc.conversation_id} is already claimed by <@{exc.identities['slack']}>"
     return render.escape(exc.message)
+
+
+class _Waiting:
+    """A `waiting` callback for `SlackBot.carry_out` that remembers whether it was called."""
+
+    def __init__(self, notice: Callable[[], Awaitable[None]]) -> None:
+        self.notice = notice
+        self.called = False
+
+    async def __call__(self) -> None:
+        self.called = True
+        await self.notice()
+
+
+def _ref(value: Any, key: str = "id") -> str:
+    """An id Slack sends bare (`"channel": "C1"`) or inside an object (`"channel": {"id": "C1"}`); "" if neither."""
+    found = value.get(key) if isinstance(value, dict) else value
+    return found if isinstance(found, str) else ""
 
 
 def _files(event: dict[str, Any]) -> list[str]:
@@ -152,6 +192,38 @@ class SlackBot:
         """Slack-escaped text with markup (a message's, a slash command's) as the plain text it shows."""
         return await text.read(slack_text, partial(self.directory.names, timeout=timeout))
 
+    async def carry_out(self, command: c.Command, *,
+                        waiting: Callable[[], Awaitable[None]] | None = None) -> Result | None:
+        """`bus.handle`, patient with the store: while it does not answer, the same command is tried again
+        (with backoff, for up to `STORE_PATIENCE` s; `waiting()` is awaited once, at the first trouble) and
+        raises `StoreGaveUp` after that. Every try carries one key, recorded with the command's changes,
+        so a try whose commit went through unconfirmed makes the next one do nothing: then None."""
+        key = f"action:{uuid.uuid4().hex}"
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + STORE_PATIENCE
+        delay = STORE_RETRY_FIRST
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                result = await self.bus.handle_once(command, event_id=key)
+            except UNAVAILABLE as exc:
+                if loop.time() + delay > give_up:
+                    logger.error("%s for %s not done: the store did not answer for %gs (%r)", type(command).__name__,
+                                 command.actor.user_id, STORE_PATIENCE, exc)
+                    raise StoreGaveUp() from None
+                logger.warning("%s for %s: the store did not answer (%r); try %d again in %.1fs",
+                               type(command).__name__, command.actor.user_id, exc, tries + 1, delay)
+                if waiting is not None and tries == 1:
+                    await waiting()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, STORE_RETRY_MAX)
+                continue
+            if tries > 1:
+                logger.info("%s for %s done at try %d%s", type(command).__name__, command.actor.user_id, tries,
+                            "" if result is not None else " (an earlier try had done it)")
+            return result
+
     # The installed workspace ------------------------------------------------------
 
     async def only_installed_workspace(self, context: AsyncBoltContext, body: dict[str, Any], resp: BoltResponse,
@@ -207,15 +279,23 @@ class SlackBot:
 
     async def on_command(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond,
                          client: AsyncWebClient) -> None:
-        """`/unsilo …`: ack at once, then do the work and answer privately through `response_url`."""
+        """`/unsilo …`: ack at once, then do the work and answer privately through `response_url`
+        (first "working on it" when it is slow, and why when the store is not answering)."""
         await ack()
-        work = asyncio.ensure_future(self._command(command))
+        said: set[str] = set()
+
+        async def notice(text: str) -> None:
+            if text not in said and not (text == WORKING and said):
+                said.add(text)
+                await self._answer(command, respond, client, {"text": text})
+
+        work = asyncio.ensure_future(self._command(command, waiting=partial(notice, STORE_WAIT)))
         done, _ = await asyncio.wait({work}, timeout=SLOW_COMMAND)
         if not done:
-            await self._answer(command, respond, client, {"text": WORKING})
+            await notice(WORKING)
         await self._answer(command, respond, client, await work)
 
-    async def _command(self, command: dict[str, Any]) -> dict[str, Any]:
+    async def _command(self, command: dict[str, Any], *, waiting: Callable[[], Awaitable[None]]) -> dict[str, Any]:
         """Carry out one slash command; its answer as message arguments."""
         user = str(command.get("user_id") or "")
         try:
@@ -223,14 +303,16 @@ class SlackBot:
             parsed = parse(await self.plain(command.get("text")), actor, channel_id=command.get("channel_id", ""))
             if isinstance(parsed, HelpRequest):
                 return {"text": render.escape(help_text("/unsilo"))}
-            result = await self.bus.handle(parsed)
+            result = await self.carry_out(parsed, waiting=waiting)
         except DomainError as exc:
             logger.info("slash command refused for %s: %s", user, exc.message)
             return {"text": refusal_text(exc)}
+        except StoreGaveUp as exc:
+            return {"text": exc.message}
         except Exception:
             logger.exception("/unsilo %r failed for %s", command.get("text", ""), user)
             return {"text": SORRY}
-        return render.result_message(result)
+        return render.result_message(result or Result(DONE_LATE))
 
     async def _answer(self, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient,
                       message: dict[str, Any]) -> None:
@@ -250,29 +332,43 @@ class SlackBot:
         """Ack at once, then carry out the click or open the modal it asks for."""
         await ack()
         user = body["user"]["id"]
-        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+        channel = _ref(body.get("channel")) or _ref(body.get("container"), "channel_id")
+        tell = partial(self._ephemeral, client, channel, user)
+        waiting = _Waiting(partial(tell, {"text": STORE_WAIT}))
         try:
             verb, conversation_id = codec.decode(action.get("value") or "")
             if verb == "open":
                 return
-            actor = c.Actor("slack", user)
-            if codec.direct_command(verb, conversation_id, actor) is not None:  # no modal: who it is matters now
-                actor = await self.actor(user, body["user"].get("name"))
-            command = codec.direct_command(verb, conversation_id, actor)
+            command = codec.direct_command(verb, conversation_id, c.Actor("slack", user))
             if command is None:  # trigger_id is valid for 3 s: the modal opens before anything slow
                 await client.views_open(trigger_id=body["trigger_id"], view=self._modal_for(verb, conversation_id))
                 return
-            await self.bus.handle(command)
+            # No modal: who it is matters now (a bounded directory lookup).
+            command = dataclasses.replace(command, actor=await self.actor(user, body["user"].get("name")))
+            result = await self.carry_out(command, waiting=waiting)
+            if waiting.called:  # they were told it was kept: now what became of it
+                await tell(render.result_message(result or Result(DONE_LATE)))
         except DomainError as exc:
             logger.info("button refused for %s: %s", user, exc.message)
-            if channel:
-                await client.chat_postEphemeral(channel=channel, user=user, text=refusal_text(exc))
+            await tell({"text": refusal_text(exc)})
+        except StoreGaveUp as exc:
+            await tell({"text": exc.message})
         except SlackApiError as exc:
             logger.warning("could not open the modal for %s: %s", user, exc.response.get("error"))
         except Exception:
             logger.exception("button %s failed for %s", action.get("action_id"), user)
-            if channel:
-                await client.chat_postEphemeral(channel=channel, user=user, text=SORRY)
+            await tell({"text": SORRY})
+
+    async def _ephemeral(self, client: AsyncWebClient, channel: str | None, user: str, message: dict[str, Any]) -> None:
+        """A message only `user` sees in `channel` (nothing when the click came from nowhere we can post)."""
+        if not channel:
+            return
+        try:
+            await client.chat_postEphemeral(channel=channel, user=user, **message)
+        except SlackApiError as exc:
+            logger.info("could not tell %s in %s: %s", user, channel, exc.response.get("error"))
+        except Exception as exc:  # Slack unreachable: the action itself is done or refused all the same
+            logger.warning("could not tell %s in %s: %r", user, channel, exc)
 
     def _modal_for(self, verb: str, conversation_id: int) -> dict[str, Any]:
         if verb == "resolve":
@@ -300,7 +396,9 @@ class SlackBot:
             await ack(response_action="errors", errors={field: "This form is out of date; close it and try again."})
             return
 
-        async def work() -> None:
+        waiting = _Waiting(partial(self._tell, client, user, STORE_WAIT))
+
+        async def work() -> Result | None:
             actor = await self.actor(user, body["user"].get("name"), timeout=EVENT_LOOKUP)
             typed = values.get("text", "")
             command: c.Command = {
@@ -310,9 +408,12 @@ class SlackBot:
                 "reject": lambda: c.RejectReply(conversation_id, actor, typed),
                 "resolve": lambda: c.Resolve(conversation_id, actor, values.get("outcome", ""), typed),
             }[verb]()
-            await self.bus.handle(command)
+            return await self.carry_out(command, waiting=waiting)
 
-        await self._within_budget(ack, work, field=field, user=user, client=client, what=view.get("callback_id", ""))
+        result = await self._within_budget(ack, work, field=field, user=user, client=client,
+                                           what=view.get("callback_id", ""))
+        if waiting.called and result is not None:  # they were told it was kept: now what became of it
+            await self._tell(client, user, render.escape(result.text) or "Done.")
 
     async def _within_budget(self, ack: AsyncAck, work: Callable[[], Awaitable[Any]], *, field: str, user: str,
                              client: AsyncWebClient, what: str) -> Any:
@@ -326,6 +427,8 @@ class SlackBot:
                 return await task
             except DomainError as exc:
                 await self._tell(client, user, refusal_text(exc))
+            except StoreGaveUp as exc:
+                await self._tell(client, user, exc.message)
             except Exception:
                 logger.exception("modal %s failed for %s", what, user)
                 await self._tell(client, user, SORRY)
@@ -350,20 +453,37 @@ class SlackBot:
             logger.info("could not tell %s: %s", user, exc.response.get("error"))
 
     async def on_report_shortcut(self, ack: AsyncAck, shortcut: dict[str, Any], client: AsyncWebClient) -> None:
-        """"Send to Unsilo" on any message: ask for the department and a link."""
+        """"Send to Unsilo" on any message: ask for the department and a link. The form opens within the
+        trigger_id's 3 s whatever Slack or the store do: each lookup for it is bounded, and goes without."""
         await ack()
         message = shortcut.get("message") or {}
-        channel = (shortcut.get("channel") or {}).get("id", "")
-        link = ""
+        channel, ts, user = _ref(shortcut.get("channel")), _ref(message, "ts"), shortcut["user"]["id"]
+        link, departments = await asyncio.gather(self._permalink(client, channel, ts), self._departments(user))
         try:
-            link = (await client.chat_getPermalink(channel=channel, message_ts=message.get("ts", ""))).get("permalink", "")
+            await client.views_open(trigger_id=shortcut["trigger_id"], view=render.report_modal(
+                departments=departments, text=text.to_plain(_ref(message, "text")), link=link, channel=channel,
+                message_ts=ts))
+        except SlackApiError as exc:
+            logger.warning("could not open the report form for %s: %s", user, exc.response.get("error"))
+
+    async def _permalink(self, client: AsyncWebClient, channel: str, ts: str) -> str:
+        try:
+            found = await asyncio.wait_for(client.chat_getPermalink(channel=channel, message_ts=ts), SHORTCUT_LOOKUP)
         except SlackApiError as exc:
             logger.info("no permalink for a reported message: %s", exc.response.get("error"))
-        result = await self.bus.handle(c.ShowQueue(c.Actor("slack", shortcut["user"]["id"])))
-        departments = sorted((result.counts if result else {}).keys())
-        await client.views_open(trigger_id=shortcut["trigger_id"], view=render.report_modal(
-            departments=departments, text=text.to_plain(message.get("text", "")), link=link, channel=channel,
-            message_ts=message.get("ts", "")))
+            return ""
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            logger.info("no permalink for a reported message: %r", exc)
+            return ""
+        return _ref(found.data, "permalink")
+
+    async def _departments(self, user: str) -> list[str]:
+        try:
+            result = await asyncio.wait_for(self.bus.handle(c.ShowQueue(c.Actor("slack", user))), SHORTCUT_LOOKUP)
+        except UNAVAILABLE as exc:
+            logger.warning("report form for %s offers no departments: the store did not answer (%r)", user, exc)
+            return []
+        return sorted((result.counts if result else {}).keys())
 
     async def on_report_modal(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient) -> None:
         """The reported message becomes a conversation of source `slack-report`."""
@@ -378,9 +498,10 @@ class SlackBot:
 
         async def work() -> Result | None:
             actor = await self.actor(user, body["user"].get("name"), timeout=EVENT_LOOKUP)
-            return await self.bus.handle(c.Report(
+            return await self.carry_out(c.Report(
                 actor, meta.get("text", ""), link=values.get("link") or meta.get("link", ""),
-                department=values.get("department") or None, external_id=f"{meta.get('channel', '')}:{meta.get('ts', '')}"))
+                department=values.get("department") or None, external_id=f"{meta.get('channel', '')}:{meta.get('ts', '')}"),
+                waiting=partial(self._tell, client, user, STORE_WAIT))
 
         result = await self._within_budget(ack, work, field="link", user=user, client=client, what="unsilo_report")
         if result is not None:
@@ -411,10 +532,10 @@ class SlackBot:
         """The parts of a message event that make a thread note, or None when it is not one."""
         if event.get("bot_id") or event.get("subtype") not in (None, "thread_broadcast", "file_share"):
             return None
-        thread = event.get("thread_ts")
-        if not thread or thread == event.get("ts") or not event.get("user"):
+        thread, user = event.get("thread_ts"), _ref(event.get("user"))
+        if not thread or thread == event.get("ts") or not user:
             return None
-        return {"user": str(event["user"]), "channel": str(event.get("channel") or ""), "thread": str(thread)}
+        return {"user": user, "channel": _ref(event.get("channel")), "thread": str(thread)}
 
     async def _store(self, note: dict[str, Any], event: dict[str, Any], body: dict[str, Any]) -> None:
         # Both lookups at once, each bounded: the note must be stored within Slack's 3 s.
@@ -439,11 +560,19 @@ class SlackBot:
 
     async def on_home_opened(self, event: dict[str, Any], client: AsyncWebClient) -> None:
         """The App Home tab: my conversations, the open queue with counts, recent outcomes."""
-        if event.get("tab") not in (None, "home"):
+        user = _ref(event.get("user"))
+        if event.get("tab") not in (None, "home") or not user:
             return
-        actor = await self.actor(event["user"])
-        mine = await self.bus.handle(c.ShowQueue(actor, mine=True))
-        queue = await self.bus.handle(c.ShowQueue(actor))
-        recent = await self.bus.handle(c.ShowRecent(actor))
-        await client.views_publish(user_id=event["user"], view=render.home_view(
-            mine=mine, queue=queue, recent=recent))
+        actor = await self.actor(user)
+        try:
+            mine = await self.bus.handle(c.ShowQueue(actor, mine=True))
+            queue = await self.bus.handle(c.ShowQueue(actor))
+            recent = await self.bus.handle(c.ShowRecent(actor))
+        except UNAVAILABLE as exc:  # the tab keeps what it showed; it is drawn again when next opened
+            logger.warning("Home tab of %s not refreshed: the store did not answer (%r)", user, exc)
+            return
+        try:
+            await client.views_publish(user_id=user, view=render.home_view(
+                mine=mine, queue=queue, recent=recent))
+        except SlackApiError as exc:
+            logger.warning("could not publish the Home tab of %s: %s", user, exc.response.get("error"))

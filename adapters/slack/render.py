@@ -522,17 +522,18 @@ def home_view(*, mine: Result, queue: Result, recent: Result) -> dict[str, Any]:
 
 def _element_value(element: Mapping[str, Any]) -> str:
     if element.get("type") in ("static_select", "external_select", "radio_buttons"):
-        option = element.get("selected_option") or {}
-        return str(option.get("value") or "")
-    return str(element.get("value") or "")
+        option = element.get("selected_option")
+        element = option if isinstance(option, Mapping) else {}
+    value = element.get("value")
+    return value if isinstance(value, str) else ""
 
 
 def values_of(view_state: Mapping[str, Any]) -> dict[str, str]:
     """`{block_id: value}` from a submitted view (or its `state`); empty inputs read as ""."""
     state = view_state.get("state", view_state)
-    values = state.get("values", {}) if isinstance(state, Mapping) else {}
+    values = state.get("values") if isinstance(state, Mapping) else None
     result: dict[str, str] = {}
-    for block_id, actions in values.items():
+    for block_id, actions in (values if isinstance(values, Mapping) else {}).items():
         if not isinstance(actions, Mapping) or not actions:
             continue
         element = actions.get(block_id) or next(iter(actions.values()))
