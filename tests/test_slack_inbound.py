@@ -105,13 +105,13 @@ async def test_typed_modal_text_is_taken_raw(slack: SlackHarness) -> None:
 async def test_a_slow_command_is_acked_at_once_answered_later_and_done_once(slack: SlackHarness,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     cid = await ingest(slack)
-    real = Bus.handle
+    real = Bus.handle_once  # every Slack action runs keyed (SlackBot.carry_out)
 
     async def slow(bus: Bus, cmd: Any, **kwargs: Any) -> Any:
         await asyncio.sleep(4)  # a store under load: longer than Slack's 3 s
         return await real(bus, cmd, **kwargs)
 
-    monkeypatch.setattr(Bus, "handle", slow)
+    monkeypatch.setattr(Bus, "handle_once", slow)
     status, answer, seconds = await slack.command(f"claim #{cid}", wait=8)
     assert status == 200 and seconds < 1.0
     assert answer == f"You claimed #{cid}"
@@ -130,13 +130,13 @@ async def test_a_modal_whose_work_is_slow_closes_and_the_outcome_comes_by_dm(sla
     cid = await ingest(slack)
     await slack.click(*button("dismiss", cid))  # UALICE is no manager: refused, but only after 4 s
     view = (await slack.slack.wait_for("views.open"))[-1].args["view"]
-    real = Bus.handle
+    real = Bus.handle_once  # every Slack action runs keyed (SlackBot.carry_out)
 
     async def slow(bus: Bus, cmd: Any, **kwargs: Any) -> Any:
         await asyncio.sleep(4)
         return await real(bus, cmd, **kwargs)
 
-    monkeypatch.setattr(Bus, "handle", slow)
+    monkeypatch.setattr(Bus, "handle_once", slow)
     started = time.perf_counter()
     status, body, _ = await slack.submit(view, {"text": {"text": {"type": "plain_text_input", "value": "dup"}}})
     assert status == 200 and body == "" and time.perf_counter() - started < 3.0
@@ -216,7 +216,7 @@ def quick_store_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_a_command_whose_commit_went_through_unconfirmed_is_told_done_not_failed(
         slack: SlackHarness, monkeypatch: pytest.MonkeyPatch, quick_store_retries: None) -> None:
     cid = await ingest(slack)
-    real = Bus.handle
+    real = Bus.handle_once  # every Slack action runs keyed (SlackBot.carry_out)
     lost = iter([TimeoutError()])
 
     async def answer_lost_once(bus: Bus, cmd: Any, **kwargs: Any) -> Any:
@@ -226,7 +226,7 @@ async def test_a_command_whose_commit_went_through_unconfirmed_is_told_done_not_
             raise failure  # ... but the store's confirmation never arrived
         return result
 
-    monkeypatch.setattr(Bus, "handle", answer_lost_once)
+    monkeypatch.setattr(Bus, "handle_once", answer_lost_once)
     status, answer, _ = await slack.command(f"claim #{cid}", wait=5)
     assert status == 200 and answer == slack_app.DONE_LATE  # was: "Sorry, that failed", though it was done
     async with slack.container.uow() as uow:
@@ -240,7 +240,7 @@ async def test_a_modal_reply_sent_while_the_store_is_down_reaches_the_customer_o
     await slack.command(f"claim #{cid}")
     await slack.click(*button("reply", cid))
     view = (await slack.slack.wait_for("views.open"))[-1].args["view"]
-    real = Bus.handle
+    real = Bus.handle_once  # every Slack action runs keyed (SlackBot.carry_out)
     down = iter([ConnectionRefusedError(), TimeoutError(), ConnectionRefusedError()])
 
     async def down_then_back(bus: Bus, cmd: Any, **kwargs: Any) -> Any:
@@ -250,7 +250,7 @@ async def test_a_modal_reply_sent_while_the_store_is_down_reaches_the_customer_o
             raise failure
         return await real(bus, cmd, **kwargs)
 
-    monkeypatch.setattr(Bus, "handle", down_then_back)
+    monkeypatch.setattr(Bus, "handle_once", down_then_back)
     status, body, seconds = await slack.submit(view, {"text": {"text": {"type": "plain_text_input",
                                                                          "value": "A new kettle is on its way."}}})
     assert status == 200 and body == "" and seconds < 3.0  # the modal closes in time
@@ -269,7 +269,7 @@ async def test_a_store_that_never_comes_back_is_said_so_and_nothing_is_done(
     async def down(bus: Bus, cmd: Any, **kwargs: Any) -> Any:
         raise ConnectionRefusedError()
 
-    monkeypatch.setattr(Bus, "handle", down)
+    monkeypatch.setattr(Bus, "handle_once", down)
     url = slack.slack.response_url()
     status, answer, _ = await slack.command(f"claim #{cid}", response_url=url, wait=5)
     assert status == 200 and answer == slack_app.StoreGaveUp().message
