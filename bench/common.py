@@ -27,6 +27,7 @@ async def fire(url: str, requests: list[tuple[bytes, dict[str, str]]], concurren
     latencies: list[float] = []
     gate = asyncio.Semaphore(concurrency)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
+
         async def one(body: bytes, headers: dict[str, str]) -> None:
             async with gate:
                 started = time.perf_counter()
@@ -34,6 +35,7 @@ async def fire(url: str, requests: list[tuple[bytes, dict[str, str]]], concurren
                     await response.read()
                     assert response.status == 200, response.status
                 latencies.append((time.perf_counter() - started) * 1000)
+
         await asyncio.gather(*(one(b, h) for b, h in requests))
     return latencies
 

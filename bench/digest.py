@@ -43,24 +43,32 @@ STATS_PERSON = 7
 
 # Indexes proposed beyond the models' (migration 0004 adopted resolved_at, the department
 # links and events by actor after this bench showed them): (name, definition, index it replaces).
-PROPOSED = (
-    ("ix_event_kind_at_cover", "event (kind, at) INCLUDE (conversation_id, actor_id)", "ix_event_kind_at"),
-)
+PROPOSED = (("ix_event_kind_at_cover", "event (kind, at) INCLUDE (conversation_id, actor_id)", "ix_event_kind_at"),)
 
 FILL = [
-    ("departments", """
+    (
+        "departments",
+        """
         INSERT INTO department (id, name, sla_minutes, managers)
         SELECT i, name, 240, json_build_array('manager-' || name)
-        FROM unnest(ARRAY[""" + ", ".join(f"'{d}'" for d in DEPARTMENTS) + """]) WITH ORDINALITY AS d(name, i)"""),
-    ("people", """
+        FROM unnest(ARRAY["""
+        + ", ".join(f"'{d}'" for d in DEPARTMENTS)
+        + """]) WITH ORDINALITY AS d(name, i)""",
+    ),
+    (
+        "people",
+        """
         INSERT INTO person (id, name, role, department, expertise, profiles, created_at)
         SELECT i, 'person ' || i, 'member',
                (ARRAY['support', 'legal', 'ops', 'hr', 'product', 'billing', 'warehouse', NULL])[1 + i % 8],
                '[]', '{}', CAST(:start AS timestamptz)
-        FROM generate_series(1, CAST(:people AS int)) i"""),
+        FROM generate_series(1, CAST(:people AS int)) i""",
+    ),
     # Raw times first (claim within hours, reply within a day, resolution within two), then
     # cut at END: whatever would happen later has not happened yet.
-    ("conversations", """
+    (
+        "conversations",
+        """
         INSERT INTO conversation (id, source, external_id, author_name, author_handle, author_url, title, text, url,
                                   channel, reply_url, ingested_at, updated_at, status, owner_id, priority, tags,
                                   routing_reason, sensitive, outcome, claimed_at, first_reply_at, resolved_at, version)
@@ -94,13 +102,19 @@ FILL = [
                     FROM generate_series(1, CAST(:rows AS int)) g
                 ) raw
             ) timed
-        ) cut"""),
-    ("department links", """
+        ) cut""",
+    ),
+    (
+        "department links",
+        """
         INSERT INTO conversationdepartment (conversation_id, department_id)
         SELECT id, 1 + id % 6 FROM conversation
         UNION ALL
-        SELECT id, 1 + (id + 1 + id % 5) % 6 FROM conversation WHERE id % 10 = 0"""),
-    ("events", """
+        SELECT id, 1 + (id + 1 + id % 5) % 6 FROM conversation WHERE id % 10 = 0""",
+    ),
+    (
+        "events",
+        """
         INSERT INTO event (conversation_id, kind, actor_id, actor_name, at, data)
         SELECT id, 'ingested', NULL, '', ingested_at, '{}'::json FROM conversation
         UNION ALL
@@ -112,7 +126,8 @@ FILL = [
         SELECT id, status, owner_id, '', resolved_at, '{}' FROM conversation WHERE resolved_at IS NOT NULL
         UNION ALL
         SELECT id, 'noted', 1 + (id * 7) % CAST(:people AS int), '', ingested_at + interval '30 minutes', '{}'
-        FROM conversation WHERE id % 3 = 0 AND ingested_at + interval '30 minutes' < :end"""),
+        FROM conversation WHERE id % 3 = 0 AND ingested_at + interval '30 minutes' < :end""",
+    ),
 ]
 
 RAW = """
@@ -147,8 +162,7 @@ def with_schema(url: str, schema: str) -> str:
 
 async def fill(engine: AsyncEngine, rows: int) -> None:
     """Generate the store server-side, step by step, and ANALYZE it."""
-    params = {"people": PEOPLE, "rows": rows,
-              "start": END - timedelta(days=365), "end": END}
+    params = {"people": PEOPLE, "rows": rows, "start": END - timedelta(days=365), "end": END}
     for name, sql in FILL:
         started = time.perf_counter()
         async with engine.begin() as conn:
@@ -194,7 +208,7 @@ async def timed(runs: Sequence[Callable[[], Awaitable[Any]]], repeat: int) -> li
         await run()
     times: list[list[float]] = [[] for _ in runs]
     for _ in range(repeat):
-        for run, spent in zip(runs, times):
+        for run, spent in zip(runs, times, strict=True):
             started = time.perf_counter()
             await run()
             spent.append((time.perf_counter() - started) * 1000)
@@ -204,9 +218,13 @@ async def timed(runs: Sequence[Callable[[], Awaitable[Any]]], repeat: int) -> li
 def label(statement: str) -> str:
     """A short name for one of the digest's statements."""
     flat = " ".join(statement.split())
-    for needle, name in (("WITH touched", "figures (one statement)"), ("percentile_cont", "raw SQL"),
-                         ("conversation.status = $", "oldest unclaimed"), ("FROM department", "department"),
-                         ("set_config", "planner settings")):
+    for needle, name in (
+        ("WITH touched", "figures (one statement)"),
+        ("percentile_cont", "raw SQL"),
+        ("conversation.status = $", "oldest unclaimed"),
+        ("FROM department", "department"),
+        ("set_config", "planner settings"),
+    ):
         if needle in flat:
             return name
     return flat[:40]
@@ -251,26 +269,38 @@ async def measure(engine: AsyncEngine, repeat: int, *, explain: bool) -> None:
     figures, row = await digest(), await raw()
 
     d, r = statistics.median(digest_ms), statistics.median(raw_ms)
-    pairs = statistics.median(x / y for x, y in zip(digest_ms, raw_ms))
-    print(f"  build_digest ({DEPARTMENT}, 7 days)   median {d:8.1f} ms  (min {min(digest_ms):.1f}, max {max(digest_ms):.1f}, n={repeat})")
+    pairs = statistics.median(x / y for x, y in zip(digest_ms, raw_ms, strict=True))
+    print(
+        f"  build_digest ({DEPARTMENT}, 7 days)   median {d:8.1f} ms  "
+        f"(min {min(digest_ms):.1f}, max {max(digest_ms):.1f}, n={repeat})"
+    )
     print(f"  raw SQL aggregate               median {r:8.1f} ms  (min {min(raw_ms):.1f}, max {max(raw_ms):.1f}, n={repeat})")
-    print(f"  ratio digest/raw                median {d / r:8.2f}x  (median of the {repeat} paired ratios {pairs:.2f}x, "
-          f"of the minimums {min(digest_ms) / min(raw_ms):.2f}x)")
+    print(
+        f"  ratio digest/raw                median {d / r:8.2f}x  (median of the {repeat} paired ratios {pairs:.2f}x, "
+        f"of the minimums {min(digest_ms) / min(raw_ms):.2f}x)"
+    )
     a = statistics.median(raw_all_ms)
-    print(f"  raw SQL of every digest figure  median {a:8.1f} ms  (the digest's figures statement as text: "
-          "+ top tags, outcomes, who took part, noted)")
-    print(f"  ratio digest/raw-all-figures    median {d / a:8.2f}x  (median of the paired ratios "
-          f"{statistics.median(x / y for x, y in zip(digest_ms, raw_all_ms)):.2f}x)")
+    print(
+        f"  raw SQL of every digest figure  median {a:8.1f} ms  (the digest's figures statement as text: "
+        "+ top tags, outcomes, who took part, noted)"
+    )
+    print(
+        f"  ratio digest/raw-all-figures    median {d / a:8.2f}x  (median of the paired ratios "
+        f"{statistics.median(x / y for x, y in zip(digest_ms, raw_all_ms, strict=True)):.2f}x)"
+    )
     per_statement: dict[str, list[float]] = {}
     for statement, _, ms in log.entries:
         per_statement.setdefault(label(statement), []).append(ms)
-    print("  statements, median ms: " + ", ".join(
-        f"{name} {statistics.median(times):.1f}" for name, times in per_statement.items()))
+    print(
+        "  statements, median ms: " + ", ".join(f"{name} {statistics.median(times):.1f}" for name, times in per_statement.items())
+    )
     print(f"  build_stats (one person, all time) median {statistics.median(stats_ms):.1f} ms")
-    print(f"  figures: new {figures.new}, claimed {figures.claimed}, replied {figures.replied}, resolved {figures.resolved}, "
-          f"still open {figures.still_open}, claim p50 {figures.to_claim.median:.0f} s; raw: new {row.new}, "
-          f"claimed {row.claimed}, replied {row.replied}, resolved {row.resolved}, still open {row.still_open}, "
-          f"claim p50 {row.claim_p50:.0f} s")
+    print(
+        f"  figures: new {figures.new}, claimed {figures.claimed}, replied {figures.replied}, resolved {figures.resolved}, "
+        f"still open {figures.still_open}, claim p50 {figures.to_claim.median:.0f} s; raw: new {row.new}, "
+        f"claimed {row.claimed}, replied {row.replied}, resolved {row.resolved}, still open {row.still_open}, "
+        f"claim p50 {row.claim_p50:.0f} s"
+    )
     if explain:  # the statements of one digest, replayed in one transaction as the digest sends them
         async with engine.begin() as conn:
             for name, (statement, parameters) in {label(s): (s, p) for s, p, _ in log.entries}.items():
@@ -319,8 +349,9 @@ if __name__ == "__main__":
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--database-url", default=DEFAULT_URL)
     parser.add_argument("--repeat", type=int, default=11)
-    parser.add_argument("--no-proposed", dest="proposed", action="store_false",
-                        help="skip the second measurement with the proposed indexes")
+    parser.add_argument(
+        "--no-proposed", dest="proposed", action="store_false", help="skip the second measurement with the proposed indexes"
+    )
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of every digest statement")
     args = parser.parse_args()
     asyncio.run(main(args.rows, args.database_url, args.repeat, proposed=args.proposed, explain=args.explain))

@@ -35,21 +35,37 @@ from bot.settings import Settings
 from storage.models import Delivery
 
 CONFIG = Path(__file__).resolve().parents[1] / "unsilo.example.toml"
-WORDS = ("order account invoice app update screen page button email message team store price plan "
-         "subscription week morning evening colour size model version photo review checkout basket "
-         "voucher discount receipt address phone website manual warranty battery charger cable").split()
-TOPICS = ("my parcel never arrived and the tracking page says nothing",
-          "I would love a dark mode, please add it",
-          "the app keeps showing an error after the update",
-          "I want a refund, I was charged twice",
-          "your driver was rude to my mother",
-          "my lawyer will be in touch about the contract",
-          "great service, thank you all",
-          "login fails with my new password",
-          "the courier left the package in the rain",
-          "a suggestion: let me pay with vouchers")
-NAMES = ("Ana Souza", "Bram de Vries", "Chloé Martin", "Dmitri Ivanov", "Eun-ji Park", "Farah Khan",
-         "Göran Lind", "Hiroshi Sato", "Ifeoma Obi", "João Pereira", "Katarzyna Nowak", "Liam O'Brien")
+WORDS = (
+    "order account invoice app update screen page button email message team store price plan "
+    "subscription week morning evening colour size model version photo review checkout basket "
+    "voucher discount receipt address phone website manual warranty battery charger cable"
+).split()
+TOPICS = (
+    "my parcel never arrived and the tracking page says nothing",
+    "I would love a dark mode, please add it",
+    "the app keeps showing an error after the update",
+    "I want a refund, I was charged twice",
+    "your driver was rude to my mother",
+    "my lawyer will be in touch about the contract",
+    "great service, thank you all",
+    "login fails with my new password",
+    "the courier left the package in the rain",
+    "a suggestion: let me pay with vouchers",
+)
+NAMES = (
+    "Ana Souza",
+    "Bram de Vries",
+    "Chloé Martin",
+    "Dmitri Ivanov",
+    "Eun-ji Park",
+    "Farah Khan",
+    "Göran Lind",
+    "Hiroshi Sato",
+    "Ifeoma Obi",
+    "João Pereira",
+    "Katarzyna Nowak",
+    "Liam O'Brien",
+)
 
 
 def sentence(rng: random.Random) -> str:
@@ -70,16 +86,18 @@ def make_feed(entries: int, *, seed: int = 7) -> bytes:
         html = "<p>" + "</p><p>".join(escape(s) for s in sentences) + f"</p><p><em>Order #{100000 + i}</em></p>"
         author = rng.choice(NAMES)
         items.append(
-            f"<item><guid isPermaLink=\"false\">review-{i}</guid>"
+            f'<item><guid isPermaLink="false">review-{i}</guid>'
             f"<title>{escape(topic[:40].capitalize())} ({i})</title>"
             f"<link>https://reviews.example.com/acme/{i}</link>"
             f"<author>{author.split()[0].lower()}@example.com ({escape(author)})</author>"
             f"<pubDate>{format_datetime(start - timedelta(minutes=7 * i))}</pubDate>"
-            f"<description>{escape(html)}</description></item>")
-    return ("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<rss version=\"2.0\"><channel>"
-            "<title>Acme reviews</title><link>https://reviews.example.com/acme</link>"
-            "<description>What customers say about Acme</description>"
-            + "\n".join(items) + "</channel></rss>\n").encode()
+            f"<description>{escape(html)}</description></item>"
+        )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel>'
+        "<title>Acme reviews</title><link>https://reviews.example.com/acme</link>"
+        "<description>What customers say about Acme</description>" + "\n".join(items) + "</channel></rss>\n"
+    ).encode()
 
 
 async def deliveries(container: Container) -> int:
@@ -120,15 +138,19 @@ async def main(entries: int, database_url: str | None) -> None:
     assert len(report.new_ids) == entries, len(report.new_ids)
     assert again.new_ids == [] and again.duplicates == entries, (len(again.new_ids), again.duplicates)
 
-    print(f"{entries} entries, {len(data) / 2**20:.1f} MB of RSS; {container.engine.dialect.name} store; "
-          f"{len(container.config.rules)} rules, {len(container.config.departments)} departments")
+    print(
+        f"{entries} entries, {len(data) / 2**20:.1f} MB of RSS; {container.engine.dialect.name} store; "
+        f"{len(container.config.rules)} rules, {len(container.config.departments)} departments"
+    )
     print(f"{'feedparser.parse alone':<36} {bare:7.2f} s  {entries / bare:9,.0f} items/s")
     print(f"{'unsilo ingest (end to end)':<36} {ours:7.2f} s  {entries / ours:9,.0f} items/s")
     print(f"{'  of which store (route, write...)':<36} {stored:7.2f} s  {entries / stored:9,.0f} items/s")
     print(f"ratio unsilo/feedparser time: {ours / bare:.2f}x")
     print(f"{len(report.new_ids)} new conversations, {enqueued} card deliveries enqueued")
-    print(f"{'same feed again':<36} {repeat:7.2f} s  {entries / repeat:9,.0f} items/s: "
-          f"{len(again.new_ids)} new conversations, {again.duplicates} already known")
+    print(
+        f"{'same feed again':<36} {repeat:7.2f} s  {entries / repeat:9,.0f} items/s: "
+        f"{len(again.new_ids)} new conversations, {again.duplicates} already known"
+    )
 
 
 if __name__ == "__main__":

@@ -22,26 +22,40 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 
+from bench.common import fire, summary
 from bot import codec
 from bot.ingest import make_incoming
 from bot.views import Button
 from tests.slack_support import SECRET, TOKEN, running_slack
-from bench.common import fire, summary
 from tests.standins import serve
 from tests.standins.slack_api import sign
 
 TEAM = "T111"  # the workspace the Slack stand-in's auth.test reports: the installed one
-PAYLOAD = {"type": "block_actions", "user": {"id": "U0", "username": "u", "name": "u", "team_id": TEAM},
-           "api_app_id": "A1", "token": "t", "container": {"type": "message", "message_ts": "1.1", "channel_id": "C0SUPPORT"},
-           "trigger_id": "1.1.x", "team": {"id": TEAM, "domain": "d"}, "channel": {"id": "C0SUPPORT", "name": "support"},
-           "response_url": "http://127.0.0.1:9/unused", "actions": []}
+PAYLOAD = {
+    "type": "block_actions",
+    "user": {"id": "U0", "username": "u", "name": "u", "team_id": TEAM},
+    "api_app_id": "A1",
+    "token": "t",
+    "container": {"type": "message", "message_ts": "1.1", "channel_id": "C0SUPPORT"},
+    "trigger_id": "1.1.x",
+    "team": {"id": TEAM, "domain": "d"},
+    "channel": {"id": "C0SUPPORT", "name": "support"},
+    "response_url": "http://127.0.0.1:9/unused",
+    "actions": [],
+}
 
 
 def click_body(user: str, conversation_id: int) -> tuple[bytes, dict[str, str]]:
     """A signed Claim click, as Slack sends it."""
     button = Button("Claim", "claim", conversation_id)
-    action = {"action_id": f"unsilo:claim:{conversation_id}", "block_id": "b", "type": "button",
-              "value": codec.encode(button), "action_ts": "1.1", "text": {"type": "plain_text", "text": "Claim"}}
+    action = {
+        "action_id": f"unsilo:claim:{conversation_id}",
+        "block_id": "b",
+        "type": "button",
+        "value": codec.encode(button),
+        "action_ts": "1.1",
+        "text": {"type": "plain_text", "text": "Claim"},
+    }
     payload = {**PAYLOAD, "user": {**PAYLOAD["user"], "id": user}, "actions": [action]}
     body = urlencode({"payload": json.dumps(payload)}).encode()
     return body, {"Content-Type": "application/x-www-form-urlencoded", **sign(SECRET, body)}
@@ -49,6 +63,7 @@ def click_body(user: str, conversation_id: int) -> tuple[bytes, dict[str, str]]:
 
 async def bare_bolt(port_holder: list[int]) -> web.AppRunner:
     """A Bolt app that only acks, mounted on aiohttp the same way as ours."""
+
     async def authorize(enterprise_id: str | None = None, team_id: str | None = None) -> AuthorizeResult:
         return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=TOKEN)
 
@@ -74,19 +89,21 @@ async def main(clicks: int, concurrency: int, team: int) -> None:
             items = [make_incoming(source="bench", external_id=str(i), text=f"refund {i}") for i in range(clicks)]
             ids = (await unsilo.container.ingest(items)).new_ids
             await fire(f"{unsilo.url}/slack/events", [click_body("UWARM", ids[0])], 1)  # warm-up
-            ours = await fire(f"{unsilo.url}/slack/events",
-                              [click_body(f"U{i % team:04d}", cid) for i, cid in enumerate(ids[1:])], concurrency)
+            ours = await fire(
+                f"{unsilo.url}/slack/events", [click_body(f"U{i % team:04d}", cid) for i, cid in enumerate(ids[1:])], concurrency
+            )
             port: list[int] = []
             runner = await bare_bolt(port)
             try:
                 bare_url = f"http://127.0.0.1:{port[0]}/slack/events"
                 await fire(bare_url, [click_body("UWARM", 1)], 1)
-                bare = await fire(bare_url, [click_body(f"U{i % team:04d}", i + 1) for i in range(len(ids) - 1)],
-                                  concurrency)
+                bare = await fire(bare_url, [click_body(f"U{i % team:04d}", i + 1) for i in range(len(ids) - 1)], concurrency)
             finally:
                 await runner.cleanup()
-    print(f"{clicks - 1} signed Claim clicks by a team of {team}, {concurrency} concurrent, loopback, SQLite store "
-          "(each person's first click also reads their profile with users.info, from the in-process stand-in)")
+    print(
+        f"{clicks - 1} signed Claim clicks by a team of {team}, {concurrency} concurrent, loopback, SQLite store "
+        "(each person's first click also reads their profile with users.info, from the in-process stand-in)"
+    )
     our_p50, our_p99 = summary("unsilo (claim + store)", ours)
     bare_p50, bare_p99 = summary("bare Bolt (ack only)", bare)
     print(f"ratio unsilo/bare: p50 {our_p50 / bare_p50:.2f}x  p99 {our_p99 / bare_p99:.2f}x")

@@ -21,15 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from aiohttp import web
 from botbuilder.core import TurnContext
 from botbuilder.core.teams import TeamsActivityHandler
 from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
 from botbuilder.schema import AdaptiveCardInvokeResponse, InvokeResponse
 
-from bot.ingest import make_incoming
 from bench.common import fire, store, summary
+from bot.ingest import make_incoming
 from tests.standins import serve
 from tests.teams_support import running_teams
 
@@ -39,14 +38,23 @@ STATIC_CARD = {"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "Text
 
 def invoke(service_url: str, conversation_id: int, user: int) -> tuple[bytes, dict[str, str]]:
     """An unauthenticated Claim click (adaptiveCard/action invoke) as JSON."""
-    return json.dumps({
-        "type": "invoke", "name": "adaptiveCard/action", "channelId": "msteams", "id": f"f:{user}",
-        "serviceUrl": service_url, "from": {"id": f"29:u{user}", "name": f"User {user}", "aadObjectId": f"aad-{user}"},
-        "recipient": {"id": "28:bot", "name": "Unsilo"}, "conversation": {"id": "a:personal", "conversationType": "personal"},
-        "channelData": {"tenant": {"id": "t"}},
-        "value": {"action": {"type": "Action.Execute", "verb": "claim", "data": {"cmd": "claim", "id": conversation_id}},
-                  "trigger": "manual"},
-    }).encode(), {"Content-Type": "application/json"}
+    return json.dumps(
+        {
+            "type": "invoke",
+            "name": "adaptiveCard/action",
+            "channelId": "msteams",
+            "id": f"f:{user}",
+            "serviceUrl": service_url,
+            "from": {"id": f"29:u{user}", "name": f"User {user}", "aadObjectId": f"aad-{user}"},
+            "recipient": {"id": "28:bot", "name": "Unsilo"},
+            "conversation": {"id": "a:personal", "conversationType": "personal"},
+            "channelData": {"tenant": {"id": "t"}},
+            "value": {
+                "action": {"type": "Action.Execute", "verb": "claim", "data": {"cmd": "claim", "id": conversation_id}},
+                "trigger": "manual",
+            },
+        }
+    ).encode(), {"Content-Type": "application/json"}
 
 
 class _Config:
@@ -55,8 +63,10 @@ class _Config:
 
 class BareBot(TeamsActivityHandler):
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
-        return InvokeResponse(status=200, body=AdaptiveCardInvokeResponse(
-            status_code=200, type="application/vnd.microsoft.card.adaptive", value=STATIC_CARD))
+        return InvokeResponse(
+            status=200,
+            body=AdaptiveCardInvokeResponse(status_code=200, type="application/vnd.microsoft.card.adaptive", value=STATIC_CARD),
+        )
 
 
 async def bare_bot() -> tuple[web.AppRunner, str]:
@@ -79,25 +89,29 @@ async def main(invokes: int, concurrency: int, database: str | None) -> None:
             url = f"{unsilo.url}/api/messages"
             await fire(url, [invoke(unsilo.connector.url, ids[0], 0)], 1)
             started = time.process_time()
-            ours = await fire(url, [invoke(unsilo.connector.url, cid, 1 + i % TEAM) for i, cid in enumerate(ids[1:])],
-                              concurrency)
+            ours = await fire(
+                url, [invoke(unsilo.connector.url, cid, 1 + i % TEAM) for i, cid in enumerate(ids[1:])], concurrency
+            )
             ours_cpu = (time.process_time() - started) / invokes * 1000
             runner, bare_url = await bare_bot()
             try:
                 await fire(bare_url, [invoke(unsilo.connector.url, 1, 0)], 1)
                 started = time.process_time()
-                bare = await fire(bare_url, [invoke(unsilo.connector.url, i, 1 + i % TEAM) for i in range(invokes)],
-                                  concurrency)
+                bare = await fire(bare_url, [invoke(unsilo.connector.url, i, 1 + i % TEAM) for i in range(invokes)], concurrency)
                 bare_cpu = (time.process_time() - started) / invokes * 1000
             finally:
                 await runner.cleanup()
-    print(f"{invokes} adaptiveCard/action invokes, {concurrency} concurrent, loopback, "
-          f"{'PostgreSQL' if database else 'SQLite'} store")
+    print(
+        f"{invokes} adaptiveCard/action invokes, {concurrency} concurrent, loopback, "
+        f"{'PostgreSQL' if database else 'SQLite'} store"
+    )
     ours_p50, _ = summary("unsilo (claim + refreshed card)", ours)
     bare_p50, _ = summary("bare botbuilder (static card)", bare)
     # Server and load generator share this process: the CPU figures carry the same client cost each.
-    print(f"CPU per click (process_time, server + client): unsilo {ours_cpu:.2f} ms, bare {bare_cpu:.2f} ms "
-          f"({ours_cpu / bare_cpu:.2f}x)")
+    print(
+        f"CPU per click (process_time, server + client): unsilo {ours_cpu:.2f} ms, bare {bare_cpu:.2f} ms "
+        f"({ours_cpu / bare_cpu:.2f}x)"
+    )
     print(f"ratio unsilo/bare p50: {ours_p50 / bare_p50:.2f}x (goal <= 0.3x)")
 
 

@@ -62,21 +62,29 @@ async def _store_figures(container: Container) -> dict[str, Any]:
     """The outbox backlog, its oldest due delivery and the failing feeds, in one round trip."""
     now = container.clock()
     async with container.engine.connect() as conn:
-        row = (await conn.execute(text(
-            "SELECT (SELECT count(*) FROM delivery WHERE status = 'pending') AS backlog, "
-            "(SELECT min(next_attempt_at) FROM delivery WHERE status = 'pending' AND next_attempt_at <= :now) AS oldest, "
-            "(SELECT count(*) FROM delivery WHERE status = 'failed') AS failed, "
-            "(SELECT count(*) FROM source WHERE kind = 'feed' AND failures > 0) AS feeds_failing"
-        ), {"now": now})).one()
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM delivery WHERE status = 'pending') AS backlog, "
+                    "(SELECT min(next_attempt_at) FROM delivery WHERE status = 'pending' AND next_attempt_at <= :now) AS oldest, "
+                    "(SELECT count(*) FROM delivery WHERE status = 'failed') AS failed, "
+                    "(SELECT count(*) FROM source WHERE kind = 'feed' AND failures > 0) AS feeds_failing"
+                ),
+                {"now": now},
+            )
+        ).one()
     oldest = row.oldest
     if isinstance(oldest, str):  # SQLite hands back text
         oldest = datetime.fromisoformat(oldest)
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=UTC)
     return {
-        "outbox": {"pending": int(row.backlog), "failed": int(row.failed),
-                   "oldest_due": oldest.isoformat(timespec="seconds") if oldest else None,
-                   "oldest_due_seconds": round((now - oldest).total_seconds()) if oldest else 0},
+        "outbox": {
+            "pending": int(row.backlog),
+            "failed": int(row.failed),
+            "oldest_due": oldest.isoformat(timespec="seconds") if oldest else None,
+            "oldest_due_seconds": round((now - oldest).total_seconds()) if oldest else 0,
+        },
         "feeds": {"failing": int(row.feeds_failing)},
     }
 
@@ -133,10 +141,18 @@ async def store_trouble(request: web.Request, handler: Any) -> web.StreamRespons
     try:
         return await handler(request)
     except UNAVAILABLE as exc:
-        logger.warning("%s %s: the store did not answer (%s: %s); answered 503", request.method, request.path,
-                       type(exc).__name__, str(exc)[:200])
-        return web.json_response({"error": "the store is busy or unreachable; retry in a few seconds"}, status=503,
-                                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        logger.warning(
+            "%s %s: the store did not answer (%s: %s); answered 503",
+            request.method,
+            request.path,
+            type(exc).__name__,
+            str(exc)[:200],
+        )
+        return web.json_response(
+            {"error": "the store is busy or unreachable; retry in a few seconds"},
+            status=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
 
 BODY_DEADLINE = 10.0  # seconds a client has to send a request's whole body
@@ -153,13 +169,22 @@ async def body_deadline(request: web.Request, handler: Any) -> web.StreamRespons
         try:
             await asyncio.wait_for(request.read(), BODY_DEADLINE)
         except web.HTTPRequestEntityTooLarge:
-            return web.json_response({"error": f"body too large: at most {request.client_max_size} bytes"},
-                                     status=413, headers={"Connection": "close"})
+            return web.json_response(
+                {"error": f"body too large: at most {request.client_max_size} bytes"}, status=413, headers={"Connection": "close"}
+            )
         except TimeoutError:
-            logger.warning("%s %s from %s: body not sent within %gs; answered 408", request.method, request.path,
-                           request.remote, BODY_DEADLINE)
-            return web.json_response({"error": f"the request body did not arrive within {BODY_DEADLINE:g} s"},
-                                     status=408, headers={"Connection": "close"})
+            logger.warning(
+                "%s %s from %s: body not sent within %gs; answered 408",
+                request.method,
+                request.path,
+                request.remote,
+                BODY_DEADLINE,
+            )
+            return web.json_response(
+                {"error": f"the request body did not arrive within {BODY_DEADLINE:g} s"},
+                status=408,
+                headers={"Connection": "close"},
+            )
     return await handler(request)
 
 

@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.bus import Bus
 from bot.config import Config, find_config, load_config
 from bot.health import Health
-from bot.ingest import IngestReport, Incoming, store_items
+from bot.ingest import Incoming, IngestReport, store_items
 from bot.outbox import DeliveryWorker, LoggingSender, Sender, commit_with_deliveries
 from bot.policy import Context
 from bot.routing import Router
@@ -75,8 +75,12 @@ class Container:
         return Router(rules, default_department=self.config.default_department)
 
     async def ingest(
-        self, items: Sequence[Incoming], *, source: str | None = None,
-        source_update: Mapping[str, object] | None = None, batch: int = INGEST_BATCH,
+        self,
+        items: Sequence[Incoming],
+        *,
+        source: str | None = None,
+        source_update: Mapping[str, object] | None = None,
+        batch: int = INGEST_BATCH,
     ) -> IngestReport:
         """Store new items (routed, with events and deliveries), `batch` items per transaction.
 
@@ -90,7 +94,7 @@ class Container:
         name = source or (items[0].source if items else None)
         router = await self.router()
         report = IngestReport(source=name or "")
-        chunks = [items[i:i + batch] for i in range(0, len(items), batch)] or [items]
+        chunks = [items[i : i + batch] for i in range(0, len(items), batch)] or [items]
         for index, chunk in enumerate(chunks):
             last = index == len(chunks) - 1
             async with self.uow() as uow:
@@ -126,8 +130,14 @@ def build(settings: Settings, *, config: Config | None = None, clock: Clock = ut
     for warning in config.warnings:  # `unsilo config check` prints them; the service logs them
         logger.info("config: %s", warning.format(config.path))
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout)
-    container = Container(settings=settings, config=config, engine=engine, sessions=session_factory(engine),
-                          clock=clock, write_lock=asyncio.Lock() if is_sqlite(engine) else None)
+    container = Container(
+        settings=settings,
+        config=config,
+        engine=engine,
+        sessions=session_factory(engine),
+        clock=clock,
+        write_lock=asyncio.Lock() if is_sqlite(engine) else None,
+    )
     container.senders["log"] = LoggingSender()
     # Replies to customers: the outbound adapter (imported by name: the core never imports adapters).
     outbound: Any = importlib.import_module("adapters.outbound.sender")
@@ -141,20 +151,31 @@ async def sync_config(uow_factory: Callable[[], UnitOfWork], config: Config) -> 
         for name in config.department_names():
             declared = next((d for d in config.departments if d.name == name), None)
             department = await uow.departments.upsert(
-                name, sla_minutes=declared.sla_minutes if declared else 240,
-                managers=list(declared.managers) if declared else [])
+                name, sla_minutes=declared.sla_minutes if declared else 240, managers=list(declared.managers) if declared else []
+            )
             assert department.id is not None
             for platform, channel_id in declared.channels if declared else ():
                 await uow.departments.link(department.id, platform, channel_id, linked_by="config")
-        await uow.rules.replace_from_config([
-            Rule(name=r.name, position=i, departments=list(r.departments), any_words=list(r.any_words),
-                 all_words=list(r.all_words), regex=r.regex, source=r.source, author=r.author,
-                 priority=r.priority, tags=list(r.tags), sensitive=r.sensitive)
-            for i, r in enumerate(config.rules)
-        ])
+        await uow.rules.replace_from_config(
+            [
+                Rule(
+                    name=r.name,
+                    position=i,
+                    departments=list(r.departments),
+                    any_words=list(r.any_words),
+                    all_words=list(r.all_words),
+                    regex=r.regex,
+                    source=r.source,
+                    author=r.author,
+                    priority=r.priority,
+                    tags=list(r.tags),
+                    sensitive=r.sensitive,
+                )
+                for i, r in enumerate(config.rules)
+            ]
+        )
         for entry in config.people:  # one person's accounts, linked by the config
-            await uow.people.configure(key=entry.key, name=entry.name, email=entry.email or None,
-                                       accounts=entry.identities())
+            await uow.people.configure(key=entry.key, name=entry.name, email=entry.email or None, accounts=entry.identities())
         for feed in config.feeds:
             source = await uow.sources.ensure(feed.name, kind="feed", url=feed.url)
             if source.url != feed.url:  # a corrected URL is polled now, not after the old one's back-off
@@ -162,8 +183,14 @@ async def sync_config(uow_factory: Callable[[], UnitOfWork], config: Config) -> 
                 source.failures = 0
             source.url, source.every_seconds, source.tags = feed.url, feed.every_seconds, list(feed.tags)
         await uow.commit()
-    logger.info("config %s: %d departments, %d rules, %d feeds, %d people", config.path,
-                len(config.department_names()), len(config.rules), len(config.feeds), len(config.people))
+    logger.info(
+        "config %s: %d departments, %d rules, %d feeds, %d people",
+        config.path,
+        len(config.department_names()),
+        len(config.rules),
+        len(config.feeds),
+        len(config.people),
+    )
 
 
 def sample_path(name: str) -> Path:

@@ -38,6 +38,7 @@ def echo(*values: object, file: Any = None, **kwargs: Any) -> None:
     would recolour, move or rewrite what the terminal shows."""
     builtins.print(*(printable(v) if isinstance(v, str) else v for v in values), file=file, **kwargs)
 
+
 DEMO_SOURCE = "demo-feed"
 
 
@@ -85,7 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=_conversation_id)
     p.add_argument("--to", required=True, help="the new owner")
     actor_arg(p)
-    for name, help_ in (("note", "add an internal note (never sent to the customer)"), ("reply", "record a reply to the customer")):
+    for name, help_ in (
+        ("note", "add an internal note (never sent to the customer)"),
+        ("reply", "record a reply to the customer"),
+    ):
         p = cmd(name, help_)
         p.add_argument("id", type=_conversation_id)
         p.add_argument("text")
@@ -119,24 +123,24 @@ def _parser() -> argparse.ArgumentParser:
     cmd("deliver", "send every due card and message now")
     p = cmd("sources", "where conversations come from: list them, add a feed or a webhook, poll feeds now")
     sources = p.add_subparsers(dest="action", metavar="ACTION")
-    s = sources.add_parser("list", help="every source with its last poll, items seen, last error and next poll",
-                           parents=[common])
+    s = sources.add_parser("list", help="every source with its last poll, items seen, last error and next poll", parents=[common])
     s = sources.add_parser("add-feed", help="poll a feed (RSS, Atom, RDF or JSON Feed)", parents=[common])
     s.add_argument("name")
     s.add_argument("url")
     s.add_argument("--every", type=int, default=300, metavar="SECONDS", help="poll interval (default: 300)")
     s.add_argument("--tags", default="", help="tags for every item, comma-separated")
     s.add_argument("--reply-url", default="", help="an endpoint that takes replies (a signing secret is made)")
-    s = sources.add_parser("add-webhook", help="accept signed POSTs at /hooks/NAME; prints the new secret once",
-                           parents=[common])
+    s = sources.add_parser("add-webhook", help="accept signed POSTs at /hooks/NAME; prints the new secret once", parents=[common])
     s.add_argument("name")
     s.add_argument("--tags", default="", help="tags for every item, comma-separated")
     s.add_argument("--reply-url", default="", help="where replies are POSTed when an item carries no reply_url")
     sources.add_parser("poll", help="poll every feed that is due now, once", parents=[common])
     p = cmd("approvals", "replies waiting for your approval")
     actor_arg(p)
-    for name, help_ in (("approve", "let a held reply go to the customer (approvers)"),
-                        ("posted", "say a recorded reply was posted by hand on its source")):
+    for name, help_ in (
+        ("approve", "let a held reply go to the customer (approvers)"),
+        ("posted", "say a recorded reply was posted by hand on its source"),
+    ):
         p = cmd(name, help_)
         p.add_argument("id", type=_conversation_id)
         actor_arg(p)
@@ -257,8 +261,10 @@ async def _demo(container: Container) -> None:
     items, _ = parse_feed(sample_path("demo-feed.xml").read_bytes(), source=DEMO_SOURCE)
     report = await container.ingest(items)
     sent = await container.worker().run_until_idle()
-    echo(f"Ingested {len(report.new_ids)} new conversations from the sample feed "
-          f"({report.duplicates} already known); {sent} card deliveries sent to log channels.")
+    echo(
+        f"Ingested {len(report.new_ids)} new conversations from the sample feed "
+        f"({report.duplicates} already known); {sent} card deliveries sent to log channels."
+    )
     if not container.senders or sent == 0 and report.new_ids:
         echo("(No chat platform is configured: cards wait in the outbox until one is.)")
     result = await container.bus.handle(c.ShowQueue(c.Actor("cli", "demo")))
@@ -272,7 +278,8 @@ async def _demo(container: Container) -> None:
         echo(f"\n{name} ({count} waiting)")
         for card in by_department.get(name, []):
             echo(_card_line(card))
-    echo(textwrap.dedent("""
+    echo(
+        textwrap.dedent("""
         Next, try:
           unsilo claim 3 --as alice
           unsilo note 3 "Checked the order: courier lost it" --as bob
@@ -280,7 +287,8 @@ async def _demo(container: Container) -> None:
           unsilo resolve 3 --outcome answered --as alice
           unsilo show 3
           unsilo queue --department legal
-          unsilo search refund"""))
+          unsilo search refund""")
+    )
 
 
 async def _ingest(container: Container, args: argparse.Namespace) -> None:
@@ -289,7 +297,7 @@ async def _ingest(container: Container, args: argparse.Namespace) -> None:
     path = Path(args.path)
     source = args.source or path.stem
     try:
-        data = path.read_bytes()
+        data = await asyncio.to_thread(path.read_bytes)
     except OSError as exc:
         raise IngestError(f"source {source!r}: cannot read {path}: {exc.strerror or exc}") from exc
     items, warning = parse_feed(data, source=source)
@@ -319,8 +327,10 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
         poller: Any = importlib.import_module("adapters.sources.feeds").FeedPoller(container)
         outcomes = await poller.poll_due()
         for outcome in outcomes:
-            echo(f"{outcome.source}: {getattr(outcome.status, 'value', outcome.status)}"
-                  + (f" ({outcome.error})" if outcome.error else ""))
+            echo(
+                f"{outcome.source}: {getattr(outcome.status, 'value', outcome.status)}"
+                + (f" ({outcome.error})" if outcome.error else "")
+            )
         echo(f"{len(outcomes)} feed{'s' if len(outcomes) != 1 else ''} polled")
         return
     if action in ("add-feed", "add-webhook"):
@@ -334,10 +344,18 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
         async with container.uow() as uow:
             if await uow.sources.by_name(args.name) is not None:
                 raise InvalidInput(f"a source named {args.name!r} already exists; `unsilo sources` lists them")
-            uow.sources.add(Source(
-                name=args.name, kind="feed" if action == "add-feed" else "webhook", origin="cli",
-                url=args.url if action == "add-feed" else "", every_seconds=getattr(args, "every", 300),
-                tags=tags, reply_url=reply_url, secret=secret))
+            uow.sources.add(
+                Source(
+                    name=args.name,
+                    kind="feed" if action == "add-feed" else "webhook",
+                    origin="cli",
+                    url=args.url if action == "add-feed" else "",
+                    every_seconds=getattr(args, "every", 300),
+                    tags=tags,
+                    reply_url=reply_url,
+                    secret=secret,
+                )
+            )
             await uow.commit()
         if action == "add-feed":
             echo(f"feed {args.name} added: polled every {args.every}s by `unsilo run`")
@@ -357,12 +375,16 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
         if source.kind == "feed" and not source.url:
             echo(f"  no URL: items come from `unsilo ingest`; last ingest {_when(source.last_polled_at)}")
         elif source.kind == "feed":
-            echo(f"  every {source.every_seconds}s · last poll {_when(source.last_polled_at)} · "
-                  f"next poll {_when(source.next_poll_at) if source.next_poll_at else 'now'}")
+            echo(
+                f"  every {source.every_seconds}s · last poll {_when(source.last_polled_at)} · "
+                f"next poll {_when(source.next_poll_at) if source.next_poll_at else 'now'}"
+            )
         else:
             echo(f"  last item {_when(source.last_polled_at)}")
-        echo(f"  items seen {source.items_seen} · failures {source.failures}"
-              + (f" · last error: {source.last_error}" if source.last_error else ""))
+        echo(
+            f"  items seen {source.items_seen} · failures {source.failures}"
+            + (f" · last error: {source.last_error}" if source.last_error else "")
+        )
         if source.reply_url:
             echo(f"  replies go to {source.reply_url}")
 
@@ -382,8 +404,10 @@ async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
         elif args.command == "db":
             echo("database is at the newest schema")
         elif args.command == "config":
-            echo(f"{container.config.path}: ok ({len(container.config.department_names())} departments, "
-                  f"{len(container.config.rules)} rules, {len(container.config.feeds)} feeds)")
+            echo(
+                f"{container.config.path}: ok ({len(container.config.department_names())} departments, "
+                f"{len(container.config.rules)} rules, {len(container.config.feeds)} feeds)"
+            )
         else:
             _print_result(await container.bus.handle(_command(args)), command=args.command)
         return 0
@@ -398,16 +422,24 @@ def _serve(settings: Settings) -> int:
     container = build(settings)
     app = create_app(container)
     echo(f"unsilo listening on http://{settings.host}:{settings.port} (health: /healthz)", flush=True)
-    server.run(app, settings.host, settings.port,
-               max_connections=server.connection_limit(settings.max_connections, db_pool_size=settings.db_pool_size))
+    server.run(
+        app,
+        settings.host,
+        settings.port,
+        max_connections=server.connection_limit(settings.max_connections, db_pool_size=settings.db_pool_size),
+    )
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `unsilo` console script."""
     args = _parser().parse_args(argv)
-    settings = Settings.from_env(database_url=args.database_url, config_path=args.config,
-                                 host=getattr(args, "host", None), port=getattr(args, "port", None))
+    settings = Settings.from_env(
+        database_url=args.database_url,
+        config_path=args.config,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+    )
     logs.configure(logging.INFO if args.verbose or args.command == "run" else logging.WARNING)
     try:
         if args.command == "config":

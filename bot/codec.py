@@ -11,14 +11,20 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from bot.commands import ApproveReply, Actor, Claim, Command, MarkPosted, Release, Show
+from bot.commands import Actor, ApproveReply, Claim, Command, MarkPosted, Release, Show
 from bot.domain import InvalidInput, parse_conversation_id
 from bot.views import Button
 
 logger = logging.getLogger(__name__)
 
 # Verbs that need no further input from the person and map straight to a command.
-_DIRECT: dict[str, Callable[[int, Actor], Command]] = {"claim": Claim, "release": Release, "show": Show, "approve": ApproveReply, "posted": MarkPosted}
+_DIRECT: dict[str, Callable[[int, Actor], Command]] = {
+    "claim": Claim,
+    "release": Release,
+    "show": Show,
+    "approve": ApproveReply,
+    "posted": MarkPosted,
+}
 
 
 def button_data(button: Button) -> dict[str, Any]:

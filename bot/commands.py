@@ -220,6 +220,27 @@ class ShowStats:
     actor: Actor
 
 
-Command = (Claim | Release | Reassign | AddNote | ReplyToCustomer | Resolve | Dismiss | Show | ShowQueue | Search
-           | Report | ShowRecent | ThreadNote | LocateCard | LinkChannel | UnlinkChannel | ApproveReply | RejectReply
-           | MarkPosted | ShowApprovals | ShowDigest | ShowStats)
+Command = (
+    Claim
+    | Release
+    | Reassign
+    | AddNote
+    | ReplyToCustomer
+    | Resolve
+    | Dismiss
+    | Show
+    | ShowQueue
+    | Search
+    | Report
+    | ShowRecent
+    | ThreadNote
+    | LocateCard
+    | LinkChannel
+    | UnlinkChannel
+    | ApproveReply
+    | RejectReply
+    | MarkPosted
+    | ShowApprovals
+    | ShowDigest
+    | ShowStats
+)

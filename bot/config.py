@@ -221,7 +221,12 @@ class _Checker:
 
     def _unknown(self, table: dict[str, Any], known: set[str], prefix: str, **where: Any) -> None:
         for key in sorted(set(table) - known):
-            self.bad(f"{prefix}.{key}" if prefix else key, f"unknown key; expected one of {', '.join(sorted(known))}", field_=key, **where)
+            self.bad(
+                f"{prefix}.{key}" if prefix else key,
+                f"unknown key; expected one of {', '.join(sorted(known))}",
+                field_=key,
+                **where,
+            )
 
     def build(self, data: dict[str, Any], path: str) -> Config:
         self._unknown(data, {"unsilo", "departments", "rules", "feeds", "people"}, "")
@@ -253,11 +258,17 @@ class _Checker:
         for name, key, place in self.plain_names:
             if name.lower() in linked:
                 continue
-            self.warnings.append(Problem(key, (
-                f"{name!r} is a plain name: it matches only the CLI login {name!r}, never a Slack or Teams user "
-                f"(display names are chosen by users); list people as slack:<user id>, teams:<AAD object id> or "
-                f"by email, or link their accounts under [people.{name}]"),
-                self._line(place.get("header"), place.get("index", 0), place.get("field_"))))
+            self.warnings.append(
+                Problem(
+                    key,
+                    (
+                        f"{name!r} is a plain name: it matches only the CLI login {name!r}, never a Slack or Teams user "
+                        f"(display names are chosen by users); list people as slack:<user id>, teams:<AAD object id> or "
+                        f"by email, or link their accounts under [people.{name}]"
+                    ),
+                    self._line(place.get("header"), place.get("index", 0), place.get("field_")),
+                )
+            )
         return Config(
             path=path,
             default_department=default,
@@ -301,8 +312,9 @@ class _Checker:
                 continue
             for account in accounts:
                 if account in seen:
-                    self.bad(f"people.{key}", f"{account[0]} {account[1]!r} is already listed under [people.{seen[account]}]",
-                             **where)
+                    self.bad(
+                        f"people.{key}", f"{account[0]} {account[1]!r} is already listed under [people.{seen[account]}]", **where
+                    )
                 seen[account] = key
             result.append(person)
         return tuple(result)
@@ -314,32 +326,36 @@ class _Checker:
         result = []
         for name, table in raw.items():
             key = f"departments.{name}"
-            where: dict[str, Any] = {"header": f"[departments.{name}]" if re.match(r"^[A-Za-z0-9_-]+$", name) else f'[departments."{name}"]'}
+            where: dict[str, Any] = {
+                "header": f"[departments.{name}]" if re.match(r"^[A-Za-z0-9_-]+$", name) else f'[departments."{name}"]'
+            }
             if not _NAME.match(name):
                 self.bad(key, "department names are lowercase letters, digits, '-' or '_'", **where)
                 continue
             if not isinstance(table, dict):
                 self.bad(key, "must be a table", **where)
                 continue
-            self._unknown(table, {"sla_minutes", "managers", "channels", "digest", "timezone", "digest_channels"},
-                          key, **where)
+            self._unknown(table, {"sla_minutes", "managers", "channels", "digest", "timezone", "digest_channels"}, key, **where)
             channels = self._channels(table, "channels", key, where)
             digest = table.get("digest", "")
             if not isinstance(digest, str) or digest and _crontab_problem(digest):
                 problem = _crontab_problem(digest) if isinstance(digest, str) else "must be a string"
-                self.bad(f"{key}.digest", f"{problem} (a crontab line like \"30 8 * * 1-5\")", field_="digest", **where)
+                self.bad(f"{key}.digest", f'{problem} (a crontab line like "30 8 * * 1-5")', field_="digest", **where)
                 digest = ""
             timezone = table.get("timezone", "UTC")
             if not isinstance(timezone, str) or _zone_problem(timezone):
-                self.bad(f"{key}.timezone", f"{timezone!r} is not a time zone name like \"Europe/Berlin\"",
-                         field_="timezone", **where)
+                self.bad(
+                    f"{key}.timezone", f'{timezone!r} is not a time zone name like "Europe/Berlin"', field_="timezone", **where
+                )
                 timezone = "UTC"
             result.append(
                 DepartmentConfig(
                     name=name,
                     sla_minutes=self._int(table.get("sla_minutes"), f"{key}.sla_minutes", 240, field_="sla_minutes", **where),
                     managers=self._who(table.get("managers"), f"{key}.managers", field_="managers", **where),
-                    channels=channels, digest=digest.strip(), timezone=timezone,
+                    channels=channels,
+                    digest=digest.strip(),
+                    timezone=timezone,
                     digest_channels=self._channels(table, "digest_channels", key, where),
                 )
             )
@@ -350,7 +366,12 @@ class _Checker:
         for channel in self._strings(table.get(name), f"{key}.{name}", field_=name, **where):
             platform, sep, channel_id = channel.partition(":")
             if not sep or platform not in PLATFORMS or not channel_id:
-                self.bad(f"{key}.{name}", f"{channel!r} should be 'platform:channel' with platform one of {', '.join(PLATFORMS)}", field_=name, **where)
+                self.bad(
+                    f"{key}.{name}",
+                    f"{channel!r} should be 'platform:channel' with platform one of {', '.join(PLATFORMS)}",
+                    field_=name,
+                    **where,
+                )
                 continue
             channels.append((platform, channel_id))
         return tuple(channels)
@@ -381,7 +402,12 @@ class _Checker:
                 self.bad(f"{key}.departments", "name at least one department", field_="departments", **where)
             for target in targets:
                 if target not in departments:
-                    self.bad(f"{key}.departments", f"unknown department {target!r}; declare [departments.{target}]", field_="departments", **where)
+                    self.bad(
+                        f"{key}.departments",
+                        f"unknown department {target!r}; declare [departments.{target}]",
+                        field_="departments",
+                        **where,
+                    )
             regex = table.get("regex", "")
             if not isinstance(regex, str):
                 self.bad(f"{key}.regex", "must be a string", field_="regex", **where)
@@ -402,7 +428,9 @@ class _Checker:
                 self.bad(key, "matches nothing: give any, all, regex, source or author", **where)
             priority = table.get("priority", "")
             if priority and priority not in PRIORITIES:
-                self.bad(f"{key}.priority", f"must be one of {', '.join(PRIORITIES)} (got {priority!r})", field_="priority", **where)
+                self.bad(
+                    f"{key}.priority", f"must be one of {', '.join(PRIORITIES)} (got {priority!r})", field_="priority", **where
+                )
                 priority = ""
             sensitive = table.get("sensitive", False)
             if not isinstance(sensitive, bool):
@@ -494,8 +522,9 @@ def digest_trigger(line: str, timezone: str = "UTC") -> Any:
         raise ValueError(f"wrong number of fields: got {len(fields)}, expected 5 (or 6 with seconds first)")
     second = fields.pop(0) if len(fields) == 6 else "0"
     minute, hour, day, month, dow = fields
-    return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month,
-                       day_of_week=_weekdays(dow), timezone=ZoneInfo(timezone))
+    return CronTrigger(
+        second=second, minute=minute, hour=hour, day=day, month=month, day_of_week=_weekdays(dow), timezone=ZoneInfo(timezone)
+    )
 
 
 def _crontab_problem(line: str) -> str | None:
@@ -515,4 +544,3 @@ def _zone_problem(name: str) -> str | None:
     except (ZoneInfoNotFoundError, ValueError):
         return "unknown"
     return None
-

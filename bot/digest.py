@@ -67,8 +67,9 @@ class Digest(Activity):
     @property
     def quiet(self) -> bool:
         """Nothing happened in the period and nothing is waiting."""
-        return not (self.new or self.claimed or self.replied or self.resolved or self.dismissed
-                    or self.still_open or self.taking_part)
+        return not (
+            self.new or self.claimed or self.replied or self.resolved or self.dismissed or self.still_open or self.taking_part
+        )
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,12 @@ async def build_digest(uow: UnitOfWork, *, department: str, since: datetime, unt
     waiting = await uow.reports.oldest_unclaimed(found.id, until=until) if activity.unclaimed else []
     return Digest(
         **{f.name: getattr(activity, f.name) for f in fields(Activity)},
-        department=found.name, since=since, until=until, sla_minutes=found.sla_minutes,
-        oldest_unclaimed=tuple(_waiting(w, until) for w in waiting), taking_part=_by_department(activity.participants),
+        department=found.name,
+        since=since,
+        until=until,
+        sla_minutes=found.sla_minutes,
+        oldest_unclaimed=tuple(_waiting(w, until) for w in waiting),
+        taking_part=_by_department(activity.participants),
     )
 
 
@@ -106,8 +111,16 @@ async def build_stats(uow: UnitOfWork, *, person_id: int, since: datetime | None
     if person is None:
         raise NotFound(f"no person with id {person_id}")
     figures = await uow.reports.person(person_id, since=since)
-    return Stats(person=person.name, department=person.department, since=since, claimed=figures.claimed,
-                 replied=figures.replied, resolved=figures.resolved, noted=figures.noted, response=figures.response)
+    return Stats(
+        person=person.name,
+        department=person.department,
+        since=since,
+        claimed=figures.claimed,
+        replied=figures.replied,
+        resolved=figures.resolved,
+        noted=figures.noted,
+        response=figures.response,
+    )
 
 
 def digest_notice(digest: Digest) -> Notice:
@@ -133,8 +146,9 @@ def digests_notice(digests: Sequence[Digest]) -> Notice:
 def digest_lines(digest: Digest) -> tuple[str, ...]:
     """The plain-text lines of one department's digest."""
     if digest.quiet:
-        return (f"No activity in {digest.department} from {_day(digest.since)} to {_day(digest.until)}: "
-                "nothing new, nothing open.",)
+        return (
+            f"No activity in {digest.department} from {_day(digest.since)} to {_day(digest.until)}: nothing new, nothing open.",
+        )
     open_part = f"{digest.still_open} still open" + (f" ({digest.unclaimed} unclaimed)" if digest.unclaimed else "")
     lines = [
         f"{digest.new} new · {digest.claimed} claimed · {digest.replied} replied · {digest.resolved} resolved · "
@@ -145,8 +159,10 @@ def digest_lines(digest: Digest) -> tuple[str, ...]:
     ]
     if digest.oldest_unclaimed:
         lines.append("Oldest unclaimed:")
-        lines.extend(f"#{w.id} · waiting {format_duration(w.age_seconds)} · {w.snippet}" + (f" · {w.url}" if w.url else "")
-                     for w in digest.oldest_unclaimed)
+        lines.extend(
+            f"#{w.id} · waiting {format_duration(w.age_seconds)} · {w.snippet}" + (f" · {w.url}" if w.url else "")
+            for w in digest.oldest_unclaimed
+        )
     if digest.outcomes:
         lines.append("Outcomes: " + ", ".join(f"{name} {n}" for name, n in digest.outcomes))
     if digest.top_tags:
@@ -162,8 +178,10 @@ def stats_notice(stats: Stats) -> Notice:
     period = f"since {_day(stats.since)}" if stats.since else "all time"
     response = stats.response
     if response.count:
-        answer = (f"Response time (claim to your first reply): median {format_duration(response.median)}, "
-                  f"p90 {format_duration(response.p90)} over {response.count} conversation{_s(response.count)}")
+        answer = (
+            f"Response time (claim to your first reply): median {format_duration(response.median)}, "
+            f"p90 {format_duration(response.p90)} over {response.count} conversation{_s(response.count)}"
+        )
     else:
         answer = "Response time: no replies yet"
     lines = (
@@ -190,13 +208,18 @@ def format_duration(seconds: float | None) -> str:
 def _timing_line(label: str, verb: str, timing: Timing, sla_minutes: int) -> str:
     if not timing.count:
         return f"{label}: nothing {verb} in this period"
-    return (f"{label}: median {format_duration(timing.median)}, p90 {format_duration(timing.p90)}; "
-            f"{timing.within_sla} of {timing.count} within the {format_duration(sla_minutes * 60)} SLA")
+    return (
+        f"{label}: median {format_duration(timing.median)}, p90 {format_duration(timing.p90)}; "
+        f"{timing.within_sla} of {timing.count} within the {format_duration(sla_minutes * 60)} SLA"
+    )
 
 
 def _part_line(part: TeamPart) -> str:
-    did = ", ".join(f"{n} {what}" for n, what in ((part.claimed, "claimed"), (part.replied, "replied"),
-                                                  (part.resolved, "resolved"), (part.noted, "noted")) if n)
+    did = ", ".join(
+        f"{n} {what}"
+        for n, what in ((part.claimed, "claimed"), (part.replied, "replied"), (part.resolved, "resolved"), (part.noted, "noted"))
+        if n
+    )
     people = ", ".join(_one_line(name, 40) for name in part.people)
     return f"{part.department}: {len(part.people)} {'person' if len(part.people) == 1 else 'people'} ({people}) — {did}"
 
@@ -206,17 +229,26 @@ def _by_department(people: Sequence[Participant]) -> tuple[TeamPart, ...]:
     for person in people:
         groups.setdefault(person.department or UNASSIGNED, []).append(person)
     parts = [
-        TeamPart(department=name, people=tuple(sorted(p.name for p in members)),
-                 claimed=sum(p.claimed for p in members), replied=sum(p.replied for p in members),
-                 resolved=sum(p.resolved for p in members), noted=sum(p.noted for p in members))
+        TeamPart(
+            department=name,
+            people=tuple(sorted(p.name for p in members)),
+            claimed=sum(p.claimed for p in members),
+            replied=sum(p.replied for p in members),
+            resolved=sum(p.resolved for p in members),
+            noted=sum(p.noted for p in members),
+        )
         for name, members in groups.items()
     ]
     return tuple(sorted(parts, key=lambda part: (-part.actions, part.department)))
 
 
 def _waiting(item: Waiting, until: datetime) -> WaitingItem:
-    return WaitingItem(id=item.id, snippet=_one_line(item.title or item.text, SNIPPET_CHARS),
-                       age_seconds=max(0.0, (until - item.ingested_at).total_seconds()), url=item.url)
+    return WaitingItem(
+        id=item.id,
+        snippet=_one_line(item.title or item.text, SNIPPET_CHARS),
+        age_seconds=max(0.0, (until - item.ingested_at).total_seconds()),
+        url=item.url,
+    )
 
 
 def _links(digest: Digest) -> tuple[tuple[str, str], ...]:
@@ -225,7 +257,7 @@ def _links(digest: Digest) -> tuple[tuple[str, str], ...]:
 
 def _one_line(text: str, limit: int) -> str:
     flat = re.sub(r"\s+", " ", text or "").strip()
-    return flat if len(flat) <= limit else flat[:limit - 1].rstrip() + "…"
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 def _kind(since: datetime, until: datetime) -> str:

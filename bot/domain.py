@@ -6,9 +6,8 @@ applies it with a compare-and-set so concurrent writers cannot both win.
 
 from __future__ import annotations
 
-import re
-
 import logging
+import re
 from enum import StrEnum
 
 logger = logging.getLogger(__name__)
@@ -95,9 +94,7 @@ class Conflict(DomainError):
     """The conversation kept changing under us; the caller may try again."""
 
 
-def next_status(
-    action: str, current: str, *, conversation_id: int, owner: str | None = None
-) -> Status:
+def next_status(action: str, current: str, *, conversation_id: int, owner: str | None = None) -> Status:
     """The status after `action`, or a clear `IllegalTransition` naming why not."""
     status = Status(current)
     allowed = TRANSITIONS[action]

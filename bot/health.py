@@ -7,9 +7,9 @@ to set or do, disabled with the same); the app reads a snapshot. Cheap: no I/O h
 from __future__ import annotations
 
 import logging
-from typing import Any
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,12 @@ class Health:
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Every platform as JSON: state, reason (when not ok), since."""
-        return {name: {"state": s.state, "enabled": s.state != DISABLED, **({"reason": s.reason} if s.reason and s.state != OK else {}),
-                       "since": s.since.isoformat(timespec="seconds")}
-                for name, s in sorted(self._states.items())}
+        return {
+            name: {
+                "state": s.state,
+                "enabled": s.state != DISABLED,
+                **({"reason": s.reason} if s.reason and s.state != OK else {}),
+                "since": s.since.isoformat(timespec="seconds"),
+            }
+            for name, s in sorted(self._states.items())
+        }

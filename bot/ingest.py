@@ -29,8 +29,16 @@ from storage.uow import UnitOfWork
 logger = logging.getLogger(__name__)
 
 # Column limits of `storage.models.Conversation`; longer values are cut, never rejected.
-_LIMITS = {"external_id": 512, "author_name": 255, "author_handle": 255, "author_url": 2048,
-           "title": 1024, "url": 2048, "channel": 64, "reply_url": 2048}
+_LIMITS = {
+    "external_id": 512,
+    "author_name": 255,
+    "author_handle": 255,
+    "author_url": 2048,
+    "title": 1024,
+    "url": 2048,
+    "channel": 64,
+    "reply_url": 2048,
+}
 MAX_TEXT = 100_000
 
 
@@ -160,7 +168,7 @@ def make_incoming(**values: Any) -> Incoming:
         if isinstance(value, str):
             if key in ("text", "title", "author_name"):
                 value = clean_text(value)
-                value = value[:MAX_TEXT] if key == "text" else value[:_LIMITS.get(key, len(value))]
+                value = value[:MAX_TEXT] if key == "text" else value[: _LIMITS.get(key, len(value))]
             else:
                 value = _field(key, value)
         cleaned[key] = value
@@ -227,7 +235,11 @@ def _json_feed(data: bytes, *, source: str, tags: Sequence[str]) -> list[Incomin
         authors = entry.get("authors") or ([entry["author"]] if isinstance(entry.get("author"), dict) else [])
         author = authors[0] if authors and isinstance(authors[0], dict) else {}
         html = entry.get("content_html")
-        text = html_to_text(html) if isinstance(html, str) else clean_text(str(entry.get("content_text") or entry.get("summary") or ""))
+        text = (
+            html_to_text(html)
+            if isinstance(html, str)
+            else clean_text(str(entry.get("content_text") or entry.get("summary") or ""))
+        )
         title = clean_text(str(entry.get("title") or ""))
         link = urljoin(base_url, str(entry.get("url") or "")) if entry.get("url") else ""
         published = entry.get("date_published") or entry.get("date_modified")
@@ -238,9 +250,19 @@ def _json_feed(data: bytes, *, source: str, tags: Sequence[str]) -> list[Incomin
             except ValueError:
                 created = None
         external_id = str(entry.get("id") or "") or "sha256:" + hashlib.sha256(f"{link}\n{title}".encode()).hexdigest()[:40]
-        items.append(make_incoming(source=source, external_id=external_id, title=title, text=text or title,
-                                   url=link, author_name=str(author.get("name") or ""),
-                                   author_url=str(author.get("url") or ""), created_at=created, tags=tuple(tags)))
+        items.append(
+            make_incoming(
+                source=source,
+                external_id=external_id,
+                title=title,
+                text=text or title,
+                url=link,
+                author_name=str(author.get("name") or ""),
+                author_url=str(author.get("url") or ""),
+                created_at=created,
+                tags=tuple(tags),
+            )
+        )
     return items
 
 
@@ -292,24 +314,48 @@ async def store_items(
         report.duplicates += 1
     rows, routes = [], {}
     for key, item in unique.items():
-        routed = router.route(text=f"{item.title}\n{item.text}", source=item.source,
-                              author=item.author_handle or item.author_name, extra_tags=item.tags)
+        routed = router.route(
+            text=f"{item.title}\n{item.text}",
+            source=item.source,
+            author=item.author_handle or item.author_name,
+            extra_tags=item.tags,
+        )
         targets = [department] if department else [d for d in routed.departments if d in departments]
         if not targets:
-            logger.warning("routing named no known department for %s/%s; using %s",
-                           item.source, item.external_id, router.default_department)
+            logger.warning(
+                "routing named no known department for %s/%s; using %s", item.source, item.external_id, router.default_department
+            )
             targets = [router.default_department]
         routes[key] = (targets, routed)
-        rows.append({
-            "source": item.source, "external_id": item.external_id, "author_name": item.author_name,
-            "author_handle": item.author_handle, "author_url": item.author_url, "title": item.title,
-            "text": item.text, "url": item.url, "channel": item.channel, "reply_url": item.reply_url,
-            "created_at": item.created_at, "ingested_at": now, "updated_at": now, "status": "open",
-            "owner_id": None, "priority": routed.priority, "tags": list(routed.tags),
-            "routing_reason": routed.reason[:1024], "sensitive": routed.sensitive, "outcome": None,
-            "claimed_at": None, "first_reply_at": None, "resolved_at": None, "version": 1,
-            "reported_by_id": actor_id if kind == "reported" else None,
-        })
+        rows.append(
+            {
+                "source": item.source,
+                "external_id": item.external_id,
+                "author_name": item.author_name,
+                "author_handle": item.author_handle,
+                "author_url": item.author_url,
+                "title": item.title,
+                "text": item.text,
+                "url": item.url,
+                "channel": item.channel,
+                "reply_url": item.reply_url,
+                "created_at": item.created_at,
+                "ingested_at": now,
+                "updated_at": now,
+                "status": "open",
+                "owner_id": None,
+                "priority": routed.priority,
+                "tags": list(routed.tags),
+                "routing_reason": routed.reason[:1024],
+                "sensitive": routed.sensitive,
+                "outcome": None,
+                "claimed_at": None,
+                "first_reply_at": None,
+                "resolved_at": None,
+                "version": 1,
+                "reported_by_id": actor_id if kind == "reported" else None,
+            }
+        )
     inserted = await uow.conversations.add_many(rows)
     links: list[tuple[int, int]] = []
     events: list[dict[str, Any]] = []
@@ -320,8 +366,16 @@ async def store_items(
             continue
         targets, routed = routes[key]
         links.extend((new_id, departments[name]) for name in targets)
-        events.append({"conversation_id": new_id, "kind": kind, "actor_id": actor_id, "actor_name": actor_name,
-                       "at": now, "data": {"source": key[0], "departments": targets, "reason": routed.reason[:500]}})
+        events.append(
+            {
+                "conversation_id": new_id,
+                "kind": kind,
+                "actor_id": actor_id,
+                "actor_name": actor_name,
+                "at": now,
+                "data": {"source": key[0], "departments": targets, "reason": routed.reason[:500]},
+            }
+        )
         uow.mark_changed(new_id)
         report.new_ids.append(new_id)
     await uow.conversations.link_departments(links)

@@ -29,8 +29,10 @@ class RepeatFilter(logging.Filter):
             self._seen[key] = (first, dropped + 1)
             return False
         if dropped:
-            record.msg, record.args = (f"{record.getMessage()} (and {dropped} more like it in the last "
-                                       f"{self.window:g} s, not shown)"), None
+            record.msg, record.args = (
+                (f"{record.getMessage()} (and {dropped} more like it in the last {self.window:g} s, not shown)"),
+                None,
+            )
         self._seen[key] = (now, 0)
         if len(self._seen) > 10_000:  # never grows without bound
             self._seen.clear()

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
 import os
+import random
 import socket
 import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -80,8 +80,14 @@ class LoggingSender:
         self.sent.append(job)
         if job.card is not None:
             action = "update" if job.message_id else "post"
-            logger.info("%s card #%s in log:%s [%s%s]", action, job.card.id, job.channel_id,
-                        job.card.status, f", {job.card.owner}" if job.card.owner else "")
+            logger.info(
+                "%s card #%s in log:%s [%s%s]",
+                action,
+                job.card.id,
+                job.channel_id,
+                job.card.status,
+                f", {job.card.owner}" if job.card.owner else "",
+            )
         return Sent(message_id=job.message_id or f"log-{job.delivery_id}")
 
 
@@ -99,8 +105,14 @@ async def enqueue_card_syncs(uow: UnitOfWork, conversation_ids: Iterable[int]) -
 
 def notice_payload(notice: Notice) -> dict[str, Any]:
     """A notice as a delivery payload (JSON)."""
-    return {"notice": {"title": notice.title, "lines": list(notice.lines), "mentions": [list(m) for m in notice.mentions],
-                       "links": [list(link) for link in notice.links]}}
+    return {
+        "notice": {
+            "title": notice.title,
+            "lines": list(notice.lines),
+            "mentions": [list(m) for m in notice.mentions],
+            "links": [list(link) for link in notice.links],
+        }
+    }
 
 
 def _mention_of(raw: Any) -> tuple[str, str]:
@@ -113,17 +125,29 @@ def _mention_of(raw: Any) -> tuple[str, str]:
 def notice_of(payload: Mapping[str, Any]) -> Notice:
     """The notice a delivery payload carries (see `notice_payload`)."""
     raw = payload.get("notice") or {}
-    return Notice(title=str(raw.get("title", "")), lines=tuple(str(x) for x in raw.get("lines", ())),
-                  mentions=tuple(_mention_of(m) for m in raw.get("mentions", ())),
-                  links=tuple((str(a), str(b)) for a, b in raw.get("links", ())))
+    return Notice(
+        title=str(raw.get("title", "")),
+        lines=tuple(str(x) for x in raw.get("lines", ())),
+        mentions=tuple(_mention_of(m) for m in raw.get("mentions", ())),
+        links=tuple((str(a), str(b)) for a, b in raw.get("links", ())),
+    )
 
 
 async def enqueue_thread_notice(uow: UnitOfWork, conversation_id: int, notice: Notice, *, key: str) -> int:
     """Post a notice under every copy of a conversation's card (in its thread where the platform has one)."""
     rows = [
-        {"key": f"{key}:{destination_id}", "platform": platform, "kind": "notice", "conversation_id": conversation_id,
-         "destination_id": destination_id, "payload": notice_payload(notice), "status": "pending", "attempts": 0,
-         "next_attempt_at": uow.now(), "created_at": uow.now()}
+        {
+            "key": f"{key}:{destination_id}",
+            "platform": platform,
+            "kind": "notice",
+            "conversation_id": conversation_id,
+            "destination_id": destination_id,
+            "payload": notice_payload(notice),
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": uow.now(),
+            "created_at": uow.now(),
+        }
         for _, _, destination_id, platform in await uow.conversations.card_targets([conversation_id])
     ]
     return await uow.deliveries.enqueue_many(rows)
@@ -143,13 +167,22 @@ async def _settle_reply(uow: UnitOfWork, delivery: Delivery, *, error: str | Non
         await uow.replies.decide(reply, expected="sending", status="failed", error=error[:2048])
         kind, data = "reply_failed", {"reply_id": reply.id, "error": error[:500]}
         mentions = await uow.people.mentions_of(reply.author_id) if reply.author_id else ()
-        await enqueue_thread_notice(uow, reply.conversation_id, Notice(
-            title=f"Your reply to #{reply.conversation_id} could not be delivered",
-            lines=(f"After {delivery.attempts} tries the source's reply endpoint still refused it: {error[:300]}",
-                   "The reply is kept in the history; reply again, or post it by hand."),
-            mentions=mentions), key=f"reply-failed:{reply.id}")
-    await uow.events.add_many([{"conversation_id": reply.conversation_id, "kind": kind, "actor_id": None,
-                                "actor_name": "", "at": now, "data": data}])
+        await enqueue_thread_notice(
+            uow,
+            reply.conversation_id,
+            Notice(
+                title=f"Your reply to #{reply.conversation_id} could not be delivered",
+                lines=(
+                    f"After {delivery.attempts} tries the source's reply endpoint still refused it: {error[:300]}",
+                    "The reply is kept in the history; reply again, or post it by hand.",
+                ),
+                mentions=mentions,
+            ),
+            key=f"reply-failed:{reply.id}",
+        )
+    await uow.events.add_many(
+        [{"conversation_id": reply.conversation_id, "kind": kind, "actor_id": None, "actor_name": "", "at": now, "data": data}]
+    )
     await uow.conversations.touch(reply.conversation_id, at=now)  # the card shows the new reply state
     uow.mark_changed(reply.conversation_id)
 
@@ -159,8 +192,9 @@ async def _unrecorded_attempt(uow: UnitOfWork, delivery: Delivery, job: Job) -> 
     card copy) began and its outcome was never recorded: the sender then looks before it posts."""
     if delivery.kind != "card" or job.message_id is not None or delivery.conversation_id is None:
         return delivery.attempted_at
-    siblings = await uow.deliveries.pending_for(kind="card", conversation_id=delivery.conversation_id,
-                                                destination_id=delivery.destination_id)
+    siblings = await uow.deliveries.pending_for(
+        kind="card", conversation_id=delivery.conversation_id, destination_id=delivery.destination_id
+    )
     return min((d.attempted_at for d in siblings if d.attempted_at is not None), default=None)
 
 
@@ -211,7 +245,8 @@ class DeliveryWorker:
             return 0
         async with self._uow() as uow:
             leased = await uow.deliveries.lease_due(
-                platforms=list(self.senders), now=uow.now(), lease=self.lease, limit=self.batch, holder=self.holder)
+                platforms=list(self.senders), now=uow.now(), lease=self.lease, limit=self.batch, holder=self.holder
+            )
             await uow.commit()
         self._leased = {d.id for d in leased if d.id is not None}
         self._remaining = [d.id for d in leased if d.id is not None]
@@ -263,17 +298,21 @@ class DeliveryWorker:
                 card = card_for(conversation, owner=owner, departments=departments, reply=reply)
         if delivery.kind in ("card", "notice") and delivery.conversation_id is not None:
             if destination is not None:
-                posting = await uow.postings.in_channel(delivery.conversation_id, destination.platform,
-                                                        destination.channel_id)
+                posting = await uow.postings.in_channel(delivery.conversation_id, destination.platform, destination.channel_id)
                 message_id = posting.message_id if posting else None
         channel_id = destination.channel_id if destination else str(delivery.payload.get("channel_id", ""))
         conversation_ref = destination.conversation_ref if destination else {}
         if destination is None and delivery.kind == "notice":
             conversation_ref = await uow.departments.reference_for(delivery.platform, channel_id)
         job = Job(
-            delivery_id=delivery.id or 0, kind=delivery.kind, platform=delivery.platform,
-            channel_id=channel_id, conversation_ref=conversation_ref,
-            payload=delivery.payload, card=card, message_id=message_id,
+            delivery_id=delivery.id or 0,
+            kind=delivery.kind,
+            platform=delivery.platform,
+            channel_id=channel_id,
+            conversation_ref=conversation_ref,
+            payload=delivery.payload,
+            card=card,
+            message_id=message_id,
         )
         return job, destination, version
 
@@ -286,8 +325,13 @@ class DeliveryWorker:
             attempted_before = await _unrecorded_attempt(uow, current, job)
             # Only the worker holding the lease at this moment sends; the send is marked attempted in
             # its own commit first, so a crash during it is recognised when the delivery comes back.
-            if not await uow.deliveries.take_for_send(current.id, holder=self.holder, now=uow.now(),  # type: ignore[arg-type]
-                                                      lease=self.lease, renew=self._remaining):
+            if not await uow.deliveries.take_for_send(
+                current.id,  # type: ignore[arg-type]
+                holder=self.holder,
+                now=uow.now(),
+                lease=self.lease,
+                renew=self._remaining,
+            ):
                 logger.info("delivery %s skipped: its lease expired and may be another worker's now", current.key)
                 return "skipped"
             job = replace(job, key=current.key, attempted_at=attempted_before)
@@ -296,8 +340,13 @@ class DeliveryWorker:
         try:
             sent = await sender.send(job)
         except RetryLater as exc:
-            await self._retry(delivery, error=f"{exc.reason}; retry after {exc.seconds:g}s",
-                              delay=exc.seconds, count_attempt=False, definite=True)
+            await self._retry(
+                delivery,
+                error=f"{exc.reason}; retry after {exc.seconds:g}s",
+                delay=exc.seconds,
+                count_attempt=False,
+                definite=True,
+            )
             return "rate-limited"
         except PermanentFailure as exc:
             await self._fail(delivery, f"{type(exc).__name__}: {exc}")
@@ -309,8 +358,7 @@ class DeliveryWorker:
         await self._done(delivery, job, sent, destination, version)
         return "sent"
 
-    async def _done(self, delivery: Delivery, job: Job, sent: Sent, destination: Destination | None,
-                    version: int | None) -> None:
+    async def _done(self, delivery: Delivery, job: Job, sent: Sent, destination: Destination | None, version: int | None) -> None:
         async with self._uow() as uow:
             row = await uow.deliveries.get(delivery.id)  # type: ignore[arg-type]
             if row is None:
@@ -319,22 +367,32 @@ class DeliveryWorker:
             row.status, row.sent_at, row.locked_until, row.attempts = "sent", now, None, row.attempts + 1
             row.holder = row.attempted_at = None
             if destination is not None and job.card is not None and job.message_id is None and sent.message_id:
-                uow.postings.add(Posting(conversation_id=job.card.id, destination_id=destination.id,
-                                         platform=destination.platform, channel_id=destination.channel_id,
-                                         message_id=sent.message_id, posted_at=now))
+                uow.postings.add(
+                    Posting(
+                        conversation_id=job.card.id,
+                        destination_id=destination.id,
+                        platform=destination.platform,
+                        channel_id=destination.channel_id,
+                        message_id=sent.message_id,
+                        posted_at=now,
+                    )
+                )
             if job.kind == "reply":
                 await _settle_reply(uow, row, error=None)
             if job.kind == "card" and version is not None:
                 # Older pending refreshes of this copy are now satisfied by this send.
                 for other in await uow.deliveries.pending_for(
-                        kind="card", conversation_id=row.conversation_id,  # type: ignore[arg-type]
-                        destination_id=row.destination_id):
+                    kind="card",
+                    conversation_id=row.conversation_id,  # type: ignore[arg-type]
+                    destination_id=row.destination_id,
+                ):
                     if other.id != row.id and other.payload.get("version", 0) <= version:
                         other.status, other.sent_at = "coalesced", now
             await commit_with_deliveries(uow)
 
-    async def _retry(self, delivery: Delivery, *, error: str, delay: float | None, count_attempt: bool,
-                     definite: bool = False) -> None:
+    async def _retry(
+        self, delivery: Delivery, *, error: str, delay: float | None, count_attempt: bool, definite: bool = False
+    ) -> None:
         async with self._uow() as uow:
             row = await uow.deliveries.get(delivery.id)  # type: ignore[arg-type]
             if row is None:
@@ -349,8 +407,9 @@ class DeliveryWorker:
                     row.attempted_at = None
                 if not count_attempt and row.destination_id is not None:
                     # A rate limit is the channel's, not this delivery's: hold back its siblings too.
-                    await uow.deliveries.defer_destination(row.destination_id, until=row.next_attempt_at,
-                                                           now=uow.now(), mine=self._leased)
+                    await uow.deliveries.defer_destination(
+                        row.destination_id, until=row.next_attempt_at, now=uow.now(), mine=self._leased
+                    )
                 await uow.commit()
                 return
         await self._fail(delivery, error)  # after the unit of work above is closed: they never nest
@@ -362,8 +421,14 @@ class DeliveryWorker:
                 return
             row.status, row.last_error, row.locked_until, row.holder = "failed", error[:2048], None, None
             row.attempts += 1
-            uow.events.add(Event(conversation_id=row.conversation_id, kind="delivery_failed", at=uow.now(),
-                                 data={"delivery": row.key, "platform": row.platform, "error": error[:500]}))
+            uow.events.add(
+                Event(
+                    conversation_id=row.conversation_id,
+                    kind="delivery_failed",
+                    at=uow.now(),
+                    data={"delivery": row.key, "platform": row.platform, "error": error[:500]},
+                )
+            )
             logger.error("delivery %s to %s failed for good: %s", row.key, row.platform, error)
             if row.kind == "reply":
                 await _settle_reply(uow, row, error=error)

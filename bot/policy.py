@@ -31,8 +31,12 @@ class Context:
     @classmethod
     def from_config(cls, config: Config) -> Context:
         """The handler context of a loaded config."""
-        return cls(outcomes=config.outcomes, require_claim_to_reply=config.require_claim_to_reply,
-                   admins=config.admins, default_department=config.default_department)
+        return cls(
+            outcomes=config.outcomes,
+            require_claim_to_reply=config.require_claim_to_reply,
+            admins=config.admins,
+            default_department=config.default_department,
+        )
 
 
 @dataclass(frozen=True)
@@ -87,8 +91,7 @@ def manages(who: Who, departments: list[Department]) -> bool:
     return any(m.lower() in who.keys for d in departments for m in d.managers)
 
 
-def require(action: str, *, who: Who, conversation: Conversation, departments: list[Department],
-            owner: str | None) -> None:
+def require(action: str, *, who: Who, conversation: Conversation, departments: list[Department], owner: str | None) -> None:
     """Refuse with `Forbidden` unless `who` may do `action` to this conversation."""
     if action in ANYONE:
         return
@@ -115,8 +118,7 @@ def may_approve(who: Who, *, departments: list[Department], reply_author_id: int
     return reply_author_id != who.id and manages(who, departments)
 
 
-def require_approver(who: Who, *, conversation: Conversation, departments: list[Department],
-                     reply_author_id: int | None) -> None:
+def require_approver(who: Who, *, conversation: Conversation, departments: list[Department], reply_author_id: int | None) -> None:
     """Refuse with `Forbidden` unless `who` may approve or reject the reply held on `conversation`."""
     if reply_author_id == who.id:
         raise Forbidden(f"you wrote the reply to #{conversation.id}; another approver must decide on it")
@@ -125,8 +127,7 @@ def require_approver(who: Who, *, conversation: Conversation, departments: list[
         raise Forbidden(f"only an approver (a manager of {names}) can approve or reject the reply to #{conversation.id}")
 
 
-def require_poster(who: Who, *, conversation: Conversation, departments: list[Department],
-                   reply_author_id: int | None) -> None:
+def require_poster(who: Who, *, conversation: Conversation, departments: list[Department], reply_author_id: int | None) -> None:
     """Refuse with `Forbidden` unless `who` may mark a recorded reply as posted by hand."""
     if who.id not in (reply_author_id, conversation.owner_id) and not manages(who, departments):
         raise Forbidden(f"only the reply's author, #{conversation.id}'s owner or a manager can mark it as posted")

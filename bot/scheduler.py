@@ -16,8 +16,8 @@ import importlib
 import logging
 import os
 import socket
-from dataclasses import replace
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,8 +46,7 @@ def holder_name() -> str:
 class Scheduler:
     """Runs the periodic jobs of one replica; the store keeps them exactly-once across replicas."""
 
-    def __init__(self, container: Any, *, holder: str | None = None, poll_every: float = 15.0,
-                 sweep_every: float = 60.0) -> None:
+    def __init__(self, container: Any, *, holder: str | None = None, poll_every: float = 15.0, sweep_every: float = 60.0) -> None:
         self.container = container
         self.holder = holder or holder_name()
         self.poll_every = poll_every
@@ -58,15 +57,18 @@ class Scheduler:
     def start(self) -> None:
         """Add every job and start firing them (needs the running event loop)."""
         defaults = {"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE}
-        self.scheduler.add_job(self.poll_feeds, IntervalTrigger(seconds=self.poll_every), id="feeds",
-                               next_run_time=datetime.now(UTC), **defaults)
-        self.scheduler.add_job(self.sweep, IntervalTrigger(seconds=self.sweep_every), id="sweep",
-                               next_run_time=datetime.now(UTC), **defaults)
+        self.scheduler.add_job(
+            self.poll_feeds, IntervalTrigger(seconds=self.poll_every), id="feeds", next_run_time=datetime.now(UTC), **defaults
+        )
+        self.scheduler.add_job(
+            self.sweep, IntervalTrigger(seconds=self.sweep_every), id="sweep", next_run_time=datetime.now(UTC), **defaults
+        )
         for department in self.container.config.departments:
             if department.digest:
                 trigger = digest_trigger(department.digest, department.timezone)
-                self.scheduler.add_job(self.digest_job, trigger, args=[department.name], id=f"digest:{department.name}",
-                                       **defaults)
+                self.scheduler.add_job(
+                    self.digest_job, trigger, args=[department.name], id=f"digest:{department.name}", **defaults
+                )
                 logger.info("digest for %s scheduled: %s (%s)", department.name, department.digest, department.timezone)
         self.scheduler.start()
 
@@ -102,9 +104,13 @@ class Scheduler:
     async def run_digest(self, department: str, *, due_at: datetime, trigger: CronTrigger | None = None) -> bool:
         """Post `department`'s digest for `due_at` unless another replica has (or is doing) it."""
         since = previous_time(trigger, due_at) if trigger is not None else due_at - timedelta(days=7)
-        return await run_leased(self.container.uow, f"digest:{department}", due_at=due_at, holder=self.holder,
-                                work=lambda uow: post_digest(uow, self._department(department), since=since,
-                                                             until=due_at))
+        return await run_leased(
+            self.container.uow,
+            f"digest:{department}",
+            due_at=due_at,
+            holder=self.holder,
+            work=lambda uow: post_digest(uow, self._department(department), since=since, until=due_at),
+        )
 
     def _department(self, name: str) -> DepartmentConfig:
         return next(d for d in self.container.config.departments if d.name == name)
@@ -116,8 +122,7 @@ class Scheduler:
         for run in abandoned:
             department = run.job.removeprefix("digest:")
             if run.job.startswith("digest:") and any(d.name == department for d in self.container.config.departments):
-                logger.warning("digest %s due %s was left unfinished by %s; running it here", department,
-                               run.due_at, run.holder)
+                logger.warning("digest %s due %s was left unfinished by %s; running it here", department, run.due_at, run.holder)
                 job = self.scheduler.get_job(run.job)
                 await self.run_digest(department, due_at=run.due_at, trigger=job.trigger if job else None)
 
@@ -152,8 +157,15 @@ def previous_time(trigger: CronTrigger, due_at: datetime) -> datetime:
     return (due_at - timedelta(days=7)).astimezone(UTC)
 
 
-async def run_leased(uow_factory: Callable[[], UnitOfWork], job: str, *, due_at: datetime, holder: str,
-                     work: Callable[[UnitOfWork], Awaitable[str]], lease: timedelta = LEASE) -> bool:
+async def run_leased(
+    uow_factory: Callable[[], UnitOfWork],
+    job: str,
+    *,
+    due_at: datetime,
+    holder: str,
+    work: Callable[[UnitOfWork], Awaitable[str]],
+    lease: timedelta = LEASE,
+) -> bool:
     """Run `work` for (job, due_at) if this holder gets the lease; False if another replica has it."""
     async with uow_factory() as uow:
         taken = await uow.jobs.take(job, due_at=due_at, holder=holder, now=uow.now(), lease=lease)
@@ -175,11 +187,12 @@ async def post_digest(uow: UnitOfWork, department: DepartmentConfig, *, since: d
     notice = replace(notice, title=f"{notice.title} · figures up to {until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC")
     channels = list(department.digest_channels) or await _department_channels(uow, department.name)
     if not channels:
-        logger.warning("digest for %s has nowhere to go: give the department channels or digest_channels",
-                       department.name)
+        logger.warning("digest for %s has nowhere to go: give the department channels or digest_channels", department.name)
         return "no channel"
-    rows = [_notice_row(uow, platform, channel_id, notice, key=f"digest:{department.name}:{until.isoformat()}")
-            for platform, channel_id in channels]
+    rows = [
+        _notice_row(uow, platform, channel_id, notice, key=f"digest:{department.name}:{until.isoformat()}")
+        for platform, channel_id in channels
+    ]
     await uow.deliveries.enqueue_many(rows)
     return f"posted to {len(rows)} channel(s)"
 
@@ -191,12 +204,29 @@ async def _department_channels(uow: UnitOfWork, department: str) -> list[tuple[s
     return [(d.platform, d.channel_id) for d in await uow.departments.destinations([found.id])]  # type: ignore[list-item]
 
 
-def _notice_row(uow: UnitOfWork, platform: str, channel_id: str, notice: Notice, *, key: str,
-                conversation_id: int | None = None, dm: bool = False) -> dict[str, Any]:
+def _notice_row(
+    uow: UnitOfWork,
+    platform: str,
+    channel_id: str,
+    notice: Notice,
+    *,
+    key: str,
+    conversation_id: int | None = None,
+    dm: bool = False,
+) -> dict[str, Any]:
     payload = {**notice_payload(notice), "channel_id": channel_id, **({"dm": True} if dm else {})}
-    return {"key": f"{key}:{platform}:{channel_id}"[:255], "platform": platform, "kind": "notice",
-            "conversation_id": conversation_id, "destination_id": None, "payload": payload, "status": "pending",
-            "attempts": 0, "next_attempt_at": uow.now(), "created_at": uow.now()}
+    return {
+        "key": f"{key}:{platform}:{channel_id}"[:255],
+        "platform": platform,
+        "kind": "notice",
+        "conversation_id": conversation_id,
+        "destination_id": None,
+        "payload": payload,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": uow.now(),
+        "created_at": uow.now(),
+    }
 
 
 # SLA --------------------------------------------------------------------------------
@@ -216,8 +246,11 @@ async def sweep_sla(uow_factory: Callable[[], UnitOfWork]) -> tuple[int, int]:
                 if await uow.conversations.mark_once(conversation.id, "escalated_at", at=now):  # type: ignore[arg-type]
                     await _escalate(uow, conversation, sla)
                     escalated += 1
-            elif conversation.status == "claimed" and conversation.claimed_at is not None \
-                    and conversation.claimed_at + deadline <= now:
+            elif (
+                conversation.status == "claimed"
+                and conversation.claimed_at is not None
+                and conversation.claimed_at + deadline <= now
+            ):
                 if await uow.conversations.mark_once(conversation.id, "reminded_at", at=now):  # type: ignore[arg-type]
                     await _remind(uow, conversation, sla)
                     reminded += 1
@@ -240,12 +273,26 @@ async def _escalate(uow: UnitOfWork, conversation: Conversation, sla: int) -> No
     mentions = await uow.people.mentionable(managers)
     notice = Notice(
         title=f"#{conversation.id} is still unclaimed after its {sla}-minute SLA",
-        lines=(f"“{_title(conversation)}” from {conversation.author_name or 'a customer'} via {conversation.source}",
-               f"Managers of {', '.join(d.name for d in departments)}: please claim it or hand it to someone."),
-        mentions=mentions, links=((f"#{conversation.id} original", conversation.url),) if conversation.url else ())
+        lines=(
+            f"“{_title(conversation)}” from {conversation.author_name or 'a customer'} via {conversation.source}",
+            f"Managers of {', '.join(d.name for d in departments)}: please claim it or hand it to someone.",
+        ),
+        mentions=mentions,
+        links=((f"#{conversation.id} original", conversation.url),) if conversation.url else (),
+    )
     await enqueue_thread_notice(uow, conversation.id, notice, key=f"escalation:{conversation.id}")
-    await uow.events.add_many([{"conversation_id": conversation.id, "kind": "escalated", "actor_id": None,
-                                "actor_name": "", "at": uow.now(), "data": {"sla_minutes": sla, "managers": managers}}])
+    await uow.events.add_many(
+        [
+            {
+                "conversation_id": conversation.id,
+                "kind": "escalated",
+                "actor_id": None,
+                "actor_name": "",
+                "at": uow.now(),
+                "data": {"sla_minutes": sla, "managers": managers},
+            }
+        ]
+    )
 
 
 async def _remind(uow: UnitOfWork, conversation: Conversation, sla: int) -> None:
@@ -253,16 +300,39 @@ async def _remind(uow: UnitOfWork, conversation: Conversation, sla: int) -> None
     assert conversation.id is not None and conversation.owner_id is not None
     notice = Notice(
         title=f"Reminder: #{conversation.id} is yours and still has no reply after its {sla}-minute SLA",
-        lines=(f"“{_title(conversation)}” from {conversation.author_name or 'a customer'} via {conversation.source}",
-               "Reply to the customer, or release it so someone else can."),
-        links=((f"#{conversation.id} original", conversation.url),) if conversation.url else ())
+        lines=(
+            f"“{_title(conversation)}” from {conversation.author_name or 'a customer'} via {conversation.source}",
+            "Reply to the customer, or release it so someone else can.",
+        ),
+        links=((f"#{conversation.id} original", conversation.url),) if conversation.url else (),
+    )
     identities = [i for i in await uow.people.identities(conversation.owner_id) if i.platform in ("slack", "teams")]
     if identities:
         chosen = identities[0]
-        await uow.deliveries.enqueue_many([_notice_row(
-            uow, chosen.platform, chosen.user_id, notice, key=f"reminder:{conversation.id}",
-            conversation_id=conversation.id, dm=True)])
+        await uow.deliveries.enqueue_many(
+            [
+                _notice_row(
+                    uow,
+                    chosen.platform,
+                    chosen.user_id,
+                    notice,
+                    key=f"reminder:{conversation.id}",
+                    conversation_id=conversation.id,
+                    dm=True,
+                )
+            ]
+        )
     else:
         await enqueue_thread_notice(uow, conversation.id, notice, key=f"reminder:{conversation.id}")
-    await uow.events.add_many([{"conversation_id": conversation.id, "kind": "reminded", "actor_id": None,
-                                "actor_name": "", "at": uow.now(), "data": {"sla_minutes": sla}}])
+    await uow.events.add_many(
+        [
+            {
+                "conversation_id": conversation.id,
+                "kind": "reminded",
+                "actor_id": None,
+                "actor_name": "",
+                "at": uow.now(),
+                "data": {"sla_minutes": sla},
+            }
+        ]
+    )

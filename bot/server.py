@@ -35,9 +35,11 @@ SHUTDOWN_TIMEOUT = 60.0  # seconds running requests get to finish on SIGINT/SIGT
 MAX_AUTO_CONNECTIONS = 4096
 RESERVED_DESCRIPTORS = 64  # log files, the Socket Mode socket, DNS, the SQLite file and journal...
 BACKLOG = 128  # the listen backlog; asyncio accepts up to this many at once before any can be closed
-REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-           b"Connection: close\r\nContent-Length: 58\r\n\r\n"
-           b'{"error": "too many connections; retry in a second"}      ')
+REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+    b"Connection: close\r\nContent-Length: 58\r\n\r\n"
+    b'{"error": "too many connections; retry in a second"}      '
+)
 
 
 def connection_limit(configured: int, *, db_pool_size: int) -> int:
@@ -46,12 +48,15 @@ def connection_limit(configured: int, *, db_pool_size: int) -> int:
     and two bursts of accepts: asyncio accepts a whole backlog before the cap can close anything,
     and the connections closed for the previous burst may not be closed yet."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    room = ((soft if soft != resource.RLIM_INFINITY else 1 << 20) - RESERVED_DESCRIPTORS - 4 * db_pool_size
-            - 2 * BACKLOG)
+    room = (soft if soft != resource.RLIM_INFINITY else 1 << 20) - RESERVED_DESCRIPTORS - 4 * db_pool_size - 2 * BACKLOG
     if configured > 0:
         if configured > room:
-            logger.warning("UNSILO_MAX_CONNECTIONS=%d leaves too few of the %d file descriptors for the store and "
-                           "outbound connections: raise the limit (ulimit -n) or lower the setting", configured, soft)
+            logger.warning(
+                "UNSILO_MAX_CONNECTIONS=%d leaves too few of the %d file descriptors for the store and "
+                "outbound connections: raise the limit (ulimit -n) or lower the setting",
+                configured,
+                soft,
+            )
         return configured
     return max(16, min(MAX_AUTO_CONNECTIONS, room))
 
@@ -97,18 +102,24 @@ class ConnectionCap:
         open_ = self._server._connections  # noqa: SLF001 (in arrival order: the oldest first)
         self._closing.intersection_update(open_)
         if len(open_) - len(self._closing) >= self.limit:
-            idle = next((handler for handler in open_
-                         if handler not in self._closing and not _answering(handler)), None)
+            idle = next((handler for handler in open_ if handler not in self._closing and not _answering(handler)), None)
             if idle is None:
                 self.refused += 1
                 if self.refused == 1 or self.refused % 1000 == 0:
-                    logger.warning("%d connections open, all being answered: new ones get 503 (%d so far); "
-                                   "raise UNSILO_MAX_CONNECTIONS or add a replica", len(open_), self.refused)
+                    logger.warning(
+                        "%d connections open, all being answered: new ones get 503 (%d so far); "
+                        "raise UNSILO_MAX_CONNECTIONS or add a replica",
+                        len(open_),
+                        self.refused,
+                    )
                 return _Refused()
             self.evicted += 1
             if self.evicted == 1 or self.evicted % 1000 == 0:
-                logger.warning("%d connections open (the cap): the oldest idle or slow one was closed for a new one "
-                               "(%d so far)", self.limit, self.evicted)
+                logger.warning(
+                    "%d connections open (the cap): the oldest idle or slow one was closed for a new one (%d so far)",
+                    self.limit,
+                    self.evicted,
+                )
             self._closing.add(idle)
             idle.force_close()
         return self._server()
@@ -128,8 +139,9 @@ class CappedRunner(web.AppRunner):
         return ConnectionCap(server, self.max_connections)  # type: ignore[return-value]
 
 
-async def start(app: web.Application, host: str, port: int, *, max_connections: int,
-                handle_signals: bool = False) -> tuple[CappedRunner, str]:
+async def start(
+    app: web.Application, host: str, port: int, *, max_connections: int, handle_signals: bool = False
+) -> tuple[CappedRunner, str]:
     """Serve `app` on host:port (0 picks a free port) behind the cap; the runner (to clean up) and the base URL."""
     runner = CappedRunner(app, max_connections=max_connections, handle_signals=handle_signals)
     await runner.setup()

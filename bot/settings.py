@@ -67,8 +67,7 @@ class Settings:
             "teams_local": (env.get("UNSILO_TEAMS_LOCAL") or "").lower() in ("1", "true", "yes"),
             "slack_team_id": env.get("SLACK_TEAM_ID", "").strip(),
             "slack_enterprise_id": env.get("SLACK_ENTERPRISE_ID", "").strip(),
-            "allow_private_urls": tuple(a.strip() for a in (env.get("UNSILO_ALLOW_PRIVATE_URLS") or "").split(",")
-                                        if a.strip()),
+            "allow_private_urls": tuple(a.strip() for a in (env.get("UNSILO_ALLOW_PRIVATE_URLS") or "").split(",") if a.strip()),
             "db_pool_size": int(env.get("UNSILO_DB_POOL_SIZE") or 10),
             "db_pool_timeout": float(env.get("UNSILO_DB_POOL_TIMEOUT") or 10),
             "max_connections": int(env.get("UNSILO_MAX_CONNECTIONS") or 0),

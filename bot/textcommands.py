@@ -52,7 +52,7 @@ USAGE: dict[str, str] = {
 
 def help_text(prefix: str) -> str:
     """Every command with its usage, written the way the platform invokes it."""
-    return "Unsilo commands:\n" + "\n".join(f"• `{prefix} {line}" .replace(" — ", "` — ", 1) for line in USAGE.values())
+    return "Unsilo commands:\n" + "\n".join(f"• `{prefix} {line}".replace(" — ", "` — ", 1) for line in USAGE.values())
 
 
 def _usage(verb: str, prefix: str) -> str:
@@ -73,8 +73,9 @@ def _id_and_rest(verb: str, rest: str, prefix: str, *, need_text: str | None) ->
     return conversation_id, tail
 
 
-def parse(text: str, actor: c.Actor, *, channel_id: str = "", prefix: str = "/unsilo",
-          conversation_ref: dict[str, object] | None = None) -> c.Command | HelpRequest:
+def parse(
+    text: str, actor: c.Actor, *, channel_id: str = "", prefix: str = "/unsilo", conversation_ref: dict[str, object] | None = None
+) -> c.Command | HelpRequest:
     """One line of chat text as a command for `actor`, typed in `channel_id`."""
     text = re.sub(r"\s+", " ", (text or "").strip())
     verb, _, rest = text.partition(" ")

@@ -9,7 +9,6 @@ from datetime import datetime
 from bot.domain import Status
 from storage.models import Conversation, Event, Note, Reply
 
-
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")  # Unicode Cc but \t \n, and Cs
 
 
@@ -130,9 +129,25 @@ class Result:
 
 
 _BUTTONS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    Status.OPEN: (("Claim", "claim", "primary"), ("Reply", "reply", "default"), ("Note", "note", "default"), ("Dismiss", "dismiss", "danger")),
-    Status.CLAIMED: (("Release", "release", "default"), ("Reply", "reply", "primary"), ("Note", "note", "default"), ("Resolve", "resolve", "default"), ("Dismiss", "dismiss", "danger")),
-    Status.REPLIED: (("Release", "release", "default"), ("Reply", "reply", "default"), ("Note", "note", "default"), ("Resolve", "resolve", "primary")),
+    Status.OPEN: (
+        ("Claim", "claim", "primary"),
+        ("Reply", "reply", "default"),
+        ("Note", "note", "default"),
+        ("Dismiss", "dismiss", "danger"),
+    ),
+    Status.CLAIMED: (
+        ("Release", "release", "default"),
+        ("Reply", "reply", "primary"),
+        ("Note", "note", "default"),
+        ("Resolve", "resolve", "default"),
+        ("Dismiss", "dismiss", "danger"),
+    ),
+    Status.REPLIED: (
+        ("Release", "release", "default"),
+        ("Reply", "reply", "default"),
+        ("Note", "note", "default"),
+        ("Resolve", "resolve", "primary"),
+    ),
     Status.RESOLVED: (("Note", "note", "default"),),
     Status.DISMISSED: (("Note", "note", "default"),),
 }
@@ -141,10 +156,7 @@ _BUTTONS: dict[str, tuple[tuple[str, str, str], ...]] = {
 def buttons_for(conversation: Conversation) -> tuple[Button, ...]:
     """The actions a card offers in the conversation's current status."""
     assert conversation.id is not None
-    buttons = [
-        Button(label, verb, conversation.id, style)
-        for label, verb, style in _BUTTONS[Status(conversation.status)]
-    ]
+    buttons = [Button(label, verb, conversation.id, style) for label, verb, style in _BUTTONS[Status(conversation.status)]]
     if conversation.url:
         buttons.append(Button("Open original", "open", conversation.id, url=conversation.url))
     return tuple(buttons)
@@ -179,14 +191,15 @@ def reply_note(reply: Reply, url: str) -> str:
     return ""
 
 
-def card_for(conversation: Conversation, *, owner: str | None, departments: list[str],
-             reply: Reply | None = None) -> Card:
+def card_for(conversation: Conversation, *, owner: str | None, departments: list[str], reply: Reply | None = None) -> Card:
     """The card of a conversation as it is now, with its latest reply's state."""
     assert conversation.id is not None
     author = conversation.author_name or conversation.author_handle or "unknown author"
     buttons = buttons_for(conversation)
     if reply is not None and reply.status in _REPLY_BUTTONS:
-        buttons = tuple(Button(label, verb, conversation.id, style) for label, verb, style in _REPLY_BUTTONS[reply.status]) + buttons
+        buttons = (
+            tuple(Button(label, verb, conversation.id, style) for label, verb, style in _REPLY_BUTTONS[reply.status]) + buttons
+        )
     return Card(
         id=conversation.id,
         status=conversation.status,
@@ -208,9 +221,7 @@ def card_for(conversation: Conversation, *, owner: str | None, departments: list
     )
 
 
-def history_for(
-    events: list[Event], notes: list[Note], replies: list[Reply]
-) -> tuple[HistoryLine, ...]:
+def history_for(events: list[Event], notes: list[Note], replies: list[Reply]) -> tuple[HistoryLine, ...]:
     """The audit log as readable lines (notes and replies are shown with their text)."""
     note_text = {n.id: n.text for n in notes}
     reply_text = {r.id: (r.text, r.status) for r in replies}

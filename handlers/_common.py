@@ -41,8 +41,15 @@ async def card(uow: UnitOfWork, conversation: Conversation) -> Card:
     return card_for(conversation, owner=await owner_name(uow, conversation), departments=departments, reply=reply)
 
 
-async def log_event(uow: UnitOfWork, conversation_id: int | None, kind: str, *, who: Who | None,
-                    data: dict[str, Any] | None = None, touch: bool = False) -> None:
+async def log_event(
+    uow: UnitOfWork,
+    conversation_id: int | None,
+    kind: str,
+    *,
+    who: Who | None,
+    data: dict[str, Any] | None = None,
+    touch: bool = False,
+) -> None:
     """Append one audit event and ask for the conversation's cards to be refreshed.
 
     `touch` for a change the card shows without a status transition (a reply approved,
@@ -50,8 +57,18 @@ async def log_event(uow: UnitOfWork, conversation_id: int | None, kind: str, *, 
     """
     if touch and conversation_id is not None:
         await uow.conversations.touch(conversation_id, at=uow.now())
-    await uow.events.add_many([{"conversation_id": conversation_id, "kind": kind, "actor_id": who.id if who else None,
-                                "actor_name": who.name if who else "", "at": uow.now(), "data": data or {}}])
+    await uow.events.add_many(
+        [
+            {
+                "conversation_id": conversation_id,
+                "kind": kind,
+                "actor_id": who.id if who else None,
+                "actor_name": who.name if who else "",
+                "at": uow.now(),
+                "data": data or {},
+            }
+        ]
+    )
     uow.mark_changed(conversation_id)
 
 

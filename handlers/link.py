@@ -23,12 +23,17 @@ async def handle_link(cmd: LinkChannel, uow: UnitOfWork, *, ctx: Context) -> Res
     if department is None:
         names = ", ".join(d.name for d in await uow.departments.all())
         raise InvalidInput(f"no department {cmd.department!r}; pick one of: {names}")
-    destination = await uow.departments.link(department.id, cmd.actor.platform, cmd.channel_id,  # type: ignore[arg-type]
-                                             ref=dict(cmd.conversation_ref) if cmd.conversation_ref else None,
-                                             linked_by=who.name)
+    destination = await uow.departments.link(
+        department.id,  # type: ignore[arg-type]
+        cmd.actor.platform,
+        cmd.channel_id,
+        ref=dict(cmd.conversation_ref) if cmd.conversation_ref else None,
+        linked_by=who.name,
+    )
     waiting = await uow.deliveries.retry_failed_cards(destination.id, now=uow.now())  # type: ignore[arg-type]
-    logger.info("%s linked %s:%s to %s (%d waiting cards sent again)", who.name, cmd.actor.platform, cmd.channel_id,
-                name, waiting)
+    logger.info(
+        "%s linked %s:%s to %s (%d waiting cards sent again)", who.name, cmd.actor.platform, cmd.channel_id, name, waiting
+    )
     warning = "" if ctx.admins else " (no admins are configured yet, so anyone may link channels)"
     also = f", and the {waiting} open one{'s' if waiting != 1 else ''} that could not be posted here yet" if waiting else ""
     return Result(f"This channel now gets {name}'s new conversations{also}{warning}")

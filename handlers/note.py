@@ -19,11 +19,9 @@ async def handle_note(cmd: AddNote, uow: UnitOfWork, *, ctx: Context) -> Result:
     who = await identify(uow, cmd.actor)
     text = require_text(cmd.text, "A note")
     await load(uow, cmd.conversation_id)
-    note = uow.notes.add(Note(conversation_id=cmd.conversation_id, author_id=who.id, text=text,
-                              at=uow.now(), origin=cmd.origin))
+    note = uow.notes.add(Note(conversation_id=cmd.conversation_id, author_id=who.id, text=text, at=uow.now(), origin=cmd.origin))
     await uow.session.flush()
-    conversation = await transition(uow, cmd.conversation_id, "note", who=who,
-                                    data={"note_id": note.id, "origin": cmd.origin})
+    conversation = await transition(uow, cmd.conversation_id, "note", who=who, data={"note_id": note.id, "origin": cmd.origin})
     return Result(f"Note added to #{cmd.conversation_id}", card=await card(uow, conversation))
 
 
@@ -32,5 +30,6 @@ async def handle_thread_note(cmd: ThreadNote, uow: UnitOfWork, *, ctx: Context) 
     posting = await uow.postings.by_message(cmd.actor.platform, cmd.channel_id, cmd.message_id)
     if posting is None:
         return Result("")
-    return await handle_note(AddNote(posting.conversation_id, cmd.actor, cmd.text, origin=f"{cmd.actor.platform}-thread"),
-                             uow, ctx=ctx)
+    return await handle_note(
+        AddNote(posting.conversation_id, cmd.actor, cmd.text, origin=f"{cmd.actor.platform}-thread"), uow, ctx=ctx
+    )

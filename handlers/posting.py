@@ -33,23 +33,54 @@ async def handle_locate_card(cmd: LocateCard, uow: UnitOfWork, *, ctx: Context) 
         destination = await _showing(uow, conversation_id, platform, cmd.channel_id)
         if destination is None:
             return Result("")  # not in a channel that shows this conversation's cards
-        await uow.postings.record(conversation_id=conversation_id, destination_id=destination.id, platform=platform,
-                                  channel_id=cmd.channel_id, message_id=cmd.message_id, at=uow.now())
+        await uow.postings.record(
+            conversation_id=conversation_id,
+            destination_id=destination.id,
+            platform=platform,
+            channel_id=cmd.channel_id,
+            message_id=cmd.message_id,
+            at=uow.now(),
+        )
     live = await uow.postings.in_channel(conversation_id, platform, cmd.channel_id)
     if live is None or live.message_id == cmd.message_id:
         if destination is not None:
-            logger.info("card #%s found posted in %s:%s as %s: recorded as its copy there", conversation_id, platform,
-                        cmd.channel_id, cmd.message_id)
+            logger.info(
+                "card #%s found posted in %s:%s as %s: recorded as its copy there",
+                conversation_id,
+                platform,
+                cmd.channel_id,
+                cmd.message_id,
+            )
         return Result("", copy=CardCopy(conversation_id))
     if destination is not None:
-        logger.info("card #%s was posted twice in %s:%s: %s points at the live copy %s from now on", conversation_id,
-                    platform, cmd.channel_id, cmd.message_id, live.message_id)
-        await uow.deliveries.enqueue_many([{
-            "key": f"duplicate:{conversation_id}:{destination.id}:{cmd.message_id}", "platform": platform,
-            "kind": "duplicate", "conversation_id": conversation_id, "destination_id": destination.id,
-            "payload": {"conversation_id": conversation_id, "message_id": cmd.message_id,
-                        "live_message_id": live.message_id},
-            "status": "pending", "attempts": 0, "next_attempt_at": uow.now(), "created_at": uow.now()}])
+        logger.info(
+            "card #%s was posted twice in %s:%s: %s points at the live copy %s from now on",
+            conversation_id,
+            platform,
+            cmd.channel_id,
+            cmd.message_id,
+            live.message_id,
+        )
+        await uow.deliveries.enqueue_many(
+            [
+                {
+                    "key": f"duplicate:{conversation_id}:{destination.id}:{cmd.message_id}",
+                    "platform": platform,
+                    "kind": "duplicate",
+                    "conversation_id": conversation_id,
+                    "destination_id": destination.id,
+                    "payload": {
+                        "conversation_id": conversation_id,
+                        "message_id": cmd.message_id,
+                        "live_message_id": live.message_id,
+                    },
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": uow.now(),
+                    "created_at": uow.now(),
+                }
+            ]
+        )
     return Result("", copy=CardCopy(conversation_id, live_message_id=live.message_id))
 
 

@@ -22,12 +22,15 @@ async def handle_queue(cmd: ShowQueue, uow: UnitOfWork, *, ctx: Context) -> Resu
     if cmd.department is not None and await uow.departments.by_name(cmd.department) is None:
         names = ", ".join(d.name for d in await uow.departments.all())
         raise InvalidInput(f"no department {cmd.department!r}; departments: {names}")
-    rows = await uow.conversations.queue(statuses=[s.value for s in ACTIVE], department=cmd.department,
-                                         owner_id=owner_id, limit=100)
+    rows = await uow.conversations.queue(
+        statuses=[s.value for s in ACTIVE], department=cmd.department, owner_id=owner_id, limit=100
+    )
     departments = await uow.conversations.department_names([r.id for r in rows])  # type: ignore[misc]
     owners = await uow.people.names(r.owner_id for r in rows)
-    cards = tuple(card_for(r, owner=owners.get(r.owner_id or 0), departments=departments[r.id])  # type: ignore[index]
-                  for r in rows)
+    cards = tuple(
+        card_for(r, owner=owners.get(r.owner_id or 0), departments=departments[r.id])  # type: ignore[index]
+        for r in rows
+    )
     counts = await uow.conversations.counts_by_department([s.value for s in ACTIVE])
     scope = "your" if cmd.mine else (f"{cmd.department}'s" if cmd.department else "the")
     text = f"{len(cards)} conversation{'s' if len(cards) != 1 else ''} in {scope} queue"
@@ -40,8 +43,7 @@ async def handle_show(cmd: Show, uow: UnitOfWork, *, ctx: Context) -> Result:
     events = await uow.events.for_conversation(cmd.conversation_id)
     notes = await uow.notes.for_conversation(cmd.conversation_id)
     replies = await uow.replies.for_conversation(cmd.conversation_id)
-    return Result(f"#{cmd.conversation_id}", card=await card(uow, conversation),
-                  history=history_for(events, notes, replies))
+    return Result(f"#{cmd.conversation_id}", card=await card(uow, conversation), history=history_for(events, notes, replies))
 
 
 async def handle_recent(cmd: ShowRecent, uow: UnitOfWork, *, ctx: Context) -> Result:
@@ -49,6 +51,8 @@ async def handle_recent(cmd: ShowRecent, uow: UnitOfWork, *, ctx: Context) -> Re
     rows = await uow.conversations.recent(statuses=[s.value for s in FINAL], limit=cmd.limit)
     departments = await uow.conversations.department_names([r.id for r in rows])  # type: ignore[misc]
     owners = await uow.people.names(r.owner_id for r in rows)
-    cards = tuple(card_for(r, owner=owners.get(r.owner_id or 0), departments=departments[r.id])  # type: ignore[index]
-                  for r in rows)
+    cards = tuple(
+        card_for(r, owner=owners.get(r.owner_id or 0), departments=departments[r.id])  # type: ignore[index]
+        for r in rows
+    )
     return Result(f"{len(cards)} recent outcome{'s' if len(cards) != 1 else ''}", cards=cards)

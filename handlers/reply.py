@@ -39,13 +39,28 @@ async def release_reply(uow: UnitOfWork, conversation: Conversation, reply: Repl
     endpoint = await reply_endpoint(uow, conversation)
     if not endpoint:
         return "recorded"
-    await uow.deliveries.enqueue_many([{
-        "key": f"reply:{reply.id}", "platform": OUTBOUND, "kind": "reply", "conversation_id": conversation.id,
-        "destination_id": None, "status": "pending", "attempts": 0, "next_attempt_at": uow.now(),
-        "created_at": uow.now(),
-        "payload": {"reply_id": reply.id, "url": endpoint, "source": conversation.source,
-                    "external_id": conversation.external_id, "author": author},
-    }])
+    await uow.deliveries.enqueue_many(
+        [
+            {
+                "key": f"reply:{reply.id}",
+                "platform": OUTBOUND,
+                "kind": "reply",
+                "conversation_id": conversation.id,
+                "destination_id": None,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": uow.now(),
+                "created_at": uow.now(),
+                "payload": {
+                    "reply_id": reply.id,
+                    "url": endpoint,
+                    "source": conversation.source,
+                    "external_id": conversation.external_id,
+                    "author": author,
+                },
+            }
+        ]
+    )
     return "sending"
 
 
@@ -55,49 +70,75 @@ async def handle_reply(cmd: ReplyToCustomer, uow: UnitOfWork, *, ctx: Context) -
     text = require_text(cmd.text, "A reply")
     conversation = await load(uow, cmd.conversation_id)
     if await uow.replies.with_status("pending_approval", conversation_ids=[cmd.conversation_id]):
-        raise IllegalTransition(f"#{cmd.conversation_id} already has a reply waiting for approval; "
-                                "it must be approved or rejected first")
+        raise IllegalTransition(
+            f"#{cmd.conversation_id} already has a reply waiting for approval; it must be approved or rejected first"
+        )
 
     now = uow.now()
 
     async def refuse_a_repeat(exclude: int | None = None) -> None:
         """A retried or replayed reply command (the same text by the same person, just now) sends nothing."""
-        earlier = await uow.replies.same_since(cmd.conversation_id, author_id=who.id, text=text,
-                                               since=now - SAME_REPLY_WINDOW, exclude=exclude)
+        earlier = await uow.replies.same_since(
+            cmd.conversation_id, author_id=who.id, text=text, since=now - SAME_REPLY_WINDOW, exclude=exclude
+        )
         if earlier is not None:
-            logger.info("reply to #%s by %s not sent again: the same as reply %s", cmd.conversation_id, who.name,
-                        earlier.id)
-            raise AlreadyDone(f"You already replied this to #{cmd.conversation_id} at {earlier.created_at:%H:%M} UTC "
-                              f"({_STATUS_WORDS.get(earlier.status, earlier.status)}); it was not sent again")
+            logger.info("reply to #%s by %s not sent again: the same as reply %s", cmd.conversation_id, who.name, earlier.id)
+            raise AlreadyDone(
+                f"You already replied this to #{cmd.conversation_id} at {earlier.created_at:%H:%M} UTC "
+                f"({_STATUS_WORDS.get(earlier.status, earlier.status)}); it was not sent again"
+            )
 
     await refuse_a_repeat()  # the common case, before anything is written
 
     def check(conversation: Conversation) -> None:
         if conversation.status == Status.OPEN and ctx.require_claim_to_reply:
             raise IllegalTransition(
-                f"#{conversation.id} is not claimed yet; claim it first (`claim {conversation.id}`), then reply")
+                f"#{conversation.id} is not claimed yet; claim it first (`claim {conversation.id}`), then reply"
+            )
 
-    reply = uow.replies.add(Reply(conversation_id=cmd.conversation_id, author_id=who.id, text=text,
-                                  status="pending_approval" if conversation.sensitive else "recorded",
-                                  created_at=now))
+    reply = uow.replies.add(
+        Reply(
+            conversation_id=cmd.conversation_id,
+            author_id=who.id,
+            text=text,
+            status="pending_approval" if conversation.sensitive else "recorded",
+            created_at=now,
+        )
+    )
     await uow.session.flush()
     conversation = await transition(
-        uow, cmd.conversation_id, "reply", who=who, check=check, recheck=lambda: refuse_a_repeat(exclude=reply.id),
-        values=lambda c: {"owner_id": c.owner_id or who.id, "claimed_at": c.claimed_at or now,
-                          "first_reply_at": c.first_reply_at or now},
-        data={"reply_id": reply.id})
+        uow,
+        cmd.conversation_id,
+        "reply",
+        who=who,
+        check=check,
+        recheck=lambda: refuse_a_repeat(exclude=reply.id),
+        values=lambda c: {
+            "owner_id": c.owner_id or who.id,
+            "claimed_at": c.claimed_at or now,
+            "first_reply_at": c.first_reply_at or now,
+        },
+        data={"reply_id": reply.id},
+    )
     if conversation.sensitive:
         await log_event(uow, conversation.id, "approval_requested", who=who, data={"reply_id": reply.id})
-        message = (f"Reply to #{cmd.conversation_id} is waiting for approval by a manager of its department "
-                   "(sensitive conversation); it is not sent until approved")
+        message = (
+            f"Reply to #{cmd.conversation_id} is waiting for approval by a manager of its department "
+            "(sensitive conversation); it is not sent until approved"
+        )
     else:
         reply.status = await release_reply(uow, conversation, reply, author=who.name)
         message = _released_message(cmd.conversation_id, reply.status, conversation.url)
     return Result(message, card=await card(uow, conversation))
 
 
-_STATUS_WORDS = {"pending_approval": "waiting for approval", "recorded": "recorded", "sending": "on its way",
-                 "sent": "delivered", "posted": "posted by hand"}
+_STATUS_WORDS = {
+    "pending_approval": "waiting for approval",
+    "recorded": "recorded",
+    "sending": "on its way",
+    "sent": "delivered",
+    "posted": "posted by hand",
+}
 
 
 def _released_message(conversation_id: int, status: str, url: str) -> str:
@@ -119,18 +160,23 @@ async def handle_approve(cmd: ApproveReply, uow: UnitOfWork, *, ctx: Context) ->
     who = await identify(uow, cmd.actor)
     conversation = await load(uow, cmd.conversation_id)
     reply = await _held_reply(uow, cmd.conversation_id)
-    policy.require_approver(who, conversation=conversation, reply_author_id=reply.author_id,
-                            departments=await uow.conversations.departments_of(cmd.conversation_id))
+    policy.require_approver(
+        who,
+        conversation=conversation,
+        reply_author_id=reply.author_id,
+        departments=await uow.conversations.departments_of(cmd.conversation_id),
+    )
     now = uow.now()
-    if not await uow.replies.decide(reply, expected="pending_approval", status="approved",
-                                    decided_by_id=who.id, decided_at=now):
+    if not await uow.replies.decide(reply, expected="pending_approval", status="approved", decided_by_id=who.id, decided_at=now):
         raise IllegalTransition(f"the reply to #{cmd.conversation_id} was decided by someone else meanwhile")
     author = await uow.people.get(reply.author_id) if reply.author_id else None
     status = await release_reply(uow, conversation, reply, author=author.name if author else "")
     await uow.replies.decide(reply, expected="approved", status=status)
     await log_event(uow, conversation.id, "reply_approved", who=who, data={"reply_id": reply.id}, touch=True)
-    return Result(f"Approved the reply to #{cmd.conversation_id}. " + _released_message(
-        cmd.conversation_id, status, conversation.url), card=await card(uow, conversation))
+    return Result(
+        f"Approved the reply to #{cmd.conversation_id}. " + _released_message(cmd.conversation_id, status, conversation.url),
+        card=await card(uow, conversation),
+    )
 
 
 async def handle_reject(cmd: RejectReply, uow: UnitOfWork, *, ctx: Context) -> Result:
@@ -139,10 +185,20 @@ async def handle_reject(cmd: RejectReply, uow: UnitOfWork, *, ctx: Context) -> R
     reason = require_text(cmd.reason, "A reason for rejecting")
     conversation = await load(uow, cmd.conversation_id)
     reply = await _held_reply(uow, cmd.conversation_id)
-    policy.require_approver(who, conversation=conversation, reply_author_id=reply.author_id,
-                            departments=await uow.conversations.departments_of(cmd.conversation_id))
-    if not await uow.replies.decide(reply, expected="pending_approval", status="rejected", decided_by_id=who.id,
-                                    decided_at=uow.now(), decision_reason=reason[:2048]):
+    policy.require_approver(
+        who,
+        conversation=conversation,
+        reply_author_id=reply.author_id,
+        departments=await uow.conversations.departments_of(cmd.conversation_id),
+    )
+    if not await uow.replies.decide(
+        reply,
+        expected="pending_approval",
+        status="rejected",
+        decided_by_id=who.id,
+        decided_at=uow.now(),
+        decision_reason=reason[:2048],
+    ):
         raise IllegalTransition(f"the reply to #{cmd.conversation_id} was decided by someone else meanwhile")
     await log_event(uow, conversation.id, "reply_rejected", who=who, data={"reply_id": reply.id, "reason": reason}, touch=True)
     return Result(f"Rejected the reply to #{cmd.conversation_id}; it will not be sent", card=await card(uow, conversation))
@@ -156,8 +212,12 @@ async def handle_mark_posted(cmd: MarkPosted, uow: UnitOfWork, *, ctx: Context) 
     if not recorded:
         raise NotFound(f"#{cmd.conversation_id} has no recorded reply waiting to be posted")
     reply = recorded[-1]
-    policy.require_poster(who, conversation=conversation, reply_author_id=reply.author_id,
-                          departments=await uow.conversations.departments_of(cmd.conversation_id))
+    policy.require_poster(
+        who,
+        conversation=conversation,
+        reply_author_id=reply.author_id,
+        departments=await uow.conversations.departments_of(cmd.conversation_id),
+    )
     await uow.replies.decide(reply, expected="recorded", status="posted", sent_at=uow.now())
     await log_event(uow, conversation.id, "reply_posted", who=who, data={"reply_id": reply.id}, touch=True)
     return Result(f"Marked the reply to #{cmd.conversation_id} as posted", card=await card(uow, conversation))
@@ -174,5 +234,4 @@ async def handle_approvals(cmd: ShowApprovals, uow: UnitOfWork, *, ctx: Context)
             cards.append(await card(uow, conversation))
     if not cards:
         return Result("No replies are waiting for your approval")
-    return Result(f"{len(cards)} repl{'y is' if len(cards) == 1 else 'ies are'} waiting for your approval",
-                  cards=tuple(cards))
+    return Result(f"{len(cards)} repl{'y is' if len(cards) == 1 else 'ies are'} waiting for your approval", cards=tuple(cards))

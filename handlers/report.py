@@ -38,11 +38,13 @@ async def handle_report(cmd: Report, uow: UnitOfWork, *, ctx: Context) -> Result
         raise InvalidInput(f"no department {cmd.department!r}; departments: {names}")
     source = f"{cmd.actor.platform}-report"
     external_id = cmd.external_id or "sha256:" + hashlib.sha256(f"{link}\n{text}".encode()).hexdigest()[:40]
-    item = make_incoming(source=source, external_id=external_id, text=text, url=link, author_name=cmd.author,
-                         title=first_line_title(text))
+    item = make_incoming(
+        source=source, external_id=external_id, text=text, url=link, author_name=cmd.author, title=first_line_title(text)
+    )
     router = Router(await uow.rules.enabled(), default_department=ctx.default_department)
-    report = await store_items(uow, [item], router=router, actor_id=who.id, actor_name=who.name,
-                               department=cmd.department, kind="reported")
+    report = await store_items(
+        uow, [item], router=router, actor_id=who.id, actor_name=who.name, department=cmd.department, kind="reported"
+    )
     if not report.new_ids:
         existing = await uow.conversations.id_for(source, external_id)
         return Result(f"That post is already #{existing}")

@@ -22,9 +22,13 @@ async def handle_resolve(cmd: Resolve, uow: UnitOfWork, *, ctx: Context) -> Resu
     who = await identify(uow, cmd.actor)
     now = uow.now()
     conversation = await transition(
-        uow, cmd.conversation_id, "resolve", who=who,
+        uow,
+        cmd.conversation_id,
+        "resolve",
+        who=who,
         values=lambda c: {"outcome": outcome, "resolved_at": now},
-        data={"outcome": outcome, "text": cmd.text.strip()})
+        data={"outcome": outcome, "text": cmd.text.strip()},
+    )
     return Result(f"#{cmd.conversation_id} resolved: {outcome}", card=await card(uow, conversation))
 
 
@@ -33,6 +37,7 @@ async def handle_dismiss(cmd: Dismiss, uow: UnitOfWork, *, ctx: Context) -> Resu
     reason = require_text(cmd.reason, "A reason for dismissing")
     who = await identify(uow, cmd.actor)
     now = uow.now()
-    conversation = await transition(uow, cmd.conversation_id, "dismiss", who=who,
-                                    values=lambda c: {"resolved_at": now}, data={"reason": reason})
+    conversation = await transition(
+        uow, cmd.conversation_id, "dismiss", who=who, values=lambda c: {"resolved_at": now}, data={"reason": reason}
+    )
     return Result(f"#{cmd.conversation_id} dismissed", card=await card(uow, conversation))

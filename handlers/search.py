@@ -32,8 +32,10 @@ async def handle_search(cmd: Search, uow: UnitOfWork, *, ctx: Context) -> Result
     rows = await uow.conversations.search(words, limit=20)
     departments = await uow.conversations.department_names([r.id for r in rows])  # type: ignore[misc]
     owners = await uow.people.names(r.owner_id for r in rows)
-    cards = tuple(card_for(r, owner=owners.get(r.owner_id or 0), departments=departments[r.id])  # type: ignore[index]
-                  for r in rows)
+    cards = tuple(
+        card_for(r, owner=owners.get(r.owner_id or 0), departments=departments[r.id])  # type: ignore[index]
+        for r in rows
+    )
     quoted = " ".join(words)
     text = f"{len(cards)} match{'es' if len(cards) != 1 else ''} for “{quoted}”"
     return Result(text, cards=cards)

@@ -13,7 +13,6 @@ from functools import partial
 from typing import Any
 
 import aiosqlite
-
 from sqlalchemy import event
 from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy.engine import make_url
@@ -49,8 +48,9 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def create_engine(url: str = DEFAULT_DATABASE_URL, *, pool_size: int = 10, pool_timeout: float = 10.0,
-                  **kwargs: Any) -> AsyncEngine:
+def create_engine(
+    url: str = DEFAULT_DATABASE_URL, *, pool_size: int = 10, pool_timeout: float = 10.0, **kwargs: Any
+) -> AsyncEngine:
     """Build an async engine; on SQLite, make concurrent writers queue instead of failing.
 
     SQLite gets WAL, a 30 s busy timeout and `BEGIN IMMEDIATE` for every transaction,
@@ -95,7 +95,12 @@ YIELD_EVERY = 0.001
 # What a unit of work raises when the store did not answer (stalled, unreachable, its pool exhausted, SQLite
 # locked past BUSY_TIMEOUT) rather than refused what was asked: worth trying the same thing again later.
 UNAVAILABLE: tuple[type[BaseException], ...] = (
-    sqlalchemy_exc.TimeoutError, sqlalchemy_exc.OperationalError, sqlalchemy_exc.InterfaceError, TimeoutError, OSError)
+    sqlalchemy_exc.TimeoutError,
+    sqlalchemy_exc.OperationalError,
+    sqlalchemy_exc.InterfaceError,
+    TimeoutError,
+    OSError,
+)
 
 
 _OFF_LOOP: ContextVar[bool] = ContextVar("unsilo_sqlite_off_loop", default=False)

@@ -34,8 +34,6 @@ def _upgrade(connection: Any, config: Config, revision: str) -> None:
     command.upgrade(config, revision)
 
 
-
-
 @asynccontextmanager
 async def startup_lock(engine: AsyncEngine) -> AsyncIterator[None]:
     """On PostgreSQL, one starting replica at a time (a session advisory lock); nothing on SQLite."""

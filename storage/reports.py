@@ -155,8 +155,10 @@ class ReportRepo(_Repo):
         durations = {
             "claim": (_seconds(self.dialect, t.claimed_at, t.ingested_at), _within(t.claimed_at, since, until)),
             "reply": (_seconds(self.dialect, t.first_reply_at, t.ingested_at), _within(t.first_reply_at, since, until)),
-            "resolve": (_seconds(self.dialect, t.resolved_at, t.ingested_at),
-                        and_(t.status == "resolved", _within(t.resolved_at, since, until))),
+            "resolve": (
+                _seconds(self.dialect, t.resolved_at, t.ingested_at),
+                and_(t.status == "resolved", _within(t.resolved_at, since, until)),
+            ),
         }
         columns: list[Any] = [
             func.count().filter(_within(t.ingested_at, since, until)).label("new"),
@@ -169,8 +171,12 @@ class ReportRepo(_Repo):
             columns.append(func.count().filter(and_(happened, seconds <= sla_seconds)).label(f"{name}_sla"))
             if self.dialect == "postgresql":
                 for p in PERCENTILES:
-                    columns.append(func.percentile_cont(literal(p, Float)).within_group(seconds).filter(happened)
-                                   .label(f"{name}_p{int(p * 100)}"))
+                    columns.append(
+                        func.percentile_cont(literal(p, Float))
+                        .within_group(seconds)
+                        .filter(happened)
+                        .label(f"{name}_p{int(p * 100)}")
+                    )
         columns += [
             self._outcomes(touched, since, until).label("outcomes"),
             self._tags(touched, since, until).label("tags"),
@@ -182,22 +188,34 @@ class ReportRepo(_Repo):
             points = {name: (values[f"{name}_p50"], values[f"{name}_p90"]) for name in durations}
         else:
             points = await self._sqlite_percentiles(
-                {name: select(seconds).select_from(touched).where(happened) for name, (seconds, happened) in durations.items()})
-        timing = {name: Timing(count=values[f"{name}_n"], median=_float(points[name][0]),
-                               p90=_float(points[name][1]), within_sla=values[f"{name}_sla"])
-                  for name in durations}
+                {name: select(seconds).select_from(touched).where(happened) for name, (seconds, happened) in durations.items()}
+            )
+        timing = {
+            name: Timing(
+                count=values[f"{name}_n"],
+                median=_float(points[name][0]),
+                p90=_float(points[name][1]),
+                within_sla=values[f"{name}_sla"],
+            )
+            for name in durations
+        }
         people: dict[int, dict[str, Any]] = {}
         for person_id, name, department, kind, count in _rows(values["people"]):
             people.setdefault(person_id, {"person_id": person_id, "name": name, "department": department})[kind] = count
         return Activity(
-            new=values["new"], claimed=timing["claim"].count, replied=timing["reply"].count,
-            resolved=timing["resolve"].count, dismissed=values["dismissed"], still_open=values["still_open"],
-            unclaimed=values["unclaimed"], to_claim=timing["claim"], to_first_reply=timing["reply"],
+            new=values["new"],
+            claimed=timing["claim"].count,
+            replied=timing["reply"].count,
+            resolved=timing["resolve"].count,
+            dismissed=values["dismissed"],
+            still_open=values["still_open"],
+            unclaimed=values["unclaimed"],
+            to_claim=timing["claim"],
+            to_first_reply=timing["reply"],
             to_resolve=timing["resolve"],
             outcomes=tuple(sorted(((str(o), int(n)) for o, n in _rows(values["outcomes"])), key=lambda x: (-x[1], x[0]))),
             top_tags=tuple(sorted(((str(g), int(n)) for g, n in _rows(values["tags"])), key=lambda x: (-x[1], x[0]))),
-            participants=tuple(sorted((Participant(**entry) for entry in people.values()),
-                                      key=lambda x: (x.name, x.person_id))),
+            participants=tuple(sorted((Participant(**entry) for entry in people.values()), key=lambda x: (x.name, x.person_id))),
         )
 
     async def _plan_for_reports(self) -> None:
@@ -219,8 +237,13 @@ class ReportRepo(_Repo):
     def _outcomes(self, touched: Any, since: datetime, until: datetime) -> Any:
         t = touched.c
         outcome = func.coalesce(t.outcome, "none")
-        per = (select(outcome, func.count()).select_from(touched)
-               .where(t.status == "resolved", _within(t.resolved_at, since, until)).group_by(outcome).subquery("o"))
+        per = (
+            select(outcome, func.count())
+            .select_from(touched)
+            .where(t.status == "resolved", _within(t.resolved_at, since, until))
+            .group_by(outcome)
+            .subquery("o")
+        )
         return self._json_rows(per)
 
     def _tags(self, touched: Any, since: datetime, until: datetime, limit: int = TOP_TAGS) -> Any:
@@ -228,9 +251,16 @@ class ReportRepo(_Repo):
         unnest = func.json_array_elements_text if self.dialect == "postgresql" else func.json_each
         tag = unnest(t.tags).table_valued("value").alias("tag")
         count = func.count()
-        per = (select(tag.c.value, count).select_from(touched).join(tag, true())
-               .where(_within(t.ingested_at, since, until))
-               .group_by(tag.c.value).order_by(count.desc(), tag.c.value).limit(limit).subquery("g"))
+        per = (
+            select(tag.c.value, count)
+            .select_from(touched)
+            .join(tag, true())
+            .where(_within(t.ingested_at, since, until))
+            .group_by(tag.c.value)
+            .order_by(count.desc(), tag.c.value)
+            .limit(limit)
+            .subquery("g")
+        )
         return self._json_rows(per)
 
     def _participants(self, touched: Any, department_id: int, since: datetime, until: datetime) -> Any:
@@ -244,18 +274,27 @@ class ReportRepo(_Repo):
         """
         e, p, cd = Event, Person, ConversationDepartment
         in_period = _within(e.at, since, until)
-        in_department = (select(literal(1)).where(col(cd.conversation_id) == e.conversation_id,
-                                                  cd.department_id == department_id)
-                         .limit(1).scalar_subquery().is_not(None))
+        in_department = (
+            select(literal(1))
+            .where(col(cd.conversation_id) == e.conversation_id, cd.department_id == department_id)
+            .limit(1)
+            .scalar_subquery()
+            .is_not(None)
+        )
         acts = union_all(
-            select(e.actor_id, e.kind).join(touched, touched.c.id == e.conversation_id)
-            .where(col(e.kind).in_(ACTIONS), in_period),
             select(e.actor_id, e.kind)
-            .where(e.kind == "noted", in_period, col(e.conversation_id).not_in(select(touched.c.id)), in_department),
+            .join(touched, touched.c.id == e.conversation_id)
+            .where(col(e.kind).in_(ACTIONS), in_period),
+            select(e.actor_id, e.kind).where(
+                e.kind == "noted", in_period, col(e.conversation_id).not_in(select(touched.c.id)), in_department
+            ),
         ).subquery("acts")
-        per = (select(p.id, p.name, p.department, acts.c.kind, func.count())  # type: ignore[call-overload]
-               .join(p, col(p.id) == acts.c.actor_id)
-               .group_by(p.id, p.name, p.department, acts.c.kind).subquery("per"))
+        per = (
+            select(p.id, p.name, p.department, acts.c.kind, func.count())  # type: ignore[call-overload]
+            .join(p, col(p.id) == acts.c.actor_id)
+            .group_by(p.id, p.name, p.department, acts.c.kind)
+            .subquery("per")
+        )
         return self._json_rows(per)
 
     async def oldest_unclaimed(self, department_id: int, *, until: datetime, limit: int = 5) -> list[Waiting]:
@@ -280,9 +319,7 @@ class ReportRepo(_Repo):
         await self._plan_for_reports()
         mine = [e.actor_id == person_id] + ([col(e.at) >= since] if since is not None else [])
         counts_stmt = (
-            select(e.kind, func.count(func.distinct(e.conversation_id)))
-            .where(col(e.kind).in_(ACTIONS), *mine)
-            .group_by(e.kind)
+            select(e.kind, func.count(func.distinct(e.conversation_id))).where(col(e.kind).in_(ACTIONS), *mine).group_by(e.kind)
         )
         counts = dict((await self._exec(counts_stmt)).all())
         first = (
@@ -292,8 +329,12 @@ class ReportRepo(_Repo):
             .subquery("first_reply")
         )
         seconds = _seconds(self.dialect, first.c.first_at, c.claimed_at)
-        base = select().select_from(first).join(c, col(c.id) == first.c.conversation_id).where(  # type: ignore[call-overload]
-            col(c.claimed_at).is_not(None))
+        base = (
+            select()  # type: ignore[call-overload]
+            .select_from(first)
+            .join(c, col(c.id) == first.c.conversation_id)
+            .where(col(c.claimed_at).is_not(None))
+        )
         columns: list[Any] = [func.count()]
         if self.dialect == "postgresql":
             columns += [func.percentile_cont(literal(p, Float)).within_group(seconds) for p in PERCENTILES]
@@ -302,15 +343,20 @@ class ReportRepo(_Repo):
             median, p90 = row[1], row[2]
         else:
             median, p90 = (await self._sqlite_percentiles({"response": base.add_columns(seconds)}))["response"]
-        return PersonFigures(claimed=counts.get("claimed", 0), replied=counts.get("replied", 0),
-                             resolved=counts.get("resolved", 0), noted=counts.get("noted", 0),
-                             response=Timing(count=row[0], median=_float(median), p90=_float(p90)))
+        return PersonFigures(
+            claimed=counts.get("claimed", 0),
+            replied=counts.get("replied", 0),
+            resolved=counts.get("resolved", 0),
+            noted=counts.get("noted", 0),
+            response=Timing(count=row[0], median=_float(median), p90=_float(p90)),
+        )
 
     @staticmethod
     def _of_department(stmt: Any, department_id: int) -> Any:
         cd = ConversationDepartment
         return stmt.select_from(Conversation).join(
-            cd, and_(col(cd.conversation_id) == Conversation.id, col(cd.department_id) == department_id))
+            cd, and_(col(cd.conversation_id) == Conversation.id, col(cd.department_id) == department_id)
+        )
 
     async def _sqlite_percentiles(self, durations: dict[str, Any]) -> dict[str, tuple[float | None, float | None]]:
         """`percentile_cont` for SQLite: median and p90 of each named one-column select, in one statement."""
@@ -318,7 +364,8 @@ class ReportRepo(_Repo):
         values = union_all(*parts).subquery("d")
         v, k = values.c[0], values.c.k
         ranked = select(
-            k, v.label("v"),
+            k,
+            v.label("v"),
             (func.row_number().over(partition_by=k, order_by=v) - 1).label("i"),
             (func.count().over(partition_by=k) - 1).label("m"),
         ).subquery("r")
@@ -326,9 +373,9 @@ class ReportRepo(_Repo):
         h = ranked.c.m * ps.c.p
         low = cast(h, Integer)  # h >= 0, so the cast is floor
         stmt = (
-            select(ranked.c.k, ps.c.p,
-                   func.min(ranked.c.v) + (func.max(ranked.c.v) - func.min(ranked.c.v)) * func.max(h - low))
-            .select_from(ranked).join(ps, true())
+            select(ranked.c.k, ps.c.p, func.min(ranked.c.v) + (func.max(ranked.c.v) - func.min(ranked.c.v)) * func.max(h - low))
+            .select_from(ranked)
+            .join(ps, true())
             .where(or_(ranked.c.i == low, ranked.c.i == low + 1))
             .group_by(ranked.c.k, ps.c.p)
         )
@@ -345,4 +392,3 @@ def _rows(value: Any) -> list[list[Any]]:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
-

@@ -43,9 +43,12 @@ NAMED_BY_CONFIG = ("cli", "config")  # accounts a plain name in the config means
 def _person_references() -> list[tuple[Any, str]]:
     """(table, column) of every column that refers to a person."""
     tables = [Conversation, Identity, Event, Note, Reply]
-    return [(model.__table__, column.name) for model in tables  # type: ignore[attr-defined]
-            for column in model.__table__.columns  # type: ignore[attr-defined]
-            if any(fk.column.table.name == "person" for fk in column.foreign_keys)]
+    return [
+        (model.__table__, column.name)  # type: ignore[attr-defined]
+        for model in tables
+        for column in model.__table__.columns  # type: ignore[attr-defined]
+        if any(fk.column.table.name == "person" for fk in column.foreign_keys)
+    ]
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -58,7 +61,7 @@ def _insert(session: AsyncSession, table: Any) -> Any:
 
 
 def _chunks(values: Sequence[Any], size: int = 5000) -> list[Sequence[Any]]:
-    return [values[i:i + size] for i in range(0, len(values), size)]
+    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 # The statements behind every button click, built once: constructing a statement costs
@@ -84,6 +87,7 @@ _DEPARTMENTS_OF = (
     .order_by(Department.name)
 )
 
+
 def _card_targets_select() -> Any:
     """(cid, version, did, platform) for every channel that shows the cards of the conversations `:ids`.
 
@@ -93,10 +97,17 @@ def _card_targets_select() -> Any:
     conversation, link = Conversation.__table__, ConversationDepartment.__table__  # type: ignore[attr-defined]
     destination = Destination.__table__  # type: ignore[attr-defined]
     return (
-        select(conversation.c.id.label("cid"), conversation.c.version, func.min(destination.c.id).label("did"),
-               destination.c.platform)
-        .select_from(conversation.join(link, link.c.conversation_id == conversation.c.id)
-                     .join(destination, destination.c.department_id == link.c.department_id))
+        select(
+            conversation.c.id.label("cid"),
+            conversation.c.version,
+            func.min(destination.c.id).label("did"),
+            destination.c.platform,
+        )
+        .select_from(
+            conversation.join(link, link.c.conversation_id == conversation.c.id).join(
+                destination, destination.c.department_id == link.c.department_id
+            )
+        )
         .where(conversation.c.id.in_(bindparam("ids", expanding=True)))
         .group_by(conversation.c.id, conversation.c.version, destination.c.platform, destination.c.channel_id)
     )
@@ -106,8 +117,12 @@ _CARD_TARGETS = _card_targets_select().order_by(literal_column("cid"), literal_c
 _PERSON_WITH_IDENTITIES = (
     select(Person, Identity)
     .join(Identity, col(Identity.person_id) == Person.id)
-    .where(col(Person.id) == select(Identity.person_id).where(
-        Identity.platform == bindparam("platform"), Identity.user_id == bindparam("user_id")).scalar_subquery())
+    .where(
+        col(Person.id)
+        == select(Identity.person_id)
+        .where(Identity.platform == bindparam("platform"), Identity.user_id == bindparam("user_id"))
+        .scalar_subquery()
+    )
 )
 
 
@@ -117,16 +132,38 @@ def _card_syncs_insert(session: AsyncSession) -> Any:
     build_json = func.json_build_object if _dialect(session) == "postgresql" else func.json_object
     now = bindparam("now", type_=_DELIVERY.c.created_at.type)
     rows = (
-        select(literal_column("'card:'") + cast(targets.c.cid, String) + literal_column("':'")  # type: ignore[call-overload]
-               + cast(targets.c.did, String) + literal_column("':v'") + cast(targets.c.version, String),
-               targets.c.platform, literal_column("'card'"), targets.c.cid, targets.c.did,
-               build_json(literal_column("'version'"), targets.c.version), literal_column("'pending'"),
-               literal_column("0"), now, now)
+        select(
+            literal_column("'card:'")
+            + cast(targets.c.cid, String)
+            + literal_column("':'")  # type: ignore[call-overload]
+            + cast(targets.c.did, String)
+            + literal_column("':v'")
+            + cast(targets.c.version, String),
+            targets.c.platform,
+            literal_column("'card'"),
+            targets.c.cid,
+            targets.c.did,
+            build_json(literal_column("'version'"), targets.c.version),
+            literal_column("'pending'"),
+            literal_column("0"),
+            now,
+            now,
+        )
         .where(true())  # SQLite: without a WHERE, ON CONFLICT would parse as a join constraint
         .order_by(targets.c.cid, targets.c.did)
     )
-    columns = ["key", "platform", "kind", "conversation_id", "destination_id", "payload", "status", "attempts",
-               "next_attempt_at", "created_at"]
+    columns = [
+        "key",
+        "platform",
+        "kind",
+        "conversation_id",
+        "destination_id",
+        "payload",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+    ]
     return _insert(session, _DELIVERY).from_select(columns, rows).on_conflict_do_nothing(index_elements=["key"])
 
 
@@ -178,7 +215,8 @@ class ConversationRepo(_Repo):
             self._departments.clear()
             await self.session.exec(
                 ConversationDepartment.__table__.insert(),  # type: ignore[attr-defined]
-                params=[{"conversation_id": c, "department_id": d} for c, d in links])
+                params=[{"conversation_id": c, "department_id": d} for c, d in links],
+            )
 
     async def card_targets(self, conversation_ids: Sequence[int]) -> list[tuple[int, int, int, str]]:
         """(conversation id, its version, destination id, platform) for every channel showing these conversations.
@@ -200,15 +238,14 @@ class ConversationRepo(_Repo):
         for source, external_ids in by_source.items():
             for chunk in _chunks(external_ids, 900):
                 stmt = select(Conversation.external_id).where(
-                    Conversation.source == source, col(Conversation.external_id).in_(chunk))
+                    Conversation.source == source, col(Conversation.external_id).in_(chunk)
+                )
                 found.update((source, e) for e in (await self.session.exec(stmt)).all())
         return found
 
     async def id_for(self, source: str, external_id: str) -> int | None:
         """The id of the conversation with this source and external id, if any."""
-        stmt = select(Conversation.id).where(
-            Conversation.source == source, Conversation.external_id == external_id
-        )
+        stmt = select(Conversation.id).where(Conversation.source == source, Conversation.external_id == external_id)
         return (await self.session.exec(stmt)).first()
 
     async def compare_and_set(self, conversation: Conversation, **values: Any) -> bool:
@@ -256,11 +293,14 @@ class ConversationRepo(_Repo):
             select(Conversation, shortest)
             .join(ConversationDepartment, col(ConversationDepartment.conversation_id) == Conversation.id)
             .join(Department, col(Department.id) == ConversationDepartment.department_id)
-            .where(or_(
-                (col(Conversation.status) == "open") & col(Conversation.escalated_at).is_(None),
-                (col(Conversation.status) == "claimed") & col(Conversation.first_reply_at).is_(None)
-                & col(Conversation.reminded_at).is_(None),
-            ))
+            .where(
+                or_(
+                    (col(Conversation.status) == "open") & col(Conversation.escalated_at).is_(None),
+                    (col(Conversation.status) == "claimed")
+                    & col(Conversation.first_reply_at).is_(None)
+                    & col(Conversation.reminded_at).is_(None),
+                )
+            )
             .where(col(Conversation.ingested_at) <= now)
             .group_by(col(Conversation.id))
             .order_by(col(Conversation.id))
@@ -270,15 +310,23 @@ class ConversationRepo(_Repo):
 
     async def touch(self, conversation_id: int, *, at: datetime) -> None:
         """Say the card changed without a status change (a reply approved, sent, failed...): a new version."""
-        stmt = (update(Conversation).where(col(Conversation.id) == conversation_id)
-                .values(version=Conversation.version + 1, updated_at=at).execution_options(synchronize_session=False))
+        stmt = (
+            update(Conversation)
+            .where(col(Conversation.id) == conversation_id)
+            .values(version=Conversation.version + 1, updated_at=at)
+            .execution_options(synchronize_session=False)
+        )
         await self.session.exec(stmt)
 
     async def mark_once(self, conversation_id: int, column: str, *, at: datetime) -> bool:
         """Set `escalated_at` / `reminded_at` if still empty; True for the one caller that did."""
         field = {"escalated_at": Conversation.escalated_at, "reminded_at": Conversation.reminded_at}[column]
-        stmt = (update(Conversation).where(col(Conversation.id) == conversation_id, col(field).is_(None))
-                .values({column: at}).execution_options(synchronize_session=False))
+        stmt = (
+            update(Conversation)
+            .where(col(Conversation.id) == conversation_id, col(field).is_(None))
+            .values({column: at})
+            .execution_options(synchronize_session=False)
+        )
         return (await self.session.exec(stmt)).rowcount == 1
 
     async def department_names(self, conversation_ids: Sequence[int]) -> dict[int, list[str]]:
@@ -398,22 +446,40 @@ class PersonRepo(_Repo):
         keys = [k for k in keys if k]
         direct = {k for k in keys if k.partition(":")[0] in CHAT_PLATFORMS and k.partition(":")[2]}
         found: dict[str, str] = dict.fromkeys(direct, "")
-        persons = select(Identity.person_id).where(or_(false(), *(
-            [and_(col(Identity.platform) == platform, col(Identity.user_id) == user_id)
-             for platform, _, user_id in (k.partition(":") for k in sorted(keys) if ":" in k)]
-            + [and_(col(Identity.platform).in_(NAMED_BY_CONFIG), col(Identity.user_id).in_(
-                [k for k in keys if ":" not in k and "@" not in k]))])))
+        persons = select(Identity.person_id).where(
+            or_(
+                false(),
+                *(
+                    [
+                        and_(col(Identity.platform) == platform, col(Identity.user_id) == user_id)
+                        for platform, _, user_id in (k.partition(":") for k in sorted(keys) if ":" in k)
+                    ]
+                    + [
+                        and_(
+                            col(Identity.platform).in_(NAMED_BY_CONFIG),
+                            col(Identity.user_id).in_([k for k in keys if ":" not in k and "@" not in k]),
+                        )
+                    ]
+                ),
+            )
+        )
         emails = [k.lower() for k in keys if "@" in k and ":" not in k]
-        stmt = (select(Identity, Person.name).join(Person, col(Person.id) == Identity.person_id)
-                .where(col(Identity.platform).in_(CHAT_PLATFORMS))
-                .where(or_(col(Identity.person_id).in_(persons), func.lower(Person.email).in_(emails or [""]))))
+        stmt = (
+            select(Identity, Person.name)
+            .join(Person, col(Person.id) == Identity.person_id)
+            .where(col(Identity.platform).in_(CHAT_PLATFORMS))
+            .where(or_(col(Identity.person_id).in_(persons), func.lower(Person.email).in_(emails or [""])))
+        )
         found.update((f"{i.platform}:{i.user_id}", name) for i, name in (await self.session.exec(stmt)).all())
         return tuple(sorted(found.items()))
 
     async def mentions_of(self, person_id: int) -> tuple[tuple[str, str], ...]:
         """("platform:user_id", display name) for each of a person's accounts."""
-        stmt = select(Identity, Person.name).join(Person, col(Person.id) == Identity.person_id).where(
-            Identity.person_id == person_id)
+        stmt = (
+            select(Identity, Person.name)
+            .join(Person, col(Person.id) == Identity.person_id)
+            .where(Identity.person_id == person_id)
+        )
         return tuple(sorted((f"{i.platform}:{i.user_id}", name) for i, name in (await self.session.exec(stmt)).all()))
 
     async def by_identity(self, platform: str, user_id: str) -> Person | None:
@@ -432,9 +498,7 @@ class PersonRepo(_Repo):
             return None
         return rows[0][0], [identity for _, identity in rows]
 
-    async def resolve(
-        self, platform: str, user_id: str, *, name: str | None = None, email: str | None = None
-    ) -> Person:
+    async def resolve(self, platform: str, user_id: str, *, name: str | None = None, email: str | None = None) -> Person:
         """The person behind a platform account, created (or linked by email) on first sight.
 
         Two first sights of one account at once (PostgreSQL; SQLite has one writer) both try to
@@ -478,7 +542,6 @@ class PersonRepo(_Repo):
             return found
         return person
 
-
     async def by_email(self, email: str) -> Person | None:
         """The person with this (verified) email, if any."""
         stmt = select(Person).where(func.lower(Person.email) == email.strip().lower())
@@ -513,8 +576,7 @@ class PersonRepo(_Repo):
             into.email = email
         logger.info("people %s and %s are one person (accounts linked); kept %s", old, new, new)
 
-    async def configure(self, *, key: str, name: str, email: str | None,
-                        accounts: Sequence[tuple[str, str]]) -> Person:
+    async def configure(self, *, key: str, name: str, email: str | None, accounts: Sequence[tuple[str, str]]) -> Person:
         """Make one `[people.<key>]` entry of the config true: its accounts and email are one person."""
         email = (email or "").strip().lower() or None
         candidates: list[Person] = []
@@ -541,8 +603,11 @@ class PersonRepo(_Repo):
         if email:
             person.email = email
         for platform, user_id in [("config", key), *accounts]:
-            stmt = (_insert(self.session, Identity).values(platform=platform, user_id=user_id, person_id=person.id)
-                    .on_conflict_do_update(index_elements=["platform", "user_id"], set_={"person_id": person.id}))
+            stmt = (
+                _insert(self.session, Identity)
+                .values(platform=platform, user_id=user_id, person_id=person.id)
+                .on_conflict_do_update(index_elements=["platform", "user_id"], set_={"person_id": person.id})
+            )
             await self.session.exec(stmt)
         await self.session.flush()
         return person
@@ -576,8 +641,12 @@ class DepartmentRepo(_Repo):
         The channel's own if it was ever linked, else any of the platform's (it carries the
         service URL and tenant a proactive message needs).
         """
-        stmt = (select(Destination).where(Destination.platform == platform)
-                .order_by((col(Destination.channel_id) == channel_id).desc(), col(Destination.id)).limit(1))
+        stmt = (
+            select(Destination)
+            .where(Destination.platform == platform)
+            .order_by((col(Destination.channel_id) == channel_id).desc(), col(Destination.id))
+            .limit(1)
+        )
         found = (await self.session.exec(stmt)).first()
         return dict(found.conversation_ref) if found is not None else {}
 
@@ -586,36 +655,44 @@ class DepartmentRepo(_Repo):
         ids = list(department_ids)
         if not ids:
             return []
-        stmt = (
-            select(Destination)
-            .where(col(Destination.department_id).in_(ids))
-            .order_by(col(Destination.id))
-        )
+        stmt = select(Destination).where(col(Destination.department_id).in_(ids)).order_by(col(Destination.id))
         return list((await self.session.exec(stmt)).all())
 
     async def unlink(self, platform: str, channel_id: str, *, department_id: int | None = None) -> list[str]:
         """Stop posting a channel's cards (of one department, or all); returns the department names."""
-        stmt = select(Destination, Department.name).join(Department, col(Department.id) == Destination.department_id).where(
-            Destination.platform == platform, Destination.channel_id == channel_id)
+        stmt = (
+            select(Destination, Department.name)
+            .join(Department, col(Department.id) == Destination.department_id)
+            .where(Destination.platform == platform, Destination.channel_id == channel_id)
+        )
         if department_id is not None:
             stmt = stmt.where(Destination.department_id == department_id)
         removed = []
         for destination, name in (await self.session.exec(stmt)).all():
             # Keep the history (postings, sent deliveries); cancel what was still to be sent there.
             await self.session.exec(
-                update(Posting).where(col(Posting.destination_id) == destination.id).values(destination_id=None))
+                update(Posting).where(col(Posting.destination_id) == destination.id).values(destination_id=None)
+            )
             await self.session.exec(
-                update(Delivery).where(col(Delivery.destination_id) == destination.id, col(Delivery.status) == "pending")
-                .values(status="cancelled"))
+                update(Delivery)
+                .where(col(Delivery.destination_id) == destination.id, col(Delivery.status) == "pending")
+                .values(status="cancelled")
+            )
             await self.session.exec(
-                update(Delivery).where(col(Delivery.destination_id) == destination.id).values(destination_id=None))
+                update(Delivery).where(col(Delivery.destination_id) == destination.id).values(destination_id=None)
+            )
             await self.session.delete(destination)
             removed.append(name)
         await self.session.flush()
         return sorted(removed)
 
     async def link(
-        self, department_id: int, platform: str, channel_id: str, *, ref: dict[str, Any] | None = None,
+        self,
+        department_id: int,
+        platform: str,
+        channel_id: str,
+        *,
+        ref: dict[str, Any] | None = None,
         linked_by: str | None = None,
     ) -> Destination:
         """Make a channel a destination of a department (idempotent)."""
@@ -626,9 +703,7 @@ class DepartmentRepo(_Repo):
         )
         destination = (await self.session.exec(stmt)).first()
         if destination is None:
-            destination = Destination(
-                department_id=department_id, platform=platform, channel_id=channel_id
-            )
+            destination = Destination(department_id=department_id, platform=platform, channel_id=channel_id)
         if ref is not None:
             destination.conversation_ref = ref
         if linked_by is not None:
@@ -690,10 +765,15 @@ class SourceRepo(_Repo):
 
     async def due_feeds(self, now: datetime) -> list[Source]:
         """Feeds with a URL that were never polled or whose next poll is due by `now`."""
-        stmt = select(Source).where(
-            Source.kind == "feed", Source.url != "",
-            or_(col(Source.next_poll_at).is_(None), col(Source.next_poll_at) <= now),
-        ).order_by(col(Source.id))
+        stmt = (
+            select(Source)
+            .where(
+                Source.kind == "feed",
+                Source.url != "",
+                or_(col(Source.next_poll_at).is_(None), col(Source.next_poll_at) <= now),
+            )
+            .order_by(col(Source.id))
+        )
         return list((await self.session.exec(stmt)).all())
 
     async def claim_poll(self, source_id: int, *, due_at: datetime | None, until: datetime) -> bool:
@@ -729,6 +809,7 @@ class EventRepo(_Repo):
         stmt = select(Event).where(Event.conversation_id == conversation_id).order_by(col(Event.id))
         return list((await self.session.exec(stmt)).all())
 
+
 class NoteRepo(_Repo):
     """Internal notes."""
 
@@ -763,18 +844,33 @@ class ReplyRepo(_Repo):
 
     async def latest(self, conversation_id: int) -> Reply | None:
         """A conversation's newest reply, if any."""
-        stmt = (select(Reply).where(Reply.conversation_id == conversation_id).order_by(col(Reply.id).desc()).limit(1)
-                .execution_options(populate_existing=True))
+        stmt = (
+            select(Reply)
+            .where(Reply.conversation_id == conversation_id)
+            .order_by(col(Reply.id).desc())
+            .limit(1)
+            .execution_options(populate_existing=True)
+        )
         return (await self.session.exec(stmt)).first()
 
-    async def same_since(self, conversation_id: int, *, author_id: int, text: str, since: datetime,
-                         exclude: int | None = None) -> Reply | None:
+    async def same_since(
+        self, conversation_id: int, *, author_id: int, text: str, since: datetime, exclude: int | None = None
+    ) -> Reply | None:
         """An earlier reply with the same text by the same person since `since` that still stands (not failed
         or rejected): the same reply sent again (a retry, a replayed request), not a new one."""
-        stmt = (select(Reply).where(Reply.conversation_id == conversation_id, Reply.author_id == author_id,
-                                    Reply.text == text, col(Reply.created_at) >= since,
-                                    col(Reply.status).not_in(("failed", "rejected")))
-                .order_by(col(Reply.id)).limit(1).execution_options(populate_existing=True))
+        stmt = (
+            select(Reply)
+            .where(
+                Reply.conversation_id == conversation_id,
+                Reply.author_id == author_id,
+                Reply.text == text,
+                col(Reply.created_at) >= since,
+                col(Reply.status).not_in(("failed", "rejected")),
+            )
+            .order_by(col(Reply.id))
+            .limit(1)
+            .execution_options(populate_existing=True)
+        )
         if exclude is not None:
             stmt = stmt.where(Reply.id != exclude)
         return (await self.session.exec(stmt)).first()
@@ -788,8 +884,12 @@ class ReplyRepo(_Repo):
 
     async def decide(self, reply: Reply, *, expected: str, **values: Any) -> bool:
         """Move a reply on from status `expected`; False if someone else moved it first."""
-        stmt = (update(Reply).where(col(Reply.id) == reply.id, col(Reply.status) == expected)
-                .values(**values).execution_options(synchronize_session=False))
+        stmt = (
+            update(Reply)
+            .where(col(Reply.id) == reply.id, col(Reply.status) == expected)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
         result = await self.session.exec(stmt)
         if result.rowcount != 1:
             return False
@@ -833,9 +933,11 @@ class PostingRepo(_Repo):
         """The copy of a card in one channel, if posted (whichever department's destination posted it:
         a channel two departments share shows one card): the first one recorded, the live copy that
         is kept up to date; later ones are duplicates a lost send result left behind (see `record`)."""
-        stmt = select(Posting).where(
-            Posting.conversation_id == conversation_id, Posting.platform == platform, Posting.channel_id == channel_id
-        ).order_by(col(Posting.id))
+        stmt = (
+            select(Posting)
+            .where(Posting.conversation_id == conversation_id, Posting.platform == platform, Posting.channel_id == channel_id)
+            .order_by(col(Posting.id))
+        )
         return (await self.session.exec(stmt)).first()
 
     def add(self, posting: Posting) -> Posting:
@@ -843,14 +945,23 @@ class PostingRepo(_Repo):
         self.session.add(posting)
         return posting
 
-    async def record(self, *, conversation_id: int, destination_id: int | None, platform: str, channel_id: str,
-                     message_id: str, at: datetime) -> None:
+    async def record(
+        self, *, conversation_id: int, destination_id: int | None, platform: str, channel_id: str, message_id: str, at: datetime
+    ) -> None:
         """Record a copy of a card found where it is posted (unless it is recorded already, or meanwhile)."""
         await self.session.flush()
-        stmt = (_insert(self.session, Posting)
-                .values(conversation_id=conversation_id, destination_id=destination_id, platform=platform,
-                        channel_id=channel_id, message_id=message_id, posted_at=at)
-                .on_conflict_do_nothing(index_elements=["platform", "channel_id", "message_id"]))
+        stmt = (
+            _insert(self.session, Posting)
+            .values(
+                conversation_id=conversation_id,
+                destination_id=destination_id,
+                platform=platform,
+                channel_id=channel_id,
+                message_id=message_id,
+                posted_at=at,
+            )
+            .on_conflict_do_nothing(index_elements=["platform", "channel_id", "message_id"])
+        )
         await self.session.exec(stmt)
 
 
@@ -865,8 +976,8 @@ class DeliveryRepo(_Repo):
         stmt = _ENQUEUE.get(dialect)
         if stmt is None:  # on the table, not the entity: a Core insert skips the ORM's bulk-insert bookkeeping
             stmt = _ENQUEUE[dialect] = (
-                _insert(self.session, _DELIVERY).on_conflict_do_nothing(index_elements=["key"])
-                .returning(_DELIVERY.c.id))
+                _insert(self.session, _DELIVERY).on_conflict_do_nothing(index_elements=["key"]).returning(_DELIVERY.c.id)
+            )
         return len((await self.session.exec(stmt, params=list(deliveries))).all())
 
     async def enqueue_card_syncs(self, conversation_ids: Sequence[int], *, now: datetime) -> int:
@@ -899,8 +1010,11 @@ class DeliveryRepo(_Repo):
         """
         busy = _DELIVERY.alias("busy")
         sent_elsewhere = select(busy.c.id).where(
-            busy.c.status == "pending", busy.c.conversation_id == Delivery.conversation_id,
-            busy.c.destination_id == Delivery.destination_id, busy.c.locked_until >= now)
+            busy.c.status == "pending",
+            busy.c.conversation_id == Delivery.conversation_id,
+            busy.c.destination_id == Delivery.destination_id,
+            busy.c.locked_until >= now,
+        )
         stmt = (
             select(Delivery)
             .where(
@@ -923,24 +1037,32 @@ class DeliveryRepo(_Repo):
         await self.session.flush()
         return rows
 
-    async def take_for_send(self, delivery_id: int, *, holder: str, now: datetime, lease: timedelta,
-                            renew: Sequence[int] = ()) -> bool:
+    async def take_for_send(
+        self, delivery_id: int, *, holder: str, now: datetime, lease: timedelta, renew: Sequence[int] = ()
+    ) -> bool:
         """Just before a send: True if `holder` still holds the delivery's lease (renewed, and the send
         marked attempted); False if the lease expired and may be another worker's now. The rest of
         the holder's batch (`renew`) gets its lease renewed too, so a long batch keeps its tail."""
         until = now + lease
         mine = and_(col(Delivery.status) == "pending", col(Delivery.holder) == holder, col(Delivery.locked_until) >= now)
-        taken = (await self.session.exec(
-            update(Delivery).where(col(Delivery.id) == delivery_id, mine)
-            .values(locked_until=until, attempted_at=now).execution_options(synchronize_session=False))).rowcount
+        taken = (
+            await self.session.exec(
+                update(Delivery)
+                .where(col(Delivery.id) == delivery_id, mine)
+                .values(locked_until=until, attempted_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        ).rowcount
         if renew:
             await self.session.exec(
-                update(Delivery).where(col(Delivery.id).in_(list(renew)), mine)
-                .values(locked_until=until).execution_options(synchronize_session=False))
+                update(Delivery)
+                .where(col(Delivery.id).in_(list(renew)), mine)
+                .values(locked_until=until)
+                .execution_options(synchronize_session=False)
+            )
         return bool(taken)
 
-    async def defer_destination(self, destination_id: int, *, until: datetime, now: datetime,
-                                mine: Iterable[int] = ()) -> int:
+    async def defer_destination(self, destination_id: int, *, until: datetime, now: datetime, mine: Iterable[int] = ()) -> int:
         """Push the pending deliveries to one destination back to `until` (a rate limit), lease released.
 
         Only those nobody holds a lease on, and `mine` (leased by the caller): a delivery
@@ -948,10 +1070,12 @@ class DeliveryRepo(_Repo):
         """
         stmt = (
             update(Delivery)
-            .where(col(Delivery.status) == "pending", col(Delivery.destination_id) == destination_id,
-                   col(Delivery.next_attempt_at) < until,
-                   or_(col(Delivery.locked_until).is_(None), col(Delivery.locked_until) < now,
-                       col(Delivery.id).in_(list(mine))))
+            .where(
+                col(Delivery.status) == "pending",
+                col(Delivery.destination_id) == destination_id,
+                col(Delivery.next_attempt_at) < until,
+                or_(col(Delivery.locked_until).is_(None), col(Delivery.locked_until) < now, col(Delivery.id).in_(list(mine))),
+            )
             .values(next_attempt_at=until, locked_until=None, holder=None)
             .execution_options(synchronize_session=False)
         )
@@ -983,8 +1107,12 @@ class DeliveryRepo(_Repo):
         open_conversations = select(Conversation.id).where(col(Conversation.status).in_(("open", "claimed", "replied")))
         stmt = (
             update(Delivery)
-            .where(col(Delivery.status) == "failed", col(Delivery.kind) == "card", col(Delivery.destination_id) == destination_id,
-                   col(Delivery.conversation_id).in_(open_conversations))
+            .where(
+                col(Delivery.status) == "failed",
+                col(Delivery.kind) == "card",
+                col(Delivery.destination_id) == destination_id,
+                col(Delivery.conversation_id).in_(open_conversations),
+            )
             .values(status="pending", attempts=0, next_attempt_at=now, locked_until=None, last_error=None)
             .returning(col(Delivery.conversation_id))
             .execution_options(synchronize_session=False)
@@ -1011,8 +1139,12 @@ class JobRunRepo(_Repo):
             return True
         takeover = (
             update(JobRun)
-            .where(col(JobRun.job) == job, col(JobRun.due_at) == due_at, col(JobRun.finished_at).is_(None),
-                   col(JobRun.leased_until) < now)
+            .where(
+                col(JobRun.job) == job,
+                col(JobRun.due_at) == due_at,
+                col(JobRun.finished_at).is_(None),
+                col(JobRun.leased_until) < now,
+            )
             .values(holder=holder, leased_until=now + lease, attempts=JobRun.attempts + 1)
             .execution_options(synchronize_session=False)
         )
@@ -1020,13 +1152,19 @@ class JobRunRepo(_Repo):
 
     async def finish(self, job: str, *, due_at: datetime, holder: str, at: datetime, outcome: str) -> None:
         """Mark a leased run done (only by its current holder)."""
-        stmt = (update(JobRun).where(col(JobRun.job) == job, col(JobRun.due_at) == due_at, col(JobRun.holder) == holder)
-                .values(finished_at=at, outcome=outcome[:1024]).execution_options(synchronize_session=False))
+        stmt = (
+            update(JobRun)
+            .where(col(JobRun.job) == job, col(JobRun.due_at) == due_at, col(JobRun.holder) == holder)
+            .values(finished_at=at, outcome=outcome[:1024])
+            .execution_options(synchronize_session=False)
+        )
         await self.session.exec(stmt)
 
     async def abandoned(self, *, now: datetime, since: datetime) -> list[JobRun]:
         """Runs whose holder died before finishing (lease expired), due after `since`."""
-        stmt = select(JobRun).where(col(JobRun.finished_at).is_(None), col(JobRun.leased_until) < now,
-                                    col(JobRun.due_at) >= since).order_by(col(JobRun.due_at))
+        stmt = (
+            select(JobRun)
+            .where(col(JobRun.finished_at).is_(None), col(JobRun.leased_until) < now, col(JobRun.due_at) >= since)
+            .order_by(col(JobRun.due_at))
+        )
         return list((await self.session.exec(stmt)).all())
-

@@ -56,8 +56,9 @@ class UnitOfWork:
     jobs: JobRunRepo
     reports: ReportRepo
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock = utcnow,
-                 lock: asyncio.Lock | None = None) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock = utcnow, lock: asyncio.Lock | None = None
+    ) -> None:
         self._sessions = sessions
         self.clock = clock
         self.changed: set[int] = set()
@@ -71,8 +72,9 @@ class UnitOfWork:
                 async with asyncio.timeout(LOCK_TIMEOUT):  # no task per wait, unlike wait_for
                     await self._lock.acquire()
             except TimeoutError:
-                raise RuntimeError(f"no SQLite unit of work could start within {LOCK_TIMEOUT:g}s: "
-                                   "is a unit of work opened inside another?") from None
+                raise RuntimeError(
+                    f"no SQLite unit of work could start within {LOCK_TIMEOUT:g}s: is a unit of work opened inside another?"
+                ) from None
         self.session = self._sessions()
         session = self.session
         self.conversations = ConversationRepo(session)

@@ -75,8 +75,10 @@ any = ["refund", "broken", "help"]
 def reference_dir() -> Path:
     """`../shared/reference`, or skip with the reason (a user's own clone has no shared/; CI has it)."""
     if not REFERENCE.is_dir():
-        pytest.skip(f"reference data not found at {REFERENCE}: these tests replay real Slack/Teams samples "
-                    "and official schemas kept in the project's shared/ folder beside the checkout")
+        pytest.skip(
+            f"reference data not found at {REFERENCE}: these tests replay real Slack/Teams samples "
+            "and official schemas kept in the project's shared/ folder beside the checkout"
+        )
     return REFERENCE
 
 

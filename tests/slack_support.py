@@ -65,8 +65,9 @@ def sample(name: str) -> dict[str, Any]:
     return copy.deepcopy(json.loads((reference_dir() / "slack" / name).read_text()))
 
 
-def thread_reply(thread_ts: str, text: str, *, user: str = "UBOB", at: str = "1700000100.000200",
-                 channel: str = "C0SUPPORT") -> dict[str, Any]:
+def thread_reply(
+    thread_ts: str, text: str, *, user: str = "UBOB", at: str = "1700000100.000200", channel: str = "C0SUPPORT"
+) -> dict[str, Any]:
     """A person's reply in a thread, from the recorded channel `message` event (its blocks dropped: they
     would show the sample's own text), as Slack sends it inside an Events API callback."""
     event = sample("event_callback.message.json")["event"]
@@ -82,8 +83,7 @@ def slash_command(text: str, *, response_url: str, user_id: str = "UALICE", **fi
     """
     raw = (reference_dir() / "slack" / "slash_command.form-urlencoded.txt").read_text()
     form = dict(parse_qsl(raw))
-    form.update(command="/unsilo", text=text, user_id=user_id, user_name=user_id.lower(), response_url=response_url,
-                **fields)
+    form.update(command="/unsilo", text=text, user_id=user_id, user_name=user_id.lower(), response_url=response_url, **fields)
     return urlencode(form).encode()
 
 
@@ -96,8 +96,15 @@ class SlackHarness:
     url: str
     http: aiohttp.ClientSession
 
-    async def post(self, body: bytes, *, content_type: str, headers: dict[str, str] | None = None,
-                   signed: bool = True, timestamp: int | None = None) -> tuple[int, str, float]:
+    async def post(
+        self,
+        body: bytes,
+        *,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+        signed: bool = True,
+        timestamp: int | None = None,
+    ) -> tuple[int, str, float]:
         """POST to /slack/events; returns (status, body, seconds until the answer)."""
         all_headers = {"Content-Type": content_type, **(sign(SECRET, body, timestamp) if signed else {}), **(headers or {})}
         started = time.perf_counter()
@@ -105,9 +112,19 @@ class SlackHarness:
             text = await response.text()
         return response.status, text, time.perf_counter() - started
 
-    async def command(self, text: str, *, user: str = "UALICE", channel: str = "C0SUPPORT", wait: float = 5.0,
-                      response_url: str | None = None, headers: dict[str, str] | None = None, signed: bool = True,
-                      timestamp: int | None = None, **fields: str) -> tuple[int, str, float]:
+    async def command(
+        self,
+        text: str,
+        *,
+        user: str = "UALICE",
+        channel: str = "C0SUPPORT",
+        wait: float = 5.0,
+        response_url: str | None = None,
+        headers: dict[str, str] | None = None,
+        signed: bool = True,
+        timestamp: int | None = None,
+        **fields: str,
+    ) -> tuple[int, str, float]:
         """`/unsilo <text>` as a form body (`slash_command`, `fields` overriding the sample's), with a
         `response_url` on the stand-in (a fresh one unless given); returns (status, what the person is
         answered, seconds to the ack).
@@ -117,8 +134,9 @@ class SlackHarness:
         """
         url = response_url or self.slack.response_url()
         form = slash_command(text, response_url=url, user_id=user, channel_id=channel, **fields)
-        status, body, seconds = await self.post(form, content_type="application/x-www-form-urlencoded",
-                                                headers=headers, signed=signed, timestamp=timestamp)
+        status, body, seconds = await self.post(
+            form, content_type="application/x-www-form-urlencoded", headers=headers, signed=signed, timestamp=timestamp
+        )
         if body or status != 200:
             return status, body, seconds
         return status, await self.answer_at(url, wait=wait), seconds
@@ -147,8 +165,16 @@ class SlackHarness:
         body = urlencode({"payload": json.dumps(payload)}).encode()
         return await self.post(body, content_type="application/x-www-form-urlencoded", **kwargs)
 
-    async def click(self, action_id: str, value: str, *, user: str = "UALICE", channel: str = "C0SUPPORT",
-                    message_ts: str = "1700000000.000100", **kwargs: Any) -> tuple[int, str, float]:
+    async def click(
+        self,
+        action_id: str,
+        value: str,
+        *,
+        user: str = "UALICE",
+        channel: str = "C0SUPPORT",
+        message_ts: str = "1700000000.000100",
+        **kwargs: Any,
+    ) -> tuple[int, str, float]:
         """A button click, from the block_actions sample."""
         payload = sample("block_actions.button.json")
         payload["user"].update(id=user, username=user.lower(), name=user.lower())
@@ -157,15 +183,23 @@ class SlackHarness:
         payload["actions"][0].update(action_id=action_id, value=value)
         return await self.interactive(payload, **kwargs)
 
-    async def submit(self, view: dict[str, Any], values: dict[str, dict[str, Any]], *, user: str = "UALICE") -> tuple[int, str, float]:
+    async def submit(
+        self, view: dict[str, Any], values: dict[str, dict[str, Any]], *, user: str = "UALICE"
+    ) -> tuple[int, str, float]:
         """A modal submission of `view` with state `values`, from the view_submission sample."""
         payload = sample("view_submission.json")
         payload["user"].update(id=user, username=user.lower(), name=user.lower())
-        payload["view"].update(callback_id=view["callback_id"], private_metadata=view.get("private_metadata", ""),
-                               blocks=view["blocks"], state={"values": values})
+        payload["view"].update(
+            callback_id=view["callback_id"],
+            private_metadata=view.get("private_metadata", ""),
+            blocks=view["blocks"],
+            state={"values": values},
+        )
         return await self.interactive(payload)
 
-    async def event(self, event: dict[str, Any], *, event_id: str, headers: dict[str, str] | None = None) -> tuple[int, str, float]:
+    async def event(
+        self, event: dict[str, Any], *, event_id: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, str, float]:
         """An Events API callback around `event`, from the message event sample."""
         envelope = sample("event_callback.message.json")
         envelope.update(event=event, event_id=event_id)
@@ -177,14 +211,20 @@ class SlackHarness:
 
 
 @asynccontextmanager
-async def running_slack(tmp_path: Path, *, database_url: str | None = None, clock: Any = None, **standin: Any) -> AsyncIterator[SlackHarness]:
+async def running_slack(
+    tmp_path: Path, *, database_url: str | None = None, clock: Any = None, **standin: Any
+) -> AsyncIterator[SlackHarness]:
     """The whole service on a free loopback port, Slack enabled, its Web API stood in for."""
     reference_dir()  # every test on this harness replays the real samples: skip here when they are absent
     config_path = tmp_path / "slack.toml"
     config_path.write_text(SLACK_CONFIG)
     async with SlackStandIn(**standin) as slack:
-        settings = Settings(database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'slack.db'}",
-                            slack_bot_token=TOKEN, slack_signing_secret=SECRET, slack_api_url=slack.url)
+        settings = Settings(
+            database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'slack.db'}",
+            slack_bot_token=TOKEN,
+            slack_signing_secret=SECRET,
+            slack_api_url=slack.url,
+        )
         container = build(settings, config=load_config(config_path), **({"clock": clock} if clock else {}))
         runner, url = await serve(create_app(container, run_worker=False))
         try:

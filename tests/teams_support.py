@@ -75,8 +75,9 @@ class TeamsHarness:
             is_json = response.content_type == "application/json" and text
             return response.status, (json.loads(text) if is_json else text or None)
 
-    async def mention(self, text: str, *, user: str = "aad-alice", channel: str = CHANNEL,
-                      name: str | None = None) -> tuple[int, Any]:
+    async def mention(
+        self, text: str, *, user: str = "aad-alice", channel: str = CHANNEL, name: str | None = None
+    ) -> tuple[int, Any]:
         """A new channel post that @mentions the bot (from the recorded channel mention)."""
         activity = sample("message.channel.mention.json")
         activity_id = str(uuid.uuid4().int)[:13]
@@ -89,8 +90,9 @@ class TeamsHarness:
         self._user(activity, user, name)
         return await self.send(activity)
 
-    async def thread_reply(self, root_id: str, text: str, *, user: str = "aad-bob", channel: str = CHANNEL,
-                           activity_id: str | None = None) -> tuple[int, Any]:
+    async def thread_reply(
+        self, root_id: str, text: str, *, user: str = "aad-bob", channel: str = CHANNEL, activity_id: str | None = None
+    ) -> tuple[int, Any]:
         """A reply in a channel thread without a mention (from the recorded channel reply)."""
         activity = sample("message.channel.reply.raw.json")
         activity.update(id=activity_id or str(uuid.uuid4().int)[:13], text=text)
@@ -101,9 +103,17 @@ class TeamsHarness:
         self._user(activity, user)
         return await self.send(activity)
 
-    async def thread_mention(self, root_id: str, text: str, *, user: str = "aad-bob", name: str | None = None,
-                             channel: str = CHANNEL, mentions: tuple[tuple[str, str], ...] = (("Unsilo", BOT),),
-                             tenant: str = TENANT) -> tuple[int, Any]:
+    async def thread_mention(
+        self,
+        root_id: str,
+        text: str,
+        *,
+        user: str = "aad-bob",
+        name: str | None = None,
+        channel: str = CHANNEL,
+        mentions: tuple[tuple[str, str], ...] = (("Unsilo", BOT),),
+        tenant: str = TENANT,
+    ) -> tuple[int, Any]:
         """A reply in a channel thread that @mentions people, by (name, id) (from the recorded thread reply
         with a mention); `text` carries their `<at>name</at>` markup."""
         activity = sample("message.channel_reply.mention.json")
@@ -112,24 +122,45 @@ class TeamsHarness:
         activity["channelData"].update(teamsChannelId=channel, channel={"id": channel}, tenant={"id": tenant})
         activity["recipient"] = {"id": BOT, "name": "Unsilo"}
         others = [e for e in activity["entities"] if e.get("type") != "mention"]
-        activity["entities"] = [{"mentioned": {"id": who, "name": shown}, "text": f"<at>{shown}</at>", "type": "mention"}
-                                for shown, who in mentions] + others
+        activity["entities"] = [
+            {"mentioned": {"id": who, "name": shown}, "text": f"<at>{shown}</at>", "type": "mention"} for shown, who in mentions
+        ] + others
         activity["attachments"] = []
         self._user(activity, user, name)
         return await self.send(activity)
 
-    async def invoke(self, verb: str, conversation_id: int, *, user: str = "aad-alice", name: str | None = None,
-                     token: str | None = None, **inputs: str) -> tuple[int, Any]:
+    async def invoke(
+        self,
+        verb: str,
+        conversation_id: int,
+        *,
+        user: str = "aad-alice",
+        name: str | None = None,
+        token: str | None = None,
+        **inputs: str,
+    ) -> tuple[int, Any]:
         """An Action.Execute click (adaptiveCard/action invoke, from the recorded invoke), signed with `token` if given."""
         activity = sample("invoke.adaptiveCard_action.personal.json")
         activity["id"] = f"f:{uuid.uuid4()}"
-        activity["value"]["action"] = {"type": "Action.Execute", "verb": verb,
-                                       "data": {"cmd": verb, "id": conversation_id, **inputs}}
+        activity["value"]["action"] = {
+            "type": "Action.Execute",
+            "verb": verb,
+            "data": {"cmd": verb, "id": conversation_id, **inputs},
+        }
         self._user(activity, user, name)
         return await self.send(activity, headers={"Authorization": f"Bearer {token}"} if token else None)
 
-    async def click(self, card: dict[str, Any], verb: str, message_id: str, *, user: str = "aad-alice",
-                    name: str | None = None, channel: str = CHANNEL, **inputs: str) -> tuple[int, Any]:
+    async def click(
+        self,
+        card: dict[str, Any],
+        verb: str,
+        message_id: str,
+        *,
+        user: str = "aad-alice",
+        name: str | None = None,
+        channel: str = CHANNEL,
+        **inputs: str,
+    ) -> tuple[int, Any]:
         """A click on the `verb` button of `card` as posted in a channel as message `message_id` (the button's own
         Action.Execute data, with `inputs` typed into its form).
 
@@ -137,28 +168,46 @@ class TeamsHarness:
         invoke was recorded, so `conversation`, `channelData` and `replyToId` (the clicked card's message id)
         are those of the recorded channel card action, `message.action_submit_value.channel.json`.
         """
+
         def executes(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
             found = []
             for action in actions:
-                found += [action] if action["type"] == "Action.Execute" else executes(
-                    (action.get("card") or {}).get("actions") or [])
+                found += (
+                    [action] if action["type"] == "Action.Execute" else executes((action.get("card") or {}).get("actions") or [])
+                )
             return found
 
         (action,) = [a for a in executes(card["actions"]) if a["verb"] == verb]
         channel_action = sample("message.action_submit_value.channel.json")
         activity = sample("invoke.adaptiveCard_action.personal.json")
-        activity.update(id=f"f:{uuid.uuid4()}", replyToId=message_id, recipient=channel_action["recipient"],
-                        conversation={**channel_action["conversation"], "id": f"{channel};messageid={message_id}"},
-                        channelData={**channel_action["channelData"], "channel": {"id": channel}})
-        activity["value"]["action"] = {"type": "Action.Execute", "title": action["title"], "verb": verb,
-                                       "data": {**action["data"], **inputs}}
+        activity.update(
+            id=f"f:{uuid.uuid4()}",
+            replyToId=message_id,
+            recipient=channel_action["recipient"],
+            conversation={**channel_action["conversation"], "id": f"{channel};messageid={message_id}"},
+            channelData={**channel_action["channelData"], "channel": {"id": channel}},
+        )
+        activity["value"]["action"] = {
+            "type": "Action.Execute",
+            "title": action["title"],
+            "verb": verb,
+            "data": {**action["data"], **inputs},
+        }
         self._user(activity, user, name)
         return await self.send(activity)
 
-    async def send_to_unsilo(self, *, department: str = "", link: str = "", user: str = "aad-carlos",
-                             name: str = "Carlos", message_id: str = "1611060744833", author: str = "Olo Brockhouse",
-                             html: str | None = None, activity_id: str = "f:19ccc884-c792-35ef-2f40-d0ff43dcca71",
-                             ) -> tuple[int, Any]:
+    async def send_to_unsilo(
+        self,
+        *,
+        department: str = "",
+        link: str = "",
+        user: str = "aad-carlos",
+        name: str = "Carlos",
+        message_id: str = "1611060744833",
+        author: str = "Olo Brockhouse",
+        html: str | None = None,
+        activity_id: str = "f:19ccc884-c792-35ef-2f40-d0ff43dcca71",
+    ) -> tuple[int, Any]:
         """The "Send to Unsilo" message action submitted on a channel message (`composeExtension/submitAction`).
 
         No such invoke was recorded. Its shape is Microsoft's documented one for a message action invoked on a
@@ -171,35 +220,77 @@ class TeamsHarness:
         """
         activity = sample("invoke.adaptiveCard_action.personal.json")
         activity.pop("replyToId")
-        activity.update({
-            "id": activity_id, "name": "composeExtension/submitAction",
-            "conversation": {"isGroup": True, "conversationType": "channel",
-                             "id": f"19:6decf54d86d945e4b3924b63a9161a78@thread.skype;messageid={message_id}",
-                             "name": "parsable", "tenantId": "0d9b645f-597b-41f0-a2a3-ef103fbd91bb"},
-            "channelData": {"channel": {"id": "19:6decf54d86d945e4b3924b63a9161a78@thread.skype"},
-                            "team": {"id": "19:acca514e83cb497e960e0b014d405336@thread.skype"},
-                            "tenant": {"id": "0d9b645f-597b-41f0-a2a3-ef103fbd91bb"}, "source": {"name": "compose"}},
-            "value": {
-                "commandId": "sendToUnsilo", "commandContext": "message", "requestId": "7f7d22efe5414818becebcec649a7912",
-                "messagePayload": {
-                    "linkToMessage": f"https://teams.microsoft.com/l/message/19:6decf54d86d945e4b3924b63a9161a78@thread.skype/{message_id}",
-                    "id": message_id, "replyToId": None, "createdDateTime": "2021-01-19T12:52:24.833Z",
-                    "lastModifiedDateTime": None, "deleted": False, "summary": None, "importance": "normal",
-                    "locale": "en-us",
-                    "body": {"contentType": "html", "content": html if html is not None else
-                             '<div><div><at id="0">Testing outgoing Webhook-Nikitha</at> - Hi</div>\n</div>'},
-                    "from": {"device": None, "conversation": None, "application": None,
-                             "user": {"userIdentityType": "aadUser", "id": "b130c271-d2eb-45f9-83ab-9eb3fe3788bc",
-                                      "displayName": author}},
-                    "reactions": [],
-                    "mentions": [{"id": 0, "mentionText": "Testing outgoing Webhook-Nikitha", "mentioned": {
-                        "device": None, "conversation": None, "user": None,
-                        "application": {"applicationIdentityType": "webhook", "id": "b8c1c68c-e290-4bdd-81c3-266f310751dc",
-                                        "displayName": "Testing outgoing Webhook-Nikitha"}}}],
-                    "attachments": []},
-                "context": {"theme": "default"},
-                "data": {k: v for k, v in (("department", department), ("link", link)) if v}},
-        })
+        activity.update(
+            {
+                "id": activity_id,
+                "name": "composeExtension/submitAction",
+                "conversation": {
+                    "isGroup": True,
+                    "conversationType": "channel",
+                    "id": f"19:6decf54d86d945e4b3924b63a9161a78@thread.skype;messageid={message_id}",
+                    "name": "parsable",
+                    "tenantId": "0d9b645f-597b-41f0-a2a3-ef103fbd91bb",
+                },
+                "channelData": {
+                    "channel": {"id": "19:6decf54d86d945e4b3924b63a9161a78@thread.skype"},
+                    "team": {"id": "19:acca514e83cb497e960e0b014d405336@thread.skype"},
+                    "tenant": {"id": "0d9b645f-597b-41f0-a2a3-ef103fbd91bb"},
+                    "source": {"name": "compose"},
+                },
+                "value": {
+                    "commandId": "sendToUnsilo",
+                    "commandContext": "message",
+                    "requestId": "7f7d22efe5414818becebcec649a7912",
+                    "messagePayload": {
+                        "linkToMessage": f"https://teams.microsoft.com/l/message/19:6decf54d86d945e4b3924b63a9161a78@thread.skype/{message_id}",
+                        "id": message_id,
+                        "replyToId": None,
+                        "createdDateTime": "2021-01-19T12:52:24.833Z",
+                        "lastModifiedDateTime": None,
+                        "deleted": False,
+                        "summary": None,
+                        "importance": "normal",
+                        "locale": "en-us",
+                        "body": {
+                            "contentType": "html",
+                            "content": html
+                            if html is not None
+                            else '<div><div><at id="0">Testing outgoing Webhook-Nikitha</at> - Hi</div>\n</div>',
+                        },
+                        "from": {
+                            "device": None,
+                            "conversation": None,
+                            "application": None,
+                            "user": {
+                                "userIdentityType": "aadUser",
+                                "id": "b130c271-d2eb-45f9-83ab-9eb3fe3788bc",
+                                "displayName": author,
+                            },
+                        },
+                        "reactions": [],
+                        "mentions": [
+                            {
+                                "id": 0,
+                                "mentionText": "Testing outgoing Webhook-Nikitha",
+                                "mentioned": {
+                                    "device": None,
+                                    "conversation": None,
+                                    "user": None,
+                                    "application": {
+                                        "applicationIdentityType": "webhook",
+                                        "id": "b8c1c68c-e290-4bdd-81c3-266f310751dc",
+                                        "displayName": "Testing outgoing Webhook-Nikitha",
+                                    },
+                                },
+                            }
+                        ],
+                        "attachments": [],
+                    },
+                    "context": {"theme": "default"},
+                    "data": {k: v for k, v in (("department", department), ("link", link)) if v},
+                },
+            }
+        )
         self._user(activity, user, name)
         return await self.send(activity)
 
@@ -209,9 +300,16 @@ class TeamsHarness:
 
 
 @asynccontextmanager
-async def running_teams(tmp_path: Path, *, app_id: str = "", with_slack: bool = False, database_url: str | None = None,
-                        config: str = TEAMS_CONFIG, settings: dict[str, Any] | None = None,
-                        **connector: Any) -> AsyncIterator[TeamsHarness]:
+async def running_teams(
+    tmp_path: Path,
+    *,
+    app_id: str = "",
+    with_slack: bool = False,
+    database_url: str | None = None,
+    config: str = TEAMS_CONFIG,
+    settings: dict[str, Any] | None = None,
+    **connector: Any,
+) -> AsyncIterator[TeamsHarness]:
     """The whole service on a free loopback port with Teams enabled (no auth unless `app_id`)."""
     reference_dir()  # every test on this harness replays the real samples: skip here when they are absent
     config_path = tmp_path / "teams.toml"
@@ -220,10 +318,13 @@ async def running_teams(tmp_path: Path, *, app_id: str = "", with_slack: bool = 
         bot_connector = await stack.enter_async_context(BotConnectorStandIn(**connector))
         slack = await stack.enter_async_context(SlackStandIn()) if with_slack else None
         chosen = Settings(
-            database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'teams.db'}", teams_app_id=app_id,
-            teams_app_password="test-password" if app_id else "", teams_local=not app_id,
+            database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'teams.db'}",
+            teams_app_id=app_id,
+            teams_app_password="test-password" if app_id else "",
+            teams_local=not app_id,
             **({"slack_bot_token": TOKEN, "slack_signing_secret": SECRET, "slack_api_url": slack.url} if slack else {}),
-            **(settings or {}))
+            **(settings or {}),
+        )
         container = build(chosen, config=load_config(config_path))
         runner, url = await serve(create_app(container, run_worker=False))
         stack.push_async_callback(runner.cleanup)
@@ -263,9 +364,14 @@ class BotFrameworkIssuer:
                     issuer.keys_asked.set()
                     issuer.keys_gate.wait(10)
                 base = f"http://127.0.0.1:{self.server.server_address[1]}"
-                body = {"/openid": {"issuer": "https://api.botframework.com", "jwks_uri": f"{base}/keys",
-                                    "id_token_signing_alg_values_supported": ["RS256"]},
-                        "/keys": {"keys": [jwk]}}.get(self.path)
+                body = {
+                    "/openid": {
+                        "issuer": "https://api.botframework.com",
+                        "jwks_uri": f"{base}/keys",
+                        "id_token_signing_alg_values_supported": ["RS256"],
+                    },
+                    "/keys": {"keys": [jwk]},
+                }.get(self.path)
                 data = json.dumps(body).encode()
                 self.send_response(200 if body else 404)
                 self.send_header("Content-Type", "application/json")
@@ -288,12 +394,25 @@ class BotFrameworkIssuer:
         self._server.shutdown()
         self._server.server_close()
 
-    def token(self, *, app_id: str, service_url: str, key: Any = None, issuer: str = "https://api.botframework.com",
-              expires_in: int = 3600) -> str:
+    def token(
+        self,
+        *,
+        app_id: str,
+        service_url: str,
+        key: Any = None,
+        issuer: str = "https://api.botframework.com",
+        expires_in: int = 3600,
+    ) -> str:
         """A bearer token as the Bot Connector sends it to the bot `app_id` for `service_url`."""
         import jwt
 
         now = int(time.time())
-        claims = {"iss": issuer, "aud": app_id, "serviceurl": service_url, "nbf": now - 60, "iat": now - 60,
-                  "exp": now + expires_in}
+        claims = {
+            "iss": issuer,
+            "aud": app_id,
+            "serviceurl": service_url,
+            "nbf": now - 60,
+            "iat": now - 60,
+            "exp": now + expires_in,
+        }
         return jwt.encode(claims, key or self.key, algorithm="RS256", headers={"kid": self.kid})

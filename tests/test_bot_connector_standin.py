@@ -95,7 +95,11 @@ async def test_send_reply_update_delete_change_what_the_chat_shows(connector: Bo
     assert connector.activities("a:someone-else") == []
 
     assert [(c.route, c.method, c.status) for c in connector.calls] == [
-        ("send", "POST", 201), ("reply", "POST", 201), ("update", "PUT", 200), ("delete", "DELETE", 200)]
+        ("send", "POST", 201),
+        ("reply", "POST", 201),
+        ("update", "PUT", 200),
+        ("delete", "DELETE", 200),
+    ]
     send = connector.calls_to("send")[0]
     assert isinstance(send, Call) and send.ok
     assert send.path == f"/v3/conversations/{CHAT}/activities" and send.conversation_id == CHAT
@@ -109,9 +113,14 @@ async def test_send_reply_update_delete_change_what_the_chat_shows(connector: Bo
 
 async def test_create_starts_a_channel_thread_and_messageid_ids_round_trip(connector: BotConnectorStandIn) -> None:
     conversations = client(connector).conversations
-    created = await conversations.create_conversation(ConversationParameters(
-        is_group=True, channel_data={"channel": {"id": CHANNEL}}, activity=text("card v1"),
-        tenant_id="a1b2c3d4-e5f6-7890-abcd-ef1234567890"))
+    created = await conversations.create_conversation(
+        ConversationParameters(
+            is_group=True,
+            channel_data={"channel": {"id": CHANNEL}},
+            activity=text("card v1"),
+            tenant_id="a1b2c3d4-e5f6-7890-abcd-ef1234567890",
+        )
+    )
     thread = f"{CHANNEL};messageid={created.activity_id}"
     assert created.id == thread and created.service_url == connector.url
 
@@ -136,16 +145,19 @@ async def test_create_starts_a_channel_thread_and_messageid_ids_round_trip(conne
     assert in_thread[1]["replyToId"] == created.activity_id
     assert [a["id"] for a in connector.activities(CHANNEL)] == [created.activity_id, reply.id, follow_up.id]
 
-    second = await conversations.create_conversation(ConversationParameters(
-        is_group=True, channel_data={"channel": {"id": CHANNEL}}, activity=text("another post")))
+    second = await conversations.create_conversation(
+        ConversationParameters(is_group=True, channel_data={"channel": {"id": CHANNEL}}, activity=text("another post"))
+    )
     assert second.id != created.id and second.id.startswith(f"{CHANNEL};messageid=")
     assert [a["text"] for a in connector.activities(second.id)] == ["another post"]
     assert len(connector.activities(CHANNEL)) == 4
 
-    chat = await conversations.create_conversation(ConversationParameters(
-        is_group=False, bot=ChannelAccount(id=BOT), members=[ChannelAccount(id=USER)], activity=text("hi")))
-    again = await conversations.create_conversation(ConversationParameters(
-        is_group=False, bot=ChannelAccount(id=BOT), members=[ChannelAccount(id=USER)]))
+    chat = await conversations.create_conversation(
+        ConversationParameters(is_group=False, bot=ChannelAccount(id=BOT), members=[ChannelAccount(id=USER)], activity=text("hi"))
+    )
+    again = await conversations.create_conversation(
+        ConversationParameters(is_group=False, bot=ChannelAccount(id=BOT), members=[ChannelAccount(id=USER)])
+    )
     assert chat.id == again.id and [a["text"] for a in connector.activities(chat.id)] == ["hi"]
 
 
@@ -182,8 +194,9 @@ async def test_injected_429_surfaces_with_status_and_retry_after(connector: BotC
     connector.fail_next("create", status=500, times=2)
     for _ in range(2):  # POST is never retried by msrest: each failure surfaces once
         with pytest.raises(ErrorResponseException) as failed:
-            await conversations.create_conversation(ConversationParameters(
-                is_group=True, channel_data={"channel": {"id": CHANNEL}}, activity=text("x")))
+            await conversations.create_conversation(
+                ConversationParameters(is_group=True, channel_data={"channel": {"id": CHANNEL}}, activity=text("x"))
+            )
         assert failed.value.response.status_code == 500 and "Retry-After" not in failed.value.response.headers
     assert len(connector.calls_to("create")) == 2 and connector.activities(CHANNEL) == []
 
@@ -233,7 +246,9 @@ async def test_roster_routes(connector: BotConnectorStandIn) -> None:
 
     everyone = await conversations.get_conversation_members(THREAD.replace(CHANNEL, TEAM))
     assert [(m.id, m.name, m.aad_object_id) for m in everyone] == [
-        (USER, "Alice Smith", alice["aadObjectId"]), ("29:bob", "Bob", connector.members(TEAM)[1]["aadObjectId"])]
+        (USER, "Alice Smith", alice["aadObjectId"]),
+        ("29:bob", "Bob", connector.members(TEAM)[1]["aadObjectId"]),
+    ]
     assert [m.id for m in await conversations.get_conversation_members(CHAT)] == [USER]
     by_aad = await conversations.get_conversation_member(CHAT, alice["aadObjectId"])
     assert by_aad.id == USER
@@ -243,12 +258,10 @@ async def test_roster_routes(connector: BotConnectorStandIn) -> None:
     assert missing.value.error.error.code == "MemberNotFoundInConversation"
 
     page = await conversations.get_teams_conversation_paged_members(TEAM, page_size=1)
-    rest = await conversations.get_teams_conversation_paged_members(
-        TEAM, page_size=1, continuation_token=page.continuation_token)
+    rest = await conversations.get_teams_conversation_paged_members(TEAM, page_size=1, continuation_token=page.continuation_token)
     assert [m.id for m in page.members] == [USER] and [m.id for m in rest.members] == ["29:bob"]
     assert rest.continuation_token is None and page.members[0].email == alice["email"]
-    assert [c.route for c in connector.calls] == ["members", "members", "member", "member",
-                                                  "paged_members", "paged_members"]
+    assert [c.route for c in connector.calls] == ["members", "members", "member", "member", "paged_members", "paged_members"]
     assert connector.calls_to("member")[0].member_id == alice["aadObjectId"]
 
 
@@ -274,14 +287,19 @@ def outbound_connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]
 def reference(standin: BotConnectorStandIn, conversation_id: str = THREAD) -> ConversationReference:
     return ConversationReference(
         activity_id=conversation_id.rpartition("=")[2] if ";messageid=" in conversation_id else None,
-        bot=ChannelAccount(id=BOT, name="Unsilo"), user=ChannelAccount(id=USER, name="Alice"),
-        channel_id="msteams", service_url=standin.url,
-        conversation=ConversationAccount(id=conversation_id, conversation_type="channel", is_group=True,
-                                         tenant_id="a1b2c3d4-e5f6-7890-abcd-ef1234567890"))
+        bot=ChannelAccount(id=BOT, name="Unsilo"),
+        user=ChannelAccount(id=USER, name="Alice"),
+        channel_id="msteams",
+        service_url=standin.url,
+        conversation=ConversationAccount(
+            id=conversation_id, conversation_type="channel", is_group=True, tenant_id="a1b2c3d4-e5f6-7890-abcd-ef1234567890"
+        ),
+    )
 
 
 async def test_cloud_adapter_continue_conversation_sends_and_updates_without_a_token(
-        connector: BotConnectorStandIn, outbound_connections: list[Any]) -> None:
+    connector: BotConnectorStandIn, outbound_connections: list[Any]
+) -> None:
     adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(_Config()))
     sent: list[str] = []
 
@@ -333,13 +351,15 @@ async def _teams_info_through_cloud_adapter(connector: BotConnectorStandIn) -> N
         # which CloudAdapter cannot run; any non-empty id works while auth is disabled.
         with pytest.raises(TypeError, match="service_url is required"):
             await TeamsInfo.send_message_to_teams_channel(turn_context, text("new thread"), CHANNEL)
-        seen["thread"] = await TeamsInfo.send_message_to_teams_channel(
-            turn_context, text("new thread"), CHANNEL, bot_app_id=BOT)
+        seen["thread"] = await TeamsInfo.send_message_to_teams_channel(turn_context, text("new thread"), CHANNEL, bot_app_id=BOT)
 
     await adapter.continue_conversation(reference(connector, CHAT), callback, bot_app_id="")
 
     assert (seen["team"].name, seen["team"].aad_group_id, seen["team"].member_count) == (
-        "Support", connector.calls_to("team")[0].response["aadGroupId"], 1)
+        "Support",
+        connector.calls_to("team")[0].response["aadGroupId"],
+        1,
+    )
     assert [(c.id, c.name) for c in seen["channels"]] == [(TEAM, None), (CHANNEL, "Refunds")]
     assert seen["member"].email == "alice.smith@contoso.example" and seen["member"].id == USER
     ref, activity_id = seen["thread"]
@@ -377,7 +397,10 @@ async def test_require_auth_refuses_anonymous_calls_and_records_the_header() -> 
         right = ConnectorClient(BasicTokenAuthentication({"access_token": "tok-1"}), base_url=connector.url)
         await right.conversations.send_to_conversation(CHAT, text("x"))
         assert [(c.authorization, c.status) for c in connector.calls] == [
-            (None, 401), ("Bearer tok-2", 401), ("Bearer tok-1", 201)]
+            (None, 401),
+            ("Bearer tok-2", 401),
+            ("Bearer tok-1", 201),
+        ]
         assert connector.calls[0].response == {"message": "Authorization has been denied for this request."}
         assert len(connector.activities(CHAT)) == 1
 
@@ -400,8 +423,11 @@ async def test_slow_mode_wait_for_unknown_routes_and_a_regional_base_path() -> N
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{connector.url}v3/conversations/{CHAT}/activities") as response:
                 assert response.status == 404 and (await response.json())["error"]["code"] == "NotFound"
-            async with http.post(f"{connector.url}v3/conversations/{CHAT}/activities", data=b"{not json",
-                                 headers={"Content-Type": "application/json"}) as response:
+            async with http.post(
+                f"{connector.url}v3/conversations/{CHAT}/activities",
+                data=b"{not json",
+                headers={"Content-Type": "application/json"},
+            ) as response:
                 assert response.status == 400
         assert [c.route for c in connector.calls[1:]] == ["unknown", "send"]
         assert connector.calls[-1].body == "{not json"

@@ -6,12 +6,13 @@ import asyncio
 import logging
 import time
 
+from sqlmodel import func, select
+
 from bot import commands as c
 from bot.bootstrap import Container
 from bot.domain import AlreadyClaimed
 from bot.ingest import make_incoming
 from storage.models import Event
-from sqlmodel import func, select
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +23,7 @@ async def test_hundred_concurrent_claims_have_exactly_one_winner(container: Cont
     people = [c.Actor("slack", f"U{i:03d}", name=f"person{i:03d}") for i in range(100)]
 
     started = time.perf_counter()
-    results = await asyncio.gather(*(container.bus.handle(c.Claim(cid, p)) for p in people),
-                                   return_exceptions=True)
+    results = await asyncio.gather(*(container.bus.handle(c.Claim(cid, p)) for p in people), return_exceptions=True)
     elapsed = time.perf_counter() - started
 
     winners = [r for r in results if not isinstance(r, BaseException)]
@@ -34,10 +34,11 @@ async def test_hundred_concurrent_claims_have_exactly_one_winner(container: Cont
     winner = winners[0].card.owner
     assert {e.message for e in losers} == {f"#{cid} is already claimed by {winner}"}
     async with container.uow() as uow:
-        claimed_events = (await uow.session.exec(
-            select(func.count()).select_from(Event).where(Event.kind == "claimed"))).one()
+        claimed_events = (await uow.session.exec(select(func.count()).select_from(Event).where(Event.kind == "claimed"))).one()
         conversation = await uow.conversations.get(cid)
     assert claimed_events == 1
     assert conversation is not None and conversation.status == "claimed"
-    print(f"[{container.engine.dialect.name}] 100 concurrent claims in {elapsed:.2f}s: 1 winner ({winner}), "
-          f"{len(losers)} told who owns it, 1 claimed event")
+    print(
+        f"[{container.engine.dialect.name}] 100 concurrent claims in {elapsed:.2f}s: 1 winner ({winner}), "
+        f"{len(losers)} told who owns it, 1 claimed event"
+    )

@@ -47,8 +47,13 @@ def test_the_readme_demo_story_works_on_a_fresh_store(workdir: Path) -> None:
     shown = run("show", "3", cwd=workdir)
     assert shown.returncode == 0
     history = shown.stdout.split("history:")[1]
-    for expected in ("unsilo ingested", "alice claimed", "bob noted: Courier lost it",
-                     "alice replied: A replacement ships today", "alice resolved: answered"):
+    for expected in (
+        "unsilo ingested",
+        "alice claimed",
+        "bob noted: Courier lost it",
+        "alice replied: A replacement ships today",
+        "alice resolved: answered",
+    ):
         assert expected in history
 
     legal = run("queue", "--department", "legal", cwd=workdir)
@@ -119,14 +124,23 @@ def test_sources_are_listed_added_and_polled_from_the_command_line(workdir: Path
     bad = run("sources", "add-feed", "Bad Name", "https://x.example/f.rss", cwd=workdir)
     assert bad.returncode == 1 and "a source name is lower-case" in bad.stderr
     # Internal addresses are refused (SSRF), the cloud metadata service among them, unless allowed.
-    for internal in ("http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:9/reviews.xml",
-                     "http://[::1]/f.rss", "http://localhost/f.rss", "file:///etc/passwd"):
+    for internal in (
+        "http://169.254.169.254/latest/meta-data/",
+        "http://127.0.0.1:9/reviews.xml",
+        "http://[::1]/f.rss",
+        "http://localhost/f.rss",
+        "file:///etc/passwd",
+    ):
         refused = run("sources", "add-feed", "internal", internal, cwd=workdir)
         assert refused.returncode == 1 and "refused" in refused.stderr, (internal, refused.stderr)
     loopback = {"UNSILO_ALLOW_PRIVATE_URLS": "127.0.0.1"}
     # A feed that can't be reached: the poll records the error on the source, the command still succeeds.
-    assert run("sources", "add-feed", "reviews", "http://127.0.0.1:9/reviews.xml", "--every", "60",
-               cwd=workdir, env=loopback).returncode == 0
+    assert (
+        run(
+            "sources", "add-feed", "reviews", "http://127.0.0.1:9/reviews.xml", "--every", "60", cwd=workdir, env=loopback
+        ).returncode
+        == 0
+    )
     polled = run("sources", "poll", cwd=workdir, env=loopback)
     assert polled.returncode == 0, polled.stderr
     assert "reviews: failed (cannot connect to http://127.0.0.1:9/reviews.xml" in polled.stdout
@@ -141,10 +155,23 @@ def test_sources_are_listed_added_and_polled_from_the_command_line(workdir: Path
 def test_show_makes_stored_control_characters_inert_in_the_terminal(workdir: Path) -> None:
     """ESC sequences and bidi overrides in a stored URL, handle or text never reach the terminal raw."""
     feed = workdir / "evil.json"
-    feed.write_text(json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [{
-        "id": "evil-1", "url": "https://x.example/\u001b]8;;https://evil.example\u0007click\u001b]8;;\u0007",
-        "content_text": "refund please \u001b[2J\u001b[31mSYSTEM COMPROMISED\u202e", "title": "\u001b[1mhi",
-        "authors": [{"name": "Eve\u001b[8m", "url": "https://x.example/eve"}]}]}))
+    feed.write_text(
+        json.dumps(
+            {
+                "version": "https://jsonfeed.org/version/1.1",
+                "title": "t",
+                "items": [
+                    {
+                        "id": "evil-1",
+                        "url": "https://x.example/\u001b]8;;https://evil.example\u0007click\u001b]8;;\u0007",
+                        "content_text": "refund please \u001b[2J\u001b[31mSYSTEM COMPROMISED\u202e",
+                        "title": "\u001b[1mhi",
+                        "authors": [{"name": "Eve\u001b[8m", "url": "https://x.example/eve"}],
+                    }
+                ],
+            }
+        )
+    )
     assert run("ingest", str(feed), "--source", "evil", cwd=workdir).returncode == 0
     shown = run("show", "1", cwd=workdir)
     assert shown.returncode == 0, shown.stderr

@@ -45,8 +45,11 @@ async def _webhook_source(tmp_path: Path, url: str) -> None:
 async def _post_item(http: aiohttp.ClientSession, base: str, n: int) -> int:
     body = json.dumps({"id": f"item-{n}", "text": f"refund never came, order {n}", "author": {"name": "Sam"}}).encode()
     timestamp = str(int(time.time()))
-    headers = {"Content-Type": "application/json", "X-Unsilo-Timestamp": timestamp,
-               "X-Unsilo-Signature": sign(SECRET, timestamp, body)}
+    headers = {
+        "Content-Type": "application/json",
+        "X-Unsilo-Timestamp": timestamp,
+        "X-Unsilo-Signature": sign(SECRET, timestamp, body),
+    }
     async with http.post(f"{base}/hooks/listening", data=body, headers=headers) as response:
         return response.status
 
@@ -61,12 +64,17 @@ async def test_six_hundred_slow_clients_at_512_descriptors_leave_webhooks_served
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}"
     await _webhook_source(tmp_path, db_url)
     port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SLACK_", "Microsoft", "DATABASE_URL", "UNSILO_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "Microsoft", "DATABASE_URL", "UNSILO_"))}
     env.update(PYTHONPATH=str(ROOT), DATABASE_URL=db_url, UNSILO_CONFIG=str(tmp_path / "unsilo.toml"))
-    process = subprocess.Popen([sys.executable, "-m", "bot.cli", "run", "--port", str(port)], cwd=tmp_path, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=_limit_descriptors)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "run", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_limit_descriptors,
+    )
     base = f"http://127.0.0.1:{port}"
     slow: list[asyncio.StreamWriter] = []
     try:
@@ -89,10 +97,11 @@ async def test_six_hundred_slow_clients_at_512_descriptors_leave_webhooks_served
             await asyncio.sleep(1)
 
             started = time.monotonic()
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),  # new connections
-                                             timeout=aiohttp.ClientTimeout(total=10)) as fresh:
-                statuses = await asyncio.gather(*(_post_item(fresh, base, n) for n in range(8)),
-                                                return_exceptions=True)
+            async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(force_close=True),  # new connections
+                timeout=aiohttp.ClientTimeout(total=10),
+            ) as fresh:
+                statuses = await asyncio.gather(*(_post_item(fresh, base, n) for n in range(8)), return_exceptions=True)
             elapsed = time.monotonic() - started
             print(f"8 webhooks beside {SLOW_CLIENTS} slow clients: {statuses} in {elapsed:.2f} s")
             assert statuses == [200] * 8, statuses
@@ -112,16 +121,19 @@ async def test_six_hundred_slow_clients_at_512_descriptors_leave_webhooks_served
 
 async def test_when_every_connection_is_busy_a_new_one_gets_503_with_retry_after_at_once(tmp_path: Path) -> None:
     (tmp_path / "unsilo.toml").write_text(TEST_CONFIG)
-    container = build(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}"),
-                      config=load_config(tmp_path / "unsilo.toml"))
+    container = build(
+        Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}"), config=load_config(tmp_path / "unsilo.toml")
+    )
     runner, url = await start(create_app(container, run_worker=False), "127.0.0.1", 0, max_connections=5)
     busy: list[asyncio.StreamWriter] = []
     try:
         port = int(url.rsplit(":", 1)[1])
         for _ in range(5):  # each request read and in its handler, waiting for the rest of its body
             _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"POST /hooks/listening HTTP/1.1\r\nHost: unsilo\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 100\r\n\r\n{\"id\": ")
+            writer.write(
+                b"POST /hooks/listening HTTP/1.1\r\nHost: unsilo\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"id": '
+            )
             await writer.drain()
             busy.append(writer)
         await asyncio.sleep(0.3)

@@ -66,7 +66,9 @@ DEPARTMENTS = {dana: "legal", lee: "legal", walt: "warehouse", hana: "hr", ursul
 
 
 @pytest.fixture
-async def week(make_container: Callable[..., Container], tmp_path: Path) -> AsyncIterator[tuple[Container, FakeClock, dict[str, int]]]:
+async def week(
+    make_container: Callable[..., Container], tmp_path: Path
+) -> AsyncIterator[tuple[Container, FakeClock, dict[str, int]]]:
     """Legal's week, played through the bus; yields the container, its clock (at the end of the week) and the ids."""
     path = tmp_path / "digest.toml"
     path.write_text(CONFIG)
@@ -84,8 +86,7 @@ async def week(make_container: Callable[..., Container], tmp_path: Path) -> Asyn
 
     async def ingest(name: str, minutes: float, text: str, *tags: str) -> None:
         at(minutes)
-        item = make_incoming(source="reviews", external_id=name, text=text, tags=tags,
-                             url=f"https://reviews.example.com/{name}")
+        item = make_incoming(source="reviews", external_id=name, text=text, tags=tags, url=f"https://reviews.example.com/{name}")
         ids[name] = (await container.ingest([item])).new_ids[0]
 
     async def do(minutes: float, command: Callable[[int], c.Command], name: str) -> None:
@@ -176,8 +177,12 @@ async def test_every_figure_of_the_weekly_digest_is_the_hand_computed_one(week) 
     # Oldest unclaimed, with their age at UNTIL: P1 8 days, C6 5 days, C7 1 hour.
     assert digest.oldest_unclaimed == (
         WaitingItem(ids["P1"], "Waiting for my lawyer's letter since Sunday", 8 * 86400.0, "https://reviews.example.com/P1"),
-        WaitingItem(ids["C6"], "My lawyer will call you about the contract " + "x" * 36 + "…", 5 * 86400.0,
-                    "https://reviews.example.com/C6"),
+        WaitingItem(
+            ids["C6"],
+            "My lawyer will call you about the contract " + "x" * 36 + "…",
+            5 * 86400.0,
+            "https://reviews.example.com/C6",
+        ),
         WaitingItem(ids["C7"], "<b>Lawyer</b> & co: call me", 3600.0, "https://reviews.example.com/C7"),
     )
 
@@ -245,7 +250,8 @@ async def test_show_digest_through_the_bus_covers_the_last_days_of_the_managers_
     # Legal's last day: C7 came in, and the three old unclaimed ones are still waiting.
     legal_at = everyone.notice.lines.index("— legal —")
     assert everyone.notice.lines[legal_at + 1] == (
-        "1 new · 0 claimed · 0 replied · 0 resolved · 0 dismissed · 5 still open (3 unclaimed)")
+        "1 new · 0 claimed · 0 replied · 0 resolved · 0 dismissed · 5 still open (3 unclaimed)"
+    )
 
 
 async def test_an_unknown_department_is_refused_naming_the_known_ones(week) -> None:
@@ -294,9 +300,18 @@ async def test_the_response_time_of_several_replies_is_a_true_median(week) -> No
     assert stats.replied == 3
 
 
-@pytest.mark.parametrize("seconds, shown", [
-    (None, "n/a"), (42, "42 s"), (42 * MIN, "42 min"), (90 * MIN, "1.5 h"), (3.5 * 3600, "3.5 h"),
-    (2 * 3600, "2 h"), (8 * 86400, "8 d"), (2.5 * 86400, "2.5 d"),
-])
+@pytest.mark.parametrize(
+    "seconds, shown",
+    [
+        (None, "n/a"),
+        (42, "42 s"),
+        (42 * MIN, "42 min"),
+        (90 * MIN, "1.5 h"),
+        (3.5 * 3600, "3.5 h"),
+        (2 * 3600, "2 h"),
+        (8 * 86400, "8 d"),
+        (2.5 * 86400, "2.5 d"),
+    ],
+)
 def test_durations_read_like_people_say_them(seconds: float | None, shown: str) -> None:
     assert format_duration(seconds) == shown

@@ -34,8 +34,12 @@ from tests.standins import serve
 from tests.test_feeds import NOT_A_FEED, feed_files
 
 LAST_MODIFIED = "Mon, 16 Nov 2026 08:00:00 GMT"
-CONTENT_TYPES = {".xml": "application/xml", ".rss": "application/rss+xml", ".atom": "application/atom+xml",
-                 ".json": "application/feed+json"}
+CONTENT_TYPES = {
+    ".xml": "application/xml",
+    ".rss": "application/rss+xml",
+    ".atom": "application/atom+xml",
+    ".json": "application/feed+json",
+}
 SMALL_FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Shop</title>
 <item><guid>order-1</guid><title>Where is my parcel?</title><description>The courier never came.</description></item>
 </channel></rss>"""
@@ -68,9 +72,18 @@ class FeedSite:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._record])
-        broken = {"500": self._error, "hang": self._hang, "stall": self._stall, "drip": self._drip,
-                  "garbage": self._garbage, "huge": self._huge, "huge-stream": self._huge_stream,
-                  "flaky": self._flaky, "loop": self._loop, "to-internal": self._to_internal}
+        broken = {
+            "500": self._error,
+            "hang": self._hang,
+            "stall": self._stall,
+            "drip": self._drip,
+            "garbage": self._garbage,
+            "huge": self._huge,
+            "huge-stream": self._huge_stream,
+            "flaky": self._flaky,
+            "loop": self._loop,
+            "to-internal": self._to_internal,
+        }
         for name, handler in broken.items():
             app.router.add_get(f"/broken/{name}", handler)
         app.router.add_get("/moved/{path:.*}", self._moved)
@@ -84,10 +97,15 @@ class FeedSite:
         return [h for h in self.hits if h.path == path]
 
     @web.middleware
-    async def _record(self, request: web.Request,
-                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        hit = Hit(request.path, request.headers.get("User-Agent", ""), request.headers.get("If-None-Match"),
-                  request.headers.get("If-Modified-Since"))
+    async def _record(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        hit = Hit(
+            request.path,
+            request.headers.get("User-Agent", ""),
+            request.headers.get("If-None-Match"),
+            request.headers.get("If-Modified-Since"),
+        )
         self.hits.append(hit)
         request[HIT] = hit
         try:
@@ -105,8 +123,11 @@ class FeedSite:
         if data is None:
             return web.Response(status=404)
         etag = f'"{hashlib.sha256(data).hexdigest()[:20]}"'
-        headers = {"ETag": etag, "Last-Modified": LAST_MODIFIED,
-                   "Content-Type": CONTENT_TYPES.get(Path(request.path).suffix, "application/xml")}
+        headers = {
+            "ETag": etag,
+            "Last-Modified": LAST_MODIFIED,
+            "Content-Type": CONTENT_TYPES.get(Path(request.path).suffix, "application/xml"),
+        }
         if_none_match = request.headers.get("If-None-Match")
         if if_none_match is not None:  # RFC 9110: If-None-Match decides; If-Modified-Since is then ignored
             if etag in [tag.strip() for tag in if_none_match.split(",")] or if_none_match.strip() == "*":
@@ -143,6 +164,7 @@ class FeedSite:
         async def chunks() -> AsyncIterator[bytes]:
             yield SMALL_FEED[:60]  # headers and the start of a feed, then nothing
             await self.release.wait()
+
         return await self._stream(request, chunks)
 
     async def _drip(self, request: web.Request) -> web.StreamResponse:
@@ -151,20 +173,23 @@ class FeedSite:
             while not self.release.is_set():  # a byte every 50 ms: no read ever waits long, the whole never ends
                 await asyncio.sleep(0.05)
                 yield b" "
+
         return await self._stream(request, chunks)
 
     async def _garbage(self, request: web.Request) -> web.Response:
         return web.Response(body=random.Random(7).randbytes(4096), content_type="application/rss+xml")
 
     async def _huge(self, request: web.Request) -> web.Response:
-        return web.Response(body=SMALL_FEED.replace(b"never came.", b"never came." + b" " * 300_000),
-                            content_type="application/rss+xml")
+        return web.Response(
+            body=SMALL_FEED.replace(b"never came.", b"never came." + b" " * 300_000), content_type="application/rss+xml"
+        )
 
     async def _huge_stream(self, request: web.Request) -> web.StreamResponse:
         async def chunks() -> AsyncIterator[bytes]:  # chunked, no Content-Length: only counting tells
             yield SMALL_FEED[:60]
             for _ in range(200):
                 yield b" " * 8192
+
         return await self._stream(request, chunks)
 
     async def _flaky(self, request: web.Request) -> web.Response:
@@ -196,15 +221,18 @@ async def site(reference_feeds: dict[str, Path]) -> AsyncIterator[FeedSite]:
 
 
 @pytest.fixture
-async def containers(make_container: Callable[..., Container], tmp_path: Path
-                     ) -> AsyncIterator[Callable[..., Awaitable[Container]]]:
+async def containers(
+    make_container: Callable[..., Container], tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[Container]]]:
     """Prepared containers whose config lists the given feeds (several = several replicas)."""
     made: list[Container] = []
 
     async def make(feeds: dict[str, str], *, clock: FakeClock, every: int = 300) -> Container:
         path = tmp_path / f"unsilo-{len(made)}.toml"
-        path.write_text(TEST_CONFIG + "".join(
-            f'\n[[feeds]]\nname = "{name}"\nurl = "{url}"\nevery = {every}\n' for name, url in feeds.items()))
+        path.write_text(
+            TEST_CONFIG
+            + "".join(f'\n[[feeds]]\nname = "{name}"\nurl = "{url}"\nevery = {every}\n' for name, url in feeds.items())
+        )
         container = make_container(config=load_config(path), clock=clock)
         made.append(container)
         await container.prepare()
@@ -309,8 +337,11 @@ async def test_broken_feeds_are_recorded_and_pushed_back_while_healthy_ones_are_
         "redirects-inside": (site.feed_url("/broken/to-internal"), "127.0.0.2 is an internal address"),
         "metadata-service": ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is an internal address"),
     }
-    healthy = {"guardian": "/rss-parser/guardian.rss", "heise": "/rss-parser/heise.atom",
-               "jsonfeed": "/feedparser/json/example.json"}
+    healthy = {
+        "guardian": "/rss-parser/guardian.rss",
+        "heise": "/rss-parser/heise.atom",
+        "jsonfeed": "/feedparser/json/example.json",
+    }
     feeds = {name: url for name, (url, _) in broken.items()}
     feeds |= {name: site.feed_url(path) for name, path in healthy.items()}
     feeds["moved"] = site.feed_url("/moved/rss-parser/reddit.rss")  # followed to where it lives now
@@ -383,8 +414,7 @@ async def test_two_replicas_polling_at_the_same_moment_fetch_each_feed_once(
     site: FeedSite, containers: Callable[..., Awaitable[Container]], reference_feeds: dict[str, Path]
 ) -> None:
     clock = FakeClock()
-    feeds = {source_name(path): site.feed_url(path) for path in reference_feeds
-             if reference_feeds[path].name not in NOT_A_FEED}
+    feeds = {source_name(path): site.feed_url(path) for path in reference_feeds if reference_feeds[path].name not in NOT_A_FEED}
     replicas = [await containers(feeds, clock=clock) for _ in range(2)]
     pollers = [FeedPoller(replica, timeout=10) for replica in replicas]
 
@@ -392,24 +422,29 @@ async def test_two_replicas_polling_at_the_same_moment_fetch_each_feed_once(
 
     done = [o for outcomes in results for o in outcomes if o.status != PollStatus.SKIPPED]
     assert sorted(o.source for o in done) == sorted(feeds)  # each feed polled by exactly one replica
-    assert Counter(h.path for h in site.hits) == Counter({path: 1 for path in reference_feeds
-                                                          if reference_feeds[path].name not in NOT_A_FEED})
+    assert Counter(h.path for h in site.hits) == Counter(
+        {path: 1 for path in reference_feeds if reference_feeds[path].name not in NOT_A_FEED}
+    )
     assert sum(o.new for o in done) == sum((await conversations_per_source(replicas[0])).values())
-    print(f"[{replicas[0].engine.dialect.name}] polls per replica: "
-          f"{[sum(o.status != PollStatus.SKIPPED for o in r) for r in results]}, "
-          f"skipped (taken by the other): {[sum(o.status == PollStatus.SKIPPED for o in r) for r in results]}")
+    print(
+        f"[{replicas[0].engine.dialect.name}] polls per replica: "
+        f"{[sum(o.status != PollStatus.SKIPPED for o in r) for r in results]}, "
+        f"skipped (taken by the other): {[sum(o.status == PollStatus.SKIPPED for o in r) for r in results]}"
+    )
 
     # And when the feeds are due again, the race is run again, still once each.
     site.hits.clear()
     clock.advance(seconds=301)
     results = await asyncio.gather(*(p.poll_due() for p in pollers))
-    assert Counter(h.path for h in site.hits) == Counter({p: 1 for p in reference_feeds
-                                                          if reference_feeds[p].name not in NOT_A_FEED})
+    assert Counter(h.path for h in site.hits) == Counter(
+        {p: 1 for p in reference_feeds if reference_feeds[p].name not in NOT_A_FEED}
+    )
     assert {h.status for h in site.hits} == {304}
 
 
 async def test_correcting_a_feed_url_in_the_config_polls_it_now_instead_of_after_the_old_back_off(
-        make_container: Callable[..., Container], tmp_path: Path) -> None:
+    make_container: Callable[..., Container], tmp_path: Path
+) -> None:
     def config(url: str) -> object:
         path = tmp_path / f"c{abs(hash(url))}.toml"
         path.write_text(TEST_CONFIG + f'\n[[feeds]]\nname = "reviews"\nurl = "{url}"\nevery = 300\n')

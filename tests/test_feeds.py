@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlmodel import func, select
 
 from bot.bootstrap import Container
 from bot.ingest import IngestError, clean_text, html_to_text, parse_feed
 from storage.models import Conversation, Event
-from sqlmodel import func, select
 from tests.conftest import reference_dir
 
 # Files that are not feeds at all: they must be refused with the source named.
@@ -98,7 +98,9 @@ def test_odd_encodings_and_ill_formed_xml_still_give_readable_text(reference: Pa
 def test_json_feed_items_are_read(reference: Path) -> None:
     items, _ = parse_feed((reference / "feeds/feedparser/json/example.json").read_bytes(), source="json")
     assert [(i.external_id, i.url) for i in items] == [
-        ("2", "https://example.org/second-item"), ("1", "https://example.org/initial-post")]
+        ("2", "https://example.org/second-item"),
+        ("1", "https://example.org/initial-post"),
+    ]
     assert items[1].text == "Hello, world!" and items[1].author_name == "you"
 
 

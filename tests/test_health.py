@@ -66,13 +66,13 @@ class Service:
                 await asyncio.sleep(0.1)
 
     def teams(self) -> TeamsHarness:
-        return TeamsHarness(container=self.container, connector=self.connector, slack=None, url=self.url,
-                            http=self.http)
+        return TeamsHarness(container=self.container, connector=self.connector, slack=None, url=self.url, http=self.http)
 
 
 @asynccontextmanager
-async def running(tmp_path: Path, *, app_token: str = GOOD_APP_TOKEN, run_worker: bool = True,
-                  **settings: Any) -> AsyncIterator[Service]:
+async def running(
+    tmp_path: Path, *, app_token: str = GOOD_APP_TOKEN, run_worker: bool = True, **settings: Any
+) -> AsyncIterator[Service]:
     reference_dir()
     config_path = tmp_path / "unsilo.toml"
     config_path.write_text(SLACK_CONFIG)
@@ -80,8 +80,13 @@ async def running(tmp_path: Path, *, app_token: str = GOOD_APP_TOKEN, run_worker
         slack = await stack.enter_async_context(SlackStandIn())
         socket = await stack.enter_async_context(SocketModeStandIn(slack))
         connector = await stack.enter_async_context(BotConnectorStandIn())
-        values: dict[str, Any] = dict(database_url=f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}", slack_bot_token=TOKEN,
-                                      slack_app_token=app_token, slack_api_url=slack.url, teams_local=True)
+        values: dict[str, Any] = dict(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}",
+            slack_bot_token=TOKEN,
+            slack_app_token=app_token,
+            slack_api_url=slack.url,
+            teams_local=True,
+        )
         values.update(settings)
         container = build(Settings(**values), config=load_config(config_path))
         # Before the fix, start-up awaited the Socket Mode connection: the port never opened.
@@ -116,8 +121,7 @@ async def test_a_refused_app_token_leaves_webhooks_teams_outbox_and_scheduler_up
             while not any("Unsilo commands" in json.dumps(call.body) for call in service.connector.calls):
                 await asyncio.sleep(0.05)
         # The outbox delivers Slack cards with the (valid) bot token meanwhile.
-        await service.container.ingest([make_incoming(source="reviews", external_id="1", text="my refund?",
-                                                      author_name="Priya")])
+        await service.container.ingest([make_incoming(source="reviews", external_id="1", text="my refund?", author_name="Priya")])
         await service.slack.wait_for("chat.postMessage", timeout=10)
         assert service.slack.messages("C0SUPPORT")
 
@@ -140,16 +144,23 @@ async def test_socket_mode_commands_clicks_and_thread_notes_work_as_over_http(tm
         # A slash command (the recorded form body's fields) is acked on the socket with the answer.
         fields = dict(parse_qsl((reference_dir() / "slack" / "slash_command.form-urlencoded.txt").read_text()))
         response_url = service.slack.response_url()
-        fields.update(command="/unsilo", text="help", user_id="UALICE", channel_id="C0SUPPORT",
-                      team_id=service.slack.team_id, response_url=response_url)
+        fields.update(
+            command="/unsilo",
+            text="help",
+            user_id="UALICE",
+            channel_id="C0SUPPORT",
+            team_id=service.slack.team_id,
+            response_url=response_url,
+        )
         envelope = await service.socket.send("slash_commands", fields)
         assert envelope.ack is not None  # acked at once on the socket, answered through response_url
         async with asyncio.timeout(5):
             while not any("Unsilo commands" in text for text in service.slack.answers(response_url)):
                 await asyncio.sleep(0.05)
 
-        report = await service.container.ingest([make_incoming(source="reviews", external_id="1",
-                                                               text="the kettle is broken", author_name="Priya")])
+        report = await service.container.ingest(
+            [make_incoming(source="reviews", external_id="1", text="the kettle is broken", author_name="Priya")]
+        )
         cid = report.new_ids[0]
         assert await service.container.worker().run_until_idle() >= 1
         card_ts = service.slack.messages("C0SUPPORT")[-1]["ts"]
@@ -168,8 +179,14 @@ async def test_socket_mode_commands_clicks_and_thread_notes_work_as_over_http(tm
             while service.socket.connections < 2 or not service.socket.connected:
                 await asyncio.sleep(0.05)
         event = sample("event_callback.message.json")
-        event["event"] = {"type": "message", "user": "UBOB", "text": "called her, she is fine &amp; happy",
-                          "channel": "C0SUPPORT", "ts": "1700000100.000200", "thread_ts": card_ts}
+        event["event"] = {
+            "type": "message",
+            "user": "UBOB",
+            "text": "called her, she is fine &amp; happy",
+            "channel": "C0SUPPORT",
+            "ts": "1700000100.000200",
+            "thread_ts": card_ts,
+        }
         event["event_id"] = "Ev0SOCKET1"
         await service.socket.send("events_api", event)
 
@@ -206,8 +223,9 @@ async def test_a_refused_bot_token_is_degraded_naming_slack_bot_token(tmp_path: 
 
 async def test_health_shows_the_outbox_backlog_and_503_when_the_store_is_unreachable(tmp_path: Path) -> None:
     async with running(tmp_path, run_worker=False) as service:
-        await service.container.ingest([make_incoming(source="reviews", external_id=str(i), text="refund please",
-                                                      author_name="Priya") for i in range(3)])
+        await service.container.ingest(
+            [make_incoming(source="reviews", external_id=str(i), text="refund please", author_name="Priya") for i in range(3)]
+        )
         await asyncio.sleep(2.1)  # past the health cache
         status, body = await service.health()
         assert status == 200
@@ -284,8 +302,10 @@ async def test_a_slow_client_gets_408_and_holds_nothing_up(tmp_path: Path, monke
         slow = []
         for _ in range(20):
             reader, writer = await asyncio.open_connection(host, int(port))
-            writer.write(b"POST /hooks/listening HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 1000\r\n\r\n{\"id\": ")  # ... and the rest never comes
+            writer.write(
+                b"POST /hooks/listening HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 1000\r\n\r\n{"id": '
+            )  # ... and the rest never comes
             await writer.drain()
             slow.append((reader, writer))
         status, _ = await service.health()  # served meanwhile

@@ -57,8 +57,7 @@ async def store(make_container: Callable[..., Container], tmp_path: Path) -> Asy
 
 
 async def conversation(container: Container, text: str = "my lawyer will call you", external_id: str = "1") -> int:
-    report = await container.ingest([make_incoming(source="reviews", external_id=external_id, text=text,
-                                                   author_name="Priya")])
+    report = await container.ingest([make_incoming(source="reviews", external_id=external_id, text=text, author_name="Priya")])
     return report.new_ids[0]
 
 
@@ -96,8 +95,10 @@ async def test_an_email_from_the_platform_directory_grants_what_the_config_lists
     # Without the directory's word the same account has no email and no rights.
     with pytest.raises(Forbidden):
         await store.bus.handle(c.Dismiss(cid, c.Actor("slack", "UOTHER", name="lena@example.com"), "spam"))
-    assert await store.bus.handle(c.LinkChannel(c.Actor("slack", "UADA", email="ada@example.com"), "legal",
-                                                "C0LEGAL", None)) is not None
+    assert (
+        await store.bus.handle(c.LinkChannel(c.Actor("slack", "UADA", email="ada@example.com"), "legal", "C0LEGAL", None))
+        is not None
+    )
 
 
 async def test_a_new_users_first_commands_at_once_are_one_person(store: Container) -> None:
@@ -149,14 +150,26 @@ def test_config_check_warns_about_plain_name_managers(tmp_path: Path) -> None:
     path = tmp_path / "unsilo.toml"
     path.write_text(CONFIG)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(path), "config", "check"],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "--config", str(path), "config", "check"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "'carol' is a plain name" in warnings[0] and "[people.carol]" in warnings[0]
     assert ":11: departments.triage.managers" in warnings[0]  # file:line: key, like every problem
-    example = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(ROOT / "unsilo.example.toml"),
-                              "config", "check"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    example = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "--config", str(ROOT / "unsilo.example.toml"), "config", "check"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert example.returncode == 0 and "warning:" not in example.stderr, example.stderr
 
 
@@ -173,8 +186,7 @@ def test_people_entries_are_checked(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("email", ["ivy@example.com", None])
-async def test_a_new_persons_first_two_actions_at_once_both_succeed_as_one_person(store: Container,
-                                                                                  email: str | None) -> None:
+async def test_a_new_persons_first_two_actions_at_once_both_succeed_as_one_person(store: Container, email: str | None) -> None:
     """A person's first actions arrive together (two windows, or retries released at once when a stalled
     store answers again): both created the person, and the loser failed (unique email) or became a
     second person, without an account, owning what it claimed."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlmodel import func, select
 
 from bot import codec
 from bot import commands as c
@@ -10,7 +11,6 @@ from bot.bootstrap import Container
 from bot.domain import AlreadyClaimed, DomainError, Forbidden, IllegalTransition, InvalidInput, NotFound
 from bot.ingest import make_incoming
 from storage.models import Conversation, Delivery, Event, Note, Reply
-from sqlmodel import func, select
 
 alice = c.Actor("slack", "U0ALICE", name="alice")
 bob = c.Actor("teams", "aad-bob", name="bob")
@@ -18,8 +18,14 @@ carol = c.Actor("cli", "carol", name="carol")  # manager of support and triage i
 
 
 async def ingest_one(container: Container, text: str, *, external_id: str = "post-1", title: str = "") -> int:
-    item = make_incoming(source="reviews", external_id=external_id, text=text, title=title,
-                         author_name="Priya N.", url="https://reviews.example.com/r/1")
+    item = make_incoming(
+        source="reviews",
+        external_id=external_id,
+        text=text,
+        title=title,
+        author_name="Priya N.",
+        url="https://reviews.example.com/r/1",
+    )
     report = await container.ingest([item])
     assert report.new_ids, "expected a new conversation"
     return report.new_ids[0]
@@ -54,7 +60,12 @@ async def test_the_whole_story_from_ingest_to_resolution(container: Container) -
 
     shown = await bus.handle(c.Show(cid, carol))
     assert [(h.actor, h.kind) for h in shown.history] == [
-        ("unsilo", "ingested"), ("alice", "claimed"), ("bob", "noted"), ("alice", "replied"), ("alice", "resolved")]
+        ("unsilo", "ingested"),
+        ("alice", "claimed"),
+        ("bob", "noted"),
+        ("alice", "replied"),
+        ("alice", "resolved"),
+    ]
     assert "Courier confirms it was lost" in shown.history[2].detail
     assert shown.card and set(shown.card.departments) == {"ops", "support"}
 
@@ -85,26 +96,32 @@ async def test_routing_sends_one_item_to_several_departments_and_unmatched_to_tr
     assert "legal: 'lawyer'" in first.routing_reason
 
 
-@pytest.mark.parametrize("setup, action, error, message", [
-    ([], lambda cid: c.ReplyToCustomer(cid, alice, "hi"), IllegalTransition, "not claimed yet; claim it first"),
-    ([], lambda cid: c.Release(cid, alice), IllegalTransition, "is open; it can't be released"),
-    (["claim"], lambda cid: c.Claim(cid, bob), AlreadyClaimed, "is already claimed by alice"),
-    (["claim"], lambda cid: c.Resolve(cid, bob, "answered"), Forbidden, "only #1's owner (alice) or a manager"),
-    (["claim"], lambda cid: c.Resolve(cid, alice, "maybe"), InvalidInput, "unknown outcome 'maybe'"),
-    (["claim"], lambda cid: c.Dismiss(cid, alice, "dup"), Forbidden, "only a manager of"),
-    (["claim"], lambda cid: c.AddNote(cid, bob, "   "), InvalidInput, "A note can't be empty"),
-    (["claim", "resolve"], lambda cid: c.Claim(cid, bob), IllegalTransition, "is resolved; it can't be claimed any more"),
-    (["claim", "resolve"], lambda cid: c.Dismiss(cid, carol, "dup"), IllegalTransition, "is resolved; it can't be dismissed"),
-    (["dismiss"], lambda cid: c.Resolve(cid, carol, "answered"), IllegalTransition, "is dismissed; it can't be resolved"),
-    (["dismiss"], lambda cid: c.ReplyToCustomer(cid, carol, "hello"), IllegalTransition, "is dismissed"),
-    ([], lambda cid: c.Claim(cid + 100, alice), NotFound, "doesn't exist"),
-])
+@pytest.mark.parametrize(
+    "setup, action, error, message",
+    [
+        ([], lambda cid: c.ReplyToCustomer(cid, alice, "hi"), IllegalTransition, "not claimed yet; claim it first"),
+        ([], lambda cid: c.Release(cid, alice), IllegalTransition, "is open; it can't be released"),
+        (["claim"], lambda cid: c.Claim(cid, bob), AlreadyClaimed, "is already claimed by alice"),
+        (["claim"], lambda cid: c.Resolve(cid, bob, "answered"), Forbidden, "only #1's owner (alice) or a manager"),
+        (["claim"], lambda cid: c.Resolve(cid, alice, "maybe"), InvalidInput, "unknown outcome 'maybe'"),
+        (["claim"], lambda cid: c.Dismiss(cid, alice, "dup"), Forbidden, "only a manager of"),
+        (["claim"], lambda cid: c.AddNote(cid, bob, "   "), InvalidInput, "A note can't be empty"),
+        (["claim", "resolve"], lambda cid: c.Claim(cid, bob), IllegalTransition, "is resolved; it can't be claimed any more"),
+        (["claim", "resolve"], lambda cid: c.Dismiss(cid, carol, "dup"), IllegalTransition, "is resolved; it can't be dismissed"),
+        (["dismiss"], lambda cid: c.Resolve(cid, carol, "answered"), IllegalTransition, "is dismissed; it can't be resolved"),
+        (["dismiss"], lambda cid: c.ReplyToCustomer(cid, carol, "hello"), IllegalTransition, "is dismissed"),
+        ([], lambda cid: c.Claim(cid + 100, alice), NotFound, "doesn't exist"),
+    ],
+)
 async def test_every_illegal_action_is_refused_clearly_and_changes_nothing(
     container: Container, setup: list[str], action, error: type[DomainError], message: str
 ) -> None:
     cid = await ingest_one(container, "please help, it is broken")
-    steps = {"claim": c.Claim(cid, alice), "resolve": c.Resolve(cid, alice, "fixed"),
-             "dismiss": c.Dismiss(cid, carol, "spam bot")}
+    steps = {
+        "claim": c.Claim(cid, alice),
+        "resolve": c.Resolve(cid, alice, "fixed"),
+        "dismiss": c.Dismiss(cid, carol, "spam bot"),
+    }
     for step in setup:
         await container.bus.handle(steps[step])
     before = await snapshot(container)
@@ -177,7 +194,9 @@ async def test_one_person_across_platforms_is_linked_by_email(container: Contain
     cid = await ingest_one(container, "help")
     await container.bus.handle(c.Claim(cid, c.Actor("slack", "U1", name="Ann", email="ann@example.com")))
     # The same person on Teams may act as the owner.
-    result = await container.bus.handle(c.ReplyToCustomer(cid, c.Actor("teams", "aad-1", name="Ann", email="ann@example.com"), "hi"))
+    result = await container.bus.handle(
+        c.ReplyToCustomer(cid, c.Actor("teams", "aad-1", name="Ann", email="ann@example.com"), "hi")
+    )
     assert result.card and result.card.owner == "Ann"
 
 
@@ -204,8 +223,14 @@ async def test_long_distinct_item_ids_never_collide_and_hostile_characters_are_c
     assert len(report.new_ids) == 9 and report.duplicates == 0
     again = await container.ingest(items)
     assert again.new_ids == [] and again.duplicates == 9
-    hostile = make_incoming(source="hooks", external_id="a\x00b\ud800c", text="hello", author_handle="@m\x1b[31maya",
-                            channel="tw\x00itter", url="https://x.example/\x00p")
+    hostile = make_incoming(
+        source="hooks",
+        external_id="a\x00b\ud800c",
+        text="hello",
+        author_handle="@m\x1b[31maya",
+        channel="tw\x00itter",
+        url="https://x.example/\x00p",
+    )
     assert (hostile.external_id, hostile.author_handle, hostile.channel) == ("abc", "@m[31maya", "twitter")
     stored = await container.ingest([hostile])
     assert len(stored.new_ids) == 1

@@ -6,13 +6,13 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from sqlmodel import select
 
 from bot import commands as c
 from bot.ingest import make_incoming
 from bot.outbox import DeliveryWorker, Job, PermanentFailure, RetryLater, Sent, commit_with_deliveries, notice_of, notice_payload
 from bot.views import Notice
 from storage.models import Delivery, Destination, Event, Posting
-from sqlmodel import select
 from tests.conftest import FakeClock
 
 alice = c.Actor("cli", "alice", name="alice")
@@ -193,7 +193,9 @@ async def test_a_channel_two_departments_share_gets_one_card_per_version(shared_
         assert (d.kind, d.status, d.attempts, d.platform) == ("card", "pending", 0, "log")
         by_version.setdefault(d.payload["version"], []).append(destinations[d.destination_id])
     assert {v: sorted(channels) for v, channels in by_version.items()} == {
-        1: ["frontline", "ops"], 2: ["frontline", "ops"]}  # the shared channel once per version
+        1: ["frontline", "ops"],
+        2: ["frontline", "ops"],
+    }  # the shared channel once per version
 
     async with container.uow() as uow:  # asking again for the same version adds nothing
         assert await enqueue_card_syncs(uow, [cid, cid]) == 0
@@ -284,8 +286,7 @@ async def test_a_rate_limit_on_one_replica_does_not_free_a_card_another_is_sendi
     assert [j.message_id for j in posted] == [None]
 
 
-async def test_a_card_already_in_a_channel_is_updated_when_another_department_of_that_channel_joins(
-        shared_channel) -> None:
+async def test_a_card_already_in_a_channel_is_updated_when_another_department_of_that_channel_joins(shared_channel) -> None:
     container = shared_channel
     cid = (await container.ingest([make_incoming(source="feed", external_id="1", text="courier lost it")])).new_ids[0]
     platform = Recorder()
@@ -349,13 +350,15 @@ async def test_a_worker_whose_lease_was_taken_over_does_not_send(replicas) -> No
     posted: list[Job] = []
     late = DeliveryWorker(first.uow, {"log": Appends(posted)}, lease=timedelta(seconds=60))
     async with first.uow() as uow:
-        leased = await uow.deliveries.lease_due(platforms=["log"], now=uow.now(), lease=timedelta(seconds=-1),
-                                                limit=10, holder=late.holder)  # leased, then expired (a stall)
+        leased = await uow.deliveries.lease_due(
+            platforms=["log"], now=uow.now(), lease=timedelta(seconds=-1), limit=10, holder=late.holder
+        )  # leased, then expired (a stall)
         await uow.commit()
     taker = DeliveryWorker(second.uow, {"log": Appends(posted)})
     async with second.uow() as uow:
-        taken = await uow.deliveries.lease_due(platforms=["log"], now=uow.now(), lease=timedelta(seconds=60),
-                                               limit=10, holder=taker.holder)
+        taken = await uow.deliveries.lease_due(
+            platforms=["log"], now=uow.now(), lease=timedelta(seconds=60), limit=10, holder=taker.holder
+        )
         await uow.commit()
     assert [d.id for d in taken] == [d.id for d in leased]
     assert await late._deliver(leased[0]) == "skipped" and posted == []  # the lease is the other worker's

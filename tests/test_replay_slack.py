@@ -40,8 +40,7 @@ def _cases() -> list[Any]:
     cases: list[Any] = []
     for path in sorted(SLACK.glob("*.txt")) + sorted(SLACK.glob("*.json")) + sorted(SLACK.glob("shapes/*.json")):
         name = str(path.relative_to(SLACK))
-        cases.append(pytest.param(name, path.read_text() if path.suffix == ".txt" else json.loads(path.read_text()),
-                                  id=name))
+        cases.append(pytest.param(name, path.read_text() if path.suffix == ".txt" else json.loads(path.read_text()), id=name))
     for path in sorted(SLACK.glob("vercel-chat-replay/*.json")):
         for key, value in json.loads(path.read_text()).items():
             if isinstance(value, dict) and ("type" in value or "command" in value):
@@ -71,15 +70,24 @@ def test_our_views_validate_like_the_reference_view_of_their_kind(name: str | No
     reference = json.loads((SLACK / name).read_text())
     View(**reference).validate_json()
     if reference["type"] == "modal":
-        ours = [render.text_modal(verb="reply", conversation_id=7, title="Reply to the customer",
-                                  label="Your answer", submit="Send reply"),
-                render.resolve_modal(conversation_id=7, outcomes=("answered", "fixed")),
-                render.report_modal(departments=["legal", "support"], text="a <b>post</b> & more", link="",
-                                    channel="C1", message_ts="1.2")]
+        ours = [
+            render.text_modal(
+                verb="reply", conversation_id=7, title="Reply to the customer", label="Your answer", submit="Send reply"
+            ),
+            render.resolve_modal(conversation_id=7, outcomes=("answered", "fixed")),
+            render.report_modal(
+                departments=["legal", "support"], text="a <b>post</b> & more", link="", channel="C1", message_ts="1.2"
+            ),
+        ]
     else:
         card = make_card()
-        ours = [render.home_view(mine=Result("", cards=(card,)), queue=Result("", counts={"support": 1}, cards=(card,)),
-                                 recent=Result("", cards=(card,)))]
+        ours = [
+            render.home_view(
+                mine=Result("", cards=(card,)),
+                queue=Result("", counts={"support": 1}, cards=(card,)),
+                recent=Result("", cards=(card,)),
+            )
+        ]
     for view in ours:
         assert view["type"] == reference["type"]
         View(**view).validate_json()
@@ -126,6 +134,7 @@ async def _seen(h: SlackHarness, status: int, body: str, response_url: str) -> d
         from sqlmodel import func, select
 
         from storage.models import Conversation, Note
+
         notes = (await uow.session.exec(select(func.count()).select_from(Note))).one()
         conversations = (await uow.session.exec(select(func.count()).select_from(Conversation))).one()
     seen: dict[str, Any] = {"status": status}
@@ -150,18 +159,24 @@ async def _seen(h: SlackHarness, status: int, body: str, response_url: str) -> d
     return seen
 
 
-NOT_OURS = ("This Slack workspace is not the one Unsilo is installed in, so Unsilo can't act here. "
-            "Ask your Unsilo admin which workspace to use.")
+NOT_OURS = (
+    "This Slack workspace is not the one Unsilo is installed in, so Unsilo can't act here. "
+    "Ask your Unsilo admin which workspace to use."
+)
 NOTHING = {"status": 200}
 UNHANDLED = {"status": 404, "ack": '{"error": "unhandled request"}'}  # Bolt: no listener (not ours)
 
 EXPECTED: dict[str, dict[str, Any]] = {
     "slash_command.form-urlencoded.txt": {"status": 200, "answer": "unknown command `hi`; try `/unsilo help`"},
-    "slash_command.with_args.recorded.parsed.json": {"status": 200,
-                                                     "answer": "unknown command `some`; try `/unsilo help`"},
-    "vercel-chat-replay/slash-commands_slack.json:slashCommand": {"status": 200, "answer": "Unsilo commands:\n• `/unsilo help` — this list\n• `/unsilo que"},
+    "slash_command.with_args.recorded.parsed.json": {"status": 200, "answer": "unknown command `some`; try `/unsilo help`"},
+    "vercel-chat-replay/slash-commands_slack.json:slashCommand": {
+        "status": 200,
+        "answer": "Unsilo commands:\n• `/unsilo help` — this list\n• `/unsilo que",
+    },
     "vercel-chat-replay/slash-commands_slack.json:slashCommandWithArgs": {
-        "status": 200, "answer": "unknown command `some`; try `/unsilo help`"},
+        "status": 200,
+        "answer": "unknown command `some`; try `/unsilo help`",
+    },
     "url_verification.json": {"status": 200, "ack": '{"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7t'},
     "event_callback.app_uninstalled.json": {"status": 200, "health": "degraded"},
     "message_action.shortcut.json": {"status": 200, "modal": ["unsilo_report"]},
@@ -189,8 +204,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
 
 
 @pytest.mark.parametrize(("name", "payload"), _cases())
-async def test_a_reference_payload_gets_the_answer_slack_users_would_see(name: str | None, payload: Any,
-                                                                          tmp_path: Path) -> None:
+async def test_a_reference_payload_gets_the_answer_slack_users_would_see(name: str | None, payload: Any, tmp_path: Path) -> None:
     reference_dir()
     assert name is not None
     kind = _kind(name, payload)

@@ -68,8 +68,10 @@ def _load(name: str, key: str | None) -> tuple[dict[str, Any], list[dict[str, An
 
 def _mentions_bot(activity: dict[str, Any]) -> bool:
     bot = ((activity.get("recipient") or {}).get("id") or "").lower()
-    return any(e.get("type") == "mention" and ((e.get("mentioned") or {}).get("id") or "").lower() == bot
-               for e in activity.get("entities") or [])
+    return any(
+        e.get("type") == "mention" and ((e.get("mentioned") or {}).get("id") or "").lower() == bot
+        for e in activity.get("entities") or []
+    )
 
 
 def _thread_root(activity: dict[str, Any]) -> str | None:
@@ -79,8 +81,11 @@ def _thread_root(activity: dict[str, Any]) -> str | None:
 
 def _channel(activity: dict[str, Any]) -> str:
     data = activity.get("channelData") or {}
-    return ((data.get("channel") or {}).get("id") or data.get("teamsChannelId")
-            or (activity.get("conversation") or {}).get("id", "").split(";")[0])
+    return (
+        (data.get("channel") or {}).get("id")
+        or data.get("teamsChannelId")
+        or (activity.get("conversation") or {}).get("id", "").split(";")[0]
+    )
 
 
 def expected(activity: dict[str, Any]) -> str:
@@ -104,12 +109,18 @@ def expected(activity: dict[str, Any]) -> str:
 
 async def _card_in_thread(h: TeamsHarness, activity: dict[str, Any]) -> int:
     """Make the thread the activity replies in the thread of a posted card (so its reply is a note)."""
-    report = await h.container.ingest([make_incoming(source="reviews", external_id=f"replay-{activity['id']}",
-                                                     text="my kettle arrived broken", author_name="Priya")])
+    report = await h.container.ingest(
+        [
+            make_incoming(
+                source="reviews", external_id=f"replay-{activity['id']}", text="my kettle arrived broken", author_name="Priya"
+            )
+        ]
+    )
     cid = report.new_ids[0]
     async with h.container.uow() as uow:
-        uow.postings.add(Posting(conversation_id=cid, platform="teams", channel_id=_channel(activity),
-                                 message_id=_thread_root(activity) or ""))
+        uow.postings.add(
+            Posting(conversation_id=cid, platform="teams", channel_id=_channel(activity), message_id=_thread_root(activity) or "")
+        )
         await uow.commit()
     return cid
 

@@ -59,8 +59,9 @@ def _title(args: dict[str, object]) -> str:
 async def _holders(schema: str) -> list[tuple[str, str]]:
     conn = await asyncpg.connect(PG_URL.replace("postgresql+asyncpg://", "postgresql://"))
     try:
-        rows = await conn.fetch(f'SELECT due_at::text, holder FROM "{schema}".jobrun WHERE finished_at IS NOT NULL '
-                                "ORDER BY due_at")
+        rows = await conn.fetch(
+            f'SELECT due_at::text, holder FROM "{schema}".jobrun WHERE finished_at IS NOT NULL ORDER BY due_at'
+        )
         return [(r["due_at"], r["holder"]) for r in rows]
     finally:
         await conn.close()
@@ -76,21 +77,37 @@ async def test_three_replicas_post_each_digest_and_escalation_once(tmp_path: Pat
     await seeder.prepare()
     cid = (await seeder.ingest([make_incoming(source="forum", external_id="1", text="refund never came")])).new_ids[0]
     async with seeder.uow() as uow:
-        await uow.session.exec(update(Conversation).where(Conversation.id == cid).values(  # type: ignore[call-overload]
-            ingested_at=uow.now() - timedelta(hours=2)))
+        await uow.session.exec(
+            update(Conversation)
+            .where(Conversation.id == cid)
+            .values(  # type: ignore[call-overload]
+                ingested_at=uow.now() - timedelta(hours=2)
+            )
+        )
         await uow.commit()
     await seeder.close()
 
     processes: dict[int, subprocess.Popen[str]] = {}
     async with SlackStandIn() as slack:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "Microsoft", "DATABASE_URL"))}
-        env.update(PYTHONPATH=str(ROOT), DATABASE_URL=url, UNSILO_CONFIG=str(config_path),
-                   SLACK_BOT_TOKEN="xoxb-replicas", SLACK_SIGNING_SECRET="replica-secret", SLACK_API_URL=slack.url + "/")
+        env.update(
+            PYTHONPATH=str(ROOT),
+            DATABASE_URL=url,
+            UNSILO_CONFIG=str(config_path),
+            SLACK_BOT_TOKEN="xoxb-replicas",
+            SLACK_SIGNING_SECRET="replica-secret",
+            SLACK_API_URL=slack.url + "/",
+        )
         try:
             for _ in range(3):
-                process = subprocess.Popen([sys.executable, "-m", "bot.cli", "run", "--port", str(free_port())],
-                                           cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                           text=True)
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "bot.cli", "run", "--port", str(free_port())],
+                    cwd=tmp_path,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
                 processes[process.pid] = process
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and len(await _holders(schema)) < 3:
@@ -118,8 +135,9 @@ async def test_three_replicas_post_each_digest_and_escalation_once(tmp_path: Pat
             errors = {pid: p.communicate(timeout=20)[1] for pid, p in processes.items()}
             await _drop_schema(schema)
 
-        per_due_time = Counter(match.group(1) for args in _posts(slack, "C0MANAGERS")
-                               for match in [UP_TO.search(str(args.get("blocks")))] if match)
+        per_due_time = Counter(
+            match.group(1) for args in _posts(slack, "C0MANAGERS") for match in [UP_TO.search(str(args.get("blocks")))] if match
+        )
         assert len(per_due_time) >= len(after) - 2, (per_due_time, after)  # the last ones may not be sent yet
         print(f"digests per due time: {dict(per_due_time)}; runs: {after}")
         assert set(per_due_time.values()) == {1}, f"a digest was posted twice: {per_due_time}"

@@ -50,7 +50,7 @@ class Receiver:
 
     @property
     def accepted(self) -> list[dict[str, object]]:
-        return self.requests[self.fail_first:]
+        return self.requests[self.fail_first :]
 
 
 @pytest.fixture
@@ -77,8 +77,9 @@ async def store(make_container: Callable[..., Container]) -> AsyncIterator[tuple
     await container.close()
 
 
-async def _conversation(container: Container, text: str, *, reply_url: str = "", source: str = "listening",
-                        url: str = "https://forum.example/t/1") -> int:
+async def _conversation(
+    container: Container, text: str, *, reply_url: str = "", source: str = "listening", url: str = "https://forum.example/t/1"
+) -> int:
     item = make_incoming(source=source, external_id=text[:20], text=text, url=url, reply_url=reply_url)
     return (await container.ingest([item])).new_ids[0]
 
@@ -103,7 +104,8 @@ async def _events(container: Container, conversation_id: int) -> list[str]:
 
 
 async def test_a_sensitive_reply_waits_for_an_approver_and_arrives_exactly_once(
-        store: tuple[Container, FakeClock], receiver: Receiver) -> None:
+    store: tuple[Container, FakeClock], receiver: Receiver
+) -> None:
     container, clock = store
     receiver.fail_first = 2
     cid = await _conversation(container, "My lawyer will sue you over this", reply_url=receiver.url)
@@ -169,7 +171,8 @@ async def test_an_ordinary_reply_goes_out_at_once(store: tuple[Container, FakeCl
 
 
 async def test_a_reply_that_never_gets_through_is_shown_and_told_to_its_author(
-        store: tuple[Container, FakeClock], receiver: Receiver) -> None:
+    store: tuple[Container, FakeClock], receiver: Receiver
+) -> None:
     container, clock = store
     receiver.fail_first = 1000
     cid = await _conversation(container, "my parcel is lost", reply_url=receiver.url)
@@ -189,15 +192,16 @@ async def test_a_reply_that_never_gets_through_is_shown_and_told_to_its_author(
 
 
 async def test_a_read_only_source_gets_the_reply_recorded_with_where_to_post_it(
-        store: tuple[Container, FakeClock], receiver: Receiver) -> None:
+    store: tuple[Container, FakeClock], receiver: Receiver
+) -> None:
     container, clock = store
-    cid = await _conversation(container, "broken on arrival, want a refund", source="reviews",
-                              url="https://reviews.example/r/9")
+    cid = await _conversation(container, "broken on arrival, want a refund", source="reviews", url="https://reviews.example/r/9")
     await container.bus.handle(c.Claim(cid, ALICE))
     done = await container.bus.handle(c.ReplyToCustomer(cid, ALICE, "Refund issued."))
     assert done is not None and done.card is not None
-    assert done.card.reply_note == ("Reply recorded — post it at https://reviews.example/r/9, then press Mark as posted:"
-                                    "\nRefund issued.")  # the text the person must paste, whole
+    assert done.card.reply_note == (
+        "Reply recorded — post it at https://reviews.example/r/9, then press Mark as posted:\nRefund issued."
+    )  # the text the person must paste, whole
     assert "posted" in [b.verb for b in done.card.buttons]
     await _deliver(container, clock)
     assert receiver.requests == []
@@ -224,7 +228,8 @@ async def test_clock_is_what_moves_the_retries(store: tuple[Container, FakeClock
 
 
 async def test_a_reply_command_delivered_twice_reaches_the_customer_once(
-        store: tuple[Container, FakeClock], receiver: Receiver) -> None:
+    store: tuple[Container, FakeClock], receiver: Receiver
+) -> None:
     """A user retrying after a timeout, the Bot Connector redelivering, a replayed request: one reply."""
     from bot.domain import AlreadyDone
 
@@ -237,8 +242,9 @@ async def test_a_reply_command_delivered_twice_reaches_the_customer_once(
     # At the same moment, from two replicas: one wins, the other is refused as the same reply.
     other = await _conversation(container, "where is my parcel", reply_url=receiver.url)
     await container.bus.handle(c.Claim(other, ALICE))
-    outcomes = await asyncio.gather(*(container.bus.handle(c.ReplyToCustomer(other, ALICE, "It ships Monday."))
-                                      for _ in range(5)), return_exceptions=True)
+    outcomes = await asyncio.gather(
+        *(container.bus.handle(c.ReplyToCustomer(other, ALICE, "It ships Monday.")) for _ in range(5)), return_exceptions=True
+    )
     assert sum(not isinstance(o, Exception) for o in outcomes) == 1
     assert all(isinstance(o, AlreadyDone) for o in outcomes if isinstance(o, Exception)), outcomes
     await _deliver(container, clock)

@@ -42,7 +42,8 @@ async def _events(container: Container, kind: str) -> list[Event]:
 
 
 async def test_an_unclaimed_conversation_past_its_sla_is_escalated_once_even_across_restarts(
-        store: tuple[Container, FakeClock], make_container: Callable[..., Container]) -> None:
+    store: tuple[Container, FakeClock], make_container: Callable[..., Container]
+) -> None:
     container, clock = store
     other = (await container.ingest([make_incoming(source="t", external_id="x", text="help with my refund")])).new_ids[0]
     await container.bus.handle(c.AddNote(other, CAROL, "seen"))  # Carol is known to Slack as `carol`
@@ -75,8 +76,7 @@ async def test_an_unclaimed_conversation_past_its_sla_is_escalated_once_even_acr
     assert [job.channel_id for job in sent] == ["support"], "posted under the card in its channel, once"
 
 
-async def test_an_owner_without_a_reply_past_the_sla_gets_one_direct_message(
-        store: tuple[Container, FakeClock]) -> None:
+async def test_an_owner_without_a_reply_past_the_sla_gets_one_direct_message(store: tuple[Container, FakeClock]) -> None:
     container, clock = store
     cid = (await container.ingest([make_incoming(source="t", external_id="z", text="broken screen")])).new_ids[0]
     await container.bus.handle(c.Claim(cid, ALICE))
@@ -101,8 +101,7 @@ async def test_a_replied_or_claimed_conversation_is_not_escalated(store: tuple[C
     assert await sweep_sla(container.uow) == (0, 0)
 
 
-async def test_a_digest_run_is_leased_once_and_taken_over_when_its_holder_dies(
-        store: tuple[Container, FakeClock]) -> None:
+async def test_a_digest_run_is_leased_once_and_taken_over_when_its_holder_dies(store: tuple[Container, FakeClock]) -> None:
     container, clock = store
     await container.ingest([make_incoming(source="t", external_id="d", text="refund for order 9")])
     department = next(d for d in container.config.departments if d.name == "support")
@@ -139,7 +138,7 @@ async def test_a_quiet_department_gets_one_line_not_an_empty_table(store: tuple[
 
 
 def test_weekday_numbers_mean_what_crontab_means() -> None:
-    """"30 8 * * 1-5" is Monday to Friday (APScheduler 3 alone would read Tuesday to Saturday)."""
+    """ "30 8 * * 1-5" is Monday to Friday (APScheduler 3 alone would read Tuesday to Saturday)."""
     trigger = digest_trigger("30 8 * * 1-5", "Europe/Berlin")
     saturday_noon = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
     monday = trigger.get_next_fire_time(None, saturday_noon)

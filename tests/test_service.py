@@ -34,8 +34,14 @@ def test_run_serves_health_and_reports_disabled_platforms(tmp_path: Path) -> Non
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "Microsoft", "DATABASE_URL"))}
     env.update(PYTHONPATH=str(ROOT), DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}")
     (tmp_path / "unsilo.example.toml").write_text((ROOT / "unsilo.example.toml").read_text())
-    process = subprocess.Popen([sys.executable, "-m", "bot.cli", "run", "--port", str(port)], cwd=tmp_path,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "run", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         status, body = 0, {}

@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlmodel import func, select
 
 from bot import codec
 from bot.ingest import make_incoming
 from bot.views import Button
 from storage.models import Conversation, Note
-from sqlmodel import func, select
 from tests.conftest import FakeClock
 from tests.slack_support import SlackHarness, running_slack, thread_reply
 
@@ -25,8 +25,13 @@ async def slack(tmp_path: Path):
 
 
 async def ingest(h: SlackHarness, text: str, external_id: str = "1") -> int:
-    report = await h.container.ingest([make_incoming(source="reviews", external_id=external_id, text=text,
-                                                     url="https://reviews.example.com/r/1", author_name="Priya")])
+    report = await h.container.ingest(
+        [
+            make_incoming(
+                source="reviews", external_id=external_id, text=text, url="https://reviews.example.com/r/1", author_name="Priya"
+            )
+        ]
+    )
     return report.new_ids[0]
 
 
@@ -89,8 +94,9 @@ async def test_cards_are_posted_once_per_channel_and_updated_in_every_copy(slack
 async def test_two_people_click_claim_at_once_one_wins_the_other_is_told_who(slack: SlackHarness) -> None:
     cid = await ingest(slack, "My parcel arrived broken")
     await slack.deliver()
-    results = await asyncio.gather(slack.click(*button("claim", cid), user="UALICE"),
-                                   slack.click(*button("claim", cid), user="UBOB"))
+    results = await asyncio.gather(
+        slack.click(*button("claim", cid), user="UALICE"), slack.click(*button("claim", cid), user="UBOB")
+    )
     assert [r[0] for r in results] == [200, 200]
     await slack.slack.wait_for("chat.postEphemeral", timeout=5)
     async with slack.container.uow() as uow:
@@ -125,7 +131,9 @@ async def test_an_events_api_retry_is_processed_once_and_bot_messages_are_ignore
     (card,) = slack.slack.messages("C0SUPPORT")
     reply = thread_reply(card["ts"], "I'll call her")
     first = await slack.event(reply, event_id="Ev0001")
-    retry = await slack.event(reply, event_id="Ev0001", headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
+    retry = await slack.event(
+        reply, event_id="Ev0001", headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    )
     bot = {**reply, "ts": "1700000101.000300", "bot_id": "B00STANDBOT", "text": "bot chatter"}
     other_thread = {**reply, "ts": "1700000102.000400", "thread_ts": "1600000000.000001", "text": "unrelated"}
     await slack.event(bot, event_id="Ev0002")
@@ -141,8 +149,18 @@ async def test_an_events_api_retry_is_processed_once_and_bot_messages_are_ignore
 async def test_slash_commands_answer_privately_and_explain_mistakes(slack: SlackHarness) -> None:
     cid = await ingest(slack, "refund please")
     answers = {}
-    for text in ("help", "frobnicate", "claim abc", "claim 99", f"claim #{cid}", f"resolve {cid} maybe",
-                 f"resolve {cid} answered refunded", "queue", "search refund", f"dismiss {cid} dup"):
+    for text in (
+        "help",
+        "frobnicate",
+        "claim abc",
+        "claim 99",
+        f"claim #{cid}",
+        f"resolve {cid} maybe",
+        f"resolve {cid} answered refunded",
+        "queue",
+        "search refund",
+        f"dismiss {cid} dup",
+    ):
         status, body, _ = await slack.command(text)
         assert status == 200, text
         answers[text] = answer(body)
@@ -181,10 +199,14 @@ async def test_reply_and_resolve_through_modals(slack: SlackHarness) -> None:
     assert status == 200 and body == ""
     await slack.click(*button("resolve", cid), user="UBOB")
     resolve_view = (await slack.slack.wait_for("views.open", count=2))[-1].args["view"]
-    refused = await slack.submit(resolve_view, {"outcome": {"outcome": {"type": "static_select", "selected_option": {"value": "answered"}}}}, user="UBOB")
+    refused = await slack.submit(
+        resolve_view, {"outcome": {"outcome": {"type": "static_select", "selected_option": {"value": "answered"}}}}, user="UBOB"
+    )
     errors = json.loads(refused[1])
     assert errors["response_action"] == "errors" and "owner" in errors["errors"]["outcome"]
-    accepted = await slack.submit(resolve_view, {"outcome": {"outcome": {"type": "static_select", "selected_option": {"value": "answered"}}}})
+    accepted = await slack.submit(
+        resolve_view, {"outcome": {"outcome": {"type": "static_select", "selected_option": {"value": "answered"}}}}
+    )
     assert accepted[0] == 200
     async with slack.container.uow() as uow:
         conversation = await uow.conversations.get(cid)
@@ -203,9 +225,14 @@ async def test_send_to_unsilo_shortcut_reports_a_message(slack: SlackHarness) ->
     status, _, _ = await slack.interactive(shortcut)
     assert status == 200
     view = (await slack.slack.wait_for("views.open"))[-1].args["view"]
-    status, body, _ = await slack.submit(view, {"department": {"department": {"type": "static_select", "selected_option": {"value": "ops"}}},
-                                                "link": {"link": {"type": "plain_text_input", "value": "https://forum.example.com/t/9"}}},
-                                         user="UCARLOS")
+    status, body, _ = await slack.submit(
+        view,
+        {
+            "department": {"department": {"type": "static_select", "selected_option": {"value": "ops"}}},
+            "link": {"link": {"type": "plain_text_input", "value": "https://forum.example.com/t/9"}},
+        },
+        user="UCARLOS",
+    )
     assert status == 200, body
     async with slack.container.uow() as uow:
         (conversation,) = (await uow.session.exec(select(Conversation))).all()
@@ -219,8 +246,10 @@ async def test_app_home_shows_mine_queue_and_outcomes(slack: SlackHarness) -> No
     cid = await ingest(slack, "refund please")
     await slack.click(*button("claim", cid))
     await asyncio.sleep(0.2)
-    status, _, _ = await slack.event({"type": "app_home_opened", "user": "UALICE", "channel": "D0001", "tab": "home",
-                                      "event_ts": "1700000000.1"}, event_id="EvHome")
+    status, _, _ = await slack.event(
+        {"type": "app_home_opened", "user": "UALICE", "channel": "D0001", "tab": "home", "event_ts": "1700000000.1"},
+        event_id="EvHome",
+    )
     assert status == 200
     call = (await slack.slack.wait_for("views.publish"))[-1]
     assert call.args["user_id"] == "UALICE" and call.args["view"]["type"] == "home"
@@ -239,8 +268,7 @@ async def test_customer_text_cannot_ping_or_inject_links(slack: SlackHarness) ->
 
 async def test_a_burst_of_200_cards_into_one_channel_arrives_exactly_once_under_a_1_per_second_limit(tmp_path: Path) -> None:
     clock = FakeClock()
-    async with running_slack(tmp_path, clock=clock, rate_limit_per_channel=1.0,
-                             rate_clock=lambda: clock().timestamp()) as h:
+    async with running_slack(tmp_path, clock=clock, rate_limit_per_channel=1.0, rate_clock=lambda: clock().timestamp()) as h:
         items = [make_incoming(source="reviews", external_id=str(i), text=f"refund request number {i}") for i in range(200)]
         report = await h.container.ingest(items)
         assert len(report.new_ids) == 200
@@ -259,14 +287,19 @@ async def test_a_burst_of_200_cards_into_one_channel_arrives_exactly_once_under_
         assert posted_ids == sorted(report.new_ids)
         rejected = [c for c in h.slack.calls_to("chat.postMessage") if c.status == 429]
         assert rejected, "the stand-in should have rate-limited the burst"
-        print(f"200 cards at 1 msg/s: {len(messages)} posted once each over {rounds} simulated seconds, "
-              f"{len(rejected)} calls answered 429")
+        print(
+            f"200 cards at 1 msg/s: {len(messages)} posted once each over {rounds} simulated seconds, "
+            f"{len(rejected)} calls answered 429"
+        )
 
 
 def _card_of(h: SlackHarness, cid: int) -> str:
     """The latest Slack copy of a conversation's card, as JSON text."""
-    updates = [c.args for c in h.slack.calls if c.method in ("chat.update", "chat.postMessage")
-               and f"*#{cid}*" in json.dumps(c.args.get("blocks", []))]
+    updates = [
+        c.args
+        for c in h.slack.calls
+        if c.method in ("chat.update", "chat.postMessage") and f"*#{cid}*" in json.dumps(c.args.get("blocks", []))
+    ]
     return json.dumps(updates[-1]["blocks"]) if updates else ""
 
 
@@ -287,9 +320,9 @@ async def test_a_sensitive_reply_is_held_until_a_manager_decides_from_the_card(s
     await slack.click(*button("reject", cid), user="UMANAGER")
     reject_view = (await slack.slack.wait_for("views.open", count=2))[-1].args["view"]
     assert reject_view["callback_id"] == "unsilo_reject"
-    status, _, _ = await slack.submit(reject_view, {"text": {"text": {"type": "plain_text_input",
-                                                                      "value": "Legal must word this"}}},
-                                      user="UMANAGER")
+    status, _, _ = await slack.submit(
+        reject_view, {"text": {"text": {"type": "plain_text_input", "value": "Legal must word this"}}}, user="UMANAGER"
+    )
     assert status == 200
     await slack.deliver()
     async with slack.container.uow() as uow:

@@ -32,8 +32,13 @@ async def slack(tmp_path: Path):
 
 
 async def ingest(h: SlackHarness, text: str = "refund please", external_id: str = "1") -> int:
-    report = await h.container.ingest([make_incoming(source="reviews", external_id=external_id, text=text,
-                                                     url="https://reviews.example.com/r/1", author_name="Priya")])
+    report = await h.container.ingest(
+        [
+            make_incoming(
+                source="reviews", external_id=external_id, text=text, url="https://reviews.example.com/r/1", author_name="Priya"
+            )
+        ]
+    )
     return report.new_ids[0]
 
 
@@ -70,12 +75,15 @@ async def test_slack_markup_in_a_reply_becomes_what_the_person_saw(slack: SlackH
     slack.slack.add_user("UBOB", "bob", real_name="Bob Stone", display_name="Bob")
     cid = await ingest(slack)
     await slack.command(f"claim #{cid}")
-    await slack.command(f"reply #{cid} <@UBOB> will call; see <https://shop.example/faq?a=1&amp;b=2|our FAQ>, "
-                        "<https://shop.example/t|shop.example/t> or ask in <#C0OPS|ops> &lt;3")
+    await slack.command(
+        f"reply #{cid} <@UBOB> will call; see <https://shop.example/faq?a=1&amp;b=2|our FAQ>, "
+        "<https://shop.example/t|shop.example/t> or ask in <#C0OPS|ops> &lt;3"
+    )
     async with slack.container.uow() as uow:
         (reply,) = await uow.replies.for_conversation(cid)
-    assert reply.text == ("@Bob will call; see our FAQ (https://shop.example/faq?a=1&b=2), "
-                          "https://shop.example/t or ask in #ops <3")
+    assert reply.text == (
+        "@Bob will call; see our FAQ (https://shop.example/faq?a=1&b=2), https://shop.example/t or ask in #ops <3"
+    )
 
 
 async def test_a_thread_note_is_stored_plain_and_shown_escaped_once(slack: SlackHarness) -> None:
@@ -83,7 +91,7 @@ async def test_a_thread_note_is_stored_plain_and_shown_escaped_once(slack: Slack
     ts = await card_ts(slack)
     status, _, _ = await slack.event(thread_reply(ts, "price &lt; $10 &amp; &quot;free&quot;"), event_id="EvEsc1")
     assert status == 200
-    assert await notes_of(slack, cid) == ['price < $10 & &quot;free&quot;']
+    assert await notes_of(slack, cid) == ["price < $10 & &quot;free&quot;"]
     await slack.command(f"show #{cid}")
     (shown,) = [r for r in slack.slack.responses if r.get("blocks")]
     history = json.dumps(shown["blocks"], ensure_ascii=False)
@@ -102,8 +110,9 @@ async def test_typed_modal_text_is_taken_raw(slack: SlackHarness) -> None:
 # 19. Slow commands are acked at once and answered through response_url --------------------------
 
 
-async def test_a_slow_command_is_acked_at_once_answered_later_and_done_once(slack: SlackHarness,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_slow_command_is_acked_at_once_answered_later_and_done_once(
+    slack: SlackHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cid = await ingest(slack)
     real = Bus.handle_once  # every Slack action runs keyed (SlackBot.carry_out)
 
@@ -125,8 +134,9 @@ async def test_a_quick_command_gets_no_working_message(slack: SlackHarness) -> N
     assert slack.slack.answers() == [answer]
 
 
-async def test_a_modal_whose_work_is_slow_closes_and_the_outcome_comes_by_dm(slack: SlackHarness,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_modal_whose_work_is_slow_closes_and_the_outcome_comes_by_dm(
+    slack: SlackHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cid = await ingest(slack)
     await slack.click(*button("dismiss", cid))  # UALICE is no manager: refused, but only after 4 s
     view = (await slack.slack.wait_for("views.open"))[-1].args["view"]
@@ -147,8 +157,9 @@ async def test_a_modal_whose_work_is_slow_closes_and_the_outcome_comes_by_dm(sla
 # 20. A thread note is never lost -------------------------------------------------------------
 
 
-async def test_a_note_whose_store_fails_is_answered_500_and_stored_by_slacks_retry(slack: SlackHarness,
-                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_note_whose_store_fails_is_answered_500_and_stored_by_slacks_retry(
+    slack: SlackHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cid = await ingest(slack)
     ts = await card_ts(slack)
     real = Bus.handle_once  # how an event's command runs (a retried event is recognised)
@@ -164,16 +175,15 @@ async def test_a_note_whose_store_fails_is_answered_500_and_stored_by_slacks_ret
     event = thread_reply(ts, "she called back, all good")
     first = await slack.event(event, event_id="EvLost1")
     assert first[0] == 500 and await notes_of(slack, cid) == []
-    retry = await slack.event(event, event_id="EvLost1", headers={"X-Slack-Retry-Num": "1",
-                                                                   "X-Slack-Retry-Reason": "http_error"})
-    again = await slack.event(event, event_id="EvLost1", headers={"X-Slack-Retry-Num": "2",
-                                                                   "X-Slack-Retry-Reason": "http_timeout"})
+    retry = await slack.event(event, event_id="EvLost1", headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_error"})
+    again = await slack.event(
+        event, event_id="EvLost1", headers={"X-Slack-Retry-Num": "2", "X-Slack-Retry-Reason": "http_timeout"}
+    )
     assert retry[0] == again[0] == 200
     assert await notes_of(slack, cid) == ["she called back, all good"]
 
 
-async def test_a_note_whose_store_is_too_slow_is_retried_not_lost(slack: SlackHarness,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_note_whose_store_is_too_slow_is_retried_not_lost(slack: SlackHarness, monkeypatch: pytest.MonkeyPatch) -> None:
     cid = await ingest(slack)
     ts = await card_ts(slack)
     real = Bus.handle_once  # how an event's command runs
@@ -190,8 +200,7 @@ async def test_a_note_whose_store_is_too_slow_is_retried_not_lost(slack: SlackHa
     event = thread_reply(ts, "slow but safe")
     status, _, seconds = await slack.event(event, event_id="EvSlow1")
     assert status == 500 and seconds < 3.0  # inside Slack's 3 s, so Slack retries rather than times out
-    retry = await slack.event(event, event_id="EvSlow1", headers={"X-Slack-Retry-Num": "1",
-                                                                   "X-Slack-Retry-Reason": "http_error"})
+    retry = await slack.event(event, event_id="EvSlow1", headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_error"})
     assert retry[0] == 200
     await asyncio.sleep(0.2)
     assert await notes_of(slack, cid) == ["slow but safe"] and await note_count(slack) == 1
@@ -214,7 +223,8 @@ def quick_store_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_a_command_whose_commit_went_through_unconfirmed_is_told_done_not_failed(
-        slack: SlackHarness, monkeypatch: pytest.MonkeyPatch, quick_store_retries: None) -> None:
+    slack: SlackHarness, monkeypatch: pytest.MonkeyPatch, quick_store_retries: None
+) -> None:
     cid = await ingest(slack)
     real = Bus.handle_once  # every Slack action runs keyed (SlackBot.carry_out)
     lost = iter([TimeoutError()])
@@ -235,7 +245,8 @@ async def test_a_command_whose_commit_went_through_unconfirmed_is_told_done_not_
 
 
 async def test_a_modal_reply_sent_while_the_store_is_down_reaches_the_customer_once_when_it_is_back(
-        slack: SlackHarness, monkeypatch: pytest.MonkeyPatch, quick_store_retries: None) -> None:
+    slack: SlackHarness, monkeypatch: pytest.MonkeyPatch, quick_store_retries: None
+) -> None:
     cid = await ingest(slack)
     await slack.command(f"claim #{cid}")
     await slack.click(*button("reply", cid))
@@ -251,8 +262,9 @@ async def test_a_modal_reply_sent_while_the_store_is_down_reaches_the_customer_o
         return await real(bus, cmd, **kwargs)
 
     monkeypatch.setattr(Bus, "handle_once", down_then_back)
-    status, body, seconds = await slack.submit(view, {"text": {"text": {"type": "plain_text_input",
-                                                                         "value": "A new kettle is on its way."}}})
+    status, body, seconds = await slack.submit(
+        view, {"text": {"text": {"type": "plain_text_input", "value": "A new kettle is on its way."}}}
+    )
     assert status == 200 and body == "" and seconds < 3.0  # the modal closes in time
     dms = await slack.slack.wait_for("chat.postMessage", count=2, timeout=10)
     told = [d.args["text"] for d in dms]  # by DM: the modal is closed by then
@@ -262,7 +274,8 @@ async def test_a_modal_reply_sent_while_the_store_is_down_reaches_the_customer_o
 
 
 async def test_a_store_that_never_comes_back_is_said_so_and_nothing_is_done(
-        slack: SlackHarness, monkeypatch: pytest.MonkeyPatch, quick_store_retries: None) -> None:
+    slack: SlackHarness, monkeypatch: pytest.MonkeyPatch, quick_store_retries: None
+) -> None:
     cid = await ingest(slack)
     monkeypatch.setattr(slack_app, "STORE_PATIENCE", 1.0)
 
@@ -298,16 +311,18 @@ async def test_a_thread_reply_with_a_file_is_stored_with_the_files_name_and_perm
 async def test_a_command_from_another_workspace_is_refused_and_told_why(slack: SlackHarness) -> None:
     cid = await ingest(slack)
     url = slack.slack.response_url()
-    status, answer, _ = await slack.command(f"claim #{cid}", user="UEVE", team_id="T0OTHER", enterprise_id="E0OTHER",
-                                            response_url=url)
+    status, answer, _ = await slack.command(
+        f"claim #{cid}", user="UEVE", team_id="T0OTHER", enterprise_id="E0OTHER", response_url=url
+    )
     assert status == 200
     assert answer.startswith(NOT_OURS)
     async with slack.container.uow() as uow:
         assert (await uow.conversations.get(cid)).status == "open"
 
 
-async def test_a_click_or_note_from_another_workspace_changes_nothing(slack: SlackHarness,
-                                                                      caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_click_or_note_from_another_workspace_changes_nothing(
+    slack: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
     cid = await ingest(slack)
     ts = await card_ts(slack)
     payload = sample("block_actions.button.json")
@@ -338,13 +353,16 @@ async def test_a_shared_channel_event_counts_by_its_installation_and_its_persons
     cid = await ingest(slack)
     ts = await card_ts(slack)
     envelope = sample("event_callback.app_mention.authorizations.json")
-    ours = {**thread_reply(ts, "ours, posted from a shared channel", at="1700000200.000100"),
-            "team": "T0OTHER", "user_team": "T111", "source_team": "T0OTHER"}
+    ours = {
+        **thread_reply(ts, "ours, posted from a shared channel", at="1700000200.000100"),
+        "team": "T0OTHER",
+        "user_team": "T111",
+        "source_team": "T0OTHER",
+    }
     envelope.update(team_id="T0OTHER", event_id="EvShared1", event=ours)
     envelope["authorizations"][0].update(team_id="T111", enterprise_id=None)
     assert (await slack.post(json.dumps(envelope).encode(), content_type="application/json"))[0] == 200
-    theirs = {**ours, "text": "a guest from the other org", "user": "UGUEST", "user_team": "T0OTHER",
-              "ts": "1700000201.000100"}
+    theirs = {**ours, "text": "a guest from the other org", "user": "UGUEST", "user_team": "T0OTHER", "ts": "1700000201.000100"}
     envelope.update(event_id="EvShared2", event=theirs)
     assert (await slack.post(json.dumps(envelope).encode(), content_type="application/json"))[0] == 200
     assert await notes_of(slack, cid) == ["ours, posted from a shared channel"]
@@ -365,13 +383,16 @@ async def test_the_slack_directory_email_links_the_person(slack: SlackHarness) -
 
 
 @pytest.mark.parametrize("trouble", ["missing_scope", "ratelimited", "slow"])
-async def test_a_failed_directory_lookup_never_fails_or_stalls_the_command(slack: SlackHarness, trouble: str,
-                                                                          caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_failed_directory_lookup_never_fails_or_stalls_the_command(
+    slack: SlackHarness, trouble: str, caplog: pytest.LogCaptureFixture
+) -> None:
     cid = await ingest(slack)
     if trouble == "slow":
+
         async def hang(call: Any) -> dict[str, Any]:
             await asyncio.sleep(10)
             return {"ok": True, "user": {}}
+
         slack.slack.route("users.info", hang)
     elif trouble == "ratelimited":
         slack.slack.fail_next("users.info", status=429, retry_after=30, times=3)
@@ -411,14 +432,28 @@ async def test_the_configured_grid_org_and_team_are_what_count_not_auth_test(sla
     from tests.slack_support import SECRET, TOKEN
     from tests.standins.slack_api import sign
 
-    bot = SlackBot(bus=slack.container.bus, token=TOKEN, signing_secret=SECRET, outcomes=("answered",),
-                   client=AsyncWebClient(token=TOKEN, base_url=slack.slack.url), team_id="T0CONF", enterprise_id="E0ORG")
+    bot = SlackBot(
+        bus=slack.container.bus,
+        token=TOKEN,
+        signing_secret=SECRET,
+        outcomes=("answered",),
+        client=AsyncWebClient(token=TOKEN, base_url=slack.slack.url),
+        team_id="T0CONF",
+        enterprise_id="E0ORG",
+    )
     seen = {}
     for team, org in (("T0CONF", ""), ("T0SISTER", "E0ORG"), ("T111", "E111")):  # T111: auth.test's, not configured
         url = slack.slack.response_url()
         body = slash_command("frobnicate", response_url=url, team_id=team, enterprise_id=org).decode()
-        response = await bot.app.async_dispatch(AsyncBoltRequest(body=body, headers={
-            "content-type": "application/x-www-form-urlencoded", **{k.lower(): v for k, v in sign(SECRET, body).items()}}))
+        response = await bot.app.async_dispatch(
+            AsyncBoltRequest(
+                body=body,
+                headers={
+                    "content-type": "application/x-www-form-urlencoded",
+                    **{k.lower(): v for k, v in sign(SECRET, body).items()},
+                },
+            )
+        )
         assert response.status == 200
         seen[team] = await slack.answer_at(url)
     assert seen["T0CONF"].startswith("unknown command") and seen["T0SISTER"].startswith("unknown command")

@@ -118,9 +118,7 @@ def test_a_bogus_top_level_key_is_refused(validator: jsonschema.protocols.Valida
     assert len(errors) == 1 and "bogus" in errors[0], errors
 
 
-def test_a_too_long_slash_command_description_is_refused(
-    validator: jsonschema.protocols.Validator, http: dict[str, Any]
-) -> None:
+def test_a_too_long_slash_command_description_is_refused(validator: jsonschema.protocols.Validator, http: dict[str, Any]) -> None:
     broken = copy.deepcopy(http)
     broken["features"]["slash_commands"][0]["description"] = "x" * 2001
     errors = _errors(validator, broken)

@@ -26,12 +26,12 @@ from adapters.slack.render import (
     card_message,
     escape,
     home_view,
-    units,
     notice_message,
     report_modal,
     resolve_modal,
     result_message,
     text_modal,
+    units,
     values_of,
 )
 from bot import codec
@@ -181,7 +181,10 @@ def test_slack_sdk_rejects_a_section_that_is_too_long() -> None:
 
 
 def test_slack_sdk_checks_nested_elements_only_in_to_dict() -> None:
-    block = {"type": "actions", "elements": [{"type": "button", "text": {"type": "plain_text", "text": "x" * 76}, "action_id": "a"}]}
+    block = {
+        "type": "actions",
+        "elements": [{"type": "button", "text": {"type": "plain_text", "text": "x" * 76}, "action_id": "a"}],
+    }
     parsed = Block.parse(block)
     parsed.validate_json()  # passes: validate_json does not descend into elements
     with pytest.raises(SlackObjectFormationError, match="75"):
@@ -192,8 +195,12 @@ def test_slack_sdk_checks_nested_elements_only_in_to_dict() -> None:
 
 def test_what_slack_sdk_does_not_check_our_walk_does() -> None:
     options = [{"text": {"type": "plain_text", "text": "y" * 80}, "value": "z" * 200}]
-    select = {"type": "input", "block_id": "d", "label": {"type": "plain_text", "text": "L"},
-              "element": {"type": "static_select", "action_id": "d", "options": options}}
+    select = {
+        "type": "input",
+        "block_id": "d",
+        "label": {"type": "plain_text", "text": "L"},
+        "element": {"type": "static_select", "action_id": "d", "options": options},
+    }
     assert Block.parse(select).to_dict() == select  # options given as dicts are not validated
     assert Block.parse({"type": "no_such_block"}) is None  # unknown types vanish silently
     with pytest.raises(AssertionError):
@@ -221,9 +228,20 @@ def test_an_open_card_shows_everything_needed_to_act() -> None:
     check_message(message)
     check_no_live_markup(message, links_allowed=1)
     texts = "\n".join(text_fields(message))
-    for expected in ("#42", "My parcel never arrived", "high", "open", "acme-forum", "Ann Customer",
-                     "&gt; \u2068I ordered on Monday", "<https://forum.example/t/123|Read the original>",
-                     "Departments: ops, support", "Tags: delivery", "rule delivery matched", "Unclaimed"):
+    for expected in (
+        "#42",
+        "My parcel never arrived",
+        "high",
+        "open",
+        "acme-forum",
+        "Ann Customer",
+        "&gt; \u2068I ordered on Monday",
+        "<https://forum.example/t/123|Read the original>",
+        "Departments: ops, support",
+        "Tags: delivery",
+        "rule delivery matched",
+        "Unclaimed",
+    ):
         assert expected in texts, expected
     assert message["text"].startswith("#42")
 
@@ -310,9 +328,10 @@ def test_result_lists_at_most_twenty_cards_then_says_how_many_more() -> None:
 def test_a_plain_result_is_one_section() -> None:
     message = result_message(Result("#42 is already claimed by Bob"))
     check_message(message)
-    assert message == {"text": "#42 is already claimed by Bob",
-                       "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "#42 is already claimed by Bob",
-                                                                       "verbatim": True}}]}
+    assert message == {
+        "text": "#42 is already claimed by Bob",
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "#42 is already claimed by Bob", "verbatim": True}}],
+    }
     check_message(result_message(Result("")))
 
 
@@ -343,8 +362,14 @@ def test_an_empty_home_tab_is_still_valid() -> None:
 
 
 def test_text_modal_carries_the_conversation_and_limits_its_labels() -> None:
-    view = text_modal(verb="reply", conversation_id=42, title="Reply to the customer on #42 please",
-                      label="Your reply", submit="Send the reply to the customer", initial="Hello <b>")
+    view = text_modal(
+        verb="reply",
+        conversation_id=42,
+        title="Reply to the customer on #42 please",
+        label="Your reply",
+        submit="Send the reply to the customer",
+        initial="Hello <b>",
+    )
     check_view(view)
     assert view["callback_id"] == "unsilo_reply"
     assert json.loads(view["private_metadata"]) == {"id": 42}
@@ -368,17 +393,29 @@ def test_resolve_modal_offers_the_outcomes() -> None:
 
 
 def test_report_modal_quotes_the_message_and_remembers_where_it_was() -> None:
-    view = report_modal(departments=["support", "legal"], text="<!channel> help me & now",
-                        link="https://acme.slack.com/archives/C1/p1", channel="C1", message_ts="1767326126.896109")
+    view = report_modal(
+        departments=["support", "legal"],
+        text="<!channel> help me & now",
+        link="https://acme.slack.com/archives/C1/p1",
+        channel="C1",
+        message_ts="1767326126.896109",
+    )
     check_view(view)
     check_no_live_markup(view)
     assert view["callback_id"] == "unsilo_report"
-    assert json.loads(view["private_metadata"]) == {"channel": "C1", "ts": "1767326126.896109",
-                                                     "link": "https://acme.slack.com/archives/C1/p1",
-                                                     "text": "<!channel> help me & now"}
+    assert json.loads(view["private_metadata"]) == {
+        "channel": "C1",
+        "ts": "1767326126.896109",
+        "link": "https://acme.slack.com/archives/C1/p1",
+        "text": "<!channel> help me & now",
+    }
     quote, department, link = view["blocks"]
     assert quote["text"]["text"] == "&gt; \u2068&lt;!channel&gt; help me &amp; now\u2069"
-    assert (department["block_id"], department["element"]["action_id"], department["optional"]) == ("department", "department", True)
+    assert (department["block_id"], department["element"]["action_id"], department["optional"]) == (
+        "department",
+        "department",
+        True,
+    )
     assert (link["block_id"], link["element"]["action_id"], link["optional"]) == ("link", "link", True)
     assert link["element"]["initial_value"] == "https://acme.slack.com/archives/C1/p1"
 
@@ -409,10 +446,17 @@ def test_values_of_reads_recorded_view_submissions() -> None:
 
 def test_values_of_reads_our_resolve_modal_with_an_empty_note() -> None:
     view = resolve_modal(conversation_id=7, outcomes=DEFAULT_OUTCOMES)
-    view["state"] = {"values": {
-        "outcome": {"outcome": {"type": "static_select", "selected_option": {"text": {"type": "plain_text", "text": "fixed"}, "value": "fixed"}}},
-        "text": {"text": {"type": "plain_text_input", "value": None}},
-    }}
+    view["state"] = {
+        "values": {
+            "outcome": {
+                "outcome": {
+                    "type": "static_select",
+                    "selected_option": {"text": {"type": "plain_text", "text": "fixed"}, "value": "fixed"},
+                }
+            },
+            "text": {"text": {"type": "plain_text_input", "value": None}},
+        }
+    }
     assert values_of(view) == {"outcome": "fixed", "text": ""}
     view["state"]["values"]["outcome"]["outcome"]["selected_option"] = None
     assert values_of(view)["outcome"] == ""
@@ -464,8 +508,11 @@ def test_any_text_renders_escaped_and_within_limits(card: Card, others: list[Car
     check_message(answer)
     check_no_live_markup(answer, links_allowed=1)
 
-    home = home_view(mine=Result(words, cards=tuple(others)), queue=Result(words, cards=(card,), counts={words: 3}),
-                     recent=Result(words, cards=(card, *others)))
+    home = home_view(
+        mine=Result(words, cards=tuple(others)),
+        queue=Result(words, cards=(card,), counts={words: 3}),
+        recent=Result(words, cards=(card, *others)),
+    )
     check_view(home)
     check_no_live_markup(home)
 
@@ -481,8 +528,11 @@ REPLY_BUTTONS = (Button("Approve reply", "approve", 42, "primary"), Button("Reje
 
 
 def test_a_held_reply_shows_on_the_card_with_approve_and_reject() -> None:
-    card = make_card(reply_status="pending_approval", reply_note="Reply waiting for approval (sensitive): “<!channel> hi”",
-                     buttons=REPLY_BUTTONS + conversation_buttons("replied"))
+    card = make_card(
+        reply_status="pending_approval",
+        reply_note="Reply waiting for approval (sensitive): “<!channel> hi”",
+        buttons=REPLY_BUTTONS + conversation_buttons("replied"),
+    )
     message = card_message(card)
     check_message(message)
     check_no_live_markup(message, links_allowed=1)
@@ -492,9 +542,12 @@ def test_a_held_reply_shows_on_the_card_with_approve_and_reject() -> None:
 
 
 def test_a_notice_mentions_only_real_slack_ids_and_escapes_everything_else() -> None:
-    notice = Notice(title="#7 is still unclaimed <!here>", lines=("“<@U999> <https://evil|click>” & more",) * 3,
-                    mentions=(("slack:UCAROL", "Carol"), ("teams:aad-1", "Ann"), ("slack:<!channel>", "all")),
-                    links=(("#7 original", "https://forum.example/t/7"), ("bad", "javascript:alert(1)")))
+    notice = Notice(
+        title="#7 is still unclaimed <!here>",
+        lines=("“<@U999> <https://evil|click>” & more",) * 3,
+        mentions=(("slack:UCAROL", "Carol"), ("teams:aad-1", "Ann"), ("slack:<!channel>", "all")),
+        links=(("#7 original", "https://forum.example/t/7"), ("bad", "javascript:alert(1)")),
+    )
     message = notice_message(notice)
     check_message(message)
     text = json.dumps(message)
@@ -505,8 +558,7 @@ def test_a_notice_mentions_only_real_slack_ids_and_escapes_everything_else() -> 
 
 @settings(max_examples=100, deadline=None)
 @given(title=nasty_text, lines=st.lists(nasty_text, max_size=60), note=nasty_text, url=st.sampled_from(HOSTILE_URLS))
-def test_any_notice_or_reply_state_renders_escaped_and_within_limits(title: str, lines: list[str], note: str,
-                                                                      url: str) -> None:
+def test_any_notice_or_reply_state_renders_escaped_and_within_limits(title: str, lines: list[str], note: str, url: str) -> None:
     message = notice_message(Notice(title=title, lines=tuple(lines), links=((title, url),)))
     check_message(message)
     check_no_live_markup(message, links_allowed=1)
@@ -523,8 +575,11 @@ def test_any_notice_or_reply_state_renders_escaped_and_within_limits(title: str,
 
 def test_every_mrkdwn_object_is_verbatim_so_slack_links_nothing_in_customer_text() -> None:
     card = make_card(text="see https://evil.example and #general", title="ask #finance", author="www.evil.example")
-    for node in (card_message(card), result_message(Result("x", card=card, cards=(card,))),
-                 home_view(mine=Result("", cards=(card,)), queue=Result("", counts={"ops": 1}), recent=Result(""))):
+    for node in (
+        card_message(card),
+        result_message(Result("x", card=card, cards=(card,))),
+        home_view(mine=Result("", cards=(card,)), queue=Result("", counts={"ops": 1}), recent=Result("")),
+    ):
         mrkdwn = [obj for obj in dicts(node) if obj.get("type") == "mrkdwn"]
         assert mrkdwn and all(obj["verbatim"] is True for obj in mrkdwn)
 
@@ -542,8 +597,12 @@ def test_limits_are_counted_in_utf16_units_an_emoji_is_two() -> None:
 
 def test_bidi_controls_cannot_reorder_the_card_and_an_invisible_name_shows_as_no_name() -> None:
     rlo, pdf, zwsp, lri = "\u202e", "\u202c", "\u200b", "\u2066"
-    card = make_card(author=f"{rlo}Ann{pdf} Customer", owner=f"{zwsp}{zwsp}", title=f"{rlo}refund 2024-01-02",
-                     text=f"{lri}my order{rlo} 12:30\nsecond line")
+    card = make_card(
+        author=f"{rlo}Ann{pdf} Customer",
+        owner=f"{zwsp}{zwsp}",
+        title=f"{rlo}refund 2024-01-02",
+        text=f"{lri}my order{rlo} 12:30\nsecond line",
+    )
     message = card_message(card)
     check_message(message)
     shown = json.dumps(message, ensure_ascii=False)

@@ -51,8 +51,7 @@ async def notes_of(h: SlackHarness, cid: int) -> list[str]:
         return [n.text for n in (await uow.session.exec(select(Note).where(Note.conversation_id == cid))).all()]
 
 
-async def test_a_30_second_store_stall_keeps_slack_answered_in_time_and_loses_or_misreports_nothing(
-        tmp_path: Path) -> None:
+async def test_a_30_second_store_stall_keeps_slack_answered_in_time_and_loses_or_misreports_nothing(tmp_path: Path) -> None:
     schema = await _postgres_schema()
     try:
         async with StallingProxy("127.0.0.1", 5432) as proxy:
@@ -61,8 +60,9 @@ async def test_a_30_second_store_stall_keeps_slack_answered_in_time_and_loses_or
                 await h.identified()
                 ids = []
                 for n, text in enumerate(["refund for the kettle", "broken lid, refund?", "refund, courier lost it"]):
-                    report = await h.container.ingest([make_incoming(source="reviews", external_id=str(n), text=text,
-                                                                     author_name="Priya")])
+                    report = await h.container.ingest(
+                        [make_incoming(source="reviews", external_id=str(n), text=text, author_name="Priya")]
+                    )
                     ids += report.new_ids
                 by_command, by_click, with_note = ids
                 await h.deliver()
@@ -75,7 +75,8 @@ async def test_a_30_second_store_stall_keeps_slack_answered_in_time_and_loses_or
                 note = thread_reply(card, "called her back, she is happy now")
                 status, _, acks["/unsilo claim"] = await h.post(
                     slash_command(f"claim #{by_command}", response_url=claim_url, channel_id="C0SUPPORT"),
-                    content_type="application/x-www-form-urlencoded")
+                    content_type="application/x-www-form-urlencoded",
+                )
                 assert status == 200
                 status, _, acks["claim button"] = await h.click(*button("claim", by_click), user="UALICE")
                 assert status == 200
@@ -83,7 +84,8 @@ async def test_a_30_second_store_stall_keeps_slack_answered_in_time_and_loses_or
                 note_answers = [await h.event(note, event_id="EvStall1")]
                 status, _, acks["/unsilo search"] = await h.post(
                     slash_command("search courier", response_url=search_url, channel_id="C0SUPPORT"),
-                    content_type="application/x-www-form-urlencoded")
+                    content_type="application/x-www-form-urlencoded",
+                )
                 assert status == 200
                 # "Send to Unsilo" on a message: the form must open within the trigger_id's 3 s, then is sent.
                 shortcut = sample("message_action.shortcut.json")
@@ -94,14 +96,21 @@ async def test_a_30_second_store_stall_keeps_slack_answered_in_time_and_loses_or
                 assert status == 200
                 (opened,) = await h.slack.wait_for("views.open", timeout=SLACK_WAITS)
                 acks["report form opened"] = opened.at - sent
-                status, _, acks["report form submitted"] = await h.submit(opened.args["view"], {
-                    "link": {"link": {"type": "plain_text_input", "value": "https://forum.example.com/t/7"}}},
-                    user="UALICE")
+                status, _, acks["report form submitted"] = await h.submit(
+                    opened.args["view"],
+                    {"link": {"link": {"type": "plain_text_input", "value": "https://forum.example.com/t/7"}}},
+                    user="UALICE",
+                )
                 assert status == 200
                 for retry in (1, 2):
                     await asyncio.sleep(stalled_at + retry * STALL / 3 - time.monotonic())
-                    note_answers.append(await h.event(note, event_id="EvStall1", headers={
-                        "X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_error"}))
+                    note_answers.append(
+                        await h.event(
+                            note,
+                            event_id="EvStall1",
+                            headers={"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_error"},
+                        )
+                    )
                 for n, (status, _, seconds) in enumerate(note_answers):
                     acks[f"thread note, try {n + 1}"] = seconds
                     assert status >= 500 or status == 200, status  # refused (Slack sends it again) or stored
@@ -114,8 +123,9 @@ async def test_a_30_second_store_stall_keeps_slack_answered_in_time_and_loses_or
                 # Slack's last retry, after the store is back, and a duplicate of it: the note is stored once.
                 async with asyncio.timeout(30):
                     while True:
-                        status, _, seconds = await h.event(note, event_id="EvStall1", headers={
-                            "X-Slack-Retry-Num": "3", "X-Slack-Retry-Reason": "http_error"})
+                        status, _, seconds = await h.event(
+                            note, event_id="EvStall1", headers={"X-Slack-Retry-Num": "3", "X-Slack-Retry-Reason": "http_error"}
+                        )
                         assert seconds < SLACK_WAITS
                         if status == 200:
                             break

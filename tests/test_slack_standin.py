@@ -78,14 +78,10 @@ async def test_post_then_update_shows_the_latest_version(slack: SlackStandIn) ->
 async def test_form_encoded_and_get_requests_are_understood(slack: SlackStandIn) -> None:
     client = client_for(slack)
 
-    res = await client.api_call(
-        "chat.postMessage", data={"channel": "C9", "text": "form", "blocks": json.dumps(BLOCKS)}
-    )
+    res = await client.api_call("chat.postMessage", data={"channel": "C9", "text": "form", "blocks": json.dumps(BLOCKS)})
     assert res["ok"]
     assert slack.messages("C9")[0]["blocks"] == BLOCKS
-    assert slack.calls_to("chat.postMessage")[0].headers["content-type"].startswith(
-        "application/x-www-form-urlencoded"
-    )
+    assert slack.calls_to("chat.postMessage")[0].headers["content-type"].startswith("application/x-www-form-urlencoded")
 
     slack.add_user("U1", "alice", real_name="Alice Liddell", email="alice@example.com")
     user = await client.users_info(user="U1")

@@ -88,8 +88,13 @@ class Replicas:
     def start(self, index: int) -> None:
         log = open(self.tmp_path / f"replica-{index}-{self.kills}.log", "w")  # noqa: SIM115 (closed with the process)
         self.processes[index] = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "run", "--port", str(self.ports[index])], cwd=self.tmp_path,
-            env=self.env, stdout=subprocess.DEVNULL, stderr=log, text=True)
+            [sys.executable, "-m", "bot.cli", "run", "--port", str(self.ports[index])],
+            cwd=self.tmp_path,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
 
     def kill(self, index: int) -> None:
         process = self.processes[index]
@@ -114,19 +119,27 @@ class Replicas:
 
 async def _send_item(http: aiohttp.ClientSession, replicas: Replicas, n: int, reply_url: str) -> int:
     """POST one signed item until a replica answers 200 (created or duplicate); its conversation id."""
-    body = json.dumps({"id": f"soak-{n}", "text": f"my refund for order {n} never came",
-                       "author": {"name": f"Customer {n}", "handle": f"@customer{n}"},
-                       "reply_url": reply_url}).encode()
+    body = json.dumps(
+        {
+            "id": f"soak-{n}",
+            "text": f"my refund for order {n} never came",
+            "author": {"name": f"Customer {n}", "handle": f"@customer{n}"},
+            "reply_url": reply_url,
+        }
+    ).encode()
     while True:
         timestamp = str(int(time.time()))
-        headers = {"Content-Type": "application/json", "X-Unsilo-Timestamp": timestamp,
-                   "X-Unsilo-Signature": sign(SECRET, timestamp, body)}
+        headers = {
+            "Content-Type": "application/json",
+            "X-Unsilo-Timestamp": timestamp,
+            "X-Unsilo-Signature": sign(SECRET, timestamp, body),
+        }
         try:
             async with http.post(f"{replicas.url()}/hooks/listening", data=body, headers=headers) as response:
                 if response.status == 200:
                     return int((await response.json())["id"])
                 assert response.status in (502, 503), (response.status, await response.text())
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             pass  # a killed replica: try again, as a sender does
         await asyncio.sleep(0.2)
 
@@ -138,17 +151,16 @@ async def _reply(container: Container, conversation_id: int) -> None:
 
 async def _pending(container: Container) -> int:
     async with container.uow() as uow:
-        return int((await uow.session.exec(select(func.count()).select_from(Delivery).where(
-            Delivery.status == "pending"))).one())
+        return int((await uow.session.exec(select(func.count()).select_from(Delivery).where(Delivery.status == "pending"))).one())
 
 
 async def test_kill_9_every_2_seconds_during_200_webhooks_posts_each_card_once_and_each_reply_with_one_key(
-        tmp_path: Path, database_url: str) -> None:
+    tmp_path: Path, database_url: str
+) -> None:
     store_url = database_url
     config_path = tmp_path / "unsilo.toml"
     config_path.write_text(CONFIG)
-    container = build(Settings(database_url=store_url, allow_private_urls=("127.0.0.1",)),
-                      config=load_config(config_path))
+    container = build(Settings(database_url=store_url, allow_private_urls=("127.0.0.1",)), config=load_config(config_path))
     await container.prepare()
     async with container.uow() as uow:
         source = await uow.sources.ensure("listening", kind="webhook")
@@ -161,11 +173,16 @@ async def test_kill_9_every_2_seconds_during_200_webhooks_posts_each_card_once_a
     receiver, receiver_url = await serve(receiver_app)
     endpoint.url = f"{receiver_url}/replies"
     async with SlackStandIn(delay=0.1, rate_limit_per_channel=8, rate_limit_burst=3) as slack:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("SLACK_", "Microsoft", "DATABASE_URL", "UNSILO_"))}
-        env.update(PYTHONPATH=str(ROOT), DATABASE_URL=store_url, UNSILO_CONFIG=str(config_path),
-                   SLACK_BOT_TOKEN="xoxb-soak", SLACK_SIGNING_SECRET="soak-signing", SLACK_API_URL=slack.url,
-                   UNSILO_ALLOW_PRIVATE_URLS="127.0.0.1")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "Microsoft", "DATABASE_URL", "UNSILO_"))}
+        env.update(
+            PYTHONPATH=str(ROOT),
+            DATABASE_URL=store_url,
+            UNSILO_CONFIG=str(config_path),
+            SLACK_BOT_TOKEN="xoxb-soak",
+            SLACK_SIGNING_SECRET="soak-signing",
+            SLACK_API_URL=slack.url,
+            UNSILO_ALLOW_PRIVATE_URLS="127.0.0.1",
+        )
         replicas = Replicas(tmp_path, env)
         replicas.start(0)
         replicas.start(1)
@@ -229,8 +246,9 @@ async def test_kill_9_every_2_seconds_during_200_webhooks_posts_each_card_once_a
         per_card[(str(call.args.get("channel")), int(payload["conversation_id"]))] += 1
     twice = {card: n for card, n in per_card.items() if n > 1}
     assert not twice, f"cards posted more than once: {twice}"
-    assert set(per_card) == {(channel, cid) for channel in ("C0FIRST", "C0SECOND") for cid in ids}, \
+    assert set(per_card) == {(channel, cid) for channel in ("C0FIRST", "C0SECOND") for cid in ids}, (
         "every card reached both channels"
+    )
 
     keys: dict[int, set[str | None]] = defaultdict(set)
     for key, body in endpoint.requests:
@@ -238,9 +256,11 @@ async def test_kill_9_every_2_seconds_during_200_webhooks_posts_each_card_once_a
     assert set(keys) == set(replies), "every reply reached the customer"
     assert all(len(k) == 1 for k in keys.values()), {cid: k for cid, k in keys.items() if len(k) > 1}
     repeats = len(endpoint.requests) - len(replies)
-    print(f"{replicas.kills} kills; {len(posts)} card posts for {len(per_card)} cards; "
-          f"{len(endpoint.requests)} reply requests for {len(replies)} replies ({repeats} repeated, same key)")
+    print(
+        f"{replicas.kills} kills; {len(posts)} card posts for {len(per_card)} cards; "
+        f"{len(endpoint.requests)} reply requests for {len(replies)} replies ({repeats} repeated, same key)"
+    )
     for log in logs:
         if "Traceback" in log:
             # A killed run's log may end mid-line; a traceback in any run is a defect all the same.
-            pytest.fail(log[log.index("Traceback") - 2000:][:5000])
+            pytest.fail(log[log.index("Traceback") - 2000 :][:5000])

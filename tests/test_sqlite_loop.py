@@ -18,8 +18,7 @@ from bot.settings import Settings
 carol = c.Actor("cli", "carol", name="carol")
 
 
-async def test_searches_and_reports_run_off_the_loop_and_everything_else_on_it(tmp_path: Path,
-                                                                               test_config: Config) -> None:
+async def test_searches_and_reports_run_off_the_loop_and_everything_else_on_it(tmp_path: Path, test_config: Config) -> None:
     container = build(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'unsilo.db'}"), config=test_config)
     await container.prepare()
     try:

@@ -11,15 +11,14 @@ from pathlib import Path
 import aiohttp
 import jsonschema
 import pytest
+from sqlmodel import func, select
 
 from bot import commands as c
 from bot.ingest import make_incoming
 from bot.scheduler import sweep_sla
 from storage.models import Conversation, Delivery, Destination
-from sqlmodel import func, select
 from tests.conftest import reference_dir
 from tests.teams_support import CHANNEL, TENANT, TeamsHarness, running_teams
-
 
 APP_ID = "8e6e1f7a-1b2c-4d3e-9f00-112233445566"  # a bot's app id: authentication on
 
@@ -66,8 +65,13 @@ async def link_support(h: TeamsHarness) -> None:
 
 
 async def ingest(h: TeamsHarness, text: str = "my kettle arrived broken, refund please", external_id: str = "1") -> int:
-    report = await h.container.ingest([make_incoming(source="reviews", external_id=external_id, text=text,
-                                                     url="https://reviews.example.com/r/1", author_name="Priya")])
+    report = await h.container.ingest(
+        [
+            make_incoming(
+                source="reviews", external_id=external_id, text=text, url="https://reviews.example.com/r/1", author_name="Priya"
+            )
+        ]
+    )
     return report.new_ids[0]
 
 
@@ -110,7 +114,9 @@ async def test_a_channel_listed_in_the_config_gets_its_waiting_cards_once_it_is_
         assert created.status == 201 and f"#{waiting}" in card_text(created.body["activity"]["attachments"][0]["content"])
 
 
-async def test_claim_from_the_card_answers_with_the_refreshed_card_and_updates_the_posted_copy(teams: TeamsHarness, card_schema) -> None:
+async def test_claim_from_the_card_answers_with_the_refreshed_card_and_updates_the_posted_copy(
+    teams: TeamsHarness, card_schema
+) -> None:
     await link_support(teams)
     cid = await ingest(teams)
     await teams.deliver()
@@ -127,8 +133,9 @@ async def test_claim_from_the_card_answers_with_the_refreshed_card_and_updates_t
 async def test_a_post_of_thousands_of_emoji_is_cut_to_fit_and_teams_accepts_it(teams: TeamsHarness, card_schema) -> None:
     """Teams refuses messages over 40 KB (as UTF-16) with 413; the stand-in does too."""
     await link_support(teams)
-    report = await teams.container.ingest([make_incoming(source="reviews", external_id="1", title="😡" * 250,
-                                                         text="refund " + "😡" * 2990, author_name="😡" * 80)])
+    report = await teams.container.ingest(
+        [make_incoming(source="reviews", external_id="1", title="😡" * 250, text="refund " + "😡" * 2990, author_name="😡" * 80)]
+    )
     cid = report.new_ids[0]
     await teams.deliver()
     (created,) = teams.connector.calls_to("create")
@@ -146,7 +153,8 @@ async def test_a_post_of_thousands_of_emoji_is_cut_to_fit_and_teams_accepts_it(t
 async def test_two_people_invoke_claim_at_once_one_wins_the_other_sees_who(teams: TeamsHarness) -> None:
     cid = await ingest(teams)
     (a_status, a_body), (b_status, b_body) = await asyncio.gather(
-        teams.invoke("claim", cid, user="aad-alice", name="Alice"), teams.invoke("claim", cid, user="aad-bob", name="Bob"))
+        teams.invoke("claim", cid, user="aad-alice", name="Alice"), teams.invoke("claim", cid, user="aad-bob", name="Bob")
+    )
     assert a_status == b_status == 200
     texts = [card_text(a_body["value"]), card_text(b_body["value"])]
     lost = [t for t in texts if "already claimed by" in t]
@@ -199,8 +207,12 @@ async def test_thread_replies_become_notes_once(teams: TeamsHarness) -> None:
 
 
 async def test_send_to_unsilo_message_action_reports_a_post(teams: TeamsHarness) -> None:
-    status, body = await teams.send_to_unsilo(department="support", link="https://forum.example.com/t/7",
-                                              author="Dana", html="<p>Customer says the <b>courier</b> was rude</p>")
+    status, body = await teams.send_to_unsilo(
+        department="support",
+        link="https://forum.example.com/t/7",
+        author="Dana",
+        html="<p>Customer says the <b>courier</b> was rude</p>",
+    )
     # A dialog message: `{"task": {"type": "message", "value": ...}}` is a documented answer to a submit
     # (MicrosoftDocs/msteams-docs, task-modules-and-cards/task-modules/task-modules-bots.md: "MessageTask —
     # Teams displays a message in a pop-up message box"; messaging-extensions/how-to/action-commands/
@@ -214,9 +226,13 @@ async def test_send_to_unsilo_message_action_reports_a_post(teams: TeamsHarness)
     assert (conversation.title, conversation.author_name) == ("Customer says the courier was rude", "Dana")
 
     # Teams retries a submit it got no answer to within 5 s: the same message again changes nothing.
-    retry_status, retry = await teams.send_to_unsilo(department="support", link="https://forum.example.com/t/7",
-                                                     author="Dana", html="<p>Customer says the <b>courier</b> was rude</p>",
-                                                     activity_id="f:report-1-retry")
+    retry_status, retry = await teams.send_to_unsilo(
+        department="support",
+        link="https://forum.example.com/t/7",
+        author="Dana",
+        html="<p>Customer says the <b>courier</b> was rude</p>",
+        activity_id="f:report-1-retry",
+    )
     assert retry_status == 200 and retry["task"] == {"type": "message", "value": f"That post is already #{conversation.id}"}
     async with teams.container.uow() as uow:
         assert (await uow.session.exec(select(func.count()).select_from(Conversation))).one() == 1
@@ -224,28 +240,36 @@ async def test_send_to_unsilo_message_action_reports_a_post(teams: TeamsHarness)
     assert len(deliveries) == len({(d.kind, d.destination_id) for d in deliveries})  # no second card queued
 
 
-async def test_send_to_unsilo_with_no_form_fields_links_to_the_message_and_keeps_its_mentioned_names(
-        teams: TeamsHarness) -> None:
+async def test_send_to_unsilo_with_no_form_fields_links_to_the_message_and_keeps_its_mentioned_names(teams: TeamsHarness) -> None:
     """Microsoft's documented message as it is: the link is the message's own, an @mention is its name."""
     status, body = await teams.send_to_unsilo()
     assert status == 200 and body["task"]["value"].startswith("Thanks! That post is now #")
     async with teams.container.uow() as uow:
         (conversation,) = (await uow.session.exec(select(Conversation))).all()
     assert conversation.text == "Testing outgoing Webhook-Nikitha - Hi" and conversation.author_name == "Olo Brockhouse"
-    assert conversation.url == ("https://teams.microsoft.com/l/message/"
-                                "19:6decf54d86d945e4b3924b63a9161a78@thread.skype/1611060744833")
+    assert conversation.url == (
+        "https://teams.microsoft.com/l/message/19:6decf54d86d945e4b3924b63a9161a78@thread.skype/1611060744833"
+    )
     assert conversation.external_id == "teams:1611060744833"
 
 
 async def test_with_an_app_id_unauthenticated_requests_are_refused_and_change_nothing(tmp_path: Path) -> None:
     async with running_teams(tmp_path, app_id=APP_ID) as secured:
         without, _ = await secured.mention("report https://x.example/1 a post about a broken kettle")
-        forged, _ = await secured.send({**(await _mention_activity(secured)), "text": "<at>Unsilo</at> help"},
-                                       headers={"Authorization": "Bearer not-a-real-token"})
+        forged, _ = await secured.send(
+            {**(await _mention_activity(secured)), "text": "<at>Unsilo</at> help"},
+            headers={"Authorization": "Bearer not-a-real-token"},
+        )
         click, _ = await secured.invoke("claim", 1)
-        forged_click, _ = await secured.send({**(await _mention_activity(secured)), "type": "invoke",
-                                              "name": "adaptiveCard/action", "value": {"action": {"verb": "claim", "data": {"cmd": "claim", "id": 1}}}},
-                                             headers={"Authorization": "Bearer not-a-real-token"})
+        forged_click, _ = await secured.send(
+            {
+                **(await _mention_activity(secured)),
+                "type": "invoke",
+                "name": "adaptiveCard/action",
+                "value": {"action": {"verb": "claim", "data": {"cmd": "claim", "id": 1}}},
+            },
+            headers={"Authorization": "Bearer not-a-real-token"},
+        )
         assert without == 401 and forged == 401 and click == 401 and forged_click == 401
         async with secured.container.uow() as uow:
             assert (await uow.session.exec(select(func.count()).select_from(Conversation))).one() == 0
@@ -272,11 +296,13 @@ async def test_with_an_app_id_a_click_signed_by_the_bot_framework_is_answered(tm
         cid = await ingest(secured)
         url = secured.connector.url
         stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        refused = [issuer.token(app_id=APP_ID, service_url=url, key=stranger),  # not the framework's key
-                   issuer.token(app_id="another-bot", service_url=url),  # for another bot
-                   issuer.token(app_id=APP_ID, service_url="https://evil.example/"),  # for another service
-                   issuer.token(app_id=APP_ID, service_url=url, issuer="https://evil.example"),
-                   issuer.token(app_id=APP_ID, service_url=url, expires_in=-3600)]  # expired
+        refused = [
+            issuer.token(app_id=APP_ID, service_url=url, key=stranger),  # not the framework's key
+            issuer.token(app_id="another-bot", service_url=url),  # for another bot
+            issuer.token(app_id=APP_ID, service_url="https://evil.example/"),  # for another service
+            issuer.token(app_id=APP_ID, service_url=url, issuer="https://evil.example"),
+            issuer.token(app_id=APP_ID, service_url=url, expires_in=-3600),
+        ]  # expired
         statuses = [(await secured.invoke("claim", cid, name="Alice", token=token))[0] for token in refused]
         assert statuses == [401] * 5
         async with secured.container.uow() as uow:
@@ -363,12 +389,14 @@ async def test_the_largest_card_sent_uncut_still_fits_in_a_teams_message() -> No
     from tests.standins.bot_connector import BotConnectorStandIn
 
     def card_of(n: int):
-        return make_card(title="😡" * 250, text="😡" * n, author="😡" * 80, tags=("😡" * 100,),
-                         routing_reason="😡" * 300)
+        return make_card(title="😡" * 250, text="😡" * n, author="😡" * 80, tags=("😡" * 100,), routing_reason="😡" * 300)
 
     def uncut(n: int) -> bool:
-        runs = [i["text"].strip("\u2068\u2069") for b in render.card(card_of(n), outcomes=DEFAULT_OUTCOMES)["body"]
-                for i in b.get("inlines", ())]
+        runs = [
+            i["text"].strip("\u2068\u2069")
+            for b in render.card(card_of(n), outcomes=DEFAULT_OUTCOMES)["body"]
+            for i in b.get("inlines", ())
+        ]
         return "😡" * n in runs
 
     low, high = 0, 3000  # the most emoji of text that still needs no cutting
@@ -379,8 +407,17 @@ async def test_the_largest_card_sent_uncut_still_fits_in_a_teams_message() -> No
     async with BotConnectorStandIn() as connector:
         sender = TeamsSender(app_id="", app_password="", outcomes=DEFAULT_OUTCOMES)
         ref = {"serviceUrl": connector.url, "conversation": {"id": CHANNEL, "conversationType": "channel", "tenantId": "t"}}
-        sent = await sender.send(Job(delivery_id=1, kind="card", platform="teams", channel_id=CHANNEL,
-                                     conversation_ref=ref, payload={}, card=card_of(low)))
+        sent = await sender.send(
+            Job(
+                delivery_id=1,
+                kind="card",
+                platform="teams",
+                channel_id=CHANNEL,
+                conversation_ref=ref,
+                payload={},
+                card=card_of(low),
+            )
+        )
         (created,) = connector.calls_to("create")
         assert created.status == 201 and sent.message_id
         assert len(json.dumps(created.body).encode("utf-16-le")) <= connector.max_message_bytes
@@ -398,7 +435,8 @@ async def test_a_card_teams_finds_too_big_fails_at_once_instead_of_retrying(team
 
 
 async def test_escalations_go_under_the_card_and_reminders_to_the_owner_in_a_one_to_one_chat(
-        teams: TeamsHarness, card_schema) -> None:
+    teams: TeamsHarness, card_schema
+) -> None:
     await link_support(teams)
     await teams.mention("mine", user="aad-manager", name="Maria Manager")  # the support manager, known by now
     escalated = await ingest(teams, text="refund please, it is broken", external_id="e")
@@ -424,7 +462,8 @@ async def test_escalations_go_under_the_card_and_reminders_to_the_owner_in_a_one
     assert f"#{escalated} is still unclaimed" in card_text(escalation)
     assert "<at>Maria Manager</at>" in card_text(escalation)  # the manager is pinged
     assert escalation["msteams"]["entities"] == [
-        {"type": "mention", "text": "<at>Maria Manager</at>", "mentioned": {"id": "aad-manager", "name": "Maria Manager"}}]
+        {"type": "mention", "text": "<at>Maria Manager</at>", "mentioned": {"id": "aad-manager", "name": "Maria Manager"}}
+    ]
 
     chats = [c for c in teams.connector.calls_to("create") if c.body.get("members")]
     assert len(chats) == 1 and chats[0].body["members"][0]["id"] == "aad-alice"
@@ -470,7 +509,8 @@ def _shown(h: TeamsHarness, message_id: str) -> dict:
 
 
 async def test_a_card_posted_twice_after_a_crash_works_from_its_older_copy_which_then_points_at_the_live_one(
-        teams: TeamsHarness, card_schema) -> None:
+    teams: TeamsHarness, card_schema
+) -> None:
     """A bot cannot read a Teams channel, so the card is posted again (at least once); the older copy stays useful."""
     cid = await _first_send_dies_after_posting(teams)
     await teams.deliver()
@@ -509,7 +549,7 @@ async def test_a_card_posted_twice_after_a_crash_works_from_its_older_copy_which
 
 
 async def test_a_copy_used_before_the_retry_is_the_card_and_is_not_posted_again(teams: TeamsHarness) -> None:
-    cid = await _first_send_dies_after_posting(teams)
+    await _first_send_dies_after_posting(teams)
     (created,) = teams.connector.calls_to("create")
     only = created.response["activityId"]
 

@@ -27,8 +27,13 @@ async def teams(tmp_path: Path):
 async def posted_card(h: TeamsHarness, text: str = "my kettle arrived broken, refund please") -> tuple[int, str]:
     """A conversation whose card is posted in the linked channel: (its id, the card's message id)."""
     await link_support(h)
-    report = await h.container.ingest([make_incoming(source="reviews", external_id=text[:20], text=text,
-                                                     url="https://reviews.example.com/r/1", author_name="Priya")])
+    report = await h.container.ingest(
+        [
+            make_incoming(
+                source="reviews", external_id=text[:20], text=text, url="https://reviews.example.com/r/1", author_name="Priya"
+            )
+        ]
+    )
     await h.deliver()
     root = h.connector.calls_to("create")[-1].response["activityId"]
     return report.new_ids[0], root
@@ -63,7 +68,8 @@ async def test_help_in_any_thread_is_answered(teams: TeamsHarness) -> None:
 
 
 async def test_a_thread_reply_mentioning_only_a_colleague_is_a_note_with_their_name_and_gets_no_answer(
-        teams: TeamsHarness) -> None:
+    teams: TeamsHarness,
+) -> None:
     cid, root = await posted_card(teams)
     megan = ("Megan Bowen", "29:1megan")
     before = len(teams.connector.calls)
@@ -86,8 +92,11 @@ async def test_a_reply_in_a_thread_that_is_no_cards_looks_nobody_up(teams: Teams
 
 async def test_a_command_that_names_a_colleague_keeps_the_name_in_the_note(teams: TeamsHarness) -> None:
     cid, root = await posted_card(teams)
-    await teams.thread_mention(root, f"<at>Unsilo</at> note {cid} please ask <at>Megan Bowen</at> to call",
-                               mentions=(("Unsilo", BOT), ("Megan Bowen", "29:1megan")))
+    await teams.thread_mention(
+        root,
+        f"<at>Unsilo</at> note {cid} please ask <at>Megan Bowen</at> to call",
+        mentions=(("Unsilo", BOT), ("Megan Bowen", "29:1megan")),
+    )
     assert await notes_of(teams, cid) == ["please ask Megan Bowen to call"]
 
 
@@ -151,7 +160,8 @@ async def _mention(h: TeamsHarness, text: str) -> dict:
 
 
 async def test_with_no_tenant_configured_any_is_accepted_with_one_warning_at_start(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING):
         async with running_teams(tmp_path) as h:
             await h.mention("help")
@@ -224,9 +234,9 @@ async def test_bidi_controls_are_stripped_from_a_teams_users_name(teams: TeamsHa
 
 async def test_a_customer_name_of_invisible_characters_shows_as_no_name(teams: TeamsHarness) -> None:
     await link_support(teams)
-    await teams.container.ingest([make_incoming(source="reviews", external_id="1", text="refund, broken",
-                                                author_name="\u200b\u2060\u200b")])
+    await teams.container.ingest(
+        [make_incoming(source="reviews", external_id="1", text="refund, broken", author_name="\u200b\u2060\u200b")]
+    )
     await teams.deliver()
     card = teams.connector.calls_to("create")[-1].body["activity"]["attachments"][0]["content"]
     assert "from (no name)" in card_text(card)
-

@@ -172,8 +172,19 @@ def test_card_shows_everything() -> None:
     card_json = render.card(c, outcomes=DEFAULT_OUTCOMES)
     check_card(card_json)
     shown = runs_text(card_json)
-    for part in ("#42", "My parcel never arrived", "high", "claimed", "acme-forum", "Ann Customer",
-                 "courier says delivered", "ops, support", "delivery", "rule delivery matched", "Claimed by Bob Agent"):
+    for part in (
+        "#42",
+        "My parcel never arrived",
+        "high",
+        "claimed",
+        "acme-forum",
+        "Ann Customer",
+        "courier says delivered",
+        "ops, support",
+        "delivery",
+        "rule delivery matched",
+        "Claimed by Bob Agent",
+    ):
         assert part in shown, part
     assert "Unclaimed" not in json.dumps(card_json)
 
@@ -224,7 +235,10 @@ def test_buttons_by_status() -> None:
         for verb, action in actions.items():
             if verb == "open":
                 assert {k: v for k, v in action.items() if k != "mode"} == {
-                    "type": "Action.OpenUrl", "title": "Open original", "url": "https://forum.example/t/123"}
+                    "type": "Action.OpenUrl",
+                    "title": "Open original",
+                    "url": "https://forum.example/t/123",
+                }
             elif verb in ("claim", "release"):
                 assert action["type"] == "Action.Execute"
                 assert codec.decode(action["data"]) == (verb, 42)
@@ -244,9 +258,13 @@ def test_buttons_by_status() -> None:
                     assert text_input["isRequired"] and text_input["errorMessage"]
 
 
-@pytest.mark.parametrize("url", ["javascript:alert(1)", "ftp://x.example/a", "https://x.example/a b", "", "https://x\x00.example"])
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(1)", "ftp://x.example/a", "https://x.example/a b", "", "https://x\x00.example"]
+)
 def test_open_only_for_http_urls(url: str) -> None:
-    card_json = render.card(make_card(url=url, buttons=(Button("Open original", "open", 42, url=url),)), outcomes=DEFAULT_OUTCOMES)
+    card_json = render.card(
+        make_card(url=url, buttons=(Button("Open original", "open", 42, url=url),)), outcomes=DEFAULT_OUTCOMES
+    )
     check_card(card_json)
     assert card_json["actions"] == []
 
@@ -265,16 +283,24 @@ hostile = st.one_of(st.sampled_from(NASTY), st.text())
 
 @settings(max_examples=150, deadline=None)
 @given(
-    text=hostile, title=hostile, author=hostile, tag=hostile, reason=hostile,
-    owner=st.one_of(st.none(), hostile), status=st.sampled_from([s.value for s in Status]),
+    text=hostile,
+    title=hostile,
+    author=hostile,
+    tag=hostile,
+    reason=hostile,
+    owner=st.one_of(st.none(), hostile),
+    status=st.sampled_from([s.value for s in Status]),
 )
-def test_untrusted_text_is_inert(text: str, title: str, author: str, tag: str, reason: str, owner: str | None, status: str) -> None:
+def test_untrusted_text_is_inert(
+    text: str, title: str, author: str, tag: str, reason: str, owner: str | None, status: str
+) -> None:
     c = make_card(text=text, title=title, author=author, tags=(tag, "ok"), routing_reason=reason, owner=owner, status=status)
     card_json = render.card(c, outcomes=DEFAULT_OUTCOMES)
     check_card(card_json)
     history = (HistoryLine(at=NOW, actor=author, kind="noted", detail=text),)
-    result_json = render.result_card(Result(text, card=c, cards=(c, make_card(id=7, title=title)), history=history),
-                                     outcomes=DEFAULT_OUTCOMES)
+    result_json = render.result_card(
+        Result(text, card=c, cards=(c, make_card(id=7, title=title)), history=history), outcomes=DEFAULT_OUTCOMES
+    )
     check_card(result_json)
     check_card(render.text_card(text))
 
@@ -316,8 +342,16 @@ def test_text_card_keeps_backticks_and_lines() -> None:
 
 def test_envelopes() -> None:
     card_json = render.text_card("hi")
-    assert render.refreshed_invoke_body(card_json) == {"statusCode": 200, "type": "application/vnd.microsoft.card.adaptive", "value": card_json}
-    assert render.message_invoke_body("ok") == {"statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": "ok"}
+    assert render.refreshed_invoke_body(card_json) == {
+        "statusCode": 200,
+        "type": "application/vnd.microsoft.card.adaptive",
+        "value": card_json,
+    }
+    assert render.message_invoke_body("ok") == {
+        "statusCode": 200,
+        "type": "application/vnd.microsoft.activity.message",
+        "value": "ok",
+    }
     assert render.attachment(card_json) == {"contentType": "application/vnd.microsoft.card.adaptive", "content": card_json}
 
 
@@ -332,19 +366,27 @@ def test_the_bots_mention_is_removed_from_the_reference_activity() -> None:
 
 def test_other_peoples_mentions_keep_their_names() -> None:
     text = "<at>Unsilo</at>  note #12\n please ask <at>Megan Bowen</at> to call <at>x</at>"
-    assert render.addressed_text(text, bot_mentions=["<at>Unsilo</at>"],
-                                 other_mentions=[("<at>Megan Bowen</at>", "Megan Bowen")]) == \
-        "note #12 please ask Megan Bowen to call x"
+    assert (
+        render.addressed_text(text, bot_mentions=["<at>Unsilo</at>"], other_mentions=[("<at>Megan Bowen</at>", "Megan Bowen")])
+        == "note #12 please ask Megan Bowen to call x"
+    )
     assert render.addressed_text("  show   #3 ", bot_mentions=[], other_mentions=[]) == "show #3"
 
 
 @settings(max_examples=100, deadline=None)
-@given(title=hostile, lines=st.lists(hostile, max_size=100), note=hostile, status=st.sampled_from(
-    ["pending_approval", "recorded", "failed", "rejected", "sent"]))
-def test_notices_and_reply_states_are_inert_and_schema_valid(title: str, lines: list[str], note: str,
-                                                             status: str) -> None:
-    notice = Notice(title=title, lines=tuple(lines), mentions=(("teams:aad-1", title), ("slack:U1", "x")),
-                    links=((title, "https://forum.example/t/1"), ("x", "javascript:alert(1)")))
+@given(
+    title=hostile,
+    lines=st.lists(hostile, max_size=100),
+    note=hostile,
+    status=st.sampled_from(["pending_approval", "recorded", "failed", "rejected", "sent"]),
+)
+def test_notices_and_reply_states_are_inert_and_schema_valid(title: str, lines: list[str], note: str, status: str) -> None:
+    notice = Notice(
+        title=title,
+        lines=tuple(lines),
+        mentions=(("teams:aad-1", title), ("slack:U1", "x")),
+        links=((title, "https://forum.example/t/1"), ("x", "javascript:alert(1)")),
+    )
     card_json = render.notice_card(notice)
     check_card(card_json)
     assert [a["url"] for a in of_type(card_json, "Action.OpenUrl")] == ["https://forum.example/t/1"]
@@ -355,13 +397,24 @@ def test_notices_and_reply_states_are_inert_and_schema_valid(title: str, lines: 
 
 
 def test_a_notice_mentions_teams_people_by_name_and_id_and_nobody_else() -> None:
-    notice = Notice(title="#7 is still unclaimed", lines=("Managers: please claim it",),
-                    mentions=(("teams:aad-carol", "Carol *Boss* [x](https://evil)"), ("teams:aad-dan", ""),
-                              ("slack:UCAROL", "Carol"), ("teams:<at>x</at>", "Mallory")))
+    notice = Notice(
+        title="#7 is still unclaimed",
+        lines=("Managers: please claim it",),
+        mentions=(
+            ("teams:aad-carol", "Carol *Boss* [x](https://evil)"),
+            ("teams:aad-dan", ""),
+            ("slack:UCAROL", "Carol"),
+            ("teams:<at>x</at>", "Mallory"),
+        ),
+    )
     card_json = render.notice_card(notice)
     check_card(card_json)
     assert card_json["msteams"]["entities"] == [
-        {"type": "mention", "text": "<at>Carol Boss x https evil</at>", "mentioned": {"id": "aad-carol", "name": "Carol Boss x https evil"}},
+        {
+            "type": "mention",
+            "text": "<at>Carol Boss x https evil</at>",
+            "mentioned": {"id": "aad-carol", "name": "Carol Boss x https evil"},
+        },
         {"type": "mention", "text": "<at>team member</at>", "mentioned": {"id": "aad-dan", "name": "team member"}},
     ]
     assert of_type(card_json, "TextBlock")[-1]["text"] == "<at>Carol Boss x https evil</at> <at>team member</at>"
@@ -369,18 +422,29 @@ def test_a_notice_mentions_teams_people_by_name_and_id_and_nobody_else() -> None
 
 
 def test_namesakes_and_nameless_people_get_mentions_teams_can_tell_apart() -> None:
-    notice = Notice(title="t", mentions=(("teams:a1", "Sam"), ("teams:a2", "Sam"), ("teams:a3", ""), ("teams:a4", ""),
-                                         ("teams:a5", "N" * 200)))
+    notice = Notice(
+        title="t",
+        mentions=(("teams:a1", "Sam"), ("teams:a2", "Sam"), ("teams:a3", ""), ("teams:a4", ""), ("teams:a5", "N" * 200)),
+    )
     card_json = render.notice_card(notice)
     check_card(card_json)
     assert [e["mentioned"]["name"] for e in card_json["msteams"]["entities"]] == [
-        "Sam", "Sam 2", "team member", "team member 2", "N" * 79 + "…"]
+        "Sam",
+        "Sam 2",
+        "team member",
+        "team member 2",
+        "N" * 79 + "…",
+    ]
 
 
 def test_a_huge_notice_keeps_its_title_and_mentions_within_teams_size() -> None:
     mentions = tuple((f"teams:aad-{i}", "🙂" * 100) for i in range(3))
-    notice = Notice(title="🔥" * 400, lines=tuple("💩" * 4000 for _ in range(80)), mentions=mentions,
-                    links=(("🔗" * 100, "https://forum.example/" + "a" * 2000),))
+    notice = Notice(
+        title="🔥" * 400,
+        lines=tuple("💩" * 4000 for _ in range(80)),
+        mentions=mentions,
+        links=(("🔗" * 100, "https://forum.example/" + "a" * 2000),),
+    )
     card_json = render.notice_card(notice)
     check_card(card_json)
     assert card_json["body"][1]["type"] == "TextBlock" and card_json["body"][1]["text"].startswith("<at>")
@@ -390,8 +454,10 @@ def test_a_huge_notice_keeps_its_title_and_mentions_within_teams_size() -> None:
 
 def test_a_held_reply_offers_approve_and_a_reject_reason() -> None:
     buttons = (Button("Approve reply", "approve", 42, "primary"), Button("Reject reply", "reject", 42, "danger"))
-    card_json = render.card(make_card(reply_status="pending_approval", reply_note="Reply waiting for approval: “hi”",
-                                      buttons=buttons), outcomes=DEFAULT_OUTCOMES)
+    card_json = render.card(
+        make_card(reply_status="pending_approval", reply_note="Reply waiting for approval: “hi”", buttons=buttons),
+        outcomes=DEFAULT_OUTCOMES,
+    )
     check_card(card_json)
     actions = top_actions(card_json)
     assert actions["approve"]["type"] == "Action.Execute"
@@ -413,20 +479,33 @@ def every_card() -> Iterator[tuple[str, dict[str, Any]]]:
 
     for status in Status:
         for reply_status in REPLY_STATES:
-            conversation = Conversation(id=42, source="acme-forum", external_id="e1", status=status.value,
-                                        url="https://forum.example/t/1", title="Parcel", text="Never came.\nStill waiting.",
-                                        author_name="Ann", priority="high", routing_reason="rule delivery")
+            conversation = Conversation(
+                id=42,
+                source="acme-forum",
+                external_id="e1",
+                status=status.value,
+                url="https://forum.example/t/1",
+                title="Parcel",
+                text="Never came.\nStill waiting.",
+                author_name="Ann",
+                priority="high",
+                routing_reason="rule delivery",
+            )
             reply = Reply(conversation_id=42, text="Sorry!", status=reply_status) if reply_status else None
             view = card_for(conversation, owner="Bob" if status != Status.OPEN else None, departments=["ops"], reply=reply)
             name = f"{status.value}/{reply_status}"
             yield f"card {name}", render.card(view, outcomes=DEFAULT_OUTCOMES)
             history = (HistoryLine(at=NOW, actor="Bob", kind="noted", detail="called her"),)
             yield f"show {name}", render.result_card(Result("", card=view, history=history), outcomes=DEFAULT_OUTCOMES)
-            yield f"confirmation {name}", render.confirmation_card(Result(f"You claimed #42", card=view))
+            yield f"confirmation {name}", render.confirmation_card(Result("You claimed #42", card=view))
     listed = tuple(make_card(id=i) for i in range(1, 4))
     yield "queue", render.result_card(Result("3 waiting", cards=listed), outcomes=DEFAULT_OUTCOMES)
-    notice = Notice(title="Weekly digest — support", lines=("2 new",), mentions=(("teams:aad-1", "Maria"),),
-                    links=tuple((f"#{i}", f"https://forum.example/t/{i}") for i in range(1, 9)))
+    notice = Notice(
+        title="Weekly digest — support",
+        lines=("2 new",),
+        mentions=(("teams:aad-1", "Maria"),),
+        links=tuple((f"#{i}", f"https://forum.example/t/{i}") for i in range(1, 9)),
+    )
     yield "digest notice", render.notice_card(notice)
     yield "digest answer", render.result_card(Result(notice.title, notice=notice), outcomes=DEFAULT_OUTCOMES)
     yield "text", render.text_card("Unsilo commands:\n• `@Unsilo help`")
@@ -471,26 +550,45 @@ def test_a_claimed_card_shows_three_buttons_and_the_rest_in_its_overflow_menu() 
     check_card(claimed)
     assert buttons_of(claimed) == (["Reply", "Note", "Resolve"], ["Release", "Dismiss", "Open original"])
     assert buttons_of(render.card(make_card(), outcomes=DEFAULT_OUTCOMES)) == (
-        ["Claim", "Reply", "Note"], ["Dismiss", "Open original"])
-    held = render.card(make_card(status=Status.CLAIMED.value, reply_status="pending_approval", reply_note="waiting",
-                                 buttons=(Button("Approve reply", "approve", 42, "primary"),
-                                          Button("Reject reply", "reject", 42, "danger"))
-                                 + conversation_buttons(Status.CLAIMED.value)), outcomes=DEFAULT_OUTCOMES)
+        ["Claim", "Reply", "Note"],
+        ["Dismiss", "Open original"],
+    )
+    held = render.card(
+        make_card(
+            status=Status.CLAIMED.value,
+            reply_status="pending_approval",
+            reply_note="waiting",
+            buttons=(Button("Approve reply", "approve", 42, "primary"), Button("Reject reply", "reject", 42, "danger"))
+            + conversation_buttons(Status.CLAIMED.value),
+        ),
+        outcomes=DEFAULT_OUTCOMES,
+    )
     shown, overflow = buttons_of(held)
     assert shown == ["Approve reply", "Reject reply", "Reply"] and len(overflow) == 5  # all eight, none dropped
     assert buttons_of(render.card(make_card(status=Status.RESOLVED.value), outcomes=DEFAULT_OUTCOMES)) == (
-        ["Note", "Open original"], [])
+        ["Note", "Open original"],
+        [],
+    )
 
 
 def test_a_digest_shows_its_title_once_and_a_link_for_every_oldest_unclaimed_item() -> None:
-    from bot.digest import Digest, WaitingItem, digest_notice
-    from datetime import timedelta
     import dataclasses
+    from datetime import timedelta
+
+    from bot.digest import Digest, WaitingItem, digest_notice
 
     fields = {f.name: f for f in dataclasses.fields(Digest)}
-    waiting = tuple(WaitingItem(**{f.name: {"id": i, "age_seconds": 3600.0 * i, "snippet": f"post {i}",
-                                            "url": f"https://forum.example/t/{i}"}.get(f.name, None)
-                                   for f in dataclasses.fields(WaitingItem)}) for i in range(1, 8))
+    waiting = tuple(
+        WaitingItem(
+            **{
+                f.name: {"id": i, "age_seconds": 3600.0 * i, "snippet": f"post {i}", "url": f"https://forum.example/t/{i}"}.get(
+                    f.name, None
+                )
+                for f in dataclasses.fields(WaitingItem)
+            }
+        )
+        for i in range(1, 8)
+    )
     values: dict[str, Any] = {}
     for key, f in fields.items():
         if key == "oldest_unclaimed":
@@ -530,8 +628,9 @@ def _zero(kind: Any) -> Any:
 
 def test_bidi_controls_in_a_customers_name_or_text_never_reorder_unsilos_own_text() -> None:
     rlo, lri, pdf, zwsp = "\u202e", "\u2066", "\u202c", "\u200b"
-    card_json = render.card(make_card(author=f"{rlo}evil{pdf}", title=f"{lri}refund now", text=f"{rlo}2026 لا"),
-                            outcomes=DEFAULT_OUTCOMES)
+    card_json = render.card(
+        make_card(author=f"{rlo}evil{pdf}", title=f"{lri}refund now", text=f"{rlo}2026 لا"), outcomes=DEFAULT_OUTCOMES
+    )
     check_card(card_json)
     runs = [r["text"] for r in of_type(card_json, "TextRun")]
     assert not any(ch in run for run in runs for ch in (rlo, lri, pdf))
@@ -540,15 +639,15 @@ def test_bidi_controls_in_a_customers_name_or_text_never_reorder_unsilos_own_tex
     assert author_run == "\u2068evil\u2069"  # isolated: cannot reach the date next to it
     assert date_run == " · 2026-11-16 09:00 UTC"
     assert all(run.startswith("\u2068") and run.endswith("\u2069") for run in runs if "2026 لا" in run)
-    blank = render.card(make_card(author=zwsp * 3 + "\u2060", owner=f"{zwsp}{rlo}", status=Status.CLAIMED.value),
-                        outcomes=DEFAULT_OUTCOMES)
+    blank = render.card(
+        make_card(author=zwsp * 3 + "\u2060", owner=f"{zwsp}{rlo}", status=Status.CLAIMED.value), outcomes=DEFAULT_OUTCOMES
+    )
     assert "from (no name)" in runs_text(blank) and "Claimed by (no name)" in runs_text(blank)
 
 
 def test_a_cards_notification_preview_names_it_by_title_and_status() -> None:
     assert render.card_summary(make_card(status="claimed")) == "#42 · claimed · My parcel never arrived"
-    assert render.card_summary(make_card(title="", text="\n  Where is my refund?\nthanks")) == \
-        "#42 · open · Where is my refund?"
+    assert render.card_summary(make_card(title="", text="\n  Where is my refund?\nthanks")) == "#42 · open · Where is my refund?"
     assert render.summary_of(Result("You claimed #42\nmore", card=make_card())) == "You claimed #42"
 
 
@@ -570,9 +669,11 @@ def test_the_link_to_a_live_card_is_a_teams_deep_link_where_teams_has_one() -> N
     """Formats of MicrosoftDocs/msteams-docs, msteams-platform/concepts/build-and-test/deep-link-teams.md."""
     assert render.message_link("19:abc@thread.tacv2", "1771290107407", tenant_id="t-1") == (
         "https://teams.microsoft.com/l/message/19:abc@thread.tacv2/1771290107407"
-        "?tenantId=t-1&parentMessageId=1771290107407&createdTime=1771290107407")
+        "?tenantId=t-1&parentMessageId=1771290107407&createdTime=1771290107407"
+    )
     assert render.message_link("19:abc@thread.v2", "1563480968434", tenant_id=None) == (
-        "https://teams.microsoft.com/l/message/19:abc@thread.v2/1563480968434?context=%7B%22contextType%22%3A%22chat%22%7D")
+        "https://teams.microsoft.com/l/message/19:abc@thread.v2/1563480968434?context=%7B%22contextType%22%3A%22chat%22%7D"
+    )
     assert render.message_link("a:1AbCdEf", "1563480968434", tenant_id="t") is None  # a 1:1 chat: not the chat's id
     assert render.message_link("19:abc@thread.tacv2", "17 x", tenant_id=None) is None
     without = render.duplicate_card(42, link=None)

@@ -35,9 +35,17 @@ def issuer(monkeypatch: pytest.MonkeyPatch):
 
 
 async def ingest(h: TeamsHarness, external_id: str = "1") -> int:
-    report = await h.container.ingest([make_incoming(source="reviews", external_id=external_id,
-                                                     text="my kettle arrived broken, refund please",
-                                                     url="https://reviews.example.com/r/1", author_name="Priya")])
+    report = await h.container.ingest(
+        [
+            make_incoming(
+                source="reviews",
+                external_id=external_id,
+                text="my kettle arrived broken, refund please",
+                url="https://reviews.example.com/r/1",
+                author_name="Priya",
+            )
+        ]
+    )
     return report.new_ids[0]
 
 
@@ -45,7 +53,8 @@ async def ingest(h: TeamsHarness, external_id: str = "1") -> int:
 
 
 async def test_every_refused_request_is_logged_with_its_reason_and_never_its_token(
-        tmp_path: Path, issuer, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, issuer, caplog: pytest.LogCaptureFixture
+) -> None:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     async with running_teams(tmp_path, app_id=APP_ID) as secured:
@@ -57,8 +66,9 @@ async def test_every_refused_request_is_logged_with_its_reason_and_never_its_tok
             "signature does not verify": issuer.token(app_id=APP_ID, service_url=url, key=stranger),
             "for another bot (audience 'another-bot'": issuer.token(app_id="another-bot", service_url=url),
             "issued for another service URL": issuer.token(app_id=APP_ID, service_url="https://evil.example/"),
-            "not a Bearer token from the Bot Framework's issuer": issuer.token(app_id=APP_ID, service_url=url,
-                                                                               issuer="https://evil.example"),
+            "not a Bearer token from the Bot Framework's issuer": issuer.token(
+                app_id=APP_ID, service_url=url, issuer="https://evil.example"
+            ),
             "has expired": issuer.token(app_id=APP_ID, service_url=url, expires_in=-3600),
             "not a readable JWT": "not-a-real-token",
         }
@@ -70,8 +80,7 @@ async def test_every_refused_request_is_logged_with_its_reason_and_never_its_tok
                         status, _ = await secured.invoke("claim", cid, name="Alice", token=token)
                     else:
                         activity = sample("message.channel.mention.json")
-                        status, _ = await secured.send(activity, headers={"Authorization": f"Bearer {token}"}
-                                                       if token else None)
+                        status, _ = await secured.send(activity, headers={"Authorization": f"Bearer {token}"} if token else None)
                 assert status == 401, (reason, send)
                 logged = [r.getMessage() for r in caplog.records if "refused with 401" in r.getMessage()]
                 assert len(logged) == 1 and reason in logged[0], (reason, send, logged)
@@ -85,11 +94,16 @@ async def test_a_token_with_alg_none_or_an_unknown_key_is_a_401_not_a_500(tmp_pa
 
     async with running_teams(tmp_path, app_id=APP_ID) as secured:
         cid = await ingest(secured)
-        unsigned = jwt.encode({"iss": "https://api.botframework.com", "aud": APP_ID, "serviceurl": secured.connector.url},
-                              None, algorithm="none")
+        unsigned = jwt.encode(
+            {"iss": "https://api.botframework.com", "aud": APP_ID, "serviceurl": secured.connector.url}, None, algorithm="none"
+        )
         good = issuer.token(app_id=APP_ID, service_url=secured.connector.url)
-        unknown_kid = jwt.encode(jwt.decode(good, options={"verify_signature": False}), issuer.key, algorithm="RS256",
-                                 headers={"kid": "nobody-knows-this-key"})
+        unknown_kid = jwt.encode(
+            jwt.decode(good, options={"verify_signature": False}),
+            issuer.key,
+            algorithm="RS256",
+            headers={"kid": "nobody-knows-this-key"},
+        )
         for token in (unsigned, unknown_kid):
             status, _ = await secured.invoke("claim", cid, name="Alice", token=token)
             assert status == 401
@@ -109,8 +123,12 @@ def _bad_tokens(issuer, service_url: str) -> dict[str, str | None]:
         "malformed": "not-a-real-token",
         "alg none": jwt.encode(claims, None, algorithm="none"),
         "HS256": jwt.encode(claims, "a shared secret of thirty-two bytes", algorithm="HS256"),
-        "unknown kid": jwt.encode(jwt.decode(good, options={"verify_signature": False}), issuer.key,
-                                  algorithm="RS256", headers={"kid": "nobody-knows-this-key"}),
+        "unknown kid": jwt.encode(
+            jwt.decode(good, options={"verify_signature": False}),
+            issuer.key,
+            algorithm="RS256",
+            headers={"kid": "nobody-knows-this-key"},
+        ),
     }
 
 
@@ -121,8 +139,7 @@ async def _post(h: TeamsHarness, body: bytes, token: str | None) -> int:
         return response.status
 
 
-async def test_an_unauthenticated_request_is_refused_401_whatever_its_body_and_without_reading_it(
-        tmp_path: Path, issuer) -> None:
+async def test_an_unauthenticated_request_is_refused_401_whatever_its_body_and_without_reading_it(tmp_path: Path, issuer) -> None:
     """A caller without the Bot Framework's token learns nothing about how its body would be read (it got
     400 for deep JSON or an array, 413 for 2 MB), and a large activity costs no more to refuse than a small one
     (a 0.9 MB activity of 12,000 entities was parsed twice and deserialized by msrest first: ~130 ms of CPU)."""
@@ -161,11 +178,14 @@ async def test_an_authenticated_request_still_has_its_body_bounded_and_checked(t
         assert await _post(secured, b'{"type": "message", "text": "' + b"x" * (2 * 1024 * 1024) + b'"}', token) == 413
         assert await _post(secured, b"[" * 100_000 + b"]" * 100_000, token) == 400
         assert await _post(secured, b"[1, 2, 3]", token) == 400
-        assert await _post(secured, json.dumps({"type": "message", "serviceUrl": secured.connector.url}).encode(),
-                           token) == 400  # no from, recipient, conversation
+        assert (
+            await _post(secured, json.dumps({"type": "message", "serviceUrl": secured.connector.url}).encode(), token) == 400
+        )  # no from, recipient, conversation
         cid = await ingest(secured)
-        status, _ = await secured.send(sample("message.channel.mention.json") | {"text": f"<at>Chat SDK Demo</at> claim {cid}"},
-                                       headers={"Authorization": f"Bearer {token}"})
+        status, _ = await secured.send(
+            sample("message.channel.mention.json") | {"text": f"<at>Chat SDK Demo</at> claim {cid}"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert status in (200, 201)  # a message goes through the SDK (its answer needs login.microsoftonline.com)
         async with secured.container.uow() as uow:
             assert (await uow.conversations.get(cid)).status == "claimed"  # type: ignore[union-attr]
@@ -176,7 +196,8 @@ async def test_an_authenticated_request_still_has_its_body_bounded_and_checked(t
 
 @pytest.mark.parametrize("failure", ["500", "429", "reset"])
 async def test_when_the_answer_cannot_be_posted_the_request_still_succeeds_and_the_command_stands(
-        teams: TeamsHarness, failure: str, caplog: pytest.LogCaptureFixture) -> None:
+    teams: TeamsHarness, failure: str, caplog: pytest.LogCaptureFixture
+) -> None:
     cid = await ingest(teams)
     if failure == "reset":
         teams.connector.drop_next("reply", times=5)
@@ -212,7 +233,7 @@ async def test_when_the_bot_connector_is_unreachable_the_request_still_succeeds(
 async def test_a_commands_answer_links_to_the_current_card_instead_of_a_copy(teams: TeamsHarness) -> None:
     await link_support(teams)
     cid = await ingest(teams)
-    await teams.mention(f"report https://forum.example/t/9 the courier was rude, refund", user="aad-alice", name="Alice")
+    await teams.mention("report https://forum.example/t/9 the courier was rude, refund", user="aad-alice", name="Alice")
     reported = sent_cards(teams)[-1]
     assert "Thanks! That post is now #" in card_text(reported)
     assert [a["type"] for a in reported["actions"]] == ["Action.Execute"] and reported["actions"][0]["verb"] == "show"
@@ -271,15 +292,21 @@ async def test_healthz_reports_teams(teams: TeamsHarness) -> None:
     assert json.dumps(state.reason)
 
 
-@pytest.mark.parametrize(("body", "status"), [
-    (b"{not json", 400), (b"[1, 2, 3]", 400), (b'"a string"', 400), (b"{}", 400),
-    (b"[" * 100_000 + b"]" * 100_000, 400),  # deep JSON: RecursionError in the parser
-    (b'{"type": "message", "text": "' + b"x" * (1024 * 1024 + 10) + b'"}', 413),
-])
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"{not json", 400),
+        (b"[1, 2, 3]", 400),
+        (b'"a string"', 400),
+        (b"{}", 400),
+        (b"[" * 100_000 + b"]" * 100_000, 400),  # deep JSON: RecursionError in the parser
+        (b'{"type": "message", "text": "' + b"x" * (1024 * 1024 + 10) + b'"}', 413),
+    ],
+)
 async def test_a_body_that_is_not_an_activity_gets_a_4xx_with_the_reason_never_a_500(
-        teams: TeamsHarness, body: bytes, status: int) -> None:
-    async with teams.http.post(f"{teams.url}/api/messages", data=body,
-                               headers={"Content-Type": "application/json"}) as response:
+    teams: TeamsHarness, body: bytes, status: int
+) -> None:
+    async with teams.http.post(f"{teams.url}/api/messages", data=body, headers={"Content-Type": "application/json"}) as response:
         answer = await response.text()
     assert response.status == status, answer
     assert "error" in answer or status == 413

@@ -36,8 +36,16 @@ class Hooks:
     url: str
     http: aiohttp.ClientSession
 
-    async def post(self, item: Any, *, source: str = "listening", secret: str = SECRET, age_seconds: int = 0,
-                   body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    async def post(
+        self,
+        item: Any,
+        *,
+        source: str = "listening",
+        secret: str = SECRET,
+        age_seconds: int = 0,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
         """POST one item (or raw `body`), signed `age_seconds` ago by the service's clock."""
         raw = body if body is not None else json.dumps(item).encode()
         timestamp = int(self.clock().timestamp()) - age_seconds
@@ -97,7 +105,10 @@ async def test_a_valid_item_is_stored_once_with_its_author_link_channel_and_repl
     assert conversation.external_id == "1862000000000000001"
     assert conversation.text == "<!channel> my parcel never arrived & nobody answers <b>help</b>"  # data, kept as sent
     assert (conversation.author_name, conversation.author_handle, conversation.author_url) == (
-        "Maya Lopez", "@maya", "https://x.example/maya")
+        "Maya Lopez",
+        "@maya",
+        "https://x.example/maya",
+    )
     assert conversation.url == "https://x.example/maya/status/1862000000000000001"
     assert conversation.channel == "twitter"
     assert conversation.reply_url == "https://listening.example/api/reply/1862"
@@ -200,34 +211,48 @@ async def test_missing_fields_are_each_listed(hooks: Hooks) -> None:
     status, body = await hooks.post({"author": {"handle": "@maya"}, "text": "   "})
 
     assert status == 400
-    assert body == {"error": "invalid payload", "fields": {
-        "id": "is required", "text": "must not be empty", "author.name": "is required"}}
+    assert body == {
+        "error": "invalid payload",
+        "fields": {"id": "is required", "text": "must not be empty", "author.name": "is required"},
+    }
     status, body = await hooks.post({})
     assert body["fields"] == {"id": "is required", "text": "is required", "author": "is required"}
     assert await hooks.stored() == []
 
 
 async def test_wrong_types_are_each_listed(hooks: Hooks) -> None:
-    status, body = await hooks.post({
-        "id": True, "text": ["hello"], "author": {"name": 7, "handle": None, "url": "javascript:alert(1)"},
-        "url": 12, "created_at": "last Tuesday", "channel": {"name": "twitter"},
-        "reply_url": "ftp://listening.example/reply", "title": False, "tags": ["ok", 3], "format": "markdown",
-    })
+    status, body = await hooks.post(
+        {
+            "id": True,
+            "text": ["hello"],
+            "author": {"name": 7, "handle": None, "url": "javascript:alert(1)"},
+            "url": 12,
+            "created_at": "last Tuesday",
+            "channel": {"name": "twitter"},
+            "reply_url": "ftp://listening.example/reply",
+            "title": False,
+            "tags": ["ok", 3],
+            "format": "markdown",
+        }
+    )
 
     assert status == 400
-    assert body == {"error": "invalid payload", "fields": {
-        "id": "must be a string or an integer",
-        "text": "must be a string",
-        "author.name": "must be a string",
-        "author.url": "must be an http or https URL",
-        "url": "must be a string",
-        "created_at": "must be an ISO 8601 date-time",
-        "channel": "must be a string",
-        "reply_url": "must be an http or https URL",
-        "title": "must be a string",
-        "tags": "must be a list of strings",
-        "format": 'must be "text" or "html"',
-    }}
+    assert body == {
+        "error": "invalid payload",
+        "fields": {
+            "id": "must be a string or an integer",
+            "text": "must be a string",
+            "author.name": "must be a string",
+            "author.url": "must be an http or https URL",
+            "url": "must be a string",
+            "created_at": "must be an ISO 8601 date-time",
+            "channel": "must be a string",
+            "reply_url": "must be an http or https URL",
+            "title": "must be a string",
+            "tags": "must be a list of strings",
+            "format": 'must be "text" or "html"',
+        },
+    }
     status, body = await hooks.post({"id": "1", "text": "hi", "author": "Maya"})
     assert (status, body["fields"]) == (400, {"author": "must be an object with a name"})
     assert await hooks.stored() == []
@@ -330,16 +355,25 @@ def test_sign_matches_the_openssl_command_of_the_readme() -> None:
     body = b'{"id": "1", "text": "caf\xc3\xa9", "author": {"name": "Maya"}}'
     timestamp = 1794819600
 
-    printf = subprocess.run(["openssl", "dgst", "-sha256", "-hmac", SECRET], input=f"{timestamp}.".encode() + body,
-                            capture_output=True, check=True).stdout.decode()
+    printf = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-hmac", SECRET], input=f"{timestamp}.".encode() + body, capture_output=True, check=True
+    ).stdout.decode()
 
     assert sign(SECRET, timestamp, body) == "sha256=" + printf.split()[-1]
     assert sign(SECRET, str(timestamp), body) == sign(SECRET, timestamp, body)
 
 
-@pytest.mark.parametrize("reply_url", ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.5/replies",
-                                       "http://[::1]:8080/r", "http://[::ffff:127.0.0.2]/r", "http://localhost/r",
-                                       "http://127.0.0.2:9000/r"])
+@pytest.mark.parametrize(
+    "reply_url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.5/replies",
+        "http://[::1]:8080/r",
+        "http://[::ffff:127.0.0.2]/r",
+        "http://localhost/r",
+        "http://127.0.0.2:9000/r",
+    ],
+)
 async def test_a_reply_url_pointing_inside_is_refused_and_nothing_is_stored(hooks: Hooks, reply_url: str) -> None:
     """SSRF: an item's reply_url would make the service POST the employee's reply to an internal address."""
     status, body = await hooks.post(tweet(reply_url=reply_url))
@@ -360,6 +394,7 @@ async def test_a_name_resolving_inside_is_refused_at_connect_time() -> None:
     addresses = {info[4][0] for info in socket.getaddrinfo(name, None)}
     if not addresses or any(not a.startswith(("127.", "10.", "172.", "192.168.", "::1", "fe80")) for a in addresses):
         pytest.skip(f"{name} does not resolve to an internal address here ({addresses})")
+
     async def receive(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
@@ -380,15 +415,19 @@ async def test_a_name_resolving_inside_is_refused_at_connect_time() -> None:
         await runner.cleanup()
 
 
-@pytest.mark.parametrize(("changes", "field"), [
-    ({"id": "\u0000\u200b"}, "id"),
-    ({"text": "\u200b\u200d\u2060 \ufeff"}, "text"),  # only invisible characters: accepted before
-    ({"author": {"name": "\u200b\u202e"}}, "author.name"),
-    ({"created_at": "0001-01-01T00:00:00+01:00"}, "created_at"),  # before year 1 once in UTC: OverflowError
-    ({"created_at": "9999-12-31T23:59:59-01:00"}, "created_at"),  # after 9999 once in UTC
-])
-async def test_hostile_fields_get_a_400_naming_them_and_nothing_is_stored(hooks: Hooks, changes: dict[str, Any],
-                                                                        field: str) -> None:
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"id": "\u0000\u200b"}, "id"),
+        ({"text": "\u200b\u200d\u2060 \ufeff"}, "text"),  # only invisible characters: accepted before
+        ({"author": {"name": "\u200b\u202e"}}, "author.name"),
+        ({"created_at": "0001-01-01T00:00:00+01:00"}, "created_at"),  # before year 1 once in UTC: OverflowError
+        ({"created_at": "9999-12-31T23:59:59-01:00"}, "created_at"),  # after 9999 once in UTC
+    ],
+)
+async def test_hostile_fields_get_a_400_naming_them_and_nothing_is_stored(
+    hooks: Hooks, changes: dict[str, Any], field: str
+) -> None:
     status, body = await hooks.post(tweet(**changes))
     assert status == 400 and field in body["fields"], body
     assert await hooks.stored() == []
@@ -397,8 +436,14 @@ async def test_hostile_fields_get_a_400_naming_them_and_nothing_is_stored(hooks:
 async def test_deep_json_and_hostile_characters_in_short_fields(hooks: Hooks) -> None:
     status, body = await hooks.post(None, body=b"[" * 100_000 + b"]" * 100_000)
     assert status == 400 and "nested too deeply" in body["error"]
-    status, body = await hooks.post(tweet(external_id="tw-\u0000\ud800-1", author={"name": "Maya", "handle": "@m\u0000aya"},
-                                          channel="twit\u0000ter", url="https://x.example/\u0000a"))
+    status, body = await hooks.post(
+        tweet(
+            external_id="tw-\u0000\ud800-1",
+            author={"name": "Maya", "handle": "@m\u0000aya"},
+            channel="twit\u0000ter",
+            url="https://x.example/\u0000a",
+        )
+    )
     assert status == 200, body  # cleaned, like the text: NUL and lone surrogates never reach PostgreSQL
     [conversation] = await hooks.stored()
     assert (conversation.external_id, conversation.author_handle, conversation.channel) == ("tw--1", "@maya", "twitter")

@@ -30,8 +30,14 @@ TIMEOUT = 15.0
 class OutboundSender:
     """Sends reply deliveries (platform `outbound`)."""
 
-    def __init__(self, uow_factory: Callable[[], UnitOfWork], *, timeout: float = TIMEOUT,
-                 clock: Callable[[], float] = time.time, allowed: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        uow_factory: Callable[[], UnitOfWork],
+        *,
+        timeout: float = TIMEOUT,
+        clock: Callable[[], float] = time.time,
+        allowed: Iterable[str] = (),
+    ) -> None:
         self._uow = uow_factory
         self.timeout = timeout
         self.clock = clock
@@ -47,8 +53,10 @@ class OutboundSender:
         if source is None or not source.secret:
             raise PermanentFailure(f"source {job.payload.get('source')!r} has no signing secret for replies")
         body: dict[str, Any] = {
-            "in_reply_to": job.payload.get("external_id"), "text": reply.text,
-            "author": {"name": job.payload.get("author", "")}, "reply_id": reply.id,
+            "in_reply_to": job.payload.get("external_id"),
+            "text": reply.text,
+            "author": {"name": job.payload.get("author", "")},
+            "reply_id": reply.id,
             "conversation_id": reply.conversation_id,
         }
         return json.dumps(body, ensure_ascii=False).encode(), source.secret
@@ -64,12 +72,17 @@ class OutboundSender:
             raise PermanentFailure(f"reply endpoint refused: {exc}") from None
         body, secret = await self._body_and_secret(job)
         timestamp = str(int(self.clock()))
-        headers = {"Content-Type": "application/json", "User-Agent": "Unsilo (+reply delivery)",
-                   "X-Unsilo-Timestamp": timestamp, "X-Unsilo-Signature": sign(secret, timestamp, body),
-                   "X-Unsilo-Delivery": f"reply:{job.payload.get('reply_id')}"}
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "Unsilo (+reply delivery)",
+            "X-Unsilo-Timestamp": timestamp,
+            "X-Unsilo-Signature": sign(secret, timestamp, body),
+            "X-Unsilo-Delivery": f"reply:{job.payload.get('reply_id')}",
+        }
         if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout),
-                                               connector=self.guard.connector())
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout), connector=self.guard.connector()
+            )
         try:
             response = await self._http.post(url, data=body, headers=headers, allow_redirects=False)
         except UnsafeURL as exc:  # resolved to an internal address at connect time

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -37,8 +37,18 @@ SOCKET_PING_INTERVAL = 10.0  # the Socket Mode client's ping and reconnect-check
 WATCH_EVERY = 2.0  # how often the Socket Mode connection's state is read for /healthz
 
 # `auth.test` / `apps.connections.open` errors that mean the token itself is refused.
-REFUSED = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive",
-                     "not_allowed_token_type", "missing_scope", "team_access_not_granted"})
+REFUSED = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "token_revoked",
+        "token_expired",
+        "account_inactive",
+        "not_allowed_token_type",
+        "missing_scope",
+        "team_access_not_granted",
+    }
+)
 
 
 def build(container: Container) -> SlackBot:
@@ -46,10 +56,16 @@ def build(container: Container) -> SlackBot:
     settings = container.settings
     base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
     client = AsyncWebClient(token=settings.slack_bot_token, base_url=base_url)
-    return SlackBot(bus=container.bus, token=settings.slack_bot_token, signing_secret=settings.slack_signing_secret,
-                    client=client, outcomes=container.config.outcomes,
-                    health=SlackHealth(container.health, socket_mode=bool(settings.slack_app_token)),
-                    team_id=settings.slack_team_id, enterprise_id=settings.slack_enterprise_id)
+    return SlackBot(
+        bus=container.bus,
+        token=settings.slack_bot_token,
+        signing_secret=settings.slack_signing_secret,
+        client=client,
+        outcomes=container.config.outcomes,
+        health=SlackHealth(container.health, socket_mode=bool(settings.slack_app_token)),
+        team_id=settings.slack_team_id,
+        enterprise_id=settings.slack_enterprise_id,
+    )
 
 
 def mount(app: web.Application, container: Container) -> None:
@@ -153,7 +169,7 @@ async def _retrying(attempt: Any, state: SlackHealth, part: str, *, method: str,
         try:
             await attempt()
             return
-        except (SlackApiError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, SlackApiError, aiohttp.ClientError, OSError) as exc:
             problem = _problem(exc, method=method, variable=variable, hint=hint)
         logger.warning("Slack: %s; retrying in %.0fs", problem, delay)
         state.report(part, f"{problem}; retrying with backoff")
@@ -163,13 +179,20 @@ async def _retrying(attempt: Any, state: SlackHealth, part: str, *, method: str,
 
 async def _check_bot_token(bot: SlackBot, state: SlackHealth) -> None:
     """`auth.test` until Slack answers: the token's verdict goes to /healthz, never blocks a request."""
+
     async def attempt() -> None:
         auth = await bot.identify()
         logger.info("Slack bot user %s in team %s", auth.bot_user_id, auth.team_id)
         state.report("token", None)
 
-    await _retrying(attempt, state, "token", method="auth.test", variable="SLACK_BOT_TOKEN",
-                    hint="set the Bot User OAuth Token (xoxb-…) from Install App")
+    await _retrying(
+        attempt,
+        state,
+        "token",
+        method="auth.test",
+        variable="SLACK_BOT_TOKEN",
+        hint="set the Bot User OAuth Token (xoxb-…) from Install App",
+    )
 
 
 async def _keep_socket_mode(handler: AsyncSocketModeHandler, state: SlackHealth) -> None:
@@ -180,13 +203,20 @@ async def _keep_socket_mode(handler: AsyncSocketModeHandler, state: SlackHealth)
     the SDK reconnects by itself (on `disconnect` / `refresh_requested` and dropped
     sockets); this task only reports the connection's state.
     """
+
     async def attempt() -> None:
         handler.client.wss_uri = await handler.client.issue_new_wss_url()
         await asyncio.wait_for(handler.connect_async(), CONNECT_TIMEOUT)
 
     while True:
-        await _retrying(attempt, state, "socket", method="apps.connections.open", variable="SLACK_APP_TOKEN",
-                        hint="set an app-level token (xapp-…) with the connections:write scope")
+        await _retrying(
+            attempt,
+            state,
+            "socket",
+            method="apps.connections.open",
+            variable="SLACK_APP_TOKEN",
+            hint="set an app-level token (xapp-…) with the connections:write scope",
+        )
         logger.info("Slack connected over Socket Mode")
         state.report("socket", None)
         await _watch(handler, state)
@@ -206,5 +236,8 @@ async def _watch(handler: AsyncSocketModeHandler, state: SlackHealth) -> None:
         elif not lost:
             lost = True
             at = datetime.now(UTC).strftime("%H:%M:%S UTC")
-            state.report("socket", f"Socket Mode connection lost at {at}; the client is reconnecting "
-                                   "(check SLACK_APP_TOKEN and that Slack is reachable if this lasts)")
+            state.report(
+                "socket",
+                f"Socket Mode connection lost at {at}; the client is reconnecting "
+                "(check SLACK_APP_TOKEN and that Slack is reachable if this lasts)",
+            )

@@ -8,8 +8,8 @@ import json
 import logging
 import re
 import uuid
-from functools import partial
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -24,8 +24,8 @@ from adapters.slack.directory import SlackDirectory
 from bot import codec
 from bot import commands as c
 from bot.bus import Bus
-from bot.health import PlatformHealth
 from bot.domain import AlreadyClaimed, DomainError, InvalidInput, parse_conversation_id
+from bot.health import PlatformHealth
 from bot.textcommands import HelpRequest, help_text, parse
 from bot.views import Result
 from storage.db import UNAVAILABLE
@@ -43,12 +43,18 @@ _TEXT_MODALS = {
 
 SORRY = "Sorry, that failed on our side (it is logged). Please try again in a moment."
 WORKING = "Working on it…"
-STORE_WAIT = ("Unsilo's database is not answering right now. What you asked is kept and will be done as soon as "
-              "it answers again; you'll be told here.")
-DONE_LATE = ("Done: it went through while Unsilo's database was slow to confirm it, so the details are lost "
-             "(`/unsilo show #id` shows where things stand).")
-NOT_OUR_WORKSPACE = ("This Slack workspace is not the one Unsilo is installed in, so Unsilo can't act here. "
-                     "Ask your Unsilo admin which workspace to use.")
+STORE_WAIT = (
+    "Unsilo's database is not answering right now. What you asked is kept and will be done as soon as "
+    "it answers again; you'll be told here."
+)
+DONE_LATE = (
+    "Done: it went through while Unsilo's database was slow to confirm it, so the details are lost "
+    "(`/unsilo show #id` shows where things stand)."
+)
+NOT_OUR_WORKSPACE = (
+    "This Slack workspace is not the one Unsilo is installed in, so Unsilo can't act here. "
+    "Ask your Unsilo admin which workspace to use."
+)
 
 # Slack waits 3 s for an answer. A slash command's answer that takes longer than this is
 # preceded by WORKING; a modal whose work takes longer closes and reports by ephemeral.
@@ -69,8 +75,10 @@ class StoreGaveUp(Exception):
     """The store did not answer for `STORE_PATIENCE` seconds: the person's action was not done."""
 
     def __init__(self) -> None:
-        super().__init__(f"Unsilo's database has not answered for {STORE_PATIENCE / 60:g} minutes, so this could "
-                         "not be done. Please try again later.")
+        super().__init__(
+            f"Unsilo's database has not answered for {STORE_PATIENCE / 60:g} minutes, so this could "
+            "not be done. Please try again later."
+        )
         self.message = str(self)
 
 
@@ -119,9 +127,19 @@ class SlackBot:
     workspace `auth.test` reports for the bot token. Requests from anywhere else are refused.
     """
 
-    def __init__(self, *, bus: Bus, token: str, signing_secret: str, client: AsyncWebClient,
-                 outcomes: tuple[str, ...], health: PlatformHealth | None = None, team_id: str = "",
-                 enterprise_id: str = "", directory: SlackDirectory | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        token: str,
+        signing_secret: str,
+        client: AsyncWebClient,
+        outcomes: tuple[str, ...],
+        health: PlatformHealth | None = None,
+        team_id: str = "",
+        enterprise_id: str = "",
+        directory: SlackDirectory | None = None,
+    ) -> None:
         self.bus = bus
         self.health = health
         self.token = token
@@ -133,12 +151,18 @@ class SlackBot:
         self._auth: AuthorizeResult | None = None
         self._identifying: asyncio.Future[AuthorizeResult] | None = None
         self._background: set[asyncio.Future[None]] = set()
+
         async def authorize(enterprise_id: str | None = None, team_id: str | None = None) -> AuthorizeResult:
             return await self.authorize(enterprise_id, team_id)  # Bolt inspects argument names: no `self`
 
         # Over Socket Mode there is no HTTP request to verify, and no signing secret is needed.
-        self.app = AsyncApp(signing_secret=signing_secret or None, request_verification_enabled=bool(signing_secret),
-                            client=client, authorize=authorize, process_before_response=False)
+        self.app = AsyncApp(
+            signing_secret=signing_secret or None,
+            request_verification_enabled=bool(signing_secret),
+            client=client,
+            authorize=authorize,
+            process_before_response=False,
+        )
         self._register()
 
     async def identify(self) -> AuthorizeResult:
@@ -152,9 +176,13 @@ class SlackBot:
 
     async def _auth_test(self) -> AuthorizeResult:
         response = await self.client.auth_test(token=self.token)
-        self._auth = AuthorizeResult(enterprise_id=response.get("enterprise_id"), team_id=response.get("team_id"),
-                                     bot_user_id=response.get("user_id"), bot_id=response.get("bot_id"),
-                                     bot_token=self.token)
+        self._auth = AuthorizeResult(
+            enterprise_id=response.get("enterprise_id"),
+            team_id=response.get("team_id"),
+            bot_user_id=response.get("user_id"),
+            bot_id=response.get("bot_id"),
+            bot_token=self.token,
+        )
         return self._auth
 
     async def authorize(self, enterprise_id: str | None = None, team_id: str | None = None) -> AuthorizeResult:
@@ -192,8 +220,7 @@ class SlackBot:
         """Slack-escaped text with markup (a message's, a slash command's) as the plain text it shows."""
         return await text.read(slack_text, partial(self.directory.names, timeout=timeout))
 
-    async def carry_out(self, command: c.Command, *,
-                        waiting: Callable[[], Awaitable[None]] | None = None) -> Result | None:
+    async def carry_out(self, command: c.Command, *, waiting: Callable[[], Awaitable[None]] | None = None) -> Result | None:
         """`bus.handle`, patient with the store: while it does not answer, the same command is tried again
         (with backoff, for up to `STORE_PATIENCE` s; `waiting()` is awaited once, at the first trouble) and
         raises `StoreGaveUp` after that. Every try carries one key, recorded with the command's changes,
@@ -209,25 +236,42 @@ class SlackBot:
                 result = await self.bus.handle_once(command, event_id=key)
             except UNAVAILABLE as exc:
                 if loop.time() + delay > give_up:
-                    logger.error("%s for %s not done: the store did not answer for %gs (%r)", type(command).__name__,
-                                 command.actor.user_id, STORE_PATIENCE, exc)
+                    logger.error(
+                        "%s for %s not done: the store did not answer for %gs (%r)",
+                        type(command).__name__,
+                        command.actor.user_id,
+                        STORE_PATIENCE,
+                        exc,
+                    )
                     raise StoreGaveUp() from None
-                logger.warning("%s for %s: the store did not answer (%r); try %d again in %.1fs",
-                               type(command).__name__, command.actor.user_id, exc, tries + 1, delay)
+                logger.warning(
+                    "%s for %s: the store did not answer (%r); try %d again in %.1fs",
+                    type(command).__name__,
+                    command.actor.user_id,
+                    exc,
+                    tries + 1,
+                    delay,
+                )
                 if waiting is not None and tries == 1:
                     await waiting()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, STORE_RETRY_MAX)
                 continue
             if tries > 1:
-                logger.info("%s for %s done at try %d%s", type(command).__name__, command.actor.user_id, tries,
-                            "" if result is not None else " (an earlier try had done it)")
+                logger.info(
+                    "%s for %s done at try %d%s",
+                    type(command).__name__,
+                    command.actor.user_id,
+                    tries,
+                    "" if result is not None else " (an earlier try had done it)",
+                )
             return result
 
     # The installed workspace ------------------------------------------------------
 
-    async def only_installed_workspace(self, context: AsyncBoltContext, body: dict[str, Any], resp: BoltResponse,
-                                       next: Callable[[], Awaitable[None]]) -> BoltResponse:
+    async def only_installed_workspace(
+        self, context: AsyncBoltContext, body: dict[str, Any], resp: BoltResponse, next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse:
         """A global middleware: only the installed workspace (or its configured Grid org) gets through.
 
         Bolt's `context.team_id` is the installation's workspace: for events it is read from
@@ -243,14 +287,19 @@ class SlackBot:
         enterprise_ok = bool(self.enterprise_id) and context.enterprise_id == self.enterprise_id
         if enterprise_ok or (installed and context.team_id == installed):
             if self._foreign_user(body, installed):
-                logger.warning("Slack event from a user of another workspace (%s) ignored",
-                               (body.get("event") or {}).get("user_team"))
+                logger.warning(
+                    "Slack event from a user of another workspace (%s) ignored", (body.get("event") or {}).get("user_team")
+                )
                 return BoltResponse(status=200, body="")
             await next()
             return resp
-        logger.warning("Slack request from workspace %s (org %s) refused: Unsilo is installed in %s%s",
-                       context.team_id, context.enterprise_id, installed,
-                       f" (org {self.enterprise_id})" if self.enterprise_id else "")
+        logger.warning(
+            "Slack request from workspace %s (org %s) refused: Unsilo is installed in %s%s",
+            context.team_id,
+            context.enterprise_id,
+            installed,
+            f" (org {self.enterprise_id})" if self.enterprise_id else "",
+        )
         if context.response_url:  # told after the answer: the refusal is acked at once, like everything else
             self._later(self._tell_foreign(context))
         return BoltResponse(status=200, body="")  # never retried; a modal just closes
@@ -277,8 +326,7 @@ class SlackBot:
 
     # Slash command -----------------------------------------------------------------
 
-    async def on_command(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond,
-                         client: AsyncWebClient) -> None:
+    async def on_command(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient) -> None:
         """`/unsilo …`: ack at once, then do the work and answer privately through `response_url`
         (first "working on it" when it is slow, and why when the store is not answering)."""
         await ack()
@@ -314,15 +362,15 @@ class SlackBot:
             return {"text": SORRY}
         return render.result_message(result or Result(DONE_LATE))
 
-    async def _answer(self, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient,
-                      message: dict[str, Any]) -> None:
+    async def _answer(
+        self, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient, message: dict[str, Any]
+    ) -> None:
         """An ephemeral answer: through `response_url`, else `chat.postEphemeral`."""
         try:
             if command.get("response_url"):
                 await respond(response_type="ephemeral", **message)
             else:
-                await client.chat_postEphemeral(channel=command.get("channel_id", ""), user=command.get("user_id", ""),
-                                                **message)
+                await client.chat_postEphemeral(channel=command.get("channel_id", ""), user=command.get("user_id", ""), **message)
         except Exception as exc:
             logger.warning("could not answer /unsilo for %s: %r", command.get("user_id"), exc)
 
@@ -380,8 +428,7 @@ class SlackBot:
 
     # Modals ------------------------------------------------------------------------
 
-    async def on_text_modal(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any],
-                            client: AsyncWebClient) -> None:
+    async def on_text_modal(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient) -> None:
         """Reply, note, dismiss and resolve modals: errors come back inside the modal (within 3 s).
 
         `plain_text_input` values arrive raw (Slack does not escape them): used as they are.
@@ -410,13 +457,13 @@ class SlackBot:
             }[verb]()
             return await self.carry_out(command, waiting=waiting)
 
-        result = await self._within_budget(ack, work, field=field, user=user, client=client,
-                                           what=view.get("callback_id", ""))
+        result = await self._within_budget(ack, work, field=field, user=user, client=client, what=view.get("callback_id", ""))
         if waiting.called and result is not None:  # they were told it was kept: now what became of it
             await self._tell(client, user, render.escape(result.text) or "Done.")
 
-    async def _within_budget(self, ack: AsyncAck, work: Callable[[], Awaitable[Any]], *, field: str, user: str,
-                             client: AsyncWebClient, what: str) -> Any:
+    async def _within_budget(
+        self, ack: AsyncAck, work: Callable[[], Awaitable[Any]], *, field: str, user: str, client: AsyncWebClient, what: str
+    ) -> Any:
         """Run a modal's work: its refusal inside the modal if it ends within `MODAL_BUDGET`,
         else close the modal and tell the person by DM when it ends."""
         task = asyncio.ensure_future(work())
@@ -453,16 +500,19 @@ class SlackBot:
             logger.info("could not tell %s: %s", user, exc.response.get("error"))
 
     async def on_report_shortcut(self, ack: AsyncAck, shortcut: dict[str, Any], client: AsyncWebClient) -> None:
-        """"Send to Unsilo" on any message: ask for the department and a link. The form opens within the
+        """ "Send to Unsilo" on any message: ask for the department and a link. The form opens within the
         trigger_id's 3 s whatever Slack or the store do: each lookup for it is bounded, and goes without."""
         await ack()
         message = shortcut.get("message") or {}
         channel, ts, user = _ref(shortcut.get("channel")), _ref(message, "ts"), shortcut["user"]["id"]
         link, departments = await asyncio.gather(self._permalink(client, channel, ts), self._departments(user))
         try:
-            await client.views_open(trigger_id=shortcut["trigger_id"], view=render.report_modal(
-                departments=departments, text=text.to_plain(_ref(message, "text")), link=link, channel=channel,
-                message_ts=ts))
+            await client.views_open(
+                trigger_id=shortcut["trigger_id"],
+                view=render.report_modal(
+                    departments=departments, text=text.to_plain(_ref(message, "text")), link=link, channel=channel, message_ts=ts
+                ),
+            )
         except SlackApiError as exc:
             logger.warning("could not open the report form for %s: %s", user, exc.response.get("error"))
 
@@ -498,10 +548,16 @@ class SlackBot:
 
         async def work() -> Result | None:
             actor = await self.actor(user, body["user"].get("name"), timeout=EVENT_LOOKUP)
-            return await self.carry_out(c.Report(
-                actor, meta.get("text", ""), link=values.get("link") or meta.get("link", ""),
-                department=values.get("department") or None, external_id=f"{meta.get('channel', '')}:{meta.get('ts', '')}"),
-                waiting=partial(self._tell, client, user, STORE_WAIT))
+            return await self.carry_out(
+                c.Report(
+                    actor,
+                    meta.get("text", ""),
+                    link=values.get("link") or meta.get("link", ""),
+                    department=values.get("department") or None,
+                    external_id=f"{meta.get('channel', '')}:{meta.get('ts', '')}",
+                ),
+                waiting=partial(self._tell, client, user, STORE_WAIT),
+            )
 
         result = await self._within_budget(ack, work, field="link", user=user, client=client, what="unsilo_report")
         if result is not None:
@@ -509,8 +565,9 @@ class SlackBot:
 
     # Events ------------------------------------------------------------------------
 
-    async def store_thread_note(self, body: dict[str, Any], resp: BoltResponse,
-                                next: Callable[[], Awaitable[None]]) -> BoltResponse:
+    async def store_thread_note(
+        self, body: dict[str, Any], resp: BoltResponse, next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse:
         """Listener middleware of `message`: a human's reply in a card's thread is stored as a
         note BEFORE Slack gets its 200 (Slack never retries a 200). When storing fails or
         takes too long, Slack is answered 500 and retries; the retry is recognised by `event_id`."""
@@ -522,8 +579,7 @@ class SlackBot:
             except DomainError as exc:
                 logger.info("thread message not stored as a note: %s", exc.message)
             except Exception as exc:
-                logger.error("thread note %s not stored (%r); answering 500 so Slack sends it again",
-                             body.get("event_id"), exc)
+                logger.error("thread note %s not stored (%r); answering 500 so Slack sends it again", body.get("event_id"), exc)
                 return BoltResponse(status=500, body="")
         await next()
         return resp
@@ -539,8 +595,9 @@ class SlackBot:
 
     async def _store(self, note: dict[str, Any], event: dict[str, Any], body: dict[str, Any]) -> None:
         # Both lookups at once, each bounded: the note must be stored within Slack's 3 s.
-        plain, actor = await asyncio.gather(self.plain(event.get("text"), timeout=EVENT_LOOKUP),
-                                            self.actor(note["user"], timeout=EVENT_LOOKUP))
+        plain, actor = await asyncio.gather(
+            self.plain(event.get("text"), timeout=EVENT_LOOKUP), self.actor(note["user"], timeout=EVENT_LOOKUP)
+        )
         said = "\n".join(line for line in [plain, *_files(event)] if line)
         command = c.ThreadNote(actor, channel_id=note["channel"], message_id=note["thread"], text=said)
         await self.bus.handle_once(command, event_id=body.get("event_id") or f"{note['channel']}:{event.get('ts')}")
@@ -572,7 +629,6 @@ class SlackBot:
             logger.warning("Home tab of %s not refreshed: the store did not answer (%r)", user, exc)
             return
         try:
-            await client.views_publish(user_id=user, view=render.home_view(
-                mine=mine, queue=queue, recent=recent))
+            await client.views_publish(user_id=user, view=render.home_view(mine=mine, queue=queue, recent=recent))
         except SlackApiError as exc:
             logger.warning("could not publish the Home tab of %s: %s", user, exc.response.get("error"))

@@ -40,8 +40,15 @@ _UNKNOWN = Profile()
 class SlackDirectory:
     """`users.info` lookups, at most one in flight per user, remembered for `FRESH_FOR` seconds."""
 
-    def __init__(self, client: AsyncWebClient, *, timeout: float = TIMEOUT, fresh_for: float = FRESH_FOR,
-                 retry_after: float = RETRY_AFTER, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        timeout: float = TIMEOUT,
+        fresh_for: float = FRESH_FOR,
+        retry_after: float = RETRY_AFTER,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.client = client
         self.timeout = timeout
         self.fresh_for = fresh_for
@@ -84,8 +91,12 @@ class SlackDirectory:
             response = await self.client.users_info(user=user_id)
         except SlackApiError as exc:
             error = str(exc.response.get("error") or exc.response.status_code)
-            self._log_once(error, "Slack users.info failed (%s); names and emails of Slack users stay unknown%s",
-                           error, " until the app has the users:read.email scope" if error == "missing_scope" else "")
+            self._log_once(
+                error,
+                "Slack users.info failed (%s); names and emails of Slack users stay unknown%s",
+                error,
+                " until the app has the users:read.email scope" if error == "missing_scope" else "",
+            )
             self._known[user_id] = (self.clock() + self.retry_after, _UNKNOWN)
             return _UNKNOWN
         except Exception as exc:  # network trouble: the command goes on without the profile
@@ -106,8 +117,14 @@ def _profile_of(user: Mapping[str, object]) -> Profile:
     """Name and email of a `users.info` user object; no email for bots or deactivated accounts."""
     profile = user.get("profile") if isinstance(user.get("profile"), Mapping) else {}
     assert isinstance(profile, Mapping)
-    name = next((str(v).strip() for v in (profile.get("display_name"), profile.get("real_name"),
-                                           user.get("real_name"), user.get("name")) if v and str(v).strip()), None)
+    name = next(
+        (
+            str(v).strip()
+            for v in (profile.get("display_name"), profile.get("real_name"), user.get("real_name"), user.get("name"))
+            if v and str(v).strip()
+        ),
+        None,
+    )
     email = profile.get("email")
     trusted = isinstance(email, str) and "@" in email and not user.get("is_bot") and not user.get("deleted")
     return Profile(name=name, email=email.strip().lower() if trusted and isinstance(email, str) else None)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot import codec
-from bot.views import Button, Card, display_name, has_visible, HistoryLine, isolate, Notice, printable, Result
+from bot.views import Button, Card, HistoryLine, Notice, Result, display_name, has_visible, isolate, printable
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +53,17 @@ MAX_HISTORY_LINE = 300
 ELLIPSIS = "…"
 READ_ORIGINAL = "Read the original"
 _STYLES = {"primary": "primary", "danger": "danger"}
-_PRIORITY_BADGES = {"urgent": ":rotating_light:", "high": ":red_circle:", "normal": ":large_blue_circle:", "low": ":white_circle:"}
+_PRIORITY_BADGES = {
+    "urgent": ":rotating_light:",
+    "high": ":red_circle:",
+    "normal": ":large_blue_circle:",
+    "low": ":white_circle:",
+}
 _URL_ESCAPES = {"|": "%7C", "<": "%3C", ">": "%3E", " ": "%20", '"': "%22"}
 _HTTP_URL = re.compile(r"^https?://", re.IGNORECASE)
 
 
 # --- text --------------------------------------------------------------------------
-
 
 
 def units(text: str) -> int:
@@ -258,7 +262,8 @@ def _reply_block(card: Card) -> dict[str, Any] | None:
     if not card.reply_note:
         return None
     badge = {"failed": ":warning: ", "pending_approval": ":hourglass: ", "rejected": ":no_entry: "}.get(
-        card.reply_status or "", "")
+        card.reply_status or "", ""
+    )
     return _section(badge + _esc(card.reply_note, MAX_SECTION_TEXT - units(badge)))
 
 
@@ -335,8 +340,9 @@ def _mention(identity: str) -> str:
 def notice_blocks(notice: Notice) -> list[dict[str, Any]]:
     """A notice (digest, escalation, reminder, failed reply) as blocks; every line escaped."""
     mentions = " ".join(m for m in (_mention(key) for key, _ in notice.mentions) if m)
-    blocks: list[dict[str, Any]] = [_section(f"*{_esc(notice.title, MAX_TITLE, empty='Unsilo')}*"
-                                             + (f"\n{mentions}" if mentions else ""))]
+    blocks: list[dict[str, Any]] = [
+        _section(f"*{_esc(notice.title, MAX_TITLE, empty='Unsilo')}*" + (f"\n{mentions}" if mentions else ""))
+    ]
     body: list[str] = []
     for line in notice.lines:
         text = _esc(line, MAX_SECTION_TEXT - 40)
@@ -348,7 +354,7 @@ def notice_blocks(notice: Notice) -> list[dict[str, Any]]:
         body.append(text)
     if body:
         blocks.append(_section("\n".join(body)))
-    links = [link for link in (_link(url, _esc(label, 80, empty='link')) for label, url in notice.links) if link]
+    links = [link for link in (_link(url, _esc(label, 80, empty="link")) for label, url in notice.links) if link]
     if links:
         blocks.append(_context([_head(" · ".join(links), MAX_CONTEXT_TEXT)]))
     return blocks[:MAX_MESSAGE_BLOCKS]
@@ -397,7 +403,9 @@ def _modal(*, callback_id: str, title: str, submit: str, metadata: str, blocks: 
     }
 
 
-def _text_input(*, label: str, initial: str = "", optional: bool = False, multiline: bool = True, block: str = "text") -> dict[str, Any]:
+def _text_input(
+    *, label: str, initial: str = "", optional: bool = False, multiline: bool = True, block: str = "text"
+) -> dict[str, Any]:
     element: dict[str, Any] = {"type": "plain_text_input", "action_id": block, "multiline": multiline, "max_length": MAX_INPUT}
     initial = _head(printable(initial), MAX_INPUT)
     if initial:
@@ -418,7 +426,13 @@ def _options(values: Sequence[str]) -> list[dict[str, Any]]:
 
 def _select(*, block: str, label: str, options: list[dict[str, Any]], optional: bool, hint: str = "") -> dict[str, Any]:
     element = {"type": "static_select", "action_id": block, "placeholder": _plain("Choose…", 150), "options": options}
-    input_block: dict[str, Any] = {"type": "input", "block_id": block, "optional": optional, "label": _plain(label, MAX_LABEL), "element": element}
+    input_block: dict[str, Any] = {
+        "type": "input",
+        "block_id": block,
+        "optional": optional,
+        "label": _plain(label, MAX_LABEL),
+        "element": element,
+    }
     if hint:
         input_block["hint"] = _plain(hint, MAX_LABEL)
     return input_block
@@ -477,9 +491,17 @@ def report_modal(*, departments: Sequence[str], text: str, link: str, channel: s
     options = _options(departments)
     if options:
         blocks.append(
-            _select(block="department", label="Department", options=options, optional=True, hint="Leave empty to let the routing rules decide.")
+            _select(
+                block="department",
+                label="Department",
+                options=options,
+                optional=True,
+                hint="Leave empty to let the routing rules decide.",
+            )
         )
-    blocks.append(_text_input(label="Link to the original (optional)", initial=link, optional=True, multiline=False, block="link"))
+    blocks.append(
+        _text_input(label="Link to the original (optional)", initial=link, optional=True, multiline=False, block="link")
+    )
     return _modal(
         callback_id="unsilo_report",
         title="Report to Unsilo",

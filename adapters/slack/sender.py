@@ -17,10 +17,20 @@ HISTORY_SLACK_SECONDS = 5.0  # history is searched from this long before the unr
 HISTORY_PAGES = 5  # at most 1,000 messages are looked through
 
 # Errors that no retry can fix: the card would never arrive, so say so at once.
-PERMANENT = frozenset({
-    "channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "account_inactive",
-    "token_revoked", "no_permission", "missing_scope", "invalid_blocks", "msg_too_long",
-})
+PERMANENT = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "invalid_auth",
+        "account_inactive",
+        "token_revoked",
+        "no_permission",
+        "missing_scope",
+        "invalid_blocks",
+        "msg_too_long",
+    }
+)
 
 
 class SlackSender:
@@ -43,8 +53,9 @@ class SlackSender:
                 await self.client.chat_update(channel=job.channel_id, ts=posted, **message)
                 return Sent(message_id=posted)
             metadata = {"event_type": CARD_EVENT, "event_payload": {"conversation_id": job.card.id, "delivery": job.key}}
-            response = await self.client.chat_postMessage(channel=job.channel_id, unfurl_links=False,
-                                                           unfurl_media=False, metadata=metadata, **message)
+            response = await self.client.chat_postMessage(
+                channel=job.channel_id, unfurl_links=False, unfurl_media=False, metadata=metadata, **message
+            )
             return Sent(message_id=response["ts"])
         except SlackApiError as exc:
             mapped = _mapped(exc)
@@ -61,28 +72,40 @@ class SlackSender:
         cursor = None
         try:
             for _ in range(HISTORY_PAGES):
-                page = await self.client.conversations_history(channel=job.channel_id, oldest=oldest, limit=200,
-                                                               include_all_metadata=True, cursor=cursor)
+                page = await self.client.conversations_history(
+                    channel=job.channel_id, oldest=oldest, limit=200, include_all_metadata=True, cursor=cursor
+                )
                 for message in page.get("messages") or []:
                     meta = message.get("metadata") or {}
-                    if meta.get("event_type") == CARD_EVENT and \
-                            (meta.get("event_payload") or {}).get("conversation_id") == job.card.id:
-                        logger.info("card #%s was already posted in %s (%s): updating it, not posting again",
-                                    job.card.id, job.channel_id, message.get("ts"))
+                    if (
+                        meta.get("event_type") == CARD_EVENT
+                        and (meta.get("event_payload") or {}).get("conversation_id") == job.card.id
+                    ):
+                        logger.info(
+                            "card #%s was already posted in %s (%s): updating it, not posting again",
+                            job.card.id,
+                            job.channel_id,
+                            message.get("ts"),
+                        )
                         return str(message["ts"])
                 cursor = (page.get("response_metadata") or {}).get("next_cursor")
                 if not page.get("has_more") or not cursor:
                     break
         except SlackApiError as exc:  # e.g. missing channels:history: post, at least once
-            logger.warning("cannot look for an earlier post of card #%s in %s (%s); posting it",
-                           job.card.id, job.channel_id, exc.response.get("error"))
+            logger.warning(
+                "cannot look for an earlier post of card #%s in %s (%s); posting it",
+                job.card.id,
+                job.channel_id,
+                exc.response.get("error"),
+            )
         return None
 
     async def _notice(self, job: Job) -> Sent:
         """A notice: under the card (thread) when there is one, else at the top of the channel or DM."""
         thread = {"thread_ts": job.message_id} if job.message_id else {}
-        response = await self.client.chat_postMessage(channel=job.channel_id, unfurl_links=False, unfurl_media=False,
-                                                       **thread, **notice_message(notice_of(job.payload)))
+        response = await self.client.chat_postMessage(
+            channel=job.channel_id, unfurl_links=False, unfurl_media=False, **thread, **notice_message(notice_of(job.payload))
+        )
         return Sent(message_id=response["ts"])
 
 

@@ -70,7 +70,7 @@ def to_plain(text: str | None, names: Mapping[str, str] | None = None) -> str:
     parts: list[str] = []
     last = 0
     for match in _MARKUP.finditer(text or ""):
-        parts.append(unescape((text or "")[last:match.start()]))
+        parts.append(unescape((text or "")[last : match.start()]))
         parts.append(_piece(match.group(1), known))
         last = match.end()
     parts.append(unescape((text or "")[last:]))

@@ -203,8 +203,7 @@ class FeedPoller:
         """Move the due time this replica read to the end of a lease; only one replica can."""
         assert source.id is not None
         async with self.container.uow() as uow:
-            won = await uow.sources.claim_poll(
-                source.id, due_at=source.next_poll_at, until=self.container.clock() + self.lease)
+            won = await uow.sources.claim_poll(source.id, due_at=source.next_poll_at, until=self.container.clock() + self.lease)
             await uow.commit()
         return won
 
@@ -248,16 +247,22 @@ class FeedPoller:
         except IngestError as exc:
             raise PollFailed(f"not a feed: {exc}") from None
 
-    async def _store(self, source: Source, fetched: _Fetched, items: Sequence[Incoming],
-                     warning: str | None) -> PollOutcome:
+    async def _store(self, source: Source, fetched: _Fetched, items: Sequence[Incoming], warning: str | None) -> PollOutcome:
         next_at = self.container.clock() + timedelta(seconds=source.every_seconds)
-        report = await self.container.ingest(items, source=source.name, source_update={
-            "etag": fetched.etag, "last_modified": fetched.last_modified,
-            "failures": 0, "last_error": None, "next_poll_at": next_at})
+        report = await self.container.ingest(
+            items,
+            source=source.name,
+            source_update={
+                "etag": fetched.etag,
+                "last_modified": fetched.last_modified,
+                "failures": 0,
+                "last_error": None,
+                "next_poll_at": next_at,
+            },
+        )
         status = PollStatus.NEW_ITEMS if report.new_ids else PollStatus.NO_NEW_ITEMS
         logger.info("feed %s: %d new of %d items", source.name, len(report.new_ids), report.seen)
-        return PollOutcome(source.name, status, tuple(report.new_ids), report.seen, next_poll_at=next_at,
-                           warning=warning)
+        return PollOutcome(source.name, status, tuple(report.new_ids), report.seen, next_poll_at=next_at, warning=warning)
 
     async def _not_modified(self, source: Source, fetched: _Fetched) -> PollOutcome:
         now = self.container.clock()
@@ -284,8 +289,13 @@ class FeedPoller:
             row.last_error, row.last_polled_at, row.next_poll_at = error, now, next_at
             failures = row.failures
             await uow.commit()
-        logger.warning("feed %s: poll failed (%d in a row), next try at %s: %s",
-                       source.name, failures, next_at.isoformat(timespec="seconds"), error)
+        logger.warning(
+            "feed %s: poll failed (%d in a row), next try at %s: %s",
+            source.name,
+            failures,
+            next_at.isoformat(timespec="seconds"),
+            error,
+        )
         return PollOutcome(source.name, PollStatus.FAILED, error=error, next_poll_at=next_at)
 
 

@@ -200,8 +200,7 @@ def validate(payload: dict[str, Any], *, guard: AddressGuard | None = None) -> t
     return {k: v for k, v in values.items() if v is not None}, errors
 
 
-def _string(obj: dict[str, Any], key: str, errors: dict[str, str], *, prefix: str = "",
-            required: bool = False) -> str | None:
+def _string(obj: dict[str, Any], key: str, errors: dict[str, str], *, prefix: str = "", required: bool = False) -> str | None:
     """`obj[key]` if it is a string; records an error if it is not (or is missing but required)."""
     value = obj.get(key)
     if value is None:

@@ -96,8 +96,11 @@ def mentions_of(activity: Activity) -> list[Mention]:
     `mentioned` are in `additional_properties` (`entity.serialize()` drops them)."""
     found = []
     for entity in activity.entities or []:
-        props = {**(getattr(entity, "additional_properties", None) or {}), "type": getattr(entity, "type", None)} \
-            if not isinstance(entity, dict) else entity
+        props = (
+            {**(getattr(entity, "additional_properties", None) or {}), "type": getattr(entity, "type", None)}
+            if not isinstance(entity, dict)
+            else entity
+        )
         if props.get("type") != "mention":
             continue
         mentioned = props.get("mentioned") or {}
@@ -115,9 +118,11 @@ def read_message(activity: Activity) -> tuple[str, bool]:
     bot_id = (getattr(activity.recipient, "id", None) or "").lower()
     mentions = mentions_of(activity)
     ours = [m for m in mentions if bot_id and m.user_id.lower() == bot_id]
-    text = render.addressed_text(activity.text or "", bot_mentions=[m.markup for m in ours],
-                                 other_mentions=[(m.markup, display_name(m.name) if m.name else "")
-                                                 for m in mentions if m not in ours])
+    text = render.addressed_text(
+        activity.text or "",
+        bot_mentions=[m.markup for m in ours],
+        other_mentions=[(m.markup, display_name(m.name) if m.name else "") for m in mentions if m not in ours],
+    )
     return text, bool(ours)
 
 
@@ -129,8 +134,14 @@ class Directory:
     slow look-up means no email, never a failed or late command.
     """
 
-    def __init__(self, *, ttl: float = MEMBER_TTL, miss_ttl: float = MISS_TTL, timeout: float = LOOKUP_TIMEOUT,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        ttl: float = MEMBER_TTL,
+        miss_ttl: float = MISS_TTL,
+        timeout: float = LOOKUP_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl, self.miss_ttl, self.timeout, self.clock = ttl, miss_ttl, timeout, clock
         self._known: dict[str, tuple[str | None, float]] = {}
 
@@ -160,8 +171,15 @@ class Directory:
 class UnsiloTeamsBot(TeamsActivityHandler):
     """Translates Teams activities to bus commands and core views to Adaptive Cards."""
 
-    def __init__(self, *, bus: Bus, outcomes: tuple[str, ...], tenants: frozenset[str] = frozenset(),
-                 departments: Sequence[str] = (), directory: Directory | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        outcomes: tuple[str, ...],
+        tenants: frozenset[str] = frozenset(),
+        departments: Sequence[str] = (),
+        directory: Directory | None = None,
+    ) -> None:
         super().__init__()
         self.bus = bus
         self.outcomes = outcomes
@@ -173,8 +191,12 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         """Whether the activity comes from a configured tenant (any, when none is configured)."""
         if not self.tenants or tenant_of(activity) in self.tenants:
             return True
-        logger.warning("Teams %s refused: tenant %s is not one of the configured tenants (%s)", activity.type,
-                       tenant_of(activity) or "(none given)", ", ".join(sorted(self.tenants)))
+        logger.warning(
+            "Teams %s refused: tenant %s is not one of the configured tenants (%s)",
+            activity.type,
+            tenant_of(activity) or "(none given)",
+            ", ".join(sorted(self.tenants)),
+        )
         return False
 
     async def on_turn(self, turn_context: TurnContext) -> None:
@@ -194,8 +216,9 @@ class UnsiloTeamsBot(TeamsActivityHandler):
             return
         activity = turn_context.activity
         if activity.type == ActivityTypes.invoke:
-            await turn_context.send_activity(Activity(type=ActivityTypes.invoke_response,
-                                                      value=foreign_tenant_invoke(activity.name)))
+            await turn_context.send_activity(
+                Activity(type=ActivityTypes.invoke_response, value=foreign_tenant_invoke(activity.name))
+            )
 
     # Messages ------------------------------------------------------------------------
 
@@ -203,8 +226,9 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         """@mention commands (anywhere), Action.Submit data, notes from a card's thread."""
         activity = turn_context.activity
         if activity.value and not (activity.text or "").strip():
-            await self._answer_with(turn_context, await self._run_action(activity.value, activity,
-                                                                         await self._actor(turn_context)))
+            await self._answer_with(
+                turn_context, await self._run_action(activity.value, activity, await self._actor(turn_context))
+            )
             return
         text, to_bot = read_message(activity)
         if to_bot or is_personal(activity):
@@ -264,13 +288,16 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         try:
             await turn_context.send_activity(reply)
         except Exception as exc:  # noqa: BLE001 - see the docstring
-            logger.warning("Teams answer in %s could not be posted (%s: %s); what the command did stands",
-                           turn_context.activity.conversation.id, type(exc).__name__, str(exc)[:200])
+            logger.warning(
+                "Teams answer in %s could not be posted (%s: %s); what the command did stands",
+                turn_context.activity.conversation.id,
+                type(exc).__name__,
+                str(exc)[:200],
+            )
 
     # Installation -------------------------------------------------------------------
 
-    async def on_teams_members_added_dispatch(self, members_added: list[Any], team_info: Any,
-                                              turn_context: TurnContext) -> None:
+    async def on_teams_members_added_dispatch(self, members_added: list[Any], team_info: Any, turn_context: TurnContext) -> None:
         """The bot added to a team, a chat or someone's personal scope: say hello and how to set up.
 
         Replaces the SDK's dispatch, which looks every other new member up over the network
@@ -279,8 +306,9 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         """
         bot_id = (getattr(turn_context.activity.recipient, "id", None) or "").lower()
         if any((getattr(m, "id", "") or "").lower() == bot_id for m in members_added or []):
-            await self._answer_with(turn_context, (render.text_card(self.welcome(turn_context.activity)),
-                                                   "Unsilo is installed: how to set it up"))
+            await self._answer_with(
+                turn_context, (render.text_card(self.welcome(turn_context.activity)), "Unsilo is installed: how to set it up")
+            )
 
     async def on_installation_update(self, turn_context: TurnContext) -> None:
         """Logged only: the `conversationUpdate` that comes with it carries the welcome."""
@@ -289,13 +317,17 @@ class UnsiloTeamsBot(TeamsActivityHandler):
     def welcome(self, activity: Activity) -> str:
         """What the bot says when installed: what it does and how to link a channel."""
         names = ", ".join(self.departments) or "the departments in your config file"
-        lines = ["Hi! I'm Unsilo: I bring what customers say in public (reviews, forums, social posts) "
-                 "to the people who can act on it. Claim a card, talk it over in its thread, reply and resolve."]
+        lines = [
+            "Hi! I'm Unsilo: I bring what customers say in public (reviews, forums, social posts) "
+            "to the people who can act on it. Claim a card, talk it over in its thread, reply and resolve."
+        ]
         if is_personal(activity):
             lines.append("Here, type `mine` for your conversations, `queue` for what is waiting, `help` for every command.")
         else:
-            lines.append(f"To get a department's conversations in this channel, type `{PREFIX} link <department>` "
-                         f"(departments: {names}). Admins only, once.")
+            lines.append(
+                f"To get a department's conversations in this channel, type `{PREFIX} link <department>` "
+                f"(departments: {names}). Admins only, once."
+            )
             lines.append(f"Type `{PREFIX} help` for every command.")
         return "\n".join(lines)
 
@@ -334,8 +366,9 @@ class UnsiloTeamsBot(TeamsActivityHandler):
             return render.refreshed_invoke_body(render.duplicate_card(conversation_id, link=link, said=said))
         return render.refreshed_invoke_body(render.result_card(shown, outcomes=self.outcomes))
 
-    async def _clicked_copy(self, activity: Activity, data: dict[str, Any], conversation_id: int,
-                            actor: c.Actor) -> CardCopy | None:
+    async def _clicked_copy(
+        self, activity: Activity, data: dict[str, Any], conversation_id: int, actor: c.Actor
+    ) -> CardCopy | None:
         """Which posted copy of the card was clicked (None for an answer's buttons, or when it cannot be told).
 
         Teams cannot be searched for a card whose send result was lost, so such a card is posted
@@ -346,15 +379,15 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         if not render.from_posted_copy(data) or not message_id:
             return None
         try:
-            found = await self.bus.handle(c.LocateCard(actor, channel_id=channel_of(activity), message_id=message_id,
-                                                       conversation_id=conversation_id))
+            found = await self.bus.handle(
+                c.LocateCard(actor, channel_id=channel_of(activity), message_id=message_id, conversation_id=conversation_id)
+            )
         except Exception:  # noqa: BLE001 - the click is done; the card it shows is the only thing at stake
             logger.exception("Teams: could not tell which copy of #%s was clicked", conversation_id)
             return None
         return found.copy if found is not None else None
 
-    async def _run_action(self, data: dict[str, Any], activity: Activity,
-                          actor: c.Actor) -> tuple[dict[str, Any], str]:
+    async def _run_action(self, data: dict[str, Any], activity: Activity, actor: c.Actor) -> tuple[dict[str, Any], str]:
         """An Action.Submit button (its data in a message) -> the refreshed card and its preview."""
         try:
             verb, conversation_id = codec.decode(data)
@@ -363,8 +396,7 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         shown, _ = await self._act(verb, conversation_id, data, actor)
         return render.result_card(shown, outcomes=self.outcomes), render.summary_of(shown)
 
-    async def _act(self, verb: str, conversation_id: int, data: dict[str, Any],
-                   actor: c.Actor) -> tuple[Result, str]:
+    async def _act(self, verb: str, conversation_id: int, data: dict[str, Any], actor: c.Actor) -> tuple[Result, str]:
         """Run a card button's command: (what the card shows now, with any refusal on top; what the core said)."""
         command = codec.direct_command(verb, conversation_id, actor) or _input_command(verb, conversation_id, actor, data)
         notice = None
@@ -400,14 +432,18 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         payload = value.get("messagePayload") or {}
         data = value.get("data") or {}
         sender = payload.get("from") or {}
-        author = ((sender.get("user") or {}).get("displayName") or (sender.get("application") or {}).get("displayName")
-                  or "")
+        author = (sender.get("user") or {}).get("displayName") or (sender.get("application") or {}).get("displayName") or ""
         body = (payload.get("body") or {}).get("content") or ""
         text = html_to_text(body) if (payload.get("body") or {}).get("contentType", "html") == "html" else body
         link = str(data.get("link") or payload.get("linkToMessage") or "").strip()
-        command = c.Report(await self._actor(turn_context), text, link=link,
-                           department=str(data.get("department") or "").strip().lower() or None, author=author,
-                           external_id=f"teams:{payload['id']}" if payload.get("id") else "")
+        command = c.Report(
+            await self._actor(turn_context),
+            text,
+            link=link,
+            department=str(data.get("department") or "").strip().lower() or None,
+            author=author,
+            external_id=f"teams:{payload['id']}" if payload.get("id") else "",
+        )
         try:
             result = await self.bus.handle(command)
             message = result.text if result else "Already sent in"
@@ -427,8 +463,9 @@ def refusal_text(exc: DomainError) -> str:
 def invoke_response(body: dict[str, Any]) -> InvokeResponse:
     """An `adaptiveCard/action` answer for `CloudAdapter.process`: a model, not a dict, as it
     serializes the body itself (4.17.1)."""
-    return InvokeResponse(status=200, body=AdaptiveCardInvokeResponse(
-        status_code=body["statusCode"], type=body["type"], value=body["value"]))
+    return InvokeResponse(
+        status=200, body=AdaptiveCardInvokeResponse(status_code=body["statusCode"], type=body["type"], value=body["value"])
+    )
 
 
 def foreign_tenant_invoke(name: str | None) -> InvokeResponse:
@@ -441,8 +478,9 @@ def foreign_tenant_invoke(name: str | None) -> InvokeResponse:
     if name == "adaptiveCard/action":
         return invoke_response(render.error_invoke_body(403, "Forbidden", FOREIGN_TENANT))
     if name == "composeExtension/submitAction":
-        return InvokeResponse(status=200, body=MessagingExtensionActionResponse(
-            task=TaskModuleMessageResponse(value=FOREIGN_TENANT)))
+        return InvokeResponse(
+            status=200, body=MessagingExtensionActionResponse(task=TaskModuleMessageResponse(value=FOREIGN_TENANT))
+        )
     return InvokeResponse(status=403)
 
 
@@ -459,4 +497,3 @@ def _input_command(verb: str, conversation_id: int, actor: c.Actor, data: dict[s
     if verb == "resolve":
         return c.Resolve(conversation_id, actor, render.input_value(verb, data, "outcome"), text)
     return None
-

@@ -60,9 +60,9 @@ def _chunks(data: bytes) -> list[tuple[bytes, bytes]]:
         raise ValueError("not a PNG file (bad signature)")
     out, pos = [], len(_PNG_SIGNATURE)
     while pos + 12 <= len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
         if len(body) != length or zlib.crc32(kind + body) & 0xFFFFFFFF != crc:
             raise ValueError(f"corrupt PNG chunk {kind!r}")
         out.append((kind, body))
@@ -90,7 +90,7 @@ def read_png(data: bytes) -> tuple[int, int, int, list[Pixel]]:
     prev = bytearray(stride)
     for y in range(height):
         ftype = raw[y * (stride + 1)]
-        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             a = line[i - bpp] if i >= bpp else 0
             b = prev[i]
@@ -111,8 +111,7 @@ def read_png(data: bytes) -> tuple[int, int, int, list[Pixel]]:
                 raise ValueError(f"bad PNG filter type {ftype}")
             line[i] = (line[i] + pred) & 0xFF
         pixels.extend(
-            (line[x * bpp], line[x * bpp + 1], line[x * bpp + 2], line[x * bpp + 3] if bpp == 4 else 255)
-            for x in range(width)
+            (line[x * bpp], line[x * bpp + 1], line[x * bpp + 2], line[x * bpp + 3] if bpp == 4 else 255) for x in range(width)
         )
         prev = line
     return width, height, color_type, pixels
@@ -128,7 +127,7 @@ def read_png_size(data: bytes) -> tuple[int, int, int]:
 def read_png_pixels(data: bytes) -> tuple[int, int, list[list[Pixel]]]:
     """(width, height, rows of (r, g, b, a)): `read_png` with the pixels split into rows."""
     width, height, _color_type, pixels = read_png(data)
-    return width, height, [pixels[y * width:(y + 1) * width] for y in range(height)]
+    return width, height, [pixels[y * width : (y + 1) * width] for y in range(height)]
 
 
 # --- the logo: a speech bubble with a "U" cut out of it ------------------------------
@@ -154,18 +153,16 @@ def _in_u(x: float, y: float) -> bool:
     if top <= y <= bend and (left <= x <= left + stroke or right - stroke <= x <= right):
         return True
     d2 = (x - cx) ** 2 + (y - bend) ** 2
-    return y >= bend and (radius - stroke) ** 2 <= d2 <= radius ** 2
+    return y >= bend and (radius - stroke) ** 2 <= d2 <= radius**2
 
 
 def logo(x: float, y: float) -> bool:
     """True where the logo is white, in unit coordinates (0-1, y down)."""
-    bubble = _in_rounded_rect(x, y, 0.0, 0.0, 1.0, 0.78, 0.2) or _in_triangle(
-        x, y, (0.18, 0.70), (0.46, 0.70), (0.12, 1.0))
+    bubble = _in_rounded_rect(x, y, 0.0, 0.0, 1.0, 0.78, 0.2) or _in_triangle(x, y, (0.18, 0.70), (0.46, 0.70), (0.12, 1.0))
     return bubble and not _in_u(x, y)
 
 
-def _coverage(px: int, py: int, size: int, margin: float, samples: int,
-              inside: Callable[[float, float], bool] = logo) -> float:
+def _coverage(px: int, py: int, size: int, margin: float, samples: int, inside: Callable[[float, float], bool] = logo) -> float:
     """Share of pixel (px, py) that `inside` covers, drawn in a square `size` wide with `margin`."""
     span = size * (1 - 2 * margin)
     hits = 0

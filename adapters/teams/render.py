@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from bot import codec
-from bot.views import Button, Card, display_name, FSI, has_visible, HistoryLine, isolate, Notice, PDI, printable, Result
+from bot.views import FSI, PDI, Button, Card, HistoryLine, Notice, Result, display_name, has_visible, isolate, printable
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,6 @@ LABELS = frozenset(
 # --- text --------------------------------------------------------------------------
 
 
-
 def _defuse(text: str) -> str:
     """Break every `<at` with a zero-width space after the `<`.
 
@@ -103,7 +102,7 @@ def _cut(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     if text.startswith(FSI) and text.endswith(PDI) and limit > 3:
-        return FSI + text[1: limit - 2] + ELLIPSIS + PDI
+        return FSI + text[1 : limit - 2] + ELLIPSIS + PDI
     return text[: limit - 1] + ELLIPSIS
 
 
@@ -152,8 +151,9 @@ def _when(at: datetime | None) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if at.tzinfo else at.strftime("%Y-%m-%d %H:%M")
 
 
-def _envelope(body: list[dict[str, Any]], actions: list[dict[str, Any]] | None = None, *,
-              entities: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _envelope(
+    body: list[dict[str, Any]], actions: list[dict[str, Any]] | None = None, *, entities: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     card_json = {
         "type": "AdaptiveCard",
         "version": CARD_VERSION,
@@ -281,8 +281,15 @@ def _action(button: Button, outcomes: Sequence[str]) -> dict[str, Any] | None:
             logger.warning("no outcome fits a Teams choice; resolve left out for #%s", button.conversation_id)
             return None
         body = [
-            {"type": "Input.ChoiceSet", "id": input_id(button.verb, "outcome"), "label": "Outcome", "choices": choices,
-             "style": "compact", "isRequired": True, "errorMessage": "Choose an outcome."},
+            {
+                "type": "Input.ChoiceSet",
+                "id": input_id(button.verb, "outcome"),
+                "label": "Outcome",
+                "choices": choices,
+                "style": "compact",
+                "isRequired": True,
+                "errorMessage": "Choose an outcome.",
+            },
             _text_input(button.verb, "Note (optional)", "How it ended (optional)", required=False),
         ]
         inner = {"type": "AdaptiveCard", "body": body, "actions": [_execute(button, "Resolve", style)]}
@@ -345,8 +352,11 @@ def _badges(card: Card) -> dict[str, Any]:
 
 def _byline(card: Card) -> dict[str, Any]:
     author = name(card.author, MAX_FIELD) if (card.author or "").strip() else "unknown author"
-    runs = [_run(customer(card.source, MAX_FIELD, empty="unknown source"), weight="Bolder", isSubtle=True),
-            _run(" · from ", isSubtle=True), _run(author, isSubtle=True)]
+    runs = [
+        _run(customer(card.source, MAX_FIELD, empty="unknown source"), weight="Bolder", isSubtle=True),
+        _run(" · from ", isSubtle=True),
+        _run(author, isSubtle=True),
+    ]
     when = _when(card.created_at)
     if when:
         runs.append(_run(f" · {when}", isSubtle=True))
@@ -360,7 +370,7 @@ def _paragraphs(text: str | None) -> list[dict[str, Any]]:
         return [_rich(_run("(no text)", italic=True, isSubtle=True))]
     lines = cleaned.split("\n")
     if len(lines) > MAX_TEXT_PARAGRAPHS:
-        lines = lines[: MAX_TEXT_PARAGRAPHS - 1] + [" ".join(ln for ln in lines[MAX_TEXT_PARAGRAPHS - 1:] if ln.strip())]
+        lines = lines[: MAX_TEXT_PARAGRAPHS - 1] + [" ".join(ln for ln in lines[MAX_TEXT_PARAGRAPHS - 1 :] if ln.strip())]
     blocks = [_rich(_run(isolate(line) if line.strip() else " "), spacing="None") for line in lines]
     blocks[0]["spacing"] = "Medium"
     blocks[0]["separator"] = True
@@ -434,11 +444,19 @@ def duplicate_card(conversation_id: int, *, link: str | None, said: str = "") ->
     `said` is what the click on it did (the click was carried out like any other).
     """
     body = _message(said)
-    body.append(_rich(_run(f"#{conversation_id} continues in a newer card", weight="Bolder", size="Medium"),
-                      separator=bool(body)))
-    body.append(_rich(_run("Teams received this card twice; this older copy is no longer updated. Its buttons still "
-                           f"work and notes in its thread are kept, but the live card shows where #{conversation_id} "
-                           "stands."), spacing="Small"))
+    body.append(
+        _rich(_run(f"#{conversation_id} continues in a newer card", weight="Bolder", size="Medium"), separator=bool(body))
+    )
+    body.append(
+        _rich(
+            _run(
+                "Teams received this card twice; this older copy is no longer updated. Its buttons still "
+                f"work and notes in its thread are kept, but the live card shows where #{conversation_id} "
+                "stands."
+            ),
+            spacing="Small",
+        )
+    )
     url = _safe_url(link)
     return _envelope(body, [{"type": "Action.OpenUrl", "title": "Go to the live card", "url": url}] if url else [])
 
@@ -546,8 +564,9 @@ def _links(notice: Notice) -> list[dict[str, Any]]:
     for label, url in notice.links:
         safe_url = _safe_url(url)
         if safe_url:
-            actions.append({"type": "Action.OpenUrl", "title": _cut(printable(label).strip() or "Open", MAX_ACTION_TITLE),
-                            "url": safe_url})
+            actions.append(
+                {"type": "Action.OpenUrl", "title": _cut(printable(label).strip() or "Open", MAX_ACTION_TITLE), "url": safe_url}
+            )
     return overflow(actions)
 
 

@@ -32,8 +32,15 @@ PERMANENT_STATUSES = {400, 401, 403, 404, 413}  # 413 MessageSizeTooBig: the sam
 class TeamsSender:
     """Sends card deliveries to Teams channels (or chats) through the Bot Connector API."""
 
-    def __init__(self, *, app_id: str, app_password: str, tenant_id: str = "", outcomes: Sequence[str],
-                 health: PlatformHealth | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        app_id: str,
+        app_password: str,
+        tenant_id: str = "",
+        outcomes: Sequence[str],
+        health: PlatformHealth | None = None,
+    ) -> None:
         self.app_id = app_id
         self.health = health
         self.app_password = app_password
@@ -44,8 +51,7 @@ class TeamsSender:
     def client(self, service_url: str) -> ConnectorClient:
         """The reused connector client for a service URL."""
         if service_url not in self._clients:
-            credentials = MicrosoftAppCredentials(self.app_id, self.app_password,
-                                                  channel_auth_tenant=self.tenant_id or None)
+            credentials = MicrosoftAppCredentials(self.app_id, self.app_password, channel_auth_tenant=self.tenant_id or None)
             if self.app_id:
                 MicrosoftAppCredentials.trust_service_url(service_url)
             client = ConnectorClient(credentials, base_url=service_url)
@@ -63,8 +69,9 @@ class TeamsSender:
         if job.kind not in ("card", "notice", "duplicate") or job.kind == "card" and job.card is None:
             raise PermanentFailure(f"the Teams sender cannot send {job.kind!r} deliveries")
         if not service_url:
-            raise PermanentFailure(f"Teams channel {job.channel_id} has no stored conversation; "
-                                   "type `@Unsilo link <department>` in it once")
+            raise PermanentFailure(
+                f"Teams channel {job.channel_id} has no stored conversation; type `@Unsilo link <department>` in it once"
+            )
         connector = self.client(service_url)
         try:
             if job.kind == "notice":
@@ -77,8 +84,10 @@ class TeamsSender:
         except Exception as exc:
             status = getattr(getattr(exc, "response", None), "status_code", None)
             if status in (401, 403) and self.health is not None:
-                self.health.degraded(f"Teams refused a send with {status}: check MicrosoftAppId, MicrosoftAppPassword "
-                                     "and that the app is installed where it posts")
+                self.health.degraded(
+                    f"Teams refused a send with {status}: check MicrosoftAppId, MicrosoftAppPassword "
+                    "and that the app is installed where it posts"
+                )
             _raise_for(exc)
             raise
 
@@ -86,22 +95,30 @@ class TeamsSender:
         """Update the posted copy, or post the card: a new thread in a channel, a message in a chat."""
         assert job.card is not None
         card_json = render.card(job.card, outcomes=self.outcomes)
-        activity = Activity(type=ActivityTypes.message, summary=render.card_summary(job.card),
-                            attachments=[Attachment(**_attachment(card_json))])
+        activity = Activity(
+            type=ActivityTypes.message, summary=render.card_summary(job.card), attachments=[Attachment(**_attachment(card_json))]
+        )
         conversation = ref.get("conversation") or {}
         if job.message_id:
             activity.id = job.message_id
             await connector.conversations.update_activity(job.channel_id, job.message_id, activity)
             return Sent(message_id=job.message_id)
         if job.attempted_at is not None:
-            logger.info("card #%s in %s: a send begun at %s may have posted it, and Teams cannot be searched for it: "
-                        "posting it again (the older copy points at this one once it is used)", job.card.id,
-                        job.channel_id, job.attempted_at.isoformat())
+            logger.info(
+                "card #%s in %s: a send begun at %s may have posted it, and Teams cannot be searched for it: "
+                "posting it again (the older copy points at this one once it is used)",
+                job.card.id,
+                job.channel_id,
+                job.attempted_at.isoformat(),
+            )
         if conversation.get("conversationType") == "channel":
             tenant = conversation.get("tenantId") or self.tenant_id
             params = ConversationParameters(
-                is_group=True, activity=activity, tenant_id=tenant or None,
-                channel_data={"channel": {"id": job.channel_id}, **({"tenant": {"id": tenant}} if tenant else {})})
+                is_group=True,
+                activity=activity,
+                tenant_id=tenant or None,
+                channel_data={"channel": {"id": job.channel_id}, **({"tenant": {"id": tenant}} if tenant else {})},
+            )
             response = await connector.conversations.create_conversation(params)
             return Sent(message_id=response.activity_id)
         response = await connector.conversations.send_to_conversation(conversation.get("id") or job.channel_id, activity)
@@ -116,26 +133,38 @@ class TeamsSender:
             raise PermanentFailure(f"duplicate delivery {job.key} does not say which copy points where")
         tenant = (ref.get("conversation") or {}).get("tenantId") or self.tenant_id or None
         card_json = render.duplicate_card(conversation_id, link=render.message_link(job.channel_id, live, tenant_id=tenant))
-        activity = Activity(type=ActivityTypes.message, id=message_id, summary=render.duplicate_summary(conversation_id),
-                            attachments=[Attachment(**_attachment(card_json))])
+        activity = Activity(
+            type=ActivityTypes.message,
+            id=message_id,
+            summary=render.duplicate_summary(conversation_id),
+            attachments=[Attachment(**_attachment(card_json))],
+        )
         await connector.conversations.update_activity(job.channel_id, message_id, activity)
         return Sent(message_id=message_id)
 
     async def _notice(self, connector: ConnectorClient, job: Job, ref: dict[str, Any]) -> Sent:
         """A notice as a card: in the card's thread, in a 1:1 chat with a person (dm), or a new channel post."""
         notice = notice_of(job.payload)
-        activity = Activity(type=ActivityTypes.message, summary=render.summary(notice.title),
-                            attachments=[Attachment(**_attachment(render.notice_card(notice)))])
+        activity = Activity(
+            type=ActivityTypes.message,
+            summary=render.summary(notice.title),
+            attachments=[Attachment(**_attachment(render.notice_card(notice)))],
+        )
         conversation_id = (ref.get("conversation") or {}).get("id") or job.channel_id
         if job.message_id:
             conversation_id = f"{job.channel_id};messageid={job.message_id}"
         if job.payload.get("dm"):
             # Open (or find) the 1:1 chat with the person, then post in it.
             tenant = (ref.get("conversation") or {}).get("tenantId") or self.tenant_id or None
-            created = await connector.conversations.create_conversation(ConversationParameters(
-                is_group=False, bot=ChannelAccount(id=(ref.get("bot") or {}).get("id") or self.app_id),
-                members=[ChannelAccount(id=job.channel_id)], tenant_id=tenant,
-                channel_data={"tenant": {"id": tenant}} if tenant else None))
+            created = await connector.conversations.create_conversation(
+                ConversationParameters(
+                    is_group=False,
+                    bot=ChannelAccount(id=(ref.get("bot") or {}).get("id") or self.app_id),
+                    members=[ChannelAccount(id=job.channel_id)],
+                    tenant_id=tenant,
+                    channel_data={"tenant": {"id": tenant}} if tenant else None,
+                )
+            )
             conversation_id = created.id
         response = await connector.conversations.send_to_conversation(conversation_id, activity)
         return Sent(message_id=response.id)

@@ -52,24 +52,30 @@ class _BotConfig:
 def mount(app: web.Application, container: Container) -> None:
     """Serve Teams on `POST /api/messages` and send cards through the outbox."""
     settings = container.settings
-    config = _BotConfig(settings.teams_app_id, settings.teams_app_password, settings.teams_app_type,
-                        settings.teams_tenant_id)
+    config = _BotConfig(settings.teams_app_id, settings.teams_app_password, settings.teams_app_type, settings.teams_tenant_id)
     _fetch_signing_keys_off_the_loop()
     health = container.health.platform("teams")
     adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(config))
     authentication = _ExplainedRefusals(adapter.bot_framework_authentication, health=health)
     adapter.bot_framework_authentication = authentication
     tenants = settings.allowed_tenants()
-    bot = UnsiloTeamsBot(bus=container.bus, outcomes=container.config.outcomes, tenants=tenants,
-                         departments=container.config.department_names())
-    container.senders["teams"] = TeamsSender(app_id=settings.teams_app_id, app_password=settings.teams_app_password,
-                                             tenant_id=settings.teams_tenant_id, outcomes=container.config.outcomes,
-                                             health=health)
+    bot = UnsiloTeamsBot(
+        bus=container.bus, outcomes=container.config.outcomes, tenants=tenants, departments=container.config.department_names()
+    )
+    container.senders["teams"] = TeamsSender(
+        app_id=settings.teams_app_id,
+        app_password=settings.teams_app_password,
+        tenant_id=settings.teams_tenant_id,
+        outcomes=container.config.outcomes,
+        health=health,
+    )
     if not settings.teams_app_id:
         logger.warning("Teams runs WITHOUT authentication (MicrosoftAppId is empty): for local/emulator use only")
     if not tenants:
-        logger.warning("Teams accepts activities from ANY Microsoft 365 tenant: set MicrosoftAppTenantId or "
-                       "UNSILO_TEAMS_TENANTS (comma-separated tenant ids) to accept only your organisation's")
+        logger.warning(
+            "Teams accepts activities from ANY Microsoft 365 tenant: set MicrosoftAppTenantId or "
+            "UNSILO_TEAMS_TENANTS (comma-separated tenant ids) to accept only your organisation's"
+        )
 
     async def messages(request: web.Request) -> web.StreamResponse:
         auth_header = request.headers.get("Authorization", "")
@@ -83,8 +89,9 @@ def mount(app: web.Application, container: Container) -> None:
             # The SDK authenticates again, with the activity (its serviceUrl claim, the channel's endorsement).
             answer = await _authenticated(adapter.process_activity(auth_header, activity, bot.on_turn))
         except DeserializationError as exc:  # a field the SDK's models cannot read (e.g. a task/fetch value)
-            raise _refused(400, "not a Bot Framework activity: a field has the wrong shape",
-                           f"the SDK could not read it ({str(exc)[:200]})") from None
+            raise _refused(
+                400, "not a Bot Framework activity: a field has the wrong shape", f"the SDK could not read it ({str(exc)[:200]})"
+            ) from None
         if answer is None:
             return web.Response(status=201)
         return web.json_response(data=serializer_helper(answer.body), status=answer.status)
@@ -121,21 +128,27 @@ class _ExplainedRefusals:
         endorsement and the token's serviceUrl claim are left to `authenticate_request`, which
         checks them against the activity once its body is read.
         """
-        await self._explained(self._inner.authenticate_streaming_request(auth_header, ""), auth_header,
-                              "before its body was read")
+        await self._explained(
+            self._inner.authenticate_streaming_request(auth_header, ""), auth_header, "before its body was read"
+        )
 
     async def authenticate_request(self, activity: Activity, auth_header: str) -> Any:
         """The SDK's authentication of an activity and its token (the one `process_activity` runs)."""
-        return await self._explained(self._inner.authenticate_request(activity, auth_header), auth_header,
-                                     f"{activity.type} activity, serviceUrl {activity.service_url!r}")
+        return await self._explained(
+            self._inner.authenticate_request(activity, auth_header),
+            auth_header,
+            f"{activity.type} activity, serviceUrl {activity.service_url!r}",
+        )
 
     async def _explained(self, check: Awaitable[Any], auth_header: str, what: str) -> Any:
         try:
             result = await check
         except Exception as exc:
             if isinstance(exc, (TimeoutError, OSError)) and not isinstance(exc, PermissionError):  # requests' too
-                self._health.degraded(f"the Bot Framework's signing keys cannot be fetched ({type(exc).__name__}); "
-                                      "check outbound HTTPS to login.botframework.com")
+                self._health.degraded(
+                    f"the Bot Framework's signing keys cannot be fetched ({type(exc).__name__}); "
+                    "check outbound HTTPS to login.botframework.com"
+                )
                 self._keys_failing = True
                 raise
             reason = refusal_reason(exc, auth_header)
@@ -251,9 +264,23 @@ async def _activity_body(request: web.Request) -> dict[str, Any]:
 # fields the SDK and this adapter read: botbuilder raises (a 500) on anything else.
 _ACCOUNT_FIELDS = ("from", "recipient", "conversation")
 _TYPED: dict[str, type | tuple[type, ...]] = {
-    "id": str, "text": str, "name": str, "channelId": str, "replyToId": str, "textFormat": str, "locale": str,
-    "channelData": dict, "entities": list, "attachments": list, "membersAdded": list, "membersRemoved": list,
-    "reactionsAdded": list, "reactionsRemoved": list, "relatesTo": dict, "action": str, "timestamp": str,
+    "id": str,
+    "text": str,
+    "name": str,
+    "channelId": str,
+    "replyToId": str,
+    "textFormat": str,
+    "locale": str,
+    "channelData": dict,
+    "entities": list,
+    "attachments": list,
+    "membersAdded": list,
+    "membersRemoved": list,
+    "reactionsAdded": list,
+    "reactionsRemoved": list,
+    "relatesTo": dict,
+    "action": str,
+    "timestamp": str,
     "localTimestamp": str,
 }
 
@@ -271,16 +298,20 @@ def _shape_problem(body: dict[str, Any]) -> str | None:
         account = body.get(name)
         if not isinstance(account, dict) or not isinstance(account.get("id"), str) or not account["id"]:
             return f"{name}.id is required"
-        if not all(isinstance(account.get(k), str) for k in ("name", "aadObjectId", "role", "tenantId",
-                                                             "conversationType") if account.get(k) is not None):
+        if not all(
+            isinstance(account.get(k), str)
+            for k in ("name", "aadObjectId", "role", "tenantId", "conversationType")
+            if account.get(k) is not None
+        ):
             return f"{name} has a field of the wrong type"
     for name, kind in _TYPED.items():
         if body.get(name) is not None and not isinstance(body[name], kind):
             return f"{name} must be a {kind.__name__ if isinstance(kind, type) else kind}"
     for key, value in (body.get("channelData") or {}).items():
         if key in _CHANNEL_DATA_OBJECTS and value is not None:
-            if not isinstance(value, dict) or any(not isinstance(value.get(k), str)
-                                                  for k in ("id", "name") if value.get(k) is not None):
+            if not isinstance(value, dict) or any(
+                not isinstance(value.get(k), str) for k in ("id", "name") if value.get(k) is not None
+            ):
                 return f"channelData.{key} must be an object with string id and name"
         elif key in _CHANNEL_DATA_STRINGS and value is not None and not isinstance(value, str):
             return f"channelData.{key} must be a string"
@@ -296,8 +327,9 @@ def _is_card_action(body: dict[str, Any]) -> bool:
     return body["type"] == "invoke" and body.get("name") == "adaptiveCard/action"
 
 
-async def _card_action(body: dict[str, Any], auth_header: str, authentication: _ExplainedRefusals,
-                       bot: UnsiloTeamsBot) -> web.Response:
+async def _card_action(
+    body: dict[str, Any], auth_header: str, authentication: _ExplainedRefusals, bot: UnsiloTeamsBot
+) -> web.Response:
     """Answer a card click in the HTTP response, authenticated exactly as `CloudAdapter` would.
 
     `CloudAdapter.process_activity` builds a connector client and a user-token client for
@@ -316,15 +348,27 @@ def _card_action_activity(body: dict[str, Any]) -> Activity:
     click); a click needs its channel, service URL, sender, recipient, tenant, the clicked
     card's message id and the value.
     """
+
     def account(raw: dict[str, Any]) -> ChannelAccount:
-        return ChannelAccount(id=raw["id"], name=raw.get("name"), aad_object_id=raw.get("aadObjectId"),
-                              role=raw.get("role"))
+        return ChannelAccount(id=raw["id"], name=raw.get("name"), aad_object_id=raw.get("aadObjectId"), role=raw.get("role"))
 
     raw_conversation = body["conversation"]
-    conversation = ConversationAccount(id=raw_conversation["id"], tenant_id=raw_conversation.get("tenantId"),
-                                       conversation_type=raw_conversation.get("conversationType"))
-    return Activity(type=body["type"], name=body["name"], id=body.get("id"), channel_id=body.get("channelId"),
-                    service_url=body["serviceUrl"], from_property=account(body["from"]),
-                    recipient=account(body["recipient"]), conversation=conversation,
-                    channel_data=body.get("channelData"), relates_to=body.get("relatesTo"),
-                    reply_to_id=body.get("replyToId"), value=body.get("value"))
+    conversation = ConversationAccount(
+        id=raw_conversation["id"],
+        tenant_id=raw_conversation.get("tenantId"),
+        conversation_type=raw_conversation.get("conversationType"),
+    )
+    return Activity(
+        type=body["type"],
+        name=body["name"],
+        id=body.get("id"),
+        channel_id=body.get("channelId"),
+        service_url=body["serviceUrl"],
+        from_property=account(body["from"]),
+        recipient=account(body["recipient"]),
+        conversation=conversation,
+        channel_data=body.get("channelData"),
+        relates_to=body.get("relatesTo"),
+        reply_to_id=body.get("replyToId"),
+        value=body.get("value"),
+    )

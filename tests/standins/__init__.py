@@ -33,8 +33,7 @@ def next_failure(queues: dict[str, list[Any]], name: str) -> Any:
     return failure
 
 
-def take_token(buckets: dict[str, tuple[float, float]], key: str, *, rate: float, burst: int,
-               now: float) -> int | None:
+def take_token(buckets: dict[str, tuple[float, float]], key: str, *, rate: float, burst: int, now: float) -> int | None:
     """Token-bucket rate limiting as the platforms do it, per channel or conversation `key`.
 
     Takes a token (None: the call may go ahead) or returns the whole seconds to wait, the
@@ -73,8 +72,7 @@ class RecordingStandIn:
     async def __aenter__(self) -> Self:
         return await self.start()
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.close()
 
     async def wait_for(self, name: str, count: int = 1, timeout: float = 2.0) -> list[Any]:

@@ -77,15 +77,21 @@ from tests.standins import RecordingStandIn, next_failure, take_token
 logger = logging.getLogger(__name__)
 
 #: The route names `Call.route` takes (and `BotConnectorStandIn.fail_next` accepts).
-ROUTES = ("create", "send", "reply", "update", "delete", "members", "member", "paged_members",
-          "team", "team_channels")
+ROUTES = ("create", "send", "reply", "update", "delete", "members", "member", "paged_members", "team", "team_channels")
 
 #: Routes the per-conversation rate limit applies to by default (the writes).
 WRITE_ROUTES = frozenset({"create", "send", "reply", "update", "delete"})
 
 #: Error codes used for injected failures, by HTTP status.
-_FAILURE_CODES = {400: "BadArgument", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-                  412: "PreconditionFailed", 413: "MessageSizeTooBig", 429: "Throttled"}
+_FAILURE_CODES = {
+    400: "BadArgument",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    412: "PreconditionFailed",
+    413: "MessageSizeTooBig",
+    429: "Throttled",
+}
 
 #: Teams' bot message size limit, counted over the body as UTF-16 (Microsoft's "format your
 #: bot messages" page; 40 KB in most of its versions).
@@ -165,8 +171,9 @@ class _Failure:
 class _ConnectorError(Exception):
     """Raised by a route implementation to answer an error."""
 
-    def __init__(self, status: int, code: str, message: str, *,
-                 headers: dict[str, str] | None = None, body: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None, body: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
@@ -323,8 +330,7 @@ class BotConnectorStandIn(RecordingStandIn):
             return self
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=self._run_thread, args=(loop, ready), name="bot-connector-standin",
-                                  daemon=True)
+        thread = threading.Thread(target=self._run_thread, args=(loop, ready), name="bot-connector-standin", daemon=True)
         thread.start()
         try:
             await asyncio.wrap_future(ready)
@@ -545,9 +551,15 @@ class BotConnectorStandIn(RecordingStandIn):
             raise ValueError("give an HTTP error status (400 or more)")
         if code is None:
             code = _FAILURE_CODES.get(status, "ServiceError" if status >= 500 else "BadArgument")
-        self._failures.setdefault(route, []).append(_Failure(
-            status=status, code=code, message=message or f"injected failure ({status})",
-            remaining=times, retry_after=max(0, retry_after)))
+        self._failures.setdefault(route, []).append(
+            _Failure(
+                status=status,
+                code=code,
+                message=message or f"injected failure ({status})",
+                remaining=times,
+                retry_after=max(0, retry_after),
+            )
+        )
 
     def drop_next(self, route: str, *, times: int = 1) -> None:
         """Make the next ``times`` calls of ``route`` get no answer: the connection is reset.
@@ -639,8 +651,9 @@ class BotConnectorStandIn(RecordingStandIn):
         if self.max_message_bytes is not None and call.route in ("create", "send", "reply", "update"):
             size = len(json.dumps(call.body).encode("utf-16-le"))
             if size > self.max_message_bytes:
-                raise _ConnectorError(413, "MessageSizeTooBig",
-                                      f"the message is {size} bytes as UTF-16; the limit is {self.max_message_bytes}")
+                raise _ConnectorError(
+                    413, "MessageSizeTooBig", f"the message is {size} bytes as UTF-16; the limit is {self.max_message_bytes}"
+                )
         if call.route in self.rate_limited_routes:
             self._rate_limit(self._rate_key(call))
         result = self._routes[call.route](call)
@@ -672,8 +685,9 @@ class BotConnectorStandIn(RecordingStandIn):
         retry_after = take_token(self._buckets, key, rate=rate, burst=self.rate_limit_burst, now=self.rate_clock())
         if retry_after is None:
             return
-        raise _ConnectorError(429, "Throttled", "too many requests for this conversation",
-                              headers={"Retry-After": str(retry_after)})
+        raise _ConnectorError(
+            429, "Throttled", "too many requests for this conversation", headers={"Retry-After": str(retry_after)}
+        )
 
     # ------------------------------------------------------------------ state helpers
 
@@ -682,8 +696,7 @@ class BotConnectorStandIn(RecordingStandIn):
         self._last_id = max(int(time.time() * 1000), self._last_id + 1)
         return str(self._last_id)
 
-    def _put(self, conversation_id: str, body: Any, *, thread: str | None,
-             reply_to: str | None = None) -> dict[str, Any]:
+    def _put(self, conversation_id: str, body: Any, *, thread: str | None, reply_to: str | None = None) -> dict[str, Any]:
         """Store a new activity in a conversation and return it (not a copy)."""
         if not isinstance(body, dict):
             raise _ConnectorError(400, "BadArgument", "an Activity object is required")
@@ -813,7 +826,7 @@ class BotConnectorStandIn(RecordingStandIn):
             start = int(call.query.get("continuationToken") or 0)
         except ValueError as exc:
             raise _ConnectorError(400, "BadArgument", "bad pageSize or continuationToken") from exc
-        answer: dict[str, Any] = {"members": roster[start:start + size]}
+        answer: dict[str, Any] = {"members": roster[start : start + size]}
         if start + size < len(roster):
             answer["continuationToken"] = str(start + size)
         return 200, answer

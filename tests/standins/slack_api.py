@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 #: Arguments that carry JSON documents; form-encoded requests send them as JSON strings.
 _JSON_ARGS = ("blocks", "attachments", "view", "metadata")
 
+
 @dataclass
 class Call:
     """One Web API request the stand-in received.
@@ -93,8 +94,9 @@ class _Failure:
 class _ApiError(Exception):
     """Raised by a method implementation to answer ``{"ok": false, "error": ...}``."""
 
-    def __init__(self, error: str, *, status: int = 200, extra: dict[str, Any] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, error: str, *, status: int = 200, extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(error)
         self.error = error
         self.status = status
@@ -309,8 +311,14 @@ class SlackStandIn(RecordingStandIn):
         uses = sum(1 for r in self.responses if r["url"] == url)
         if uses >= 5:
             return web.Response(status=404, text="used_url")
-        self.responses.append({"url": url, "kind": request.match_info["kind"], "at": time.monotonic(),
-                               **(payload if isinstance(payload, dict) else {"payload": payload})})
+        self.responses.append(
+            {
+                "url": url,
+                "kind": request.match_info["kind"],
+                "at": time.monotonic(),
+                **(payload if isinstance(payload, dict) else {"payload": payload}),
+            }
+        )
         return web.Response(text="ok")
 
     def answers(self, url: str | None = None) -> list[str]:
@@ -565,12 +573,10 @@ class SlackStandIn(RecordingStandIn):
             raise _ApiError("message_not_found")
         return found
 
-    def _make_view(self, spec: Any, *, view_id: str | None = None,
-                   previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _make_view(self, spec: Any, *, view_id: str | None = None, previous: dict[str, Any] | None = None) -> dict[str, Any]:
         """Build the view object Slack returns from a view payload."""
         if not isinstance(spec, dict) or spec.get("type") not in ("modal", "home"):
-            raise _ApiError("invalid_arguments",
-                            extra={"response_metadata": {"messages": ["[ERROR] invalid `view`"]}})
+            raise _ApiError("invalid_arguments", extra={"response_metadata": {"messages": ["[ERROR] invalid `view`"]}})
         self._view_seq += 1
         vid = view_id or f"V{self._view_seq:08d}STAND"
         view: dict[str, Any] = {
@@ -675,8 +681,7 @@ class SlackStandIn(RecordingStandIn):
         if not (a.get("text") or a.get("blocks") or a.get("attachments")):
             raise _ApiError("no_text")
         message_ts = self._next_ts()
-        entry: dict[str, Any] = {"channel": channel, "user": user, "text": a.get("text") or "",
-                                 "message_ts": message_ts}
+        entry: dict[str, Any] = {"channel": channel, "user": user, "text": a.get("text") or "", "message_ts": message_ts}
         for key in ("blocks", "attachments", "thread_ts"):
             if a.get(key):
                 entry[key] = copy.deepcopy(a[key])
@@ -704,8 +709,9 @@ class SlackStandIn(RecordingStandIn):
         """``views.open``: open a modal (needs a ``trigger_id``)."""
         a = call.args
         if not (a.get("trigger_id") or a.get("interactivity_pointer")):
-            raise _ApiError("invalid_arguments",
-                            extra={"response_metadata": {"messages": ["[ERROR] missing required field: trigger_id"]}})
+            raise _ApiError(
+                "invalid_arguments", extra={"response_metadata": {"messages": ["[ERROR] missing required field: trigger_id"]}}
+            )
         view = self._make_view(a.get("view"))
         return {"ok": True, "view": copy.deepcopy(view)}
 
@@ -718,8 +724,9 @@ class SlackStandIn(RecordingStandIn):
         elif a.get("external_id"):
             current = next((v for v in self.views.values() if v["external_id"] == a["external_id"]), None)
         else:
-            raise _ApiError("invalid_arguments",
-                            extra={"response_metadata": {"messages": ["[ERROR] view_id or external_id is required"]}})
+            raise _ApiError(
+                "invalid_arguments", extra={"response_metadata": {"messages": ["[ERROR] view_id or external_id is required"]}}
+            )
         if current is None:
             raise _ApiError("not_found")
         if a.get("hash") and a["hash"] != current["hash"]:
@@ -734,8 +741,7 @@ class SlackStandIn(RecordingStandIn):
         self._user(user_id)
         spec = a.get("view")
         if not isinstance(spec, dict) or spec.get("type") != "home":
-            raise _ApiError("invalid_arguments",
-                            extra={"response_metadata": {"messages": ["[ERROR] view type must be home"]}})
+            raise _ApiError("invalid_arguments", extra={"response_metadata": {"messages": ["[ERROR] view type must be home"]}})
         current = self.views.get(self.home_views.get(user_id, ""))
         if current is not None and a.get("hash") and a["hash"] != current["hash"]:
             raise _ApiError("hash_conflict")
@@ -751,7 +757,6 @@ class SlackStandIn(RecordingStandIn):
         """``conversations.info``: a channel object."""
         return {"ok": True, "channel": copy.deepcopy(self._channel(call.args.get("channel")))}
 
-
     def _conversations_history(self, call: Call) -> dict[str, Any]:
         """``conversations.history``: a channel's top-level messages, newest first, between ``oldest``
         and ``latest`` (exclusive), ``limit`` a page (cursor = the next offset), metadata only with
@@ -761,18 +766,24 @@ class SlackStandIn(RecordingStandIn):
         self._channel(channel)
         oldest, latest = float(a.get("oldest") or 0), float(a.get("latest") or 1e12)
         with_metadata = str(a.get("include_all_metadata", "")).lower() in ("1", "true")
-        shown = [m for ts, m in sorted(self._messages.get(channel, {}).items(), key=lambda kv: _ts_key(kv[0]),
-                                       reverse=True)
-                 if oldest < float(ts) < latest and m.get("thread_ts") in (None, ts)]
+        shown = [
+            m
+            for ts, m in sorted(self._messages.get(channel, {}).items(), key=lambda kv: _ts_key(kv[0]), reverse=True)
+            if oldest < float(ts) < latest and m.get("thread_ts") in (None, ts)
+        ]
         start = int(a.get("cursor") or 0)
         limit = max(1, min(int(a.get("limit") or 100), 999))
-        page = [copy.deepcopy(m) for m in shown[start:start + limit]]
+        page = [copy.deepcopy(m) for m in shown[start : start + limit]]
         if not with_metadata:
             for message in page:
                 message.pop("metadata", None)
         more = start + limit < len(shown)
-        return {"ok": True, "messages": page, "has_more": more,
-                "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
+        return {
+            "ok": True,
+            "messages": page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
 
 
 def _ts_key(ts: str) -> tuple[int, int]:

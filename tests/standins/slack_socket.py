@@ -81,10 +81,14 @@ class SocketModeStandIn:
         await ws.prepare(request)
         self.connections += 1
         self._sockets.append(ws)
-        await ws.send_json({"type": "hello", "num_connections": 1,
-                            "debug_info": {"host": "applink-standin", "build_number": 1,
-                                           "approximate_connection_time": 18060},
-                            "connection_info": {"app_id": "A00STANDAPP"}})
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": 1,
+                "debug_info": {"host": "applink-standin", "build_number": 1, "approximate_connection_time": 18060},
+                "connection_info": {"app_id": "A00STANDAPP"},
+            }
+        )
         self.hello_sent.set()
         try:
             async for message in ws:
@@ -116,8 +120,14 @@ class SocketModeStandIn:
         await self.wait_connected()
         envelope = Envelope(envelope_id=str(uuid.uuid4()), type=kind, payload=payload)
         self.envelopes[envelope.envelope_id] = envelope
-        frame = {"envelope_id": envelope.envelope_id, "type": kind, "payload": payload,
-                 "accepts_response_payload": kind != "events_api", "retry_attempt": 0, "retry_reason": ""}
+        frame = {
+            "envelope_id": envelope.envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": kind != "events_api",
+            "retry_attempt": 0,
+            "retry_reason": "",
+        }
         socket = next(ws for ws in self._sockets if not ws.closed)
         await socket.send_json(frame)
         await asyncio.wait_for(envelope.acked.wait(), timeout)
@@ -126,8 +136,7 @@ class SocketModeStandIn:
     async def disconnect(self, reason: str = "refresh_requested") -> None:
         """Ask the client to reconnect, as Slack does every few hours."""
         for ws in list(self._sockets):
-            await ws.send_json({"type": "disconnect", "reason": reason,
-                                "debug_info": {"host": "applink-standin"}})
+            await ws.send_json({"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-standin"}})
 
     async def drop(self) -> None:
         """Close every socket abruptly (no `disconnect` message first)."""
