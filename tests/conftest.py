@@ -94,6 +94,14 @@ def test_config(tmp_path: Path) -> Config:
     return load_config(path)
 
 
+def service_env(**values: str) -> dict[str, str]:
+    """The environment of an `unsilo run` (or CLI) subprocess: this one's, without any setting of
+    ours or platform credential that could leak in, with the repository importable and `values` set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "Microsoft", "DATABASE_URL", "UNSILO_"))}
+    env.update(PYTHONPATH=str(ROOT), **values)
+    return env
+
+
 class FakeClock:
     """A clock the test moves by hand (no sleeps)."""
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from bot.bootstrap import build
 from bot.config import load_config
 from bot.server import ConnectionCap, start
 from bot.settings import Settings
-from tests.conftest import ROOT, TEST_CONFIG
+from tests.conftest import TEST_CONFIG, service_env
 from tests.test_service import free_port
 
 SECRET = "connections-secret"
@@ -64,8 +63,7 @@ async def test_six_hundred_slow_clients_at_512_descriptors_leave_webhooks_served
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}"
     await _webhook_source(tmp_path, db_url)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "Microsoft", "DATABASE_URL", "UNSILO_"))}
-    env.update(PYTHONPATH=str(ROOT), DATABASE_URL=db_url, UNSILO_CONFIG=str(tmp_path / "unsilo.toml"))
+    env = service_env(DATABASE_URL=db_url, UNSILO_CONFIG=str(tmp_path / "unsilo.toml"))
     process = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "run", "--port", str(port)],
         cwd=tmp_path,

@@ -8,7 +8,6 @@ several due times; killing the replica that posted one does not stop the next be
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import subprocess
@@ -26,7 +25,7 @@ from bot.config import load_config
 from bot.ingest import make_incoming
 from bot.settings import Settings
 from storage.models import Conversation
-from tests.conftest import PG_URL, ROOT, _drop_schema, _postgres_schema
+from tests.conftest import PG_URL, _drop_schema, _postgres_schema, service_env
 from tests.standins.slack_api import SlackStandIn
 from tests.test_service import free_port
 
@@ -89,9 +88,7 @@ async def test_three_replicas_post_each_digest_and_escalation_once(tmp_path: Pat
 
     processes: dict[int, subprocess.Popen[str]] = {}
     async with SlackStandIn() as slack:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "Microsoft", "DATABASE_URL"))}
-        env.update(
-            PYTHONPATH=str(ROOT),
+        env = service_env(
             DATABASE_URL=url,
             UNSILO_CONFIG=str(config_path),
             SLACK_BOT_TOKEN="xoxb-replicas",

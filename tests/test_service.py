@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -12,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, service_env
 
 
 def free_port() -> int:
@@ -31,8 +30,7 @@ def get_json(url: str) -> tuple[int, dict]:
 
 def test_run_serves_health_and_reports_disabled_platforms(tmp_path: Path) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "Microsoft", "DATABASE_URL"))}
-    env.update(PYTHONPATH=str(ROOT), DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}")
+    env = service_env(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}")
     (tmp_path / "unsilo.example.toml").write_text((ROOT / "unsilo.example.toml").read_text())
     process = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "run", "--port", str(port)],

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import signal
 import subprocess
@@ -37,7 +36,7 @@ from bot.bootstrap import Container, build
 from bot.config import load_config
 from bot.settings import Settings
 from storage.models import Conversation, Delivery
-from tests.conftest import ROOT
+from tests.conftest import service_env
 from tests.standins import serve
 from tests.standins.slack_api import SlackStandIn
 from tests.test_service import free_port
@@ -173,9 +172,7 @@ async def test_kill_9_every_2_seconds_during_200_webhooks_posts_each_card_once_a
     receiver, receiver_url = await serve(receiver_app)
     endpoint.url = f"{receiver_url}/replies"
     async with SlackStandIn(delay=0.1, rate_limit_per_channel=8, rate_limit_burst=3) as slack:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "Microsoft", "DATABASE_URL", "UNSILO_"))}
-        env.update(
-            PYTHONPATH=str(ROOT),
+        env = service_env(
             DATABASE_URL=store_url,
             UNSILO_CONFIG=str(config_path),
             SLACK_BOT_TOKEN="xoxb-soak",
