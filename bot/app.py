@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -12,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import text
 
-from bot.bootstrap import Container
+from bot.bootstrap import PLATFORM_MOUNTS, Container, mount_sources
 from bot.scheduler import Scheduler
 from storage.db import UNAVAILABLE
 
@@ -21,12 +20,6 @@ logger = logging.getLogger(__name__)
 CONTAINER: web.AppKey[Container] = web.AppKey("container", Container)
 HEALTH_CACHE: web.AppKey[dict[str, Any]] = web.AppKey("health_cache", dict)
 SCHEDULER_STATE: web.AppKey[dict[str, str]] = web.AppKey("scheduler_state", dict)
-
-# Each platform adapter is a module with `mount(app, container) -> None`; imported by name so
-# that the core never imports a platform SDK.
-PLATFORM_MODULES = {"slack": "adapters.slack", "teams": "adapters.teams.service"}
-# Source adapters that take HTTP requests (no credentials needed: each source has its own secret).
-SOURCE_MODULES = ("adapters.sources.webhooks",)
 
 
 def mount_platforms(app: web.Application, container: Container) -> None:
@@ -39,9 +32,8 @@ def mount_platforms(app: web.Application, container: Container) -> None:
         health = container.health.platform(platform)
         if reason is None:
             try:
-                module: Any = importlib.import_module(PLATFORM_MODULES[platform])
-                module.mount(app, container)
-            except ModuleNotFoundError:
+                PLATFORM_MOUNTS[platform](app, container)  # the composition root imports the adapter
+            except (KeyError, ModuleNotFoundError):
                 reason = "its adapter is not part of this version yet"
             except Exception as exc:  # a broken platform never takes the others down
                 logger.exception("%s could not start", platform)
@@ -196,8 +188,7 @@ def create_app(container: Container, *, run_worker: bool = True) -> web.Applicat
     app[HEALTH_CACHE] = {}
     app[SCHEDULER_STATE] = {"state": "starting" if run_worker else "off"}
     mount_platforms(app, container)
-    for name in SOURCE_MODULES:
-        importlib.import_module(name).mount(app, container)
+    mount_sources(app, container)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await container.prepare()

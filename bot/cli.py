@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import builtins
 import getpass
-import importlib
 import logging
 import re
 import secrets
@@ -21,7 +20,7 @@ from typing import Any
 
 from bot import commands as c
 from bot import logs
-from bot.bootstrap import Container, build, sample_path
+from bot.bootstrap import Container, build, feed_poller, sample_path
 from bot.config import ConfigError, find_config, load_config
 from bot.domain import DomainError, InvalidInput, parse_conversation_id
 from bot.ingest import IngestError, parse_feed
@@ -315,7 +314,8 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
     action = args.action or "list"
     tags = [t.strip() for t in getattr(args, "tags", "").split(",") if t.strip()]
     reply_url = getattr(args, "reply_url", "")
-    guard: Any = importlib.import_module("adapters.web.guard")
+    from adapters.web import guard  # the CLI is an entry point: it may import adapters
+
     checker = guard.AddressGuard(container.settings.allow_private_urls)
     for option, url in (("--reply-url", reply_url), ("the feed URL", getattr(args, "url", "") if action == "add-feed" else "")):
         if url:
@@ -324,7 +324,7 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
             except guard.UnsafeURL as exc:
                 raise InvalidInput(f"{option} is refused: {exc} (UNSILO_ALLOW_PRIVATE_URLS lists the exceptions)") from None
     if action == "poll":
-        poller: Any = importlib.import_module("adapters.sources.feeds").FeedPoller(container)
+        poller = feed_poller(container)
         outcomes = await poller.poll_due()
         for outcome in outcomes:
             echo(
@@ -472,7 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _manifest(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    manifest: Any = importlib.import_module("adapters.teams.manifest")  # stdlib only, no SDK
+    from adapters.teams import manifest  # stdlib only, no SDK
+
     app_id = args.app_id or settings.teams_app_id
     if not app_id:
         echo("no app id: pass --app-id or set MicrosoftAppId (the Azure Bot's Microsoft App ID)", file=sys.stderr)

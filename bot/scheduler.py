@@ -12,7 +12,6 @@ does the work, so with N replicas on one PostgreSQL each thing happens once:
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import socket
@@ -25,6 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.bootstrap import Container, feed_poller
 from bot.config import DepartmentConfig, digest_trigger
 from bot.digest import build_digest, digest_notice
 from bot.outbox import commit_with_deliveries, enqueue_thread_notice, notice_payload
@@ -46,7 +46,9 @@ def holder_name() -> str:
 class Scheduler:
     """Runs the periodic jobs of one replica; the store keeps them exactly-once across replicas."""
 
-    def __init__(self, container: Any, *, holder: str | None = None, poll_every: float = 15.0, sweep_every: float = 60.0) -> None:
+    def __init__(
+        self, container: Container, *, holder: str | None = None, poll_every: float = 15.0, sweep_every: float = 60.0
+    ) -> None:
         self.container = container
         self.holder = holder or holder_name()
         self.poll_every = poll_every
@@ -81,7 +83,7 @@ class Scheduler:
     async def poll_feeds(self) -> None:
         """Poll every feed that is due (each one claimed by exactly one replica)."""
         if self._poller is None:
-            self._poller = importlib.import_module("adapters.sources.feeds").FeedPoller(self.container)
+            self._poller = feed_poller(self.container)
         try:
             await self._poller.poll_due()
         except Exception:

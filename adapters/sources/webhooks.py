@@ -13,16 +13,18 @@ import json
 import logging
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from adapters.web.guard import AddressGuard, UnsafeURL
 from adapters.web.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from bot.bootstrap import Container
 from bot.ingest import Incoming, clean_text, html_to_text, make_incoming
 from bot.views import has_visible
+
+if TYPE_CHECKING:
+    from bot.bootstrap import Container
 
 logger = logging.getLogger(__name__)
 
