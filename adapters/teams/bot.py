@@ -13,6 +13,7 @@ import asyncio
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from bot.textcommands import HelpRequest, help_text, parse
 from bot.views import CardCopy, Result, display_name, has_visible
 
 logger = logging.getLogger(__name__)
+LIVE_COPIES_KEPT = 10_000  # posted cards whose live copy a click need not look up again
 
 PREFIX = "@Unsilo"
 SORRY = "Sorry, that failed on our side (it is logged). Please try again in a moment."
@@ -186,6 +188,9 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         self.tenants = tenants
         self.departments = tuple(departments)
         self.directory = directory or Directory()
+        # Posted messages known to be their card's live copy: a click on one needs no second unit of
+        # work to tell (the first recorded copy stays the live one). Bounded, oldest first out.
+        self._live_copies: OrderedDict[tuple[str, str], int] = OrderedDict()
 
     def accepts(self, activity: Activity) -> bool:
         """Whether the activity comes from a configured tenant (any, when none is configured)."""
@@ -378,6 +383,9 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         message_id = activity.reply_to_id or thread_root(activity)
         if not render.from_posted_copy(data) or not message_id:
             return None
+        known = (channel_of(activity), message_id)
+        if self._live_copies.get(known) == conversation_id:
+            return CardCopy(conversation_id)
         try:
             found = await self.bus.handle(
                 c.LocateCard(actor, channel_id=channel_of(activity), message_id=message_id, conversation_id=conversation_id)
@@ -385,7 +393,11 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         except Exception:  # noqa: BLE001 - the click is done; the card it shows is the only thing at stake
             logger.exception("Teams: could not tell which copy of #%s was clicked", conversation_id)
             return None
-        return found.copy if found is not None else None
+        if found.copy is not None and found.copy.live_message_id is None:
+            self._live_copies[known] = conversation_id
+            if len(self._live_copies) > LIVE_COPIES_KEPT:
+                self._live_copies.popitem(last=False)
+        return found.copy
 
     async def _run_action(self, data: dict[str, Any], activity: Activity, actor: c.Actor) -> tuple[dict[str, Any], str]:
         """An Action.Submit button (its data in a message) -> the refreshed card and its preview."""
