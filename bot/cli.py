@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot import commands as c
-from bot import logs
+from bot import logs, verbs
 from bot.bootstrap import Container, build, feed_poller, sample_path
 from bot.config import ConfigError, find_config, load_config
 from bot.domain import DomainError, InvalidInput, parse_conversation_id
@@ -77,33 +77,22 @@ def _parser() -> argparse.ArgumentParser:
     p = cmd("run", "start the service (health check, Slack/Teams endpoints, delivery loop)")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
-    for name, help_ in (("claim", "take ownership of a conversation"), ("release", "give a conversation back to the queue")):
-        p = cmd(name, help_)
-        p.add_argument("id", type=_conversation_id)
-        actor_arg(p)
+    for verb in verbs.TABLE:  # every verb about one conversation, with its inputs as arguments
+        if verb.build is not None:
+            p = cmd(verb.name, verb.usage.partition(" — ")[2] or verb.usage)
+            p.add_argument("id", type=_conversation_id)
+            for wanted in verb.inputs:
+                if wanted.kind == "text" and wanted.required:
+                    p.add_argument(wanted.name, help=wanted.label)
+                else:
+                    p.add_argument(f"--{wanted.name}", required=wanted.required, default="", help=wanted.label)
+            actor_arg(p)
+    p = cmd("approvals", "replies waiting for your approval")
+    actor_arg(p)
     p = cmd("reassign", "give a conversation to someone else (managers)")
     p.add_argument("id", type=_conversation_id)
     p.add_argument("--to", required=True, help="the new owner")
     actor_arg(p)
-    for name, help_ in (
-        ("note", "add an internal note (never sent to the customer)"),
-        ("reply", "record a reply to the customer"),
-    ):
-        p = cmd(name, help_)
-        p.add_argument("id", type=_conversation_id)
-        p.add_argument("text")
-        actor_arg(p)
-    p = cmd("resolve", "close a conversation with an outcome")
-    p.add_argument("id", type=_conversation_id)
-    p.add_argument("--outcome", required=True)
-    p.add_argument("--text", default="", help="what was done")
-    actor_arg(p)
-    p = cmd("dismiss", "close a conversation that needs no action (managers)")
-    p.add_argument("id", type=_conversation_id)
-    p.add_argument("reason")
-    actor_arg(p)
-    p = cmd("show", "a conversation with its full history")
-    p.add_argument("id", type=_conversation_id)
     p = cmd("queue", "what is waiting, per department")
     p.add_argument("--department", "-d")
     p.add_argument("--mine", action="store_true", help="only conversations you own")
@@ -134,19 +123,6 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--tags", default="", help="tags for every item, comma-separated")
     s.add_argument("--reply-url", default="", help="where replies are POSTed when an item carries no reply_url")
     sources.add_parser("poll", help="poll every feed that is due now, once", parents=[common])
-    p = cmd("approvals", "replies waiting for your approval")
-    actor_arg(p)
-    for name, help_ in (
-        ("approve", "let a held reply go to the customer (approvers)"),
-        ("posted", "say a recorded reply was posted by hand on its source"),
-    ):
-        p = cmd(name, help_)
-        p.add_argument("id", type=_conversation_id)
-        actor_arg(p)
-    p = cmd("reject", "stop a held reply for good (approvers)")
-    p.add_argument("id", type=_conversation_id)
-    p.add_argument("reason")
-    actor_arg(p)
     p = cmd("digest", "a department's digest, printed here")
     p.add_argument("--department", "-d")
     p.add_argument("--since", default="7d", type=_days, help="how far back, e.g. 7d (default) or 30d")
@@ -218,23 +194,12 @@ def _actor(args: argparse.Namespace) -> c.Actor:
 
 def _command(args: argparse.Namespace) -> c.Command:
     actor = _actor(args) if hasattr(args, "actor") else c.Actor("cli", getpass.getuser())
+    verb = verbs.get(args.command)
+    if verb is not None and verb.build is not None:
+        return verb.command(args.id, actor, {i.name: getattr(args, i.name) for i in verb.inputs})
     match args.command:
-        case "claim":
-            return c.Claim(args.id, actor)
-        case "release":
-            return c.Release(args.id, actor)
         case "reassign":
             return c.Reassign(args.id, actor, to=c.Actor("cli", args.to, name=args.to))
-        case "note":
-            return c.AddNote(args.id, actor, args.text, origin="cli")
-        case "reply":
-            return c.ReplyToCustomer(args.id, actor, args.text)
-        case "resolve":
-            return c.Resolve(args.id, actor, args.outcome, args.text)
-        case "dismiss":
-            return c.Dismiss(args.id, actor, args.reason)
-        case "show":
-            return c.Show(args.id, actor)
         case "queue":
             return c.ShowQueue(actor, department=args.department, mine=args.mine)
         case "search":
@@ -243,12 +208,6 @@ def _command(args: argparse.Namespace) -> c.Command:
             return c.Report(actor, args.text, link=args.link, department=args.department, author=args.author)
         case "approvals":
             return c.ShowApprovals(actor)
-        case "approve":
-            return c.ApproveReply(args.id, actor)
-        case "posted":
-            return c.MarkPosted(args.id, actor)
-        case "reject":
-            return c.RejectReply(args.id, actor, args.reason)
         case "digest":
             return c.ShowDigest(actor, department=args.department, days=args.since)
         case "stats":

@@ -1,30 +1,25 @@
 """One encoding of a button's command, shared by every platform.
 
 Slack puts the encoded string in a button's `value`; Teams puts the dict in an
-Adaptive Card action's `data`. Both decode it here into a core command.
+Adaptive Card action's `data` (with the values typed in its inputs). Both decode it here
+into a core command, through the verb table (`bot.verbs`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
-from bot.commands import Actor, ApproveReply, Claim, Command, MarkPosted, Release, Show
+from bot import verbs
+from bot.commands import Actor, Command
 from bot.domain import InvalidInput, parse_conversation_id
 from bot.views import Button
 
 logger = logging.getLogger(__name__)
 
-# Verbs that need no further input from the person and map straight to a command.
-_DIRECT: dict[str, Callable[[int, Actor], Command]] = {
-    "claim": Claim,
-    "release": Release,
-    "show": Show,
-    "approve": ApproveReply,
-    "posted": MarkPosted,
-}
+OPEN = verbs.OPEN  # a link button: the platform opens its URL, nothing reaches Unsilo
 
 
 def button_data(button: Button) -> dict[str, Any]:
@@ -37,7 +32,7 @@ def encode(button: Button) -> str:
     return json.dumps(button_data(button), separators=(",", ":"))
 
 
-def decode(value: str | dict[str, Any]) -> tuple[str, int]:
+def decode(value: str | Mapping[str, Any]) -> tuple[str, int]:
     """Read a button's `(verb, conversation id)` back, refusing anything malformed."""
     try:
         data = json.loads(value) if isinstance(value, str) else dict(value)
@@ -49,7 +44,19 @@ def decode(value: str | dict[str, Any]) -> tuple[str, int]:
     return verb, conversation_id
 
 
-def direct_command(verb: str, conversation_id: int, actor: Actor) -> Command | None:
-    """The command for a verb that needs no more input, or None (reply, note, resolve...)."""
-    factory = _DIRECT.get(verb)
-    return factory(conversation_id, actor) if factory else None
+def verb_of(name: str) -> verbs.Verb:
+    """The verb a button names, or a refusal saying the button is not one Unsilo knows (any more)."""
+    verb = verbs.get(name)
+    if verb is None or verb.build is None:
+        logger.warning("button for an unknown verb %r", name[:40])
+        raise InvalidInput(f"That button ({name[:40]}) is not supported any more; try `show #id`.")
+    return verb
+
+
+def to_command(data: str | Mapping[str, Any], actor: Actor, *, fields: Mapping[str, Any] | None = None) -> Command:
+    """The command of any button on any platform: its verb and conversation, with the values of its
+    inputs (`fields`, or the data's own keys named after the verb's inputs)."""
+    name, conversation_id = decode(data)
+    verb = verb_of(name)
+    values = fields if fields is not None else (data if isinstance(data, Mapping) else {})
+    return verb.command(conversation_id, actor, {k: str(v) for k, v in values.items() if isinstance(v, str | int)})

@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bot.domain import Status
+from bot import verbs
+from bot.verbs import Input, Verb
 from storage.models import Conversation, Event, Note, Reply
 
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")  # Unicode Cc but \t \n, and Cs
@@ -49,13 +50,22 @@ def isolate(text: str) -> str:
 
 @dataclass(frozen=True)
 class Button:
-    """A button that carries one encoded command (`bot.codec`) or opens a URL."""
+    """A button that carries one encoded command (`bot.codec`) or opens a URL.
+
+    `inputs` are what its verb asks for before it is done (`bot.verbs`: a platform shows them in a
+    form or in the card), `priority` how important it is when there is room for only a few
+    (lower first), `title` and `submit` name the form that asks for the inputs.
+    """
 
     label: str
     verb: str
     conversation_id: int
     style: str = "default"
     url: str | None = None
+    inputs: tuple[Input, ...] = ()
+    priority: int = 50
+    title: str = ""
+    submit: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,44 +138,37 @@ class Result:
     copy: CardCopy | None = None
 
 
-_BUTTONS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    Status.OPEN: (
-        ("Claim", "claim", "primary"),
-        ("Reply", "reply", "default"),
-        ("Note", "note", "default"),
-        ("Dismiss", "dismiss", "danger"),
-    ),
-    Status.CLAIMED: (
-        ("Release", "release", "default"),
-        ("Reply", "reply", "primary"),
-        ("Note", "note", "default"),
-        ("Resolve", "resolve", "default"),
-        ("Dismiss", "dismiss", "danger"),
-    ),
-    Status.REPLIED: (
-        ("Release", "release", "default"),
-        ("Reply", "reply", "default"),
-        ("Note", "note", "default"),
-        ("Resolve", "resolve", "primary"),
-    ),
-    Status.RESOLVED: (("Note", "note", "default"),),
-    Status.DISMISSED: (("Note", "note", "default"),),
-}
+OPEN_ORIGINAL = "Open original"
+OPEN_PRIORITY = 85  # a link to the original post: shown after the actions that change something
 
 
-def buttons_for(conversation: Conversation) -> tuple[Button, ...]:
-    """The actions a card offers in the conversation's current status."""
+def button(verb: Verb, conversation_id: int, *, status: str = "") -> Button:
+    """The button of a verb for one conversation, with its inputs and its style on a card in `status`."""
+    return Button(
+        verb.label,
+        verb.name,
+        conversation_id,
+        verb.style_on(status),
+        inputs=verb.inputs,
+        priority=verb.priority,
+        title=verb.form_title(conversation_id),
+        submit=verb.submit or verb.label,
+    )
+
+
+def buttons_for(conversation: Conversation, reply: Reply | None = None) -> tuple[Button, ...]:
+    """The actions a card offers in the conversation's current status and its latest reply's state
+    (the verb table decides which), and a link to the original post."""
     assert conversation.id is not None
-    buttons = [Button(label, verb, conversation.id, style) for label, verb, style in _BUTTONS[Status(conversation.status)]]
+    reply_status = reply.status if reply is not None else None
+    shown = [
+        button(verb, conversation.id, status=conversation.status)
+        for verb in verbs.on_cards()
+        if conversation.status in verb.on or (reply_status is not None and reply_status in verb.on_reply)
+    ]
     if conversation.url:
-        buttons.append(Button("Open original", "open", conversation.id, url=conversation.url))
-    return tuple(buttons)
-
-
-_REPLY_BUTTONS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "pending_approval": (("Approve reply", "approve", "primary"), ("Reject reply", "reject", "danger")),
-    "recorded": (("Mark as posted", "posted", "default"),),
-}
+        shown.append(Button(OPEN_ORIGINAL, verbs.OPEN, conversation.id, url=conversation.url, priority=OPEN_PRIORITY))
+    return tuple(shown)
 
 
 def reply_note(reply: Reply, url: str) -> str:
@@ -195,11 +198,7 @@ def card_for(conversation: Conversation, *, owner: str | None, departments: list
     """The card of a conversation as it is now, with its latest reply's state."""
     assert conversation.id is not None
     author = conversation.author_name or conversation.author_handle or "unknown author"
-    buttons = buttons_for(conversation)
-    if reply is not None and reply.status in _REPLY_BUTTONS:
-        buttons = (
-            tuple(Button(label, verb, conversation.id, style) for label, verb, style in _REPLY_BUTTONS[reply.status]) + buttons
-        )
+    buttons = buttons_for(conversation, reply)
     return Card(
         id=conversation.id,
         status=conversation.status,

@@ -7,7 +7,7 @@ import asyncio
 import copy
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +16,15 @@ from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 
+from adapters.slack import render
 from adapters.slack.app import STORE_WAIT, WORKING
+from bot import verbs, views
 from bot.app import create_app
 from bot.bootstrap import Container, build
 from bot.config import load_config
 from bot.settings import Settings
+from bot.verbs import Input
+from bot.views import Button
 from tests.conftest import reference_dir
 from tests.standins import serve
 from tests.standins.slack_api import SlackStandIn, sign
@@ -232,3 +236,14 @@ async def running_slack(
                 yield SlackHarness(container=container, slack=slack, url=url, http=http)
         finally:
             await runner.cleanup()
+
+
+def text_modal(*, verb: str, conversation_id: int, title: str, label: str, submit: str, initial: str = "") -> dict[str, Any]:
+    """A verb form asking for one text (as reply, note, dismiss and reject do), with these labels."""
+    button = Button(label, verb, conversation_id, inputs=(Input("text", label),), title=title, submit=submit)
+    return render.form_modal(button, choices={}, initial={"text": initial})
+
+
+def resolve_modal(*, conversation_id: int, outcomes: Sequence[str]) -> dict[str, Any]:
+    """The resolve verb's form, offering these outcomes."""
+    return render.form_modal(views.button(verbs.VERBS["resolve"], conversation_id), choices=verbs.choice_lists(outcomes=outcomes))

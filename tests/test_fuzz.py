@@ -35,6 +35,7 @@ from bot.ingest import make_incoming
 from bot.settings import Settings
 from bot.views import Button
 from storage.models import Conversation, Event, Identity, InboundEvent, Note, Person, Posting, Reply
+from tests import slack_support
 from tests.conftest import REFERENCE, TEST_CONFIG, reference_dir
 from tests.standins import serve
 from tests.standins.slack_api import SlackStandIn
@@ -456,13 +457,13 @@ def _submission(callback: str, card_id: int) -> dict[str, Any]:
             "link": {"link": {"type": "plain_text_input", "value": "https://forum.example.com/t/2"}},
         }
     elif callback == "resolve":
-        view = render.resolve_modal(conversation_id=card_id, outcomes=["answered"])
+        view = slack_support.resolve_modal(conversation_id=card_id, outcomes=["answered"])
         values = {
             "outcome": {"outcome": {"type": "static_select", "selected_option": {"value": "answered"}}},
             "text": {"text": {"type": "plain_text_input", "value": "done"}},
         }
     else:
-        view = render.text_modal(verb=callback, conversation_id=card_id, title="t", label="l", submit="s")
+        view = slack_support.text_modal(verb=callback, conversation_id=card_id, title="t", label="l", submit="s")
         values = {"text": {"text": {"type": "plain_text_input", "value": "see &lt;this&gt;"}}}
     payload["view"].update(
         callback_id=view["callback_id"],

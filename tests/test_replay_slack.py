@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 from slack_bolt.request.internals import extract_team_id
 
+from tests import slack_support
 from tests.conftest import REFERENCE, reference_dir
 from tests.slack_support import SlackHarness, running_slack
 
@@ -71,10 +72,10 @@ def test_our_views_validate_like_the_reference_view_of_their_kind(name: str | No
     View(**reference).validate_json()
     if reference["type"] == "modal":
         ours = [
-            render.text_modal(
+            slack_support.text_modal(
                 verb="reply", conversation_id=7, title="Reply to the customer", label="Your answer", submit="Send reply"
             ),
-            render.resolve_modal(conversation_id=7, outcomes=("answered", "fixed")),
+            slack_support.resolve_modal(conversation_id=7, outcomes=("answered", "fixed")),
             render.report_modal(
                 departments=["legal", "support"], text="a <b>post</b> & more", link="", channel="C1", message_ts="1.2"
             ),

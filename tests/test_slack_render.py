@@ -28,17 +28,16 @@ from adapters.slack.render import (
     home_view,
     notice_message,
     report_modal,
-    resolve_modal,
     result_message,
-    text_modal,
     units,
     values_of,
 )
-from bot import codec
+from bot import codec, verbs, views
 from bot.domain import DEFAULT_OUTCOMES, Status
 from bot.views import Button, Card, HistoryLine, Notice, Result
 from tests.cards import NOW, conversation_buttons, make_card
 from tests.conftest import reference_dir
+from tests.slack_support import resolve_modal, text_modal
 
 NASTY = [
     "<!channel>",
@@ -524,7 +523,7 @@ def test_any_text_renders_escaped_and_within_limits(card: Card, others: list[Car
     check_view(text_modal(verb="note", conversation_id=card.id, title=words, label=words, submit=words, initial=words))
 
 
-REPLY_BUTTONS = (Button("Approve reply", "approve", 42, "primary"), Button("Reject reply", "reject", 42, "danger"))
+REPLY_BUTTONS = (views.button(verbs.VERBS["approve"], 42), views.button(verbs.VERBS["reject"], 42))
 
 
 def test_a_held_reply_shows_on_the_card_with_approve_and_reject() -> None:

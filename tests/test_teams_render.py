@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.teams import render
-from bot import codec
+from bot import codec, views
+from bot import verbs as verb_table
 from bot.domain import DEFAULT_OUTCOMES, Status
 from bot.views import Button, HistoryLine, Notice, Result
 from tests.cards import NOW, conversation_buttons, make_card
@@ -392,7 +393,7 @@ def test_notices_and_reply_states_are_inert_and_schema_valid(title: str, lines: 
     assert [a["url"] for a in of_type(card_json, "Action.OpenUrl")] == ["https://forum.example/t/1"]
     assert [e["mentioned"]["id"] for e in card_json["msteams"]["entities"]] == ["aad-1"]  # Slack's are not Teams' to ping
     check_card(render.result_card(Result(title, notice=notice), outcomes=DEFAULT_OUTCOMES))
-    buttons = (Button("Approve reply", "approve", 42, "primary"), Button("Reject reply", "reject", 42, "danger"))
+    buttons = (views.button(verb_table.VERBS["approve"], 42), views.button(verb_table.VERBS["reject"], 42))
     check_card(render.card(make_card(reply_status=status, reply_note=note, buttons=buttons), outcomes=DEFAULT_OUTCOMES))
 
 
@@ -453,7 +454,7 @@ def test_a_huge_notice_keeps_its_title_and_mentions_within_teams_size() -> None:
 
 
 def test_a_held_reply_offers_approve_and_a_reject_reason() -> None:
-    buttons = (Button("Approve reply", "approve", 42, "primary"), Button("Reject reply", "reject", 42, "danger"))
+    buttons = (views.button(verb_table.VERBS["approve"], 42), views.button(verb_table.VERBS["reject"], 42))
     card_json = render.card(
         make_card(reply_status="pending_approval", reply_note="Reply waiting for approval: “hi”", buttons=buttons),
         outcomes=DEFAULT_OUTCOMES,
@@ -558,7 +559,7 @@ def test_a_claimed_card_shows_three_buttons_and_the_rest_in_its_overflow_menu() 
             status=Status.CLAIMED.value,
             reply_status="pending_approval",
             reply_note="waiting",
-            buttons=(Button("Approve reply", "approve", 42, "primary"), Button("Reject reply", "reject", 42, "danger"))
+            buttons=(views.button(verb_table.VERBS["approve"], 42), views.button(verb_table.VERBS["reject"], 42))
             + conversation_buttons(Status.CLAIMED.value),
         ),
         outcomes=DEFAULT_OUTCOMES,

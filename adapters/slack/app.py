@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import re
@@ -21,25 +20,16 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import render, text
 from adapters.slack.directory import SlackDirectory
-from bot import codec
+from bot import codec, verbs, views
 from bot import commands as c
 from bot.bus import Bus
-from bot.domain import AlreadyClaimed, DomainError, InvalidInput, parse_conversation_id
+from bot.domain import AlreadyClaimed, DomainError, parse_conversation_id
 from bot.health import PlatformHealth
 from bot.textcommands import HelpRequest, help_text, parse
 from bot.views import Result
 from storage.db import UNAVAILABLE
 
 logger = logging.getLogger(__name__)
-
-# Verbs whose button opens a modal asking for text: (title, label, submit).
-_TEXT_MODALS = {
-    "reply": ("Reply to the customer", "Your answer (sent as you)", "Send reply"),
-    "note": ("Internal note", "Note (never sent to the customer)", "Add note"),
-    "dismiss": ("Dismiss", "Why does this need no action?", "Dismiss"),
-    "reject": ("Reject reply", "Why is it rejected? Its author will read this.", "Reject"),
-}
-
 
 SORRY = "Sorry, that failed on our side (it is logged). Please try again in a moment."
 WORKING = "Working on it…"
@@ -145,6 +135,7 @@ class SlackBot:
         self.token = token
         self.client = client
         self.outcomes = outcomes
+        self.choices = verbs.choice_lists(outcomes=outcomes)  # the values of the verbs' choice inputs
         self.team_id = team_id
         self.enterprise_id = enterprise_id
         self.directory = directory or SlackDirectory(client)
@@ -203,7 +194,8 @@ class SlackBot:
         app.middleware(self.only_installed_workspace)
         app.command("/unsilo")(self.on_command)
         app.action(re.compile(f"^{re.escape(render.ACTION_PREFIX)}"))(self.on_button)
-        app.view(re.compile(r"^unsilo_(reply|note|dismiss|reject|resolve)$"))(self.on_text_modal)
+        forms = "|".join(re.escape(verb.name) for verb in verbs.TABLE if verb.asks)
+        app.view(re.compile(f"^{re.escape(render.FORM_PREFIX)}({forms})$"))(self.on_form)
         app.view("unsilo_report")(self.on_report_modal)
         app.shortcut("unsilo_report")(self.on_report_shortcut)
         app.event("message", middleware=[self.store_thread_note])(self.on_message)
@@ -384,15 +376,16 @@ class SlackBot:
         tell = partial(self._ephemeral, client, channel, user)
         waiting = _Waiting(partial(tell, {"text": STORE_WAIT}))
         try:
-            verb, conversation_id = codec.decode(action.get("value") or "")
-            if verb == "open":
+            name, conversation_id = codec.decode(action.get("value") or "")
+            if name == codec.OPEN:
                 return
-            command = codec.direct_command(verb, conversation_id, c.Actor("slack", user))
-            if command is None:  # trigger_id is valid for 3 s: the modal opens before anything slow
-                await client.views_open(trigger_id=body["trigger_id"], view=self._modal_for(verb, conversation_id))
+            verb = codec.verb_of(name)
+            if verb.asks:  # trigger_id is valid for 3 s: the modal opens before anything slow
+                form = render.form_modal(views.button(verb, conversation_id), choices=self.choices)
+                await client.views_open(trigger_id=body["trigger_id"], view=form)
                 return
             # No modal: who it is matters now (a bounded directory lookup).
-            command = dataclasses.replace(command, actor=await self.actor(user, body["user"].get("name")))
+            command = verb.command(conversation_id, await self.actor(user, body["user"].get("name")))
             result = await self.carry_out(command, waiting=waiting)
             if waiting.called:  # they were told it was kept: now what became of it
                 await tell(render.result_message(result or Result(DONE_LATE)))
@@ -418,25 +411,18 @@ class SlackBot:
         except Exception as exc:  # Slack unreachable: the action itself is done or refused all the same
             logger.warning("could not tell %s in %s: %r", user, channel, exc)
 
-    def _modal_for(self, verb: str, conversation_id: int) -> dict[str, Any]:
-        if verb == "resolve":
-            return render.resolve_modal(conversation_id=conversation_id, outcomes=self.outcomes)
-        if verb not in _TEXT_MODALS:
-            raise InvalidInput(f"that button ({verb}) is not supported here; try `/unsilo help`")
-        title, label, submit = _TEXT_MODALS[verb]
-        return render.text_modal(verb=verb, conversation_id=conversation_id, title=title, label=label, submit=submit)
-
     # Modals ------------------------------------------------------------------------
 
-    async def on_text_modal(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient) -> None:
-        """Reply, note, dismiss and resolve modals: errors come back inside the modal (within 3 s).
+    async def on_form(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient) -> None:
+        """A verb's form (reply, note, resolve…, see `bot.verbs`): errors come back inside the modal (within 3 s),
+        under its first input.
 
         `plain_text_input` values arrive raw (Slack does not escape them): used as they are.
         """
-        verb = view["callback_id"].removeprefix("unsilo_")
+        verb = codec.verb_of(view["callback_id"].removeprefix(render.FORM_PREFIX))
         values = render.values_of(view)
         user = body["user"]["id"]
-        field = "outcome" if verb == "resolve" else "text"
+        field = verb.inputs[0].name if verb.inputs else "text"
         try:
             conversation_id = parse_conversation_id(json.loads(view.get("private_metadata") or "{}").get("id", ""))
         except (ValueError, KeyError, AttributeError, DomainError):
@@ -447,15 +433,7 @@ class SlackBot:
 
         async def work() -> Result | None:
             actor = await self.actor(user, body["user"].get("name"), timeout=EVENT_LOOKUP)
-            typed = values.get("text", "")
-            command: c.Command = {
-                "reply": lambda: c.ReplyToCustomer(conversation_id, actor, typed),
-                "note": lambda: c.AddNote(conversation_id, actor, typed, origin="slack"),
-                "dismiss": lambda: c.Dismiss(conversation_id, actor, typed),
-                "reject": lambda: c.RejectReply(conversation_id, actor, typed),
-                "resolve": lambda: c.Resolve(conversation_id, actor, values.get("outcome", ""), typed),
-            }[verb]()
-            return await self.carry_out(command, waiting=waiting)
+            return await self.carry_out(verb.command(conversation_id, actor, values), waiting=waiting)
 
         result = await self._within_budget(ack, work, field=field, user=user, client=client, what=view.get("callback_id", ""))
         if waiting.called and result is not None:  # they were told it was kept: now what became of it

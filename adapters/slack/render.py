@@ -438,31 +438,34 @@ def _select(*, block: str, label: str, options: list[dict[str, Any]], optional: 
     return input_block
 
 
-def text_modal(*, verb: str, conversation_id: int, title: str, label: str, submit: str, initial: str = "") -> dict[str, Any]:
-    """A modal asking for one piece of text (reply, note, dismiss reason…) about one conversation."""
-    return _modal(
-        callback_id=f"unsilo_{verb}",
-        title=title,
-        submit=submit,
-        metadata=_metadata({"id": conversation_id}),
-        blocks=[_text_input(label=label, initial=initial)],
-    )
+FORM_PREFIX = "unsilo_"  # a verb's form: callback_id "unsilo_<verb>"
 
 
-def resolve_modal(*, conversation_id: int, outcomes: Sequence[str]) -> dict[str, Any]:
-    """The resolve modal: a required outcome and an optional closing note."""
-    options = _options(outcomes)
-    if not options:
-        raise ValueError("resolve_modal needs at least one outcome that fits in a Slack option")
+def form_modal(
+    button: Button, *, choices: Mapping[str, Sequence[str]], initial: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The modal asking for a button's inputs (`Button.inputs`, from the verb table) about one conversation:
+    a text input or a select per input, each in a block named after the input."""
+    blocks = []
+    for wanted in button.inputs:
+        if wanted.kind == "choice":
+            options = _options(choices.get(wanted.choices) or ())
+            if not options:
+                raise ValueError(f"{button.verb}'s form needs at least one {wanted.choices} value that fits in a Slack option")
+            blocks.append(_select(block=wanted.name, label=wanted.label, options=options, optional=not wanted.required))
+        else:
+            text = (initial or {}).get(wanted.name, "")
+            blocks.append(
+                _text_input(
+                    label=wanted.label, initial=text, optional=not wanted.required, multiline=wanted.multiline, block=wanted.name
+                )
+            )
     return _modal(
-        callback_id="unsilo_resolve",
-        title=f"Resolve #{conversation_id}",
-        submit="Resolve",
-        metadata=_metadata({"id": conversation_id}),
-        blocks=[
-            _select(block="outcome", label="Outcome", options=options, optional=False),
-            _text_input(label="Note (optional)", optional=True),
-        ],
+        callback_id=f"{FORM_PREFIX}{button.verb}",
+        title=button.title or button.label,
+        submit=button.submit or button.label,
+        metadata=_metadata({"id": button.conversation_id}),
+        blocks=blocks,
     )
 
 

@@ -410,8 +410,11 @@ class UnsiloTeamsBot(TeamsActivityHandler):
 
     async def _act(self, verb: str, conversation_id: int, data: dict[str, Any], actor: c.Actor) -> tuple[Result, str]:
         """Run a card button's command: (what the card shows now, with any refusal on top; what the core said)."""
-        command = codec.direct_command(verb, conversation_id, actor) or _input_command(verb, conversation_id, actor, data)
         notice = None
+        try:
+            command: c.Command | None = codec.to_command(data, actor, fields=render.input_values(data, verb))
+        except InvalidInput as exc:
+            command, notice = None, exc.message
         if command is not None:
             try:
                 done = await self.bus.handle(command)
@@ -494,18 +497,3 @@ def foreign_tenant_invoke(name: str | None) -> InvokeResponse:
             status=200, body=MessagingExtensionActionResponse(task=TaskModuleMessageResponse(value=FOREIGN_TENANT))
         )
     return InvokeResponse(status=403)
-
-
-def _input_command(verb: str, conversation_id: int, actor: c.Actor, data: dict[str, Any]) -> c.Command | None:
-    text = render.input_value(verb, data)
-    if verb == "reply":
-        return c.ReplyToCustomer(conversation_id, actor, text)
-    if verb == "note":
-        return c.AddNote(conversation_id, actor, text, origin="teams")
-    if verb == "dismiss":
-        return c.Dismiss(conversation_id, actor, text)
-    if verb == "reject":
-        return c.RejectReply(conversation_id, actor, text)
-    if verb == "resolve":
-        return c.Resolve(conversation_id, actor, render.input_value(verb, data, "outcome"), text)
-    return None

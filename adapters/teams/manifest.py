@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bot import verbs
+
 MANIFEST_DIR: Path = Path(__file__).resolve().parents[2] / "manifest" / "teams"
 PLACEHOLDER_ID = "00000000-0000-0000-0000-000000000000"
 PACKAGE_FILES = ("manifest.json", "color.png", "outline.png")
@@ -203,6 +205,32 @@ def make_icons(folder: Path) -> None:
 # --- the package -------------------------------------------------------------------
 
 
+# The verb table's command menus, as the manifest's bot command lists.
+_MENU_SCOPES: dict[verbs.Menu, list[str]] = {"channel": ["team", "groupChat"], "personal": ["personal"]}
+MAX_MENU_COMMANDS = 10  # per command list (the manifest schema's maxItems)
+MAX_MENU_DESCRIPTION = 128
+
+
+def command_lists() -> list[dict[str, Any]]:
+    """The bot's `commandLists`, from the verb table: what Teams offers when someone types `@Unsilo`."""
+    lists = []
+    for where, scopes in _MENU_SCOPES.items():
+        entries = verbs.menu(where)
+        if len(entries) > MAX_MENU_COMMANDS:
+            raise ValueError(f"{len(entries)} commands in the {where} menu; Teams lists at most {MAX_MENU_COMMANDS}")
+        commands = [{"title": e.title, "description": e.description[:MAX_MENU_DESCRIPTION]} for e in entries]
+        lists.append({"scopes": scopes, "commands": commands})
+    return lists
+
+
+def with_commands(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `manifest` whose bots list the verb table's commands."""
+    out = json.loads(json.dumps(manifest))
+    for bot in out.get("bots", []):
+        bot["commandLists"] = command_lists()
+    return out
+
+
 def load_manifest(folder: Path = MANIFEST_DIR) -> dict[str, Any]:
     return json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
 
@@ -236,7 +264,7 @@ def with_app_id(manifest: dict[str, Any], app_id: str, version: str | None = Non
 def build_package(*, app_id: str, out: Path, version: str | None = None) -> Path:
     """Write the Teams app package (a zip with manifest.json, color.png, outline.png at its
     root) to `out`, with `app_id` as the app id and the bot id; return `out`."""
-    manifest = with_app_id(load_manifest(MANIFEST_DIR), app_id, version)
+    manifest = with_app_id(with_commands(load_manifest(MANIFEST_DIR)), app_id, version)
     files = {
         "manifest.json": (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
         "color.png": (MANIFEST_DIR / "color.png").read_bytes(),

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from bot import codec
+from bot import codec, verbs
+from bot.verbs import Input
 from bot.views import FSI, PDI, Button, Card, HistoryLine, Notice, Result, display_name, has_visible, isolate, printable
 
 logger = logging.getLogger(__name__)
@@ -64,23 +65,10 @@ _AT_TAGS = re.compile(r"</?at\b[^>]*>", re.IGNORECASE)
 _TEAMS_USER = re.compile(r"[\w:.@-]{1,200}")  # an AAD object id, a 29: id or a UPN
 _NOT_IN_NAME = re.compile(r"[^\w .'-]|_")
 _STYLES = {"primary": "positive", "danger": "destructive"}
-_EXECUTE = ("claim", "release", "approve", "posted", "show")
-# Which buttons stay on the card when not all fit (the rest go to the overflow menu): the
-# button the core marks primary first, then this order; unknown verbs come last.
-_PRIORITY = ("approve", "reject", "posted", "claim", "reply", "resolve", "note", "release", "show", "open", "dismiss")
 ERROR_CONTENT_TYPE = "application/vnd.microsoft.error"
-# verb -> (input label, submit title, placeholder)
-_TEXT_INPUTS = {
-    "reply": ("Reply to the customer", "Send reply", "What the customer will read"),
-    "note": ("Internal note", "Add note", "Only your team sees this"),
-    "dismiss": ("Why dismiss it?", "Dismiss", "A short reason"),
-    "reject": ("Why reject the reply? Its author will read this.", "Reject reply", "A short reason"),
-}
-
-# Every text that may appear in a TextBlock: fixed labels written here, nothing else.
+# Every text that may appear in a TextBlock: fixed labels written here or in the verb table, nothing else.
 LABELS = frozenset(
-    {"Done.", "History", "Unclaimed", "Outcome", "Note (optional)", "Choose an outcome."}
-    | {label for label, _, _ in _TEXT_INPUTS.values()}
+    {"Done.", "History", "Unclaimed", "Outcome", "Choose an outcome."} | {i.label for v in verbs.TABLE for i in v.inputs}
 )
 
 
@@ -233,75 +221,86 @@ def input_value(verb: str, data: dict[str, Any], field: str = "text") -> str:
     return str(data.get(input_id(verb, field)) or data.get(field) or "")
 
 
-def _text_input(verb: str, label: str, placeholder: str, *, required: bool) -> dict[str, Any]:
+def _text_input(verb: str, wanted: Input) -> dict[str, Any]:
     element: dict[str, Any] = {
         "type": "Input.Text",
-        "id": input_id(verb),
-        "label": label,
-        "placeholder": placeholder,
-        "isMultiline": True,
+        "id": input_id(verb, wanted.name),
+        "label": wanted.label,
+        "placeholder": wanted.placeholder,
+        "isMultiline": wanted.multiline,
         "maxLength": MAX_INPUT,
     }
-    if required:
+    if wanted.required:
         element.update(isRequired=True, errorMessage="Please write something first.")
     return element
 
 
-def _choices(outcomes: Sequence[str]) -> list[dict[str, str]]:
+def _choices(values: Sequence[str]) -> list[dict[str, str]]:
     """Choices; values that would not round-trip intact are left out, not cut."""
     choices = []
-    for value in dict.fromkeys(outcomes):
+    for value in dict.fromkeys(values):
         if not value or len(value) > MAX_CHOICE_VALUE or printable(value) != value or "," in value:
-            logger.warning("outcome %r cannot be offered as a Teams choice; left out", value[:40])
+            logger.warning("choice %r cannot be offered as a Teams choice; left out", value[:40])
             continue
         choices.append({"title": safe(value, MAX_NAME, empty=value), "value": value})
     return choices[:MAX_CHOICES]
 
 
+def _choice_input(verb: str, wanted: Input, values: Sequence[str]) -> dict[str, Any] | None:
+    choices = _choices(values)
+    if not choices:
+        return None
+    element: dict[str, Any] = {
+        "type": "Input.ChoiceSet",
+        "id": input_id(verb, wanted.name),
+        "label": wanted.label,
+        "choices": choices,
+        "style": "compact",
+    }
+    if wanted.required:
+        element.update(isRequired=True, errorMessage=f"Choose {wanted.missing or 'one'}.")
+    return element
+
+
+def input_values(button_data: Mapping[str, Any], verb: str) -> dict[str, str]:
+    """What a person typed or chose in a verb's inputs, by input name (from a submitted card's data)."""
+    found = verbs.get(verb)
+    return {i.name: input_value(verb, dict(button_data), i.name) for i in (found.inputs if found else ())}
+
+
 def _action(button: Button, outcomes: Sequence[str]) -> dict[str, Any] | None:
-    """One card action for a button, or None when it cannot be rendered."""
+    """One card action for a button, or None when it cannot be rendered: a link, a button that acts
+    at once (`Action.Execute`), or one whose inputs (`Button.inputs`) show in the card (`Action.ShowCard`)."""
     title = _cut(printable(button.label).strip() or button.verb, MAX_ACTION_TITLE)
     style = _STYLES.get(button.style)
-    if button.url is not None or button.verb == "open":
+    if button.url is not None or button.verb == codec.OPEN:
         url = _safe_url(button.url)
         if url is None:
             logger.warning("button %s for #%s has no safe http(s) URL; left out", button.verb, button.conversation_id)
             return None
         return {"type": "Action.OpenUrl", "title": title, "url": url}
-    if button.verb in _EXECUTE:
+    if not button.inputs:
         return _execute(button, title, style)
-    if button.verb in _TEXT_INPUTS:
-        label, submit, placeholder = _TEXT_INPUTS[button.verb]
-        body = [_text_input(button.verb, label, placeholder, required=True)]
-        inner = {"type": "AdaptiveCard", "body": body, "actions": [_execute(button, submit, style)]}
-        return {"type": "Action.ShowCard", "title": title, "card": inner}
-    if button.verb == "resolve":
-        choices = _choices(outcomes)
-        if not choices:
-            logger.warning("no outcome fits a Teams choice; resolve left out for #%s", button.conversation_id)
-            return None
-        body = [
-            {
-                "type": "Input.ChoiceSet",
-                "id": input_id(button.verb, "outcome"),
-                "label": "Outcome",
-                "choices": choices,
-                "style": "compact",
-                "isRequired": True,
-                "errorMessage": "Choose an outcome.",
-            },
-            _text_input(button.verb, "Note (optional)", "How it ended (optional)", required=False),
-        ]
-        inner = {"type": "AdaptiveCard", "body": body, "actions": [_execute(button, "Resolve", style)]}
-        return {"type": "Action.ShowCard", "title": title, "card": inner}
-    logger.warning("button verb %r has no Teams rendering; left out", button.verb[:40])
-    return None
+    choices = verbs.choice_lists(outcomes=outcomes)
+    body = []
+    for wanted in button.inputs:
+        if wanted.kind == "choice":
+            element = _choice_input(button.verb, wanted, choices.get(wanted.choices) or ())
+            if element is None:
+                logger.warning(
+                    "no %s fits a Teams choice; %s left out for #%s", wanted.choices, button.verb, button.conversation_id
+                )
+                return None
+            body.append(element)
+        else:
+            body.append(_text_input(button.verb, wanted))
+    inner = {"type": "AdaptiveCard", "body": body, "actions": [_execute(button, button.submit or button.label, style)]}
+    return {"type": "Action.ShowCard", "title": title, "card": inner}
 
 
 def _rank(button: Button) -> tuple[int, int]:
-    """Lower ranks stay on the card: the core's primary button, then `_PRIORITY` order."""
-    order = _PRIORITY.index(button.verb) if button.verb in _PRIORITY else len(_PRIORITY)
-    return (0 if button.style == "primary" else 1, order)
+    """Lower ranks stay on the card: the core's primary button, then the verb table's priority."""
+    return (0 if button.style == "primary" else 1, button.priority)
 
 
 def overflow(actions: list[dict[str, Any]], ranks: Sequence[tuple[int, int]] | None = None) -> list[dict[str, Any]]:

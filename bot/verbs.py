@@ -1,0 +1,380 @@
+"""The verb table: the only description of each user intent's surface.
+
+One `Verb` row says what a person can ask for and how: its button (label, style, where it
+shows, how important it is when a card has no room), the inputs it asks for, how its
+command is built, its usage line (text commands, help, the platforms' command menus).
+Every platform reads this table: Slack opens a modal for a verb's inputs, Teams shows them
+in the card (`Action.ShowCard`), the CLI takes them as arguments, and `bot.textcommands`
+parses `/unsilo …` and `@Unsilo …` with it. A platform never lists verbs of its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from bot import commands as c
+from bot.domain import InvalidInput, Status, parse_conversation_id
+
+Fields = Mapping[str, str]
+OPEN = "open"  # a link button's verb: the platform opens its URL, nothing reaches Unsilo
+
+
+@dataclass(frozen=True)
+class Input:
+    """One thing a verb asks the person for.
+
+    `kind` "text" is free text (multi-line where `multiline`); "choice" is one of the values
+    a platform is given under `choices` (e.g. "outcomes": the config's outcomes). `missing`
+    completes "reply needs …" when a required input is left out of a text command.
+    """
+
+    name: str
+    label: str
+    kind: Literal["text", "choice"] = "text"
+    placeholder: str = ""
+    required: bool = True
+    multiline: bool = True
+    choices: str = ""
+    missing: str = ""
+
+
+@dataclass(frozen=True)
+class Typed:
+    """Where a text command was typed: the channel, the platform's way of invoking Unsilo, and
+    (Teams) the conversation reference to post in that channel later."""
+
+    channel_id: str = ""
+    prefix: str = "/unsilo"
+    conversation_ref: dict[str, object] | None = None
+
+    def usage(self, verb: Verb) -> str:
+        """The verb's usage line as this platform types it."""
+        return f"usage: `{self.prefix} {verb.syntax}`"
+
+
+ConversationCommand = Callable[[int, c.Actor, Fields], c.Command]
+TextCommand = Callable[[str, c.Actor, Typed], c.Command]
+Menu = Literal["channel", "personal"]
+
+
+@dataclass(frozen=True)
+class Verb:
+    """One user intent.
+
+    A verb about one conversation has `build` (conversation id, actor, the inputs' values ->
+    its command); its text command is `verb #42 …`, its inputs read from the rest of the line in
+    order (a choice takes one word, the last text input the rest). Other verbs (`queue`,
+    `digest`…) have `parse` (the rest of the line -> the command) and no button.
+
+    `on` are the statuses whose cards show its button, `on_reply` the reply states that do
+    (those buttons come first); `primary_on` the statuses where it is the card's main action.
+    `priority` orders the buttons that stay visible when a platform has room for only a few
+    (lower first; the rest go behind the platform's overflow menu, never dropped silently).
+    `menu` are the platforms' command menus it is listed in ("channel": team channels and
+    group chats, "personal": the person's chat with the app); `hint` its example in the one-line
+    usage hint of a slash command (none: not in it).
+    """
+
+    name: str
+    usage: str
+    label: str = ""
+    build: ConversationCommand | None = None
+    parse: TextCommand | None = None
+    inputs: tuple[Input, ...] = ()
+    title: str = ""
+    submit: str = ""
+    style: Literal["default", "primary", "danger"] = "default"
+    primary_on: tuple[Status, ...] = ()
+    on: tuple[Status, ...] = ()
+    on_reply: tuple[str, ...] = ()
+    priority: int = 50
+    menu: tuple[Menu, ...] = ()
+    menu_description: str = ""
+    hint: str = ""
+
+    @property
+    def syntax(self) -> str:
+        """The usage line without its explanation (`reply #42 text`)."""
+        return self.usage.split(" — ")[0]
+
+    @property
+    def asks(self) -> bool:
+        """Whether its button asks for input before anything is done."""
+        return bool(self.inputs)
+
+    def style_on(self, status: str) -> str:
+        """The button's style on a card in `status`."""
+        return "primary" if status in self.primary_on else self.style
+
+    def form_title(self, conversation_id: int) -> str:
+        """The title of the form that asks for its inputs."""
+        return (self.title or self.label).format(id=conversation_id)
+
+    def command(self, conversation_id: int, actor: c.Actor, fields: Fields | None = None) -> c.Command:
+        """Its command for a conversation, from the inputs' values (missing ones read as "")."""
+        assert self.build is not None, self.name
+        values = {i.name: str((fields or {}).get(i.name) or "") for i in self.inputs}
+        return self.build(conversation_id, actor, values)
+
+
+# --- the text-only verbs' parsers -----------------------------------------------------
+
+
+def _queue(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
+    return c.ShowQueue(actor, department=rest.strip().lower() or None)
+
+
+def _digest(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
+    words = rest.strip().lower().split()
+    days = next((int(w.rstrip("d")) for w in words if w.rstrip("d").isdigit()), 7)
+    if not 1 <= days <= 366:
+        raise InvalidInput(f"a digest covers 1 to 366 days; {typed.usage(VERBS['digest'])}")
+    department = next((w for w in words if not w.rstrip("d").isdigit()), None)
+    return c.ShowDigest(actor, department=department, days=days)
+
+
+def _search(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
+    if not rest.strip():
+        raise InvalidInput(f"search needs words; {typed.usage(VERBS['search'])}")
+    return c.Search(actor, tuple(rest.split()))
+
+
+def _report(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
+    link, _, body = rest.strip().partition(" ")
+    link = link.strip("<>").split("|")[0]  # Slack wraps links as <https://…> or <https://…|label>
+    if not link.startswith(("http://", "https://")):
+        raise InvalidInput(f"report needs the post's link first; {typed.usage(VERBS['report'])}")
+    if not body.strip():
+        raise InvalidInput(f"report needs the post's text after the link; {typed.usage(VERBS['report'])}")
+    return c.Report(actor, body.strip(), link=link)
+
+
+def _link(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
+    if not rest.strip():
+        raise InvalidInput(f"link needs a department; {typed.usage(VERBS['link'])}")
+    return c.LinkChannel(actor, rest.strip().lower(), typed.channel_id, typed.conversation_ref)
+
+
+def _text(name: str = "text", label: str = "", *, missing: str, placeholder: str = "") -> Input:
+    return Input(name, label, placeholder=placeholder, missing=missing)
+
+
+_ACTIVE = (Status.OPEN, Status.CLAIMED, Status.REPLIED)
+_TAKEN = (Status.CLAIMED, Status.REPLIED)
+_EVERY = tuple(Status)
+_OUTCOME = Input("outcome", "Outcome", kind="choice", choices="outcomes", multiline=False, missing="an outcome")
+_CLOSING_NOTE = Input("text", "Note (optional)", placeholder="How it ended (optional)", required=False)
+
+# The table. Card buttons show in this order (those for a reply's state first); help lists it in this order.
+TABLE: tuple[Verb, ...] = (
+    Verb("help", "help — this list", hint="help", menu=("channel", "personal"), menu_description="List the commands"),
+    Verb("queue", "queue [department] — what is waiting", hint="queue", parse=_queue, menu=("channel", "personal")),
+    Verb(
+        "mine",
+        "mine — the conversations you own",
+        parse=lambda rest, actor, typed: c.ShowQueue(actor, mine=True),
+        menu=("personal",),
+    ),
+    Verb(
+        "show",
+        "show #42 — a conversation with its history",
+        label="Show",
+        build=lambda cid, actor, f: c.Show(cid, actor),
+        priority=80,
+        menu=("channel", "personal"),
+    ),
+    Verb(
+        "approve",
+        "approve #42 — let its held reply go to the customer (approvers)",
+        label="Approve reply",
+        build=lambda cid, actor, f: c.ApproveReply(cid, actor),
+        style="primary",
+        on_reply=("pending_approval",),
+        priority=0,
+    ),
+    Verb(
+        "reject",
+        "reject #42 reason — stop its held reply for good (approvers)",
+        label="Reject reply",
+        build=lambda cid, actor, f: c.RejectReply(cid, actor, f["text"]),
+        inputs=(_text(label="Why is it rejected? Its author will read this.", placeholder="A short reason", missing="a reason"),),
+        submit="Reject",
+        style="danger",
+        on_reply=("pending_approval",),
+        priority=1,
+    ),
+    Verb(
+        "posted",
+        "posted #42 — the recorded reply was posted by hand on the source",
+        label="Mark as posted",
+        build=lambda cid, actor, f: c.MarkPosted(cid, actor),
+        on_reply=("recorded",),
+        priority=2,
+    ),
+    Verb(
+        "claim",
+        "claim #42 — take it",
+        hint="claim #42",
+        label="Claim",
+        build=lambda cid, actor, f: c.Claim(cid, actor),
+        style="primary",
+        on=(Status.OPEN,),
+        priority=10,
+        menu=("channel", "personal"),
+    ),
+    Verb(
+        "release",
+        "release #42 — give it back to the queue",
+        label="Release",
+        build=lambda cid, actor, f: c.Release(cid, actor),
+        on=_TAKEN,
+        priority=70,
+    ),
+    Verb(
+        "reply",
+        "reply #42 text — answer the customer",
+        hint="reply #42 text",
+        label="Reply",
+        build=lambda cid, actor, f: c.ReplyToCustomer(cid, actor, f["text"]),
+        inputs=(_text(label="Your answer (sent as you)", placeholder="What the customer will read", missing="the reply's text"),),
+        title="Reply to the customer",
+        submit="Send reply",
+        primary_on=(Status.CLAIMED,),
+        on=_ACTIVE,
+        priority=20,
+        menu=("channel", "personal"),
+    ),
+    Verb(
+        "note",
+        "note #42 text — an internal note (never sent to the customer)",
+        label="Note",
+        build=lambda cid, actor, f: c.AddNote(cid, actor, f["text"], origin=actor.platform),
+        inputs=(
+            _text(label="Note (never sent to the customer)", placeholder="Only your team sees this", missing="the note's text"),
+        ),
+        title="Internal note",
+        submit="Add note",
+        on=_EVERY,
+        priority=60,
+        menu=("channel", "personal"),
+    ),
+    Verb(
+        "resolve",
+        "resolve #42 outcome [what was done] — close it",
+        label="Resolve",
+        build=lambda cid, actor, f: c.Resolve(cid, actor, f["outcome"], f["text"]),
+        inputs=(_OUTCOME, _CLOSING_NOTE),
+        title="Resolve #{id}",
+        submit="Resolve",
+        primary_on=(Status.REPLIED,),
+        on=_TAKEN,
+        priority=30,
+        menu=("channel",),
+    ),
+    Verb(
+        "dismiss",
+        "dismiss #42 reason — close it as needing no action (managers)",
+        label="Dismiss",
+        build=lambda cid, actor, f: c.Dismiss(cid, actor, f["text"]),
+        inputs=(_text(label="Why does this need no action?", placeholder="A short reason", missing="a reason"),),
+        submit="Dismiss",
+        style="danger",
+        on=(Status.OPEN, Status.CLAIMED),
+        priority=90,
+    ),
+    Verb(
+        "approvals",
+        "approvals — replies waiting for your approval (managers)",
+        hint="approvals",
+        parse=lambda rest, actor, typed: c.ShowApprovals(actor),
+        menu=("personal",),
+    ),
+    Verb(
+        "digest",
+        "digest [department] [days] — the manager digest, just for you",
+        hint="digest",
+        parse=_digest,
+        menu=("personal",),
+    ),
+    Verb("stats", "stats — your own figures", parse=lambda rest, actor, typed: c.ShowStats(actor)),
+    Verb("search", "search words — past conversations, notes and answers", parse=_search, menu=("channel", "personal")),
+    Verb("report", "report <link> text — send in a post you spotted", parse=_report),
+    Verb(
+        "link",
+        "link department — post that department's conversations in this channel (admins)",
+        hint="link support",
+        parse=_link,
+        menu=("channel",),
+    ),
+    Verb(
+        "unlink",
+        "unlink [department] — stop posting them here (admins)",
+        parse=lambda rest, actor, typed: c.UnlinkChannel(actor, typed.channel_id, rest.strip().lower() or None),
+        menu=("channel",),
+    ),
+)
+
+VERBS: dict[str, Verb] = {verb.name: verb for verb in TABLE}
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
+assert all(_NAME.fullmatch(v.name) for v in TABLE) and len(VERBS) == len(TABLE)
+
+
+def get(name: str) -> Verb | None:
+    """The verb called `name`, or None."""
+    return VERBS.get(name)
+
+
+def on_cards() -> tuple[Verb, ...]:
+    """The verbs whose buttons show on cards, in the order they show."""
+    reply_first = [v for v in TABLE if v.on_reply]
+    return (*reply_first, *(v for v in TABLE if v.on and not v.on_reply))
+
+
+def choice_lists(*, outcomes: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """The values of every named choice list the verbs' inputs offer, from the config."""
+    return {"outcomes": tuple(outcomes)}
+
+
+@dataclass(frozen=True)
+class MenuCommand:
+    """One entry of a platform's command menu."""
+
+    title: str
+    description: str
+
+
+def menu(where: Menu) -> tuple[MenuCommand, ...]:
+    """The command menu for `where`, in the table's order."""
+    return tuple(MenuCommand(v.name, v.menu_description or v.usage) for v in TABLE if where in v.menu)
+
+
+def hint() -> str:
+    """The one-line usage hint of the slash command (Slack's `usage_hint`), in the table's order."""
+    return " | ".join(v.hint for v in TABLE if v.hint)
+
+
+def read_conversation_line(verb: Verb, rest: str, actor: c.Actor, typed: Typed) -> c.Command:
+    """`verb #42 …` typed as text: the conversation id, then each input from the rest of the line."""
+    head, _, tail = rest.strip().partition(" ")
+    if not head:
+        raise InvalidInput(f"{verb.name} needs a conversation id; {typed.usage(verb)}")
+    try:
+        conversation_id = parse_conversation_id(head)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{exc.message}; {typed.usage(verb)}") from exc
+    fields: dict[str, str] = {}
+    remaining = tail.strip()
+    for index, wanted in enumerate(verb.inputs):
+        last_text = wanted.kind == "text" and index == len(verb.inputs) - 1
+        if last_text:
+            value, remaining = remaining, ""
+        else:
+            value, _, remaining = remaining.partition(" ")
+            remaining = remaining.strip()
+        if wanted.required and not value:
+            raise InvalidInput(f"{verb.name} needs {wanted.missing or wanted.label.lower()}; {typed.usage(verb)}")
+        fields[wanted.name] = value
+    return verb.command(conversation_id, actor, fields)
