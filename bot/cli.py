@@ -16,16 +16,17 @@ import secrets
 import sys
 import textwrap
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from bot import commands as c
-from bot import logs, verbs
+from bot import logs, terminal, verbs
 from bot.bootstrap import Container, build, feed_poller, sample_path
 from bot.config import ConfigError, find_config, load_config
 from bot.domain import DomainError, InvalidInput, parse_conversation_id
 from bot.ingest import IngestError, parse_feed
 from bot.settings import Settings
-from bot.views import Card, Result, printable
+from bot.views import Card, Listing, Result, printable, when
 from storage.models import Source
 
 logger = logging.getLogger(__name__)
@@ -140,51 +141,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _short(text: str, width: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
-def _card_line(card: Card) -> str:
-    owner = f" owner {card.owner}" if card.owner else ""
-    prio = f" {card.priority}" if card.priority != "normal" else ""
-    summary = _short(card.title or card.text, 70)
-    return f"  #{card.id:<4} {card.status:<9}{prio}{owner}  {card.author}: {summary}"
-
-
-def _print_card(card: Card) -> None:
-    echo(f"#{card.id} · {card.status}{f' · {card.outcome}' if card.outcome else ''} · priority {card.priority}")
-    echo(f"  from {card.author} via {card.source}" + (f" · {card.url}" if card.url else ""))
-    echo(f"  departments: {', '.join(card.departments)}" + (f" · owner: {card.owner}" if card.owner else " · unclaimed"))
-    if card.tags:
-        echo(f"  tags: {', '.join(card.tags)}")
-    echo(f"  routed: {card.routing_reason}")
-    if card.title:
-        echo(f"  {card.title}")
-    echo(textwrap.indent(textwrap.fill(_short(card.text, 1200), 88), "  | "))
-
-
 def _print_result(result: Result, *, command: str) -> None:
+    """A command's answer through the terminal renderer (`bot.terminal`): `show` prints the card
+    in full with its history; every other command its text, its list and its card in one line."""
     if command == "show" and result.card is not None:
-        _print_card(result.card)
-        echo("history:")
-        for line in result.history:
-            detail = f": {_short(line.detail, 200)}" if line.detail else ""
-            echo(f"  {line.at:%Y-%m-%d %H:%M} {line.actor} {line.kind}{detail}")
-        return
-    if result.notice is None or result.text != result.notice.title:
-        echo(result.text)
-    if result.notice is not None:
-        echo(result.notice.title)
-        for notice_line in result.notice.lines:
-            echo(f"  {notice_line}")
-        for label, url in result.notice.links:
-            echo(f"  {label}: {url}")
-    if command in ("queue", "search", "approvals"):
-        for card in result.cards:
-            echo(_card_line(card))
-    elif result.card is not None:
-        echo(_card_line(result.card))
+        lines = terminal.card_lines(result.card) + ["history:", *terminal.history_lines(result.history)]
+    else:
+        lines = terminal.result_lines(result, full_card=False)
+    for text in lines:
+        echo(text)
 
 
 def _actor(args: argparse.Namespace) -> c.Actor:
@@ -234,8 +199,8 @@ async def _demo(container: Container) -> None:
             by_department.setdefault(name, []).append(card)
     for name, count in sorted(result.counts.items()):
         echo(f"\n{name} ({count} waiting)")
-        for card in by_department.get(name, []):
-            echo(_card_line(card))
+        for text in terminal.listing_lines(Listing.of(by_department.get(name, []))):
+            echo(text)
     echo(
         textwrap.dedent("""
         Next, try:
@@ -265,8 +230,9 @@ async def _ingest(container: Container, args: argparse.Namespace) -> None:
     echo(f"{source}: {len(report.new_ids)} new, {report.duplicates} already known")
 
 
-def _when(at: Any) -> str:
-    return f"{at:%Y-%m-%d %H:%M} UTC" if at else "never"
+def _when(at: datetime | None) -> str:
+    """A stored time (naive ones are UTC) as the terminal shows it, or "never"."""
+    return when(at if at is None or at.tzinfo else at.replace(tzinfo=UTC)) or "never"
 
 
 async def _sources(container: Container, args: argparse.Namespace) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Literal
 
 from bot import verbs
+from bot.domain import Status
 from bot.verbs import Input, Verb
 from storage.models import Conversation, Event, Note, Reply
 
@@ -48,6 +51,33 @@ def isolate(text: str) -> str:
     return f"{FSI}{text}{PDI}" if text else text
 
 
+ELLIPSIS = "…"
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` within `limit` characters, ending in "…" when cut; an isolate (`isolate`) stays closed.
+
+    Plain text counted in code points; a platform that counts in other units (Slack: UTF-16)
+    or must not cut inside its own markup keeps its own cut for its limits."""
+    if len(text) <= limit:
+        return text
+    if text.startswith(FSI) and text.endswith(PDI) and limit > 3:
+        return FSI + text[1 : limit - 2] + ELLIPSIS + PDI
+    return text[: limit - 1] + ELLIPSIS
+
+
+def first_line(text: str | None) -> str:
+    """The first line of `text` that has something visible on it, stripped."""
+    return next((ln.strip() for ln in (text or "").splitlines() if has_visible(ln)), "")
+
+
+def when(at: datetime | None) -> str:
+    """A short timestamp; aware times are shown in UTC ("2026-11-16 09:00 UTC"), naive ones as they are."""
+    if at is None:
+        return ""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if at.tzinfo else at.strftime("%Y-%m-%d %H:%M")
+
+
 @dataclass(frozen=True)
 class Button:
     """A button that carries one encoded command (`bot.codec`) or opens a URL.
@@ -70,7 +100,13 @@ class Button:
 
 @dataclass(frozen=True)
 class Card:
-    """Everything a person needs to see to act on a conversation."""
+    """Everything a person needs to see to act on a conversation.
+
+    What it shows beyond its own fields is decided here, once, from them: `facts`, `summary`
+    (its one line in lists, fallbacks and notifications: the title, else the first line of the
+    text), `tone` (its priority: urgent and high ask for attention) and `reply_tone` (where the
+    latest reply stands). Renderers map these; they do not decide them.
+    """
 
     id: int
     status: str
@@ -89,6 +125,79 @@ class Card:
     buttons: tuple[Button, ...]
     reply_status: str | None = None
     reply_note: str = ""  # plain text: where the latest reply stands, for everyone looking at the card
+    facts: tuple[Fact, ...] = field(init=False, repr=False, compare=False)
+    summary: str = field(init=False, repr=False, compare=False)
+    tone: Tone = field(init=False, repr=False, compare=False)
+    reply_tone: Tone = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        decided = {
+            "facts": _facts(self),
+            "summary": (self.title or "").strip() or first_line(self.text) or NO_TEXT,
+            "tone": PRIORITY_TONES.get(self.priority, "default"),
+            "reply_tone": REPLY_TONES.get(self.reply_status or "", "default") if self.reply_note else "default",
+        }
+        for name, value in decided.items():
+            object.__setattr__(self, name, value)  # frozen: set once, here
+
+
+#: How much a card, or a line of it, asks to be looked at; each platform maps it to its own
+#: colour or mark (Teams: a colour; Slack: an emoji; the terminal: a prefix).
+Tone = Literal["default", "good", "warning", "attention"]
+PRIORITY_TONES: dict[str, Tone] = {"urgent": "attention", "high": "attention"}
+REPLY_TONES: dict[str, Tone] = {
+    "failed": "attention",
+    "rejected": "attention",
+    "pending_approval": "warning",
+    "sent": "good",
+    "posted": "good",
+}
+MAX_LISTED_CARDS = 20  # cards in one list (a queue, a search): the rest are counted, "…and N more"
+NO_TEXT = "(no text)"
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One fact a card shows under its text, in the order the core gives.
+
+    `label` is our own words and ends where the value starts ("Departments:", "Claimed by"),
+    so every renderer writes `label value`, or the label alone when `value` is "". `value` is
+    plain, untrusted text (a tag, a routing reason); `kind` "person" when it is a person's
+    name (already `display_name`d: "(no name)" when blank).
+    """
+
+    label: str
+    value: str = ""
+    kind: Literal["text", "person"] = "text"
+
+
+def _facts(card: Card) -> tuple[Fact, ...]:
+    """What a card states about a conversation, and in which order: its departments, tags, why it
+    was routed so, who owns it, and how it ended (only once it is resolved). Blank values are left out."""
+    facts = [
+        Fact("Departments:", ", ".join(d for d in card.departments if d.strip())),
+        Fact("Tags:", ", ".join(t for t in card.tags if t.strip())),
+        Fact("Why:", card.routing_reason),
+    ]
+    facts = [f for f in facts if printable(f.value).strip()]
+    facts.append(Fact("Claimed by", display_name(card.owner), "person") if card.owner is not None else Fact("Unclaimed"))
+    if card.status == Status.RESOLVED and printable(card.outcome).strip():
+        facts.append(Fact("Outcome:", card.outcome or ""))
+    return tuple(facts)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A list of cards as every platform shows it: at most `MAX_LISTED_CARDS` distinct cards,
+    and how many more there are (renderers write "…and N more")."""
+
+    cards: tuple[Card, ...] = ()
+    more: int = 0
+
+    @classmethod
+    def of(cls, cards: Iterable[Card], limit: int = MAX_LISTED_CARDS) -> Listing:
+        unique = tuple({card.id: card for card in cards}.values())
+        return cls(unique[:limit], max(0, len(unique) - limit))
 
 
 @dataclass(frozen=True)
@@ -137,6 +246,11 @@ class Result:
     notice: Notice | None = None
     copy: CardCopy | None = None
 
+    @property
+    def listing(self) -> Listing:
+        """`cards` as they are listed: cut at the core's limit, with the count left out."""
+        return Listing.of(self.cards)
+
 
 OPEN_ORIGINAL = "Open original"
 OPEN_PRIORITY = 85  # a link to the original post: shown after the actions that change something
@@ -173,14 +287,13 @@ def buttons_for(conversation: Conversation, reply: Reply | None = None) -> tuple
 
 def reply_note(reply: Reply, url: str) -> str:
     """One plain-text line saying where a reply stands."""
-    excerpt = " ".join(reply.text.split())
-    excerpt = excerpt if len(excerpt) <= 300 else excerpt[:299] + "…"
+    excerpt = cut(" ".join(reply.text.split()), 300)
     if reply.status == "pending_approval":
         return f"Reply waiting for approval (sensitive): “{excerpt}”"
     if reply.status == "recorded":  # the person pastes it on the source by hand: the whole text, not an excerpt
         where = f"Reply recorded — post it at {url}" if url else "Reply recorded — post it where the customer wrote"
         text = reply.text.strip()
-        return f"{where}, then press Mark as posted:\n{text if len(text) <= 2500 else text[:2499] + '…'}"
+        return f"{where}, then press Mark as posted:\n{cut(text, 2500)}"
     if reply.status == "sending":
         return "Reply on its way to the customer"
     if reply.status == "sent":

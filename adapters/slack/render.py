@@ -13,11 +13,24 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from bot import codec
-from bot.views import Button, Card, HistoryLine, Notice, Result, display_name, has_visible, isolate, printable
+from bot.views import (
+    ELLIPSIS,
+    Button,
+    Card,
+    Fact,
+    HistoryLine,
+    Listing,
+    Notice,
+    Result,
+    display_name,
+    has_visible,
+    isolate,
+    printable,
+    when,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +60,8 @@ MAX_METADATA = 3000
 MAX_TITLE = 250
 MAX_CONTEXT_TEXT = 300
 MAX_SUMMARY = 150
-MAX_LISTED_CARDS = 20
 MAX_HISTORY_LINE = 300
 
-ELLIPSIS = "…"
 READ_ORIGINAL = "Read the original"
 _STYLES = {"primary": "primary", "danger": "danger"}
 _PRIORITY_BADGES = {
@@ -61,6 +72,7 @@ _PRIORITY_BADGES = {
 }
 _URL_ESCAPES = {"|": "%7C", "<": "%3C", ">": "%3E", " ": "%20", '"': "%22"}
 _HTTP_URL = re.compile(r"^https?://", re.IGNORECASE)
+_TONE_BADGES = {"attention": ":warning: ", "warning": ":hourglass: "}  # a line's tone (`bot.views.Tone`)
 
 
 # --- text --------------------------------------------------------------------------
@@ -143,13 +155,6 @@ def _header(text: str) -> dict[str, Any]:
     return {"type": "header", "text": _plain(text, MAX_HEADER_TEXT)}
 
 
-def _when(at: datetime | None) -> str:
-    """A short timestamp; aware times are shown in UTC."""
-    if at is None:
-        return ""
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if at.tzinfo else at.strftime("%Y-%m-%d %H:%M")
-
-
 # --- links and buttons -------------------------------------------------------------
 
 
@@ -217,7 +222,7 @@ def _badges(card: Card) -> str:
 
 
 def _title_block(card: Card) -> dict[str, Any]:
-    title = _customer(card.title, MAX_TITLE, empty="(no title)")
+    title = _customer(card.summary, MAX_TITLE, empty="(no title)")
     return _section(f"*#{card.id}* {title}\n{_badges(card)}")
 
 
@@ -225,7 +230,7 @@ def _byline(card: Card) -> dict[str, Any]:
     parts = [f"*{_esc(card.source, MAX_CONTEXT_TEXT, empty='unknown source')}*"]
     parts.append(f"from {_name(card.author, MAX_CONTEXT_TEXT)}")
     if card.created_at:
-        parts.append(_when(card.created_at))
+        parts.append(when(card.created_at))
     return _context([" · ".join(parts)])
 
 
@@ -237,33 +242,23 @@ def _text_block(card: Card) -> dict[str, Any]:
     return {"type": "section", "text": _mrkdwn(_cut(quoted, MAX_SECTION_TEXT - units(suffix)) + suffix)}
 
 
-def _labelled(label: str, text: str | None) -> str:
-    """`label: text` (escaped, cut), or "" when there is no text."""
-    escaped = _esc(text, MAX_CONTEXT_TEXT)
-    return f"{label}: {escaped}" if escaped else ""
+def _fact(fact: Fact) -> str:
+    """`label value` (the value escaped and cut; a person's name as a name), or the label alone."""
+    if not fact.value:
+        return escape(fact.label)
+    value = _name(fact.value, MAX_CONTEXT_TEXT) if fact.kind == "person" else _esc(fact.value, MAX_CONTEXT_TEXT)
+    return f"{escape(fact.label)} {value}" if value else ""
 
 
 def _facts(card: Card) -> dict[str, Any]:
-    owner = _name(card.owner, MAX_CONTEXT_TEXT) if card.owner else ""
-    outcome = card.outcome if card.status == "resolved" else None
-    return _context(
-        [
-            _labelled("Departments", ", ".join(d for d in card.departments if d.strip())),
-            _labelled("Tags", ", ".join(t for t in card.tags if t.strip())),
-            _labelled("Why", card.routing_reason),
-            f"Claimed by {owner}" if owner else "Unclaimed",
-            _labelled("Outcome", outcome),
-        ]
-    )
+    return _context(_fact(fact) for fact in card.facts)
 
 
 def _reply_block(card: Card) -> dict[str, Any] | None:
     """Where the latest reply stands (held, recorded for posting by hand, failed...), if there is one."""
     if not card.reply_note:
         return None
-    badge = {"failed": ":warning: ", "pending_approval": ":hourglass: ", "rejected": ":no_entry: "}.get(
-        card.reply_status or "", ""
-    )
+    badge = _TONE_BADGES.get(card.reply_tone, "")
     return _section(badge + _esc(card.reply_note, MAX_SECTION_TEXT - units(badge)))
 
 
@@ -277,7 +272,7 @@ def _card_blocks(card: Card) -> list[dict[str, Any]]:
 
 
 def _fallback(card: Card) -> str:
-    head = f"#{card.id} [{card.priority}/{card.status}] {card.title or '(no title)'} — {card.author}: {card.text}"
+    head = f"#{card.id} [{card.priority}/{card.status}] {card.summary} — {card.author}: {card.text}"
     return _esc(head, MAX_FALLBACK_TEXT, empty=f"#{card.id}")
 
 
@@ -289,32 +284,26 @@ def card_message(card: Card) -> dict[str, Any]:
 # --- results -----------------------------------------------------------------------
 
 
-def _summary(card: Card) -> str:
-    first = (card.title or "").strip() or next((ln for ln in (card.text or "").splitlines() if ln.strip()), "")
-    return _customer(first, MAX_SUMMARY, empty="(no text)")
-
-
 def _compact(card: Card, *, outcome: bool = False) -> dict[str, Any]:
     """One line of a list: `#id · status · author: summary`."""
     status = _esc(card.status, 40, empty="?")
     if outcome and card.outcome:
         status = f"{status} ({_esc(card.outcome, 60)})"
     author = _name(card.author, 80)
-    return _section(f"*#{card.id}* · {status} · {author}: {_summary(card)}")
+    return _section(f"*#{card.id}* · {status} · {author}: {_customer(card.summary, MAX_SUMMARY, empty='(no text)')}")
 
 
-def _card_list(cards: Sequence[Card], *, outcome: bool = False) -> list[dict[str, Any]]:
-    """Compact sections for at most 20 distinct cards, then "…and N more"."""
-    unique = list({card.id: card for card in cards}.values())
-    blocks = [_compact(card, outcome=outcome) for card in unique[:MAX_LISTED_CARDS]]
-    if len(unique) > MAX_LISTED_CARDS:
-        blocks.append(_context([f"{ELLIPSIS}and {len(unique) - MAX_LISTED_CARDS} more"]))
+def _card_list(listing: Listing, *, outcome: bool = False) -> list[dict[str, Any]]:
+    """Compact sections for the listed cards, then "…and N more"."""
+    blocks = [_compact(card, outcome=outcome) for card in listing.cards]
+    if listing.more:
+        blocks.append(_context([f"{ELLIPSIS}and {listing.more} more"]))
     return blocks
 
 
 def _history_line(line: HistoryLine) -> str:
     detail = _esc(line.detail, MAX_HISTORY_LINE)
-    text = f"`{_when(line.at)}` *{_name(line.actor, 80) if line.actor else 'unsilo'}* {_esc(line.kind, 40)}"
+    text = f"`{when(line.at)}` *{_name(line.actor, 80) if line.actor else 'unsilo'}* {_esc(line.kind, 40)}"
     return f"{text} — {detail}" if detail else text
 
 
@@ -373,7 +362,7 @@ def result_message(result: Result) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [_section(text)] if text else []
     if result.notice is not None:
         blocks += notice_blocks(result.notice)
-    blocks += _card_list(result.cards)
+    blocks += _card_list(result.listing)
     if result.card is not None:
         blocks += _card_blocks(result.card)
     if result.history:
@@ -524,9 +513,8 @@ def _counts(counts: Mapping[str, int]) -> dict[str, Any]:
 
 
 def _listing(result: Result, *, empty: str, oldest: bool = False, outcome: bool = False) -> list[dict[str, Any]]:
-    cards = _oldest_first(result.cards) if oldest else list(result.cards)
-    if cards:
-        return _card_list(cards, outcome=outcome)
+    if result.cards:
+        return _card_list(Listing.of(_oldest_first(result.cards)) if oldest else result.listing, outcome=outcome)
     return [_context([_esc(result.text, MAX_CONTEXT_TEXT) or empty])]
 
 

@@ -12,13 +12,27 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from bot import codec, verbs
 from bot.verbs import Input
-from bot.views import FSI, PDI, Button, Card, HistoryLine, Notice, Result, display_name, has_visible, isolate, printable
+from bot.views import (
+    ELLIPSIS,
+    Button,
+    Card,
+    Fact,
+    HistoryLine,
+    Listing,
+    Notice,
+    Result,
+    cut,
+    display_name,
+    first_line,
+    isolate,
+    printable,
+    when,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +59,6 @@ MAX_SUMMARY = 150
 MAX_HISTORY_LINE = 300
 MAX_HISTORY_LINES = 30
 MAX_TEXT_PARAGRAPHS = 30
-MAX_LISTED_CARDS = 20
 # At a typical Teams card width about three buttons fit before their titles are cut ("Rele…"):
 # the three that matter most stay buttons, the rest go to the card's overflow menu ("…",
 # `mode: secondary`, Adaptive Cards 1.5; Teams: "cards-format.md", overflow menu).
@@ -57,7 +70,6 @@ MAX_CHOICES = 100
 MAX_CHOICE_VALUE = 150
 MAX_URL = 2048
 
-ELLIPSIS = "…"
 ZWSP = "\u200b"
 _HTTP_URL = re.compile(r"^https?://[^\s]+$", re.IGNORECASE)
 _AT_TAG = re.compile(r"<(?=at)", re.IGNORECASE)
@@ -65,6 +77,7 @@ _AT_TAGS = re.compile(r"</?at\b[^>]*>", re.IGNORECASE)
 _TEAMS_USER = re.compile(r"[\w:.@-]{1,200}")  # an AAD object id, a 29: id or a UPN
 _NOT_IN_NAME = re.compile(r"[^\w .'-]|_")
 _STYLES = {"primary": "positive", "danger": "destructive"}
+_TONE_COLORS = {"attention": "Attention", "warning": "Warning"}  # a run's colour for a tone (`bot.views.Tone`)
 ERROR_CONTENT_TYPE = "application/vnd.microsoft.error"
 # Every text that may appear in a TextBlock: fixed labels written here or in the verb table, nothing else.
 LABELS = frozenset(
@@ -85,13 +98,7 @@ def _defuse(text: str) -> str:
     return _AT_TAG.sub("<" + ZWSP, text)
 
 
-def _cut(text: str, limit: int) -> str:
-    """`text` within `limit` characters, ending in "…" when cut (an isolate stays closed)."""
-    if len(text) <= limit:
-        return text
-    if text.startswith(FSI) and text.endswith(PDI) and limit > 3:
-        return FSI + text[1 : limit - 2] + ELLIPSIS + PDI
-    return text[: limit - 1] + ELLIPSIS
+_cut = cut  # Adaptive Cards count characters: the core's cut is Teams' own
 
 
 def safe(text: str | None, limit: int, *, empty: str = "") -> str:
@@ -130,13 +137,6 @@ def _run(text: str, **style: Any) -> dict[str, Any]:
 
 def _rich(*runs: dict[str, Any], **props: Any) -> dict[str, Any]:
     return {"type": "RichTextBlock", "inlines": [r for r in runs if r["text"]] or [_run("-")], **props}
-
-
-def _when(at: datetime | None) -> str:
-    """A short timestamp; aware times are shown in UTC."""
-    if at is None:
-        return ""
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if at.tzinfo else at.strftime("%Y-%m-%d %H:%M")
 
 
 def _envelope(
@@ -338,14 +338,14 @@ def _actions(buttons: Sequence[Button], outcomes: Sequence[str]) -> list[dict[st
 
 
 def _title(card: Card) -> dict[str, Any]:
-    title = customer(card.title, MAX_TITLE) or customer(first_line(card.text), MAX_TITLE, empty="(no title)")
+    title = customer(card.summary, MAX_TITLE, empty="(no title)")
     return _rich(_run(f"#{card.id} ", weight="Bolder", size="Medium"), _run(title, weight="Bolder", size="Medium"))
 
 
 def _badges(card: Card) -> dict[str, Any]:
     priority = safe(card.priority, MAX_SHORT, empty="normal")
     status = safe(card.status, MAX_SHORT, empty="?")
-    color = "Attention" if card.priority in ("urgent", "high") else "Default"
+    color = _TONE_COLORS.get(card.tone, "Default")
     return _rich(_run(priority, weight="Bolder", color=color), _run(" · "), _run(status, fontType="Monospace"), spacing="None")
 
 
@@ -356,9 +356,9 @@ def _byline(card: Card) -> dict[str, Any]:
         _run(" · from ", isSubtle=True),
         _run(author, isSubtle=True),
     ]
-    when = _when(card.created_at)
-    if when:
-        runs.append(_run(f" · {when}", isSubtle=True))
+    at = when(card.created_at)
+    if at:
+        runs.append(_run(f" · {at}", isSubtle=True))
     return _rich(*runs, spacing="Small")
 
 
@@ -376,33 +376,33 @@ def _paragraphs(text: str | None) -> list[dict[str, Any]]:
     return blocks
 
 
-def _fact(label: str, value: str) -> dict[str, Any] | None:
-    """`label: value` as two runs, or None when there is no value."""
+def _fact(fact: Fact) -> dict[str, Any] | None:
+    """`label value` as two runs (a person's name bold, the rest subtle), a label alone as a
+    TextBlock, or None when the value has nothing to show."""
+    if not fact.value:
+        if fact.label in LABELS:
+            return _text_block(fact.label, weight="Bolder")
+        return _rich(_run(safe(fact.label, MAX_FIELD), weight="Bolder"))
+    if fact.kind == "person":
+        return _rich(_run(f"{fact.label} ", weight="Bolder"), _run(name(fact.value, MAX_FIELD)))
+    value = customer(fact.value, MAX_FIELD)
     if not value:
         return None
-    return _rich(_run(f"{label}: ", weight="Bolder", isSubtle=True), _run(value, isSubtle=True), spacing="None")
+    return _rich(_run(f"{fact.label} ", weight="Bolder", isSubtle=True), _run(value, isSubtle=True), spacing="None")
 
 
 def _facts(card: Card) -> list[dict[str, Any]]:
-    owner = name(card.owner, MAX_FIELD) if card.owner is not None else ""
-    outcome = safe(card.outcome, MAX_FIELD) if card.status == "resolved" else ""
-    facts = [
-        _fact("Departments", customer(", ".join(d for d in card.departments if d.strip()), MAX_FIELD)),
-        _fact("Tags", customer(", ".join(t for t in card.tags if t.strip()), MAX_FIELD)),
-        _fact("Why", customer(card.routing_reason, MAX_FIELD)),
-        _rich(_run("Claimed by ", weight="Bolder"), _run(owner)) if owner else _text_block("Unclaimed", weight="Bolder"),
-        _fact("Outcome", outcome),
-    ]
-    blocks = [f for f in facts if f is not None]
-    blocks[0]["separator"] = True
+    blocks = [block for block in map(_fact, card.facts) if block is not None]
+    if blocks:
+        blocks[0]["separator"] = True
     return blocks
 
 
 def _reply_state(card: Card) -> list[dict[str, Any]]:
-    """Where the latest reply stands, as an inert run (attention colour when it failed or waits)."""
+    """Where the latest reply stands, as an inert run (coloured by its tone: it failed, or waits)."""
     if not card.reply_note:
         return []
-    color = {"failed": "Attention", "pending_approval": "Warning", "rejected": "Attention"}.get(card.reply_status or "")
+    color = _TONE_COLORS.get(card.reply_tone)
     style = {"color": color, "weight": "Bolder"} if color else {}
     return [_rich(_run(safe(card.reply_note, MAX_MESSAGE_TEXT), **style), separator=True)]
 
@@ -490,15 +490,6 @@ def message_link(conversation_id: str, message_id: str, *, tenant_id: str | None
 # --- results and messages ----------------------------------------------------------
 
 
-def first_line(text: str | None) -> str:
-    """The first line of `text` that has something on it."""
-    return next((ln.strip() for ln in (text or "").splitlines() if has_visible(ln)), "")
-
-
-def _summary(item: Card) -> str:
-    return (item.title or "").strip() or first_line(item.text)
-
-
 def _compact(item: Card) -> dict[str, Any]:
     """One line of a list: `#id · status · author: summary`."""
     status = safe(item.status, MAX_SHORT, empty="?")
@@ -508,23 +499,22 @@ def _compact(item: Card) -> dict[str, Any]:
         _run(f" · {status} · "),
         _run(author),
         _run(": "),
-        _run(customer(_summary(item), MAX_SUMMARY, empty="(no text)")),
+        _run(customer(item.summary, MAX_SUMMARY, empty="(no text)")),
         spacing="Small",
     )
 
 
-def _card_list(cards: Sequence[Card]) -> list[dict[str, Any]]:
-    """Compact lines for at most 20 distinct cards, then "…and N more"."""
-    unique = list({item.id: item for item in cards}.values())
-    blocks = [_compact(item) for item in unique[:MAX_LISTED_CARDS]]
-    if len(unique) > MAX_LISTED_CARDS:
-        blocks.append(_rich(_run(f"{ELLIPSIS}and {len(unique) - MAX_LISTED_CARDS} more", isSubtle=True)))
+def _card_list(listing: Listing) -> list[dict[str, Any]]:
+    """Compact lines for the listed cards, then "…and N more"."""
+    blocks = [_compact(item) for item in listing.cards]
+    if listing.more:
+        blocks.append(_rich(_run(f"{ELLIPSIS}and {listing.more} more", isSubtle=True)))
     return blocks
 
 
 def _history_line(line: HistoryLine) -> dict[str, Any]:
     runs = [
-        _run(f"{_when(line.at)} ", fontType="Monospace", isSubtle=True),
+        _run(f"{when(line.at)} ", fontType="Monospace", isSubtle=True),
         _run(name(line.actor) if (line.actor or "").strip() else "unsilo", weight="Bolder"),
         _run(f" {safe(line.kind, MAX_SHORT)}"),
     ]
@@ -607,7 +597,7 @@ def result_card(result: Result, *, outcomes: Sequence[str]) -> dict[str, Any]:
     body = [] if shown_by_notice else _message(result.text)  # a digest's title once, not twice
     if result.notice is not None:
         body += _notice_body(result.notice)
-    body += _card_list(result.cards)
+    body += _card_list(result.listing)
     actions = _links(result.notice) if result.notice is not None else []
     if result.card is not None:
         body += _card_body(result.card)
@@ -687,4 +677,4 @@ def summary_of(result: Result) -> str:
 
 def card_summary(item: Card) -> str:
     """A card's notification preview: `#2 · open · <title or first line>` (Teams shows "Sent a card" without one)."""
-    return summary(f"#{item.id} · {item.status} · {_summary(item) or '(no text)'}")
+    return summary(f"#{item.id} · {item.status} · {item.summary}")
