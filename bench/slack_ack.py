@@ -2,7 +2,8 @@
 
 N concurrent, signed Claim clicks (each on its own conversation, so each is a real
 store write) against the running service, then the same number against a bare Bolt
-app on aiohttp; both on loopback in the same run. Prints p50/p99 and the ratio.
+app on aiohttp; both on loopback in the same run. Prints p50/p99, the ratio, and the server's
+CPU per click (`process_time` of this process; the load comes from a child process).
 
     .venv/bin/python -m bench.slack_ack [--clicks 200] [--concurrency 50] [--team 50]
 """
@@ -22,7 +23,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 
-from bench.common import fire, summary
+from bench.common import Load, fire, summary
 from bot import codec
 from bot.ingest import make_incoming
 from bot.views import Button
@@ -85,11 +86,11 @@ async def bare_bolt(port_holder: list[int]) -> web.AppRunner:
 
 async def main(clicks: int, concurrency: int, team: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        async with running_slack(Path(tmp)) as unsilo:
+        async with running_slack(Path(tmp)) as unsilo, Load() as load:
             items = [make_incoming(source="bench", external_id=str(i), text=f"refund {i}") for i in range(clicks)]
             ids = (await unsilo.container.ingest(items)).new_ids
             await fire(f"{unsilo.url}/slack/events", [click_body("UWARM", ids[0])], 1)  # warm-up
-            ours = await fire(
+            ours, ours_cpu = await load.fire(
                 f"{unsilo.url}/slack/events", [click_body(f"U{i % team:04d}", cid) for i, cid in enumerate(ids[1:])], concurrency
             )
             port: list[int] = []
@@ -97,7 +98,9 @@ async def main(clicks: int, concurrency: int, team: int) -> None:
             try:
                 bare_url = f"http://127.0.0.1:{port[0]}/slack/events"
                 await fire(bare_url, [click_body("UWARM", 1)], 1)
-                bare = await fire(bare_url, [click_body(f"U{i % team:04d}", i + 1) for i in range(len(ids) - 1)], concurrency)
+                bare, bare_cpu = await load.fire(
+                    bare_url, [click_body(f"U{i % team:04d}", i + 1) for i in range(len(ids) - 1)], concurrency
+                )
             finally:
                 await runner.cleanup()
     print(
@@ -106,7 +109,8 @@ async def main(clicks: int, concurrency: int, team: int) -> None:
     )
     our_p50, our_p99 = summary("unsilo (claim + store)", ours)
     bare_p50, bare_p99 = summary("bare Bolt (ack only)", bare)
-    print(f"ratio unsilo/bare: p50 {our_p50 / bare_p50:.2f}x  p99 {our_p99 / bare_p99:.2f}x")
+    print(f"ratio unsilo/bare: p50 {our_p50 / bare_p50:.2f}x  p99 {our_p99 / bare_p99:.2f}x (goals <= 1.1x, <= 1.5x)")
+    print(f"server CPU per click: unsilo {ours_cpu:.2f} ms, bare {bare_cpu:.2f} ms ({ours_cpu / bare_cpu:.2f}x)")
 
 
 if __name__ == "__main__":

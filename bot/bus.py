@@ -9,7 +9,8 @@ from bot import commands as c
 from bot.domain import DomainError
 from bot.outbox import commit_with_deliveries
 from bot.policy import Context
-from bot.views import Result
+from bot.views import Card, Result
+from handlers._common import card
 from handlers.claim import handle_claim, handle_reassign, handle_release
 from handlers.digest import handle_digest, handle_stats
 from handlers.link import handle_link, handle_unlink
@@ -57,18 +58,23 @@ class Bus:
         self.uow_factory = uow_factory
         self.ctx = ctx
 
-    async def handle(self, cmd: c.Command) -> Result:
-        """Carry out one command; a `DomainError` means nothing was changed."""
-        result = await self._run(cmd, event_id=None)
+    async def handle(self, cmd: c.Command, *, show: bool = False) -> Result:
+        """Carry out one command; a `DomainError` means nothing was changed.
+
+        `show`: a refused command on a conversation carries the conversation's card as it stands
+        (`DomainError.card`, what `Show` would show), read in the same unit of work, after the
+        refused change is rolled back: a refused click is answered without a second one.
+        """
+        result = await self._run(cmd, event_id=None, show=show)
         assert result is not None  # None only for an event seen before
         return result
 
-    async def handle_once(self, cmd: c.Command, *, event_id: str) -> Result | None:
+    async def handle_once(self, cmd: c.Command, *, event_id: str, show: bool = False) -> Result | None:
         """`handle` a command a platform may deliver more than once (an event, an activity): a retried
         delivery of the same `event_id` is recognised in the same transaction and does nothing (None)."""
-        return await self._run(cmd, event_id=event_id)
+        return await self._run(cmd, event_id=event_id, show=show)
 
-    async def _run(self, cmd: c.Command, *, event_id: str | None) -> Result | None:
+    async def _run(self, cmd: c.Command, *, event_id: str | None, show: bool) -> Result | None:
         handler = HANDLERS[type(cmd)]
         async with self.uow_factory() as uow:
             if event_id is not None and not await uow.inbound.first_time(cmd.actor.platform, event_id, at=uow.now()):
@@ -77,7 +83,20 @@ class Bus:
             try:
                 result = await handler(cmd, uow, ctx=self.ctx)
             except DomainError as exc:
-                logger.info("refused %s: %s", type(cmd).__name__, exc.message)
+                logger.info("refused %s by %s: %s", type(cmd).__name__, cmd.actor.user_id, exc.message)
+                conversation_id = getattr(cmd, "conversation_id", None)
+                if show and isinstance(conversation_id, int):
+                    exc.card = await self._current_card(uow, conversation_id)
                 raise
             await commit_with_deliveries(uow)
             return result
+
+    async def _current_card(self, uow: UnitOfWork, conversation_id: int) -> Card | None:
+        """The conversation's card as committed (None if there is none, or the store fails to tell)."""
+        try:
+            await uow.rollback()  # nothing of the refused change is shown
+            conversation = await uow.conversations.get(conversation_id)
+            return await card(uow, conversation) if conversation is not None else None
+        except Exception:  # noqa: BLE001 - the refusal stands; only the card that comes with it is lost
+            logger.exception("the card of #%s could not be read after a refusal", conversation_id)
+            return None

@@ -9,6 +9,10 @@ from __future__ import annotations
 import logging
 import re
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.views import Card
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +57,13 @@ PAST_TENSE = {
 
 
 class DomainError(Exception):
-    """A refusal with a one-line message meant for the person who asked."""
+    """A refusal with a one-line message meant for the person who asked.
+
+    `card`: the conversation's card as it stands, read in the refused command's own unit of work
+    when the bus was asked to show it (`Bus.handle(..., show=True)`); else None.
+    """
+
+    card: Card | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

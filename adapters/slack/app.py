@@ -24,6 +24,7 @@ from bot import codec, verbs, views
 from bot import commands as c
 from bot.bus import Bus
 from bot.domain import AlreadyClaimed, DomainError, parse_conversation_id
+from bot.edge import SORRY, Done, Failed, Outcome, Refused, attempt
 from bot.health import PlatformHealth
 from bot.textcommands import HelpRequest, help_text, parse
 from bot.views import Result
@@ -31,7 +32,6 @@ from storage.db import UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
-SORRY = "Sorry, that failed on our side (it is logged). Please try again in a moment."
 WORKING = "Working on it…"
 STORE_WAIT = (
     "Unsilo's database is not answering right now. What you asked is kept and will be done as soon as "
@@ -61,15 +61,15 @@ STORE_PATIENCE = 300.0
 STORE_RETRY_FIRST, STORE_RETRY_MAX = 0.5, 5.0
 
 
-class StoreGaveUp(Exception):
-    """The store did not answer for `STORE_PATIENCE` seconds: the person's action was not done."""
+class StoreGaveUp(DomainError):
+    """The store did not answer for `STORE_PATIENCE` seconds: the person's action was not done (a refusal
+    that says so)."""
 
     def __init__(self) -> None:
         super().__init__(
             f"Unsilo's database has not answered for {STORE_PATIENCE / 60:g} minutes, so this could "
             "not be done. Please try again later."
         )
-        self.message = str(self)
 
 
 def refusal_text(exc: DomainError) -> str:
@@ -77,6 +77,15 @@ def refusal_text(exc: DomainError) -> str:
     if isinstance(exc, AlreadyClaimed) and exc.identities.get("slack"):
         return f"#{exc.conversation_id} is already claimed by <@{exc.identities['slack']}>"
     return render.escape(exc.message)
+
+
+def said(outcome: Outcome) -> dict[str, Any]:
+    """What Slack says of an outcome, as message arguments: the result, the refusal, or the apology."""
+    if isinstance(outcome, Done):
+        return render.result_message(outcome.result or Result(DONE_LATE))
+    if isinstance(outcome, Refused):
+        return {"text": refusal_text(outcome.error)}
+    return {"text": SORRY}
 
 
 class _Waiting:
@@ -212,11 +221,11 @@ class SlackBot:
         """Slack-escaped text with markup (a message's, a slash command's) as the plain text it shows."""
         return await text.read(slack_text, partial(self.directory.names, timeout=timeout))
 
-    async def carry_out(self, command: c.Command, *, waiting: Callable[[], Awaitable[None]] | None = None) -> Result | None:
-        """`bus.handle`, patient with the store: while it does not answer, the same command is tried again
-        (with backoff, for up to `STORE_PATIENCE` s; `waiting()` is awaited once, at the first trouble) and
-        raises `StoreGaveUp` after that. Every try carries one key, recorded with the command's changes,
-        so a try whose commit went through unconfirmed makes the next one do nothing: then None."""
+    async def carry_out(self, command: c.Command, *, waiting: Callable[[], Awaitable[None]] | None = None) -> Outcome:
+        """`edge.attempt`, patient with the store: while it does not answer, the same command is tried again
+        (with backoff, for up to `STORE_PATIENCE` s; `waiting()` is awaited once, at the first trouble), and
+        after that it is refused with `StoreGaveUp`. Every try carries one key, recorded with the command's
+        changes, so a try whose commit went through unconfirmed makes the next one do nothing: `Done(None)`."""
         key = f"action:{uuid.uuid4().hex}"
         loop = asyncio.get_running_loop()
         give_up = loop.time() + STORE_PATIENCE
@@ -225,7 +234,7 @@ class SlackBot:
         while True:
             tries += 1
             try:
-                result = await self.bus.handle_once(command, event_id=key)
+                outcome = await attempt(self.bus, command, event_id=key, unavailable=UNAVAILABLE)
             except UNAVAILABLE as exc:
                 if loop.time() + delay > give_up:
                     logger.error(
@@ -235,7 +244,7 @@ class SlackBot:
                         STORE_PATIENCE,
                         exc,
                     )
-                    raise StoreGaveUp() from None
+                    return Refused.of(StoreGaveUp())
                 logger.warning(
                     "%s for %s: the store did not answer (%r); try %d again in %.1fs",
                     type(command).__name__,
@@ -255,9 +264,9 @@ class SlackBot:
                     type(command).__name__,
                     command.actor.user_id,
                     tries,
-                    "" if result is not None else " (an earlier try had done it)",
+                    " (an earlier try had done it)" if outcome == Done(None) else "",
                 )
-            return result
+            return outcome
 
     # The installed workspace ------------------------------------------------------
 
@@ -337,22 +346,14 @@ class SlackBot:
 
     async def _command(self, command: dict[str, Any], *, waiting: Callable[[], Awaitable[None]]) -> dict[str, Any]:
         """Carry out one slash command; its answer as message arguments."""
-        user = str(command.get("user_id") or "")
+        actor = await self.actor(str(command.get("user_id") or ""), command.get("user_name"))
         try:
-            actor = await self.actor(user, command.get("user_name"))
             parsed = parse(await self.plain(command.get("text")), actor, channel_id=command.get("channel_id", ""))
-            if isinstance(parsed, HelpRequest):
-                return {"text": render.escape(help_text("/unsilo"))}
-            result = await self.carry_out(parsed, waiting=waiting)
         except DomainError as exc:
-            logger.info("slash command refused for %s: %s", user, exc.message)
-            return {"text": refusal_text(exc)}
-        except StoreGaveUp as exc:
-            return {"text": exc.message}
-        except Exception:
-            logger.exception("/unsilo %r failed for %s", command.get("text", ""), user)
-            return {"text": SORRY}
-        return render.result_message(result or Result(DONE_LATE))
+            return said(Refused.of(exc))
+        if isinstance(parsed, HelpRequest):
+            return {"text": render.escape(help_text("/unsilo"))}
+        return said(await self.carry_out(parsed, waiting=waiting))
 
     async def _answer(
         self, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient, message: dict[str, Any]
@@ -386,19 +387,15 @@ class SlackBot:
                 return
             # No modal: who it is matters now (a bounded directory lookup).
             command = verb.command(conversation_id, await self.actor(user, body["user"].get("name")))
-            result = await self.carry_out(command, waiting=waiting)
-            if waiting.called:  # they were told it was kept: now what became of it
-                await tell(render.result_message(result or Result(DONE_LATE)))
-        except DomainError as exc:
-            logger.info("button refused for %s: %s", user, exc.message)
-            await tell({"text": refusal_text(exc)})
-        except StoreGaveUp as exc:
-            await tell({"text": exc.message})
+        except DomainError as exc:  # a damaged button, a verb without a modal
+            await tell(said(Refused.of(exc)))
+            return
         except SlackApiError as exc:
             logger.warning("could not open the modal for %s: %s", user, exc.response.get("error"))
-        except Exception:
-            logger.exception("button %s failed for %s", action.get("action_id"), user)
-            await tell({"text": SORRY})
+            return
+        outcome = await self.carry_out(command, waiting=waiting)
+        if not isinstance(outcome, Done) or waiting.called:  # when kept waiting, they were told: now what became of it
+            await tell(said(outcome))
 
     async def _ephemeral(self, client: AsyncWebClient, channel: str | None, user: str, message: dict[str, Any]) -> None:
         """A message only `user` sees in `channel` (nothing when the click came from nowhere we can post)."""
@@ -431,44 +428,33 @@ class SlackBot:
 
         waiting = _Waiting(partial(self._tell, client, user, STORE_WAIT))
 
-        async def work() -> Result | None:
+        async def work() -> Outcome:
             actor = await self.actor(user, body["user"].get("name"), timeout=EVENT_LOOKUP)
             return await self.carry_out(verb.command(conversation_id, actor, values), waiting=waiting)
 
-        result = await self._within_budget(ack, work, field=field, user=user, client=client, what=view.get("callback_id", ""))
-        if waiting.called and result is not None:  # they were told it was kept: now what became of it
-            await self._tell(client, user, render.escape(result.text) or "Done.")
+        outcome = await self._within_budget(ack, work, field=field, user=user, client=client)
+        if waiting.called and isinstance(outcome, Done) and outcome.result is not None:  # told it was kept: now what became of it
+            await self._tell(client, user, render.escape(outcome.result.text) or "Done.")
 
     async def _within_budget(
-        self, ack: AsyncAck, work: Callable[[], Awaitable[Any]], *, field: str, user: str, client: AsyncWebClient, what: str
-    ) -> Any:
-        """Run a modal's work: its refusal inside the modal if it ends within `MODAL_BUDGET`,
+        self, ack: AsyncAck, work: Callable[[], Awaitable[Outcome]], *, field: str, user: str, client: AsyncWebClient
+    ) -> Outcome:
+        """Run a modal's work: its refusal (or apology) inside the modal if it ends within `MODAL_BUDGET`,
         else close the modal and tell the person by DM when it ends."""
         task = asyncio.ensure_future(work())
         done, _ = await asyncio.wait({task}, timeout=MODAL_BUDGET)
         if not done:
             await ack()
-            try:
-                return await task
-            except DomainError as exc:
-                await self._tell(client, user, refusal_text(exc))
-            except StoreGaveUp as exc:
-                await self._tell(client, user, exc.message)
-            except Exception:
-                logger.exception("modal %s failed for %s", what, user)
-                await self._tell(client, user, SORRY)
-            return None
-        try:
-            result = task.result()
-        except DomainError as exc:
-            await ack(response_action="errors", errors={field: refusal_text(exc)[:150]})
-            return None
-        except Exception:
-            logger.exception("modal %s failed for %s", what, user)
-            await ack(response_action="errors", errors={field: SORRY})
-            return None
-        await ack()
-        return result
+            outcome = await task
+            if not isinstance(outcome, Done):
+                await self._tell(client, user, said(outcome)["text"])
+            return outcome
+        outcome = task.result()
+        if isinstance(outcome, Done):
+            await ack()
+        else:
+            await ack(response_action="errors", errors={field: said(outcome)["text"][:150]})
+        return outcome
 
     async def _tell(self, client: AsyncWebClient, user: str, message: str) -> None:
         """A private message to `user` (their DM with the app)."""
@@ -507,11 +493,14 @@ class SlackBot:
 
     async def _departments(self, user: str) -> list[str]:
         try:
-            result = await asyncio.wait_for(self.bus.handle(c.ShowQueue(c.Actor("slack", user))), SHORTCUT_LOOKUP)
+            outcome = await asyncio.wait_for(
+                attempt(self.bus, c.ShowQueue(c.Actor("slack", user)), unavailable=UNAVAILABLE), SHORTCUT_LOOKUP
+            )
         except UNAVAILABLE as exc:
             logger.warning("report form for %s offers no departments: the store did not answer (%r)", user, exc)
             return []
-        return sorted((result.counts if result else {}).keys())
+        counts = outcome.result.counts if isinstance(outcome, Done) and outcome.result else {}
+        return sorted(counts.keys())
 
     async def on_report_modal(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient) -> None:
         """The reported message becomes a conversation of source `slack-report`."""
@@ -524,7 +513,7 @@ class SlackBot:
             return
         user = body["user"]["id"]
 
-        async def work() -> Result | None:
+        async def work() -> Outcome:
             actor = await self.actor(user, body["user"].get("name"), timeout=EVENT_LOOKUP)
             return await self.carry_out(
                 c.Report(
@@ -537,9 +526,9 @@ class SlackBot:
                 waiting=partial(self._tell, client, user, STORE_WAIT),
             )
 
-        result = await self._within_budget(ack, work, field="link", user=user, client=client, what="unsilo_report")
-        if result is not None:
-            await self._tell(client, user, render.escape(result.text))
+        outcome = await self._within_budget(ack, work, field="link", user=user, client=client)
+        if isinstance(outcome, Done) and outcome.result is not None:
+            await self._tell(client, user, render.escape(outcome.result.text))
 
     # Events ------------------------------------------------------------------------
 
@@ -553,12 +542,12 @@ class SlackBot:
         note = self._thread_note(event)
         if note is not None:
             try:
-                await asyncio.wait_for(self._store(note, event, body), EVENT_BUDGET)
-            except DomainError as exc:
-                logger.info("thread message not stored as a note: %s", exc.message)
-            except Exception as exc:
+                outcome = await asyncio.wait_for(self._store(note, event, body), EVENT_BUDGET)
+            except UNAVAILABLE as exc:  # the store did not answer (in time)
                 logger.error("thread note %s not stored (%r); answering 500 so Slack sends it again", body.get("event_id"), exc)
                 return BoltResponse(status=500, body="")
+            if isinstance(outcome, Failed):  # logged by `attempt`; a refusal was logged by the bus
+                return BoltResponse(status=500, body="")  # so that Slack sends it again
         await next()
         return resp
 
@@ -571,14 +560,15 @@ class SlackBot:
             return None
         return {"user": user, "channel": _ref(event.get("channel")), "thread": str(thread)}
 
-    async def _store(self, note: dict[str, Any], event: dict[str, Any], body: dict[str, Any]) -> None:
+    async def _store(self, note: dict[str, Any], event: dict[str, Any], body: dict[str, Any]) -> Outcome:
         # Both lookups at once, each bounded: the note must be stored within Slack's 3 s.
         plain, actor = await asyncio.gather(
             self.plain(event.get("text"), timeout=EVENT_LOOKUP), self.actor(note["user"], timeout=EVENT_LOOKUP)
         )
         said = "\n".join(line for line in [plain, *_files(event)] if line)
         command = c.ThreadNote(actor, channel_id=note["channel"], message_id=note["thread"], text=said)
-        await self.bus.handle_once(command, event_id=body.get("event_id") or f"{note['channel']}:{event.get('ts')}")
+        key = body.get("event_id") or f"{note['channel']}:{event.get('ts')}"
+        return await attempt(self.bus, command, event_id=key, unavailable=UNAVAILABLE)
 
     async def on_message(self) -> None:
         """Thread notes are stored by `store_thread_note`, before the ack; nothing is left to do."""
@@ -599,13 +589,17 @@ class SlackBot:
         if event.get("tab") not in (None, "home") or not user:
             return
         actor = await self.actor(user)
-        try:
-            mine = await self.bus.handle(c.ShowQueue(actor, mine=True))
-            queue = await self.bus.handle(c.ShowQueue(actor))
-            recent = await self.bus.handle(c.ShowRecent(actor))
-        except UNAVAILABLE as exc:  # the tab keeps what it showed; it is drawn again when next opened
-            logger.warning("Home tab of %s not refreshed: the store did not answer (%r)", user, exc)
-            return
+        shown = []
+        for command in (c.ShowQueue(actor, mine=True), c.ShowQueue(actor), c.ShowRecent(actor)):
+            try:
+                outcome = await attempt(self.bus, command, unavailable=UNAVAILABLE)
+            except UNAVAILABLE as exc:  # the tab keeps what it showed; it is drawn again when next opened
+                logger.warning("Home tab of %s not refreshed: the store did not answer (%r)", user, exc)
+                return
+            if not isinstance(outcome, Done) or outcome.result is None:
+                return  # refused (logged by the bus) or failed (logged by `attempt`): the tab keeps what it showed
+            shown.append(outcome.result)
+        mine, queue, recent = shown
         try:
             await client.views_publish(user_id=user, view=render.home_view(mine=mine, queue=queue, recent=recent))
         except SlackApiError as exc:

@@ -28,6 +28,7 @@ from bot import codec
 from bot import commands as c
 from bot.bus import Bus
 from bot.domain import DomainError, InvalidInput
+from bot.edge import SORRY, Done, Failed, Refused, attempt
 from bot.ingest import html_to_text
 from bot.textcommands import HelpRequest, help_text, parse
 from bot.views import CardCopy, Result, display_name, has_visible
@@ -36,7 +37,6 @@ logger = logging.getLogger(__name__)
 LIVE_COPIES_KEPT = 10_000  # posted cards whose live copy a click need not look up again
 
 PREFIX = "@Unsilo"
-SORRY = "Sorry, that failed on our side (it is logged). Please try again in a moment."
 FOREIGN_TENANT = "This Unsilo serves another organisation; ask your Teams admin which app to use."
 _MESSAGE_ID = re.compile(r";messageid=(\d+)$")
 
@@ -264,25 +264,19 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         return await self._answer(parsed)
 
     async def _answer(self, command: c.Command) -> tuple[dict[str, Any], str]:
-        try:
-            result = await self.bus.handle(command)
-        except DomainError as exc:
-            return render.text_card(refusal_text(exc)), exc.message
-        except Exception:
-            logger.exception("Teams command %s failed", type(command).__name__)
+        outcome = await attempt(self.bus, command)
+        if isinstance(outcome, Refused):
+            return render.text_card(refusal_text(outcome.error)), outcome.message
+        if isinstance(outcome, Failed) or outcome.result is None:
             return render.text_card(SORRY), SORRY
+        result = outcome.result
         if isinstance(command, c.Show) or result.card is None:
             return render.result_card(result, outcomes=self.outcomes), render.summary_of(result)
         return render.confirmation_card(result), render.summary_of(result)
 
     async def _quietly(self, command: c.Command, *, event_id: str | None) -> None:
-        try:
-            if event_id:
-                await self.bus.handle_once(command, event_id=event_id)
-            else:
-                await self.bus.handle(command)
-        except DomainError as exc:
-            logger.info("Teams %s not applied: %s", type(command).__name__, exc.message)
+        """Carry out a command nobody is answered for (a refusal is logged by the bus, a failure by `attempt`)."""
+        await attempt(self.bus, command, event_id=event_id or None)
 
     async def _answer_with(self, turn_context: TurnContext, answer: tuple[dict[str, Any], str]) -> None:
         """Post an answer in the conversation. The command has run by now, whatever happens here:
@@ -386,13 +380,12 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         known = (channel_of(activity), message_id)
         if self._live_copies.get(known) == conversation_id:
             return CardCopy(conversation_id)
-        try:
-            found = await self.bus.handle(
-                c.LocateCard(actor, channel_id=channel_of(activity), message_id=message_id, conversation_id=conversation_id)
-            )
-        except Exception:  # noqa: BLE001 - the click is done; the card it shows is the only thing at stake
-            logger.exception("Teams: could not tell which copy of #%s was clicked", conversation_id)
-            return None
+        located = await attempt(
+            self.bus, c.LocateCard(actor, channel_id=channel_of(activity), message_id=message_id, conversation_id=conversation_id)
+        )
+        if not isinstance(located, Done) or located.result is None:
+            return None  # the click is done; the card it shows is the only thing at stake (logged)
+        found = located.result
         if found.copy is not None and found.copy.live_message_id is None:
             self._live_copies[known] = conversation_id
             if len(self._live_copies) > LIVE_COPIES_KEPT:
@@ -416,19 +409,19 @@ class UnsiloTeamsBot(TeamsActivityHandler):
         except InvalidInput as exc:
             command, notice = None, exc.message
         if command is not None:
-            try:
-                done = await self.bus.handle(command)
-                if done is not None and done.card is not None:
-                    return Result("", card=done.card, history=done.history), done.text
-            except DomainError as exc:
-                notice = refusal_text(exc)
-            except Exception:
-                logger.exception("Teams card action %s failed", verb)
-                notice = SORRY
-        try:
-            current = await self.bus.handle(c.Show(conversation_id, actor))
-        except DomainError as exc:
-            return Result(exc.message), exc.message
+            # A refusal comes with the card as it stands, read in the refused command's unit of work.
+            outcome = await attempt(self.bus, command, show=True)
+            if isinstance(outcome, Done) and outcome.result is not None and outcome.result.card is not None:
+                done = outcome.result
+                return Result("", card=done.card, history=done.history), done.text
+            if isinstance(outcome, Refused):
+                notice = refusal_text(outcome.error)
+                return Result(notice, card=outcome.card), notice
+            notice = SORRY if isinstance(outcome, Failed) else None
+        shown = await attempt(self.bus, c.Show(conversation_id, actor))
+        if isinstance(shown, Refused):
+            return Result(shown.message), shown.message
+        current = shown.result if isinstance(shown, Done) else None
         return Result(notice or "", card=current.card if current else None), notice or ""
 
     # Message action: "Send to Unsilo" -----------------------------------------------
@@ -459,14 +452,11 @@ class UnsiloTeamsBot(TeamsActivityHandler):
             author=author,
             external_id=f"teams:{payload['id']}" if payload.get("id") else "",
         )
-        try:
-            result = await self.bus.handle(command)
-            message = result.text if result else "Already sent in"
-        except DomainError as exc:
-            message = exc.message
-        except Exception:
-            logger.exception("Teams message action failed")
-            message = SORRY
+        outcome = await attempt(self.bus, command)
+        if isinstance(outcome, Done):
+            message = outcome.result.text if outcome.result else "Already sent in"
+        else:
+            message = outcome.message if isinstance(outcome, Refused) else SORRY
         return MessagingExtensionActionResponse(task=TaskModuleMessageResponse(value=message))
 
 
