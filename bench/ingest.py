@@ -28,8 +28,7 @@ import feedparser
 from sqlmodel import func, select
 
 from bench.common import store
-from bot.bootstrap import Container, build
-from bot.config import load_config
+from bot.bootstrap import Container, build, load_config
 from bot.ingest import parse_feed
 from bot.settings import Settings
 from storage.models import Delivery

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import text
 
-from bot.bootstrap import PLATFORM_MOUNTS, Container, mount_sources
+from bot.bootstrap import Container, mount_sources
 from bot.scheduler import Scheduler
 from storage.db import UNAVAILABLE
 
@@ -28,18 +28,19 @@ def mount_platforms(app: web.Application, container: Container) -> None:
     A platform that cannot even be mounted is disabled with the reason; it never takes the
     others down. Connecting (Slack's Socket Mode, token checks) happens in the background.
     """
-    for platform, reason in container.settings.platforms().items():
-        health = container.health.platform(platform)
+    for platform in container.platforms:
+        reason = container.settings.of(platform).missing()
+        health = container.health.platform(platform.name)
         if reason is None:
             try:
-                PLATFORM_MOUNTS[platform](app, container)  # the composition root imports the adapter
-            except (KeyError, ModuleNotFoundError):
-                reason = "its adapter is not part of this version yet"
+                container.mount(app, platform)  # its adapter imports its SDK now
+            except ModuleNotFoundError as exc:
+                reason = f"its SDK is not installed ({exc.name})"
             except Exception as exc:  # a broken platform never takes the others down
-                logger.exception("%s could not start", platform)
+                logger.exception("%s could not start", platform.name)
                 reason = f"failed to start: {exc}"
         if reason is None:
-            logger.info("%s enabled", platform)
+            logger.info("%s enabled", platform.name)
             if health.state.reason == "starting":  # an adapter that reports nothing of its own
                 health.ok()
         else:

@@ -1,4 +1,10 @@
-"""Wire everything in one place: settings -> config -> store -> bus -> outbox."""
+"""Wire everything in one place: settings -> config -> store -> bus -> outbox, and the platforms.
+
+`PLATFORMS` is the one list of chat platforms: the core takes it as a parameter everywhere
+(settings, config, the store's mentions, the service, the CLI) and never names a platform.
+Each adapter package exports its `Platform`; importing one is cheap, its SDK is imported only
+when the platform starts.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +18,14 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from adapters import slack, teams
+from bot import config as config_file
 from bot.bus import Bus
-from bot.config import Config, find_config, load_config
+from bot.config import Config, find_config
 from bot.health import Health
 from bot.ingest import Incoming, IngestReport, store_items
 from bot.outbox import DeliveryWorker, LoggingSender, Sender, commit_with_deliveries
+from bot.platform import Platform, chat_names
 from bot.policy import Context
 from bot.routing import Router
 from bot.settings import Settings
@@ -35,6 +44,25 @@ logger = logging.getLogger(__name__)
 
 INGEST_BATCH = 500  # items per transaction when ingesting
 
+# The chat platforms, each its adapter's `Platform`. Adding one is one line here.
+PLATFORMS: tuple[Platform, ...] = (slack.PLATFORM, teams.PLATFORM)
+
+
+def load_config(path: str | Path | None, *, platforms: Sequence[Platform] | None = None) -> Config:
+    """Read and validate a config file against the platforms (default: `PLATFORMS`)."""
+    return config_file.load_config(path, platforms=PLATFORMS if platforms is None else platforms)
+
+
+def settings_from_env(
+    env: Mapping[str, str] | None = None,
+    *,
+    platforms: Sequence[Platform] | None = None,
+    dotenv: bool = True,
+    **overrides: object,
+) -> Settings:
+    """Settings from the environment (after `.env`), or from `env` alone when given, every platform's included."""
+    return Settings.from_env(platforms=PLATFORMS if platforms is None else platforms, env=env, dotenv=dotenv, **overrides)
+
 
 @dataclass
 class Container:
@@ -45,18 +73,30 @@ class Container:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     clock: Clock = utcnow
+    platforms: tuple[Platform, ...] = ()  # the chat platforms this process knows (bootstrap's `PLATFORMS`)
     senders: dict[str, Sender] = field(default_factory=dict)
     write_lock: asyncio.Lock | None = None
     health: Health = field(default_factory=Health)
 
     def uow(self) -> UnitOfWork:
         """A fresh unit of work on the shared store."""
-        return UnitOfWork(self.sessions, clock=self.clock, lock=self.write_lock)
+        return UnitOfWork(self.sessions, clock=self.clock, lock=self.write_lock, chat_platforms=chat_names(self.platforms))
 
     @property
     def bus(self) -> Bus:
         """The command bus."""
         return Bus(self.uow, ctx=Context.from_config(self.config))
+
+    def mount(self, app: web.Application, platform: Platform) -> None:
+        """Start a platform on the service's app with what it needs (not this container), and register its sender."""
+        self.senders[platform.name] = platform.mount(
+            app,
+            settings=self.settings.of(platform),
+            bus=self.bus,
+            outcomes=self.config.outcomes,
+            departments=self.config.department_names(),
+            health=self.health,
+        )
 
     def worker(self, **kwargs: object) -> DeliveryWorker:
         """A delivery worker with every registered sender."""
@@ -127,10 +167,13 @@ class Container:
         await self.engine.dispose()
 
 
-def build(settings: Settings, *, config: Config | None = None, clock: Clock = utcnow) -> Container:
-    """Wire a container from settings (the config file is read unless given)."""
+def build(
+    settings: Settings, *, config: Config | None = None, clock: Clock = utcnow, platforms: Sequence[Platform] | None = None
+) -> Container:
+    """Wire a container from settings (the config file is read unless given) for the platforms (default: `PLATFORMS`)."""
+    platforms = tuple(PLATFORMS if platforms is None else platforms)
     if config is None:
-        config = load_config(find_config(settings.config_path))
+        config = load_config(find_config(settings.config_path), platforms=platforms)
     for warning in config.warnings:  # `unsilo config check` prints them; the service logs them
         logger.info("config: %s", warning.format(config.path))
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout)
@@ -140,6 +183,7 @@ def build(settings: Settings, *, config: Config | None = None, clock: Clock = ut
         engine=engine,
         sessions=session_factory(engine),
         clock=clock,
+        platforms=platforms,
         write_lock=asyncio.Lock() if is_sqlite(engine) else None,
     )
     container.senders["log"] = LoggingSender()
@@ -147,28 +191,6 @@ def build(settings: Settings, *, config: Config | None = None, clock: Clock = ut
 
     container.senders["outbound"] = OutboundSender(container.uow, allowed=settings.allow_private_urls)  # replies
     return container
-
-
-# The composition root is the one module of the core that imports adapters (import-linter holds
-# the line). A chat platform's adapter, and its SDK, is imported only when that platform starts.
-
-
-def _mount_slack(app: web.Application, container: Container) -> None:
-    from adapters import slack
-
-    slack.mount(app, container)
-
-
-def _mount_teams(app: web.Application, container: Container) -> None:
-    from adapters.teams import service
-
-    service.mount(app, container)
-
-
-PLATFORM_MOUNTS: dict[str, Callable[[web.Application, Container], None]] = {
-    "slack": _mount_slack,
-    "teams": _mount_teams,
-}
 
 
 def mount_sources(app: web.Application, container: Container) -> None:

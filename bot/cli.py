@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bot import bootstrap, logs, terminal, verbs
 from bot import commands as c
-from bot import logs, terminal, verbs
-from bot.bootstrap import Container, build, feed_poller, sample_path
-from bot.config import ConfigError, find_config, load_config
+from bot.bootstrap import Container, build, feed_poller, load_config, sample_path, settings_from_env
+from bot.config import ConfigError, find_config
 from bot.domain import DomainError, InvalidInput, parse_conversation_id
 from bot.ingest import IngestError, parse_feed
 from bot.settings import Settings
@@ -131,9 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     p = cmd("stats", "your own figures")
     actor_arg(p)
     p = cmd("manifest", "build an app package")
-    p.add_argument("platform", choices=["teams"])
-    p.add_argument("--out", default="unsilo-teams.zip", help="where to write the zip (default: unsilo-teams.zip)")
-    p.add_argument("--app-id", help="the bot's Microsoft app id (default: $MicrosoftAppId)")
+    p.add_argument("platform", choices=[platform.name for platform in bootstrap.PLATFORMS if platform.manifest])
+    p.add_argument("--out", help="where to write the zip (default: unsilo-<platform>.zip)")
+    p.add_argument("--app-id", default="", help="the bot's app id (default: the platform's own, e.g. $MicrosoftAppId)")
     p = cmd("db", "database maintenance")
     p.add_argument("action", choices=["upgrade"])
     p = cmd("config", "configuration file")
@@ -359,7 +359,7 @@ def _serve(settings: Settings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `unsilo` console script."""
     args = _parser().parse_args(argv)
-    settings = Settings.from_env(
+    settings = settings_from_env(
         database_url=args.database_url,
         config_path=args.config,
         host=getattr(args, "host", None),
@@ -397,18 +397,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _manifest(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from adapters.teams import manifest  # stdlib only, no SDK
-
-    app_id = args.app_id or settings.teams_app_id
-    if not app_id:
-        echo("no app id: pass --app-id or set MicrosoftAppId (the Azure Bot's Microsoft App ID)", file=sys.stderr)
-        return 2
+    (platform,) = [p for p in bootstrap.PLATFORMS if p.name == args.platform]
+    assert platform.manifest is not None  # the parser offers only platforms with one
     try:
-        out = manifest.build_package(app_id=app_id, out=Path(args.out))
+        done = platform.manifest(settings.of(platform), out=Path(args.out or f"unsilo-{platform.name}.zip"), app_id=args.app_id)
     except ValueError as exc:
         echo(str(exc), file=sys.stderr)
         return 2
-    echo(f"wrote {out}: upload it in Teams under Apps > Manage your apps > Upload an app")
+    echo(done)
     return 0
 
 

@@ -9,16 +9,19 @@ from __future__ import annotations
 import logging
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bot.domain import DEFAULT_OUTCOMES, PRIORITIES
+from bot.platform import Platform
 
 logger = logging.getLogger(__name__)
 
 CONFIG_CANDIDATES = ("unsilo.toml", "unsilo.example.toml")
-PLATFORMS = ("slack", "teams", "log")
+LOG = "log"  # the core's own destination: cards written to the log (`log:<name>`), for trying things out
+CLI = "cli"  # the core's own accounts: logins of the `unsilo` command (`cli:<login>`)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -87,18 +90,17 @@ class FeedConfig:
 @dataclass(frozen=True)
 class PersonConfig:
     """One person's accounts, linked by the config (`[people.<key>]`): the four-eyes check and
-    every right compare persons, so one person's Slack id, Teams id and CLI name count as one."""
+    every right compare persons, so one person's ids on each chat platform and CLI name count as one."""
 
     key: str
     name: str = ""
-    slack: str = ""  # Slack user id (U…/W…)
-    teams: str = ""  # Teams AAD object id
+    accounts: tuple[tuple[str, str], ...] = ()  # (platform, user id) on each chat platform listed, e.g. a Slack U…
     cli: str = ""  # the login name used with the `unsilo` command
     email: str = ""
 
     def identities(self) -> tuple[tuple[str, str], ...]:
         """(platform, user id) of every account listed."""
-        return tuple((p, v) for p, v in (("slack", self.slack), ("teams", self.teams), ("cli", self.cli)) if v)
+        return (*self.accounts, *(((CLI, self.cli),) if self.cli else ()))
 
 
 @dataclass(frozen=True)
@@ -133,8 +135,11 @@ def find_config(explicit: str | None = None) -> Path | None:
     return None
 
 
-def load_config(path: str | Path | None) -> Config:
-    """Read and validate a config file; None gives the built-in minimal config."""
+def load_config(path: str | Path | None, *, platforms: Sequence[Platform]) -> Config:
+    """Read and validate a config file; None gives the built-in minimal config.
+
+    `platforms` are the chat platforms a destination (`<name>:<channel>`) or an account
+    (`<name>:<user id>`) may name, beside `log:` and `cli:` (the composition root's list)."""
     if path is None:
         logger.warning("no config file found (%s); using a single 'triage' department", ", ".join(CONFIG_CANDIDATES))
         return Config()
@@ -149,7 +154,7 @@ def load_config(path: str | Path | None) -> Config:
         found = re.search(r"\(at line (\d+), column \d+\)", str(exc))  # Python < 3.14 has no exc.lineno
         line = int(found.group(1)) if found else getattr(exc, "lineno", None)
         raise ConfigError(str(path), [Problem("syntax", str(exc), line)]) from exc
-    checker = _Checker(text)
+    checker = _Checker(text, platforms)
     config = checker.build(data, str(path))
     if checker.problems:
         raise ConfigError(str(path), checker.problems)
@@ -159,7 +164,8 @@ def load_config(path: str | Path | None) -> Config:
 class _Checker:
     """Collects every problem instead of stopping at the first."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, platforms: Sequence[Platform]) -> None:
+        self.platforms = tuple(platforms)
         self.lines = text.splitlines()
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
@@ -187,16 +193,22 @@ class _Checker:
     def bad(self, key: str, message: str, *, header: str | None = None, index: int = 0, field_: str | None = None) -> None:
         self.problems.append(Problem(key, message, self._line(header, index, field_)))
 
+    def _accounts(self) -> str:
+        """How the config names people's accounts: `slack:<user id>, …` for each chat platform."""
+        return ", ".join(f"{p.name}:<{p.account}>" for p in self.platforms)
+
     def _who(self, value: Any, key: str, **where: Any) -> tuple[str, ...]:
-        """Managers or admins: `slack:<user id>`, `teams:<AAD object id>`, `cli:<login>`, an email, or a
+        """Managers or admins: `<platform>:<user id>` on a chat platform, `cli:<login>`, an email, or a
         plain name (which means the CLI login of that name only: chat display names grant nothing)."""
         entries = self._strings(value, key, **where)
+        known = {*(p.name for p in self.platforms), CLI}
         for entry in entries:
             platform, sep, user_id = entry.partition(":")
-            if sep and platform in ("slack", "teams", "cli") and user_id:
+            if sep and platform in known and user_id:
                 continue
             if sep:
-                self.bad(key, f"{entry!r}: use slack:<user id>, teams:<AAD object id>, cli:<login> or an email", **where)
+                accounts = ", ".join(filter(None, (self._accounts(), f"{CLI}:<login>")))
+                self.bad(key, f"{entry!r}: use {accounts} or an email", **where)
             elif "@" not in entry:
                 self.plain_names.append((entry, key, where))
         return entries
@@ -262,8 +274,9 @@ class _Checker:
                 Problem(
                     key,
                     (
-                        f"{name!r} is a plain name: it matches only the CLI login {name!r}, never a Slack or Teams user "
-                        f"(display names are chosen by users); list people as slack:<user id>, teams:<AAD object id> or "
+                        f"{name!r} is a plain name: it matches only the CLI login {name!r}, never a "
+                        f"{' or '.join(p.title for p in self.platforms) or 'chat'} user "
+                        f"(display names are chosen by users); list people as {self._accounts() or 'CLI logins'} or "
                         f"by email, or link their accounts under [people.{name}]"
                     ),
                     self._line(place.get("header"), place.get("index", 0), place.get("field_")),
@@ -293,7 +306,8 @@ class _Checker:
             if not isinstance(table, dict):
                 self.bad(f"people.{key}", "must be a table", **where)
                 continue
-            fields = {"name", "slack", "teams", "cli", "email"}
+            chats = [p.name for p in self.platforms]
+            fields = {"name", CLI, "email", *chats}
             self._unknown(table, fields, f"people.{key}", **where)
             values = {}
             for name in sorted(fields):
@@ -305,10 +319,16 @@ class _Checker:
             if values["email"] and "@" not in values["email"]:
                 self.bad(f"people.{key}.email", f"{values['email']!r} is not an email address", field_="email", **where)
                 values["email"] = ""
-            person = PersonConfig(key=key, **values)
+            person = PersonConfig(
+                key=key,
+                name=values["name"],
+                accounts=tuple((p, values[p]) for p in chats if values[p]),
+                cli=values[CLI],
+                email=values["email"],
+            )
             accounts = [*person.identities(), *((("email", person.email.lower()),) if person.email else ())]
             if not accounts:
-                self.bad(f"people.{key}", "list at least one of slack, teams, cli or email", **where)
+                self.bad(f"people.{key}", f"list at least one of {', '.join([*chats, CLI])} or email", **where)
                 continue
             for account in accounts:
                 if account in seen:
@@ -363,12 +383,13 @@ class _Checker:
 
     def _channels(self, table: dict[str, Any], name: str, key: str, where: dict[str, Any]) -> tuple[tuple[str, str], ...]:
         channels = []
+        destinations = (*(p.name for p in self.platforms), LOG)
         for channel in self._strings(table.get(name), f"{key}.{name}", field_=name, **where):
             platform, sep, channel_id = channel.partition(":")
-            if not sep or platform not in PLATFORMS or not channel_id:
+            if not sep or platform not in destinations or not channel_id:
                 self.bad(
                     f"{key}.{name}",
-                    f"{channel!r} should be 'platform:channel' with platform one of {', '.join(PLATFORMS)}",
+                    f"{channel!r} should be 'platform:channel' with platform one of {', '.join(destinations)}",
                     field_=name,
                     **where,
                 )

@@ -308,7 +308,7 @@ async def _remind(uow: UnitOfWork, conversation: Conversation, sla: int) -> None
         ),
         links=((f"#{conversation.id} original", conversation.url),) if conversation.url else (),
     )
-    identities = [i for i in await uow.people.identities(conversation.owner_id) if i.platform in ("slack", "teams")]
+    identities = [i for i in await uow.people.identities(conversation.owner_id) if i.platform in uow.chat_platforms]
     if identities:
         chosen = identities[0]
         await uow.deliveries.enqueue_many(

@@ -36,7 +36,6 @@ from storage.models import (
 logger = logging.getLogger(__name__)
 
 
-CHAT_PLATFORMS = ("slack", "teams")  # accounts people are mentioned under
 NAMED_BY_CONFIG = ("cli", "config")  # accounts a plain name in the config means: CLI logins, `[people]` keys
 
 
@@ -419,7 +418,14 @@ class ConversationRepo(_Repo):
 
 
 class PersonRepo(_Repo):
-    """People and their platform identities."""
+    """People and their platform identities.
+
+    `chat_platforms` are the platforms whose accounts people are mentioned under (the composition
+    root's list): `cli`, `config` and `web` accounts are never mentioned."""
+
+    def __init__(self, session: AsyncSession, *, chat_platforms: Sequence[str] = ()) -> None:
+        super().__init__(session)
+        self.chat_platforms = tuple(chat_platforms)
 
     async def get(self, person_id: int) -> Person | None:
         """A person by id."""
@@ -444,7 +450,7 @@ class PersonRepo(_Repo):
         names (CLI logins and `[people]` keys only, never display names); a chat id of nobody known yet
         comes with an empty name."""
         keys = [k for k in keys if k]
-        direct = {k for k in keys if k.partition(":")[0] in CHAT_PLATFORMS and k.partition(":")[2]}
+        direct = {k for k in keys if k.partition(":")[0] in self.chat_platforms and k.partition(":")[2]}
         found: dict[str, str] = dict.fromkeys(direct, "")
         persons = select(Identity.person_id).where(
             or_(
@@ -467,7 +473,7 @@ class PersonRepo(_Repo):
         stmt = (
             select(Identity, Person.name)
             .join(Person, col(Person.id) == Identity.person_id)
-            .where(col(Identity.platform).in_(CHAT_PLATFORMS))
+            .where(col(Identity.platform).in_(self.chat_platforms))
             .where(or_(col(Identity.person_id).in_(persons), func.lower(Person.email).in_(emails or [""])))
         )
         found.update((f"{i.platform}:{i.user_id}", name) for i, name in (await self.session.exec(stmt)).all())

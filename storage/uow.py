@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 
@@ -57,9 +58,15 @@ class UnitOfWork:
     reports: ReportRepo
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock = utcnow, lock: asyncio.Lock | None = None
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        clock: Clock = utcnow,
+        lock: asyncio.Lock | None = None,
+        chat_platforms: Sequence[str] = (),
     ) -> None:
         self._sessions = sessions
+        self.chat_platforms = tuple(chat_platforms)  # whose accounts people are mentioned under
         self.clock = clock
         self.changed: set[int] = set()
         self._lock = lock
@@ -78,7 +85,7 @@ class UnitOfWork:
         self.session = self._sessions()
         session = self.session
         self.conversations = ConversationRepo(session)
-        self.people = PersonRepo(session)
+        self.people = PersonRepo(session, chat_platforms=self.chat_platforms)
         self.departments = DepartmentRepo(session)
         self.rules = RuleRepo(session)
         self.sources = SourceRepo(session)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.bootstrap import Container, build
-from bot.config import Config, load_config
+from bot.bootstrap import Container, build, load_config
+from bot.config import Config
 from bot.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,9 +20,7 @@ from adapters.slack import render
 from adapters.slack.app import STORE_WAIT, WORKING
 from bot import verbs, views
 from bot.app import create_app
-from bot.bootstrap import Container, build
-from bot.config import load_config
-from bot.settings import Settings
+from bot.bootstrap import Container, build, load_config, settings_from_env
 from bot.verbs import Input
 from bot.views import Button
 from tests.conftest import reference_dir
@@ -223,11 +221,9 @@ async def running_slack(
     config_path = tmp_path / "slack.toml"
     config_path.write_text(SLACK_CONFIG)
     async with SlackStandIn(**standin) as slack:
-        settings = Settings(
+        settings = settings_from_env(
+            {"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": slack.url},
             database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'slack.db'}",
-            slack_bot_token=TOKEN,
-            slack_signing_secret=SECRET,
-            slack_api_url=slack.url,
         )
         container = build(settings, config=load_config(config_path), **({"clock": clock} if clock else {}))
         runner, url = await serve(create_app(container, run_worker=False))

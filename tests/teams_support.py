@@ -18,9 +18,7 @@ from typing import Any
 import aiohttp
 
 from bot.app import create_app
-from bot.bootstrap import Container, build
-from bot.config import load_config
-from bot.settings import Settings
+from bot.bootstrap import Container, build, load_config, settings_from_env
 from tests.conftest import reference_dir
 from tests.slack_support import SECRET, TOKEN
 from tests.standins import serve
@@ -307,7 +305,7 @@ async def running_teams(
     with_slack: bool = False,
     database_url: str | None = None,
     config: str = TEAMS_CONFIG,
-    settings: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
     **connector: Any,
 ) -> AsyncIterator[TeamsHarness]:
     """The whole service on a free loopback port with Teams enabled (no auth unless `app_id`)."""
@@ -317,13 +315,15 @@ async def running_teams(
     async with AsyncExitStack() as stack:
         bot_connector = await stack.enter_async_context(BotConnectorStandIn(**connector))
         slack = await stack.enter_async_context(SlackStandIn()) if with_slack else None
-        chosen = Settings(
+        chosen = settings_from_env(
+            {
+                "MicrosoftAppId": app_id,
+                "MicrosoftAppPassword": "test-password" if app_id else "",
+                "UNSILO_TEAMS_LOCAL": "" if app_id else "1",
+                **({"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": slack.url} if slack else {}),
+                **(env or {}),
+            },
             database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'teams.db'}",
-            teams_app_id=app_id,
-            teams_app_password="test-password" if app_id else "",
-            teams_local=not app_id,
-            **({"slack_bot_token": TOKEN, "slack_signing_secret": SECRET, "slack_api_url": slack.url} if slack else {}),
-            **(settings or {}),
         )
         container = build(chosen, config=load_config(config_path))
         runner, url = await serve(create_app(container, run_worker=False))

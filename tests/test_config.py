@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, load_config
+from bot.bootstrap import load_config
+from bot.config import ConfigError
 from bot.routing import Router
 from tests.conftest import ROOT
 from tests.test_cli import run

@@ -19,8 +19,7 @@ import aiohttp
 
 from adapters.sources.webhooks import sign
 from bot.app import create_app
-from bot.bootstrap import build
-from bot.config import load_config
+from bot.bootstrap import build, load_config
 from bot.server import ConnectionCap, start
 from bot.settings import Settings
 from tests.conftest import TEST_CONFIG, service_env

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot import commands as c
-from bot.bootstrap import Container
-from bot.config import load_config
+from bot.bootstrap import Container, load_config
 from bot.digest import Digest, TeamPart, WaitingItem, build_digest, build_stats, digest_notice, format_duration
 from bot.domain import NotFound
 from bot.ingest import make_incoming

@@ -24,8 +24,7 @@ from aiohttp import web
 from sqlmodel import func, select
 
 from adapters.sources.feeds import FeedPoller, PollOutcome, PollStatus
-from bot.bootstrap import Container
-from bot.config import load_config
+from bot.bootstrap import Container, load_config
 from bot.domain import NotFound
 from bot.ingest import parse_feed
 from storage.models import Conversation, Source

@@ -29,10 +29,8 @@ from adapters.slack import render
 from adapters.sources.webhooks import sign
 from bot import codec
 from bot.app import create_app
-from bot.bootstrap import Container, build
-from bot.config import load_config
+from bot.bootstrap import Container, build, load_config, settings_from_env
 from bot.ingest import make_incoming
-from bot.settings import Settings
 from bot.views import Button
 from storage.models import Conversation, Event, Identity, InboundEvent, Note, Person, Posting, Reply
 from tests import slack_support
@@ -137,12 +135,14 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     thread.start()
     slack = SlackStandIn()  # the samples' workspace, T111
     asyncio.run_coroutine_threadsafe(slack.start(), loop).result(10)
-    settings_ = Settings(
+    settings_ = settings_from_env(
+        {
+            "UNSILO_TEAMS_LOCAL": "1",
+            "SLACK_BOT_TOKEN": "xoxb-fuzz",
+            "SLACK_SIGNING_SECRET": SLACK_SECRET,
+            "SLACK_API_URL": slack.url,
+        },
         database_url=f"sqlite+aiosqlite:///{tmp / 'fuzz.db'}",
-        teams_local=True,
-        slack_bot_token="xoxb-fuzz",
-        slack_signing_secret=SLACK_SECRET,
-        slack_api_url=slack.url,
     )
     container = build(settings_, config=load_config(tmp / "unsilo.toml"))
     svc = Service(container=container, loop=loop, slack=slack)

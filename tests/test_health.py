@@ -20,13 +20,11 @@ import aiohttp
 import pytest
 from sqlmodel import select
 
-import adapters.slack as slack_adapter
+import adapters.slack.service as slack_adapter
 from bot import codec
 from bot.app import create_app
-from bot.bootstrap import Container, build
-from bot.config import load_config
+from bot.bootstrap import PLATFORMS, Container, build, load_config, settings_from_env
 from bot.ingest import make_incoming
-from bot.settings import Settings
 from bot.views import Button
 from storage.db import create_engine
 from storage.models import Conversation, Note
@@ -71,7 +69,12 @@ class Service:
 
 @asynccontextmanager
 async def running(
-    tmp_path: Path, *, app_token: str = GOOD_APP_TOKEN, run_worker: bool = True, **settings: Any
+    tmp_path: Path,
+    *,
+    app_token: str = GOOD_APP_TOKEN,
+    run_worker: bool = True,
+    env: dict[str, str] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Service]:
     reference_dir()
     config_path = tmp_path / "unsilo.toml"
@@ -80,15 +83,15 @@ async def running(
         slack = await stack.enter_async_context(SlackStandIn())
         socket = await stack.enter_async_context(SocketModeStandIn(slack))
         connector = await stack.enter_async_context(BotConnectorStandIn())
-        values: dict[str, Any] = dict(
-            database_url=f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}",
-            slack_bot_token=TOKEN,
-            slack_app_token=app_token,
-            slack_api_url=slack.url,
-            teams_local=True,
-        )
+        platforms = {
+            "SLACK_BOT_TOKEN": TOKEN,
+            "SLACK_APP_TOKEN": app_token,
+            "SLACK_API_URL": slack.url,
+            "UNSILO_TEAMS_LOCAL": "1",
+        }
+        values: dict[str, Any] = dict(database_url=f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}")
         values.update(settings)
-        container = build(Settings(**values), config=load_config(config_path))
+        container = build(settings_from_env({**platforms, **(env or {})}, **values), config=load_config(config_path))
         # Before the fix, start-up awaited the Socket Mode connection: the port never opened.
         runner, url = await asyncio.wait_for(serve(create_app(container, run_worker=run_worker)), 10)
         stack.push_async_callback(runner.cleanup)
@@ -201,22 +204,30 @@ async def test_socket_mode_commands_clicks_and_thread_notes_work_as_over_http(tm
         assert "called her" in notes[0].text
 
 
+def _reasons(env: dict[str, str]) -> dict[str, str | None]:
+    """Why each platform is disabled with this environment (None: it starts)."""
+    settings = settings_from_env(env)
+    return {platform.name: settings.of(platform).missing() for platform in PLATFORMS}
+
+
 async def test_only_an_app_token_names_the_missing_bot_token(tmp_path: Path) -> None:
-    reasons = Settings(slack_app_token=GOOD_APP_TOKEN).platforms()
+    reasons = _reasons({"SLACK_APP_TOKEN": GOOD_APP_TOKEN})
     assert reasons["slack"] is not None and reasons["slack"].startswith("SLACK_BOT_TOKEN is not set")
-    reasons = Settings(slack_bot_token=TOKEN).platforms()
+    reasons = _reasons({"SLACK_BOT_TOKEN": TOKEN})
     assert reasons["slack"] is not None and "SLACK_SIGNING_SECRET" in reasons["slack"]
 
 
 async def test_teams_with_an_app_id_but_no_password_is_disabled_with_what_to_set(tmp_path: Path) -> None:
-    async with running(tmp_path, teams_local=False, teams_app_id="00000000-0000-0000-0000-000000000001") as service:
+    async with running(
+        tmp_path, env={"UNSILO_TEAMS_LOCAL": "", "MicrosoftAppId": "00000000-0000-0000-0000-000000000001"}
+    ) as service:
         _, body = await service.health()
         teams = body["platforms"]["teams"]
         assert teams["state"] == "disabled" and not teams["enabled"] and "MicrosoftAppPassword" in teams["reason"]
 
 
 async def test_a_refused_bot_token_is_degraded_naming_slack_bot_token(tmp_path: Path) -> None:
-    async with running(tmp_path, slack_bot_token="xoxe-not-a-bot-token") as service:  # the stand-in says invalid_auth
+    async with running(tmp_path, env={"SLACK_BOT_TOKEN": "xoxe-not-a-bot-token"}) as service:  # the stand-in says invalid_auth
         body = await service.wait_slack("degraded")
         assert "SLACK_BOT_TOKEN" in body["platforms"]["slack"]["reason"]
 

@@ -15,8 +15,7 @@ import pytest
 from sqlmodel import select
 
 from bot import commands as c
-from bot.bootstrap import Container
-from bot.config import load_config
+from bot.bootstrap import Container, load_config
 from bot.domain import Forbidden
 from bot.ingest import make_incoming
 from bot.policy import identify

@@ -168,7 +168,7 @@ any = ["courier"]
 @pytest.fixture
 async def shared_channel(make_container, tmp_path):
     """A prepared container whose support and ops departments share the channel "frontline"."""
-    from bot.config import load_config
+    from bot.bootstrap import load_config
 
     path = tmp_path / "shared.toml"
     path.write_text(SHARED_CHANNEL_CONFIG)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.bootstrap import load_config
 from bot.codec import decode, encode
-from bot.config import load_config
 from bot.domain import TRANSITIONS, DomainError, IllegalTransition, Status, next_status
 from bot.ingest import html_to_text, make_incoming
 from bot.routing import Router

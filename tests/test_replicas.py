@@ -20,8 +20,7 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy import update
 
-from bot.bootstrap import build
-from bot.config import load_config
+from bot.bootstrap import build, load_config
 from bot.ingest import make_incoming
 from bot.settings import Settings
 from storage.models import Conversation

@@ -32,8 +32,7 @@ from sqlmodel import func, select
 
 from adapters.sources.webhooks import sign
 from bot import commands as c
-from bot.bootstrap import Container, build
-from bot.config import load_config
+from bot.bootstrap import Container, build, load_config
 from bot.settings import Settings
 from storage.models import Conversation, Delivery
 from tests.conftest import service_env

@@ -127,7 +127,7 @@ async def test_the_bot_is_found_by_its_id_even_when_the_entity_has_no_text(teams
 
 
 async def test_only_the_configured_tenant_may_use_the_app(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    async with running_teams(tmp_path, settings={"teams_tenants": (TENANT,)}) as h:
+    async with running_teams(tmp_path, env={"UNSILO_TEAMS_TENANTS": TENANT}) as h:
         report = await h.container.ingest([make_incoming(source="reviews", external_id="1", text="refund, broken")])
         cid = report.new_ids[0]
         # The recorded invoke comes from another tenant (56653e9d-…): Teams shows the error and keeps the card.

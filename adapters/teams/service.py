@@ -27,10 +27,13 @@ from msrest.exceptions import DeserializationError
 
 from adapters.teams.bot import UnsiloTeamsBot
 from adapters.teams.sender import TeamsSender
+from adapters.teams.settings import TeamsSettings
 
 if TYPE_CHECKING:
-    from bot.bootstrap import Container
-    from bot.health import PlatformHealth
+    from collections.abc import Sequence
+
+    from bot.bus import Bus
+    from bot.health import Health, PlatformHealth
 
 logger = logging.getLogger(__name__)
 
@@ -49,27 +52,32 @@ class _BotConfig:
         self.APP_TENANTID = tenant_id
 
 
-def mount(app: web.Application, container: Container) -> None:
-    """Serve Teams on `POST /api/messages` and send cards through the outbox."""
-    settings = container.settings
-    config = _BotConfig(settings.teams_app_id, settings.teams_app_password, settings.teams_app_type, settings.teams_tenant_id)
+def mount(
+    app: web.Application,
+    *,
+    settings: TeamsSettings,
+    bus: Bus,
+    outcomes: tuple[str, ...],
+    departments: Sequence[str],
+    health: Health,
+) -> TeamsSender:
+    """Serve Teams on `POST /api/messages`; return the sender that posts and updates its cards from the outbox."""
+    config = _BotConfig(settings.app_id, settings.app_password, settings.app_type, settings.tenant_id)
     _fetch_signing_keys_off_the_loop()
-    health = container.health.platform("teams")
+    state = health.platform("teams")
     adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(config))
-    authentication = _ExplainedRefusals(adapter.bot_framework_authentication, health=health)
+    authentication = _ExplainedRefusals(adapter.bot_framework_authentication, health=state)
     adapter.bot_framework_authentication = authentication
     tenants = settings.allowed_tenants()
-    bot = UnsiloTeamsBot(
-        bus=container.bus, outcomes=container.config.outcomes, tenants=tenants, departments=container.config.department_names()
+    bot = UnsiloTeamsBot(bus=bus, outcomes=outcomes, tenants=tenants, departments=departments)
+    sender = TeamsSender(
+        app_id=settings.app_id,
+        app_password=settings.app_password,
+        tenant_id=settings.tenant_id,
+        outcomes=outcomes,
+        health=state,
     )
-    container.senders["teams"] = TeamsSender(
-        app_id=settings.teams_app_id,
-        app_password=settings.teams_app_password,
-        tenant_id=settings.teams_tenant_id,
-        outcomes=container.config.outcomes,
-        health=health,
-    )
-    if not settings.teams_app_id:
+    if not settings.app_id:
         logger.warning("Teams runs WITHOUT authentication (MicrosoftAppId is empty): for local/emulator use only")
     if not tenants:
         logger.warning(
@@ -79,7 +87,7 @@ def mount(app: web.Application, container: Container) -> None:
 
     async def messages(request: web.Request) -> web.StreamResponse:
         auth_header = request.headers.get("Authorization", "")
-        if settings.teams_app_id:  # a bad token is refused from the header alone, before the body is parsed
+        if settings.app_id:  # a bad token is refused from the header alone, before the body is parsed
             await _authenticated(authentication.authenticate_header(auth_header))
         body = await _activity_body(request)
         if _is_card_action(body):
@@ -97,7 +105,8 @@ def mount(app: web.Application, container: Container) -> None:
         return web.json_response(data=serializer_helper(answer.body), status=answer.status)
 
     app.router.add_post(TEAMS_PATH, messages)
-    health.ok()
+    state.ok()
+    return sender
 
 
 class _ExplainedRefusals:
