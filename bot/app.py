@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from sqlalchemy import text
 
 from bot.bootstrap import Container, mount_sources
@@ -127,7 +128,7 @@ RETRY_AFTER_SECONDS = 5
 
 
 @web.middleware
-async def store_trouble(request: web.Request, handler: Any) -> web.StreamResponse:
+async def store_trouble(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A saturated, stalled or unreachable store answers 503 with `Retry-After`, never an unexplained 500:
     every sender (Slack, the Bot Connector, a listening tool) retries a 503; nothing was half-stored,
     as each unit of work rolls back."""
@@ -152,7 +153,7 @@ BODY_DEADLINE = 10.0  # seconds a client has to send a request's whole body
 
 
 @web.middleware
-async def body_deadline(request: web.Request, handler: Any) -> web.StreamResponse:
+async def body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A request body is read within `BODY_DEADLINE` or answered 408: a slow client (slow-loris, a
     stalled upload) holds no handler, connection slot or unit of work for long. The body read here
     is kept by aiohttp for the handler (within its `client_max_size`, 1 MB; one declared larger is

@@ -236,7 +236,7 @@ class DeliveryWorker:
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait before try `attempts + 1`: exponential with jitter, capped."""
-        delay = min(self.max_delay, self.base_delay * 2 ** max(0, attempts - 1))
+        delay = min(self.max_delay, self.base_delay * 2.0 ** max(0, attempts - 1))
         return delay * (0.8 + 0.4 * random.random())
 
     async def run_once(self) -> int:

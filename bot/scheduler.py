@@ -131,11 +131,11 @@ class Scheduler:
 
 def due_time(trigger: CronTrigger, now: datetime) -> datetime:
     """The fire time this run is for: the latest one at or before `now` (a run may start late)."""
-    due = trigger.get_next_fire_time(None, now - timedelta(seconds=MISFIRE_GRACE))
+    due: datetime | None = trigger.get_next_fire_time(None, now - timedelta(seconds=MISFIRE_GRACE))
     if due is None or due > now:
         return now.replace(second=0, microsecond=0)
     while True:
-        following = trigger.get_next_fire_time(due, due + timedelta(seconds=1))
+        following: datetime | None = trigger.get_next_fire_time(due, due + timedelta(seconds=1))
         if following is None or following > now:
             return due.astimezone(UTC)
         due = following
@@ -148,11 +148,11 @@ def previous_time(trigger: CronTrigger, due_at: datetime) -> datetime:
     both take a handful of steps.
     """
     for window in (timedelta(minutes=2), timedelta(hours=2), timedelta(days=2), timedelta(days=35)):
-        fire = trigger.get_next_fire_time(None, due_at - window)
+        fire: datetime | None = trigger.get_next_fire_time(None, due_at - window)
         if fire is None or fire >= due_at:
             continue
         for _ in range(10_000):
-            following = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+            following: datetime | None = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
             if following is None or following >= due_at:
                 return fire.astimezone(UTC)
             fire = following

@@ -149,7 +149,7 @@ class InlineSQLiteConnection(aiosqlite.Connection):
         while True:
             try:
                 if _OFF_LOOP.get():
-                    return await super()._execute(fn, *args, **kwargs)
+                    return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
                 return fn(*args, **kwargs)
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
