@@ -94,6 +94,7 @@ class Scheduler:
         try:
             await sweep_sla(self.container.uow)
             await self._resume_abandoned()
+            await purge_inbound(self.container.uow)
         except Exception:
             logger.exception("SLA sweep failed; the next round retries")
 
@@ -232,6 +233,19 @@ def _notice_row(
 
 
 # SLA --------------------------------------------------------------------------------
+
+
+INBOUND_KEPT = timedelta(days=7)  # Slack retries an event for about an hour; a person's command for minutes
+
+
+async def purge_inbound(uow_factory: Callable[[], UnitOfWork]) -> int:
+    """Forget the keys of platform events and people's actions older than `INBOUND_KEPT`; how many went."""
+    async with uow_factory() as uow:
+        gone = await uow.inbound.purge(before=uow.now() - INBOUND_KEPT)
+        await uow.commit()
+    if gone:
+        logger.info("forgot %d processed event keys older than %s", gone, INBOUND_KEPT)
+    return gone
 
 
 async def sweep_sla(uow_factory: Callable[[], UnitOfWork]) -> tuple[int, int]:

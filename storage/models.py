@@ -247,7 +247,7 @@ class InboundEvent(SQLModel, table=True):
 
     platform: str = Field(max_length=32, primary_key=True)
     event_id: str = Field(max_length=255, primary_key=True)
-    received_at: datetime = Field(default_factory=utcnow)
+    received_at: datetime = Field(default_factory=utcnow, index=True)  # purged once no retry can come
 
 
 class JobRun(SQLModel, table=True):

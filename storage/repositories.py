@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, Table, and_, bindparam, cast, false, func, literal_column, or_, true, update
+from sqlalchemy import String, Table, and_, bindparam, cast, delete, false, func, literal_column, or_, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
@@ -916,6 +916,11 @@ class InboundEventRepo(_Repo):
             .returning(InboundEvent.event_id)
         )
         return (await self.session.exec(stmt)).first() is not None
+
+    async def purge(self, *, before: datetime) -> int:
+        """Forget the events recorded before `before` (no platform retries that late); how many went."""
+        result = await self.session.exec(delete(InboundEvent).where(col(InboundEvent.received_at) < before))
+        return int(result.rowcount or 0)
 
 
 class PostingRepo(_Repo):

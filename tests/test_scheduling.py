@@ -13,7 +13,7 @@ from bot import commands as c
 from bot.bootstrap import Container
 from bot.config import digest_trigger
 from bot.ingest import make_incoming
-from bot.scheduler import due_time, post_digest, previous_time, run_leased, sweep_sla
+from bot.scheduler import INBOUND_KEPT, due_time, post_digest, previous_time, purge_inbound, run_leased, sweep_sla
 from storage.models import Delivery, Event
 from tests.conftest import FakeClock
 
@@ -154,3 +154,22 @@ def test_a_digest_period_starts_at_the_previous_due_time_whatever_the_schedule()
     assert previous_time(digest_trigger("*/6 * * * * *"), due) == due - timedelta(seconds=6)
     assert previous_time(digest_trigger("0 9 1 * *"), due) == datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
     assert previous_time(digest_trigger("0 9 * * *"), due) == due - timedelta(days=1)
+
+
+async def test_processed_event_keys_are_forgotten_after_a_week_and_recognised_until_then(
+    store: tuple[Container, FakeClock],
+) -> None:
+    container, clock = store
+    async with container.uow() as uow:
+        assert await uow.inbound.first_time("slack", "Ev-old", at=uow.now())
+        await uow.commit()
+    clock.advance(days=6)
+    async with container.uow() as uow:
+        assert await uow.inbound.first_time("slack", "Ev-new", at=uow.now())
+        await uow.commit()
+    clock.advance(days=1, minutes=1)
+    assert await purge_inbound(container.uow) == 1  # the old key is past INBOUND_KEPT; the new one is not
+    async with container.uow() as uow:
+        assert not await uow.inbound.first_time("slack", "Ev-new", at=uow.now()), "a retry of a recent event is still recognised"
+        assert await uow.inbound.first_time("slack", "Ev-old", at=uow.now()), "the old key is gone"
+    assert INBOUND_KEPT == timedelta(days=7)
