@@ -26,6 +26,13 @@ NO_NAME = "(no name)"
 FSI, PDI = "\u2068", "\u2069"  # first-strong isolate ... pop directional isolate
 
 
+def storable(text: str | None) -> str:
+    """Text as the store keeps it: without NUL and the other control characters (Unicode Cc but newline
+    and tab), which PostgreSQL refuses or which show as nothing, and without lone surrogates (Cs), which
+    no encoding can write. What people type goes through this before it is stored."""
+    return _UNPRINTABLE.sub("", text or "")
+
+
 def printable(text: str | None) -> str:
     """Text without control characters (Unicode Cc) other than newline and tab, lone
     surrogates (Cs) that break JSON, or bidi controls that reorder the text around it:

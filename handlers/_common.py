@@ -9,7 +9,7 @@ from typing import Any
 from bot import policy
 from bot.domain import PAST_TENSE, AlreadyClaimed, Conflict, InvalidInput, NotFound, next_status
 from bot.policy import Who
-from bot.views import Card, card_for
+from bot.views import Card, card_for, storable
 from storage.models import Conversation
 from storage.uow import UnitOfWork
 
@@ -115,8 +115,8 @@ async def transition(
 
 
 def require_text(text: str, what: str) -> str:
-    """Refuse empty text with a clear message."""
-    cleaned = (text or "").strip()
+    """What a person typed, as stored (`storable`), or a clear refusal when nothing is left or it is too long."""
+    cleaned = storable(text).strip()
     if not cleaned:
         raise InvalidInput(f"{what} can't be empty")
     if len(cleaned) > 40_000:

@@ -7,7 +7,7 @@ import logging
 from bot.commands import Dismiss, Resolve
 from bot.domain import InvalidInput
 from bot.policy import Context, identify
-from bot.views import Result
+from bot.views import Result, storable
 from handlers._common import card, require_text, transition
 from storage.uow import UnitOfWork
 
@@ -27,7 +27,7 @@ async def handle_resolve(cmd: Resolve, uow: UnitOfWork, *, ctx: Context) -> Resu
         "resolve",
         who=who,
         values=lambda c: {"outcome": outcome, "resolved_at": now},
-        data={"outcome": outcome, "text": cmd.text.strip()},
+        data={"outcome": outcome, "text": storable(cmd.text).strip()},
     )
     return Result(f"#{cmd.conversation_id} resolved: {outcome}", card=await card(uow, conversation))
 

@@ -245,3 +245,21 @@ async def test_a_search_is_bounded_with_a_clear_message_and_repeated_words_count
         await container.bus.handle(c.Search(carol, ("x" * 5000,)))
     found = await container.bus.handle(c.Search(carol, ("refund",) * 50))  # one word, said 50 times
     assert [card.id for card in found.cards] == [cid]
+
+
+async def test_what_people_type_is_stored_without_nul_or_lone_surrogates(container: Container) -> None:
+    """A NUL (PostgreSQL refuses it in text and in JSON) or a lone surrogate (no encoding writes it), as a
+    chat client may send them, is left out; the rest is stored as typed."""
+    cid = await ingest_one(container, "refund please")
+    await container.bus.handle(c.Claim(cid, alice))
+    await container.bus.handle(c.AddNote(cid, alice, "called\x00 her \ud800back"))
+    await container.bus.handle(c.ReplyToCustomer(cid, alice, "Dear\x00 customer \udfff"))
+    resolved = await container.bus.handle(c.Resolve(cid, alice, "answered", "sent\x00 a \ud83dnew one"))
+    assert resolved.card is not None and resolved.card.status == "resolved"
+    async with container.uow() as uow:
+        notes = await uow.notes.for_conversation(cid)
+        replies = await uow.replies.for_conversation(cid)
+        events = await uow.events.for_conversation(cid)
+    assert [n.text for n in notes] == ["called her back"]
+    assert [r.text for r in replies] == ["Dear customer"]
+    assert next(e.data for e in events if e.kind == "resolved")["text"] == "sent a new one"
