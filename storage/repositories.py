@@ -559,10 +559,20 @@ class PersonRepo(_Repo):
         email = email.strip().lower()
         other = await self.by_email(email)
         if other is None:
-            if not person.email:  # an email the config gave the person ([people]) is kept
-                person.email = email
-                await self.session.flush()
-            return person
+            if person.email:  # an email the config gave the person ([people]) is kept
+                return person
+            try:
+                async with self.session.begin_nested():  # a savepoint: losing the race undoes only this
+                    person.email = email
+                    await self.session.flush()
+                return person
+            except IntegrityError:
+                # Another account of this person took the email at the same time (PostgreSQL waited for
+                # its commit): it is the same person.
+                other = await self.by_email(email)
+                if other is None:
+                    raise
+                await self.session.refresh(person)  # the savepoint's rollback expired it
         if other.id != person.id:
             await self.merge(person, into=other)
         return other

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,24 @@ async def test_a_new_persons_first_two_actions_at_once_both_succeed_as_one_perso
         assert person is not None
         assert {(await uow.conversations.get(cid)).owner_id for cid in (first, second)} == {person.id}
         assert len((await uow.session.exec(select(Person))).all()) == people_before + 1
+
+
+async def test_two_accounts_learning_one_email_at_once_become_one_person(store: Container) -> None:
+    """A Slack and a Teams account of one person, both seen before without an email (their directory did not
+    say), act at once now that it does: each tries to take the email; the later one merges into the earlier
+    (PostgreSQL: the unique email makes it wait, then fail, inside a savepoint)."""
+    first, second = await conversation(store, "refund please"), await conversation(store, "refund too", "2")
+    slack_account, teams_account = c.Actor("slack", "UIVY", name="Ivy"), c.Actor("teams", "aad-ivy", name="Ivy")
+    for actor, cid in ((slack_account, first), (teams_account, second)):
+        await store.bus.handle(c.AddNote(cid, actor, "seen"))  # both known, no email
+    with_email = [replace(a, email="ivy@example.com") for a in (slack_account, teams_account)]
+    results = await asyncio.gather(
+        *(store.bus.handle(c.Claim(cid, a)) for cid, a in zip((first, second), with_email, strict=True))
+    )
+    assert [r.text for r in results] == [f"You claimed #{first}", f"You claimed #{second}"]
+    async with store.uow() as uow:
+        on_slack = await uow.people.by_identity("slack", "UIVY")
+        on_teams = await uow.people.by_identity("teams", "aad-ivy")
+        assert on_slack is not None and on_teams is not None and on_slack.id == on_teams.id
+        assert on_slack.email == "ivy@example.com"
+        assert {(await uow.conversations.get(cid)).owner_id for cid in (first, second)} == {on_slack.id}
