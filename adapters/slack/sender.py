@@ -102,9 +102,12 @@ class SlackSender:
 
     async def _notice(self, job: Job) -> Sent:
         """A notice: under the card (thread) when there is one, else at the top of the channel or DM."""
-        thread = {"thread_ts": job.message_id} if job.message_id else {}
         response = await self.client.chat_postMessage(
-            channel=job.channel_id, unfurl_links=False, unfurl_media=False, **thread, **notice_message(notice_of(job.payload))
+            channel=job.channel_id,
+            thread_ts=job.message_id or None,
+            unfurl_links=False,
+            unfurl_media=False,
+            **notice_message(notice_of(job.payload)),
         )
         return Sent(message_id=response["ts"])
 

@@ -85,7 +85,7 @@ class AddressGuard:
             infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
         except OSError:
             return  # not resolvable today: the poll will say so
-        refused = sorted({info[4][0] for info in infos if not self.permits(host, str(info[4][0]))})
+        refused = sorted({str(info[4][0]) for info in infos if not self.permits(host, str(info[4][0]))})
         if refused:
             raise UnsafeURL(f"{url[:200]!r}: {host} resolves to an internal address ({', '.join(refused)})")
 
