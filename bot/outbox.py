@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from bot import terminal
 from bot.views import Card, Notice, card_for
 from storage.models import Delivery, Destination, Event, Posting
 from storage.uow import UnitOfWork
@@ -76,18 +77,11 @@ class LoggingSender:
         self.sent: list[Job] = []
 
     async def send(self, job: Job) -> Sent:
-        """Log the card as one line and pretend it was posted."""
+        """Log the card as one line of the terminal renderer (customer text made inert) and pretend it was posted."""
         self.sent.append(job)
         if job.card is not None:
             action = "update" if job.message_id else "post"
-            logger.info(
-                "%s card #%s in log:%s [%s%s]",
-                action,
-                job.card.id,
-                job.channel_id,
-                job.card.status,
-                f", {job.card.owner}" if job.card.owner else "",
-            )
+            logger.info("%s card in log:%s %s", action, terminal.line(job.channel_id, 80), terminal.card_line(job.card).strip())
         return Sent(message_id=job.message_id or f"log-{job.delivery_id}")
 
 
