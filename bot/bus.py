@@ -92,8 +92,15 @@ class Bus:
             return result
 
     async def _current_card(self, uow: UnitOfWork, conversation_id: int) -> Card | None:
-        """The conversation's card as committed (None if there is none, or the store fails to tell)."""
+        """The conversation's card as committed (None if there is none, or the store fails to tell).
+
+        A refused command that only read (a claim lost to someone else) has read the conversation as
+        committed: its card is made from those rows, with no second read.
+        """
         try:
+            conversation = None if uow.wrote else uow.conversations.loaded(conversation_id)
+            if conversation is not None:
+                return await card(uow, conversation)
             await uow.rollback()  # nothing of the refused change is shown
             conversation = await uow.conversations.get(conversation_id)
             return await card(uow, conversation) if conversation is not None else None

@@ -10,7 +10,7 @@ from bot import policy
 from bot.domain import PAST_TENSE, AlreadyClaimed, Conflict, InvalidInput, NotFound, next_status
 from bot.policy import Who
 from bot.views import Card, card_for, storable
-from storage.models import Conversation
+from storage.models import Conversation, Identity
 from storage.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,15 @@ async def owner_name(uow: UnitOfWork, conversation: Conversation) -> str | None:
         return None
     owner = await uow.people.get(conversation.owner_id)  # the identity map first: often no query
     return owner.name if owner else None
+
+
+async def _owner(uow: UnitOfWork, conversation: Conversation, *, who: Who) -> tuple[str | None, list[Identity] | None]:
+    """The owner's display name, and their accounts when that took no extra query: someone else's are
+    read with them (one query, what a refused claim names the winner by); `who` is known already."""
+    if conversation.owner_id is None or conversation.owner_id == who.id:
+        return await owner_name(uow, conversation), None
+    found = await uow.people.by_id_with_identities(conversation.owner_id)
+    return (found[0].name, found[1]) if found else (None, None)
 
 
 async def card(uow: UnitOfWork, conversation: Conversation) -> Card:
@@ -94,12 +103,14 @@ async def transition(
         conversation = await load(uow, conversation_id)
         if recheck is not None:
             await recheck()
-        owner = await owner_name(uow, conversation)
+        owner, accounts = await _owner(uow, conversation, who=who)
         try:
             status = next_status(action, conversation.status, conversation_id=conversation_id, owner=owner)
         except AlreadyClaimed as exc:
             # Let each platform name the winner its own way (a Slack mention, a Teams name).
-            exc.identities = {i.platform: i.user_id for i in await uow.people.identities(conversation.owner_id)}  # type: ignore[arg-type]
+            if accounts is None:
+                accounts = await uow.people.identities(conversation.owner_id)  # type: ignore[arg-type]
+            exc.identities = {i.platform: i.user_id for i in accounts}
             raise
         departments = await uow.conversations.departments_of(conversation_id)
         policy.require(action, who=who, conversation=conversation, departments=departments, owner=owner)

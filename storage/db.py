@@ -17,8 +17,10 @@ from sqlalchemy import event
 from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import ORMExecuteState, UOWTransaction
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.orm.session import Session
 
 from storage import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
@@ -183,9 +185,33 @@ def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+WROTE = "unsilo.wrote"  # `session.info` key: whether the session ran anything but a read (absent: unknown)
+
+
+class WriteTrackingSession(Session):
+    """sqlmodel's Session, noting in `info[WROTE]` whether it ran any statement but a SELECT or
+    flushed anything: a session that only read still holds the rows as committed, after a rollback
+    too, so they need not be read again (`UnitOfWork.wrote`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.info[WROTE] = False
+
+
+@event.listens_for(WriteTrackingSession, "do_orm_execute")
+def _note_write(state: ORMExecuteState) -> None:
+    if not state.is_select:
+        state.session.info[WROTE] = True
+
+
+@event.listens_for(WriteTrackingSession, "after_flush")
+def _note_flush(session: Session, _flush: UOWTransaction) -> None:
+    session.info[WROTE] = True
+
+
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded objects usable after commit."""
-    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+    """Sessions that keep loaded objects usable after commit, and know whether they wrote."""
+    return async_sessionmaker(engine, class_=AsyncSession, sync_session_class=WriteTrackingSession, expire_on_commit=False)
 
 
 async def create_all(engine: AsyncEngine) -> None:

@@ -124,6 +124,12 @@ _PERSON_WITH_IDENTITIES = (
     )
 )
 
+_PERSON_BY_ID_WITH_IDENTITIES = (
+    select(Person, Identity)
+    .outerjoin(Identity, col(Identity.person_id) == Person.id)
+    .where(col(Person.id) == bindparam("person_id"))
+)
+
 
 def _card_syncs_insert(session: AsyncSession) -> Any:
     """INSERT ... SELECT of the card deliveries for `:ids` at `:now` (see `DeliveryRepo.enqueue_card_syncs`)."""
@@ -182,6 +188,7 @@ class ConversationRepo(_Repo):
     def __init__(self, session: AsyncSession) -> None:
         super().__init__(session)
         self._departments: dict[int, list[Department]] = {}
+        self._loaded: dict[int, Conversation] = {}
 
     async def get(self, conversation_id: int) -> Conversation | None:
         """Load fresh from the database (never a stale copy from the identity map), with its departments."""
@@ -189,7 +196,12 @@ class ConversationRepo(_Repo):
         if not rows:
             return None
         self._departments[conversation_id] = [department for _, department in rows if department is not None]
+        self._loaded[conversation_id] = rows[0][0]
         return rows[0][0]
+
+    def loaded(self, conversation_id: int) -> Conversation | None:
+        """The conversation as `get` last read it in this unit of work (None if it did not): no query."""
+        return self._loaded.get(conversation_id)
 
     async def add_many(self, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
         """Insert many conversations at once, skipping known `(source, external_id)` pairs.
@@ -426,6 +438,7 @@ class PersonRepo(_Repo):
     def __init__(self, session: AsyncSession, *, chat_platforms: Sequence[str] = ()) -> None:
         super().__init__(session)
         self.chat_platforms = tuple(chat_platforms)
+        self._kept: dict[int, Person] = {}  # the session's identity map holds people only while referenced
 
     async def get(self, person_id: int) -> Person | None:
         """A person by id."""
@@ -496,6 +509,14 @@ class PersonRepo(_Repo):
             .where(Identity.platform == platform, Identity.user_id == user_id)
         )
         return (await self.session.exec(stmt)).first()
+
+    async def by_id_with_identities(self, person_id: int) -> tuple[Person, list[Identity]] | None:
+        """A person by id and all of their accounts, in one query."""
+        rows = (await self.session.exec(_PERSON_BY_ID_WITH_IDENTITIES, params={"person_id": person_id})).all()
+        if not rows:
+            return None
+        self._kept[person_id] = rows[0][0]  # `get` finds them in the identity map for the rest of the unit of work
+        return rows[0][0], [identity for _, identity in rows if identity is not None]
 
     async def with_identities(self, platform: str, user_id: str) -> tuple[Person, list[Identity]] | None:
         """The person behind a platform account and all of their accounts, in one query."""

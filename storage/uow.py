@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.clock import Clock, utcnow
+from storage.db import WROTE
 from storage.reports import ReportRepo
 from storage.repositories import (
     ConversationRepo,
@@ -126,6 +127,13 @@ class UnitOfWork:
     async def commit(self) -> None:
         """Make everything done in this unit of work durable, together."""
         await self.session.commit()
+
+    @property
+    def wrote(self) -> bool:
+        """Whether this unit of work ran anything but reads (True when its session cannot tell): one that
+        did not still holds every row it read as committed, and may show them without reading them again."""
+        session = self.session.sync_session
+        return bool(session.info.get(WROTE, True) or session.new or session.dirty or session.deleted)
 
     async def rollback(self) -> None:
         """Forget everything done since the last commit."""
