@@ -159,7 +159,8 @@ async def body_deadline(request: web.Request, handler: Any) -> web.StreamRespons
     declared = request.content_length
     if request.can_read_body and not (declared is not None and declared > request.client_max_size):
         try:
-            await asyncio.wait_for(request.read(), BODY_DEADLINE)
+            async with asyncio.timeout(BODY_DEADLINE):  # no task of its own, as `wait_for` makes per request
+                await request.read()
         except web.HTTPRequestEntityTooLarge:
             return web.json_response(
                 {"error": f"body too large: at most {request.client_max_size} bytes"}, status=413, headers={"Connection": "close"}
