@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 YIELD_FOR = 0.2  # seconds a piece of work waits at most for the requests being answered
 OVERDUE_EVERY = 0.01  # while requests are still being answered, one overdue piece starts this often
+SETTLE_TURNS = 3  # turns of the loop from a request's bytes arriving to its handler (aiohttp: read, parse, start)
 
 
 class AnswersFirst:
@@ -72,7 +73,7 @@ class AnswersFirst:
         self._waiting += 1
         try:
             async with self._line:
-                while self._answering:
+                while await self._busy():
                     left = deadline - loop.time()
                     if left <= 0:  # overdue: starts at the latest `overdue_every` after the one before it
                         await self._quiet_within(self.overdue_every)
@@ -80,6 +81,15 @@ class AnswersFirst:
                     await self._quiet_within(left)
         finally:
             self._waiting -= 1
+
+    async def _busy(self) -> bool:
+        """Whether a request is being answered, once the requests that have arrived meanwhile (say, while
+        the work before this one held the loop) have reached their handlers: a few turns of the loop."""
+        for _ in range(SETTLE_TURNS):
+            if self._answering:
+                return True
+            await asyncio.sleep(0)
+        return bool(self._answering)
 
     async def _quiet_within(self, seconds: float) -> bool:
         """Wait until no request is being answered, for at most `seconds`; whether that happened."""
