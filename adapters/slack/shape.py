@@ -37,7 +37,7 @@ class _Line:
     def problem(self, value: str) -> tuple[str, str] | None:
         if len(value) > self.MAX:
             return "", f"is longer than {self.MAX} characters"
-        if self.UNSTORABLE.search(value):
+        if not (value.isascii() and value.isprintable()) and self.UNSTORABLE.search(value):  # ids: printable ASCII
             return "", "holds a control character or a lone surrogate"
         return None
 
