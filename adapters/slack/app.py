@@ -14,6 +14,8 @@ from typing import Any
 import aiohttp
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -22,6 +24,7 @@ from adapters.slack import render, text
 from adapters.slack.directory import SlackDirectory
 from bot import codec, verbs, views
 from bot import commands as c
+from bot.acks import AnswersFirst
 from bot.bus import Bus
 from bot.domain import AlreadyClaimed, DomainError, parse_conversation_id
 from bot.edge import SORRY, Done, Failed, Outcome, Refused, attempt
@@ -118,12 +121,28 @@ def _files(event: dict[str, Any]) -> list[str]:
     return lines
 
 
+class _InstalledWorkspaceOnly(AsyncMiddleware):
+    """`SlackBot.only_installed_workspace` as a Bolt middleware object: Bolt calls it as it is, without
+    building keyword arguments for it from the request as it does for a middleware function."""
+
+    def __init__(self, bot: SlackBot) -> None:
+        self.bot = bot
+
+    async def async_process(
+        self, *, req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
+    ) -> BoltResponse:
+        return await self.bot.only_installed_workspace(req.context, req.body, resp, next)
+
+
 class SlackBot:
     """Builds the Bolt `AsyncApp` and its listeners around the core bus.
 
     `team_id` / `enterprise_id` (settings `SLACK_TEAM_ID`, `SLACK_ENTERPRISE_ID`) name the
     workspace (and Enterprise Grid org) Unsilo is installed in; without `team_id`, the
     workspace `auth.test` reports for the bot token. Requests from anywhere else are refused.
+
+    `answers`: what a button's work after its ack waits for (`bot.acks.AnswersFirst`); the endpoint
+    wraps each request in `answers.answering()`.
     """
 
     def __init__(
@@ -138,6 +157,7 @@ class SlackBot:
         team_id: str = "",
         enterprise_id: str = "",
         directory: SlackDirectory | None = None,
+        answers: AnswersFirst | None = None,
     ) -> None:
         self.bus = bus
         self.health = health
@@ -148,6 +168,8 @@ class SlackBot:
         self.team_id = team_id
         self.enterprise_id = enterprise_id
         self.directory = directory or SlackDirectory(client)
+        # The endpoint counts the requests being answered; a click's work after its ack waits its turn.
+        self.answers = answers or AnswersFirst()
         self._auth: AuthorizeResult | None = None
         self._identifying: asyncio.Future[AuthorizeResult] | None = None
         self._background: set[asyncio.Future[None]] = set()
@@ -200,7 +222,7 @@ class SlackBot:
 
     def _register(self) -> None:
         app = self.app
-        app.middleware(self.only_installed_workspace)
+        app.middleware(_InstalledWorkspaceOnly(self))
         app.command("/unsilo")(self.on_command)
         app.action(re.compile(f"^{re.escape(render.ACTION_PREFIX)}"))(self.on_button)
         forms = "|".join(re.escape(verb.name) for verb in verbs.TABLE if verb.asks)
@@ -271,7 +293,7 @@ class SlackBot:
     # The installed workspace ------------------------------------------------------
 
     async def only_installed_workspace(
-        self, context: AsyncBoltContext, body: dict[str, Any], resp: BoltResponse, next: Callable[[], Awaitable[None]]
+        self, context: AsyncBoltContext, body: dict[str, Any], resp: BoltResponse, next: Callable[[], Awaitable[Any]]
     ) -> BoltResponse:
         """A global middleware: only the installed workspace (or its configured Grid org) gets through.
 
@@ -370,7 +392,8 @@ class SlackBot:
     # Buttons -----------------------------------------------------------------------
 
     async def on_button(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
-        """Ack at once, then carry out the click or open the modal it asks for."""
+        """Ack at once, then open the modal it asks for at once, or carry out the click once the requests
+        being answered are (`AnswersFirst.turn`: other clicks' acks go first, for at most a moment)."""
         await ack()
         user = body["user"]["id"]
         channel = _ref(body.get("channel")) or _ref(body.get("container"), "channel_id")
@@ -385,13 +408,17 @@ class SlackBot:
                 form = render.form_modal(views.button(verb, conversation_id), choices=self.choices)
                 await client.views_open(trigger_id=body["trigger_id"], view=form)
                 return
-            # No modal: who it is matters now (a bounded directory lookup).
-            command = verb.command(conversation_id, await self.actor(user, body["user"].get("name")))
         except DomainError as exc:  # a damaged button, a verb without a modal
             await tell(said(Refused.of(exc)))
             return
         except SlackApiError as exc:
             logger.warning("could not open the modal for %s: %s", user, exc.response.get("error"))
+            return
+        await self.answers.turn()  # the acks of the clicks arriving now go first
+        try:  # no modal: who it is matters now (a bounded directory lookup)
+            command = verb.command(conversation_id, await self.actor(user, body["user"].get("name")))
+        except DomainError as exc:
+            await tell(said(Refused.of(exc)))
             return
         outcome = await self.carry_out(command, waiting=waiting)
         if not isinstance(outcome, Done) or waiting.called:  # when kept waiting, they were told: now what became of it
@@ -533,7 +560,7 @@ class SlackBot:
     # Events ------------------------------------------------------------------------
 
     async def store_thread_note(
-        self, body: dict[str, Any], resp: BoltResponse, next: Callable[[], Awaitable[None]]
+        self, body: dict[str, Any], resp: BoltResponse, next: Callable[[], Awaitable[Any]]
     ) -> BoltResponse:
         """Listener middleware of `message`: a human's reply in a card's thread is stored as a
         note BEFORE Slack gets its 200 (Slack never retries a 200). When storing fails or

@@ -77,16 +77,21 @@ def mount(app: web.Application, *, settings: SlackSettings, bus: Bus, outcomes: 
     assert isinstance(state, SlackHealth)
 
     async def endpoint(request: web.Request) -> web.Response:
-        try:
-            bolt_request = await to_bolt_request(request)
-        except UNREADABLE as exc:
-            return _refused(request, f"{type(exc).__name__}: {exc}")
-        malformed = shape.problem(bolt_request.body)
-        if malformed is not None:
-            return _refused(request, malformed)
-        return await to_aiohttp_response(await bot.app.async_dispatch(bolt_request))
+        with bot.answers.answering():  # work after other acks waits until this one is answered
+            try:
+                bolt_request = await to_bolt_request(request)
+            except UNREADABLE as exc:
+                return _refused(request, f"{type(exc).__name__}: {exc}")
+            malformed = shape.problem(bolt_request.body)
+            if malformed is not None:
+                return _refused(request, malformed)
+            return await to_aiohttp_response(await bot.app.async_dispatch(bolt_request))
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+        # One HTTP session for every Web API call (slack_sdk opens and closes one per call without it:
+        # a new connection and cookie jar each time); the SDK's own per-call bound, as its sessions have.
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=bot.client.timeout))
+        bot.client.session = session
         tasks = [asyncio.create_task(_check_bot_token(bot, state), name="slack auth.test")]
         handler = None
         if app_token:
@@ -98,6 +103,8 @@ def mount(app: web.Application, *, settings: SlackSettings, bus: Bus, outcomes: 
         await asyncio.gather(*tasks, return_exceptions=True)
         if handler is not None:
             await handler.close_async()
+        bot.client.session = None
+        await session.close()
 
     if not app_token:
         app.router.add_post(SLACK_PATH, endpoint)

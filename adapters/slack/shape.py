@@ -21,6 +21,8 @@ A rule is a type (`str`), `None` (JSON null), `LINE` (an id or name as above), a
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 Rule = Any
@@ -32,11 +34,11 @@ class _Line:
     MAX = 255
     UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
-    def problem(self, value: str, at: str) -> str | None:
+    def problem(self, value: str) -> tuple[str, str] | None:
         if len(value) > self.MAX:
-            return f"{at} is longer than {self.MAX} characters"
-        if self.UNSTORABLE.search(value):
-            return f"{at} holds a control character or a lone surrogate"
+            return "", f"is longer than {self.MAX} characters"
+        if not (value.isascii() and value.isprintable()) and self.UNSTORABLE.search(value):  # ids: printable ASCII
+            return "", "holds a control character or a lone surrogate"
         return None
 
 
@@ -137,58 +139,135 @@ def problem(body: Any) -> str | None:
     """Why `body` (a parsed Slack request) is not one Bolt and our listeners can read; None when it is."""
     if _holds_unstorable(body):
         return "body holds a NUL character or a lone surrogate"
-    found = _check(body, _BODY, "body")
-    if found is None and isinstance(body.get("type"), str) and body["type"] in _BY_TYPE:
-        found = _check(body, _BY_TYPE[body["type"]], f"body (type {body['type']})")
-    return found
+    found = _CHECK_BODY(body)
+    if found is None and isinstance(body.get("type"), str) and body["type"] in _CHECK_BY_TYPE:
+        kind = body["type"]
+        found = _CHECK_BY_TYPE[kind](body)
+        return None if found is None else _said(f"body (type {kind})", found)
+    return None if found is None else _said("body", found)
 
 
 def _holds_unstorable(body: Any) -> bool:
-    """Whether any key or string anywhere in `body` holds a NUL or a lone surrogate (walked without recursion)."""
-    pending = [body]
+    """Whether any key or string anywhere in `body` holds a NUL or a lone surrogate (walked without recursion;
+    the strings are searched at once, joined: a character is in the whole when it is in one of them)."""
+    pending, strings = [body], []
     while pending:
         value = pending.pop()
         if isinstance(value, str):
-            if _UNSTORABLE_ANYWHERE.search(value):
-                return True
+            strings.append(value)
         elif isinstance(value, dict):
-            pending += value.keys()
+            strings += value.keys()
             pending += value.values()
         elif isinstance(value, list):
             pending += value
-    return False
+    return _UNSTORABLE_ANYWHERE.search("".join(strings)) is not None
 
 
-def _check(value: Any, rule: Rule, at: str) -> str | None:
+# A rule is compiled once into a check: value -> None, or (where below the value, what is wrong). The
+# path is spelled out only for a problem: every request is checked on the way to its ack.
+Problem = tuple[str, str]
+Check = Callable[[Any], Problem | None]
+
+
+def _said(at: str, found: Problem) -> str:
+    where, what = found
+    return f"{at}{where} {what}"
+
+
+def _compile(rule: Rule) -> Check:
     if isinstance(rule, tuple):
-        for alternative in rule:
-            if _kind_matches(value, alternative):
-                return _check(value, alternative, at)
-        return f"{at} must be {' or '.join(_describe(r) for r in rule)}"
-    if not _kind_matches(value, rule):
-        return f"{at} must be {_describe(rule)}"
+        return _alternatives(rule)
+    matches, wrong = _kind(rule), ("", f"must be {_describe(rule)}")
     if isinstance(rule, _Line):
-        return rule.problem(value, at)
+        line = rule
+
+        def check_line(value: Any) -> Problem | None:
+            return line.problem(value) if matches(value) else wrong
+
+        return check_line
     if isinstance(rule, dict):
-        for key, inner in rule.items():
-            name, required = key.rstrip("!"), key.endswith("!")
+        return _fields(rule, wrong)
+    if isinstance(rule, list):
+        return _items(rule, wrong)
+
+    def check_kind(value: Any) -> Problem | None:
+        return None if matches(value) else wrong
+
+    return check_kind
+
+
+def _alternatives(rule: tuple[Rule, ...]) -> Check:
+    wrong = ("", f"must be {' or '.join(_describe(r) for r in rule)}")
+    if rule == _ID:  # most fields: the same answer as below, in one call
+
+        def check_id(value: Any) -> Problem | None:
+            if value is None:
+                return None
+            return LINE.problem(value) if isinstance(value, str) else wrong
+
+        return check_id
+    choices = [(_kind(r), _compile(r)) for r in rule]
+
+    def check(value: Any) -> Problem | None:
+        for matches, inner in choices:
+            if matches(value):
+                return inner(value)
+        return wrong
+
+    return check
+
+
+def _fields(rule: dict[str, Rule], wrong: Problem) -> Check:
+    fields = [(key.rstrip("!"), key.endswith("!"), _compile(inner)) for key, inner in rule.items()]
+
+    def check(value: Any) -> Problem | None:
+        if not isinstance(value, dict):
+            return wrong
+        for name, required, inner in fields:
             if name in value:
-                found = _check(value[name], inner, f"{at}.{name}")
+                found = inner(value[name])
                 if found is not None:
-                    return found
+                    return f".{name}{found[0]}", found[1]
             elif required:
-                return f"{at} has no {name}"
-    elif isinstance(rule, list):
-        if not value and rule[1:] == [...]:
-            return f"{at} must not be empty"
+                return "", f"has no {name}"
+        return None
+
+    return check
+
+
+def _items(rule: list[Rule], wrong: Problem) -> Check:
+    inner, not_empty = _compile(rule[0]), rule[1:] == [...]
+
+    def check(value: Any) -> Problem | None:
+        if not isinstance(value, list):
+            return wrong
+        if not value and not_empty:
+            return "", "must not be empty"
         for n, item in enumerate(value):
-            found = _check(item, rule[0], f"{at}[{n}]")
+            found = inner(item)
             if found is not None:
-                return found
-    return None
+                return f"[{n}]{found[0]}", found[1]
+        return None
+
+    return check
 
 
-def _kind_matches(value: Any, rule: Rule) -> bool:
+def _kind(rule: Rule) -> Callable[[Any], bool]:
+    """Whether a value is of the kind `rule` asks for (before its contents are checked): `_kind_matches`,
+    as one predicate."""
+    if rule is None:
+        return lambda value: value is None
+    if isinstance(rule, (_Line, dict, list)):
+        kind = str if isinstance(rule, _Line) else type(rule)
+        return lambda value: isinstance(value, kind)
+    if isinstance(rule, tuple):
+        return partial(_kind_matches, rule=rule)
+    if rule is int:
+        return lambda value: isinstance(value, int) and not isinstance(value, bool)
+    return lambda value: isinstance(value, rule)
+
+
+def _kind_matches(value: Any, *, rule: Rule) -> bool:
     if rule is None:
         return value is None
     if isinstance(rule, _Line):
@@ -198,7 +277,7 @@ def _kind_matches(value: Any, rule: Rule) -> bool:
     if isinstance(rule, list):
         return isinstance(value, list)
     if isinstance(rule, tuple):
-        return any(_kind_matches(value, r) for r in rule)
+        return any(_kind_matches(value, rule=r) for r in rule)
     return isinstance(value, rule) and not (rule is int and isinstance(value, bool))
 
 
@@ -210,3 +289,7 @@ def _describe(rule: Rule) -> str:
     if isinstance(rule, list):
         return "a list"
     return _NAMES.get(rule, getattr(rule, "__name__", str(rule)))
+
+
+_CHECK_BODY = _compile(_BODY)
+_CHECK_BY_TYPE = {kind: _compile(rule) for kind, rule in _BY_TYPE.items()}
