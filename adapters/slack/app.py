@@ -218,7 +218,7 @@ class SlackBot:
         if self.team_id:
             return self.team_id
         auth = self._auth or await asyncio.wait_for(self.identify(), 2.0)
-        return auth.team_id or ""
+        return (auth.team_id if auth is not None else None) or ""
 
     def _register(self) -> None:
         app = self.app
@@ -328,6 +328,8 @@ class SlackBot:
         return BoltResponse(status=200, body="")  # never retried; a modal just closes
 
     async def _tell_foreign(self, context: AsyncBoltContext) -> None:
+        if context.respond is None:  # set whenever the request had a response_url, as the caller checked
+            return
         try:
             await context.respond(text=NOT_OUR_WORKSPACE, response_type="ephemeral")
         except Exception as exc:

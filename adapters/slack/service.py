@@ -102,7 +102,7 @@ def mount(app: web.Application, *, settings: SlackSettings, bus: Bus, outcomes: 
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if handler is not None:
-            await handler.close_async()
+            await handler.close_async()  # type: ignore[no-untyped-call]
         bot.client.session = None
         await session.close()
 
@@ -213,7 +213,7 @@ async def _keep_socket_mode(handler: AsyncSocketModeHandler, state: SlackHealth)
 
     async def attempt() -> None:
         handler.client.wss_uri = await handler.client.issue_new_wss_url()
-        await asyncio.wait_for(handler.connect_async(), CONNECT_TIMEOUT)
+        await asyncio.wait_for(handler.connect_async(), CONNECT_TIMEOUT)  # type: ignore[no-untyped-call]
 
     while True:
         await _retrying(

@@ -170,7 +170,7 @@ class Directory:
         return email or None
 
 
-class UnsiloTeamsBot(TeamsActivityHandler):
+class UnsiloTeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ships no type hints
     """Translates Teams activities to bus commands and core views to Adaptive Cards."""
 
     def __init__(

@@ -225,14 +225,15 @@ def command_lists() -> list[dict[str, Any]]:
 
 def with_commands(manifest: dict[str, Any]) -> dict[str, Any]:
     """A copy of `manifest` whose bots list the verb table's commands."""
-    out = json.loads(json.dumps(manifest))
+    out: dict[str, Any] = json.loads(json.dumps(manifest))
     for bot in out.get("bots", []):
         bot["commandLists"] = command_lists()
     return out
 
 
 def load_manifest(folder: Path = MANIFEST_DIR) -> dict[str, Any]:
-    return json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
+    manifest: dict[str, Any] = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
+    return manifest
 
 
 def _check_app_id(app_id: str) -> str:
@@ -251,7 +252,7 @@ def with_app_id(manifest: dict[str, Any], app_id: str, version: str | None = Non
     """A copy of `manifest` with every occurrence of the placeholder id (`id`, the bot ids,
     `webApplicationInfo.id`) replaced by `app_id`, and the version set if given."""
     app_id = _check_app_id(app_id)
-    out = json.loads(json.dumps(manifest, ensure_ascii=False).replace(PLACEHOLDER_ID, app_id))
+    out: dict[str, Any] = json.loads(json.dumps(manifest, ensure_ascii=False).replace(PLACEHOLDER_ID, app_id))
     if version is not None:
         if not _SEMVER.match(version):
             raise ValueError(f"version {version!r} is not MAJOR.MINOR.PATCH (like 1.0.3)")

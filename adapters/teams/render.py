@@ -142,7 +142,7 @@ def _rich(*runs: dict[str, Any], **props: Any) -> dict[str, Any]:
 def _envelope(
     body: list[dict[str, Any]], actions: list[dict[str, Any]] | None = None, *, entities: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    card_json = {
+    card_json: dict[str, Any] = {
         "type": "AdaptiveCard",
         "version": CARD_VERSION,
         "$schema": CARD_SCHEMA,

@@ -23,7 +23,7 @@ from botbuilder.core import serializer_helper
 from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
 from botbuilder.schema import Activity, ChannelAccount, ConversationAccount
 from botframework.connector.auth.jwt_token_extractor import _OpenIdMetadata
-from msrest.exceptions import DeserializationError
+from msrest.exceptions import DeserializationError  # type: ignore[attr-defined]
 
 from adapters.teams.bot import UnsiloTeamsBot
 from adapters.teams.sender import TeamsSender
@@ -228,7 +228,7 @@ def _fetch_signing_keys_off_the_loop() -> None:
         await asyncio.wait_for(asyncio.to_thread(asyncio.run, blocking(self)), KEYS_TIMEOUT)
 
     refresh.off_the_loop = True  # type: ignore[attr-defined]
-    _OpenIdMetadata._refresh = refresh  # type: ignore[method-assign]
+    _OpenIdMetadata._refresh = refresh
 
 
 MAX_ACTIVITY = 1024 * 1024  # bytes (aiohttp's default client_max_size); Teams' messages are capped at ~100 KB
@@ -236,12 +236,14 @@ MAX_ACTIVITY = 1024 * 1024  # bytes (aiohttp's default client_max_size); Teams' 
 
 def _refused(status: int, error: str, reason: str) -> web.HTTPException:
     logger.warning("Teams request refused with %s: %s", status, reason)
-    body = {"text": json.dumps({"error": error}), "content_type": "application/json"}
+    text, content_type = json.dumps({"error": error}), "application/json"
     if status == 413:
-        return web.HTTPRequestEntityTooLarge(max_size=MAX_ACTIVITY, actual_size=MAX_ACTIVITY + 1, **body)
+        return web.HTTPRequestEntityTooLarge(
+            max_size=MAX_ACTIVITY, actual_size=MAX_ACTIVITY + 1, text=text, content_type=content_type
+        )
     if status == 415:
-        return web.HTTPUnsupportedMediaType(**body)
-    return web.HTTPBadRequest(**body)
+        return web.HTTPUnsupportedMediaType(text=text, content_type=content_type)
+    return web.HTTPBadRequest(text=text, content_type=content_type)
 
 
 async def _activity_body(request: web.Request) -> dict[str, Any]:
