@@ -16,10 +16,10 @@ import secrets
 import sys
 import textwrap
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot import bootstrap, logs, terminal, verbs
+from bot import bootstrap, export, logs, terminal, verbs
 from bot import commands as c
 from bot.bootstrap import Container, build, feed_poller, load_config, sample_path, settings_from_env
 from bot.config import ConfigError, find_config
@@ -27,6 +27,7 @@ from bot.domain import DomainError, InvalidInput, parse_conversation_id
 from bot.ingest import IngestError, parse_feed
 from bot.settings import Settings
 from bot.views import Card, Listing, Result, printable, when
+from storage.export import conversation_rows
 from storage.models import Source
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--department", "-d")
     p.add_argument("--since", default="7d", type=_days, help="how far back, e.g. 7d (default) or 30d")
     actor_arg(p)
+    p = cmd("export", "one row per conversation (times, durations, departments, owner, outcome), streamed")
+    p.add_argument("--since", type=_days, help="only those that arrived in the last N days, e.g. 30d (default: all)")
+    p.add_argument("--department", "-d")
+    p.add_argument("--format", choices=export.FORMATS, default="csv")
+    p.add_argument("--out", help="write to this file (default: standard output)")
     p = cmd("stats", "your own figures")
     actor_arg(p)
     p = cmd("manifest", "build an app package")
@@ -314,6 +320,22 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
             echo(f"  replies go to {source.reply_url}")
 
 
+async def _export(container: Container, args: argparse.Namespace) -> None:
+    since = container.clock() - timedelta(days=args.since) if args.since else None
+    department = args.department.strip().lower() if args.department else None
+    if department is not None and department not in container.config.department_names():
+        raise InvalidInput(f"no department {department!r}; departments: {', '.join(container.config.department_names())}")
+    async with container.uow() as uow:
+        rows = conversation_rows(uow.session, since=since, department=department)
+        if args.out:
+            with open(args.out, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230 - the CLI's loop runs only this
+                written = await export.write(rows, out, fmt=args.format)
+            echo(f"{written} conversations exported to {args.out}", file=sys.stderr)
+        else:
+            written = await export.write(rows, sys.stdout, fmt=args.format)
+            echo(f"{written} conversations exported", file=sys.stderr)
+
+
 async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
     container = build(settings)
     try:
@@ -324,6 +346,8 @@ async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
             await _ingest(container, args)
         elif args.command == "sources":
             await _sources(container, args)
+        elif args.command == "export":
+            await _export(container, args)
         elif args.command == "deliver":
             echo(f"{await container.worker().run_until_idle()} deliveries handled")
         elif args.command == "db":
