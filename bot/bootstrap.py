@@ -25,7 +25,7 @@ from bot.config import Config, find_config
 from bot.health import Health
 from bot.ingest import Incoming, IngestReport, store_items
 from bot.outbox import DeliveryWorker, LoggingSender, Sender, commit_with_deliveries
-from bot.platform import Platform, chat_names
+from bot.platform import Platform, Wiring, chat_names
 from bot.policy import Context
 from bot.routing import Router
 from bot.settings import Settings
@@ -89,14 +89,10 @@ class Container:
 
     def mount(self, app: web.Application, platform: Platform) -> None:
         """Start a platform on the service's app with what it needs (not this container), and register its sender."""
-        self.senders[platform.name] = platform.mount(
-            app,
-            settings=self.settings.of(platform),
-            bus=self.bus,
-            outcomes=self.config.outcomes,
-            departments=self.config.department_names(),
-            health=self.health,
+        wiring = Wiring(
+            bus=self.bus, outcomes=self.config.outcomes, departments=tuple(self.config.department_names()), health=self.health
         )
+        self.senders[platform.name] = platform.mount(app, self.settings.of(platform), wiring)
 
     def worker(self, **kwargs: object) -> DeliveryWorker:
         """A delivery worker with every registered sender."""

@@ -29,24 +29,21 @@ class PlatformSettings(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Wiring:
+    """What a platform gets when it starts, never the container: the command bus, the config's
+    outcomes and department names, and the health registry it reports its state to (under its name)."""
+
+    bus: Bus
+    outcomes: tuple[str, ...]
+    departments: tuple[str, ...]
+    health: Health
+
+
 class Mount(Protocol):
-    """Serve the platform on the service's app and return its outbox sender.
+    """Serve the platform on the service's app and return its outbox sender."""
 
-    It gets what it needs, never the container: the command bus, the config's outcomes and
-    department names, and the health registry it reports its state to (under its name).
-    """
-
-    def __call__(
-        self,
-        app: web.Application,
-        /,
-        *,
-        settings: PlatformSettings,
-        bus: Bus,
-        outcomes: tuple[str, ...],
-        departments: Sequence[str],
-        health: Health,
-    ) -> Sender: ...
+    def __call__(self, app: web.Application, settings: PlatformSettings, wiring: Wiring, /) -> Sender: ...
 
 
 class Manifest(Protocol):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +20,10 @@ from aiohttp import web
 from bot import bootstrap
 from bot.app import create_app
 from bot.bootstrap import build, load_config
-from bot.bus import Bus
 from bot.config import ConfigError
-from bot.health import Health
 from bot.ingest import make_incoming
 from bot.outbox import Job, Sent
-from bot.platform import Platform, PlatformSettings
+from bot.platform import Platform, PlatformSettings, Wiring
 from bot.settings import Settings
 from tests.conftest import ROOT, service_env
 
@@ -70,18 +68,8 @@ class Fake:
     def settings_from(self, env: Mapping[str, str]) -> FakeSettings:
         return FakeSettings(token=env.get("FAKE_TOKEN", ""))
 
-    def mount(
-        self,
-        app: web.Application,
-        /,
-        *,
-        settings: PlatformSettings,
-        bus: Bus,
-        outcomes: tuple[str, ...],
-        departments: Sequence[str],
-        health: Health,
-    ) -> RecordingSender:
-        self.mounted_with.update(settings=settings, departments=tuple(departments))
+    def mount(self, app: web.Application, settings: PlatformSettings, wiring: Wiring, /) -> RecordingSender:
+        self.mounted_with.update(settings=settings, departments=wiring.departments)
         return self.sender
 
     def platform(self) -> Platform:

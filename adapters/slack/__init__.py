@@ -6,17 +6,15 @@ Slack SDK are imported by `mount`, when Slack starts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from adapters.slack.settings import SlackSettings
-from bot.platform import Platform, PlatformSettings
+from bot.platform import Platform, PlatformSettings, Wiring
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from bot.bus import Bus
-    from bot.health import Health
     from bot.outbox import Sender
 
 
@@ -24,21 +22,12 @@ def _settings(env: Mapping[str, str]) -> SlackSettings:
     return SlackSettings.from_env(env)
 
 
-def _mount(
-    app: web.Application,
-    /,
-    *,
-    settings: PlatformSettings,
-    bus: Bus,
-    outcomes: tuple[str, ...],
-    departments: Sequence[str],
-    health: Health,
-) -> Sender:
+def _mount(app: web.Application, settings: PlatformSettings, wiring: Wiring, /) -> Sender:
     """Start Slack (see `service.mount`); the SDK is imported here, when Slack starts."""
     from adapters.slack import service
 
     assert isinstance(settings, SlackSettings), settings
-    return service.mount(app, settings=settings, bus=bus, outcomes=outcomes, health=health)
+    return service.mount(app, settings=settings, bus=wiring.bus, outcomes=wiring.outcomes, health=wiring.health)
 
 
 PLATFORM = Platform(name="slack", title="Slack", account="user id", settings_from=_settings, mount=_mount)

@@ -6,18 +6,16 @@ imported by `mount`, when Teams starts (and the app package needs only the stand
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from adapters.teams.settings import TeamsSettings
-from bot.platform import Platform, PlatformSettings
+from bot.platform import Platform, PlatformSettings, Wiring
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from bot.bus import Bus
-    from bot.health import Health
     from bot.outbox import Sender
 
 
@@ -25,21 +23,14 @@ def _settings(env: Mapping[str, str]) -> TeamsSettings:
     return TeamsSettings.from_env(env)
 
 
-def _mount(
-    app: web.Application,
-    /,
-    *,
-    settings: PlatformSettings,
-    bus: Bus,
-    outcomes: tuple[str, ...],
-    departments: Sequence[str],
-    health: Health,
-) -> Sender:
+def _mount(app: web.Application, settings: PlatformSettings, wiring: Wiring, /) -> Sender:
     """Start Teams (see `service.mount`); botbuilder is imported here, when Teams starts."""
     from adapters.teams import service
 
     assert isinstance(settings, TeamsSettings), settings
-    return service.mount(app, settings=settings, bus=bus, outcomes=outcomes, departments=departments, health=health)
+    return service.mount(
+        app, settings=settings, bus=wiring.bus, outcomes=wiring.outcomes, departments=wiring.departments, health=wiring.health
+    )
 
 
 def _manifest(settings: PlatformSettings, /, *, out: Path, app_id: str) -> str:

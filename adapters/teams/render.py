@@ -268,7 +268,7 @@ def input_values(button_data: Mapping[str, Any], verb: str) -> dict[str, str]:
     return {i.name: input_value(verb, dict(button_data), i.name) for i in (found.inputs if found else ())}
 
 
-def _action(button: Button, outcomes: Sequence[str]) -> dict[str, Any] | None:
+def _action(button: Button, choices: Mapping[str, Sequence[str]]) -> dict[str, Any] | None:
     """One card action for a button, or None when it cannot be rendered: a link, a button that acts
     at once (`Action.Execute`), or one whose inputs (`Button.inputs`) show in the card (`Action.ShowCard`)."""
     title = _cut(printable(button.label).strip() or button.verb, MAX_ACTION_TITLE)
@@ -281,7 +281,6 @@ def _action(button: Button, outcomes: Sequence[str]) -> dict[str, Any] | None:
         return {"type": "Action.OpenUrl", "title": title, "url": url}
     if not button.inputs:
         return _execute(button, title, style)
-    choices = verbs.choice_lists(outcomes=outcomes)
     body = []
     for wanted in button.inputs:
         if wanted.kind == "choice":
@@ -320,13 +319,14 @@ def overflow(actions: list[dict[str, Any]], ranks: Sequence[tuple[int, int]] | N
 
 def _actions(buttons: Sequence[Button], outcomes: Sequence[str]) -> list[dict[str, Any]]:
     """Actions for unique, renderable buttons: the three that matter most, the rest in the overflow."""
+    choices = verbs.choice_lists(outcomes=outcomes)  # once per card, for every button's inputs
     actions: list[dict[str, Any]] = []
     ranks: list[tuple[int, int]] = []
     seen: set[str] = set()
     for button in buttons:
         if button.verb in seen:
             continue
-        action = _action(button, outcomes)
+        action = _action(button, choices)
         if action is not None:
             seen.add(button.verb)
             actions.append(action)
