@@ -358,7 +358,8 @@ async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
         elif args.command == "config":
             echo(
                 f"{container.config.path}: ok ({len(container.config.department_names())} departments, "
-                f"{len(container.config.rules)} rules, {len(container.config.feeds)} feeds)"
+                f"{len(container.config.rules)} rules, {len(container.config.feeds)} feeds); "
+                "feed names checked against the store's webhooks too"
             )
         else:
             _print_result(await container.bus.handle(_command(args)), command=args.command)
