@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot import bootstrap, export, logs, terminal, verbs
+from bot import bootstrap, configsync, export, logs, terminal, verbs
 from bot import commands as c
 from bot.bootstrap import Container, build, feed_poller, load_config, sample_path, settings_from_env
 from bot.config import ConfigError, find_config
@@ -342,6 +342,12 @@ async def _export(container: Container, args: argparse.Namespace) -> None:
 async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
     container = build(settings)
     try:
+        if args.command == "config":  # a check: the store is read, never migrated nor changed
+            checked = await configsync.check_against_store(container.uow, container.config)
+            config = container.config
+            counts = f"{len(config.department_names())} departments, {len(config.rules)} rules, {len(config.feeds)} feeds"
+            echo(f"{config.path}: ok ({counts}); {checked}")
+            return 0
         await container.prepare()
         if args.command == "demo":
             await _demo(container)
@@ -355,12 +361,6 @@ async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
             echo(f"{await container.worker().run_until_idle()} deliveries handled")
         elif args.command == "db":
             echo("database is at the newest schema")
-        elif args.command == "config":
-            echo(
-                f"{container.config.path}: ok ({len(container.config.department_names())} departments, "
-                f"{len(container.config.rules)} rules, {len(container.config.feeds)} feeds); "
-                "feed names checked against the store's webhooks too"
-            )
         else:
             _print_result(await container.bus.handle(_command(args)), command=args.command)
         return 0

@@ -8,8 +8,9 @@ of the config's sync or not at all.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from bot.config import Config, Problem
+from bot.config import Config, ConfigError, Problem
 from bot.domain import ACTIVE
 from bot.outbox import enqueue_card_syncs
 from storage.uow import UnitOfWork
@@ -20,19 +21,31 @@ logger = logging.getLogger(__name__)
 async def feed_clashes(uow: UnitOfWork, config: Config) -> list[Problem]:
     """A problem for every config feed named like a source of another kind in the store (a webhook
     added by `unsilo sources add-webhook`): the feed would take the webhook's row over."""
-    problems = []
-    for index, feed in enumerate(config.feeds):
-        source = await uow.sources.by_name(feed.name)
-        if source is not None and source.kind != "feed":
-            problems.append(
-                Problem(
-                    f"feeds[{index + 1}].name",
-                    f"{feed.name!r} is already a {source.kind} source in the store (`unsilo sources` lists it): "
-                    f"rename the feed, or `unsilo sources remove {feed.name}` first",
-                    feed.line,
-                )
-            )
-    return problems
+    kinds = await uow.sources.kinds([feed.name for feed in config.feeds])
+    return [
+        Problem(
+            f"feeds[{index + 1}].name",
+            f"{feed.name!r} is already a {kinds[feed.name]} source in the store (`unsilo sources` lists it): "
+            f"rename the feed, or `unsilo sources remove {feed.name}` first",
+            feed.line,
+        )
+        for index, feed in enumerate(config.feeds)
+        if kinds.get(feed.name, "feed") != "feed"
+    ]
+
+
+async def check_against_store(uow_factory: Callable[[], UnitOfWork], config: Config) -> str:
+    """What `unsilo config check` checks in the store, which it neither migrates nor changes: raises
+    `ConfigError` for a feed named like a webhook; returns a line saying whether the store was read."""
+    try:
+        async with uow_factory() as uow:
+            problems = await feed_clashes(uow, config)
+    except Exception as exc:  # noqa: BLE001 - no store (yet), or not migrated: the file alone was checked
+        logger.info("config check: the store could not be read: %s", exc)
+        return f"the store could not be read ({type(exc).__name__}): feed names not checked against its webhooks"
+    if problems:
+        raise ConfigError(config.path, problems)
+    return "feed names checked against the store's webhooks too"
 
 
 async def retire_departments(uow: UnitOfWork, config: Config) -> list[str]:

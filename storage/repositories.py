@@ -850,6 +850,13 @@ class SourceRepo(_Repo):
         """One source by name."""
         return (await self.session.exec(select(Source).where(Source.name == name))).first()
 
+    async def kinds(self, names: Sequence[str]) -> dict[str, str]:
+        """name -> kind of the sources by these names (two columns: readable on a store not migrated yet)."""
+        if not names:
+            return {}
+        stmt = select(Source.name, Source.kind).where(col(Source.name).in_(list(names)))
+        return {name: kind for name, kind in (await self.session.exec(stmt)).all()}
+
     async def named_in_conversations(self, name: str) -> bool:
         """Whether any conversation came from this source (then its row is kept when it is removed)."""
         stmt = select(Conversation.id).where(Conversation.source == name).limit(1)

@@ -12,6 +12,7 @@ import pytest
 from sqlmodel import select
 
 from bot import commands as c
+from bot import configsync
 from bot.bootstrap import Container, load_config
 from bot.config import Config, ConfigError
 from bot.domain import Forbidden, InvalidInput
@@ -99,6 +100,13 @@ async def test_a_config_feed_named_like_a_webhook_is_refused_and_changes_nothing
     added = await container.bus.handle(c.AddSource(CAROL, "listening", "webhook"))
     assert "signing secret (shown once" in added.text
     text = TEST_CONFIG + '\n[[feeds]]\nname = "listening"\nurl = "https://listening.example/feed.rss"\n'
+    # `unsilo config check` reads the store (it changes nothing there) …
+    assert await configsync.check_against_store(container.uow, container.config) == (
+        "feed names checked against the store's webhooks too"
+    )
+    with pytest.raises(ConfigError, match="'listening' is already a webhook source in the store"):
+        await configsync.check_against_store(container.uow, config_of(tmp_path, text, "check.toml"))
+    # … and the service refuses to start with it.
     clashing = make_container(config=config_of(tmp_path, text))
     try:
         with pytest.raises(ConfigError) as caught:
