@@ -86,7 +86,8 @@ class WebhookReceiver:
         if source.removed_at is not None:
             raise Refused(410, {"error": "this source was removed"}, "the webhook source was removed")
         body = await _read_limited(request)
-        self._verify(request, self._secrets(source), body)
+        if self._verify(request, self._secrets(source), body):
+            logger.warning("webhook %.128r signed with its secret before the last rotation: accepted while its grace lasts", name)
         try:
             payload = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
@@ -110,8 +111,9 @@ class WebhookReceiver:
             return (*current, source.previous_secret)
         return current
 
-    def _verify(self, request: web.Request, secrets: tuple[str, ...], body: bytes) -> None:
-        """Refuse (401) unless the signature matches one of `secrets` and the timestamp is within 5 minutes."""
+    def _verify(self, request: web.Request, secrets: tuple[str, ...], body: bytes) -> bool:
+        """Refuse (401) unless the signature matches one of `secrets` and the timestamp is within 5 minutes;
+        True if it matched only a secret after the first (the one a rotation replaced)."""
         timestamp = request.headers.get(TIMESTAMP_HEADER, "").strip()
         given = request.headers.get(SIGNATURE_HEADER, "").strip().lower()
         if not secrets:
@@ -128,8 +130,7 @@ class WebhookReceiver:
         ]
         if not any(matches):
             raise _unauthorized("invalid signature", "signature does not match")
-        if not matches[0]:
-            logger.warning("webhook signed with the secret replaced by a rotation: accepted until its grace period ends")
+        return not matches[0]
 
 
 def _unauthorized(message: str, reason: str) -> Refused:
