@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from adapters import slack, teams
 from bot import config as config_file
+from bot import configsync
 from bot.bus import Bus
 from bot.config import Config, find_config
 from bot.health import Health
@@ -204,8 +205,14 @@ def feed_poller(container: Container) -> FeedPoller:
 
 
 async def sync_config(uow_factory: Callable[[], UnitOfWork], config: Config) -> None:
-    """Make the store's departments, config channels, rules and feed sources match the config."""
+    """Make the store's departments, config channels, rules and feed sources match the config.
+
+    Refuses (`ConfigError`, nothing changed) a feed named like a webhook in the store; retires the
+    departments the config no longer lists (`bot.configsync`)."""
     async with uow_factory() as uow:
+        clashes = await configsync.feed_clashes(uow, config)
+        if clashes:
+            raise config_file.ConfigError(config.path, clashes)
         for name in config.department_names():
             declared = next((d for d in config.departments if d.name == name), None)
             department = await uow.departments.upsert(
@@ -214,6 +221,7 @@ async def sync_config(uow_factory: Callable[[], UnitOfWork], config: Config) -> 
             assert department.id is not None
             for platform, channel_id in declared.channels if declared else ():
                 await uow.departments.link(department.id, platform, channel_id, linked_by="config")
+        await configsync.retire_departments(uow, config)
         await uow.rules.replace_from_config(
             [
                 Rule(
@@ -236,6 +244,7 @@ async def sync_config(uow_factory: Callable[[], UnitOfWork], config: Config) -> 
             await uow.people.configure(key=entry.key, name=entry.name, email=entry.email or None, accounts=entry.identities())
         for feed in config.feeds:
             source = await uow.sources.ensure(feed.name, kind="feed", url=feed.url)
+            source.removed_at = None  # a feed removed from the CLI, listed in the config again
             if source.url != feed.url:  # a corrected URL is polled now, not after the old one's back-off
                 source.etag = source.last_modified = source.next_poll_at = source.last_error = None
                 source.failures = 0

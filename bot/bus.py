@@ -21,6 +21,7 @@ from handlers.reply import handle_approvals, handle_approve, handle_mark_posted,
 from handlers.report import handle_report
 from handlers.resolve import handle_dismiss, handle_resolve
 from handlers.search import handle_search
+from handlers.sources import handle_add_source, handle_remove_source, handle_rotate_secret
 from storage.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ HANDLERS: dict[type, Callable[..., Awaitable[Result]]] = {
     c.RejectReply: handle_reject,
     c.MarkPosted: handle_mark_posted,
     c.ShowApprovals: handle_approvals,
+    c.AddSource: handle_add_source,
+    c.RemoveSource: handle_remove_source,
+    c.RotateSecret: handle_rotate_secret,
 }
 
 

@@ -12,14 +12,13 @@ import builtins
 import getpass
 import logging
 import re
-import secrets
 import sys
 import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot import bootstrap, export, logs, terminal, verbs
+from bot import bootstrap, configsync, export, logs, terminal, verbs
 from bot import commands as c
 from bot.bootstrap import Container, build, feed_poller, load_config, sample_path, settings_from_env
 from bot.config import ConfigError, find_config
@@ -28,7 +27,6 @@ from bot.ingest import IngestError, parse_feed
 from bot.settings import Settings
 from bot.views import Card, Listing, Result, printable, when
 from storage.export import conversation_rows
-from storage.models import Source
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +53,14 @@ def _days(text: str) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= 366:
         raise argparse.ArgumentTypeError(f"{text!r} is not a period like 7d (1 to 366 days)")
     return int(raw)
+
+
+def _grace(text: str) -> int:
+    """A grace period like 24h, 2h, 30m, 1d or 0, in seconds."""
+    found = re.fullmatch(r"(\d{1,4})([dhm]?)", text.strip().lower())
+    if not found or (found.group(1) != "0" and not found.group(2)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a period like 24h, 2h, 30m, 1d or 0")
+    return int(found.group(1)) * {"d": 86400, "h": 3600, "m": 60, "": 0}[found.group(2)]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -124,6 +130,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("name")
     s.add_argument("--tags", default="", help="tags for every item, comma-separated")
     s.add_argument("--reply-url", default="", help="where replies are POSTed when an item carries no reply_url")
+    s = sources.add_parser("remove", help="stop taking conversations from a source (those it brought stay)", parents=[common])
+    s.add_argument("name")
+    s = sources.add_parser(
+        "rotate-secret", help="give a source a new signing secret, printed once; the old one works for a while", parents=[common]
+    )
+    s.add_argument("name")
+    s.add_argument(
+        "--grace", type=_grace, default=24 * 3600, help="how long the old secret still works: 24h (default), 2h, 30m, 0"
+    )
+    for name in ("add-feed", "add-webhook", "remove", "rotate-secret"):  # admin actions: who is acting
+        actor_arg(sources.choices[name])
     sources.add_parser("poll", help="poll every feed that is due now, once", parents=[common])
     p = cmd("digest", "a department's digest, printed here")
     p.add_argument("--department", "-d")
@@ -264,36 +281,19 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
             )
         echo(f"{len(outcomes)} feed{'s' if len(outcomes) != 1 else ''} polled")
         return
-    if action in ("add-feed", "add-webhook"):
-        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", args.name):
-            raise InvalidInput(f"a source name is lower-case letters, digits, '.', '_' or '-' (at most 64), not {args.name!r}")
-        if action == "add-feed" and not args.url.startswith(("https://", "http://")):
-            raise InvalidInput(f"a feed URL must be http(s), not {args.url!r}")
-        if action == "add-feed" and args.every < 30:
-            raise InvalidInput("--every must be at least 30 seconds")
-        secret = secrets.token_urlsafe(32) if action == "add-webhook" or reply_url else None
-        async with container.uow() as uow:
-            if await uow.sources.by_name(args.name) is not None:
-                raise InvalidInput(f"a source named {args.name!r} already exists; `unsilo sources` lists them")
-            uow.sources.add(
-                Source(
-                    name=args.name,
-                    kind="feed" if action == "add-feed" else "webhook",
-                    origin="cli",
-                    url=args.url if action == "add-feed" else "",
-                    every_seconds=getattr(args, "every", 300),
-                    tags=tags,
-                    reply_url=reply_url,
-                    secret=secret,
-                )
-            )
-            await uow.commit()
-        if action == "add-feed":
-            echo(f"feed {args.name} added: polled every {args.every}s by `unsilo run`")
+    if action in ("add-feed", "add-webhook", "remove", "rotate-secret"):
+        actor = _actor(args)
+        command: c.Command
+        if action == "remove":
+            command = c.RemoveSource(actor, args.name)
+        elif action == "rotate-secret":
+            command = c.RotateSecret(actor, args.name, grace_seconds=args.grace)
         else:
-            echo(f"webhook {args.name} added: POST signed items to /hooks/{args.name} (see the README)")
-        if secret:
-            echo(f"signing secret (shown once, keep it safe): {secret}")
+            kind = "feed" if action == "add-feed" else "webhook"
+            url, every = (args.url, args.every) if kind == "feed" else ("", 300)
+            command = c.AddSource(actor, args.name, kind, url=url, every_seconds=every, tags=tuple(tags), reply_url=reply_url)
+        for text in terminal.result_lines(await container.bus.handle(command)):
+            echo(text)
         return
     async with container.uow() as uow:
         listed = await uow.sources.all()
@@ -302,7 +302,10 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
     for source in listed:
         where = source.url or (f"/hooks/{source.name}" if source.kind == "webhook" else "")
         configured = any(feed.name == source.name for feed in container.config.feeds)
-        echo(f"{source.name} ({source.kind}{', from the config' if configured else ''}) {where}".rstrip())
+        removed = f", removed {_when(source.removed_at)}" if source.removed_at else ""
+        echo(f"{source.name} ({source.kind}{', from the config' if configured else ''}{removed}) {where}".rstrip())
+        if source.previous_secret and source.previous_secret_expires_at:
+            echo(f"  the secret before the last rotation works until {_when(source.previous_secret_expires_at)}")
         if source.kind == "feed" and not source.url:
             echo(f"  no URL: items come from `unsilo ingest`; last ingest {_when(source.last_polled_at)}")
         elif source.kind == "feed":
@@ -339,6 +342,12 @@ async def _export(container: Container, args: argparse.Namespace) -> None:
 async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
     container = build(settings)
     try:
+        if args.command == "config":  # a check: the store is read, never migrated nor changed
+            checked = await configsync.check_against_store(container.uow, container.config)
+            config = container.config
+            counts = f"{len(config.department_names())} departments, {len(config.rules)} rules, {len(config.feeds)} feeds"
+            echo(f"{config.path}: ok ({counts}); {checked}")
+            return 0
         await container.prepare()
         if args.command == "demo":
             await _demo(container)
@@ -352,11 +361,6 @@ async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
             echo(f"{await container.worker().run_until_idle()} deliveries handled")
         elif args.command == "db":
             echo("database is at the newest schema")
-        elif args.command == "config":
-            echo(
-                f"{container.config.path}: ok ({len(container.config.department_names())} departments, "
-                f"{len(container.config.rules)} rules, {len(container.config.feeds)} feeds)"
-            )
         else:
             _print_result(await container.bus.handle(_command(args)), command=args.command)
         return 0

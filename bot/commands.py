@@ -220,6 +220,36 @@ class ShowStats:
     actor: Actor
 
 
+@dataclass(frozen=True)
+class AddSource:
+    """Start taking conversations from a feed (polled) or a webhook (signed POSTs) (admins)."""
+
+    actor: Actor
+    name: str
+    kind: str  # "feed" or "webhook"
+    url: str = ""
+    every_seconds: int = 300
+    tags: tuple[str, ...] = ()
+    reply_url: str = ""
+
+
+@dataclass(frozen=True)
+class RemoveSource:
+    """Stop taking conversations from a source; the conversations it brought stay (admins)."""
+
+    actor: Actor
+    name: str
+
+
+@dataclass(frozen=True)
+class RotateSecret:
+    """Give a source a new signing secret; the old one keeps working for `grace_seconds` (admins)."""
+
+    actor: Actor
+    name: str
+    grace_seconds: int = 24 * 3600
+
+
 Command = (
     Claim
     | Release
@@ -243,4 +273,7 @@ Command = (
     | ShowApprovals
     | ShowDigest
     | ShowStats
+    | AddSource
+    | RemoveSource
+    | RotateSecret
 )

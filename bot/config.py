@@ -6,6 +6,7 @@ problem with its file, line and key, so `unsilo config check` can print them all
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 import tomllib
@@ -85,6 +86,7 @@ class FeedConfig:
     url: str
     every_seconds: int = 300
     tags: tuple[str, ...] = ()
+    line: int | None = field(default=None, compare=False)  # where it is declared, for problems found later (the store)
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,17 @@ class _Checker:
             require_claim = True
         admins = self._who(top.get("admins"), "unsilo.admins", field_="admins", **where)
         departments = self._departments(data.get("departments", {}))
+        declared = [d.name for d in departments]
+        if "default_department" in top and declared and default not in declared:
+            close = difflib.get_close_matches(default, declared, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            self.bad(
+                "unsilo.default_department",
+                f"no department {default!r} is declared; {hint}declare [departments.{default}] or name one of "
+                f"{', '.join(declared)}",
+                field_="default_department",
+                **where,
+            )
         known = {d.name for d in departments} | {default}
         rules = self._rules(data.get("rules", []), known)
         feeds = self._feeds(data.get("feeds", []))
@@ -478,6 +491,7 @@ class _Checker:
             self.bad("feeds", "must be an array of tables: [[feeds]]")
             return ()
         result = []
+        first: dict[str, str] = {}  # feed name -> where it is declared first
         for i, table in enumerate(raw):
             key = f"feeds[{i + 1}]"
             where: dict[str, Any] = {"header": "[[feeds]]", "index": i}
@@ -489,6 +503,16 @@ class _Checker:
             if not isinstance(name, str) or not _NAME.match(name):
                 self.bad(f"{key}.name", "every feed needs a lowercase name like 'reviews'", field_="name", **where)
                 continue
+            line = self._line("[[feeds]]", i, "name")
+            if name in first:
+                self.bad(
+                    f"{key}.name",
+                    f"duplicate feed name {name!r}: {first[name]} has it already (the second would replace the first)",
+                    field_="name",
+                    **where,
+                )
+                continue
+            first[name] = f"feeds[{i + 1}]" + (f" (line {line})" if line else "")
             if not isinstance(url, str) or not url.strip():
                 self.bad(f"{key}.url", "every feed needs a url", field_="url", **where)
                 continue
@@ -501,6 +525,7 @@ class _Checker:
                     url=url.strip(),
                     every_seconds=self._int(table.get("every"), f"{key}.every", 300, minimum=30, field_="every", **where),
                     tags=self._strings(table.get("tags"), f"{key}.tags", field_="tags", **where),
+                    line=line,
                 )
             )
         return tuple(result)

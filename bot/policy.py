@@ -27,6 +27,7 @@ class Context:
     require_claim_to_reply: bool
     admins: tuple[str, ...]
     default_department: str
+    feeds: tuple[str, ...] = ()  # the config's feed names: the config adds and removes them, not a command
 
     @classmethod
     def from_config(cls, config: Config) -> Context:
@@ -36,6 +37,7 @@ class Context:
             require_claim_to_reply=config.require_claim_to_reply,
             admins=config.admins,
             default_department=config.default_department,
+            feeds=tuple(feed.name for feed in config.feeds),
         )
 
 
@@ -87,8 +89,8 @@ async def identify(uow: UnitOfWork, actor: Actor) -> Who:
 
 
 def manages(who: Who, departments: list[Department]) -> bool:
-    """True if the person is a manager of any of these departments."""
-    return any(m.lower() in who.keys for d in departments for m in d.managers)
+    """True if the person is a manager of any of these departments (a retired department has no managers)."""
+    return any(m.lower() in who.keys for d in departments if d.retired_at is None for m in d.managers)
 
 
 def require(action: str, *, who: Who, conversation: Conversation, departments: list[Department], owner: str | None) -> None:
@@ -139,3 +141,9 @@ def is_admin(who: Who, admins: tuple[str, ...]) -> bool:
         logger.warning("no admins configured: letting %s act as admin (set [unsilo] admins)", who.name)
         return True
     return any(a.lower() in who.keys for a in admins)
+
+
+def require_admin(who: Who, admins: tuple[str, ...], *, doing: str) -> None:
+    """Refuse with `Forbidden` unless `who` is an admin (`is_admin`); `doing` says what was refused."""
+    if not is_admin(who, admins):
+        raise Forbidden(f"only admins can {doing}; ask one to add you to [unsilo] admins")

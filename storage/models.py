@@ -31,6 +31,7 @@ class Department(SQLModel, table=True):
     name: str = Field(max_length=64, unique=True)
     sla_minutes: int = 240
     managers: list[str] = _json_list()
+    retired_at: datetime | None = None  # no longer in the config: no rights, no routing, its open conversations moved
 
 
 class Destination(SQLModel, table=True):
@@ -202,6 +203,8 @@ class Source(SQLModel, table=True):
     kind: str = Field(default="feed", max_length=16)
     url: str = Field(default="", max_length=2048)
     secret: str | None = Field(default=None, max_length=128)  # webhook signing secret
+    previous_secret: str | None = Field(default=None, max_length=128)  # the one before a rotation, accepted until:
+    previous_secret_expires_at: datetime | None = None
     reply_url: str = Field(default="", max_length=2048)  # where replies are POSTed, if the source takes them
     origin: str = Field(default="config", max_length=16)  # "config" (the file) or "cli" (added at runtime)
     every_seconds: int = 300
@@ -213,6 +216,7 @@ class Source(SQLModel, table=True):
     items_seen: int = 0
     failures: int = 0
     last_error: str | None = Field(default=None, max_length=2048)
+    removed_at: datetime | None = None  # removed while conversations name it: kept for them, never polled, webhook refused
 
 
 class Delivery(SQLModel, table=True):

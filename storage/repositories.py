@@ -396,7 +396,8 @@ class ConversationRepo(_Repo):
             .where(col(Conversation.status).in_(statuses))
             .group_by(Department.name)
         )
-        counts = {name: 0 for name in (await self.session.exec(select(Department.name))).all()}
+        active = select(Department.name).where(col(Department.retired_at).is_(None))
+        counts = {name: 0 for name in (await self.session.exec(active)).all()}
         for name, count in (await self.session.exec(stmt)).all():
             counts[name] = count
         return counts
@@ -653,17 +654,75 @@ class PersonRepo(_Repo):
 class DepartmentRepo(_Repo):
     """Departments and their destinations."""
 
-    async def all(self) -> list[Department]:
-        """Every department, by name."""
-        return list((await self.session.exec(select(Department).order_by(Department.name))).all())
+    async def all(self, *, retired: bool = False) -> list[Department]:
+        """Every department in service (with `retired`, the retired ones too), by name."""
+        stmt = select(Department).order_by(Department.name)
+        if not retired:
+            stmt = stmt.where(col(Department.retired_at).is_(None))
+        return list((await self.session.exec(stmt)).all())
 
-    async def by_name(self, name: str) -> Department | None:
-        """One department by its name."""
-        return (await self.session.exec(select(Department).where(Department.name == name))).first()
+    async def by_name(self, name: str, *, retired: bool = False) -> Department | None:
+        """One department in service by its name (with `retired`, a retired one too)."""
+        stmt = select(Department).where(Department.name == name)
+        if not retired:
+            stmt = stmt.where(col(Department.retired_at).is_(None))
+        return (await self.session.exec(stmt)).first()
+
+    async def set_retired(self, department: Department, *, at: datetime | None) -> bool:
+        """Retire a department in service (`at`), or bring a retired one back (None); True for the one caller
+        that did: a compare-and-set on `retired_at`, so replicas starting together retire it once.
+        A retired department keeps no managers (the config gives them again when it comes back)."""
+        stmt = (
+            update(Department)
+            .where(
+                col(Department.id) == department.id,
+                col(Department.retired_at).is_(None) if at is not None else col(Department.retired_at).is_not(None),
+            )
+            .values({"retired_at": at, **({"managers": []} if at is not None else {})})
+            .execution_options(synchronize_session=False)
+        )
+        if (await self.session.exec(stmt)).rowcount != 1:
+            return False
+        set_committed_value(department, "retired_at", at)
+        if at is not None:
+            set_committed_value(department, "managers", [])
+        return True
+
+    async def move_active(self, department_id: int, *, to: int, statuses: Sequence[str], at: datetime) -> dict[int, int]:
+        """Move the conversations in `statuses` from one department to another, each with a new version
+        (their cards are sent again); returns id -> new version. Closed conversations keep naming the
+        department that handled them."""
+        link = ConversationDepartment
+        stmt = (
+            select(link.conversation_id)
+            .join(Conversation, col(Conversation.id) == link.conversation_id)
+            .where(link.department_id == department_id, col(Conversation.status).in_(list(statuses)))
+            .order_by(col(link.conversation_id))
+        )
+        ids = list((await self.session.exec(stmt)).all())
+        versions: dict[int, int] = {}
+        for chunk in _chunks(ids, 900):
+            await self.session.exec(
+                delete(link).where(col(link.department_id) == department_id, col(link.conversation_id).in_(list(chunk)))
+            )
+            there = select(link.conversation_id).where(link.department_id == to, col(link.conversation_id).in_(list(chunk)))
+            already = set((await self.session.exec(there)).all())
+            missing = [{"conversation_id": cid, "department_id": to} for cid in chunk if cid not in already]
+            if missing:
+                await self.session.exec(link.__table__.insert(), params=missing)  # type: ignore[attr-defined]
+            bumped = await self.session.exec(
+                update(Conversation)
+                .where(col(Conversation.id).in_(list(chunk)))
+                .values(version=Conversation.version + 1, updated_at=at)
+                .returning(col(Conversation.id), col(Conversation.version))
+                .execution_options(synchronize_session=False)
+            )
+            versions.update({cid: version for cid, version in bumped.all()})
+        return versions
 
     async def upsert(self, name: str, *, sla_minutes: int, managers: list[str]) -> Department:
         """Create or update a department from the config."""
-        department = await self.by_name(name)
+        department = await self.by_name(name, retired=True)
         if department is None:
             department = Department(name=name)
         department.sla_minutes = sla_minutes
@@ -791,6 +850,23 @@ class SourceRepo(_Repo):
         """One source by name."""
         return (await self.session.exec(select(Source).where(Source.name == name))).first()
 
+    async def kinds(self, names: Sequence[str]) -> dict[str, str]:
+        """name -> kind of the sources by these names (two columns: readable on a store not migrated yet)."""
+        if not names:
+            return {}
+        stmt = select(Source.name, Source.kind).where(col(Source.name).in_(list(names)))
+        return {name: kind for name, kind in (await self.session.exec(stmt)).all()}
+
+    async def named_in_conversations(self, name: str) -> bool:
+        """Whether any conversation came from this source (then its row is kept when it is removed)."""
+        stmt = select(Conversation.id).where(Conversation.source == name).limit(1)
+        return (await self.session.exec(stmt)).first() is not None
+
+    async def delete(self, source: Source) -> None:
+        """Forget a source nothing refers to."""
+        await self.session.delete(source)
+        await self.session.flush()
+
     async def ensure(self, name: str, *, kind: str, url: str = "") -> Source:
         """The named source, created if new."""
         source = await self.by_name(name)
@@ -807,6 +883,7 @@ class SourceRepo(_Repo):
             .where(
                 Source.kind == "feed",
                 Source.url != "",
+                col(Source.removed_at).is_(None),
                 or_(col(Source.next_poll_at).is_(None), col(Source.next_poll_at) <= now),
             )
             .order_by(col(Source.id))
@@ -981,6 +1058,20 @@ class PostingRepo(_Repo):
             .order_by(col(Posting.id))
         )
         return (await self.session.exec(stmt)).first()
+
+    async def at_destinations(self, conversation_ids: Sequence[int], destination_ids: Sequence[int]) -> list[Posting]:
+        """The copies of these conversations' cards posted through these destinations."""
+        if not conversation_ids or not destination_ids:
+            return []
+        found: list[Posting] = []
+        for chunk in _chunks(conversation_ids, 900):
+            stmt = (
+                select(Posting)
+                .where(col(Posting.conversation_id).in_(list(chunk)), col(Posting.destination_id).in_(list(destination_ids)))
+                .order_by(col(Posting.id))
+            )
+            found.extend((await self.session.exec(stmt)).all())
+        return found
 
     def add(self, posting: Posting) -> Posting:
         """Record a posted card."""

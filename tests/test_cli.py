@@ -151,6 +151,16 @@ def test_sources_are_listed_added_and_polled_from_the_command_line(workdir: Path
     assert "failures 1 · last error: cannot connect" in listed
     assert secret not in listed, "the secret is shown once, when it is made"
 
+    rotated = run("sources", "rotate-secret", "listening", "--grace", "2h", cwd=workdir)
+    assert rotated.returncode == 0, rotated.stderr
+    new = rotated.stdout.split("new signing secret for listening (shown once, keep it safe): ")[1].split()[0]
+    assert len(new) >= 40 and new != secret and "the old one is accepted until" in rotated.stdout
+    removed = run("sources", "remove", "reviews", cwd=workdir)
+    assert (removed.returncode, removed.stdout.splitlines()[0]) == (0, "feed reviews removed: no longer polled"), removed.stderr
+    listed = run("sources", cwd=workdir).stdout
+    assert "reviews" not in listed and "the secret before the last rotation works until" in listed
+    assert new not in listed and secret not in listed
+
 
 def test_show_makes_stored_control_characters_inert_in_the_terminal(workdir: Path) -> None:
     """ESC sequences and bidi overrides in a stored URL, handle or text never reach the terminal raw."""

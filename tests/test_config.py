@@ -89,3 +89,37 @@ def test_words_match_whole_words_in_any_case() -> None:
     assert router.route(text="there is an issue with pursue", source="x", author="y").departments == ("triage",)
     urgent = router.route(text="URGENT: refund please", source="x", author="y")
     assert urgent.priority == "urgent" and urgent.departments == ("support",)
+
+
+MISLEADING = """\
+[unsilo]
+default_department = "triag"
+
+[departments.triage]
+
+[departments.support]
+
+[[feeds]]
+name = "reviews"
+url = "https://shop.example/reviews.rss"
+
+[[feeds]]
+name = "reviews"
+url = "https://shop.example/other.rss"
+
+[[feeds]]
+name = "forum"
+url = "forum.example/feed"
+"""
+
+
+def test_configs_that_would_misbehave_are_refused_with_the_places_to_fix(tmp_path: Path) -> None:
+    path = tmp_path / "unsilo.toml"
+    path.write_text(MISLEADING)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    found = {(p.line, p.key): p.message for p in caught.value.problems}
+    assert set(found) == {(2, "unsilo.default_department"), (13, "feeds[2].name"), (18, "feeds[3].url")}
+    assert "no department 'triag' is declared; did you mean 'triage'?" in found[(2, "unsilo.default_department")]
+    assert "duplicate feed name 'reviews': feeds[1] (line 9) has it already" in found[(13, "feeds[2].name")]
+    assert "'forum.example/feed' is not an http(s) URL" in found[(18, "feeds[3].url")]

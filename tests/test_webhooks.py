@@ -18,6 +18,7 @@ import pytest
 from sqlmodel import select
 
 from adapters.sources.webhooks import MAX_BODY, sign
+from bot import commands as c
 from bot.app import create_app
 from bot.bootstrap import Container
 from storage.models import Conversation, Event
@@ -321,6 +322,27 @@ async def test_a_webhook_source_without_a_secret_accepts_nothing(hooks: Hooks) -
 
     assert (status, body) == (401, {"error": "invalid signature"})
     assert await hooks.stored() == []
+
+
+async def test_a_rotated_secret_replaces_the_old_one_after_its_grace_period_and_a_removed_source_is_gone(
+    hooks: Hooks,
+) -> None:
+    admin = c.Actor("cli", "carol", name="carol")
+    rotated = await hooks.container.bus.handle(c.RotateSecret(admin, "listening", grace_seconds=2 * 3600))
+    new = rotated.text.split("(shown once, keep it safe): ")[1].split("\n")[0]
+    assert new != SECRET and "the old one is accepted until 2026-11-16 11:00 UTC" in rotated.text
+
+    assert (await hooks.post(tweet("r-1"), secret=SECRET))[0] == 200  # the tool not updated yet: still accepted
+    assert (await hooks.post(tweet("r-2"), secret=new))[0] == 200
+    hooks.clock.advance(hours=2, seconds=1)
+    assert await hooks.post(tweet("r-3"), secret=SECRET) == (401, {"error": "invalid signature"})
+    assert (await hooks.post(tweet("r-4"), secret=new))[0] == 200
+    assert [conversation.external_id for conversation in await hooks.stored()] == ["r-1", "r-2", "r-4"]
+
+    removed = await hooks.container.bus.handle(c.RemoveSource(admin, "listening"))
+    assert removed.text.startswith("webhook listening removed: /hooks/listening refuses deliveries;")
+    assert await hooks.post(tweet("r-5"), secret=new) == (410, {"error": "this source was removed"})
+    assert len(await hooks.stored()) == 3  # the conversations it brought stay
 
 
 async def test_a_batch_of_valid_and_invalid_posts_leaves_exactly_the_valid_items_once_each(hooks: Hooks) -> None:

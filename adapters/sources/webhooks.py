@@ -25,6 +25,7 @@ from bot.views import has_visible
 
 if TYPE_CHECKING:
     from bot.bootstrap import Container
+    from storage.models import Source
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class WebhookReceiver:
         self.guard = AddressGuard(container.settings.allow_private_urls)
 
     async def handle(self, request: web.Request) -> web.Response:
-        """The aiohttp handler: 200 created/duplicate, or 400/401/404/413 with a JSON error."""
+        """The aiohttp handler: 200 created/duplicate, or 400/401/404/410/413 with a JSON error."""
         name = request.match_info["source"]
         try:
             item = await self._item(request, name)
@@ -82,8 +83,11 @@ class WebhookReceiver:
             source = await uow.sources.by_name(name)
         if source is None or source.kind != "webhook":
             raise Refused(404, {"error": "unknown source"}, "no webhook source by that name")
+        if source.removed_at is not None:
+            raise Refused(410, {"error": "this source was removed"}, "the webhook source was removed")
         body = await _read_limited(request)
-        self._verify(request, source.secret or "", body)
+        if self._verify(request, self._secrets(source), body):
+            logger.warning("webhook %.128r signed with its secret before the last rotation: accepted while its grace lasts", name)
         try:
             payload = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
@@ -98,11 +102,21 @@ class WebhookReceiver:
         tags = tuple(dict.fromkeys([*source.tags, *values.pop("tags", ())]))
         return make_incoming(source=source.name, tags=tags, **values)
 
-    def _verify(self, request: web.Request, secret: str, body: bytes) -> None:
-        """Refuse (401) unless the signature matches and the timestamp is within 5 minutes."""
+    def _secrets(self, source: Source) -> tuple[str, ...]:
+        """The secrets a delivery may be signed with: the source's, and the one it replaced while
+        its grace period runs (`unsilo sources rotate-secret`)."""
+        current = (source.secret,) if source.secret else ()
+        expires = source.previous_secret_expires_at
+        if source.previous_secret and expires is not None and self.container.clock() < expires:
+            return (*current, source.previous_secret)
+        return current
+
+    def _verify(self, request: web.Request, secrets: tuple[str, ...], body: bytes) -> bool:
+        """Refuse (401) unless the signature matches one of `secrets` and the timestamp is within 5 minutes;
+        True if it matched only a secret after the first (the one a rotation replaced)."""
         timestamp = request.headers.get(TIMESTAMP_HEADER, "").strip()
         given = request.headers.get(SIGNATURE_HEADER, "").strip().lower()
-        if not secret:
+        if not secrets:
             raise _unauthorized("invalid signature", "the source has no secret set")
         if not given or not timestamp:
             raise _unauthorized(f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header", "unsigned")
@@ -111,9 +125,12 @@ class WebhookReceiver:
         skew = self.container.clock().timestamp() - int(timestamp)
         if abs(skew) > MAX_SKEW_SECONDS:
             raise _unauthorized("stale timestamp: must be within 5 minutes of now", f"timestamp off by {skew:.0f}s")
-        expected = sign(secret, timestamp, body).encode("ascii")
-        if not hmac.compare_digest(expected, given.encode("utf-8", "replace")):
+        matches = [
+            hmac.compare_digest(sign(s, timestamp, body).encode("ascii"), given.encode("utf-8", "replace")) for s in secrets
+        ]
+        if not any(matches):
             raise _unauthorized("invalid signature", "signature does not match")
+        return not matches[0]
 
 
 def _unauthorized(message: str, reason: str) -> Refused:
