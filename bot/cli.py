@@ -76,8 +76,11 @@ def _parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, description=help_, parents=[common])
 
     p = cmd("demo", "ingest the bundled sample feed, deliver the cards and print every department's queue")
-    p.add_argument("--into-existing", action="store_true", help="add the demo to a store that holds other conversations")
-    p.add_argument("--reset", action="store_true", help="remove exactly what the demo added (its conversations and all on them)")
+    demo = p.add_mutually_exclusive_group()
+    demo.add_argument("--into-existing", action="store_true", help="add the demo to a store that holds other conversations")
+    demo.add_argument(
+        "--reset", action="store_true", help="remove exactly what the demo added (its conversations and all on them)"
+    )
     p = cmd("run", "start the service (health check, Slack/Teams endpoints, delivery loop)")
     p.add_argument("--host")
     p.add_argument("--port", type=int)

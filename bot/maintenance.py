@@ -102,5 +102,5 @@ async def demo_reset(engine: AsyncEngine, demo_source: str) -> None:
     if not deleted:
         _say("no demo data in this store: nothing removed")
         return
-    listed = ", ".join(f"{n} {name}" for name, n in deleted.items())
-    _say(f"removed the demo: {listed} (rows per table); everything else is untouched")
+    listed = ", ".join(f"{name} {n}" for name, n in deleted.items())
+    _say(f"removed the demo, rows per table: {listed}; nothing else was touched")

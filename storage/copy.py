@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Integer, Table, func, insert, inspect, select, text, tuple_
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -102,32 +103,36 @@ async def _reset_sequences(conn: AsyncConnection) -> None:
 
 async def copy_store(source: AsyncEngine, target: AsyncEngine, *, chunk: int = CHUNK) -> CopyReport:
     """Copy every row of `source` into the empty store `target`, keeping ids; raises `CopyRefused`."""
-    if await migrate.current_revision(source) != migrate.head_revision():
-        raise CopyRefused("the source store is not at the newest schema: run `unsilo db upgrade` on it first")
-    async with target.connect() as conn:
-        busy = await rows_in_use(conn)
-    if busy:
-        raise CopyRefused(f"the target is not empty ({', '.join(busy)} hold rows): copy into an empty store; nothing was changed")
-    await migrate.upgrade(target)
     counts: list[tuple[str, int]] = []
     async with source.connect() as read:
         if source.dialect.name == "postgresql":
             read = await read.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         else:
             read = await read.execution_options(**{READ_SNAPSHOT: True})
-        async with read.begin(), target.begin() as write:
-            if await rows_in_use(write):  # filled since the check above (another copy?): nothing is written
-                raise CopyRefused("the target was written to while the copy started: nothing was copied")
-            for table in tables():
-                copied = 0
-                async for rows in _chunks(read, table, chunk):
-                    await write.execute(insert(table), rows)
-                    copied += len(rows)
-                expected, landed = await _count(read, table), await _count(write, table)
-                if not expected == landed == copied:
-                    raise RuntimeError(f"{table.name}: {expected} rows in the source, {copied} read, {landed} in the target")
-                counts.append((table.name, copied))
-                logger.info("copied %s: %d rows", table.name, copied)
-            if target.dialect.name == "postgresql":
-                await _reset_sequences(write)
+        async with read.begin():
+            revision = await read.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+            if revision != migrate.head_revision():
+                raise CopyRefused("the source store is not at the newest schema: run `unsilo db upgrade` on it first")
+            async with target.connect() as conn:
+                busy = await rows_in_use(conn)
+            if busy:
+                raise CopyRefused(
+                    f"the target is not empty ({', '.join(busy)} hold rows): copy into an empty store; nothing was changed"
+                )
+            await migrate.upgrade(target)
+            async with target.begin() as write:
+                if await rows_in_use(write):  # filled since the check above (another copy?): nothing is written
+                    raise CopyRefused("the target was written to while the copy started: nothing was copied")
+                for table in tables():
+                    copied = 0
+                    async for rows in _chunks(read, table, chunk):
+                        await write.execute(insert(table), rows)
+                        copied += len(rows)
+                    expected, landed = await _count(read, table), await _count(write, table)
+                    if not expected == landed == copied:
+                        raise RuntimeError(f"{table.name}: {expected} rows in the source, {copied} read, {landed} in the target")
+                    counts.append((table.name, copied))
+                    logger.info("copied %s: %d rows", table.name, copied)
+                if target.dialect.name == "postgresql":
+                    await _reset_sequences(write)
     return CopyReport(tuple(counts))

@@ -56,8 +56,8 @@ async def purge_source(conn: AsyncConnection, source: str) -> dict[str, int]:
             if fk.column.table is person:
                 found = await conn.execute(select(fk.parent).where(where, fk.parent.is_not(None)).distinct())
                 named.update(found.scalars())
-    deleted: dict[str, int] = {}
-    for table in reversed(SQLModel.metadata.sorted_tables):  # children before their parents
+    deleted = {table.name: 0 for table in doomed}  # reported parents first
+    for table in reversed(SQLModel.metadata.sorted_tables):  # deleted children first
         if table in doomed:
             deleted[table.name] = (await conn.execute(delete(table).where(doomed[table]))).rowcount
     lonely = await _unreferenced(conn, named)
