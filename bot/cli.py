@@ -456,7 +456,7 @@ def _manifest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _store_problem(exc: Any, settings: Settings) -> int:
-    echo(f"cannot use the store at {settings.database_url}: {exc}", file=sys.stderr)
+    echo(f"cannot use the store at {maintenance.shown(settings.database_url)}: {exc}", file=sys.stderr)
     return 3
 
 

@@ -26,6 +26,14 @@ def _say(line: str) -> None:
     print(printable(line))  # noqa: T201 - the CLI's output; URLs and names are made inert
 
 
+def shown(url: str) -> str:
+    """A store URL as the terminal may show it: its password as *** (the URL itself if it does not parse)."""
+    try:
+        return masked(url)
+    except Exception:  # noqa: BLE001 - not a URL at all: nothing to hide in it
+        return url
+
+
 def usage_problem(action: str, *, file: str | None, to: str | None) -> str | None:
     """What is wrong with `unsilo db ACTION`'s arguments, if anything (argparse reports it, exit 2)."""
     if action == "copy" and not to:
@@ -52,6 +60,7 @@ async def copy(source: AsyncEngine, to: str) -> int:
     try:
         report = await copy_store(source, target)
     except CopyRefused as exc:
+        logger.info("copy to %s refused: %s", masked(url), exc)
         raise InvalidInput(f"cannot copy to {masked(url)}: {exc}") from None
     except UNAVAILABLE as exc:
         print(printable(f"cannot reach the store to copy into, {masked(url)}: {exc}"), file=sys.stderr)  # noqa: T201
@@ -79,6 +88,7 @@ async def backup(database_url: str, file: str, *, force: bool) -> int:
     try:
         done = await backups.backup_sqlite(path, Path(file), force=force)
     except backups.BackupRefused as exc:
+        logger.info("backup refused: %s", exc)
         raise InvalidInput(str(exc)) from None
     _say(f"backed up {path} to {done.path} ({done.size} bytes, {done.pages} pages, integrity ok)")
     return 0
@@ -89,6 +99,7 @@ async def refuse_non_demo(engine: AsyncEngine, demo_source: str) -> None:
     async with engine.connect() as conn:
         others = await conversations_not_from(conn, demo_source)
     if others:
+        logger.info("demo refused: the store holds %d conversations from other sources", others)
         raise InvalidInput(
             f"this store holds {others} conversation{'s that are' if others != 1 else ' that is'} not the demo's: "
             "`unsilo demo --into-existing` adds the demo anyway, `unsilo demo --reset` removes it again"
