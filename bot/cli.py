@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot import bootstrap, configsync, export, logs, terminal, verbs
+from bot import bootstrap, configsync, export, logs, maintenance, terminal, verbs
 from bot import commands as c
 from bot.bootstrap import Container, build, feed_poller, load_config, sample_path, settings_from_env
 from bot.config import ConfigError, find_config
@@ -81,7 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     def cmd(name: str, help_: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, description=help_, parents=[common])
 
-    cmd("demo", "ingest the bundled sample feed, deliver the cards and print every department's queue")
+    p = cmd("demo", "ingest the bundled sample feed, deliver the cards and print every department's queue")
+    demo = p.add_mutually_exclusive_group()
+    demo.add_argument("--into-existing", action="store_true", help="add the demo to a store that holds other conversations")
+    demo.add_argument(
+        "--reset", action="store_true", help="remove exactly what the demo added (its conversations and all on them)"
+    )
     p = cmd("run", "start the service (health check, Slack/Teams endpoints, delivery loop)")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
@@ -157,8 +162,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("platform", choices=[platform.name for platform in bootstrap.PLATFORMS if platform.manifest])
     p.add_argument("--out", help="where to write the zip (default: unsilo-<platform>.zip)")
     p.add_argument("--app-id", default="", help="the bot's app id (default: the platform's own, e.g. $MicrosoftAppId)")
-    p = cmd("db", "database maintenance")
-    p.add_argument("action", choices=["upgrade"])
+    p = cmd("db", "database maintenance: upgrade the schema, copy the store elsewhere, back it up")
+    p.add_argument("action", choices=["upgrade", "copy", "backup"])
+    p.add_argument("file", nargs="?", help="backup: the new file to write (SQLite) or to name in the pg_dump line")
+    p.add_argument("--to", metavar="URL", help="copy: the empty store to copy into, e.g. postgresql://user@host/db")
+    p.add_argument("--force", action="store_true", help="backup: replace FILE if it exists")
     p = cmd("config", "configuration file")
     p.add_argument("action", choices=["check"])
     return parser
@@ -203,15 +211,23 @@ def _command(args: argparse.Namespace) -> c.Command:
     raise ValueError(args.command)
 
 
-async def _demo(container: Container) -> None:
+async def _demo(container: Container, args: argparse.Namespace) -> None:
+    if args.reset:
+        await maintenance.demo_reset(container.engine, DEMO_SOURCE)
+        return
+    if not args.into_existing:
+        await maintenance.refuse_non_demo(container.engine, DEMO_SOURCE)
     items, _ = parse_feed(sample_path("demo-feed.xml").read_bytes(), source=DEMO_SOURCE)
     report = await container.ingest(items)
-    sent = await container.worker().run_until_idle()
+    # Into a real store, the outbox also holds real cards: the demo sends none of them (`unsilo deliver` does).
+    sent = 0 if args.into_existing else await container.worker().run_until_idle()
     echo(
         f"Ingested {len(report.new_ids)} new conversations from the sample feed "
         f"({report.duplicates} already known); {sent} card deliveries sent to log channels."
     )
-    if not container.senders or sent == 0 and report.new_ids:
+    if args.into_existing:
+        echo("(Added beside the store's own conversations: its cards wait in the outbox; `unsilo demo --reset` removes it.)")
+    elif not container.senders or sent == 0 and report.new_ids:
         echo("(No chat platform is configured: cards wait in the outbox until one is.)")
     result = await container.bus.handle(c.ShowQueue(c.Actor("cli", "demo")))
     echo()
@@ -350,7 +366,7 @@ async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         await container.prepare()
         if args.command == "demo":
-            await _demo(container)
+            await _demo(container, args)
         elif args.command == "ingest":
             await _ingest(container, args)
         elif args.command == "sources":
@@ -359,6 +375,8 @@ async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
             await _export(container, args)
         elif args.command == "deliver":
             echo(f"{await container.worker().run_until_idle()} deliveries handled")
+        elif args.command == "db" and args.action == "copy":
+            return await maintenance.copy(container.engine, args.to)
         elif args.command == "db":
             echo("database is at the newest schema")
         else:
@@ -386,7 +404,10 @@ def _serve(settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `unsilo` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "db" and (problem := maintenance.usage_problem(args.action, file=args.file, to=args.to)):
+        parser.error(problem)
     settings = settings_from_env(
         database_url=args.database_url,
         config_path=args.config,
@@ -403,6 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings)
         if args.command == "manifest":
             return _manifest(args, settings)
+        if args.command == "db" and args.action == "backup":  # before any connection: nothing is written to the store
+            return asyncio.run(maintenance.backup(settings.database_url, args.file, force=args.force))
         return asyncio.run(_run_async(args, settings))
     except ConfigError as exc:
         echo(str(exc), file=sys.stderr)
@@ -437,7 +460,7 @@ def _manifest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _store_problem(exc: Any, settings: Settings) -> int:
-    echo(f"cannot use the store at {settings.database_url}: {exc}", file=sys.stderr)
+    echo(f"cannot use the store at {maintenance.shown(settings.database_url)}: {exc}", file=sys.stderr)
     return 3
 
 

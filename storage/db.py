@@ -182,8 +182,12 @@ def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_SNAPSHOT) else "BEGIN IMMEDIATE")
 
+
+# Execution option for a connection that only reads but wants one snapshot across its statements
+# (`unsilo db copy`): on SQLite a deferred BEGIN (WAL: writers go on), not the writer's IMMEDIATE.
+READ_SNAPSHOT = "unsilo_read_snapshot"
 
 WROTE = "unsilo.wrote"  # `session.info` key: whether the session ran anything but a read (absent: unknown)
 
