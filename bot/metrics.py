@@ -168,10 +168,19 @@ class Metrics:
             buckets=DELIVERY_BUCKETS,
             registry=r,
         )
+        self._children: dict[tuple[object, ...], Any] = {}  # labelled series, looked up once (labels() takes a lock)
         self._store = _StoreCollector()
         collector: Collector = self._store
         r.register(collector)
         self._scrape: asyncio.Task[StoreFigures] | None = None
+
+    def _series(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, cached: a count on the ack path costs one dict lookup and the increment."""
+        key = (id(metric), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     # What the code reports -------------------------------------------------------------
 
@@ -179,31 +188,31 @@ class Metrics:
         """Items of one source stored (`new`), already known (`duplicate`) or refused."""
         for outcome, count in (("new", new), ("duplicate", duplicate), ("refused", refused)):
             if count:
-                self._ingested.labels(source, outcome).inc(count)
+                self._series(self._ingested, source, outcome).inc(count)
 
     def command(self, verb: str, outcome: str) -> None:
         """One command carried out (`ok`), refused, ignored as a `duplicate` delivery, or failed (`error`)."""
-        self._commands.labels(verb, outcome).inc()
+        self._series(self._commands, verb, outcome).inc()
 
     def delivery(self, platform: str, outcome: str, *, seconds: float | None = None, rate_limited: bool = False) -> None:
         """One outbox send: `sent` (with its latency), `retried` (a 429 is also counted as such) or `failed`."""
-        self._deliveries.labels(platform, outcome).inc()
+        self._series(self._deliveries, platform, outcome).inc()
         if seconds is not None:
-            self._delivery.labels(platform).observe(max(0.0, seconds))
+            self._series(self._delivery, platform).observe(max(0.0, seconds))
         if rate_limited:
-            self._rate_limited.labels(platform).inc()
+            self._series(self._rate_limited, platform).inc()
 
     def answered(self, platform: str, seconds: float) -> None:
         """A request the platform waits on was answered after `seconds`."""
-        self._answer.labels(platform).observe(seconds)
+        self._series(self._answer, platform).observe(seconds)
 
     def feed_polled(self, feed: str, outcome: str) -> None:
         """One poll of a feed, by its outcome (`feeds.PollStatus`)."""
-        self._feed_polls.labels(feed, outcome).inc()
+        self._series(self._feed_polls, feed, outcome).inc()
 
     def job_ran(self, job: str, outcome: str) -> None:
         """One run of a scheduler job: `ok` or `failed`."""
-        self._job_runs.labels(job, outcome).inc()
+        self._series(self._job_runs, job, outcome).inc()
 
     # Scrape --------------------------------------------------------------------------
 
