@@ -189,7 +189,7 @@ async def run_leased(
         taken = await uow.jobs.take(job, due_at=due_at, holder=holder, now=uow.now(), lease=lease)
         await uow.commit()
     if not taken:
-        logger.info("%s due %s: another replica has it", job, due_at)
+        logger.debug("%s due %s: another replica has it", job, due_at)
         return False
     async with uow_factory() as uow:
         outcome = await work(uow)

@@ -191,7 +191,7 @@ class FeedPoller:
 
     async def _poll_now(self, http: aiohttp.ClientSession, source: Source) -> PollOutcome:
         if not await self._claim(source):
-            logger.info("feed %s: another replica took this poll", source.name)
+            logger.debug("feed %s: another replica took this poll", source.name)
             return PollOutcome(source.name, PollStatus.SKIPPED)
         try:
             fetched = await self._fetch(http, source)
