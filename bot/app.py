@@ -12,7 +12,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy import text
 
+from bot import admin
 from bot.bootstrap import Container, mount_sources
+from bot.metrics import CONTENT_TYPE
 from bot.scheduler import Scheduler
 from storage.db import UNAVAILABLE
 
@@ -121,7 +123,18 @@ async def healthz(request: web.Request) -> web.Response:
     body["status"] = "down" if not store["reachable"] else ("degraded" if troubled else "ok")
     if troubled:
         body["degraded"] = troubled
+    if not admin.allowed(request, container.settings.admin_token):
+        body = {"status": body["status"]}  # the public answer: a load balancer's probe needs no more
     return web.json_response(body, status=200 if store["reachable"] else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """`GET /metrics`: Prometheus' text format, on loopback or with the admin token only (`bot/admin.py`)."""
+    container = request.app[CONTAINER]
+    if not admin.allowed(request, container.settings.admin_token):
+        return admin.refused()
+    body = await container.metrics.scrape(container.engine, container.clock)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 RETRY_AFTER_SECONDS = 5
@@ -188,12 +201,14 @@ def create_app(container: Container, *, run_worker: bool = True) -> web.Applicat
     app = web.Application(middlewares=[body_deadline, store_trouble])
     app[CONTAINER] = container
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     app[HEALTH_CACHE] = {}
     app[SCHEDULER_STATE] = {"state": "starting" if run_worker else "off"}
     mount_platforms(app, container)
     mount_sources(app, container)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        logger.info("store: %s", container.settings.shown_database_url)
         await container.prepare()
         task = asyncio.create_task(container.worker().run_forever()) if run_worker else None
         scheduler = Scheduler(container) if run_worker else None

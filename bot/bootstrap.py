@@ -25,6 +25,7 @@ from bot.bus import Bus
 from bot.config import Config, find_config
 from bot.health import Health
 from bot.ingest import Incoming, IngestReport, store_items
+from bot.metrics import Metrics
 from bot.outbox import DeliveryWorker, LoggingSender, Sender, commit_with_deliveries
 from bot.platform import Platform, Wiring, chat_names
 from bot.policy import Context
@@ -78,6 +79,7 @@ class Container:
     senders: dict[str, Sender] = field(default_factory=dict)
     write_lock: asyncio.Lock | None = None
     health: Health = field(default_factory=Health)
+    metrics: Metrics = field(default_factory=Metrics)  # this container's own registry: `/metrics`
 
     def uow(self) -> UnitOfWork:
         """A fresh unit of work on the shared store."""
@@ -86,17 +88,22 @@ class Container:
     @property
     def bus(self) -> Bus:
         """The command bus."""
-        return Bus(self.uow, ctx=Context.from_config(self.config))
+        return Bus(self.uow, ctx=Context.from_config(self.config), metrics=self.metrics)
 
     def mount(self, app: web.Application, platform: Platform) -> None:
         """Start a platform on the service's app with what it needs (not this container), and register its sender."""
         wiring = Wiring(
-            bus=self.bus, outcomes=self.config.outcomes, departments=tuple(self.config.department_names()), health=self.health
+            bus=self.bus,
+            outcomes=self.config.outcomes,
+            departments=tuple(self.config.department_names()),
+            health=self.health,
+            metrics=self.metrics,
         )
         self.senders[platform.name] = platform.mount(app, self.settings.of(platform), wiring)
 
     def worker(self, **kwargs: object) -> DeliveryWorker:
         """A delivery worker with every registered sender."""
+        kwargs.setdefault("metrics", self.metrics)
         return DeliveryWorker(self.uow, self.senders, **kwargs)  # type: ignore[arg-type]
 
     async def prepare(self) -> None:
@@ -153,6 +160,7 @@ class Container:
                 await commit_with_deliveries(uow)
             if not last:
                 await asyncio.sleep(0)  # let waiting requests in
+        self.metrics.ingested(report.source or name or "", new=len(report.new_ids), duplicate=report.duplicates)
         return report
 
     async def close(self) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from bot import commands as c
+from bot import verbs
 from bot.domain import DomainError
 from bot.outbox import commit_with_deliveries
 from bot.policy import Context
@@ -23,6 +25,9 @@ from handlers.resolve import handle_dismiss, handle_resolve
 from handlers.search import handle_search
 from handlers.sources import handle_add_source, handle_remove_source, handle_rotate_secret
 from storage.uow import UnitOfWork
+
+if TYPE_CHECKING:
+    from bot.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +63,10 @@ HANDLERS: dict[type, Callable[..., Awaitable[Result]]] = {
 class Bus:
     """Runs a command's handler in a unit of work and commits its state, events and deliveries together."""
 
-    def __init__(self, uow_factory: Callable[[], UnitOfWork], *, ctx: Context) -> None:
+    def __init__(self, uow_factory: Callable[[], UnitOfWork], *, ctx: Context, metrics: Metrics | None = None) -> None:
         self.uow_factory = uow_factory
         self.ctx = ctx
+        self.metrics = metrics  # counts each command by verb and outcome
 
     async def handle(self, cmd: c.Command, *, show: bool = False) -> Result:
         """Carry out one command; a `DomainError` means nothing was changed.
@@ -79,6 +85,20 @@ class Bus:
         return await self._run(cmd, event_id=event_id, show=show)
 
     async def _run(self, cmd: c.Command, *, event_id: str | None, show: bool) -> Result | None:
+        if self.metrics is None:
+            return await self._carry_out(cmd, event_id=event_id, show=show)
+        outcome = "error"
+        try:
+            result = await self._carry_out(cmd, event_id=event_id, show=show)
+            outcome = "ok" if result is not None else "duplicate"
+            return result
+        except DomainError:
+            outcome = "refused"
+            raise
+        finally:
+            self.metrics.command(verbs.name_of(cmd), outcome)
+
+    async def _carry_out(self, cmd: c.Command, *, event_id: str | None, show: bool) -> Result | None:
         handler = HANDLERS[type(cmd)]
         async with self.uow_factory() as uow:
             if event_id is not None and not await uow.inbound.first_time(cmd.actor.platform, event_id, at=uow.now()):

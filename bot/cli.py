@@ -414,7 +414,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
     )
-    logs.configure(logging.INFO if args.verbose or args.command == "run" else logging.WARNING)
+    logs.configure(
+        logging.INFO if args.verbose or args.command == "run" else logging.WARNING,
+        level=settings.log_level,
+        fmt=settings.log_format,
+    )
     try:
         if args.command == "config":
             checked = load_config(find_config(settings.config_path) or "unsilo.toml")
@@ -460,7 +464,7 @@ def _manifest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _store_problem(exc: Any, settings: Settings) -> int:
-    echo(f"cannot use the store at {maintenance.shown(settings.database_url)}: {exc}", file=sys.stderr)
+    echo(f"cannot use the store at {settings.shown_database_url}: {exc}", file=sys.stderr)
     return 3
 
 

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.domain import InvalidInput
 from bot.views import printable
 from storage import backup as backups
-from storage.copy import CopyRefused, copy_store, masked
-from storage.db import UNAVAILABLE, create_engine, normalize_url
+from storage.copy import CopyRefused, copy_store
+from storage.db import UNAVAILABLE, create_engine, masked_url, normalize_url
 from storage.purge import conversations_not_from, purge_source
 
 logger = logging.getLogger(__name__)
@@ -24,14 +24,6 @@ logger = logging.getLogger(__name__)
 
 def _say(line: str) -> None:
     print(printable(line))  # noqa: T201 - the CLI's output; URLs and names are made inert
-
-
-def shown(url: str) -> str:
-    """A store URL as the terminal may show it: its password as *** (the URL itself if it does not parse)."""
-    try:
-        return masked(url)
-    except Exception:  # noqa: BLE001 - not a URL at all: nothing to hide in it
-        return url
 
 
 def usage_problem(action: str, *, file: str | None, to: str | None) -> str | None:
@@ -55,15 +47,15 @@ async def copy(source: AsyncEngine, to: str) -> int:
         url = normalize_url(to)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
-    _say(f"copying {source.url.render_as_string(hide_password=True)} to {masked(url)}")
+    _say(f"copying {masked_url(str(source.url))} to {masked_url(url)}")
     target = create_engine(url, pool_size=1)
     try:
         report = await copy_store(source, target)
     except CopyRefused as exc:
-        logger.info("copy to %s refused: %s", masked(url), exc)
-        raise InvalidInput(f"cannot copy to {masked(url)}: {exc}") from None
+        logger.info("copy to %s refused: %s", masked_url(url), exc)
+        raise InvalidInput(f"cannot copy to {masked_url(url)}: {exc}") from None
     except UNAVAILABLE as exc:
-        print(printable(f"cannot reach the store to copy into, {masked(url)}: {exc}"), file=sys.stderr)  # noqa: T201
+        print(printable(f"cannot reach the store to copy into, {masked_url(url)}: {exc}"), file=sys.stderr)  # noqa: T201
         return 3
     finally:
         await target.dispose()
@@ -84,7 +76,7 @@ async def backup(database_url: str, file: str, *, force: bool) -> int:
         return 0
     path = backups.sqlite_path(url)
     if path is None:
-        raise InvalidInput(f"cannot back up {masked(url)}: only a SQLite file or PostgreSQL")
+        raise InvalidInput(f"cannot back up {masked_url(url)}: only a SQLite file or PostgreSQL")
     try:
         done = await backups.backup_sqlite(path, Path(file), force=force)
     except backups.BackupRefused as exc:

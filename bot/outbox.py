@@ -16,23 +16,28 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot import terminal
 from bot.views import Card, Notice, card_for
 from storage.models import Delivery, Destination, Event, Posting
 from storage.uow import UnitOfWork
 
+if TYPE_CHECKING:
+    from bot.metrics import Metrics
+
 logger = logging.getLogger(__name__)
 
 
 class RetryLater(Exception):
-    """The platform asked us to wait (HTTP 429 Retry-After, 503...)."""
+    """The platform asked us to wait (HTTP 429 Retry-After, 503...); `status` is its HTTP status when it
+    gave one (a 429 is counted as a rate limit on `/metrics`)."""
 
-    def __init__(self, seconds: float, reason: str = "rate limited") -> None:
+    def __init__(self, seconds: float, reason: str = "rate limited", *, status: int | None = None) -> None:
         super().__init__(reason)
         self.seconds = seconds
         self.reason = reason
+        self.status = status
 
 
 class PermanentFailure(Exception):
@@ -216,8 +221,10 @@ class DeliveryWorker:
         max_delay: float = 900.0,
         lease: timedelta = timedelta(seconds=60),
         batch: int = 50,
+        metrics: Metrics | None = None,
     ) -> None:
         self._uow = uow_factory
+        self.metrics = metrics  # sends by platform and outcome, their latency, the 429s
         self.senders = dict(senders)
         self.max_attempts = max_attempts
         self.base_delay = base_delay
@@ -334,6 +341,10 @@ class DeliveryWorker:
         try:
             sent = await sender.send(job)
         except RetryLater as exc:
+            if self.metrics is not None and exc.status == 429:
+                self.metrics.delivery(delivery.platform, "retried", rate_limited=True)
+            elif self.metrics is not None:
+                self.metrics.delivery(delivery.platform, "retried")
             await self._retry(
                 delivery,
                 error=f"{exc.reason}; retry after {exc.seconds:g}s",
@@ -346,8 +357,10 @@ class DeliveryWorker:
             await self._fail(delivery, f"{type(exc).__name__}: {exc}")
             return "failed"
         except Exception as exc:  # any other failure is retried with backoff
-            logger.warning("delivery %s to %s failed: %s", delivery.id, delivery.platform, exc)
-            await self._retry(delivery, error=f"{type(exc).__name__}: {exc}", delay=None, count_attempt=True)
+            logger.warning("delivery %s to %s failed: %s", delivery.key, delivery.platform, exc)
+            if await self._retry(delivery, error=f"{type(exc).__name__}: {exc}", delay=None, count_attempt=True):
+                if self.metrics is not None:
+                    self.metrics.delivery(delivery.platform, "retried")
             return "retrying"
         await self._done(delivery, job, sent, destination, version)
         return "sent"
@@ -358,6 +371,7 @@ class DeliveryWorker:
             if row is None:
                 return
             now = uow.now()
+            latency = (now - row.created_at).total_seconds()
             row.status, row.sent_at, row.locked_until, row.attempts = "sent", now, None, row.attempts + 1
             row.holder = row.attempted_at = None
             if destination is not None and job.card is not None and job.message_id is None and sent.message_id:
@@ -383,14 +397,17 @@ class DeliveryWorker:
                     if other.id != row.id and other.payload.get("version", 0) <= version:
                         other.status, other.sent_at = "coalesced", now
             await commit_with_deliveries(uow)
+        if self.metrics is not None:
+            self.metrics.delivery(delivery.platform, "sent", seconds=latency)
 
     async def _retry(
         self, delivery: Delivery, *, error: str, delay: float | None, count_attempt: bool, definite: bool = False
-    ) -> None:
+    ) -> bool:
+        """Try it again later (True), or give up on it after `max_attempts` (False)."""
         async with self._uow() as uow:
             row = await uow.deliveries.get(delivery.id)  # type: ignore[arg-type]
             if row is None:
-                return
+                return False
             attempts = row.attempts + (1 if count_attempt else 0)
             if attempts < self.max_attempts:
                 wait = delay if delay is not None else self.backoff(attempts)
@@ -405,8 +422,9 @@ class DeliveryWorker:
                         row.destination_id, until=row.next_attempt_at, now=uow.now(), mine=self._leased
                     )
                 await uow.commit()
-                return
+                return True
         await self._fail(delivery, error)  # after the unit of work above is closed: they never nest
+        return False
 
     async def _fail(self, delivery: Delivery, error: str) -> None:
         async with self._uow() as uow:
@@ -415,6 +433,8 @@ class DeliveryWorker:
                 return
             row.status, row.last_error, row.locked_until, row.holder = "failed", error[:2048], None, None
             row.attempts += 1
+            if self.metrics is not None:
+                self.metrics.delivery(row.platform, "failed")
             uow.events.add(
                 Event(
                     conversation_id=row.conversation_id,

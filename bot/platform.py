@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from bot.bus import Bus
     from bot.health import Health
+    from bot.metrics import Metrics
     from bot.outbox import Sender
 
 
@@ -32,12 +33,14 @@ class PlatformSettings(Protocol):
 @dataclass(frozen=True)
 class Wiring:
     """What a platform gets when it starts, never the container: the command bus, the config's
-    outcomes and department names, and the health registry it reports its state to (under its name)."""
+    outcomes and department names, the health registry it reports its state to (under its name), and
+    the metrics it reports its answers' latency to."""
 
     bus: Bus
     outcomes: tuple[str, ...]
     departments: tuple[str, ...]
     health: Health
+    metrics: Metrics
 
 
 class Mount(Protocol):

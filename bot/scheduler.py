@@ -56,6 +56,10 @@ class Scheduler:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._poller: Any = None
 
+    def _ran(self, job: str, outcome: str) -> None:
+        """Count a job's run on `/metrics` (digests by department: `digest:<name>`)."""
+        self.container.metrics.job_ran(job, outcome)
+
     def start(self) -> None:
         """Add every job and start firing them (needs the running event loop)."""
         defaults = {"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE}
@@ -88,6 +92,9 @@ class Scheduler:
             await self._poller.poll_due()
         except Exception:
             logger.exception("feed polling round failed; the next round retries")
+            self._ran("feeds", "failed")
+        else:
+            self._ran("feeds", "ok")
 
     async def sweep(self) -> None:
         """SLA escalations and reminders, then digests whose holder died before finishing."""
@@ -97,12 +104,20 @@ class Scheduler:
             await purge_inbound(self.container.uow)
         except Exception:
             logger.exception("SLA sweep failed; the next round retries")
+            self._ran("sweep", "failed")
+        else:
+            self._ran("sweep", "ok")
 
     async def digest_job(self, department: str) -> None:
         """The cron job of one department's digest: post it once for this due time."""
         now = self.container.clock()
         trigger = self.scheduler.get_job(f"digest:{department}").trigger
-        await self.run_digest(department, due_at=due_time(trigger, now), trigger=trigger)
+        try:
+            ran = await self.run_digest(department, due_at=due_time(trigger, now), trigger=trigger)
+        except Exception:
+            self._ran(f"digest:{department}", "failed")
+            raise
+        self._ran(f"digest:{department}", "ok" if ran else "skipped")
 
     async def run_digest(self, department: str, *, due_at: datetime, trigger: CronTrigger | None = None) -> bool:
         """Post `department`'s digest for `due_at` unless another replica has (or is doing) it."""
@@ -174,7 +189,7 @@ async def run_leased(
         taken = await uow.jobs.take(job, due_at=due_at, holder=holder, now=uow.now(), lease=lease)
         await uow.commit()
     if not taken:
-        logger.info("%s due %s: another replica has it", job, due_at)
+        logger.debug("%s due %s: another replica has it", job, due_at)
         return False
     async with uow_factory() as uow:
         outcome = await work(uow)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from dotenv import load_dotenv
 
 from bot.platform import Platform, PlatformSettings
-from storage.db import DEFAULT_DATABASE_URL
+from storage.db import DEFAULT_DATABASE_URL, masked_url
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +27,15 @@ class Settings:
     config_path: str | None = None
     host: str = "127.0.0.1"
     port: int = 3978
-    log_level: str = "INFO"
+    log_level: str = ""  # LOG_LEVEL (a name or a number); empty: the command's default
     # Hosts and CIDR ranges outbound URLs (feeds, reply endpoints) may reach although internal.
     allow_private_urls: tuple[str, ...] = ()
     db_pool_size: int = 10  # PostgreSQL connections per replica (UNSILO_DB_POOL_SIZE), plus as many again in bursts
     db_pool_timeout: float = 10.0  # seconds a request waits for a free connection (UNSILO_DB_POOL_TIMEOUT)
     # Client connections open at once (UNSILO_MAX_CONNECTIONS); 0: what the file-descriptor limit allows.
     max_connections: int = 0
+    log_format: str = ""  # LOG_FORMAT: "json" for one JSON object per line, else plain lines
+    admin_token: str = ""  # UNSILO_ADMIN_TOKEN: a bearer token that may read /metrics and /healthz's details
     platforms: Mapping[str, PlatformSettings] = field(default_factory=dict)  # by platform name
 
     @classmethod
@@ -56,7 +58,9 @@ class Settings:
             "config_path": env.get("UNSILO_CONFIG") or None,
             "host": env.get("UNSILO_HOST") or "127.0.0.1",
             "port": int(env.get("UNSILO_PORT") or env.get("PORT") or 3978),
-            "log_level": env.get("LOG_LEVEL") or "INFO",
+            "log_level": (env.get("LOG_LEVEL") or "").strip(),
+            "log_format": (env.get("LOG_FORMAT") or "").strip().lower(),
+            "admin_token": (env.get("UNSILO_ADMIN_TOKEN") or "").strip(),
             "allow_private_urls": tuple(a.strip() for a in (env.get("UNSILO_ALLOW_PRIVATE_URLS") or "").split(",") if a.strip()),
             "db_pool_size": int(env.get("UNSILO_DB_POOL_SIZE") or 10),
             "db_pool_timeout": float(env.get("UNSILO_DB_POOL_TIMEOUT") or 10),
@@ -65,6 +69,11 @@ class Settings:
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def shown_database_url(self) -> str:
+        """`database_url` fit to print or log: its password masked."""
+        return masked_url(self.database_url)
 
     def of(self, platform: Platform) -> PlatformSettings:
         """A platform's settings (as if nothing were set, when they were not read)."""

@@ -322,6 +322,20 @@ _NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 assert all(_NAME.fullmatch(v.name) for v in TABLE) and len(VERBS) == len(TABLE)
 
 
+_NAMES: dict[type, str] = {}
+
+
+def name_of(command: c.Command) -> str:
+    """The verb a command is the intent of (`claim`), for counting; a command no button builds is
+    named by its class (`ShowQueue`, `ThreadNote`)."""
+    if not _NAMES:
+        nobody = c.Actor("", "")
+        for verb in TABLE:
+            if verb.build is not None:
+                _NAMES.setdefault(type(verb.command(0, nobody)), verb.name)
+    return _NAMES.get(type(command)) or type(command).__name__
+
+
 def get(name: str) -> Verb | None:
     """The verb called `name`, or None."""
     return VERBS.get(name)

@@ -82,7 +82,12 @@ async def handle_reply(cmd: ReplyToCustomer, uow: UnitOfWork, *, ctx: Context) -
             cmd.conversation_id, author_id=who.id, text=text, since=now - SAME_REPLY_WINDOW, exclude=exclude
         )
         if earlier is not None:
-            logger.info("reply to #%s by %s not sent again: the same as reply %s", cmd.conversation_id, who.name, earlier.id)
+            logger.info(
+                "reply to #%s by %s not sent again: the same as their reply of %s",
+                cmd.conversation_id,
+                who.name,
+                f"{earlier.created_at:%H:%M:%S} UTC",
+            )
             raise AlreadyDone(
                 f"You already replied this to #{cmd.conversation_id} at {earlier.created_at:%H:%M} UTC "
                 f"({_STATUS_WORDS.get(earlier.status, earlier.status)}); it was not sent again"

@@ -17,7 +17,6 @@ from typing import Any
 
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Integer, Table, func, insert, inspect, select, text, tuple_
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import SQLModel
 
@@ -43,11 +42,6 @@ class CopyReport:
     def total(self) -> int:
         """Rows copied in all."""
         return sum(n for _, n in self.counts)
-
-
-def masked(url: str) -> str:
-    """A store URL as it may be shown: the password replaced by ***."""
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def tables() -> list[Table]:

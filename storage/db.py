@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -37,11 +38,20 @@ _ALIASES = {
 }
 
 
+def masked_url(url: str) -> str:
+    """A database URL fit to print: its password, if any, shown as `***` (SQLAlchemy's own rendering;
+    a URL it cannot parse has whatever stands between `:` and `@` masked)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - any unparseable text: mask by shape
+        return re.sub(r"(?<=:)[^:@/]*(?=@)", "***", url)
+
+
 def normalize_url(url: str) -> str:
     """Accept plain `sqlite:///` / `postgresql://` URLs and pick the async driver."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ValueError(f"not a database URL: {url!r} (expected e.g. {DEFAULT_DATABASE_URL})")
+        raise ValueError(f"not a database URL: {masked_url(url)!r} (expected e.g. {DEFAULT_DATABASE_URL})")
     return f"{_ALIASES.get(scheme, scheme)}://{rest}"
 
 

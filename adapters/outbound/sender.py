@@ -44,7 +44,7 @@ class OutboundSender:
         self.guard = AddressGuard(allowed)  # reply endpoints come from payloads: never internal addresses
         self._http: aiohttp.ClientSession | None = None
 
-    async def _body_and_secret(self, job: Job) -> tuple[bytes, str]:
+    async def _body_and_secret(self, job: Job) -> tuple[bytes, str, int]:
         async with self._uow() as uow:
             reply = await uow.replies.get(int(job.payload.get("reply_id", 0)))
             source = await uow.sources.by_name(str(job.payload.get("source", "")))
@@ -59,7 +59,7 @@ class OutboundSender:
             "reply_id": reply.id,
             "conversation_id": reply.conversation_id,
         }
-        return json.dumps(body, ensure_ascii=False).encode(), source.secret
+        return json.dumps(body, ensure_ascii=False).encode(), source.secret, reply.conversation_id
 
     async def send(self, job: Job) -> Sent:
         """POST the reply; map the receiver's answer for the outbox."""
@@ -70,7 +70,7 @@ class OutboundSender:
             self.guard.check_url(url)
         except UnsafeURL as exc:
             raise PermanentFailure(f"reply endpoint refused: {exc}") from None
-        body, secret = await self._body_and_secret(job)
+        body, secret, conversation_id = await self._body_and_secret(job)
         timestamp = str(int(self.clock()))
         headers = {
             "Content-Type": "application/json",
@@ -89,10 +89,10 @@ class OutboundSender:
             raise PermanentFailure(f"reply endpoint refused: {exc}") from None
         async with response:
             if 200 <= response.status < 300:
-                logger.info("reply %s delivered to %s", job.payload.get("reply_id"), url)
+                logger.info("reply to #%s delivered to %s", conversation_id, url)
                 return Sent()
             if response.status == 429:
-                raise RetryLater(float(response.headers.get("Retry-After", 30)), "reply endpoint rate limit")
+                raise RetryLater(float(response.headers.get("Retry-After", 30)), "reply endpoint rate limit", status=429)
             if 400 <= response.status < 500 and response.status not in (408, 425):
                 raise PermanentFailure(f"the reply endpoint answered HTTP {response.status}")
             raise RuntimeError(f"the reply endpoint answered HTTP {response.status}")

@@ -27,7 +27,9 @@ def _mount(app: web.Application, settings: PlatformSettings, wiring: Wiring, /) 
     from adapters.slack import service
 
     assert isinstance(settings, SlackSettings), settings
-    return service.mount(app, settings=settings, bus=wiring.bus, outcomes=wiring.outcomes, health=wiring.health)
+    return service.mount(
+        app, settings=settings, bus=wiring.bus, outcomes=wiring.outcomes, health=wiring.health, metrics=wiring.metrics
+    )
 
 
 PLATFORM = Platform(name="slack", title="Slack", account="user id", settings_from=_settings, mount=_mount)

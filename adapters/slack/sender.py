@@ -115,7 +115,7 @@ class SlackSender:
 def _mapped(exc: SlackApiError) -> Exception | None:
     """A Slack error as the outbox understands it: wait, give up, or None (retry it as it is)."""
     if exc.response.status_code == 429:
-        return RetryLater(float(exc.response.headers.get("Retry-After", 1)), "Slack rate limit")
+        return RetryLater(float(exc.response.headers.get("Retry-After", 1)), "Slack rate limit", status=429)
     error = exc.response.get("error", "")
     if error in PERMANENT:
         return PermanentFailure(f"Slack said {error}")

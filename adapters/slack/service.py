@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -28,10 +29,12 @@ from bot.health import DEGRADED, STARTING, Health, PlatformHealth
 
 if TYPE_CHECKING:
     from bot.bus import Bus
+    from bot.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
 SLACK_PATH = "/slack/events"
+PLATFORM_NAME = "slack"  # its `Platform.name`: the label of its figures on /metrics
 RETRY_FIRST, RETRY_MAX = 1.0, 300.0  # seconds between start-up attempts: doubling, capped at 5 min
 CONNECT_TIMEOUT = 30.0  # one Socket Mode connection attempt
 SOCKET_PING_INTERVAL = 10.0  # the Socket Mode client's ping and reconnect-check period
@@ -68,15 +71,25 @@ def build(settings: SlackSettings, *, bus: Bus, outcomes: tuple[str, ...], healt
     )
 
 
-def mount(app: web.Application, *, settings: SlackSettings, bus: Bus, outcomes: tuple[str, ...], health: Health) -> SlackSender:
+def mount(
+    app: web.Application,
+    *,
+    settings: SlackSettings,
+    bus: Bus,
+    outcomes: tuple[str, ...],
+    health: Health,
+    metrics: Metrics | None = None,
+) -> SlackSender:
     """Serve Slack on `POST /slack/events` (HTTP mode) or over Socket Mode (SLACK_APP_TOKEN set);
-    return the sender that posts and updates its cards from the outbox."""
+    return the sender that posts and updates its cards from the outbox. Each HTTP answer's latency
+    (the ack Slack waits 3 s for) goes to `metrics`."""
     bot = build(settings, bus=bus, outcomes=outcomes, health=health)
     app_token = settings.app_token
     state = bot.health
     assert isinstance(state, SlackHealth)
 
     async def endpoint(request: web.Request) -> web.Response:
+        started = time.perf_counter()
         with bot.answers.answering():  # work after other acks waits until this one is answered
             try:
                 bolt_request = await to_bolt_request(request)
@@ -85,7 +98,10 @@ def mount(app: web.Application, *, settings: SlackSettings, bus: Bus, outcomes: 
             malformed = shape.problem(bolt_request.body)
             if malformed is not None:
                 return _refused(request, malformed)
-            return await to_aiohttp_response(await bot.app.async_dispatch(bolt_request))
+            response = await to_aiohttp_response(await bot.app.async_dispatch(bolt_request))
+        if metrics is not None:
+            metrics.answered(PLATFORM_NAME, time.perf_counter() - started)
+        return response
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         # One HTTP session for every Web API call (slack_sdk opens and closes one per call without it:

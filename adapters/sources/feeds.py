@@ -154,7 +154,7 @@ class FeedPoller:
             return []
         async with self._http() as http:
             results = await asyncio.gather(*(self._poll(http, s) for s in due), return_exceptions=True)
-        return [_settle(source, result) for source, result in zip(due, results, strict=True)]
+        return [self._counted(_settle(source, result)) for source, result in zip(due, results, strict=True)]
 
     async def poll(self, name: str) -> PollOutcome:
         """Poll one feed now, due or not (still fetched once if several replicas ask at the same moment)."""
@@ -163,7 +163,13 @@ class FeedPoller:
         if source is None or source.kind != "feed" or not source.url:
             raise NotFound(f"there is no feed named {name!r} with a URL to poll")
         async with self._http() as http:
-            return await self._poll(http, source)
+            return self._counted(await self._poll(http, source))
+
+    def _counted(self, outcome: PollOutcome) -> PollOutcome:
+        """Count a poll on `/metrics` by its status (one another replica took is not this one's poll)."""
+        if outcome.status is not PollStatus.SKIPPED:
+            self.container.metrics.feed_polled(outcome.source, outcome.status.value)
+        return outcome
 
     def backoff(self, every_seconds: int, failures: int) -> timedelta:
         """The wait after `failures` failures in a row: every * 2**failures, capped, minus a little jitter."""
@@ -185,7 +191,7 @@ class FeedPoller:
 
     async def _poll_now(self, http: aiohttp.ClientSession, source: Source) -> PollOutcome:
         if not await self._claim(source):
-            logger.info("feed %s: another replica took this poll", source.name)
+            logger.debug("feed %s: another replica took this poll", source.name)
             return PollOutcome(source.name, PollStatus.SKIPPED)
         try:
             fetched = await self._fetch(http, source)
@@ -261,7 +267,14 @@ class FeedPoller:
             },
         )
         status = PollStatus.NEW_ITEMS if report.new_ids else PollStatus.NO_NEW_ITEMS
-        logger.info("feed %s: %d new of %d items", source.name, len(report.new_ids), report.seen)
+        # A poll that brought nothing is not news (a feed is polled every few minutes): said at DEBUG only.
+        logger.log(
+            logging.INFO if report.new_ids else logging.DEBUG,
+            "feed %s: %d new of %d items",
+            source.name,
+            len(report.new_ids),
+            report.seen,
+        )
         return PollOutcome(source.name, status, tuple(report.new_ids), report.seen, next_poll_at=next_at, warning=warning)
 
     async def _not_modified(self, source: Source, fetched: _Fetched) -> PollOutcome:

@@ -33,6 +33,7 @@ MAX_BODY = 256 * 1024
 MAX_SKEW_SECONDS = 5 * 60
 MAX_EXTERNAL_ID = 512
 _TIMESTAMP = re.compile(r"\d{1,12}")
+UNKNOWN_SOURCE = "(unknown)"  # the metrics' label of a request to a source that does not exist
 
 
 def mount(app: web.Application, container: Container) -> None:
@@ -43,9 +44,10 @@ def mount(app: web.Application, container: Container) -> None:
 class Refused(Exception):
     """A request answered with an error: its status, its JSON body and the reason to log."""
 
-    def __init__(self, status: int, body: dict[str, Any], reason: str) -> None:
+    def __init__(self, status: int, body: dict[str, Any], reason: str, *, known: bool = True) -> None:
         super().__init__(reason)
         self.status, self.body, self.reason = status, body, reason
+        self.known = known  # the source exists (its name may label a metric; an unknown one may be anything)
 
 
 class WebhookReceiver:
@@ -62,6 +64,7 @@ class WebhookReceiver:
             item = await self._item(request, name)
         except Refused as refused:
             logger.warning("webhook %.128r refused (%s): %s", name, refused.status, refused.reason)
+            self.container.metrics.ingested(name if refused.known else UNKNOWN_SOURCE, refused=1)
             return web.json_response(refused.body, status=refused.status)
         report = await self.container.ingest([item])
         if report.new_ids:
@@ -78,11 +81,13 @@ class WebhookReceiver:
     async def _item(self, request: web.Request, name: str) -> Incoming:
         """The verified, validated item of this request, or `Refused`."""
         if request.content_length is not None and request.content_length > MAX_BODY:
-            raise _too_large(f"Content-Length {request.content_length}")
+            too_large = _too_large(f"Content-Length {request.content_length}")
+            too_large.known = False  # refused before the source was looked up
+            raise too_large
         async with self.container.uow() as uow:
             source = await uow.sources.by_name(name)
         if source is None or source.kind != "webhook":
-            raise Refused(404, {"error": "unknown source"}, "no webhook source by that name")
+            raise Refused(404, {"error": "unknown source"}, "no webhook source by that name", known=False)
         if source.removed_at is not None:
             raise Refused(410, {"error": "this source was removed"}, "the webhook source was removed")
         body = await _read_limited(request)

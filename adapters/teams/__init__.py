@@ -29,7 +29,13 @@ def _mount(app: web.Application, settings: PlatformSettings, wiring: Wiring, /) 
 
     assert isinstance(settings, TeamsSettings), settings
     return service.mount(
-        app, settings=settings, bus=wiring.bus, outcomes=wiring.outcomes, departments=wiring.departments, health=wiring.health
+        app,
+        settings=settings,
+        bus=wiring.bus,
+        outcomes=wiring.outcomes,
+        departments=wiring.departments,
+        health=wiring.health,
+        metrics=wiring.metrics,
     )
 
 

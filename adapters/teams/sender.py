@@ -187,6 +187,6 @@ def _raise_for(exc: Exception) -> None:
             seconds = float(headers.get("Retry-After", RETRY_STATUSES[status]))
         except (TypeError, ValueError):
             seconds = RETRY_STATUSES[status]
-        raise RetryLater(seconds, f"Teams answered {status}") from exc
+        raise RetryLater(seconds, f"Teams answered {status}", status=status) from exc
     if status in PERMANENT_STATUSES:
         raise PermanentFailure(f"Teams answered {status}: {exc}") from exc

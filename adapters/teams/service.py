@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,10 +35,13 @@ if TYPE_CHECKING:
 
     from bot.bus import Bus
     from bot.health import Health, PlatformHealth
+    from bot.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
 TEAMS_PATH = "/api/messages"
+PLATFORM_NAME = "teams"  # its `Platform.name`: the label of its figures on /metrics
+INVOKE = web.RequestKey("unsilo.teams.invoke", bool)  # request key: the activity is an invoke (its latency is counted)
 KEYS_TIMEOUT = 10.0  # seconds a fetch of the Bot Framework's signing keys may take
 T = TypeVar("T")
 
@@ -60,8 +64,10 @@ def mount(
     outcomes: tuple[str, ...],
     departments: Sequence[str],
     health: Health,
+    metrics: Metrics | None = None,
 ) -> TeamsSender:
-    """Serve Teams on `POST /api/messages`; return the sender that posts and updates its cards from the outbox."""
+    """Serve Teams on `POST /api/messages`; return the sender that posts and updates its cards from the outbox.
+    Each invoke's answer latency (Teams shows the card's answer, or an error after a few seconds) goes to `metrics`."""
     config = _BotConfig(settings.app_id, settings.app_password, settings.app_type, settings.tenant_id)
     _fetch_signing_keys_off_the_loop()
     state = health.platform("teams")
@@ -86,10 +92,18 @@ def mount(
         )
 
     async def messages(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        response = await answer(request)
+        if metrics is not None and request.get(INVOKE):
+            metrics.answered(PLATFORM_NAME, time.perf_counter() - started)
+        return response
+
+    async def answer(request: web.Request) -> web.StreamResponse:
         auth_header = request.headers.get("Authorization", "")
         if settings.app_id:  # a bad token is refused from the header alone, before the body is parsed
             await _authenticated(authentication.authenticate_header(auth_header))
         body = await _activity_body(request)
+        request[INVOKE] = body["type"] == "invoke"  # answered in the HTTP response: Teams waits for it
         if _is_card_action(body):
             return await _card_action(body, auth_header, authentication, bot)
         try:
