@@ -92,9 +92,10 @@ def configure(default: int, *, level: str = "", fmt: str = "") -> None:
     and `/metrics` and APScheduler's line per job run are left out.
     """
     chosen = parse_level(level) if level else default
-    logging.basicConfig(level=default if chosen is None else chosen, format=PLAIN)
     root = logging.getLogger()
-    for handler in root.handlers:
+    ours = not root.handlers  # handlers someone else installed (a test runner, a host app) are left alone
+    logging.basicConfig(level=default if chosen is None else chosen, format=PLAIN)
+    for handler in root.handlers if ours else ():
         handler.addFilter(RepeatFilter())
         if fmt == "json":
             handler.setFormatter(JsonFormatter())
