@@ -13,6 +13,7 @@ from bot.views import Card, Result
 from handlers._common import card
 from handlers.claim import handle_claim, handle_reassign, handle_release
 from handlers.digest import handle_digest, handle_stats
+from handlers.erase import handle_erase
 from handlers.link import handle_link, handle_unlink
 from handlers.note import handle_note, handle_thread_note
 from handlers.posting import handle_locate_card
@@ -48,6 +49,7 @@ HANDLERS: dict[type, Callable[..., Awaitable[Result]]] = {
     c.RejectReply: handle_reject,
     c.MarkPosted: handle_mark_posted,
     c.ShowApprovals: handle_approvals,
+    c.Erase: handle_erase,
 }
 
 

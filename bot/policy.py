@@ -139,3 +139,9 @@ def is_admin(who: Who, admins: tuple[str, ...]) -> bool:
         logger.warning("no admins configured: letting %s act as admin (set [unsilo] admins)", who.name)
         return True
     return any(a.lower() in who.keys for a in admins)
+
+
+def require_admin(who: Who, admins: tuple[str, ...], *, to: str) -> None:
+    """Refuse with `Forbidden` unless `who` is an admin (`is_admin`); `to` says what they tried."""
+    if not is_admin(who, admins):
+        raise Forbidden(f"only admins can {to}; ask one to add you to [unsilo] admins")
