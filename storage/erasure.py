@@ -114,11 +114,12 @@ async def sources_with_text(session: AsyncSession) -> list[str]:
 
 def needles(conversation: Conversation) -> list[str]:
     """The customer's strings to look for elsewhere: their name, handle, URLs, the title, the text and
-    each of its lines long enough to be a quote (longest first, so a whole text goes before its lines)."""
+    each of its lines, sentences and clauses long enough to be a quote (`MIN_QUOTE` characters),
+    longest first, so a whole text is replaced before its parts."""
     found = {conversation.author_name, conversation.author_handle, conversation.author_url, conversation.url}
     found |= {conversation.title, conversation.text, conversation.reply_url}
     for block in (conversation.text, conversation.title):
-        for line in re.split(r"[\r\n]+|(?<=[.!?])\s+", block or ""):
+        for line in re.split(r"[\r\n]+|(?<=[.!?;:,])\s+", block or ""):  # lines, sentences and their clauses
             if len(line.strip()) >= MIN_QUOTE:
                 found.add(line.strip())
     handle = (conversation.author_handle or "").strip()
