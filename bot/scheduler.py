@@ -67,7 +67,10 @@ class Scheduler:
         self.scheduler.add_job(
             self.sweep, IntervalTrigger(seconds=self.sweep_every), id="sweep", next_run_time=datetime.now(UTC), **defaults
         )
-        self.scheduler.add_job(self.retention_job, RETENTION_TRIGGER, id="retention", **defaults)
+        config = self.container.config
+        if config.retain_days is not None or any(feed.retain_days is not None for feed in config.feeds):
+            self.scheduler.add_job(self.retention_job, RETENTION_TRIGGER, id=RETENTION_JOB, **defaults)
+            logger.info("retention scheduled daily: %s", RETENTION_TRIGGER)
         for department in self.container.config.departments:
             if department.digest:
                 trigger = digest_trigger(department.digest, department.timezone)

@@ -41,7 +41,10 @@ def retention_why(days: int) -> str:
 async def erase_conversations(
     uow: UnitOfWork, conversations: Sequence[Conversation], *, who: Who | None, reason: str, why: str
 ) -> erasure.Erased:
-    """Erase these conversations' customer data, record it, and refresh their cards (not committed)."""
+    """Erase these conversations' customer data, record it, and refresh their cards (not committed).
+
+    The recorded reason is redacted too: an admin who names the customer in it does not keep them."""
+    reason = erasure.redact(reason, sorted({w for c in conversations for w in erasure.needles(c)}, key=len, reverse=True))
     done = await erasure.erase(uow.session, conversations, at=uow.now(), why=why)
     for conversation_id in done.conversation_ids:
         data = {"reason": reason, "conversations": len(done.conversation_ids)}

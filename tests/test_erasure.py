@@ -27,6 +27,7 @@ from bot.bootstrap import build, load_config
 from bot.cli import main
 from bot.config import ConfigError
 from bot.digest import build_digest
+from bot.domain import IllegalTransition
 from bot.ingest import make_incoming
 from bot.scheduler import RETENTION_TRIGGER, Scheduler, due_time, post_digest
 from bot.settings import Settings
@@ -164,6 +165,9 @@ async def test_an_author_erased_from_chat_leaves_nothing_of_theirs_and_the_figur
             events = [e for e in await uow.events.for_conversation(tom1) if e.kind == "erased"]
         assert after == before
         assert [(e.actor_name, e.data) for e in events] == [("uadmin", {"reason": "GDPR request #5", "conversations": 2})]
+
+        with pytest.raises(IllegalTransition, match="customer data was erased"):
+            await h.container.bus.handle(c.ReplyToCustomer(tom2, alice, "Anyone there?"))
 
         # The next poll of the same feed knows the old item; his new post starts fresh.
         again = await h.container.ingest([make_incoming(source="forum", external_id="77", text=TOM_TEXT, **TOM)])
