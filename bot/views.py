@@ -375,7 +375,7 @@ def history_for(events: list[Event], notes: list[Note], replies: list[Reply]) ->
             detail = f"{text} [{status}]" if status else text
         elif event.kind == "resolved":
             detail = data.get("outcome", "") + (f": {data['text']}" if data.get("text") else "")
-        elif event.kind in ("dismissed",):
+        elif event.kind in ("dismissed", "erased"):
             detail = data.get("reason", "")
         elif event.kind == "reassigned":
             detail = f"to {data.get('to', '')}"

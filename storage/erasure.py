@@ -205,10 +205,34 @@ async def erase(session: AsyncSession, conversations: Sequence[Conversation], *,
         every_word,
         extra={"external_id": ""},
     )
+    await _stop_replies(session, ids)
     # The ORM's copies of these rows are stale now: read them again when asked.
     for conversation in conversations:
         session.expire(conversation)
     return Erased(tuple(ids), replies, notes, events, deliveries)
+
+
+NOT_SENT = "not sent: the customer's data was erased"
+
+
+async def _stop_replies(session: AsyncSession, ids: Sequence[int]) -> None:
+    """Replies still on their way to an erased customer are not sent: their delivery and the reply fail."""
+    pending = (
+        await session.exec(
+            select(Delivery).where(col(Delivery.conversation_id).in_(ids), Delivery.kind == "reply", Delivery.status == "pending")
+        )
+    ).all()
+    for delivery in pending:
+        delivery.status, delivery.last_error, delivery.locked_until, delivery.holder = "failed", NOT_SENT, None, None
+    reply_ids = [int(d.payload.get("reply_id", 0)) for d in pending]
+    if reply_ids:
+        await session.exec(
+            update(Reply)
+            .where(col(Reply.id).in_(reply_ids), col(Reply.status) == "sending")
+            .values(status="failed", error=NOT_SENT)
+            .execution_options(synchronize_session=False)
+        )
+    await session.flush()
 
 
 async def _redact_rows(

@@ -31,7 +31,7 @@ from bot.domain import IllegalTransition
 from bot.ingest import make_incoming
 from bot.scheduler import RETENTION_TRIGGER, Scheduler, due_time, post_digest
 from bot.settings import Settings
-from storage.models import Conversation, Event, JobRun
+from storage.models import Conversation, Delivery, Event, JobRun
 from tests.conftest import PG_URL, _drop_schema, _postgres_schema, reference_dir
 from tests.slack_support import SlackHarness
 from tests.teams_support import running_teams
@@ -91,6 +91,7 @@ async def test_an_author_erased_from_chat_leaves_nothing_of_theirs_and_the_figur
                     title="Zanzibar order still broken",
                     text="Still broken, refund?",
                     url="https://forum.example/t/78",
+                    reply_url="https://forum.example/t/78/replies",
                     **{**TOM, "author_name": "tom w."},
                 ),
                 make_incoming(source="forum", external_id="90", text="my kettle is broken too, refund", author_name="Tommy"),
@@ -112,6 +113,8 @@ async def test_an_author_erased_from_chat_leaves_nothing_of_theirs_and_the_figur
             await post_digest(uow, support, since=since, until=until)  # quotes the waiting #tom2
             await uow.commit()
         await h.deliver()
+        await h.container.bus.handle(c.Claim(tom2, alice))
+        await h.container.bus.handle(c.ReplyToCustomer(tom2, alice, "Hi Tom W., on its way"))  # queued, not sent yet
         async with h.container.uow() as uow:
             before = figures(await build_digest(uow, department="support", since=since, until=until))
         traced = await scan_store(h.container)
@@ -166,6 +169,11 @@ async def test_an_author_erased_from_chat_leaves_nothing_of_theirs_and_the_figur
         assert after == before
         assert [(e.actor_name, e.data) for e in events] == [("uadmin", {"reason": "GDPR request #5", "conversations": 2})]
 
+        async with h.container.uow() as uow:
+            (held,) = await uow.replies.for_conversation(tom2)
+            outbound = (await uow.session.exec(select(Delivery).where(Delivery.kind == "reply"))).scalars().all()
+        assert [(d.conversation_id, d.status, d.sent_at) for d in outbound] == [(tom2, "failed", None)]
+        assert (held.status, held.error) == ("failed", "not sent: the customer's data was erased")
         with pytest.raises(IllegalTransition, match="customer data was erased"):
             await h.container.bus.handle(c.ReplyToCustomer(tom2, alice, "Anyone there?"))
 
