@@ -122,23 +122,26 @@ def needles(conversation: Conversation) -> list[str]:
         for line in re.split(r"[\r\n]+|(?<=[.!?;:,])\s+", block or ""):  # lines, sentences and their clauses
             if len(line.strip()) >= MIN_QUOTE:
                 found.add(line.strip())
+    found.add((conversation.author_name or "").strip().rstrip(".,;:!?"))  # "Tom W" for "Tom W."
     handle = (conversation.author_handle or "").strip()
     if handle.startswith("@") and len(handle) > 2:
         found.add(handle[1:])
     return sorted((n.strip() for n in found if n and len(n.strip()) >= 2), key=len, reverse=True)
 
 
-def redact(text: str, words: Sequence[str]) -> str:
-    """`text` with every occurrence of `words` (case-insensitive) replaced by "[erased]", and with the
-    lines that quote the customer mail-style ("> …") dropped when they held any of them."""
+def redact(text: str, words: Sequence[str], *, quotes: bool = False) -> str:
+    """`text` with every occurrence of `words` (whole words, case-insensitive) replaced by "[erased]".
+
+    A mail-style quote line ("> …") that holds any of them goes as a whole; with `quotes` (a reply or
+    note on the erased conversation: what it quotes is the customer) every quote line goes."""
     if not text or not words:
         return text
-    pattern = re.compile("|".join(re.escape(w) for w in words), re.IGNORECASE)
-    if not pattern.search(text):
-        return text
+    # Whole words only: a customer called "Al" leaves "Also" alone.
+    pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(w) for w in words) + r")(?!\w)", re.IGNORECASE)
     lines = []
     for line in text.splitlines(keepends=True):
-        if line.lstrip().startswith(">") and pattern.search(line):
+        quoted = line.lstrip().startswith(">") and line.strip(" >\r\n") not in ("", ERASED)
+        if quoted and (quotes or pattern.search(line)):
             lines.append("> " + ERASED + ("\n" if line.endswith("\n") else ""))
         else:
             lines.append(pattern.sub(ERASED, line))
@@ -244,7 +247,7 @@ async def _redact_rows(
         words = words_of.get(row.conversation_id, [])
         for name in columns:
             old = getattr(row, name)
-            if isinstance(old, str) and (new := redact(old, words)) != old:
+            if isinstance(old, str) and (new := redact(old, words, quotes=True)) != old:
                 setattr(row, name, new)
                 changed += 1
     await session.flush()

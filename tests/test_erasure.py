@@ -31,6 +31,7 @@ from bot.domain import IllegalTransition
 from bot.ingest import make_incoming
 from bot.scheduler import RETENTION_TRIGGER, Scheduler, due_time, post_digest
 from bot.settings import Settings
+from storage import erasure
 from storage.models import Conversation, Delivery, Event, JobRun
 from tests.conftest import PG_URL, _drop_schema, _postgres_schema, reference_dir
 from tests.slack_support import SlackHarness
@@ -183,6 +184,15 @@ async def test_an_author_erased_from_chat_leaves_nothing_of_theirs_and_the_figur
         fresh = await h.container.ingest([make_incoming(source="forum", external_id="95", text="Broken again", **TOM)])
         shown = await h.container.bus.handle(c.Show(fresh.new_ids[0], alice))
         assert shown.card is not None and shown.card.author == "Tom W." and shown.card.status == "open"
+
+
+def test_quotes_of_the_customer_are_redacted_as_whole_words_and_quote_lines() -> None:
+    conversation = Conversation(id=1, source="s", external_id="e", author_name="Al B.", text="The lid cracked on day two. Help")
+    words = erasure.needles(conversation)
+    quoted = "Also, al b. wrote: the lid cracked on day two.\n> The lid cracked, Help me\nAl B is upset; help him"
+    # In a reply or note on the erased conversation, every quote line is the customer's.
+    assert erasure.redact(quoted, words, quotes=True) == "Also, [erased] wrote: [erased]\n> [erased]\n[erased] is upset; help him"
+    assert erasure.redact("> The lid cracked, Help me", words) == "> The lid cracked, Help me"
 
 
 RETENTION_CONFIG = """
