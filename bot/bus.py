@@ -15,6 +15,7 @@ from bot.views import Card, Result
 from handlers._common import card
 from handlers.claim import handle_claim, handle_reassign, handle_release
 from handlers.digest import handle_digest, handle_stats
+from handlers.erase import handle_erase
 from handlers.link import handle_link, handle_unlink
 from handlers.note import handle_note, handle_thread_note
 from handlers.posting import handle_locate_card
@@ -57,6 +58,7 @@ HANDLERS: dict[type, Callable[..., Awaitable[Result]]] = {
     c.AddSource: handle_add_source,
     c.RemoveSource: handle_remove_source,
     c.RotateSecret: handle_rotate_secret,
+    c.Erase: handle_erase,
 }
 
 

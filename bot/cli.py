@@ -118,6 +118,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--department", "-d")
     p.add_argument("--author", default="")
     actor_arg(p)
+    p = cmd("erase", "remove a customer's personal data from the store, the search and the posted cards (admins)")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--author", default="", help="the author's name, exactly (case-insensitive)")
+    who.add_argument("--handle", default="", help="the author's handle")
+    who.add_argument("--url", default="", help="the author's profile URL")
+    who.add_argument("--conversation", type=_conversation_id, default=None, help="one conversation, #42")
+    p.add_argument("--reason", required=True, help="why (recorded in the history, e.g. 'GDPR request #5')")
+    p.add_argument("--dry-run", action="store_true", help="list what would go, change nothing")
+    actor_arg(p)
     p = cmd("ingest", "ingest a feed file (RSS, Atom, RDF or JSON Feed)")
     p.add_argument("path")
     p.add_argument("--source", help="source name (default: the file name)")
@@ -208,6 +217,16 @@ def _command(args: argparse.Namespace) -> c.Command:
             return c.ShowDigest(actor, department=args.department, days=args.since)
         case "stats":
             return c.ShowStats(actor)
+        case "erase":
+            return c.Erase(
+                actor,
+                args.reason,
+                author=args.author,
+                handle=args.handle,
+                url=args.url,
+                conversation_id=args.conversation,
+                dry_run=args.dry_run,
+            )
     raise ValueError(args.command)
 
 
@@ -337,6 +356,8 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
         )
         if source.reply_url:
             echo(f"  replies go to {source.reply_url}")
+        days = container.config.retention_for(source.name)
+        echo(f"  keeps text {days} days after it is closed" if days else "  keeps text forever")
 
 
 async def _export(container: Container, args: argparse.Namespace) -> None:

@@ -250,6 +250,22 @@ class RotateSecret:
     grace_seconds: int = 24 * 3600
 
 
+@dataclass(frozen=True)
+class Erase:
+    """Remove a customer's personal data (admins): whose, by exactly one of author name, handle, profile
+    URL or conversation; why (recorded). `dry_run` lists what would go and changes nothing;
+    `confirm` is what the asker types to go ahead (chat answers a dry run with it)."""
+
+    actor: Actor
+    reason: str
+    author: str = ""
+    handle: str = ""
+    url: str = ""
+    conversation_id: int | None = None
+    dry_run: bool = False
+    confirm: str = ""
+
+
 Command = (
     Claim
     | Release
@@ -276,4 +292,5 @@ Command = (
     | AddSource
     | RemoveSource
     | RotateSecret
+    | Erase
 )

@@ -87,6 +87,7 @@ class FeedConfig:
     every_seconds: int = 300
     tags: tuple[str, ...] = ()
     line: int | None = field(default=None, compare=False)  # where it is declared, for problems found later (the store)
+    retain_days: int | None = None  # None: the global `[unsilo] retain_days`
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,14 @@ class Config:
     feeds: tuple[FeedConfig, ...] = field(default_factory=tuple)
     people: tuple[PersonConfig, ...] = ()
     warnings: tuple[Problem, ...] = ()  # not errors: `unsilo config check` prints them
+    retain_days: int | None = None  # keep closed conversations' text this long; None: forever
+
+    def retention_for(self, source: str) -> int | None:
+        """How many days a source's closed conversations keep their text (its feed's own, else the default)."""
+        feed = next((f for f in self.feeds if f.name == source), None)
+        if feed is not None and feed.retain_days is not None:
+            return feed.retain_days
+        return self.retain_days
 
     def department_names(self) -> list[str]:
         """Every department name, the default one included."""
@@ -249,7 +258,10 @@ class _Checker:
             self.bad("unsilo", "must be a table")
             top = {}
         where: dict[str, Any] = {"header": "[unsilo]"}
-        self._unknown(top, {"default_department", "outcomes", "require_claim_to_reply", "admins"}, "unsilo", **where)
+        self._unknown(
+            top, {"default_department", "outcomes", "require_claim_to_reply", "admins", "retain_days"}, "unsilo", **where
+        )
+        retain_days = self._retain(top.get("retain_days"), "unsilo.retain_days", **where)
         default = top.get("default_department", "triage")
         if not isinstance(default, str) or not _NAME.match(default):
             self.bad("unsilo.default_department", "must be a lowercase name like 'triage'", field_="default_department", **where)
@@ -306,6 +318,7 @@ class _Checker:
             feeds=feeds,
             people=people,
             warnings=tuple(self.warnings),
+            retain_days=retain_days,
         )
 
     def _people(self, raw: Any) -> tuple[PersonConfig, ...]:
@@ -498,7 +511,7 @@ class _Checker:
             if not isinstance(table, dict):
                 self.bad(key, "must be a table", **where)
                 continue
-            self._unknown(table, {"name", "url", "every", "tags"}, key, **where)
+            self._unknown(table, {"name", "url", "every", "tags", "retain_days"}, key, **where)
             name, url = table.get("name"), table.get("url")
             if not isinstance(name, str) or not _NAME.match(name):
                 self.bad(f"{key}.name", "every feed needs a lowercase name like 'reviews'", field_="name", **where)
@@ -526,9 +539,24 @@ class _Checker:
                     every_seconds=self._int(table.get("every"), f"{key}.every", 300, minimum=30, field_="every", **where),
                     tags=self._strings(table.get("tags"), f"{key}.tags", field_="tags", **where),
                     line=line,
+                    retain_days=self._retain(table.get("retain_days"), f"{key}.retain_days", **where),
                 )
             )
         return tuple(result)
+
+    def _retain(self, value: Any, key: str, **where: Any) -> int | None:
+        """A retention period: a positive whole number of days, or absent (keep forever)."""
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            self.bad(
+                key,
+                f"must be a whole number of days >= 1 (got {value!r}); leave it out to keep text forever",
+                field_="retain_days",
+                **where,
+            )
+            return None
+        return value
 
 
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")

@@ -29,6 +29,8 @@ from bot.config import DepartmentConfig, digest_trigger
 from bot.digest import build_digest, digest_notice
 from bot.outbox import commit_with_deliveries, enqueue_thread_notice, notice_payload
 from bot.views import Notice
+from handlers.erase import erase_conversations, retention_why
+from storage import erasure
 from storage.models import Conversation
 from storage.uow import UnitOfWork
 
@@ -69,6 +71,10 @@ class Scheduler:
         self.scheduler.add_job(
             self.sweep, IntervalTrigger(seconds=self.sweep_every), id="sweep", next_run_time=datetime.now(UTC), **defaults
         )
+        config = self.container.config
+        if config.retain_days is not None or any(feed.retain_days is not None for feed in config.feeds):
+            self.scheduler.add_job(self.retention_job, RETENTION_TRIGGER, id=RETENTION_JOB, **defaults)
+            logger.info("retention scheduled daily: %s", RETENTION_TRIGGER)
         for department in self.container.config.departments:
             if department.digest:
                 trigger = digest_trigger(department.digest, department.timezone)
@@ -130,6 +136,24 @@ class Scheduler:
             work=lambda uow: post_digest(uow, self._department(department), since=since, until=due_at),
         )
 
+    async def retention_job(self) -> None:
+        """The daily job: erase the text of closed conversations past their source's retention, once."""
+        now = self.container.clock()
+        try:
+            await self.run_retention(due_at=due_time(RETENTION_TRIGGER, now))
+        except Exception:
+            logger.exception("retention run failed; tomorrow's run catches up")
+
+    async def run_retention(self, *, due_at: datetime) -> bool:
+        """Erase what is past its retention as of `due_at`, unless another replica has (or is doing) it."""
+        return await run_leased(
+            self.container.uow,
+            RETENTION_JOB,
+            due_at=due_at,
+            holder=self.holder,
+            work=lambda uow: erase_expired(uow, retention=self.container.config.retention_for, now=due_at),
+        )
+
     def _department(self, name: str) -> DepartmentConfig:
         return next(d for d in self.container.config.departments if d.name == name)
 
@@ -143,6 +167,34 @@ class Scheduler:
                 logger.warning("digest %s due %s was left unfinished by %s; running it here", department, run.due_at, run.holder)
                 job = self.scheduler.get_job(run.job)
                 await self.run_digest(department, due_at=run.due_at, trigger=job.trigger if job else None)
+
+
+RETENTION_JOB = "retention"
+RETENTION_TRIGGER = CronTrigger(hour=3, minute=17, timezone=UTC)  # once a day, in the quiet hours
+RETENTION_BATCH = 200  # conversations erased per transaction
+RETENTION_MAX = 20_000  # per run: the rest waits for the next day's run
+
+
+async def erase_expired(
+    uow: UnitOfWork, *, retention: Callable[[str], int | None], now: datetime, batch: int = RETENTION_BATCH
+) -> str:
+    """Erase the customer data of resolved or dismissed conversations closed longer ago than their source's
+    retention (`[unsilo] retain_days`, a feed's own `retain_days`), in committed batches; what was done."""
+    erased = 0
+    for source in await erasure.sources_with_text(uow.session):
+        days = retention(source)
+        if days is None:
+            continue
+        while erased < RETENTION_MAX:
+            found = await erasure.expired(uow.session, sources=[source], before=now - timedelta(days=days), limit=batch)
+            if not found:
+                break
+            why = retention_why(days)
+            await erase_conversations(uow, found, who=None, reason=why, why=why)
+            erased += len(found)
+            await commit_with_deliveries(uow)  # one batch at a time: bounded transactions
+            uow.changed.clear()
+    return f"erased {erased} conversation(s)"
 
 
 def due_time(trigger: CronTrigger, now: datetime) -> datetime:

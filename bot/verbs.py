@@ -11,6 +11,7 @@ parses `/unsilo …` and `@Unsilo …` with it. A platform never lists verbs of 
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -156,6 +157,50 @@ def _link(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
     if not rest.strip():
         raise InvalidInput(f"link needs a department; {typed.usage(VERBS['link'])}")
     return c.LinkChannel(actor, rest.strip().lower(), typed.channel_id, typed.conversation_ref)
+
+
+_ERASE_OPTIONS = {
+    "--author": "author",
+    "--handle": "handle",
+    "--url": "url",
+    "--conversation": "conversation",
+    "--reason": "reason",
+}
+CONFIRM = "--confirm"
+
+
+def _erase(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
+    """`erase --author "Tom W." --reason "GDPR request #5"`: a dry run that says what to type to go
+    ahead (the same line with `--confirm`); only the confirmed line erases."""
+    line = rest.replace("\u201c", '"').replace("\u201d", '"').replace("\u2018", "'").replace("\u2019", "'")
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise InvalidInput(f"erase: {exc}; {typed.usage(VERBS['erase'])}") from None
+    values: dict[str, str] = {}
+    confirmed = False
+    while words:
+        word = words.pop(0)
+        if word == CONFIRM:
+            confirmed = True
+        elif word in _ERASE_OPTIONS and words:
+            values[_ERASE_OPTIONS[word]] = words.pop(0)
+        else:
+            raise InvalidInput(f"erase: unexpected {word[:40]!r}; {typed.usage(VERBS['erase'])}")
+    if not values.get("reason", "").strip():
+        raise InvalidInput(f"erase needs --reason; {typed.usage(VERBS['erase'])}")
+    conversation = parse_conversation_id(values["conversation"]) if "conversation" in values else None
+    confirm = f"{typed.prefix} erase {' '.join(shlex.quote(w) for w in shlex.split(line))} {CONFIRM}"
+    return c.Erase(
+        actor,
+        values["reason"],
+        author=values.get("author", ""),
+        handle=values.get("handle", ""),
+        url=values.get("url", "").strip("<>").split("|")[0],  # Slack wraps links as <https://…|label>
+        conversation_id=conversation,
+        dry_run=not confirmed,
+        confirm="" if confirmed else confirm,
+    )
 
 
 def _text(name: str = "text", label: str = "", *, missing: str, placeholder: str = "") -> Input:
@@ -314,6 +359,12 @@ TABLE: tuple[Verb, ...] = (
         "unlink [department] — stop posting them here (admins)",
         parse=lambda rest, actor, typed: c.UnlinkChannel(actor, typed.channel_id, rest.strip().lower() or None),
         menu=("channel",),
+    ),
+    Verb(
+        "erase",
+        'erase --author "NAME" | --handle H | --url U | --conversation #42 --reason "why" — '
+        "remove a customer's personal data: shows what would go, then erases once you add --confirm (admins)",
+        parse=_erase,
     ),
 )
 

@@ -314,10 +314,30 @@ def reply_note(reply: Reply, url: str) -> str:
     return ""
 
 
+ERASED_AUTHOR = "(erased)"
+
+
+def erased_note(conversation: Conversation) -> str:
+    """What an erased conversation's card says where the customer's words were ("" if not erased)."""
+    if conversation.erased_at is None:
+        return ""
+    day = (
+        conversation.erased_at.astimezone(UTC).strftime("%Y-%m-%d")
+        if conversation.erased_at.tzinfo
+        else f"{conversation.erased_at:%Y-%m-%d}"
+    )
+    why = conversation.erased_why or "request"
+    if why == "request":
+        return f"Erased on request, {day}"
+    return f"Erased: {why}, {day}"  # "Erased: retention (30 days), 2026-12-01"
+
+
 def card_for(conversation: Conversation, *, owner: str | None, departments: list[str], reply: Reply | None = None) -> Card:
-    """The card of a conversation as it is now, with its latest reply's state."""
+    """The card of a conversation as it is now, with its latest reply's state; an erased one says so
+    ("Erased on request, <date>") where the customer's words were."""
     assert conversation.id is not None
-    author = conversation.author_name or conversation.author_handle or "unknown author"
+    erased = erased_note(conversation)
+    author = ERASED_AUTHOR if erased else conversation.author_name or conversation.author_handle or "unknown author"
     buttons = buttons_for(conversation, reply)
     return Card(
         id=conversation.id,
@@ -325,7 +345,7 @@ def card_for(conversation: Conversation, *, owner: str | None, departments: list
         source=conversation.source,
         author=author,
         title=conversation.title,
-        text=conversation.text,
+        text=erased or conversation.text,
         url=conversation.url,
         priority=conversation.priority,
         tags=tuple(conversation.tags),
@@ -355,7 +375,7 @@ def history_for(events: list[Event], notes: list[Note], replies: list[Reply]) ->
             detail = f"{text} [{status}]" if status else text
         elif event.kind == "resolved":
             detail = data.get("outcome", "") + (f": {data['text']}" if data.get("text") else "")
-        elif event.kind in ("dismissed",):
+        elif event.kind in ("dismissed", "erased"):
             detail = data.get("reason", "")
         elif event.kind == "reassigned":
             detail = f"to {data.get('to', '')}"

@@ -37,7 +37,7 @@ async def reply_endpoint(uow: UnitOfWork, conversation: Conversation) -> str:
 async def release_reply(uow: UnitOfWork, conversation: Conversation, reply: Reply, *, author: str) -> str:
     """Send an approved (or never held) reply on its way; returns the status it gets."""
     endpoint = await reply_endpoint(uow, conversation)
-    if not endpoint:
+    if not endpoint or conversation.erased_at is not None:  # erased: nothing is sent to a forgotten customer
         return "recorded"
     await uow.deliveries.enqueue_many(
         [
@@ -69,6 +69,8 @@ async def handle_reply(cmd: ReplyToCustomer, uow: UnitOfWork, *, ctx: Context) -
     who = await identify(uow, cmd.actor)
     text = require_text(cmd.text, "A reply")
     conversation = await load(uow, cmd.conversation_id)
+    if conversation.erased_at is not None:
+        raise IllegalTransition(f"#{cmd.conversation_id}'s customer data was erased; there is nobody to reply to")
     if await uow.replies.with_status("pending_approval", conversation_ids=[cmd.conversation_id]):
         raise IllegalTransition(
             f"#{cmd.conversation_id} already has a reply waiting for approval; it must be approved or rejected first"

@@ -85,6 +85,8 @@ class Conversation(SQLModel, table=True):
     reminded_at: datetime | None = None  # claimed, no reply past the SLA: owner reminded (once)
     version: int = 1
     reported_by_id: int | None = Field(default=None, foreign_key="person.id")
+    erased_at: datetime | None = None  # the customer's data was erased (on request, or after the retention period)
+    erased_why: str = Field(default="", max_length=64)  # "request" or "retention (N days)"
 
 
 class ConversationDepartment(SQLModel, table=True):

@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.db import LEASE_LOCK, off_loop
+from storage.erasure import tombstone
 from storage.models import (
     Conversation,
     ConversationDepartment,
@@ -247,16 +248,21 @@ class ConversationRepo(_Repo):
             by_source.setdefault(source, []).append(external_id)
         found: set[tuple[str, str]] = set()
         for source, external_ids in by_source.items():
-            for chunk in _chunks(external_ids, 900):
+            # An erased conversation keeps its key as a tombstone: its item is known, never new again.
+            stones = {tombstone(source, e): e for e in external_ids}
+            wanted = [*external_ids, *stones]
+            for chunk in _chunks(wanted, 900):
                 stmt = select(Conversation.external_id).where(
                     Conversation.source == source, col(Conversation.external_id).in_(chunk)
                 )
-                found.update((source, e) for e in (await self.session.exec(stmt)).all())
+                found.update((source, stones.get(e, e)) for e in (await self.session.exec(stmt)).all())
         return found
 
     async def id_for(self, source: str, external_id: str) -> int | None:
-        """The id of the conversation with this source and external id, if any."""
-        stmt = select(Conversation.id).where(Conversation.source == source, Conversation.external_id == external_id)
+        """The id of the conversation with this source and external id (erased ones too), if any."""
+        stmt = select(Conversation.id).where(
+            Conversation.source == source, col(Conversation.external_id).in_((external_id, tombstone(source, external_id)))
+        )
         return (await self.session.exec(stmt)).first()
 
     async def compare_and_set(self, conversation: Conversation, **values: Any) -> bool:
