@@ -1,7 +1,11 @@
 """The `unsilo` command line: the demo, the service, and every action for scripts.
 
-Exit codes: 0 done, 1 refused (the reason is printed on one line), 2 bad usage,
-3 the config or the store is unusable.
+Exit codes: 0 done (`unsilo help`, `unsilo --version` too), 1 refused (the reason is printed on
+one line), 2 bad usage (`unsilo` without a command prints the help and exits 2), 3 the config or
+the store is unusable.
+
+Starting is quick (`bench/startup.py`): the parser needs only the verb table and the platforms'
+names, so the store, the bus and the feeds are imported when a command runs, never for the help.
 """
 
 from __future__ import annotations
@@ -17,18 +21,18 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import bootstrap, export, logs, terminal, verbs
 from bot import commands as c
-from bot.bootstrap import Container, build, feed_poller, load_config, sample_path, settings_from_env
+from bot.bootstrap import build, feed_poller, load_config, sample_path, settings_from_env
 from bot.config import ConfigError, find_config
 from bot.domain import DomainError, InvalidInput, parse_conversation_id
-from bot.ingest import IngestError, parse_feed
-from bot.settings import Settings
 from bot.views import Card, Listing, Result, printable, when
-from storage.export import conversation_rows
-from storage.models import Source
+
+if TYPE_CHECKING:
+    from bot.bootstrap import Container
+    from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +61,25 @@ def _days(text: str) -> int:
     return int(raw)
 
 
+class _Version(argparse.Action):
+    """`unsilo --version`: the installed distribution's version (read only when asked)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from importlib import metadata
+
+        echo(f"unsilo {metadata.version('unsilo')}")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unsilo", description="Route customer conversations to the people who can act on them.")
     parser.add_argument("--database-url", help="store URL (default: $DATABASE_URL or sqlite+aiosqlite:///./unsilo.db)")
     parser.add_argument("--config", help="config file (default: $UNSILO_CONFIG, ./unsilo.toml, ./unsilo.example.toml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     # The same options are accepted after the command too (`unsilo queue --config x.toml`).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--database-url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -144,6 +162,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["upgrade"])
     p = cmd("config", "configuration file")
     p.add_argument("action", choices=["check"])
+    p = cmd("help", "this help, or a command's: unsilo help COMMAND")
+    p.add_argument("topic", nargs="*", metavar="COMMAND")
     return parser
 
 
@@ -187,6 +207,8 @@ def _command(args: argparse.Namespace) -> c.Command:
 
 
 async def _demo(container: Container) -> None:
+    from bot.ingest import parse_feed
+
     items, _ = parse_feed(sample_path("demo-feed.xml").read_bytes(), source=DEMO_SOURCE)
     report = await container.ingest(items)
     sent = await container.worker().run_until_idle()
@@ -222,6 +244,8 @@ async def _demo(container: Container) -> None:
 
 async def _ingest(container: Container, args: argparse.Namespace) -> None:
     from pathlib import Path
+
+    from bot.ingest import IngestError, parse_feed
 
     path = Path(args.path)
     source = args.source or path.stem
@@ -272,6 +296,8 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
         if action == "add-feed" and args.every < 30:
             raise InvalidInput("--every must be at least 30 seconds")
         secret = secrets.token_urlsafe(32) if action == "add-webhook" or reply_url else None
+        from storage.models import Source
+
         async with container.uow() as uow:
             if await uow.sources.by_name(args.name) is not None:
                 raise InvalidInput(f"a source named {args.name!r} already exists; `unsilo sources` lists them")
@@ -321,6 +347,8 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
 
 
 async def _export(container: Container, args: argparse.Namespace) -> None:
+    from storage.export import conversation_rows
+
     since = container.clock() - timedelta(days=args.since) if args.since else None
     department = args.department.strip().lower() if args.department else None
     if department is not None and department not in container.config.department_names():
@@ -382,7 +410,17 @@ def _serve(settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `unsilo` console script."""
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    if not argv:  # no command: the help, as a usage error
+        parser.print_help(sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    if args.command == "help":  # `unsilo help [COMMAND…]` is `unsilo [COMMAND…] --help`
+        if args.topic:
+            parser.parse_args([*args.topic, "--help"])  # prints the command's help and exits 0 (or 2 if unknown)
+        parser.print_help()
+        return 0
     settings = settings_from_env(
         database_url=args.database_url,
         config_path=args.config,
@@ -399,7 +437,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings)
         if args.command == "manifest":
             return _manifest(args, settings)
-        return asyncio.run(_run_async(args, settings))
+        code = asyncio.run(_run_async(args, settings))
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        return _stdout_gone()
     except ConfigError as exc:
         echo(str(exc), file=sys.stderr)
         echo(f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} in {exc.path}", file=sys.stderr)
@@ -407,15 +449,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DomainError as exc:
         echo(exc.message, file=sys.stderr)
         return 1
-    except IngestError as exc:
-        echo(str(exc), file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as exc:
-        return _store_problem(exc, settings)
     except Exception as exc:
-        if type(exc).__module__.startswith(("sqlalchemy", "asyncpg", "sqlite3")):
-            return _store_problem(exc, settings)
-        raise
+        from bot import failures
+        from bot.ingest import IngestError
+
+        if isinstance(exc, IngestError):
+            echo(str(exc), file=sys.stderr)
+            return 1
+        failure = failures.explain(
+            exc, database_url=settings.database_url, host=settings.host, port=settings.port if args.command == "run" else None
+        )
+        if failure is None:
+            raise
+        echo(failure.message, file=sys.stderr)
+        return failure.code
+
+
+def _stdout_gone() -> int:
+    """The reader of our output left (`unsilo show 7 | head`): stop quietly, as `cat` does.
+
+    Python's recipe (the docs' "Note on SIGPIPE"): point stdout at devnull, so the flush at
+    exit does not fail again. 141 is what a shell reports for a command ended by SIGPIPE."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 def _manifest(args: argparse.Namespace, settings: Settings) -> int:
@@ -430,11 +489,6 @@ def _manifest(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     echo(done)
     return 0
-
-
-def _store_problem(exc: Any, settings: Settings) -> int:
-    echo(f"cannot use the store at {settings.database_url}: {exc}", file=sys.stderr)
-    return 3
 
 
 if __name__ == "__main__":

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dotenv import load_dotenv
 
 from bot.platform import Platform, PlatformSettings
-from storage.db import DEFAULT_DATABASE_URL
+from storage import DEFAULT_DATABASE_URL
 
 logger = logging.getLogger(__name__)
 
@@ -70,3 +71,15 @@ class Settings:
         """A platform's settings (as if nothing were set, when they were not read)."""
         found = self.platforms.get(platform.name)
         return found if found is not None else platform.settings_from({})
+
+
+def masked_url(url: str) -> str:
+    """A store URL fit to print or log: its password is `***` (a URL SQLAlchemy cannot read is
+    masked between `:` and `@` all the same)."""
+    from sqlalchemy.engine import make_url  # here: the settings are read without SQLAlchemy
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)

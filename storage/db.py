@@ -22,11 +22,13 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.orm.session import Session
 
-from storage import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from storage import (
+    DEFAULT_DATABASE_URL,
+    models,  # noqa: F401  (registers the tables on SQLModel.metadata)
+)
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./unsilo.db"
 
 _ALIASES = {
     "sqlite": "sqlite+aiosqlite",
@@ -42,7 +44,13 @@ def normalize_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError(f"not a database URL: {url!r} (expected e.g. {DEFAULT_DATABASE_URL})")
-    return f"{_ALIASES.get(scheme, scheme)}://{rest}"
+    driver = _ALIASES.get(scheme, scheme)
+    if driver not in _ALIASES.values():
+        raise ValueError(
+            f"unsupported store URL scheme {scheme!r}: use sqlite+aiosqlite:///path/to/unsilo.db "
+            "or postgresql+asyncpg://user:password@host/database"
+        )
+    return f"{driver}://{rest}"
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
