@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from adapters.sources.feeds import FeedPoller
     from bot.bus import Bus
     from bot.ingest import Incoming, IngestReport
-    from bot.outbox import DeliveryWorker, Sender
+    from bot.outbox import DeliveryWorker, Job, Sender, Sent
     from bot.routing import Router
     from storage.uow import UnitOfWork
 
@@ -196,10 +197,33 @@ def build(
         write_lock=asyncio.Lock() if is_sqlite(engine) else None,
     )
     container.senders["log"] = LoggingSender()
-    from adapters.outbound.sender import OutboundSender  # imported when wired: `unsilo --help` stays quick
-
-    container.senders["outbound"] = OutboundSender(container.uow, allowed=settings.allow_private_urls)  # replies
+    container.senders["outbound"] = _FirstUse(partial(_outbound, container.uow, settings.allow_private_urls))  # replies
     return container
+
+
+def _outbound(uow: Callable[[], UnitOfWork], allowed: Sequence[str]) -> Sender:
+    from adapters.outbound.sender import OutboundSender  # with aiohttp: imported at the first reply sent
+
+    return OutboundSender(uow, allowed=allowed)
+
+
+class _FirstUse:
+    """A sender made at its first delivery, so a command that sends nothing (`unsilo queue`)
+    starts without importing it."""
+
+    def __init__(self, make: Callable[[], Sender]) -> None:
+        self._make = make
+        self.sender: Sender | None = None
+
+    async def send(self, job: Job) -> Sent:
+        if self.sender is None:
+            self.sender = self._make()
+        return await self.sender.send(job)
+
+    async def close(self) -> None:
+        close = getattr(self.sender, "close", None)
+        if close is not None:
+            await close()
 
 
 def mount_sources(app: web.Application, container: Container) -> None:
