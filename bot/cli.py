@@ -410,6 +410,16 @@ def _serve(settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `unsilo` console script."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not at exit (also after argparse's help and exit)
+    except BrokenPipeError:
+        return _stdout_gone()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     if not argv:  # no command: the help, as a usage error
@@ -421,12 +431,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.parse_args([*args.topic, "--help"])  # prints the command's help and exits 0 (or 2 if unknown)
         parser.print_help()
         return 0
-    settings = settings_from_env(
-        database_url=args.database_url,
-        config_path=args.config,
-        host=getattr(args, "host", None),
-        port=getattr(args, "port", None),
-    )
+    try:
+        settings = settings_from_env(
+            database_url=args.database_url,
+            config_path=args.config,
+            host=getattr(args, "host", None),
+            port=getattr(args, "port", None),
+        )
+    except ValueError as exc:  # a variable that is not a number
+        echo(f"cannot read the settings: {exc}", file=sys.stderr)
+        return 3
     logs.configure(logging.INFO if args.verbose or args.command == "run" else logging.WARNING)
     try:
         if args.command == "config":
@@ -437,11 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings)
         if args.command == "manifest":
             return _manifest(args, settings)
-        code = asyncio.run(_run_async(args, settings))
-        sys.stdout.flush()  # a closed pipe shows here, not at exit
-        return code
-    except BrokenPipeError:
-        return _stdout_gone()
+        return asyncio.run(_run_async(args, settings))
     except ConfigError as exc:
         echo(str(exc), file=sys.stderr)
         echo(f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} in {exc.path}", file=sys.stderr)
