@@ -398,12 +398,12 @@ def _serve(settings: Settings) -> int:
 
     container = build(settings)
     app = create_app(container)
-    echo(f"unsilo listening on http://{settings.host}:{settings.port} (health: /healthz)", flush=True)
     server.run(
         app,
         settings.host,
         settings.port,
         max_connections=server.connection_limit(settings.max_connections, db_pool_size=settings.db_pool_size),
+        ready=lambda: echo(f"unsilo listening on http://{settings.host}:{settings.port} (health: /healthz)", flush=True),
     )
     return 0
 

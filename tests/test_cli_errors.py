@@ -87,3 +87,4 @@ def test_a_missing_file_a_bad_setting_and_a_busy_port_are_named(tmp_path: Path) 
         served = run("run", "--host", "127.0.0.1", "--port", str(port), cwd=tmp_path)
     assert served.returncode == 3
     assert served.stderr.splitlines()[-1] == f"port {port} on 127.0.0.1 is in use: stop the other process or set PORT/--port"
+    assert "listening" not in served.stdout  # it never was
