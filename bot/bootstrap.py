@@ -3,7 +3,8 @@
 `PLATFORMS` is the one list of chat platforms: the core takes it as a parameter everywhere
 (settings, config, the store's mentions, the service, the CLI) and never names a platform.
 Each adapter package exports its `Platform`; importing one is cheap, its SDK is imported only
-when the platform starts.
+when the platform starts. Importing this module is cheap too (`unsilo --help` reads `PLATFORMS`):
+the store, the bus and the outbox are imported when they are wired.
 """
 
 from __future__ import annotations
@@ -12,35 +13,30 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from adapters import slack, teams
 from bot import config as config_file
-from bot import configsync
-from bot.bus import Bus
 from bot.config import Config, find_config
 from bot.health import Health
-from bot.ingest import Incoming, IngestReport, store_items
 from bot.metrics import Metrics
-from bot.outbox import DeliveryWorker, LoggingSender, Sender, commit_with_deliveries
 from bot.platform import Platform, Wiring, chat_names
-from bot.policy import Context
-from bot.routing import Router
 from bot.settings import Settings
-from storage import migrate
 from storage.clock import Clock, utcnow
-from storage.db import create_engine, is_sqlite, session_factory
-from storage.models import Rule
-from storage.uow import UnitOfWork
 
 if TYPE_CHECKING:
     from aiohttp import web
+    from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+    from sqlmodel.ext.asyncio.session import AsyncSession
 
     from adapters.sources.feeds import FeedPoller
+    from bot.bus import Bus
+    from bot.ingest import Incoming, IngestReport
+    from bot.outbox import DeliveryWorker, Job, Sender, Sent
+    from bot.routing import Router
+    from storage.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -83,11 +79,16 @@ class Container:
 
     def uow(self) -> UnitOfWork:
         """A fresh unit of work on the shared store."""
+        from storage.uow import UnitOfWork
+
         return UnitOfWork(self.sessions, clock=self.clock, lock=self.write_lock, chat_platforms=chat_names(self.platforms))
 
     @property
     def bus(self) -> Bus:
         """The command bus."""
+        from bot.bus import Bus
+        from bot.policy import Context
+
         return Bus(self.uow, ctx=Context.from_config(self.config), metrics=self.metrics)
 
     def mount(self, app: web.Application, platform: Platform) -> None:
@@ -104,6 +105,8 @@ class Container:
     def worker(self, **kwargs: object) -> DeliveryWorker:
         """A delivery worker with every registered sender."""
         kwargs.setdefault("metrics", self.metrics)
+        from bot.outbox import DeliveryWorker
+
         return DeliveryWorker(self.uow, self.senders, **kwargs)  # type: ignore[arg-type]
 
     async def prepare(self) -> None:
@@ -112,12 +115,16 @@ class Container:
         Replicas starting together on one PostgreSQL take turns (an advisory lock), so
         the schema is migrated and the config loaded by one at a time.
         """
+        from storage import migrate
+
         async with migrate.startup_lock(self.engine):
             await migrate.upgrade(self.engine)
             await sync_config(self.uow, self.config)
 
     async def router(self) -> Router:
         """A router over the stored rules."""
+        from bot.routing import Router
+
         async with self.uow() as uow:
             rules = await uow.rules.enabled()
         return Router(rules, default_department=self.config.default_department)
@@ -139,6 +146,9 @@ class Container:
         due time are saved only once all its items are: a crash midway re-reads the feed,
         and the items already stored are skipped.
         """
+        from bot.ingest import IngestReport, store_items
+        from bot.outbox import commit_with_deliveries
+
         name = source or (items[0].source if items else None)
         router = await self.router()
         report = IngestReport(source=name or "")
@@ -176,6 +186,9 @@ def build(
     settings: Settings, *, config: Config | None = None, clock: Clock = utcnow, platforms: Sequence[Platform] | None = None
 ) -> Container:
     """Wire a container from settings (the config file is read unless given) for the platforms (default: `PLATFORMS`)."""
+    from bot.outbox import LoggingSender
+    from storage.db import create_engine, is_sqlite, session_factory
+
     platforms = tuple(PLATFORMS if platforms is None else platforms)
     if config is None:
         config = load_config(find_config(settings.config_path), platforms=platforms)
@@ -192,10 +205,33 @@ def build(
         write_lock=asyncio.Lock() if is_sqlite(engine) else None,
     )
     container.senders["log"] = LoggingSender()
-    from adapters.outbound.sender import OutboundSender  # imported when wired: `unsilo --help` stays quick
-
-    container.senders["outbound"] = OutboundSender(container.uow, allowed=settings.allow_private_urls)  # replies
+    container.senders["outbound"] = _FirstUse(partial(_outbound, container.uow, settings.allow_private_urls))  # replies
     return container
+
+
+def _outbound(uow: Callable[[], UnitOfWork], allowed: Sequence[str]) -> Sender:
+    from adapters.outbound.sender import OutboundSender  # with aiohttp: imported at the first reply sent
+
+    return OutboundSender(uow, allowed=allowed)
+
+
+class _FirstUse:
+    """A sender made at its first delivery, so a command that sends nothing (`unsilo queue`)
+    starts without importing it."""
+
+    def __init__(self, make: Callable[[], Sender]) -> None:
+        self._make = make
+        self.sender: Sender | None = None
+
+    async def send(self, job: Job) -> Sent:
+        if self.sender is None:
+            self.sender = self._make()
+        return await self.sender.send(job)
+
+    async def close(self) -> None:
+        close = getattr(self.sender, "close", None)
+        if close is not None:
+            await close()
 
 
 def mount_sources(app: web.Application, container: Container) -> None:
@@ -217,6 +253,9 @@ async def sync_config(uow_factory: Callable[[], UnitOfWork], config: Config) -> 
 
     Refuses (`ConfigError`, nothing changed) a feed named like a webhook in the store; retires the
     departments the config no longer lists (`bot.configsync`)."""
+    from bot import configsync
+    from storage.models import Rule
+
     async with uow_factory() as uow:
         clashes = await configsync.feed_clashes(uow, config)
         if clashes:

@@ -1,7 +1,11 @@
 """The `unsilo` command line: the demo, the service, and every action for scripts.
 
-Exit codes: 0 done, 1 refused (the reason is printed on one line), 2 bad usage,
-3 the config or the store is unusable.
+Exit codes: 0 done (`unsilo help`, `unsilo --version` too), 1 refused (the reason is printed on
+one line), 2 bad usage (`unsilo` without a command prints the help and exits 2), 3 the config or
+the store is unusable.
+
+Starting is quick (`bench/startup.py`): the parser needs only the verb table and the platforms'
+names, so the store, the bus and the feeds are imported when a command runs, never for the help.
 """
 
 from __future__ import annotations
@@ -16,17 +20,18 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot import bootstrap, configsync, export, logs, maintenance, terminal, verbs
+from bot import bootstrap, export, logs, terminal, verbs
 from bot import commands as c
-from bot.bootstrap import Container, build, feed_poller, load_config, sample_path, settings_from_env
+from bot.bootstrap import build, feed_poller, load_config, sample_path, settings_from_env
 from bot.config import ConfigError, find_config
 from bot.domain import DomainError, InvalidInput, parse_conversation_id
-from bot.ingest import IngestError, parse_feed
-from bot.settings import Settings
 from bot.views import Card, Listing, Result, printable, when
-from storage.export import conversation_rows
+
+if TYPE_CHECKING:
+    from bot.bootstrap import Container
+    from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +68,25 @@ def _grace(text: str) -> int:
     return int(found.group(1)) * {"d": 86400, "h": 3600, "m": 60, "": 0}[found.group(2)]
 
 
+class _Version(argparse.Action):
+    """`unsilo --version`: the installed distribution's version (read only when asked)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from importlib import metadata
+
+        echo(f"unsilo {metadata.version('unsilo')}")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unsilo", description="Route customer conversations to the people who can act on them.")
     parser.add_argument("--database-url", help="store URL (default: $DATABASE_URL or sqlite+aiosqlite:///./unsilo.db)")
     parser.add_argument("--config", help="config file (default: $UNSILO_CONFIG, ./unsilo.toml, ./unsilo.example.toml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     # The same options are accepted after the command too (`unsilo queue --config x.toml`).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--database-url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -178,6 +197,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="backup: replace FILE if it exists")
     p = cmd("config", "configuration file")
     p.add_argument("action", choices=["check"])
+    p = cmd("help", "this help, or a command's: unsilo help COMMAND")
+    p.add_argument("topic", nargs="*", metavar="COMMAND")
     return parser
 
 
@@ -231,11 +252,15 @@ def _command(args: argparse.Namespace) -> c.Command:
 
 
 async def _demo(container: Container, args: argparse.Namespace) -> None:
+    from bot import maintenance
+    from bot.ingest import parse_feed
+
     if args.reset:
         await maintenance.demo_reset(container.engine, DEMO_SOURCE)
         return
     if not args.into_existing:
         await maintenance.refuse_non_demo(container.engine, DEMO_SOURCE)
+
     items, _ = parse_feed(sample_path("demo-feed.xml").read_bytes(), source=DEMO_SOURCE)
     report = await container.ingest(items)
     # Into a real store, the outbox also holds real cards: the demo sends none of them (`unsilo deliver` does).
@@ -274,6 +299,8 @@ async def _demo(container: Container, args: argparse.Namespace) -> None:
 
 async def _ingest(container: Container, args: argparse.Namespace) -> None:
     from pathlib import Path
+
+    from bot.ingest import IngestError, parse_feed
 
     path = Path(args.path)
     source = args.source or path.stem
@@ -361,6 +388,8 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
 
 
 async def _export(container: Container, args: argparse.Namespace) -> None:
+    from storage.export import conversation_rows
+
     since = container.clock() - timedelta(days=args.since) if args.since else None
     department = args.department.strip().lower() if args.department else None
     if department is not None and department not in container.config.department_names():
@@ -380,6 +409,8 @@ async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
     container = build(settings)
     try:
         if args.command == "config":  # a check: the store is read, never migrated nor changed
+            from bot import configsync
+
             checked = await configsync.check_against_store(container.uow, container.config)
             config = container.config
             counts = f"{len(config.department_names())} departments, {len(config.rules)} rules, {len(config.feeds)} feeds"
@@ -397,6 +428,8 @@ async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
         elif args.command == "deliver":
             echo(f"{await container.worker().run_until_idle()} deliveries handled")
         elif args.command == "db" and args.action == "copy":
+            from bot import maintenance
+
             return await maintenance.copy(container.engine, args.to)
         elif args.command == "db":
             echo("database is at the newest schema")
@@ -413,28 +446,54 @@ def _serve(settings: Settings) -> int:
 
     container = build(settings)
     app = create_app(container)
-    echo(f"unsilo listening on http://{settings.host}:{settings.port} (health: /healthz)", flush=True)
     server.run(
         app,
         settings.host,
         settings.port,
         max_connections=server.connection_limit(settings.max_connections, db_pool_size=settings.db_pool_size),
+        ready=lambda: echo(f"unsilo listening on http://{settings.host}:{settings.port} (health: /healthz)", flush=True),
     )
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `unsilo` console script."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not at exit (also after argparse's help and exit)
+    except BrokenPipeError:
+        return _stdout_gone()
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
+    if not argv:  # no command: the help, as a usage error
+        parser.print_help(sys.stderr)
+        return 2
     args = parser.parse_args(argv)
-    if args.command == "db" and (problem := maintenance.usage_problem(args.action, file=args.file, to=args.to)):
-        parser.error(problem)
-    settings = settings_from_env(
-        database_url=args.database_url,
-        config_path=args.config,
-        host=getattr(args, "host", None),
-        port=getattr(args, "port", None),
-    )
+    if args.command == "help":  # `unsilo help [COMMAND…]` is `unsilo [COMMAND…] --help`
+        if args.topic:
+            parser.parse_args([*args.topic, "--help"])  # prints the command's help and exits 0 (or 2 if unknown)
+        parser.print_help()
+        return 0
+    try:
+        settings = settings_from_env(
+            database_url=args.database_url,
+            config_path=args.config,
+            host=getattr(args, "host", None),
+            port=getattr(args, "port", None),
+        )
+    except ValueError as exc:  # a variable that is not a number
+        echo(f"cannot read the settings: {exc}", file=sys.stderr)
+        return 3
+    if args.command == "db":
+        from bot import maintenance
+
+        if problem := maintenance.usage_problem(args.action, file=args.file, to=args.to):
+            parser.error(problem)
     logs.configure(
         logging.INFO if args.verbose or args.command == "run" else logging.WARNING,
         level=settings.log_level,
@@ -450,6 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "manifest":
             return _manifest(args, settings)
         if args.command == "db" and args.action == "backup":  # before any connection: nothing is written to the store
+            from bot import maintenance
+
             return asyncio.run(maintenance.backup(settings.database_url, args.file, force=args.force))
         return asyncio.run(_run_async(args, settings))
     except ConfigError as exc:
@@ -459,15 +520,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DomainError as exc:
         echo(exc.message, file=sys.stderr)
         return 1
-    except IngestError as exc:
-        echo(str(exc), file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as exc:
-        return _store_problem(exc, settings)
     except Exception as exc:
-        if type(exc).__module__.startswith(("sqlalchemy", "asyncpg", "sqlite3")):
-            return _store_problem(exc, settings)
-        raise
+        from bot import failures
+        from bot.ingest import IngestError
+
+        if isinstance(exc, IngestError):
+            echo(str(exc), file=sys.stderr)
+            return 1
+        failure = failures.explain(
+            exc, database_url=settings.database_url, host=settings.host, port=settings.port if args.command == "run" else None
+        )
+        if failure is None:
+            raise
+        echo(failure.message, file=sys.stderr)
+        return failure.code
+
+
+def _stdout_gone() -> int:
+    """The reader of our output left (`unsilo show 7 | head`): stop quietly, as `cat` does.
+
+    Python's recipe (the docs' "Note on SIGPIPE"): point stdout at devnull, so the flush at
+    exit does not fail again. 141 is what a shell reports for a command ended by SIGPIPE."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 def _manifest(args: argparse.Namespace, settings: Settings) -> int:
@@ -482,11 +560,6 @@ def _manifest(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     echo(done)
     return 0
-
-
-def _store_problem(exc: Any, settings: Settings) -> int:
-    echo(f"cannot use the store at {settings.shown_database_url}: {exc}", file=sys.stderr)
-    return 3
 
 
 if __name__ == "__main__":

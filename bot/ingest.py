@@ -20,8 +20,6 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin
 
-import feedparser
-
 from bot.domain import InvalidInput
 from bot.routing import Router
 from storage.uow import UnitOfWork
@@ -272,6 +270,8 @@ def parse_feed(data: bytes, *, source: str, tags: Sequence[str] = ()) -> tuple[l
     Ill-formed feeds are read as far as feedparser can; a document that is not a feed
     at all raises `IngestError` naming the source.
     """
+    import feedparser  # here: the commands that parse no feed (`unsilo queue`) start without it
+
     json_items = _json_feed(data, source=source, tags=tags)
     if json_items is not None:
         return json_items, None

@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.domain import InvalidInput
 from bot.views import printable
 from storage import backup as backups
+from storage import masked_url
 from storage.copy import CopyRefused, copy_store
-from storage.db import UNAVAILABLE, create_engine, masked_url, normalize_url
+from storage.db import UNAVAILABLE, create_engine, normalize_url
 from storage.purge import conversations_not_from, purge_source
 
 logger = logging.getLogger(__name__)

@@ -21,12 +21,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func, select
-from sqlmodel import col
-
-from bot.domain import ACTIVE
-from storage.models import Conversation, ConversationDepartment, Delivery, Department
-
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Metric
     from prometheus_client.registry import Collector
@@ -59,6 +53,12 @@ class StoreFigures:
 async def read_store(engine: AsyncEngine, now: datetime) -> StoreFigures:
     """The outbox backlog and oldest due delivery by platform, and the active conversations by department
     and status: two grouped queries (as many rows as platforms, and departments times 3), one connection."""
+    from sqlalchemy import case, func, select  # here, not at the top: `unsilo --help` imports the bootstrap
+    from sqlmodel import col
+
+    from bot.domain import ACTIVE
+    from storage.models import Conversation, ConversationDepartment, Delivery, Department
+
     figures = StoreFigures()
     pending_since = col(Delivery.next_attempt_at)
     due = case((pending_since <= now, pending_since), else_=None)

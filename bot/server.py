@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import resource
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -151,12 +152,15 @@ async def start(
     return runner, f"http://{host}:{bound}"
 
 
-def run(app: web.Application, host: str, port: int, *, max_connections: int) -> None:
+def run(app: web.Application, host: str, port: int, *, max_connections: int, ready: Callable[[], None] | None = None) -> None:
     """`unsilo run`: serve until SIGINT/SIGTERM, then let running requests finish and clean up
-    (the shutdown sequence of aiohttp's `run_app`, whose runner cannot be replaced)."""
+    (the shutdown sequence of aiohttp's `run_app`, whose runner cannot be replaced). `ready` is
+    called once the port is bound (a busy port raises before)."""
 
     async def main() -> None:
         runner, _ = await start(app, host, port, max_connections=max_connections, handle_signals=True)
+        if ready is not None:
+            ready()
         logger.info("accepting at most %d connections at once", max_connections)
         try:
             await asyncio.Event().wait()

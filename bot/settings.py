@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from dotenv import load_dotenv
 
 from bot.platform import Platform, PlatformSettings
-from storage.db import DEFAULT_DATABASE_URL, masked_url
+from storage import DEFAULT_DATABASE_URL, masked_url
+
+N = TypeVar("N", int, float)
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +60,14 @@ class Settings:
             "database_url": env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             "config_path": env.get("UNSILO_CONFIG") or None,
             "host": env.get("UNSILO_HOST") or "127.0.0.1",
-            "port": int(env.get("UNSILO_PORT") or env.get("PORT") or 3978),
+            "port": _number(env, ("UNSILO_PORT", "PORT"), 3978, int),
             "log_level": (env.get("LOG_LEVEL") or "").strip(),
             "log_format": (env.get("LOG_FORMAT") or "").strip().lower(),
             "admin_token": (env.get("UNSILO_ADMIN_TOKEN") or "").strip(),
             "allow_private_urls": tuple(a.strip() for a in (env.get("UNSILO_ALLOW_PRIVATE_URLS") or "").split(",") if a.strip()),
-            "db_pool_size": int(env.get("UNSILO_DB_POOL_SIZE") or 10),
-            "db_pool_timeout": float(env.get("UNSILO_DB_POOL_TIMEOUT") or 10),
-            "max_connections": int(env.get("UNSILO_MAX_CONNECTIONS") or 0),
+            "db_pool_size": _number(env, ("UNSILO_DB_POOL_SIZE",), 10, int),
+            "db_pool_timeout": _number(env, ("UNSILO_DB_POOL_TIMEOUT",), 10.0, float),
+            "max_connections": _number(env, ("UNSILO_MAX_CONNECTIONS",), 0, int),
             "platforms": {p.name: p.settings_from(env) for p in platforms},
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -79,3 +82,15 @@ class Settings:
         """A platform's settings (as if nothing were set, when they were not read)."""
         found = self.platforms.get(platform.name)
         return found if found is not None else platform.settings_from({})
+
+
+def _number(env: Mapping[str, str], names: Sequence[str], default: N, kind: Callable[[str], N]) -> N:
+    """The first of `names` that is set, as a number; a ValueError naming the variable if it is not one."""
+    for name in names:
+        raw = env.get(name)
+        if raw:
+            try:
+                return kind(raw.strip())
+            except ValueError:
+                raise ValueError(f"{name}={raw!r} is not {'a whole number' if kind is int else 'a number'}") from None
+    return default

@@ -6,12 +6,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from bot import verbs
 from bot.domain import Status
 from bot.verbs import Input, Verb
-from storage.models import Conversation, Event, Note, Reply
+
+if TYPE_CHECKING:
+    from storage.models import Conversation, Event, Note, Reply
 
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")  # Unicode Cc but \t \n, and Cs
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -23,11 +22,14 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.orm.session import Session
 
-from storage import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from storage import (
+    DEFAULT_DATABASE_URL,
+    masked_url,
+    models,  # noqa: F401  (registers the tables on SQLModel.metadata)
+)
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./unsilo.db"
 
 _ALIASES = {
     "sqlite": "sqlite+aiosqlite",
@@ -38,21 +40,18 @@ _ALIASES = {
 }
 
 
-def masked_url(url: str) -> str:
-    """A database URL fit to print: its password, if any, shown as `***` (SQLAlchemy's own rendering;
-    a URL it cannot parse has whatever stands between `:` and `@` masked)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - any unparseable text: mask by shape
-        return re.sub(r"(?<=:)[^:@/]*(?=@)", "***", url)
-
-
 def normalize_url(url: str) -> str:
     """Accept plain `sqlite:///` / `postgresql://` URLs and pick the async driver."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError(f"not a database URL: {masked_url(url)!r} (expected e.g. {DEFAULT_DATABASE_URL})")
-    return f"{_ALIASES.get(scheme, scheme)}://{rest}"
+    driver = _ALIASES.get(scheme, scheme)
+    if driver not in _ALIASES.values():
+        raise ValueError(
+            f"unsupported store URL scheme {scheme!r}: use sqlite+aiosqlite:///path/to/unsilo.db "
+            "or postgresql+asyncpg://user:password@host/database"
+        )
+    return f"{driver}://{rest}"
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:

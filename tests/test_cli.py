@@ -91,9 +91,12 @@ def test_database_url_flag_and_environment_pick_the_store(workdir: Path, tmp_pat
 
 
 def test_an_unreachable_store_is_reported_in_one_line(workdir: Path) -> None:
-    result = run("--database-url", "postgresql+asyncpg://nobody@127.0.0.1:9/none", "queue", cwd=workdir)
+    result = run("--database-url", "postgresql+asyncpg://nobody:secret@127.0.0.1:9/none", "queue", cwd=workdir)
     assert result.returncode == 3
-    assert result.stderr.startswith("cannot use the store at postgresql+asyncpg://nobody@127.0.0.1:9/none")
+    assert (
+        result.stderr.strip()
+        == "cannot connect to the store at postgresql+asyncpg://nobody:***@127.0.0.1:9/none: connection refused"
+    )
 
 
 def test_db_upgrade_is_idempotent(workdir: Path) -> None:

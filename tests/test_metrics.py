@@ -23,7 +23,8 @@ from bot.ingest import make_incoming
 from bot.metrics import Metrics
 from bot.scheduler import Scheduler
 from bot.views import Button
-from storage.db import create_engine, masked_url
+from storage import masked_url
+from storage.db import create_engine
 from tests.slack_support import SlackHarness
 from tests.standins import serve
 from tests.teams_support import TeamsHarness, running_teams

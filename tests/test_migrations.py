@@ -23,3 +23,8 @@ async def test_migrated_schema_matches_the_models(container: Container) -> None:
 async def test_upgrading_twice_is_harmless(container: Container) -> None:
     await migrate.upgrade(container.engine)
     assert await migrate.current_revision(container.engine) == migrate.head_revision()
+
+
+def test_the_head_read_without_alembic_is_alembics_head() -> None:
+    """`migrate.upgrade` skips Alembic on a store at `shipped_head()`: it must be Alembic's own head."""
+    assert migrate.shipped_head() == migrate.head_revision() is not None

@@ -15,12 +15,14 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from bot import verbs
 
-MANIFEST_DIR: Path = Path(__file__).resolve().parents[2] / "manifest" / "teams"
+# The top-level `manifest/` folder, installed as the `manifest` package's data (a wheel unpacks it as files).
+MANIFEST_DIR: Path = Path(str(resources.files("manifest") / "teams"))
 PLACEHOLDER_ID = "00000000-0000-0000-0000-000000000000"
 PACKAGE_FILES = ("manifest.json", "color.png", "outline.png")
 ACCENT = (0x1D, 0x4F, 0x91)  # manifest.json accentColor, the Slack app's background_color
