@@ -124,7 +124,7 @@ async def test_copy_urls_are_shown_without_their_password(cli: CLI, tmp_path: Pa
     assert code == 3 and "s3cret" not in out + err and "u:***@127.0.0.1:9" in out
     assert err.startswith("cannot reach the store to copy into, postgresql+asyncpg://u:***@127.0.0.1:9/none:")
     code, out, err = await cli("postgresql://u:s3cret@127.0.0.1:9/none", "queue")
-    assert code == 3 and err.startswith("cannot use the store at postgresql://u:***@127.0.0.1:9/none: ")
+    assert code == 3 and err.startswith("cannot connect to the store at postgresql://u:***@127.0.0.1:9/none: connection refused")
 
 
 async def test_a_backup_is_a_consistent_snapshot_taken_while_the_store_is_written(cli: CLI, tmp_path: Path) -> None:

@@ -317,4 +317,4 @@ def test_a_bad_url_on_the_command_line_is_never_printed_with_its_password(capsys
     code = main(["--database-url", "postgresql://u:hunter2@127.0.0.1:1/x", "queue"])
     assert code == 3
     err = capsys.readouterr().err
-    assert "cannot use the store at postgresql://u:***@127.0.0.1:1/x" in err and "hunter2" not in err
+    assert "cannot connect to the store at postgresql://u:***@127.0.0.1:1/x" in err and "hunter2" not in err
