@@ -159,8 +159,8 @@ def result_lines(result: Result, *, command: str, limit: int) -> list[str]:
         lines = [cli_hint(text) for text in lines]  # our own words only: a notice quotes customers
     for card in (listing := result.listed(limit)).cards:
         lines.append(terminal.card_line(card))
-        if card.reply_status == "pending_approval" and card.reply_note:
-            lines.append(f"        {terminal.line(card.reply_note, terminal.MAX_DETAIL * 2)}")
+        if card.list_note:
+            lines.append(f"        {terminal.line(card.list_note, terminal.MAX_DETAIL * 2)}")
     lines += terminal.listing_lines(Listing((), listing.more))
     if result.card is not None:
         lines.append(terminal.card_line(result.card))

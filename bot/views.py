@@ -111,7 +111,8 @@ class Card:
 
     What it shows beyond its own fields is decided here, once, from them: `facts`, `summary`
     (its one line in lists, fallbacks and notifications: the title, else the first line of the
-    text), `tone` (its priority: urgent and high ask for attention) and `reply_tone` (where the
+    text), `list_note` (what a list shows under that line: a reply waiting for approval), `tone`
+    (its priority: urgent and high ask for attention) and `reply_tone` (where the
     latest reply stands). Renderers map these; they do not decide them.
     """
 
@@ -136,9 +137,12 @@ class Card:
     summary: str = field(init=False, repr=False, compare=False)
     tone: Tone = field(init=False, repr=False, compare=False)
     reply_tone: Tone = field(init=False, repr=False, compare=False)
+    list_note: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         decided = {
+            # Under its line in a list (a queue, the approvals): the reply waiting for approval, its text and author.
+            "list_note": self.reply_note if self.reply_status == "pending_approval" else "",
             "facts": _facts(self),
             "summary": (self.title or "").strip() or first_line(self.text) or NO_TEXT,
             "tone": PRIORITY_TONES.get(self.priority, "default"),

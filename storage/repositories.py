@@ -308,7 +308,7 @@ class ConversationRepo(_Repo):
                 or_(
                     (col(Conversation.status) == "open") & col(Conversation.escalated_at).is_(None),
                     (col(Conversation.status) == "claimed")
-                    & col(Conversation.first_reply_at).is_(None)
+                    & col(Conversation.reply_written_at).is_(None)  # the owner wrote none (sent or not)
                     & col(Conversation.reminded_at).is_(None),
                 )
             )

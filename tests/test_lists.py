@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from bot.cli import main
 from bot.digest import build_digest
 from bot.domain import InvalidInput
 from bot.ingest import make_incoming
+from bot.views import Result
 from storage.models import Conversation
 from tests.conftest import ROOT, FakeClock
 from tests.test_replies import ALICE, DANA, Receiver, _conversation, _deliver, receiver, store  # noqa: F401 (fixtures)
@@ -137,6 +139,7 @@ def test_every_json_document_carries_the_documented_fields(tmp_path: Path, monke
     capsys.readouterr()
     documented = _readme_fields()
     assert set(documented) >= set(output.FIELDS)
+    documents = {}
     for argv in (
         ["queue", "--json", "--limit", "3"],
         ["search", "parcel", "--json"],
@@ -149,18 +152,18 @@ def test_every_json_document_carries_the_documented_fields(tmp_path: Path, monke
         assert main(argv) == 0, argv
         raw = capsys.readouterr().out
         assert raw.isascii() and "\x1b" not in raw, "safe to print raw in a terminal"
-        document = json.loads(raw)
+        document = documents[argv[0]] = json.loads(raw)
         fields, kind = documented[argv[0]]
         assert set(document) == fields == set(output.FIELDS[argv[0]][0]), argv
         items = document.get("items") or document.get("history") or []
         if kind != "—":
             assert items and all(set(item) == documented[kind][0] for item in items), argv
-    queue = json.loads((main(["queue", "--json", "--limit", "3"]), capsys.readouterr().out)[1])
+    queue = documents["queue"]
     assert len(queue["items"]) == 3 and queue["more"] == 9 and isinstance(queue["items"][0]["id"], int)
     text = (main(["queue", "--limit", "3"]), capsys.readouterr().out)[1]
     assert re.findall(r"^  #(\d+)", text, re.M) == [str(item["id"]) for item in queue["items"]]  # the text says the same
     assert text.rstrip().endswith("…and 9 more")
-    shown = json.loads((main(["show", "12", "--json"]), capsys.readouterr().out)[1])
+    shown = documents["show"]
     assert shown["conversation"]["id"] == 12 and shown["conversation"]["created_at"].endswith("+00:00")
     assert shown["conversation"]["status"] == "claimed", "held for approval: not replied"
     # The text as stored (ESC is dropped when it is stored), the bidi override kept but written as "\u202e".
@@ -173,3 +176,61 @@ def test_every_json_document_carries_the_documented_fields(tmp_path: Path, monke
     with pytest.raises(SystemExit) as usage:
         main(["queue", "--limit", "0"])
     assert usage.value.code == 2 and "is not a number from 1 to 1000" in capsys.readouterr().err
+
+
+async def test_upgrading_old_data_takes_back_replied_from_a_reply_that_never_reached_the_customer(container: Container) -> None:
+    """Schema 0007 corrects what was stored before: `replied` and a first reply time from a reply that was
+    only written (then rejected) become `claimed` and no time; a sent reply dates from its sending."""
+    from alembic import command
+
+    from storage import migrate
+    from storage.models import Reply
+
+    ids = (await container.ingest([make_incoming(source="reviews", external_id=f"m{i}", text="help") for i in range(3)])).new_ids
+    rejected_only, sent, closed = ids
+    written = container.clock()
+    delivered = written + timedelta(hours=3)
+    async with container.uow() as uow:
+        for cid, status in ((rejected_only, "replied"), (sent, "replied"), (closed, "resolved")):
+            await uow.session.exec(
+                update(Conversation).where(Conversation.id == cid).values(status=status, first_reply_at=written)
+            )  # type: ignore[arg-type]
+        uow.replies.add(Reply(conversation_id=rejected_only, text="no", status="rejected", created_at=written))
+        uow.replies.add(Reply(conversation_id=sent, text="yes", status="sent", created_at=written, sent_at=delivered))
+        uow.replies.add(Reply(conversation_id=closed, text="no", status="rejected", created_at=written))
+        await uow.commit()
+
+    def back_to_0006(connection) -> None:  # type: ignore[no-untyped-def]
+        config = migrate.alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0006")
+
+    async with container.engine.begin() as conn:
+        await conn.run_sync(back_to_0006)
+    await migrate.upgrade(container.engine)
+
+    async with container.uow() as uow:
+        rows = {cid: await uow.conversations.get(cid) for cid in ids}
+    got = {cid: (row.status, row.first_reply_at, row.reply_written_at) for cid, row in rows.items() if row is not None}
+    assert got == {
+        rejected_only: ("claimed", None, written),
+        sent: ("replied", delivered, written),
+        closed: ("resolved", None, written),
+    }
+
+
+def test_chat_lists_show_the_waiting_reply_and_how_many_more() -> None:
+    """Slack and Teams list the approvals as the CLI does: each waiting reply's text and author under its
+    line, then "…and N more" (20 cards in a chat list, the rest counted)."""
+    from adapters.slack import render as slack_render
+    from adapters.teams import render as teams_render
+    from tests.cards import make_card
+
+    note = "Reply by Alice waiting for approval (sensitive): “<!channel> we will refund you”"
+    cards = tuple(make_card(id=i, reply_status="pending_approval", reply_note=note) for i in range(1, 31))
+    result = Result("35 replies are waiting for your approval", cards=cards, more=5)
+    slack = json.dumps(slack_render.result_message(result), ensure_ascii=False)
+    teams = json.dumps(teams_render.result_card(result, outcomes=()), ensure_ascii=False)
+    for rendered in (slack, teams):
+        assert "…and 15 more" in rendered and rendered.count("Reply by Alice waiting for approval") == 20
+    assert "<!channel>" not in slack and "&lt;!channel&gt;" in slack  # the reply's text is escaped

@@ -53,5 +53,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('conversation', schema=None) as batch_op:
+    # ALTER TABLE ... DROP COLUMN (SQLite >= 3.35): rebuilding the table would break the replies' foreign keys.
+    with op.batch_alter_table('conversation', schema=None, recreate='never') as batch_op:
         batch_op.drop_column('reply_written_at')
