@@ -74,7 +74,7 @@ def limit_arg(text: str) -> int:
     import argparse
 
     try:
-        return check_limit(int(text) if text.strip().isdigit() else -1, most=MAX_LIST_LIMIT)
+        return check_limit(int(text) if re.fullmatch(r"[0-9]{1,5}", text.strip()) else -1, most=MAX_LIST_LIMIT)
     except DomainError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number from 1 to {MAX_LIST_LIMIT}") from None
 
