@@ -403,7 +403,7 @@ def history_for(
         elif event.kind == "replied":
             detail = f"{reply.text} ({reply_state(reply.status, departments=departments)})" if reply else ""
         elif event.kind == "approval_requested":
-            detail = reply_state("pending_approval", departments=departments)
+            detail = f"from {', '.join(departments)} managers" if departments else ""
         elif event.kind in ("reply_rejected", "dismissed"):
             detail = data.get("reason", "")
         elif event.kind == "reply_failed":

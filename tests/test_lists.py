@@ -91,7 +91,7 @@ async def test_a_reply_counts_from_when_the_customer_got_it_never_from_a_rejecte
     shown = await container.bus.handle(c.Show(cid, DANA))
     words = [f"{h.actor} {h.kind}: {h.detail}" for h in shown.history]
     assert "Alice replied: Calm down, it is only a parcel. (rejected, never sent)" in words
-    assert "Alice asked for approval of the reply: waiting for approval by legal managers" in words
+    assert "Alice asked for approval of the reply: from legal managers" in words
     assert "Dana rejected the reply: too informal" in words
     text = "\n".join(output.result_lines(shown, command="show", limit=50))
     assert "approval_requested" not in text and "[pending_approval]" not in text
