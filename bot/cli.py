@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot import bootstrap, export, logs, terminal, verbs
+from bot import bootstrap, export, logs, output, terminal, verbs
 from bot import commands as c
 from bot.bootstrap import build, feed_poller, load_config, sample_path, settings_from_env
 from bot.config import ConfigError, find_config
@@ -100,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
     def cmd(name: str, help_: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, description=help_, parents=[common])
 
+    def json_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="print one JSON document (fields: README, JSON output)")
+
+    def limit_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--limit", type=output.limit_arg, default=c.LIST_LIMIT, help=f"list at most N (default {c.LIST_LIMIT})")
+
     p = cmd("demo", "ingest the bundled sample feed, deliver the cards and print every department's queue")
     demo = p.add_mutually_exclusive_group()
     demo.add_argument("--into-existing", action="store_true", help="add the demo to a store that holds other conversations")
@@ -119,8 +125,12 @@ def _parser() -> argparse.ArgumentParser:
                 else:
                     p.add_argument(f"--{wanted.name}", required=wanted.required, default="", help=wanted.label)
             actor_arg(p)
+            if verb.name == "show":
+                json_arg(p)
     p = cmd("approvals", "replies waiting for your approval")
     actor_arg(p)
+    limit_arg(p)
+    json_arg(p)
     p = cmd("reassign", "give a conversation to someone else (managers)")
     p.add_argument("id", type=_conversation_id)
     p.add_argument("--to", required=True, help="the new owner")
@@ -129,8 +139,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--department", "-d")
     p.add_argument("--mine", action="store_true", help="only conversations you own")
     actor_arg(p)
+    limit_arg(p)
+    json_arg(p)
     p = cmd("search", "search conversations, notes and replies")
     p.add_argument("words", nargs="+")
+    limit_arg(p)
+    json_arg(p)
     p = cmd("report", "send in a post you spotted yourself")
     p.add_argument("text")
     p.add_argument("--link", default="")
@@ -151,8 +165,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="source name (default: the file name)")
     cmd("deliver", "send every due card and message now")
     p = cmd("sources", "where conversations come from: list them, add a feed or a webhook, poll feeds now")
+    json_arg(p)
     sources = p.add_subparsers(dest="action", metavar="ACTION")
     s = sources.add_parser("list", help="every source with its last poll, items seen, last error and next poll", parents=[common])
+    json_arg(s)
     s = sources.add_parser("add-feed", help="poll a feed (RSS, Atom, RDF or JSON Feed)", parents=[common])
     s.add_argument("name")
     s.add_argument("url")
@@ -179,6 +195,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--department", "-d")
     p.add_argument("--since", default="7d", type=_days, help="how far back, e.g. 7d (default) or 30d")
     actor_arg(p)
+    json_arg(p)
     p = cmd("export", "one row per conversation (times, durations, departments, owner, outcome), streamed")
     p.add_argument("--since", type=_days, help="only those that arrived in the last N days, e.g. 30d (default: all)")
     p.add_argument("--department", "-d")
@@ -186,6 +203,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write to this file (default: standard output)")
     p = cmd("stats", "your own figures")
     actor_arg(p)
+    json_arg(p)
     p = cmd("manifest", "build an app package")
     p.add_argument("platform", choices=[platform.name for platform in bootstrap.PLATFORMS if platform.manifest])
     p.add_argument("--out", help="where to write the zip (default: unsilo-<platform>.zip)")
@@ -202,15 +220,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_result(result: Result, *, command: str) -> None:
-    """A command's answer through the terminal renderer (`bot.terminal`): `show` prints the card
-    in full with its history; every other command its text, its list and its card in one line."""
-    if command == "show" and result.card is not None:
-        lines = terminal.card_lines(result.card) + ["history:", *terminal.history_lines(result.history)]
-    else:
-        lines = terminal.result_lines(result, full_card=False)
-    for text in lines:
-        echo(text)
+def _print_result(result: Result, *, command: str, args: argparse.Namespace) -> None:
+    """A command's answer through the CLI's renderers (`bot.output`: the terminal's text, or JSON)."""
+    as_json = bool(getattr(args, "json", False))
+    output.print_result(result, command=command, as_json=as_json, limit=getattr(args, "limit", c.LIST_LIMIT), echo=echo)
 
 
 def _actor(args: argparse.Namespace) -> c.Actor:
@@ -227,13 +240,13 @@ def _command(args: argparse.Namespace) -> c.Command:
         case "reassign":
             return c.Reassign(args.id, actor, to=c.Actor("cli", args.to, name=args.to))
         case "queue":
-            return c.ShowQueue(actor, department=args.department, mine=args.mine)
+            return c.ShowQueue(actor, department=args.department, mine=args.mine, limit=args.limit)
         case "search":
-            return c.Search(actor, tuple(args.words))
+            return c.Search(actor, tuple(args.words), limit=args.limit)
         case "report":
             return c.Report(actor, args.text, link=args.link, department=args.department, author=args.author)
         case "approvals":
-            return c.ShowApprovals(actor)
+            return c.ShowApprovals(actor, limit=args.limit)
         case "digest":
             return c.ShowDigest(actor, department=args.department, days=args.since)
         case "stats":
@@ -359,6 +372,10 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
         return
     async with container.uow() as uow:
         listed = await uow.sources.all()
+    if getattr(args, "json", False):
+        from_config = {feed.name for feed in container.config.feeds}
+        echo(output.sources_json({**source.model_dump(), "configured": source.name in from_config} for source in listed))
+        return
     if not listed:
         echo("no sources yet: add [[feeds]] to the config, or `unsilo sources add-feed NAME URL`")
     for source in listed:
@@ -434,7 +451,7 @@ async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
         elif args.command == "db":
             echo("database is at the newest schema")
         else:
-            _print_result(await container.bus.handle(_command(args)), command=args.command)
+            _print_result(await container.bus.handle(_command(args)), command=args.command, args=args)
         return 0
     finally:
         await container.close()
@@ -518,7 +535,7 @@ def _main(argv: Sequence[str] | None) -> int:
         echo(f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} in {exc.path}", file=sys.stderr)
         return 3
     except DomainError as exc:
-        echo(exc.message, file=sys.stderr)
+        echo(output.cli_hint(exc.message), file=sys.stderr)
         return 1
     except Exception as exc:
         from bot import failures

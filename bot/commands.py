@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+LIST_LIMIT = 50  # conversations in one list (queue, search, approvals) unless asked otherwise: the rest are counted
+MAX_LIST_LIMIT = 1000
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -97,6 +100,7 @@ class ShowQueue:
     actor: Actor
     department: str | None = None
     mine: bool = False
+    limit: int = LIST_LIMIT
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ class Search:
 
     actor: Actor
     words: tuple[str, ...]
+    limit: int = LIST_LIMIT
 
 
 @dataclass(frozen=True)
@@ -202,6 +207,7 @@ class ShowApprovals:
     """Replies waiting for the caller's approval."""
 
     actor: Actor
+    limit: int = LIST_LIMIT
 
 
 @dataclass(frozen=True)

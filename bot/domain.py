@@ -39,7 +39,9 @@ TRANSITIONS: dict[str, dict[Status, Status | None]] = {
     "claim": {Status.OPEN: Status.CLAIMED},
     "release": {Status.CLAIMED: Status.OPEN, Status.REPLIED: Status.OPEN},
     "reassign": {Status.OPEN: Status.CLAIMED, Status.CLAIMED: None, Status.REPLIED: None},
-    "reply": {Status.OPEN: Status.REPLIED, Status.CLAIMED: Status.REPLIED, Status.REPLIED: None},
+    # Writing a reply claims an unclaimed conversation; it is `replied` only once a reply reached the
+    # customer (`reached_customer`): one held for approval, rejected or not posted yet has not.
+    "reply": {Status.OPEN: Status.CLAIMED, Status.CLAIMED: None, Status.REPLIED: None},
     "resolve": {Status.OPEN: Status.RESOLVED, Status.CLAIMED: Status.RESOLVED, Status.REPLIED: Status.RESOLVED},
     "dismiss": {Status.OPEN: Status.DISMISSED, Status.CLAIMED: Status.DISMISSED, Status.REPLIED: Status.DISMISSED},
     "note": {s: None for s in Status},
@@ -54,6 +56,14 @@ PAST_TENSE = {
     "dismiss": "dismissed",
     "note": "noted",
 }
+
+
+def reached_customer(current: str) -> Status:
+    """The status once a reply reached the customer (delivered by the outbox, or marked posted by hand):
+    a claimed conversation is replied; any other keeps its status (released meanwhile: open; closed
+    meanwhile: resolved or dismissed; answered before: replied)."""
+    status = Status(current)
+    return Status.REPLIED if status == Status.CLAIMED else status
 
 
 class DomainError(Exception):
@@ -121,6 +131,13 @@ def next_status(action: str, current: str, *, conversation_id: int, owner: str |
 def priority_rank(priority: str) -> int:
     """Order of a priority name (unknown names rank as normal)."""
     return PRIORITIES.index(priority) if priority in PRIORITIES else PRIORITIES.index("normal")
+
+
+def check_limit(limit: int, *, most: int) -> int:
+    """How many items a list may show: 1 to `most`, or a clear refusal."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= most:
+        raise InvalidInput(f"a list shows 1 to {most} items, not {limit!r}")
+    return limit
 
 
 MAX_CONVERSATION_ID = 2**31 - 1  # ids are INTEGER columns: PostgreSQL refuses anything larger

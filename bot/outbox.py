@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bot import terminal
 from bot.views import Card, Notice, card_for
+from handlers._common import reply_reached
 from storage.models import Delivery, Destination, Event, Posting
 from storage.uow import UnitOfWork
 
@@ -160,7 +161,8 @@ async def _settle_reply(uow: UnitOfWork, delivery: Delivery, *, error: str | Non
     now = uow.now()
     data: dict[str, object]
     if error is None:
-        await uow.replies.decide(reply, expected="sending", status="sent", sent_at=now, error=None)
+        if await uow.replies.decide(reply, expected="sending", status="sent", sent_at=now, error=None):
+            await reply_reached(uow, reply.conversation_id, at=now)  # replied from now: the customer can read it
         kind, data = "reply_sent", {"reply_id": reply.id}
     else:
         await uow.replies.decide(reply, expected="sending", status="failed", error=error[:2048])
@@ -295,7 +297,7 @@ class DeliveryWorker:
                 version = conversation.version
                 departments = [d.name for d in await uow.conversations.departments_of(conversation.id)]  # type: ignore[arg-type]
                 owner = (await uow.people.names([conversation.owner_id])).get(conversation.owner_id or 0)
-                reply = await uow.replies.latest(conversation.id) if conversation.first_reply_at else None  # type: ignore[arg-type]
+                reply = await uow.replies.latest(conversation.id) if conversation.reply_written_at else None  # type: ignore[arg-type]
                 card = card_for(conversation, owner=owner, departments=departments, reply=reply)
         if delivery.kind in ("card", "notice") and delivery.conversation_id is not None:
             if destination is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
@@ -113,7 +113,8 @@ class Card:
 
     What it shows beyond its own fields is decided here, once, from them: `facts`, `summary`
     (its one line in lists, fallbacks and notifications: the title, else the first line of the
-    text), `tone` (its priority: urgent and high ask for attention) and `reply_tone` (where the
+    text), `list_note` (what a list shows under that line: a reply waiting for approval), `tone`
+    (its priority: urgent and high ask for attention) and `reply_tone` (where the
     latest reply stands). Renderers map these; they do not decide them.
     """
 
@@ -138,9 +139,12 @@ class Card:
     summary: str = field(init=False, repr=False, compare=False)
     tone: Tone = field(init=False, repr=False, compare=False)
     reply_tone: Tone = field(init=False, repr=False, compare=False)
+    list_note: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         decided = {
+            # Under its line in a list (a queue, the approvals): the reply waiting for approval, its text and author.
+            "list_note": self.reply_note if self.reply_status == "pending_approval" else "",
             "facts": _facts(self),
             "summary": (self.title or "").strip() or first_line(self.text) or NO_TEXT,
             "tone": PRIORITY_TONES.get(self.priority, "default"),
@@ -204,19 +208,22 @@ class Listing:
     more: int = 0
 
     @classmethod
-    def of(cls, cards: Iterable[Card], limit: int = MAX_LISTED_CARDS) -> Listing:
+    def of(cls, cards: Iterable[Card], limit: int = MAX_LISTED_CARDS, *, more: int = 0) -> Listing:
+        """At most `limit` distinct cards; `more`: how many the store counted beyond `cards`."""
         unique = tuple({card.id: card for card in cards}.values())
-        return cls(unique[:limit], max(0, len(unique) - limit))
+        return cls(unique[:limit], max(0, len(unique) - limit) + more)
 
 
 @dataclass(frozen=True)
 class HistoryLine:
-    """One audit-log line: when, who, what."""
+    """One audit-log line: when, who, what (`kind`: in words, e.g. "rejected the reply"), and the
+    event's stored name (`event`, e.g. "reply_rejected": for machines, the JSON output)."""
 
     at: datetime
     actor: str
     kind: str
     detail: str
+    event: str = ""
 
 
 @dataclass(frozen=True)
@@ -245,11 +252,14 @@ class CardCopy:
 
 @dataclass(frozen=True)
 class Result:
-    """What a handler answers: a message for the asker, plus cards or history to show."""
+    """What a handler answers: a message for the asker, plus cards or history to show.
+
+    `more`: how many more matched than `cards` holds (the store counted them; none is silently left out)."""
 
     text: str
     card: Card | None = None
     cards: tuple[Card, ...] = ()
+    more: int = 0
     history: tuple[HistoryLine, ...] = ()
     counts: dict[str, int] = field(default_factory=dict)
     notice: Notice | None = None
@@ -257,8 +267,12 @@ class Result:
 
     @property
     def listing(self) -> Listing:
-        """`cards` as they are listed: cut at the core's limit, with the count left out."""
-        return Listing.of(self.cards)
+        """`cards` as a chat platform lists them: cut at the core's limit, with the count left out."""
+        return Listing.of(self.cards, more=self.more)
+
+    def listed(self, limit: int) -> Listing:
+        """`cards` as a surface with room for `limit` lists them (the CLI: its `--limit`)."""
+        return Listing.of(self.cards, limit, more=self.more)
 
 
 OPEN_ORIGINAL = "Open original"
@@ -294,15 +308,16 @@ def buttons_for(conversation: Conversation, reply: Reply | None = None) -> tuple
     return tuple(shown)
 
 
-def reply_note(reply: Reply, url: str) -> str:
-    """One plain-text line saying where a reply stands."""
+def reply_note(reply: Reply, url: str, *, author: str = "") -> str:
+    """One plain-text line saying where a reply stands (`author`: who wrote it, when it is to be named)."""
     excerpt = cut(" ".join(reply.text.split()), 300)
     if reply.status == "pending_approval":
-        return f"Reply waiting for approval (sensitive): “{excerpt}”"
+        by = f" by {display_name(author)}" if author else ""
+        return f"Reply{by} waiting for approval (sensitive): “{excerpt}”"
     if reply.status == "recorded":  # the person pastes it on the source by hand: the whole text, not an excerpt
         where = f"Reply recorded — post it at {url}" if url else "Reply recorded — post it where the customer wrote"
         text = reply.text.strip()
-        return f"{where}, then press Mark as posted:\n{cut(text, 2500)}"
+        return f"{where}, then mark it as posted (Mark as posted, or `posted {reply.conversation_id}`):\n{cut(text, 2500)}"
     if reply.status == "sending":
         return "Reply on its way to the customer"
     if reply.status == "sent":
@@ -362,26 +377,73 @@ def card_for(conversation: Conversation, *, owner: str | None, departments: list
     )
 
 
-def history_for(events: list[Event], notes: list[Note], replies: list[Reply]) -> tuple[HistoryLine, ...]:
-    """The audit log as readable lines (notes and replies are shown with their text)."""
+#: Where a reply stands, in words (the history, the answer to a repeated reply, JSON `reply_state_words`).
+REPLY_STATES = {
+    "pending_approval": "waiting for approval",
+    "approved": "approved, on its way",
+    "recorded": "recorded, not posted yet",
+    "sending": "on its way",
+    "sent": "delivered",
+    "posted": "posted by hand",
+    "failed": "could not be delivered",
+    "rejected": "rejected, never sent",
+}
+
+#: What an event is called in a conversation's history ("alice claimed", "dana rejected the reply").
+EVENT_WORDS = {
+    "approval_requested": "asked for approval of the reply",
+    "reply_approved": "approved the reply",
+    "reply_rejected": "rejected the reply",
+    "reply_posted": "marked the reply as posted",
+    "reply_sent": "delivered the reply",
+    "reply_failed": "could not deliver the reply",
+    "reminded": "reminded the owner",
+    "erased": "erased the customer's data",
+}
+
+
+def reply_state(status: str, *, departments: Sequence[str] = ()) -> str:
+    """A reply's state in words; a held one names whose approval it waits for."""
+    if status == "pending_approval" and departments:
+        return f"waiting for approval by {', '.join(departments)} managers"
+    return REPLY_STATES.get(status, status)
+
+
+def history_for(
+    events: list[Event], notes: list[Note], replies: list[Reply], *, departments: Sequence[str] = ()
+) -> tuple[HistoryLine, ...]:
+    """The audit log as readable lines, in words (notes and replies are shown with their text, a
+    reply with where it stands, a rejection with its reason)."""
     note_text = {n.id: n.text for n in notes}
-    reply_text = {r.id: (r.text, r.status) for r in replies}
+    reply_of = {r.id: r for r in replies}
     lines = []
     for event in events:
         detail = ""
         data = event.data or {}
+        reply = reply_of.get(data.get("reply_id"))
         if event.kind == "noted":
             detail = note_text.get(data.get("note_id"), "")
         elif event.kind == "replied":
-            text, status = reply_text.get(data.get("reply_id"), ("", ""))
-            detail = f"{text} [{status}]" if status else text
+            detail = f"{reply.text} ({reply_state(reply.status, departments=departments)})" if reply else ""
+        elif event.kind == "approval_requested":
+            detail = f"from {', '.join(departments)} managers" if departments else ""
+        elif event.kind in ("reply_rejected", "dismissed", "erased"):
+            detail = data.get("reason", "")
+        elif event.kind == "reply_failed":
+            detail = data.get("error", "")
         elif event.kind == "resolved":
             detail = data.get("outcome", "") + (f": {data['text']}" if data.get("text") else "")
-        elif event.kind in ("dismissed", "erased"):
-            detail = data.get("reason", "")
         elif event.kind == "reassigned":
             detail = f"to {data.get('to', '')}"
         elif event.kind in ("ingested", "reported"):
             detail = f"from {data.get('source', '')} to {', '.join(data.get('departments', []))}"
-        lines.append(HistoryLine(at=event.at, actor=event.actor_name or "unsilo", kind=event.kind, detail=detail))
+        lines.append(
+            HistoryLine(
+                at=event.at,
+                actor=event.actor_name or "unsilo",
+                kind=EVENT_WORDS.get(event.kind, event.kind),
+                detail=detail,
+                event=event.kind,
+            )
+        )
     return tuple(lines)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from bot import policy
-from bot.domain import PAST_TENSE, AlreadyClaimed, Conflict, InvalidInput, NotFound, next_status
+from bot.domain import PAST_TENSE, AlreadyClaimed, Conflict, InvalidInput, NotFound, next_status, reached_customer
 from bot.policy import Who
 from bot.views import Card, card_for, storable
 from storage.models import Conversation, Identity
@@ -46,7 +47,7 @@ async def _owner(uow: UnitOfWork, conversation: Conversation, *, who: Who) -> tu
 async def card(uow: UnitOfWork, conversation: Conversation) -> Card:
     """The conversation's card as it is now (with its latest reply's state, if any)."""
     departments = [d.name for d in await uow.conversations.departments_of(conversation.id)]  # type: ignore[arg-type]
-    reply = await uow.replies.latest(conversation.id) if conversation.first_reply_at else None  # type: ignore[arg-type]
+    reply = await uow.replies.latest(conversation.id) if conversation.reply_written_at else None  # type: ignore[arg-type]
     return card_for(conversation, owner=await owner_name(uow, conversation), departments=departments, reply=reply)
 
 
@@ -123,6 +124,20 @@ async def transition(
             logger.info("#%s %s by %s", conversation_id, PAST_TENSE[action], who.name)
             return conversation
     raise Conflict(f"#{conversation_id} kept changing while you acted; please try again")
+
+
+async def reply_reached(uow: UnitOfWork, conversation_id: int, *, at: datetime) -> None:
+    """A reply reached the customer (the outbox delivered it, or someone posted it by hand): the
+    conversation is `replied` now (`domain.reached_customer`) and its first reply dates from `at`,
+    the first time the customer could read one. Compare-and-set, like every status change."""
+    for _ in range(MAX_RACES):
+        conversation = await load(uow, conversation_id)
+        status = reached_customer(conversation.status)
+        changes = {"status": status.value, "updated_at": at, "first_reply_at": conversation.first_reply_at or at}
+        if await uow.conversations.compare_and_set(conversation, **changes):
+            uow.mark_changed(conversation_id)
+            return
+    raise Conflict(f"#{conversation_id} kept changing while its reply was recorded as sent; please try again")
 
 
 def require_text(text: str, what: str) -> str:

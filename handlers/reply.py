@@ -4,19 +4,24 @@ A reply reaches the customer where the source allows it: a source with a reply e
 (the item's `reply_url`, else its source's) gets a signed POST through the outbox
 (`adapters/outbound/`); a read-only source (a feed) gets the reply recorded, and the card
 says where to post it by hand and offers "Mark as posted".
+
+Writing a reply claims the conversation; it is `replied` only once a reply reached the
+customer (`_common.reply_reached`): delivered by the outbox, or marked posted. A reply held
+for approval, rejected, recorded but not posted, or failed leaves it `claimed`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import timedelta
 
 from bot import policy
-from bot.commands import ApproveReply, MarkPosted, RejectReply, ReplyToCustomer, ShowApprovals
-from bot.domain import AlreadyDone, IllegalTransition, NotFound, Status
+from bot.commands import MAX_LIST_LIMIT, ApproveReply, MarkPosted, RejectReply, ReplyToCustomer, ShowApprovals
+from bot.domain import AlreadyDone, IllegalTransition, NotFound, Status, check_limit
 from bot.policy import Context, identify
-from bot.views import Result
-from handlers._common import card, load, log_event, require_text, transition
+from bot.views import REPLY_STATES, Card, Result, reply_note
+from handlers._common import card, load, log_event, reply_reached, require_text, transition
 from storage.models import Conversation, Reply
 from storage.uow import UnitOfWork
 
@@ -92,7 +97,7 @@ async def handle_reply(cmd: ReplyToCustomer, uow: UnitOfWork, *, ctx: Context) -
             )
             raise AlreadyDone(
                 f"You already replied this to #{cmd.conversation_id} at {earlier.created_at:%H:%M} UTC "
-                f"({_STATUS_WORDS.get(earlier.status, earlier.status)}); it was not sent again"
+                f"({REPLY_STATES.get(earlier.status, earlier.status)}); it was not sent again"
             )
 
     await refuse_a_repeat()  # the common case, before anything is written
@@ -123,7 +128,7 @@ async def handle_reply(cmd: ReplyToCustomer, uow: UnitOfWork, *, ctx: Context) -
         values=lambda c: {
             "owner_id": c.owner_id or who.id,
             "claimed_at": c.claimed_at or now,
-            "first_reply_at": c.first_reply_at or now,
+            "reply_written_at": c.reply_written_at or now,
         },
         data={"reply_id": reply.id},
     )
@@ -139,20 +144,14 @@ async def handle_reply(cmd: ReplyToCustomer, uow: UnitOfWork, *, ctx: Context) -
     return Result(message, card=await card(uow, conversation))
 
 
-_STATUS_WORDS = {
-    "pending_approval": "waiting for approval",
-    "recorded": "recorded",
-    "sending": "on its way",
-    "sent": "delivered",
-    "posted": "posted by hand",
-}
-
-
 def _released_message(conversation_id: int, status: str, url: str) -> str:
     if status == "sending":
         return f"Reply to #{conversation_id} is on its way to the customer"
     where = f" at {url}" if url else " where the customer wrote"
-    return f"Reply to #{conversation_id} recorded; this source is read-only, so post it{where} and then click Mark as posted"
+    return (
+        f"Reply to #{conversation_id} recorded; this source is read-only, so post it{where}, "
+        f"then mark it as posted (`posted {conversation_id}`)"
+    )
 
 
 async def _held_reply(uow: UnitOfWork, conversation_id: int) -> Reply:
@@ -208,7 +207,12 @@ async def handle_reject(cmd: RejectReply, uow: UnitOfWork, *, ctx: Context) -> R
     ):
         raise IllegalTransition(f"the reply to #{cmd.conversation_id} was decided by someone else meanwhile")
     await log_event(uow, conversation.id, "reply_rejected", who=who, data={"reply_id": reply.id, "reason": reason}, touch=True)
-    return Result(f"Rejected the reply to #{cmd.conversation_id}; it will not be sent", card=await card(uow, conversation))
+    still = (
+        ""
+        if conversation.status == Status.REPLIED
+        else f"; #{cmd.conversation_id} is still {conversation.status}, waiting for a reply"
+    )
+    return Result(f"Rejected the reply to #{cmd.conversation_id}; it will not be sent{still}", card=await card(uow, conversation))
 
 
 async def handle_mark_posted(cmd: MarkPosted, uow: UnitOfWork, *, ctx: Context) -> Result:
@@ -225,20 +229,35 @@ async def handle_mark_posted(cmd: MarkPosted, uow: UnitOfWork, *, ctx: Context) 
         reply_author_id=reply.author_id,
         departments=await uow.conversations.departments_of(cmd.conversation_id),
     )
-    await uow.replies.decide(reply, expected="recorded", status="posted", sent_at=uow.now())
+    if not await uow.replies.decide(reply, expected="recorded", status="posted", sent_at=uow.now()):
+        raise AlreadyDone(f"the reply to #{cmd.conversation_id} was marked as posted meanwhile")
+    await reply_reached(uow, cmd.conversation_id, at=uow.now())
     await log_event(uow, conversation.id, "reply_posted", who=who, data={"reply_id": reply.id}, touch=True)
     return Result(f"Marked the reply to #{cmd.conversation_id} as posted", card=await card(uow, conversation))
 
 
 async def handle_approvals(cmd: ShowApprovals, uow: UnitOfWork, *, ctx: Context) -> Result:
-    """Replies waiting for the caller's approval (in the departments they manage)."""
+    """Replies waiting for the caller's approval (in the departments they manage), oldest first: the
+    first `cmd.limit` as cards showing the waiting text, and how many more there are."""
     who = await identify(uow, cmd.actor)
-    cards = []
+    limit = check_limit(cmd.limit, most=MAX_LIST_LIMIT)
+    cards: list[Card] = []
+    waiting = 0
     for reply in await uow.replies.with_status("pending_approval"):
-        conversation = await load(uow, reply.conversation_id)
-        departments = await uow.conversations.departments_of(conversation.id)  # type: ignore[arg-type]
-        if policy.may_approve(who, departments=departments, reply_author_id=reply.author_id):
-            cards.append(await card(uow, conversation))
+        departments = await uow.conversations.departments_of(reply.conversation_id)
+        if not policy.may_approve(who, departments=departments, reply_author_id=reply.author_id):
+            continue
+        waiting += 1
+        if len(cards) < limit:
+            conversation = await load(uow, reply.conversation_id)
+            author = await uow.people.get(reply.author_id) if reply.author_id else None
+            shown = await card(uow, conversation)
+            note = reply_note(reply, conversation.url, author=author.name if author else "")
+            cards.append(dataclasses.replace(shown, reply_note=note))  # who wrote the text waiting
     if not cards:
         return Result("No replies are waiting for your approval")
-    return Result(f"{len(cards)} repl{'y is' if len(cards) == 1 else 'ies are'} waiting for your approval", cards=tuple(cards))
+    return Result(
+        f"{waiting} repl{'y is' if waiting == 1 else 'ies are'} waiting for your approval",
+        cards=tuple(cards),
+        more=waiting - len(cards),
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from bot.commands import Search
-from bot.domain import InvalidInput
+from bot.commands import MAX_LIST_LIMIT, Search
+from bot.domain import InvalidInput, check_limit
 from bot.policy import Context
 from bot.views import Result, card_for
 from storage.uow import UnitOfWork
@@ -29,7 +29,7 @@ async def handle_search(cmd: Search, uow: UnitOfWork, *, ctx: Context) -> Result
     long = next((w for w in words if len(w) > MAX_WORD), None)
     if long is not None:
         raise InvalidInput(f"search words are at most {MAX_WORD} characters; “{long[:20]}…” is {len(long):,}")
-    rows = await uow.conversations.search(words, limit=20)
+    rows, total = await uow.conversations.search(words, limit=check_limit(cmd.limit, most=MAX_LIST_LIMIT))
     departments = await uow.conversations.department_names([r.id for r in rows])  # type: ignore[misc]
     owners = await uow.people.names(r.owner_id for r in rows)
     cards = tuple(
@@ -37,5 +37,5 @@ async def handle_search(cmd: Search, uow: UnitOfWork, *, ctx: Context) -> Result
         for r in rows
     )
     quoted = " ".join(words)
-    text = f"{len(cards)} match{'es' if len(cards) != 1 else ''} for “{quoted}”"
-    return Result(text, cards=cards)
+    text = f"{total} match{'es' if total != 1 else ''} for “{quoted}”"
+    return Result(text, cards=cards, more=total - len(cards))

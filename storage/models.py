@@ -79,7 +79,8 @@ class Conversation(SQLModel, table=True):
     sensitive: bool = False
     outcome: str | None = Field(default=None, max_length=32)
     claimed_at: datetime | None = None
-    first_reply_at: datetime | None = None
+    first_reply_at: datetime | None = None  # when a reply first reached the customer (delivered or posted)
+    reply_written_at: datetime | None = None  # when a reply was first written, in any state: the card shows it
     resolved_at: datetime | None = None
     escalated_at: datetime | None = None  # unclaimed past the SLA: managers told (once)
     reminded_at: datetime | None = None  # claimed, no reply past the SLA: owner reminded (once)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, Table, and_, bindparam, cast, delete, false, func, literal_column, or_, true, update
+from sqlalchemy import String, Table, and_, bindparam, case, cast, delete, false, func, literal_column, or_, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
@@ -314,7 +314,7 @@ class ConversationRepo(_Repo):
                 or_(
                     (col(Conversation.status) == "open") & col(Conversation.escalated_at).is_(None),
                     (col(Conversation.status) == "claimed")
-                    & col(Conversation.first_reply_at).is_(None)
+                    & col(Conversation.reply_written_at).is_(None)  # the owner wrote none (sent or not)
                     & col(Conversation.reminded_at).is_(None),
                 )
             )
@@ -368,9 +368,13 @@ class ConversationRepo(_Repo):
         department: str | None = None,
         owner_id: int | None = None,
         limit: int = 50,
-    ) -> list[Conversation]:
-        """Conversations in the given statuses, oldest first, optionally per department/owner."""
-        stmt = select(Conversation).where(col(Conversation.status).in_(statuses))
+        priorities: Sequence[str] = (),
+    ) -> tuple[list[Conversation], int]:
+        """Conversations in the given statuses, optionally per department/owner: the first `limit`, and
+        how many there are in all (counted in the same statement). Ordered by `priorities` (most urgent
+        first; any other priority after them), then oldest first."""
+        total = func.count().over().label("total")
+        stmt = select(Conversation, total).where(col(Conversation.status).in_(statuses))
         if department is not None:
             stmt = stmt.join(
                 ConversationDepartment,
@@ -379,8 +383,12 @@ class ConversationRepo(_Repo):
             stmt = stmt.where(Department.name == department)
         if owner_id is not None:
             stmt = stmt.where(Conversation.owner_id == owner_id)
-        stmt = stmt.order_by(col(Conversation.ingested_at), col(Conversation.id)).limit(limit)
-        return list((await self.session.exec(stmt)).all())
+        rank = case(
+            {name: index for index, name in enumerate(priorities)}, value=col(Conversation.priority), else_=len(priorities)
+        )
+        stmt = stmt.order_by(rank, col(Conversation.ingested_at), col(Conversation.id)).limit(limit)
+        rows = (await self.session.exec(stmt)).all()
+        return [row[0] for row in rows], (rows[0][1] if rows else 0)
 
     async def recent(self, *, statuses: Sequence[str], limit: int = 10) -> list[Conversation]:
         """The most recently changed conversations in these statuses."""
@@ -408,9 +416,10 @@ class ConversationRepo(_Repo):
             counts[name] = count
         return counts
 
-    async def search(self, words: Sequence[str], *, limit: int = 20) -> list[Conversation]:
-        """Conversations where every word appears in the text, title, author, a note or a reply."""
-        stmt = select(Conversation)
+    async def search(self, words: Sequence[str], *, limit: int = 50) -> tuple[list[Conversation], int]:
+        """Conversations where every word appears in the text, title, author, a note or a reply, newest
+        first: the first `limit`, and how many match in all (counted in the same scan)."""
+        stmt = select(Conversation, func.count().over().label("total"))
         for word in words:
             pattern = _like(word)
             note_hit = select(Note.id).where(
@@ -433,7 +442,8 @@ class ConversationRepo(_Repo):
             )
         stmt = stmt.order_by(col(Conversation.ingested_at).desc(), col(Conversation.id).desc())
         with off_loop():  # a scan of every conversation, note and reply: not on the event loop
-            return list((await self.session.exec(stmt.limit(limit))).all())
+            rows = (await self.session.exec(stmt.limit(limit))).all()
+        return [row[0] for row in rows], (rows[0][1] if rows else 0)
 
 
 class PersonRepo(_Repo):

@@ -103,16 +103,19 @@ async def week(
     await do(10, lambda i: c.Claim(i, lee), "C1")
     await do(30, lambda i: c.Claim(i, lee), "P2")
     await do(40, lambda i: c.ReplyToCustomer(i, lee, "We'll send the signed copy"), "C1")
+    await do(40, lambda i: c.MarkPosted(i, lee), "C1")  # it reached the customer
     await do(45, lambda i: c.AddNote(i, hana, "HR has the original"), "C1")
     await do(60, lambda i: c.Resolve(i, lee, "answered"), "C1")
     await ingest("C2", 60, "Contract terms, says my lawyer", "contract")
     await do(80, lambda i: c.Claim(i, dana), "C2")
     await do(90, lambda i: c.Resolve(i, lee, "no-action"), "P2")
     await do(120, lambda i: c.ReplyToCustomer(i, dana, "Clause 4 applies"), "C2")
+    await do(120, lambda i: c.MarkPosted(i, dana), "C2")  # it reached the customer
     await ingest("C3", 120, "My lawyer wants my data (GDPR) and the pallet records", "gdpr")
     await do(150, lambda i: c.Claim(i, walt), "C3")
     await do(180, lambda i: c.Resolve(i, dana, "fixed"), "C2")
     await do(210, lambda i: c.ReplyToCustomer(i, walt, "Pallet records attached"), "C3")
+    await do(210, lambda i: c.MarkPosted(i, walt), "C3")  # it reached the customer
     await do(300, lambda i: c.Resolve(i, walt, "answered"), "C3")
     await ingest("D1", 600, "Where is my parcel?")  # ops, not legal
     await do(610, lambda i: c.Claim(i, walt), "D1")
@@ -120,6 +123,7 @@ async def week(
     await do(1480, lambda i: c.Claim(i, lee), "C4")
     await ingest("C5", 1500, "Lawyer: please delete my data", "gdpr")
     await do(1550, lambda i: c.ReplyToCustomer(i, hana, "Deletion requested"), "C5")  # unclaimed: the reply claims it
+    await do(1550, lambda i: c.MarkPosted(i, hana), "C5")  # it reached the customer
     await ingest("C6", 2880, "My lawyer   will\ncall you about the contract " + "x" * 200, "contract")
     await do(2900, lambda i: c.AddNote(i, ursula, "I know this customer"), "C6")
     await do(2950, lambda i: c.AddNote(i, ursula, "Same lawyer as last week"), "P3")  # closed before, noted now

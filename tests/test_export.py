@@ -39,6 +39,7 @@ async def test_every_conversation_is_one_row_with_its_times_and_formulas_are_ine
         await container.bus.handle(c.Claim(ids[0], owner))
         clock.advance(minutes=2)
         await container.bus.handle(c.ReplyToCustomer(ids[0], owner, "Sorry, a refund is on its way"))
+        await container.bus.handle(c.MarkPosted(ids[0], owner))  # first reply: when the customer could read it
         clock.advance(minutes=5)
         await container.bus.handle(c.Resolve(ids[0], owner, "answered"))
 

@@ -54,7 +54,9 @@ async def test_the_whole_story_from_ingest_to_resolution(container: Container) -
 
     await bus.handle(c.AddNote(cid, bob, "Courier confirms it was lost"))
     replied = await bus.handle(c.ReplyToCustomer(cid, alice, "Sorry! A replacement ships today."))
-    assert replied.card and replied.card.status == "replied"
+    assert replied.card and replied.card.status == "claimed"  # recorded for a read-only source: not posted yet
+    posted = await bus.handle(c.MarkPosted(cid, alice))
+    assert posted.card and posted.card.status == "replied"
     resolved = await bus.handle(c.Resolve(cid, alice, "answered", "replacement sent"))
     assert resolved.card and resolved.card.status == "resolved" and resolved.card.outcome == "answered"
 
@@ -64,6 +66,7 @@ async def test_the_whole_story_from_ingest_to_resolution(container: Container) -
         ("alice", "claimed"),
         ("bob", "noted"),
         ("alice", "replied"),
+        ("alice", "marked the reply as posted"),
         ("alice", "resolved"),
     ]
     assert "Courier confirms it was lost" in shown.history[2].detail
@@ -155,7 +158,7 @@ async def test_replying_unclaimed_claims_it_when_the_config_allows(make_containe
     try:
         cid = await ingest_one(container, "help please")
         result = await container.bus.handle(c.ReplyToCustomer(cid, bob, "On it!"))
-        assert result.card and result.card.status == "replied" and result.card.owner == "bob"
+        assert result.card and result.card.status == "claimed" and result.card.owner == "bob"  # recorded, not posted
     finally:
         await container.close()
 

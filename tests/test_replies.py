@@ -200,15 +200,18 @@ async def test_a_read_only_source_gets_the_reply_recorded_with_where_to_post_it(
     done = await container.bus.handle(c.ReplyToCustomer(cid, ALICE, "Refund issued."))
     assert done is not None and done.card is not None
     assert done.card.reply_note == (
-        "Reply recorded — post it at https://reviews.example/r/9, then press Mark as posted:\nRefund issued."
+        f"Reply recorded — post it at https://reviews.example/r/9, then mark it as posted (Mark as posted, or `posted {cid}`):"
+        "\nRefund issued."
     )  # the text the person must paste, whole
     assert "posted" in [b.verb for b in done.card.buttons]
+    assert done.card.status == "claimed", "recorded is not answered: the customer has seen nothing yet"
     await _deliver(container, clock)
     assert receiver.requests == []
     with pytest.raises(Forbidden):
         await container.bus.handle(c.MarkPosted(cid, BOB))
     posted = await container.bus.handle(c.MarkPosted(cid, ALICE))
     assert posted is not None and posted.card is not None and posted.card.reply_status == "posted"
+    assert posted.card.status == "replied"
     assert "posted" not in [b.verb for b in posted.card.buttons]
     assert "reply_posted" in await _events(container, cid)
 

@@ -170,6 +170,8 @@ async def test_reply_and_resolve_through_card_inputs(teams: TeamsHarness) -> Non
     cid = await ingest(teams)
     await teams.invoke("claim", cid, user="aad-alice", name="Alice")
     status, body = await teams.invoke("reply", cid, user="aad-alice", name="Alice", text="Refund sent!")
+    assert status == 200 and "Reply recorded" in card_text(body["value"]) and "claimed" in card_text(body["value"])
+    status, body = await teams.invoke("posted", cid, user="aad-alice", name="Alice")  # now the customer has it
     assert status == 200 and "replied" in card_text(body["value"])
     _, refused = await teams.invoke("resolve", cid, user="aad-bob", name="Bob", outcome="answered")
     assert "only #" in card_text(refused["value"]) and "owner (Alice)" in card_text(refused["value"])

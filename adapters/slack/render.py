@@ -294,8 +294,12 @@ def _compact(card: Card, *, outcome: bool = False) -> dict[str, Any]:
 
 
 def _card_list(listing: Listing, *, outcome: bool = False) -> list[dict[str, Any]]:
-    """Compact sections for the listed cards, then "…and N more"."""
-    blocks = [_compact(card, outcome=outcome) for card in listing.cards]
+    """Compact sections for the listed cards (each with its `list_note` under it), then "…and N more"."""
+    blocks = []
+    for card in listing.cards:
+        blocks.append(_compact(card, outcome=outcome))
+        if card.list_note:
+            blocks.append(_context([_customer(card.list_note, MAX_CONTEXT_TEXT)]))
     if listing.more:
         blocks.append(_context([f"{ELLIPSIS}and {listing.more} more"]))
     return blocks
@@ -503,18 +507,14 @@ def report_modal(*, departments: Sequence[str], text: str, link: str, channel: s
     )
 
 
-def _oldest_first(cards: Sequence[Card]) -> list[Card]:
-    return sorted(cards, key=lambda c: (c.created_at is None, c.created_at.timestamp() if c.created_at else 0.0))
-
-
 def _counts(counts: Mapping[str, int]) -> dict[str, Any]:
     lines = [f"{_esc(name, 80, empty='?')}: {count}" for name, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     return _section("\n".join(lines) if lines else "Nothing open. :tada:")
 
 
-def _listing(result: Result, *, empty: str, oldest: bool = False, outcome: bool = False) -> list[dict[str, Any]]:
+def _listing(result: Result, *, empty: str, outcome: bool = False) -> list[dict[str, Any]]:
     if result.cards:
-        return _card_list(Listing.of(_oldest_first(result.cards)) if oldest else result.listing, outcome=outcome)
+        return _card_list(result.listing, outcome=outcome)  # in the core's order: a queue is urgent first, then oldest
     return [_context([_esc(result.text, MAX_CONTEXT_TEXT) or empty])]
 
 
@@ -524,7 +524,7 @@ def home_view(*, mine: Result, queue: Result, recent: Result) -> dict[str, Any]:
     blocks += _listing(mine, empty="Nothing claimed by you.")
     blocks += [{"type": "divider"}, _header("Open by department"), _counts(queue.counts)]
     if queue.cards:
-        blocks += _listing(queue, empty="", oldest=True)
+        blocks += _listing(queue, empty="")
     blocks += [{"type": "divider"}, _header("Recent outcomes")]
     blocks += _listing(recent, empty="No outcomes yet.", outcome=True)
     return {"type": "home", "blocks": blocks[:MAX_VIEW_BLOCKS]}

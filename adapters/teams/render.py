@@ -505,8 +505,12 @@ def _compact(item: Card) -> dict[str, Any]:
 
 
 def _card_list(listing: Listing) -> list[dict[str, Any]]:
-    """Compact lines for the listed cards, then "…and N more"."""
-    blocks = [_compact(item) for item in listing.cards]
+    """Compact lines for the listed cards (each with its `list_note` under it), then "…and N more"."""
+    blocks = []
+    for item in listing.cards:
+        blocks.append(_compact(item))
+        if item.list_note:
+            blocks.append(_rich(_run(customer(item.list_note, 2 * MAX_SUMMARY), isSubtle=True), spacing="None"))
     if listing.more:
         blocks.append(_rich(_run(f"{ELLIPSIS}and {listing.more} more", isSubtle=True)))
     return blocks
