@@ -119,6 +119,11 @@ class Container:
 
         async with migrate.startup_lock(self.engine):
             await migrate.upgrade(self.engine)
+            if self.engine.dialect.name == "postgresql":  # SQLite's index has one language (storage/search.py)
+                from storage.search import set_language
+
+                async with self.engine.begin() as conn:
+                    await set_language(conn, self.settings.search_language)
             await sync_config(self.uow, self.config)
 
     async def router(self) -> Router:

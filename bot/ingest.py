@@ -20,6 +20,7 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin
 
+from bot import seenbefore
 from bot.domain import InvalidInput
 from bot.routing import Router
 from storage.uow import UnitOfWork
@@ -380,4 +381,6 @@ async def store_items(
         report.new_ids.append(new_id)
     await uow.conversations.link_departments(links)
     await uow.events.add_many(events)
+    if report.new_ids:
+        await seenbefore.record(uow, report.new_ids)  # "seen before" on the cards, in the same transaction
     return report

@@ -40,6 +40,9 @@ class Settings:
     log_format: str = ""  # LOG_FORMAT: "json" for one JSON object per line, else plain lines
     admin_token: str = ""  # UNSILO_ADMIN_TOKEN: a bearer token that may read /metrics and /healthz's details
     platforms: Mapping[str, PlatformSettings] = field(default_factory=dict)  # by platform name
+    # UNSILO_SEARCH_LANGUAGE: the text-search language (PostgreSQL: a text-search configuration; SQLite:
+    # English stemming whatever it says, see storage/search.py)
+    search_language: str = "english"
 
     @classmethod
     def from_env(
@@ -69,6 +72,7 @@ class Settings:
             "db_pool_timeout": _number(env, ("UNSILO_DB_POOL_TIMEOUT",), 10.0, float),
             "max_connections": _number(env, ("UNSILO_MAX_CONNECTIONS",), 0, int),
             "platforms": {p.name: p.settings_from(env) for p in platforms},
+            "search_language": (env.get("UNSILO_SEARCH_LANGUAGE") or "english").strip().lower(),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

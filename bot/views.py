@@ -135,6 +135,9 @@ class Card:
     buttons: tuple[Button, ...]
     reply_status: str | None = None
     reply_note: str = ""  # plain text: where the latest reply stands, for everyone looking at the card
+    # A search's snippet: (text, matched) segments of plain, untrusted text; renderers mark the matched ones.
+    snippet: tuple[tuple[str, bool], ...] = ()
+    seen_before: tuple[SeenBefore, ...] = ()  # resolved conversations most like this one, best first
     facts: tuple[Fact, ...] = field(init=False, repr=False, compare=False)
     summary: str = field(init=False, repr=False, compare=False)
     tone: Tone = field(init=False, repr=False, compare=False)
@@ -184,6 +187,38 @@ class Fact:
     kind: Literal["text", "person"] = "text"
 
 
+@dataclass(frozen=True)
+class SeenBefore:
+    """A resolved conversation much like this one: its id, how it ended, who handled it, the first line of
+    the reply sent (plain, untrusted text; "" when none)."""
+
+    id: int
+    outcome: str = ""
+    by: str = ""
+    reply: str = ""
+
+    def described(self) -> str:
+        """`#12 (answered by Dana: “We refunded…”)`."""
+        detail = (self.outcome or "resolved") + (f" by {display_name(self.by)}" if self.by else "")
+        if self.reply:
+            detail += f": “{cut(self.reply, 60)}”"
+        return f"#{self.id} ({detail})"
+
+
+SEEN_BEFORE = "Seen before:"
+
+
+def seen_before_of(conversation: Conversation) -> tuple[SeenBefore, ...]:
+    """The stored "seen before" list of a conversation (`storage.search`), as the card shows it."""
+    found = []
+    for item in conversation.seen_before or []:
+        if isinstance(item, dict) and isinstance(item.get("id"), int):
+            found.append(
+                SeenBefore(item["id"], str(item.get("outcome") or ""), str(item.get("by") or ""), str(item.get("reply") or ""))
+            )
+    return tuple(found)
+
+
 def _facts(card: Card) -> tuple[Fact, ...]:
     """What a card states about a conversation, and in which order: its departments, tags, why it
     was routed so, who owns it, and how it ended (only once it is resolved). Blank values are left out."""
@@ -196,6 +231,8 @@ def _facts(card: Card) -> tuple[Fact, ...]:
     facts.append(Fact("Claimed by", display_name(card.owner), "person") if card.owner is not None else Fact("Unclaimed"))
     if card.status == Status.RESOLVED and printable(card.outcome).strip():
         facts.append(Fact("Outcome:", card.outcome or ""))
+    if card.seen_before:
+        facts.append(Fact(SEEN_BEFORE, ", ".join(s.described() for s in card.seen_before)))
     return tuple(facts)
 
 
@@ -349,9 +386,16 @@ def erased_note(conversation: Conversation) -> str:
     return f"Erased: {why}, {day}"  # "Erased: retention (30 days), 2026-12-01"
 
 
-def card_for(conversation: Conversation, *, owner: str | None, departments: list[str], reply: Reply | None = None) -> Card:
-    """The card of a conversation as it is now, with its latest reply's state; an erased one says so
-    ("Erased on request, <date>") where the customer's words were."""
+def card_for(
+    conversation: Conversation,
+    *,
+    owner: str | None,
+    departments: list[str],
+    reply: Reply | None = None,
+    snippet: tuple[tuple[str, bool], ...] = (),
+) -> Card:
+    """The card of a conversation as it is now, with its latest reply's state and what it was seen like
+    before; an erased one says so ("Erased on request, <date>") where the customer's words were."""
     assert conversation.id is not None
     erased = erased_note(conversation)
     author = ERASED_AUTHOR if erased else conversation.author_name or conversation.author_handle or "unknown author"
@@ -374,6 +418,8 @@ def card_for(conversation: Conversation, *, owner: str | None, departments: list
         buttons=buttons,
         reply_status=reply.status if reply is not None else None,
         reply_note=reply_note(reply, conversation.url) if reply is not None else "",
+        snippet=snippet,
+        seen_before=() if erased else seen_before_of(conversation),
     )
 
 

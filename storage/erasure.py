@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import String, cast, func, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -209,6 +209,7 @@ async def erase(session: AsyncSession, conversations: Sequence[Conversation], *,
         extra={"external_id": ""},
     )
     await _stop_replies(session, ids)
+    await _forget_seen(session, ids)
     # The ORM's copies of these rows are stale now: read them again when asked.
     for conversation in conversations:
         session.expire(conversation)
@@ -216,6 +217,20 @@ async def erase(session: AsyncSession, conversations: Sequence[Conversation], *,
 
 
 NOT_SENT = "not sent: the customer's data was erased"
+
+
+async def _forget_seen(session: AsyncSession, ids: Sequence[int]) -> None:
+    """Take the erased conversations off every other conversation's "seen before" list (its reply's first
+    line may quote the customer). Only conversations that came in later can list them."""
+    gone = set(ids)
+    table = Conversation.__table__  # type: ignore[attr-defined]
+    stmt = select(Conversation.id, Conversation.seen_before).where(
+        col(Conversation.id) > min(ids), cast(Conversation.seen_before, String) != "[]"
+    )
+    for cid, listed in (await session.exec(stmt)).all():
+        kept = [item for item in listed or [] if not (isinstance(item, dict) and item.get("id") in gone)]
+        if len(kept) != len(listed or []):
+            await session.exec(update(table).where(table.c.id == cid).values(seen_before=kept))
 
 
 async def _stop_replies(session: AsyncSession, ids: Sequence[int]) -> None:

@@ -22,6 +22,17 @@ logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """What Alembic compares with the models: everything but the full-text index's own tables (the
+    migration makes them, `storage.search`: no model describes an FTS5 table or a tsvector)."""
+    from storage.search import is_index_table
+
+    if type_ == "table":
+        return not is_index_table(name)
+    table = getattr(obj, "table", None)
+    return not is_index_table(getattr(table, "name", None))
+
+
 def alembic_config() -> Config:
     """An Alembic config pointing at our migrations (no alembic.ini needed)."""
     from alembic.config import Config

@@ -88,6 +88,9 @@ class Conversation(SQLModel, table=True):
     reported_by_id: int | None = Field(default=None, foreign_key="person.id")
     erased_at: datetime | None = None  # the customer's data was erased (on request, or after the retention period)
     erased_why: str = Field(default="", max_length=64)  # "request" or "retention (N days)"
+    # The resolved conversations most like it when it came in (`storage.search.similar_resolved`), best first:
+    # [{"id", "outcome", "by", "reply"}] (who handled it, the first line of the reply sent), read with the row.
+    seen_before: list[dict[str, Any]] = _json_list()
 
 
 class ConversationDepartment(SQLModel, table=True):

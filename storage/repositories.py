@@ -14,6 +14,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage import search as search_index
 from storage.db import LEASE_LOCK, off_loop
 from storage.erasure import tombstone
 from storage.models import (
@@ -171,11 +172,6 @@ def _card_syncs_insert(session: AsyncSession) -> Any:
         "created_at",
     ]
     return _insert(session, _DELIVERY).from_select(columns, rows).on_conflict_do_nothing(index_elements=["key"])
-
-
-def _like(word: str) -> str:
-    escaped = word.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 class _Repo:
@@ -416,34 +412,16 @@ class ConversationRepo(_Repo):
             counts[name] = count
         return counts
 
-    async def search(self, words: Sequence[str], *, limit: int = 50) -> tuple[list[Conversation], int]:
-        """Conversations where every word appears in the text, title, author, a note or a reply, newest
-        first: the first `limit`, and how many match in all (counted in the same scan)."""
-        stmt = select(Conversation, func.count().over().label("total"))
-        for word in words:
-            pattern = _like(word)
-            note_hit = select(Note.id).where(
-                Note.conversation_id == Conversation.id,
-                func.lower(Note.text).like(pattern, escape="\\"),
-            )
-            reply_hit = select(Reply.id).where(
-                Reply.conversation_id == Conversation.id,
-                func.lower(Reply.text).like(pattern, escape="\\"),
-            )
-            stmt = stmt.where(
-                or_(
-                    func.lower(Conversation.text).like(pattern, escape="\\"),
-                    func.lower(Conversation.title).like(pattern, escape="\\"),
-                    func.lower(Conversation.author_name).like(pattern, escape="\\"),
-                    func.lower(Conversation.author_handle).like(pattern, escape="\\"),
-                    note_hit.exists(),
-                    reply_hit.exists(),
-                )
-            )
-        stmt = stmt.order_by(col(Conversation.ingested_at).desc(), col(Conversation.id).desc())
-        with off_loop():  # a scan of every conversation, note and reply: not on the event loop
-            rows = (await self.session.exec(stmt.limit(limit))).all()
-        return [row[0] for row in rows], (rows[0][1] if rows else 0)
+    async def search(self, query: search_index.Query, *, limit: int = 50) -> tuple[list[tuple[Conversation, str]], int]:
+        """Conversations matching the query in the full-text index (`storage.search`), most relevant first and
+        recent first on ties, each with its marked snippet: the first `limit`, and how many match in all."""
+        with off_loop():  # ranks every match: not on the event loop
+            hits = await search_index.search(self.session, query, limit=limit)
+        if not hits.hits:
+            return [], 0
+        stmt = select(Conversation).where(col(Conversation.id).in_([h.conversation_id for h in hits.hits]))
+        by_id = {c.id: c for c in (await self.session.exec(stmt)).all()}
+        return [(by_id[h.conversation_id], h.snippet) for h in hits.hits if h.conversation_id in by_id], hits.total
 
 
 class PersonRepo(_Repo):

@@ -12,7 +12,8 @@ from storage import migrate
 
 async def test_migrated_schema_matches_the_models(container: Container) -> None:
     def diff(connection):  # type: ignore[no-untyped-def]
-        return compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+        context = MigrationContext.configure(connection, opts={"include_object": migrate.include_object})
+        return compare_metadata(context, SQLModel.metadata)
 
     async with container.engine.connect() as conn:
         differences = await conn.run_sync(diff)

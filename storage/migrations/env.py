@@ -6,6 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 from storage import models  # noqa: F401  (registers the tables)
+from storage.migrate import include_object
 
 target_metadata = SQLModel.metadata
 
@@ -20,6 +21,7 @@ def run_migrations_online() -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,41 @@
+"""a full-text index of conversations, and each conversation's "seen before" list
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-01 20:00:00
+
+SQLite: an FTS5 table `conversation_fts` (porter stemming) with its vocabulary, and a probe table
+that tokenizes new conversations' words; PostgreSQL: a table `conversation_search` with a
+`tsvector` document and a GIN index. On both, triggers keep one document per conversation (its
+title, text, author, notes and replies) in step with the rows; the upgrade fills it from the
+existing ones (`storage.search`). `conversation.seen_before`: the resolved conversations most
+like it, found when it came in.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from storage import search
+
+revision: str = '0010'
+down_revision: str | None = '0009'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('conversation', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('seen_before', sa.JSON(), nullable=False, server_default='[]'))
+    dialect = op.get_bind().dialect.name
+    for statement in search.schema(dialect):
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    for statement in search.drop_schema(op.get_bind().dialect.name):
+        op.execute(statement)
+    with op.batch_alter_table('conversation', schema=None, recreate='never') as batch_op:
+        batch_op.drop_column('seen_before')

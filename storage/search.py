@@ -1,0 +1,441 @@
+"""The full-text index of conversations: one document per conversation, ranked by relevance.
+
+The document of a conversation holds its title, the customer's text, the author (name and
+handle), its notes and its replies. It follows the rows by itself: SQL triggers created by the
+migration (0010) rebuild a conversation's document when the conversation's words change
+(ingest, erasure), or when one of its notes or replies is written or removed. Every write path
+(the repositories, erasure, `db copy`, the demo reset) keeps it in sync without knowing it.
+
+- SQLite: an FTS5 table `conversation_fts` (rowid = the conversation's id), tokenizer
+  `porter unicode61 remove_diacritics 2` (English stemming: refunds ~ refund), ranked by `bm25()`
+  (a title match weighs most), snippets by `snippet()`. FTS5 has no other stemmer: with another
+  `search_language`, words still match whole and without accents, stemmed by English rules.
+- PostgreSQL: a table `conversation_search` (conversation_id, document tsvector) with a GIN index,
+  built with the text-search configuration `unsilo_search_config()` returns (english unless
+  `set_language` changed it), queried with `websearch_to_tsquery`, ranked by `ts_rank_cd`,
+  snippets by `ts_headline`.
+
+Queries never pass the user's text as index syntax: `Query.terms` are words and phrases made only
+of letters and digits (the core's parser), each quoted by this module.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+FTS_TABLE = "conversation_fts"  # SQLite (and its shadow tables conversation_fts_*)
+PG_TABLE = "conversation_search"
+PROBE = "conversation_fts_probe"  # SQLite: where a new conversation's words are tokenized, to read its terms
+INDEX_TABLES = (FTS_TABLE, PG_TABLE)
+MARK_START, MARK_END = "\x01", "\x02"  # around a matched word in a snippet (control characters: never stored text)
+DEFAULT_LANGUAGE = "english"
+RESOLVED = "resolved"
+
+
+async def _run(session: AsyncSession, sql: str, params: dict[str, Any] | None = None) -> Any:
+    return await session.exec(text(sql), params=params or {})  # type: ignore[call-overload]
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else "sqlite"
+
+
+def is_index_table(name: str | None) -> bool:
+    """Whether a table is the index's own (not a model): left out of the models-vs-migrations comparison."""
+    return bool(name) and any(name == t or name.startswith(f"{t}_") for t in INDEX_TABLES)  # type: ignore[union-attr]
+
+
+# --- the schema (the migration runs these) ------------------------------------------------
+
+_SQLITE_DOC = (
+    f"INSERT INTO {FTS_TABLE}(rowid, title, body, author, notes, replies) "
+    "SELECT c.id, c.title, c.text, c.author_name || ' ' || c.author_handle, "
+    "coalesce((SELECT group_concat(n.text, char(10)) FROM note n WHERE n.conversation_id = c.id), ''), "
+    "coalesce((SELECT group_concat(r.text, char(10)) FROM reply r WHERE r.conversation_id = c.id), '') "
+    "FROM conversation c WHERE c.id = {id} AND c.erased_at IS NULL"
+)
+_SQLITE_DROP = f"DELETE FROM {FTS_TABLE} WHERE rowid = {{id}}"
+
+
+def _sqlite_refresh(of: str) -> str:
+    return f"{_SQLITE_DROP.format(id=of)}; {_SQLITE_DOC.format(id=of)};"
+
+
+SQLITE_SCHEMA = (
+    f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(title, body, author, notes, replies, "
+    "tokenize = 'porter unicode61 remove_diacritics 2')",
+    f"CREATE TRIGGER conversation_fts_ai AFTER INSERT ON conversation BEGIN {_SQLITE_DOC.format(id='NEW.id')}; END",
+    "CREATE TRIGGER conversation_fts_au AFTER UPDATE OF title, text, author_name, author_handle, erased_at ON conversation "
+    f"BEGIN {_sqlite_refresh('NEW.id')} END",
+    f"CREATE TRIGGER conversation_fts_ad AFTER DELETE ON conversation BEGIN {_SQLITE_DROP.format(id='OLD.id')}; END",
+    *(
+        stmt
+        for child in ("note", "reply")
+        for stmt in (
+            f"CREATE TRIGGER {child}_fts_ai AFTER INSERT ON {child} BEGIN {_sqlite_refresh('NEW.conversation_id')} END",
+            f"CREATE TRIGGER {child}_fts_au AFTER UPDATE OF text, conversation_id ON {child} "
+            f"BEGIN {_sqlite_refresh('OLD.conversation_id')} {_sqlite_refresh('NEW.conversation_id')} END",
+            f"CREATE TRIGGER {child}_fts_ad AFTER DELETE ON {child} BEGIN {_sqlite_refresh('OLD.conversation_id')} END",
+        )
+    ),
+    f"CREATE VIRTUAL TABLE {FTS_TABLE}_terms USING fts5vocab({FTS_TABLE}, row)",
+    f"CREATE VIRTUAL TABLE {PROBE} USING fts5(body, tokenize = 'porter unicode61 remove_diacritics 2')",
+    f"CREATE VIRTUAL TABLE {PROBE}_terms USING fts5vocab({PROBE}, instance)",
+    f"INSERT INTO {FTS_TABLE}(rowid, title, body, author, notes, replies) "
+    "SELECT c.id, c.title, c.text, c.author_name || ' ' || c.author_handle, "
+    "coalesce((SELECT group_concat(n.text, char(10)) FROM note n WHERE n.conversation_id = c.id), ''), "
+    "coalesce((SELECT group_concat(r.text, char(10)) FROM reply r WHERE r.conversation_id = c.id), '') "
+    "FROM conversation c WHERE c.erased_at IS NULL",
+)
+SQLITE_DROP_SCHEMA = (
+    *(f"DROP TRIGGER IF EXISTS {t}_fts_{w}" for t in ("conversation", "note", "reply") for w in ("ai", "au", "ad")),
+    f"DROP TABLE IF EXISTS {PROBE}_terms",
+    f"DROP TABLE IF EXISTS {PROBE}",
+    f"DROP TABLE IF EXISTS {FTS_TABLE}_terms",
+    f"DROP TABLE IF EXISTS {FTS_TABLE}",
+)
+
+_PG_DOCUMENT = """
+    SELECT setweight(to_tsvector(cfg, coalesce(c.title, '')), 'A')
+        || setweight(to_tsvector(cfg, coalesce(c.text, '')), 'B')
+        || setweight(to_tsvector(cfg, coalesce(c.author_name, '') || ' ' || coalesce(c.author_handle, '')), 'B')
+        || setweight(to_tsvector(cfg, coalesce((SELECT string_agg(n.text, E'\\n') FROM note n
+                                                WHERE n.conversation_id = c.id), '')), 'C')
+        || setweight(to_tsvector(cfg, coalesce((SELECT string_agg(r.text, E'\\n') FROM reply r
+                                                WHERE r.conversation_id = c.id), '')), 'C')
+    FROM conversation c, unsilo_search_config() AS cfg WHERE c.id = cid AND c.erased_at IS NULL
+"""
+
+
+def _pg_config_function(language: str) -> str:
+    return (
+        "CREATE OR REPLACE FUNCTION unsilo_search_config() RETURNS regconfig LANGUAGE sql IMMUTABLE "
+        f"AS $$ SELECT '{language}'::regconfig $$"
+    )
+
+
+PG_SCHEMA = (
+    _pg_config_function(DEFAULT_LANGUAGE),
+    f"CREATE TABLE {PG_TABLE} (conversation_id integer PRIMARY KEY REFERENCES conversation(id) ON DELETE CASCADE, "
+    "document tsvector NOT NULL)",
+    f"CREATE INDEX ix_{PG_TABLE}_document ON {PG_TABLE} USING gin (document)",
+    f"""CREATE OR REPLACE FUNCTION unsilo_search_refresh(cid integer) RETURNS void LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM {PG_TABLE} WHERE conversation_id = cid;
+        INSERT INTO {PG_TABLE} (conversation_id, document) SELECT cid, doc FROM ({_PG_DOCUMENT}) AS d(doc);
+    END $$""",
+    """CREATE OR REPLACE FUNCTION unsilo_search_conversation() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN PERFORM unsilo_search_refresh(NEW.id); RETURN NULL; END $$""",
+    """CREATE OR REPLACE FUNCTION unsilo_search_child() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN PERFORM unsilo_search_refresh(OLD.conversation_id); END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN PERFORM unsilo_search_refresh(NEW.conversation_id); END IF;
+        RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER conversation_search_ai AFTER INSERT OR UPDATE OF title, text, author_name, author_handle, erased_at "
+    "ON conversation FOR EACH ROW EXECUTE FUNCTION unsilo_search_conversation()",
+    "CREATE TRIGGER note_search_aiud AFTER INSERT OR UPDATE OF text, conversation_id OR DELETE ON note "
+    "FOR EACH ROW EXECUTE FUNCTION unsilo_search_child()",
+    "CREATE TRIGGER reply_search_aiud AFTER INSERT OR UPDATE OF text, conversation_id OR DELETE ON reply "
+    "FOR EACH ROW EXECUTE FUNCTION unsilo_search_child()",
+    "SELECT unsilo_search_refresh(id) FROM conversation WHERE erased_at IS NULL",
+)
+PG_DROP_SCHEMA = (
+    "DROP TRIGGER IF EXISTS conversation_search_ai ON conversation",
+    "DROP TRIGGER IF EXISTS note_search_aiud ON note",
+    "DROP TRIGGER IF EXISTS reply_search_aiud ON reply",
+    "DROP FUNCTION IF EXISTS unsilo_search_child()",
+    "DROP FUNCTION IF EXISTS unsilo_search_conversation()",
+    "DROP FUNCTION IF EXISTS unsilo_search_refresh(integer)",
+    f"DROP TABLE IF EXISTS {PG_TABLE}",
+    "DROP FUNCTION IF EXISTS unsilo_search_config()",
+)
+
+
+def schema(dialect: str) -> tuple[str, ...]:
+    """The statements that create and fill the index on this dialect."""
+    return PG_SCHEMA if dialect == "postgresql" else SQLITE_SCHEMA
+
+
+def drop_schema(dialect: str) -> tuple[str, ...]:
+    """The statements that remove the index."""
+    return PG_DROP_SCHEMA if dialect == "postgresql" else SQLITE_DROP_SCHEMA
+
+
+_LANGUAGE = re.compile(r"[a-z_]{2,40}")
+
+
+async def set_language(conn: AsyncConnection, language: str) -> bool:
+    """Index and query in `language` (a PostgreSQL text-search configuration: english, french, simple…);
+    when it changes, every document is rebuilt. On SQLite nothing changes (see the module's docstring).
+    Returns whether the index was rebuilt. Raises ValueError for a language PostgreSQL does not know."""
+    language = (language or DEFAULT_LANGUAGE).strip().lower()
+    if conn.dialect.name != "postgresql":
+        return False
+    if not _LANGUAGE.fullmatch(language):
+        raise ValueError(f"search_language {language!r} is not a text-search configuration name")
+    known = (await conn.execute(text("SELECT 1 FROM pg_ts_config WHERE cfgname = :n"), {"n": language})).first()
+    if known is None:
+        raise ValueError(f"search_language {language!r} is not a text-search configuration PostgreSQL knows")
+    current = (await conn.execute(text("SELECT unsilo_search_config()::text"))).scalar_one()
+    if current == language:
+        return False
+    await conn.execute(text(_pg_config_function(language)))
+    await conn.execute(text("SELECT unsilo_search_refresh(id) FROM conversation WHERE erased_at IS NULL"))
+    return True
+
+
+# --- queries ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Query:
+    """A parsed search: `terms` all must match (a term of several words is a phrase); filters narrow it.
+
+    Every term is letters and digits separated by single spaces (the core's parser makes them so)."""
+
+    terms: tuple[str, ...]
+    departments: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    since: datetime | None = None
+    exclude_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One matching conversation: its id, its relevance (higher is better) and its snippet, marked."""
+
+    conversation_id: int
+    score: float
+    snippet: str = ""
+
+
+@dataclass
+class Hits:
+    hits: list[Hit] = field(default_factory=list)
+    total: int = 0
+
+
+_TERM = re.compile(r"[^\W_]+(?: [^\W_]+)*")
+
+
+def _check(terms: Sequence[str]) -> None:
+    for term in terms:
+        if not _TERM.fullmatch(term):
+            raise ValueError(f"not a search term: {term[:40]!r}")  # the parser never makes one: a bug, not input
+
+
+def fts_match(terms: Sequence[str], *, any_of: bool = False) -> str:
+    """The FTS5 MATCH expression: every term a quoted string (a phrase when it has spaces), AND-ed (or OR-ed)."""
+    _check(terms)
+    return (" OR " if any_of else " AND ").join(f'"{t}"' for t in terms)
+
+
+_WEIGHTS = "10.0, 4.0, 3.0, 1.5, 1.5"  # title, body, author, notes, replies
+
+
+def _filters(q: Query, dialect: str, params: dict[str, Any]) -> list[str]:
+    where: list[str] = []
+    if q.departments:
+        names = []
+        for i, d in enumerate(q.departments):
+            params[f"dept{i}"] = d.lower()
+            names.append(f":dept{i}")
+        where.append(
+            "EXISTS (SELECT 1 FROM conversationdepartment cd JOIN department d ON d.id = cd.department_id "
+            f"WHERE cd.conversation_id = c.id AND lower(d.name) IN ({', '.join(names)}))"
+        )
+    if q.statuses:
+        names = []
+        for i, s in enumerate(q.statuses):
+            params[f"status{i}"] = s.lower()
+            names.append(f":status{i}")
+        where.append(f"c.status IN ({', '.join(names)})")
+    for i, a in enumerate(q.authors):
+        params[f"author{i}"] = a.strip().lower()
+        params[f"handle{i}"] = "@" + a.strip().lower().lstrip("@")
+        where.append(
+            f"(lower(c.author_name) = :author{i} OR lower(c.author_handle) = :author{i} OR lower(c.author_handle) = :handle{i})"
+        )
+    for i, tag in enumerate(q.tags):
+        params[f"tag{i}"] = tag.lower()
+        if dialect == "postgresql":
+            where.append(f"EXISTS (SELECT 1 FROM json_array_elements_text(c.tags) t WHERE lower(t) = :tag{i})")
+        else:
+            where.append(f"EXISTS (SELECT 1 FROM json_each(c.tags) t WHERE lower(t.value) = :tag{i})")
+    if q.since is not None:
+        params["since"] = q.since if dialect == "postgresql" else q.since.strftime("%Y-%m-%d %H:%M:%S.%f")
+        where.append("c.ingested_at >= :since")
+    if q.exclude_ids:
+        where.append(f"c.id NOT IN ({', '.join(str(int(i)) for i in q.exclude_ids)})")
+    return where
+
+
+async def search(session: AsyncSession, q: Query, *, limit: int, offset: int = 0, snippets: bool = True) -> Hits:
+    """The conversations matching every term and filter, most relevant first (recent first on ties):
+    the first `limit`, with their snippets, and how many match in all."""
+    if not q.terms:
+        return Hits()
+    dialect = _dialect(session)
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    where = _filters(q, dialect, params)
+    if dialect == "postgresql":
+        sql = (
+            f"WITH q AS (SELECT {_pg_tsquery(q.terms, params, ' && ')} AS query) "
+            "SELECT c.id, ts_rank_cd(s.document, q.query, 1) AS score, count(*) OVER () AS total "
+            f"FROM q, {PG_TABLE} s JOIN conversation c ON c.id = s.conversation_id "
+            f"WHERE s.document @@ q.query {''.join(' AND ' + w for w in where)} "
+            "ORDER BY score DESC, c.ingested_at DESC, c.id DESC LIMIT :limit OFFSET :offset"
+        )
+    else:
+        params["match"] = fts_match(q.terms)
+        sql = (
+            "SELECT c.id, m.score, count(*) OVER () AS total "
+            f"FROM (SELECT rowid AS id, -bm25({FTS_TABLE}, {_WEIGHTS}) AS score FROM {FTS_TABLE} "
+            f"WHERE {FTS_TABLE} MATCH :match) AS m JOIN conversation c ON c.id = m.id "
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+            "ORDER BY m.score DESC, c.ingested_at DESC, c.id DESC LIMIT :limit OFFSET :offset"
+        )
+    rows = (await _run(session, (sql), params)).all()
+    if not rows:
+        return Hits()
+    ids = [int(r[0]) for r in rows]
+    marked = await _snippets(session, q.terms, ids) if snippets else {}
+    return Hits([Hit(int(r[0]), float(r[1]), marked.get(int(r[0]), "")) for r in rows], int(rows[0][2]))
+
+
+def _pg_tsquery(terms: Sequence[str], params: dict[str, Any], joiner: str) -> str:
+    """`websearch_to_tsquery(...)` of each term (quoted: a phrase), joined by `joiner` (&& or ||)."""
+    _check(terms)
+    parts = []
+    for i, term in enumerate(terms):
+        params[f"term{i}"] = f'"{term}"'
+        parts.append(f"websearch_to_tsquery(unsilo_search_config(), :term{i})")
+    return "(" + joiner.join(parts) + ")"
+
+
+async def _snippets(session: AsyncSession, terms: Sequence[str], ids: Sequence[int]) -> dict[int, str]:
+    """The best fragment of each conversation's document, matched words between MARK_START and MARK_END."""
+    id_list = ", ".join(str(int(i)) for i in ids)
+    if _dialect(session) == "postgresql":
+        params: dict[str, Any] = {}
+        sql = (
+            f"WITH q AS (SELECT {_pg_tsquery(terms, params, ' || ')} AS query) "
+            "SELECT c.id, ts_headline(unsilo_search_config(), concat_ws(' … ', nullif(c.title, ''), c.text, "
+            "nullif(trim(c.author_name || ' ' || c.author_handle), ''), "
+            "(SELECT string_agg(n.text, ' … ') FROM note n WHERE n.conversation_id = c.id), "
+            "(SELECT string_agg(r.text, ' … ') FROM reply r WHERE r.conversation_id = c.id)), q.query, "
+            f"'StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=24, MinWords=10, MaxFragments=2, "
+            'FragmentDelimiter=" … "\') '
+            f"FROM q, conversation c WHERE c.id IN ({id_list})"
+        )
+        rows = (await _run(session, (sql), params)).all()
+    else:
+        sql = (
+            f"SELECT rowid, snippet({FTS_TABLE}, -1, '{MARK_START}', '{MARK_END}', '…', 24) FROM {FTS_TABLE} "
+            f"WHERE {FTS_TABLE} MATCH :match AND rowid IN ({id_list})"
+        )
+        rows = (await _run(session, (sql), {"match": fts_match(terms, any_of=True)})).all()
+    return {int(r[0]): str(r[1] or "") for r in rows}
+
+
+# --- "seen before": the resolved conversations most like a new one ---------------------------
+
+_WORD = re.compile(r"[^\W\d_][^\W_]{2,39}")  # a term worth comparing: 3+ characters, not a number
+MAX_TERMS = 8
+
+
+def _idf(df: int, n: int) -> float:
+    return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+
+async def _terms_and_df(session: AsyncSession, ids: Sequence[int]) -> dict[int, list[tuple[str, int]]]:
+    """The index terms of each conversation's own words (title and text), with how many documents hold each."""
+    id_list = ", ".join(str(int(i)) for i in ids)
+    found: dict[int, list[tuple[str, int]]] = {i: [] for i in ids}
+    if _dialect(session) == "postgresql":
+        sql = (
+            "WITH mine AS (SELECT DISTINCT c.id, u.lexeme FROM conversation c, "
+            "unnest(to_tsvector(unsilo_search_config(), c.title || ' ' || c.text)) AS u "
+            f"WHERE c.id IN ({id_list}) AND length(u.lexeme) >= 3) "
+            f"SELECT m.id, m.lexeme, (SELECT count(*) FROM (SELECT 1 FROM {PG_TABLE} s WHERE s.document @@ "
+            f"to_tsquery('simple', quote_literal(m.lexeme)) LIMIT {DF_CAP}) AS capped) FROM mine m"
+        )
+        rows = (await _run(session, (sql))).all()
+    else:
+        # The new words go through a probe table with the same tokenizer: its vocabulary is their terms.
+        await _run(
+            session,
+            (f"INSERT INTO {PROBE}(rowid, body) SELECT id, title || ' ' || text FROM conversation WHERE id IN ({id_list})"),
+        )
+        rows = (
+            await _run(
+                session,
+                (f"SELECT DISTINCT p.doc, p.term, v.doc FROM {PROBE}_terms p JOIN {FTS_TABLE}_terms v ON v.term = p.term"),
+            )
+        ).all()
+        await _run(session, (f"DELETE FROM {PROBE}"))
+    for cid, term, df in rows:
+        if int(cid) in found and _WORD.fullmatch(str(term)):
+            found[int(cid)].append((str(term), int(df)))
+    return found
+
+
+DF_CAP = 5000  # documents counted per term on PostgreSQL: a term held by more says little anyway
+
+
+async def similar_resolved(
+    session: AsyncSession, ids: Sequence[int], *, limit: int = 3, threshold: float
+) -> dict[int, list[tuple[int, float]]]:
+    """For each conversation of `ids`: up to `limit` resolved (not erased) conversations sharing the most of its
+    most distinctive terms (the rarest in the index, at most `MAX_TERMS`), as (id, score) best first. The
+    score is the share of those terms' weight (inverse document frequency) the other one holds, in [0, 1];
+    only those scoring at least `threshold` are kept."""
+    if not ids:
+        return {}
+    dialect = _dialect(session)
+    n = int((await _run(session, ("SELECT coalesce(max(id), 0) FROM conversation"))).scalar_one()) + 1
+    found: dict[int, list[tuple[int, float]]] = {}
+    for cid, terms in (await _terms_and_df(session, ids)).items():
+        # Held by its own document alone: says nothing about others.
+        ranked = sorted(((t, df) for t, df in terms if df > 1), key=lambda r: (r[1], r[0]))[:MAX_TERMS]
+        if not ranked:
+            found[cid] = []
+            continue
+        weights = {t: _idf(df, n) for t, df in ranked}
+        whole = sum(weights.values())
+        values = ", ".join(f"(CAST(:t{i} AS text), CAST(:w{i} AS float))" for i in range(len(ranked)))
+        params: dict[str, Any] = {"id": cid, "limit": limit}
+        for i, (t, _) in enumerate(ranked):
+            params[f"t{i}"] = t if dialect == "postgresql" else f'"{t}"'
+            params[f"w{i}"] = weights[t]
+        if dialect == "postgresql":
+            sql = (
+                f"WITH w(term, weight) AS (VALUES {values}) "
+                f"SELECT c.id, sum(w.weight) AS s FROM w JOIN {PG_TABLE} x "
+                "ON x.document @@ to_tsquery('simple', quote_literal(w.term)) JOIN conversation c ON c.id = x.conversation_id "
+            )
+        else:
+            sql = (
+                f"WITH w(term, weight) AS (VALUES {values}) "
+                f"SELECT c.id, sum(w.weight) AS s FROM w JOIN {FTS_TABLE} ON {FTS_TABLE} MATCH w.term "
+                f"JOIN conversation c ON c.id = {FTS_TABLE}.rowid "
+            )
+        sql += (
+            f"WHERE c.status = '{RESOLVED}' AND c.erased_at IS NULL AND c.id <> :id "
+            "GROUP BY c.id ORDER BY s DESC, c.id DESC LIMIT :limit"
+        )
+        rows = (await _run(session, (sql), params)).all()
+        found[cid] = [(int(r[0]), round(float(r[1]) / whole, 4)) for r in rows if float(r[1]) / whole >= threshold]
+    return found
