@@ -39,6 +39,8 @@ CARD_FIELDS = (
     "created_at",
     "reply_status",
     "reply_note",
+    "snippet",
+    "seen_before",
 )
 HISTORY_FIELDS = ("at", "actor", "event", "what", "detail")
 SOURCE_FIELDS = (
@@ -106,6 +108,8 @@ def card_json(card: Card) -> dict[str, Any]:
         "created_at": iso(card.created_at),
         "reply_status": card.reply_status,
         "reply_note": card.reply_note,
+        "snippet": [{"text": text, "matched": matched} for text, matched in card.snippet],
+        "seen_before": [{"id": s.id, "outcome": s.outcome, "by": s.by, "reply": s.reply} for s in card.seen_before],
     }
 
 
@@ -161,6 +165,8 @@ def result_lines(result: Result, *, command: str, limit: int) -> list[str]:
         lines.append(terminal.card_line(card))
         if card.list_note:
             lines.append(f"        {terminal.line(card.list_note, terminal.MAX_DETAIL * 2)}")
+        if card.snippet:
+            lines.append(f"        {terminal.snippet_line(card)}")
     lines += terminal.listing_lines(Listing((), listing.more))
     if result.card is not None:
         lines.append(terminal.card_line(result.card))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 
-from bot.views import ELLIPSIS, Card, Fact, HistoryLine, Listing, Notice, Result, Tone, cut, printable, when
+from bot.views import ELLIPSIS, SEEN_BEFORE, Card, Fact, HistoryLine, Listing, Notice, Result, Tone, cut, printable, when
 
 WIDTH = 88
 MAX_TEXT = 1200
@@ -47,9 +47,27 @@ def card_line(card: Card) -> str:
     )
 
 
+def snippet_line(card: Card, limit: int = 300) -> str:
+    """A search's snippet on one inert line, the matched words [in brackets]; "" when there is none."""
+    parts = []
+    for text, matched in card.snippet:
+        flat = line(text)
+        lead = " " if text[:1].isspace() else ""
+        trail = " " if text[-1:].isspace() else ""
+        parts.append(f"{lead}[{flat}]{trail}" if matched and flat else lead + flat + trail)
+    return cut(" ".join("".join(parts).split()), limit) if parts else ""
+
+
+def seen_lines(card: Card) -> list[str]:
+    """The "Seen before" section of a card in full: one resolved conversation a line."""
+    if not card.seen_before:
+        return []
+    return [f"  {SEEN_BEFORE}", *(f"    {line(item.described(), MAX_DETAIL)}" for item in card.seen_before)]
+
+
 def card_lines(card: Card) -> list[str]:
     """A card in full: its status and priority, where it comes from, its facts, where its reply
-    stands, then its title and text."""
+    stands, then its title and text, and what it was seen like before."""
     mark = _TONE_MARKS.get(card.tone, "")
     lines = [f"{mark}#{card.id} · {line(card.status, 20)} · priority {line(card.priority, 20)}"]
     origin = f"  from {line(card.author, 80)} via {line(card.source, 80)}"
@@ -58,18 +76,22 @@ def card_lines(card: Card) -> list[str]:
     if card.url:
         origin += f" · {line(card.url, 300)}"
     lines.append(origin)
-    lines += [f"  {fact(item)}" for item in card.facts]
+    lines += [f"  {fact(item)}" for item in card.facts if item.label != SEEN_BEFORE]  # in its own section, below
     if card.reply_note:
         lines.append(textwrap.indent(printable(card.reply_note).strip(), "  " + _TONE_MARKS.get(card.reply_tone, "")))
     if card.title.strip():
         lines.append(f"  {line(card.title, 250)}")
     lines.append(block(card.text))
-    return lines
+    return lines + seen_lines(card)
 
 
 def listing_lines(listing: Listing) -> list[str]:
     """The listed cards, one line each, then "…and N more"."""
-    lines = [card_line(card) for card in listing.cards]
+    lines = []
+    for card in listing.cards:
+        lines.append(card_line(card))
+        if card.snippet:
+            lines.append(f"        {snippet_line(card)}")
     if listing.more:
         lines.append(f"  {ELLIPSIS}and {listing.more} more")
     return lines

@@ -18,6 +18,7 @@ from typing import Any
 from bot import codec
 from bot.views import (
     ELLIPSIS,
+    SEEN_BEFORE,
     Button,
     Card,
     Fact,
@@ -293,13 +294,41 @@ def _compact(card: Card, *, outcome: bool = False) -> dict[str, Any]:
     return _section(f"*#{card.id}* · {status} · {author}: {_customer(card.summary, MAX_SUMMARY, empty='(no text)')}")
 
 
-def _card_list(listing: Listing, *, outcome: bool = False) -> list[dict[str, Any]]:
-    """Compact sections for the listed cards (each with its `list_note` under it), then "…and N more"."""
+MAX_SNIPPET = 400
+
+
+def _snippet(card: Card) -> str:
+    """A search's snippet in mrkdwn: every segment escaped, the matched words bold, isolated; "" if none."""
+    parts, used = [], 0
+    for text, matched in card.snippet:
+        escaped = escape(" ".join(text.split()))
+        if not escaped or used + units(escaped) > MAX_SNIPPET:
+            break
+        used += units(escaped) + 3
+        lead = " " if text[:1].isspace() else ""
+        trail = " " if text[-1:].isspace() else ""
+        # Bold only around a word: mrkdwn ignores `*` next to a space. A `*` inside is dropped (it would end the bold).
+        word = escaped.replace("*", "")
+        parts.append(f"{lead}*{word}*{trail}" if matched and word else lead + escaped + trail)
+    return isolate("".join(parts).strip()) if parts else ""
+
+
+def _seen_line(card: Card) -> str:
+    """The App Home's short "seen before" line under a card: the ids only."""
+    return f"{SEEN_BEFORE} " + ", ".join(f"#{item.id}" for item in card.seen_before) if card.seen_before else ""
+
+
+def _card_list(listing: Listing, *, outcome: bool = False, seen: bool = False) -> list[dict[str, Any]]:
+    """Compact sections for the listed cards (each with its `list_note`, search snippet and, with `seen`,
+    its "seen before" ids under it), then "…and N more"."""
     blocks = []
     for card in listing.cards:
         blocks.append(_compact(card, outcome=outcome))
         if card.list_note:
             blocks.append(_context([_customer(card.list_note, MAX_CONTEXT_TEXT)]))
+        under = [text for text in (_snippet(card), _seen_line(card) if seen else "") if text]
+        if under:
+            blocks.append(_context(under))
     if listing.more:
         blocks.append(_context([f"{ELLIPSIS}and {listing.more} more"]))
     return blocks
@@ -512,16 +541,16 @@ def _counts(counts: Mapping[str, int]) -> dict[str, Any]:
     return _section("\n".join(lines) if lines else "Nothing open. :tada:")
 
 
-def _listing(result: Result, *, empty: str, outcome: bool = False) -> list[dict[str, Any]]:
+def _listing(result: Result, *, empty: str, outcome: bool = False, seen: bool = False) -> list[dict[str, Any]]:
     if result.cards:
-        return _card_list(result.listing, outcome=outcome)  # in the core's order: a queue is urgent first, then oldest
+        return _card_list(result.listing, outcome=outcome, seen=seen)  # in the core's order: a queue is urgent first, then oldest
     return [_context([_esc(result.text, MAX_CONTEXT_TEXT) or empty])]
 
 
 def home_view(*, mine: Result, queue: Result, recent: Result) -> dict[str, Any]:
     """The App Home tab: your conversations, what is open by department, recent outcomes."""
     blocks: list[dict[str, Any]] = [_header("Your conversations")]
-    blocks += _listing(mine, empty="Nothing claimed by you.")
+    blocks += _listing(mine, empty="Nothing claimed by you.", seen=True)
     blocks += [{"type": "divider"}, _header("Open by department"), _counts(queue.counts)]
     if queue.cards:
         blocks += _listing(queue, empty="")

@@ -19,6 +19,8 @@ from bot import codec, verbs
 from bot.verbs import Input
 from bot.views import (
     ELLIPSIS,
+    FSI,
+    PDI,
     Button,
     Card,
     Fact,
@@ -504,13 +506,31 @@ def _compact(item: Card) -> dict[str, Any]:
     )
 
 
+MAX_SNIPPET = 300
+
+
+def _snippet(item: Card) -> dict[str, Any] | None:
+    """A search's snippet under its line: each segment a TextRun (no markdown), the matched words bold."""
+    runs, used = [], 0
+    for text, matched in item.snippet:
+        piece = safe(text, MAX_SNIPPET - used) if text.strip() else " "
+        if not piece or used >= MAX_SNIPPET:
+            break
+        used += len(piece)
+        runs.append(_run(piece, weight="Bolder") if matched else _run(piece, isSubtle=True))
+    return _rich(_run(FSI), *runs, _run(PDI), spacing="None") if runs else None
+
+
 def _card_list(listing: Listing) -> list[dict[str, Any]]:
-    """Compact lines for the listed cards (each with its `list_note` under it), then "…and N more"."""
+    """Compact lines for the listed cards (each with its `list_note` or snippet under it), then "…and N more"."""
     blocks = []
     for item in listing.cards:
         blocks.append(_compact(item))
         if item.list_note:
             blocks.append(_rich(_run(customer(item.list_note, 2 * MAX_SUMMARY), isSubtle=True), spacing="None"))
+        snippet = _snippet(item)
+        if snippet is not None:
+            blocks.append(snippet)
     if listing.more:
         blocks.append(_rich(_run(f"{ELLIPSIS}and {listing.more} more", isSubtle=True)))
     return blocks
