@@ -5,7 +5,8 @@
 - Free words match by stem (refunds ~ refund), every one must match; a "quoted phrase" matches its
   words in a row (an unbalanced quote runs to the end).
 - Filters: `dept:` (a department), `status:`, `from:` (the author's name or handle, exactly),
-  `tag:`, `since:` (`30d`, `12h`, `2w`, or a date `2026-11-01`). The same filter twice: either value.
+  `tag:`, `since:` (`30d`, `12h`, `2w`, or a date `2026-11-01`). `dept:`, `status:` or `from:` twice:
+  either value; `tag:` twice: both tags.
 - Only letters and digits of the user's text reach the index, each word quoted by the store:
   index syntax (`"`, `*`, `NEAR`, `:`, `-`, `^`…) typed by a user is just more words or nothing.
 """

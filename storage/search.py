@@ -199,7 +199,8 @@ async def set_language(conn: AsyncConnection, language: str) -> bool:
 
 @dataclass(frozen=True)
 class Query:
-    """A parsed search: `terms` all must match (a term of several words is a phrase); filters narrow it.
+    """A parsed search: `terms` all must match (a term of several words is a phrase); filters narrow it:
+    any of `departments`, of `statuses`, of `authors`; every one of `tags`.
 
     Every term is letters and digits separated by single spaces (the core's parser makes them so)."""
 
@@ -262,12 +263,13 @@ def _filters(q: Query, dialect: str, params: dict[str, Any]) -> list[str]:
             params[f"status{i}"] = s.lower()
             names.append(f":status{i}")
         where.append(f"c.status IN ({', '.join(names)})")
+    authors = []
     for i, a in enumerate(q.authors):
         params[f"author{i}"] = a.strip().lower()
         params[f"handle{i}"] = "@" + a.strip().lower().lstrip("@")
-        where.append(
-            f"(lower(c.author_name) = :author{i} OR lower(c.author_handle) = :author{i} OR lower(c.author_handle) = :handle{i})"
-        )
+        authors.append(f"lower(c.author_name) = :author{i} OR lower(c.author_handle) IN (:author{i}, :handle{i})")
+    if authors:
+        where.append("(" + " OR ".join(authors) + ")")
     for i, tag in enumerate(q.tags):
         params[f"tag{i}"] = tag.lower()
         if dialect == "postgresql":
@@ -408,13 +410,14 @@ async def similar_resolved(
     n = int((await _run(session, ("SELECT coalesce(max(id), 0) FROM conversation"))).scalar_one()) + 1
     found: dict[int, list[tuple[int, float]]] = {}
     for cid, terms in (await _terms_and_df(session, ids)).items():
-        # Held by its own document alone: says nothing about others.
-        ranked = sorted(((t, df) for t, df in terms if df > 1), key=lambda r: (r[1], r[0]))[:MAX_TERMS]
+        # Its most telling terms weigh the whole; those held by its own document alone are matched by none.
+        telling = sorted(terms, key=lambda r: (r[1], r[0]))[:MAX_TERMS]
+        whole = sum(_idf(df, n) for _, df in telling)
+        ranked = [(t, df) for t, df in telling if df > 1]
         if not ranked:
             found[cid] = []
             continue
         weights = {t: _idf(df, n) for t, df in ranked}
-        whole = sum(weights.values())
         values = ", ".join(f"(CAST(:t{i} AS text), CAST(:w{i} AS float))" for i in range(len(ranked)))
         params: dict[str, Any] = {"id": cid, "limit": limit}
         for i, (t, _) in enumerate(ranked):
