@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bot.domain import InvalidInput, Status
+from bot.views import ELLIPSIS
 from storage.search import MARK_END, MARK_START, Query
 
 MAX_QUERY = 500  # characters in one search
@@ -113,15 +115,53 @@ def described(query: Query) -> str:
 Segments = tuple[tuple[str, bool], ...]
 
 
-def segments(marked: str) -> Segments:
-    """A snippet the store marked (MARK_START word MARK_END) as (text, matched) segments, on one line."""
-    raw = re.split(f"[{MARK_START}{MARK_END}]", marked or "")
-    result: list[tuple[str, bool]] = []
-    for index, part in enumerate(raw):
-        text = " ".join(part.split())
-        if not text:
+SNIPPET_BEFORE, SNIPPET_AFTER = 8, 16  # words around the first matched one
+
+
+def _pieces(marked: str) -> list[tuple[str, bool, bool]]:
+    """The document's words and word parts: (text, matched, glued to the one before)."""
+    pieces: list[tuple[str, bool, bool]] = []
+    inside, spaced = False, True
+    for part in re.split(f"([{MARK_START}{MARK_END}])", marked or ""):
+        if part in (MARK_START, MARK_END):
+            inside = part == MARK_START
             continue
-        lead = " " if part[:1].isspace() and result else ""
-        trail = " " if part[-1:].isspace() and index < len(raw) - 1 else ""
-        result.append((lead + text + trail, index % 2 == 1))
-    return tuple(result)
+        for piece in re.split(r"(\s+)", part):
+            if not piece:
+                continue
+            if piece.isspace():
+                spaced = True
+                continue
+            pieces.append((piece, inside, not spaced and bool(pieces)))
+            spaced = False
+    return pieces
+
+
+def segments(marked: str) -> Segments:
+    """The snippet of a document the store marked (MARK_START word MARK_END around every matched word):
+    the words around the first match, on one line, as (text, matched) segments; "…" where it was cut.
+    A matched segment never starts or ends with a space (a renderer can wrap it in its bold marks)."""
+    pieces = _pieces(marked)
+    first = next((i for i, (_, matched, _) in enumerate(pieces) if matched), None)
+    if first is None:
+        return ()
+    starts = [i for i, (_, _, glued) in enumerate(pieces) if not glued]  # where whole words begin
+    word = sum(1 for i in starts if i <= first) - 1
+    start = starts[max(0, word - SNIPPET_BEFORE)]
+    end = starts[word + SNIPPET_AFTER] if word + SNIPPET_AFTER < len(starts) else len(pieces)
+    shown: list[list[Any]] = []
+    for index, (text, matched, glued) in enumerate(pieces[start:end]):
+        space = "" if glued or index == 0 else " "
+        if shown and shown[-1][1] == matched:
+            shown[-1][0] += space + text
+        elif matched:
+            if space and shown:
+                shown[-1][0] += space
+            shown.append([text, True])
+        else:
+            shown.append([space + text, False])
+    if start > 0:
+        shown.insert(0, [ELLIPSIS + " ", False]) if shown[0][1] else shown[0].__setitem__(0, f"{ELLIPSIS} {shown[0][0]}")
+    if end < len(pieces):
+        shown.append([" " + ELLIPSIS, False]) if shown[-1][1] else shown[-1].__setitem__(0, f"{shown[-1][0]} {ELLIPSIS}")
+    return tuple((str(text), bool(matched)) for text, matched in shown)

@@ -327,25 +327,30 @@ def _pg_tsquery(terms: Sequence[str], params: dict[str, Any], joiner: str) -> st
     return "(" + joiner.join(parts) + ")"
 
 
+MAX_MARKED = 20_000  # characters of a document marked for its snippet (the start of a very long one)
+
+
 async def _snippets(session: AsyncSession, terms: Sequence[str], ids: Sequence[int]) -> dict[int, str]:
-    """The best fragment of each conversation's document, matched words between MARK_START and MARK_END."""
+    """Each conversation's document (title, text, author, notes, replies: one a line) with every matched word
+    between MARK_START and MARK_END; the core cuts the snippet from it (`bot.search.segments`), the same
+    way on both stores."""
     id_list = ", ".join(str(int(i)) for i in ids)
     if _dialect(session) == "postgresql":
         params: dict[str, Any] = {}
         sql = (
             f"WITH q AS (SELECT {_pg_tsquery(terms, params, ' || ')} AS query) "
-            "SELECT c.id, ts_headline(unsilo_search_config(), concat_ws(' … ', nullif(c.title, ''), c.text, "
-            "nullif(trim(c.author_name || ' ' || c.author_handle), ''), "
-            "(SELECT string_agg(n.text, ' … ') FROM note n WHERE n.conversation_id = c.id), "
-            "(SELECT string_agg(r.text, ' … ') FROM reply r WHERE r.conversation_id = c.id)), q.query, "
-            f"'StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=24, MinWords=10, MaxFragments=2, "
-            'FragmentDelimiter=" … "\') '
+            "SELECT c.id, ts_headline(unsilo_search_config(), left(concat_ws(E'\\n', c.title, c.text, "
+            "c.author_name || ' ' || c.author_handle, "
+            "coalesce((SELECT string_agg(n.text, E'\\n') FROM note n WHERE n.conversation_id = c.id), ''), "
+            f"coalesce((SELECT string_agg(r.text, E'\\n') FROM reply r WHERE r.conversation_id = c.id), '')), {MAX_MARKED}), "
+            f"q.query, 'StartSel={MARK_START}, StopSel={MARK_END}, HighlightAll=true') "
             f"FROM q, conversation c WHERE c.id IN ({id_list})"
         )
         rows = (await _run(session, (sql), params)).all()
     else:
+        columns = " || char(10) || ".join(f"highlight({FTS_TABLE}, {i}, '{MARK_START}', '{MARK_END}')" for i in range(5))
         sql = (
-            f"SELECT rowid, snippet({FTS_TABLE}, -1, '{MARK_START}', '{MARK_END}', '…', 24) FROM {FTS_TABLE} "
+            f"SELECT rowid, substr({columns}, 1, {MAX_MARKED}) FROM {FTS_TABLE} "
             f"WHERE {FTS_TABLE} MATCH :match AND rowid IN ({id_list})"
         )
         rows = (await _run(session, (sql), {"match": fts_match(terms, any_of=True)})).all()
@@ -370,9 +375,11 @@ async def _terms_and_df(session: AsyncSession, ids: Sequence[int]) -> dict[int, 
         sql = (
             "WITH mine AS (SELECT DISTINCT c.id, u.lexeme FROM conversation c, "
             "unnest(to_tsvector(unsilo_search_config(), c.title || ' ' || c.text)) AS u "
-            f"WHERE c.id IN ({id_list}) AND length(u.lexeme) >= 3) "
-            f"SELECT m.id, m.lexeme, (SELECT count(*) FROM (SELECT 1 FROM {PG_TABLE} s WHERE s.document @@ "
-            f"to_tsquery('simple', quote_literal(m.lexeme)) LIMIT {DF_CAP}) AS capped) FROM mine m"
+            f"WHERE c.id IN ({id_list}) AND length(u.lexeme) >= 3), "
+            "df AS (SELECT l.lexeme, (SELECT count(*) FROM (SELECT 1 FROM "
+            f"{PG_TABLE} s WHERE s.document @@ to_tsquery('simple', quote_literal(l.lexeme)) LIMIT {DF_CAP}) AS capped) AS n "
+            "FROM (SELECT DISTINCT lexeme FROM mine) AS l) "
+            "SELECT m.id, m.lexeme, df.n FROM mine m JOIN df ON df.lexeme = m.lexeme"
         )
         rows = (await _run(session, (sql))).all()
     else:
@@ -381,12 +388,11 @@ async def _terms_and_df(session: AsyncSession, ids: Sequence[int]) -> dict[int, 
             session,
             (f"INSERT INTO {PROBE}(rowid, body) SELECT id, title || ' ' || text FROM conversation WHERE id IN ({id_list})"),
         )
-        rows = (
-            await _run(
-                session,
-                (f"SELECT DISTINCT p.doc, p.term, v.doc FROM {PROBE}_terms p JOIN {FTS_TABLE}_terms v ON v.term = p.term"),
-            )
-        ).all()
+        mine = (await _run(session, f"SELECT DISTINCT doc, term FROM {PROBE}_terms")).all()
+        # Each distinct term looked up once (a join per occurrence costs a hundred times more).
+        held = f"SELECT term, doc FROM {FTS_TABLE}_terms WHERE term IN (SELECT DISTINCT term FROM {PROBE}_terms)"
+        df = {str(term): int(n) for term, n in (await _run(session, held)).all()}
+        rows = [(cid, term, df.get(str(term), 1)) for cid, term in mine]
         await _run(session, (f"DELETE FROM {PROBE}"))
     for cid, term, df in rows:
         if int(cid) in found and _WORD.fullmatch(str(term)):
@@ -394,7 +400,7 @@ async def _terms_and_df(session: AsyncSession, ids: Sequence[int]) -> dict[int, 
     return found
 
 
-DF_CAP = 5000  # documents counted per term on PostgreSQL: a term held by more says little anyway
+DF_CAP = 1000  # a term held by more documents than this is not looked up (it tells little, and costs a long scan)
 
 
 async def similar_resolved(
@@ -409,36 +415,41 @@ async def similar_resolved(
     dialect = _dialect(session)
     n = int((await _run(session, ("SELECT coalesce(max(id), 0) FROM conversation"))).scalar_one()) + 1
     found: dict[int, list[tuple[int, float]]] = {}
+    weighed: dict[int, tuple[dict[str, float], float]] = {}
     for cid, terms in (await _terms_and_df(session, ids)).items():
-        # Its most telling terms weigh the whole; those held by its own document alone are matched by none.
+        # Its most telling terms weigh the whole; those held by its own document alone are matched by none,
+        # those held by too many are not looked up.
         telling = sorted(terms, key=lambda r: (r[1], r[0]))[:MAX_TERMS]
-        whole = sum(_idf(df, n) for _, df in telling)
-        ranked = [(t, df) for t, df in telling if df > 1]
-        if not ranked:
-            found[cid] = []
-            continue
-        weights = {t: _idf(df, n) for t, df in ranked}
-        values = ", ".join(f"(CAST(:t{i} AS text), CAST(:w{i} AS float))" for i in range(len(ranked)))
-        params: dict[str, Any] = {"id": cid, "limit": limit}
-        for i, (t, _) in enumerate(ranked):
-            params[f"t{i}"] = t if dialect == "postgresql" else f'"{t}"'
-            params[f"w{i}"] = weights[t]
-        if dialect == "postgresql":
-            sql = (
-                f"WITH w(term, weight) AS (VALUES {values}) "
-                f"SELECT c.id, sum(w.weight) AS s FROM w JOIN {PG_TABLE} x "
-                "ON x.document @@ to_tsquery('simple', quote_literal(w.term)) JOIN conversation c ON c.id = x.conversation_id "
-            )
-        else:
-            sql = (
-                f"WITH w(term, weight) AS (VALUES {values}) "
-                f"SELECT c.id, sum(w.weight) AS s FROM w JOIN {FTS_TABLE} ON {FTS_TABLE} MATCH w.term "
-                f"JOIN conversation c ON c.id = {FTS_TABLE}.rowid "
-            )
-        sql += (
-            f"WHERE c.status = '{RESOLVED}' AND c.erased_at IS NULL AND c.id <> :id "
-            "GROUP BY c.id ORDER BY s DESC, c.id DESC LIMIT :limit"
+        weights = {t: _idf(df, n) for t, df in telling if 1 < df < DF_CAP}
+        found[cid] = []
+        if weights:
+            weighed[cid] = (weights, sum(_idf(df, n) for _, df in telling))
+    wanted = sorted({t for weights, _ in weighed.values() for t in weights})
+    if not wanted:
+        return found
+    # One query for the whole batch: which resolved conversations hold each wanted term.
+    params: dict[str, Any] = {f"t{i}": (t if dialect == "postgresql" else f'"{t}"') for i, t in enumerate(wanted)}
+    values = ", ".join(f"(CAST(:t{i} AS text))" for i in range(len(wanted)))
+    if dialect == "postgresql":
+        sql = (
+            f"WITH t(term) AS (VALUES {values}) SELECT t.term, c.id FROM t JOIN {PG_TABLE} x "
+            "ON x.document @@ to_tsquery('simple', quote_literal(t.term)) JOIN conversation c ON c.id = x.conversation_id "
         )
-        rows = (await _run(session, (sql), params)).all()
-        found[cid] = [(int(r[0]), round(float(r[1]) / whole, 4)) for r in rows if float(r[1]) / whole >= threshold]
+    else:
+        sql = (
+            f"WITH t(term) AS (VALUES {values}) SELECT substr(t.term, 2, length(t.term) - 2), c.id FROM t "
+            f"JOIN {FTS_TABLE} ON {FTS_TABLE} MATCH t.term JOIN conversation c ON c.id = {FTS_TABLE}.rowid "
+        )
+    sql += f"WHERE c.status = '{RESOLVED}' AND c.erased_at IS NULL"
+    holders: dict[str, list[int]] = {}
+    for term, other in (await _run(session, sql, params)).all():
+        holders.setdefault(str(term), []).append(int(other))
+    for cid, (weights, whole) in weighed.items():
+        scores: dict[int, float] = {}
+        for term, weight in weights.items():
+            for other in holders.get(term, ()):
+                if other != cid:
+                    scores[other] = scores.get(other, 0.0) + weight
+        best = sorted(scores.items(), key=lambda kv: (-kv[1], -kv[0]))[:limit]
+        found[cid] = [(other, round(score / whole, 4)) for other, score in best if score / whole >= threshold]
     return found
