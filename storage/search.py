@@ -285,29 +285,33 @@ def _filters(q: Query, dialect: str, params: dict[str, Any]) -> list[str]:
 
 
 async def search(session: AsyncSession, q: Query, *, limit: int, offset: int = 0, snippets: bool = True) -> Hits:
-    """The conversations matching every term and filter, most relevant first (recent first on ties):
+    """The conversations matching every term and filter, most relevant first (the newest first on ties):
     the first `limit`, with their snippets, and how many match in all."""
     if not q.terms:
         return Hits()
     dialect = _dialect(session)
     params: dict[str, Any] = {"limit": limit, "offset": offset}
     where = _filters(q, dialect, params)
+    # Recent first on ties: the newer id (ids grow as conversations come in). Without filters the index
+    # alone answers: no row of `conversation` is read for the matches.
+    joined = f"JOIN conversation c ON c.id = m.id WHERE {' AND '.join(where)} " if where else ""
     if dialect == "postgresql":
-        sql = (
+        matches = (
             f"WITH q AS (SELECT {_pg_tsquery(q.terms, params, ' && ')} AS query) "
-            "SELECT c.id, ts_rank_cd(s.document, q.query, 1) AS score, count(*) OVER () AS total "
-            f"FROM q, {PG_TABLE} s JOIN conversation c ON c.id = s.conversation_id "
-            f"WHERE s.document @@ q.query {''.join(' AND ' + w for w in where)} "
-            "ORDER BY score DESC, c.ingested_at DESC, c.id DESC LIMIT :limit OFFSET :offset"
+            f"SELECT s.conversation_id AS id, ts_rank_cd(s.document, q.query, 1) AS score FROM q, {PG_TABLE} s "
+            "WHERE s.document @@ q.query"
+        )
+        sql = (
+            f"SELECT m.id, m.score, count(*) OVER () AS total FROM ({matches}) AS m {joined}"
+            "ORDER BY m.score DESC, m.id DESC LIMIT :limit OFFSET :offset"
         )
     else:
         params["match"] = fts_match(q.terms)
         sql = (
-            "SELECT c.id, m.score, count(*) OVER () AS total "
+            "SELECT m.id, m.score, count(*) OVER () AS total "
             f"FROM (SELECT rowid AS id, -bm25({FTS_TABLE}, {_WEIGHTS}) AS score FROM {FTS_TABLE} "
-            f"WHERE {FTS_TABLE} MATCH :match) AS m JOIN conversation c ON c.id = m.id "
-            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
-            "ORDER BY m.score DESC, c.ingested_at DESC, c.id DESC LIMIT :limit OFFSET :offset"
+            f"WHERE {FTS_TABLE} MATCH :match) AS m {joined}"
+            "ORDER BY m.score DESC, m.id DESC LIMIT :limit OFFSET :offset"
         )
     rows = (await _run(session, (sql), params)).all()
     if not rows:
