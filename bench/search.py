@@ -35,6 +35,7 @@ from bot.ingest import parse_feed
 from bot.search import parse
 from bot.settings import Settings
 from storage import search
+from storage.db import create_engine
 
 VOCABULARY = 2000
 SYLLABLES = "ka lo mi ra tu ve si no pe da ri bo lu fe gi ma zo ne ta wu".split()
@@ -70,7 +71,7 @@ def _text(words: int, first: int, dialect: str) -> str:
 
 def fill_statements(dialect: str, rows: int) -> list[str]:
     pg = dialect == "postgresql"
-    series = f"generate_series(1, {rows}) AS n(i)" if pg else "n"
+    series = f"generate_series(CAST(1 AS bigint), {rows}) AS n(i)" if pg else "n"
     rec = "" if pg else f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows}) "
     at = (
         "(timestamp '2025-12-01' + (i * 31536 / {rows}) * interval '1000 seconds')"
@@ -101,11 +102,13 @@ def fill_statements(dialect: str, rows: int) -> list[str]:
 
 
 async def fill(container: Container, rows: int) -> float:
-    """The store filled and indexed; seconds it took."""
+    """The store filled and indexed; seconds it took (statements of minutes: an engine without the service's timeout)."""
     started = time.perf_counter()
     dialect = container.engine.dialect.name
     words = vocabulary()
-    async with container.engine.begin() as conn:
+    pg = {"connect_args": {"command_timeout": None}} if dialect == "postgresql" else {}
+    engine = create_engine(container.settings.database_url, **pg)
+    async with engine.begin() as conn:
         for statement in search.drop_schema(dialect):  # fill without the triggers, then index in one pass
             await conn.execute(text(statement))
         await conn.execute(text("CREATE TABLE bench_word (k integer PRIMARY KEY, word text NOT NULL)"))
@@ -121,12 +124,11 @@ async def fill(container: Container, rows: int) -> float:
             await conn.execute(
                 text("SELECT setval(pg_get_serial_sequence('conversation', 'id'), (SELECT max(id) FROM conversation))")
             )
-    async with container.engine.begin() as conn:
-        if dialect == "postgresql":
-            await conn.execute(text("ANALYZE"))
-        else:
-            await conn.execute(text("ANALYZE"))
+    async with engine.begin() as conn:
+        await conn.execute(text("ANALYZE"))
+        if dialect != "postgresql":
             await conn.execute(text(f"INSERT INTO {search.FTS_TABLE}({search.FTS_TABLE}) VALUES ('optimize')"))
+    await engine.dispose()
     return time.perf_counter() - started
 
 

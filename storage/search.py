@@ -392,9 +392,10 @@ async def _terms_and_df(session: AsyncSession, ids: Sequence[int]) -> dict[int, 
             session,
             (f"INSERT INTO {PROBE}(rowid, body) SELECT id, title || ' ' || text FROM conversation WHERE id IN ({id_list})"),
         )
-        mine = (await _run(session, f"SELECT DISTINCT doc, term FROM {PROBE}_terms")).all()
+        worth = "length(term) BETWEEN 3 AND 40 AND term NOT GLOB '[0-9]*'"  # as `_WORD`, roughly: no numbers
+        mine = (await _run(session, f"SELECT DISTINCT doc, term FROM {PROBE}_terms WHERE {worth}")).all()
         # Each distinct term looked up once (a join per occurrence costs a hundred times more).
-        held = f"SELECT term, doc FROM {FTS_TABLE}_terms WHERE term IN (SELECT DISTINCT term FROM {PROBE}_terms)"
+        held = f"SELECT term, doc FROM {FTS_TABLE}_terms WHERE term IN (SELECT DISTINCT term FROM {PROBE}_terms WHERE {worth})"
         df = {str(term): int(n) for term, n in (await _run(session, held)).all()}
         rows = [(cid, term, df.get(str(term), 1)) for cid, term in mine]
         await _run(session, (f"DELETE FROM {PROBE}"))
@@ -404,7 +405,7 @@ async def _terms_and_df(session: AsyncSession, ids: Sequence[int]) -> dict[int, 
     return found
 
 
-DF_CAP = 1000  # a term held by more documents than this is not looked up (it tells little, and costs a long scan)
+DF_CAP = 200  # a term held by more documents than this is not looked up (it tells little, and costs a long scan)
 
 
 async def similar_resolved(
