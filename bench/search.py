@@ -119,6 +119,7 @@ async def fill(container: Container, rows: int) -> float:
             await conn.execute(text(statement))
         for statement in search.schema(dialect):
             await conn.execute(text(statement))
+        await search.fill_all(conn)  # as migration 0010 does on an existing store
         await conn.execute(text("DROP TABLE bench_word"))
         if dialect == "postgresql":
             await conn.execute(

@@ -90,11 +90,6 @@ SQLITE_SCHEMA = (
     f"CREATE VIRTUAL TABLE {FTS_TABLE}_terms USING fts5vocab({FTS_TABLE}, row)",
     f"CREATE VIRTUAL TABLE {PROBE} USING fts5(body, tokenize = 'porter unicode61 remove_diacritics 2')",
     f"CREATE VIRTUAL TABLE {PROBE}_terms USING fts5vocab({PROBE}, instance)",
-    f"INSERT INTO {FTS_TABLE}(rowid, title, body, author, notes, replies) "
-    "SELECT c.id, c.title, c.text, c.author_name || ' ' || c.author_handle, "
-    "coalesce((SELECT group_concat(n.text, char(10)) FROM note n WHERE n.conversation_id = c.id), ''), "
-    "coalesce((SELECT group_concat(r.text, char(10)) FROM reply r WHERE r.conversation_id = c.id), '') "
-    "FROM conversation c WHERE c.erased_at IS NULL",
 )
 SQLITE_DROP_SCHEMA = (
     *(f"DROP TRIGGER IF EXISTS {t}_fts_{w}" for t in ("conversation", "note", "reply") for w in ("ai", "au", "ad")),
@@ -147,7 +142,6 @@ PG_SCHEMA = (
     "FOR EACH ROW EXECUTE FUNCTION unsilo_search_child()",
     "CREATE TRIGGER reply_search_aiud AFTER INSERT OR UPDATE OF text, conversation_id OR DELETE ON reply "
     "FOR EACH ROW EXECUTE FUNCTION unsilo_search_child()",
-    "SELECT unsilo_search_refresh(id) FROM conversation WHERE erased_at IS NULL",
 )
 PG_DROP_SCHEMA = (
     "DROP TRIGGER IF EXISTS conversation_search_ai ON conversation",
@@ -162,8 +156,26 @@ PG_DROP_SCHEMA = (
 
 
 def schema(dialect: str) -> tuple[str, ...]:
-    """The statements that create and fill the index on this dialect."""
+    """The statements that create the index on this dialect (empty: `fill` fills it)."""
     return PG_SCHEMA if dialect == "postgresql" else SQLITE_SCHEMA
+
+
+FILL_CHUNK = 20_000  # conversations indexed by one statement: seconds, well within a statement's timeout
+
+
+def fill(dialect: str, first: int, last: int) -> str:
+    """The statement that (re)indexes the conversations with ids in [first, last] (on SQLite: not indexed yet)."""
+    if dialect == "postgresql":
+        chunk = f"id BETWEEN {int(first)} AND {int(last)}"
+        return f"SELECT unsilo_search_refresh(id) FROM conversation WHERE {chunk} AND erased_at IS NULL"
+    return _SQLITE_DOC.format(id="c.id").replace("WHERE c.id = c.id", f"WHERE c.id BETWEEN {int(first)} AND {int(last)}")
+
+
+async def fill_all(conn: AsyncConnection) -> None:
+    """Index every conversation, `FILL_CHUNK` at a time."""
+    low, high = (await conn.execute(text("SELECT min(id), max(id) FROM conversation"))).one()
+    for start in range(int(low or 0), int(high or 0) + 1 if high is not None else 0, FILL_CHUNK):
+        await conn.execute(text(fill(conn.dialect.name, start, start + FILL_CHUNK - 1)))
 
 
 def drop_schema(dialect: str) -> tuple[str, ...]:
@@ -190,7 +202,7 @@ async def set_language(conn: AsyncConnection, language: str) -> bool:
     if current == language:
         return False
     await conn.execute(text(_pg_config_function(language)))
-    await conn.execute(text("SELECT unsilo_search_refresh(id) FROM conversation WHERE erased_at IS NULL"))
+    await fill_all(conn)
     return True
 
 
@@ -371,21 +383,48 @@ def _idf(df: int, n: int) -> float:
     return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
 
+async def _pg_common(session: AsyncSession) -> dict[str, int]:
+    """The index's most common lexemes as ANALYZE last saw them, with their estimated document counts."""
+    sql = (
+        "SELECT most_common_elems::text::text[], most_common_elem_freqs, "
+        f"(SELECT reltuples FROM pg_class WHERE oid = to_regclass('{PG_TABLE}')) FROM pg_stats "
+        f"WHERE tablename = '{PG_TABLE}' AND attname = 'document' AND schemaname = current_schema()"
+    )
+    row = (await _run(session, sql)).first()
+    if row is None or row[0] is None:
+        return {}
+    total = max(0.0, float(row[2] or 0))
+    return {str(lexeme): max(DF_CAP, int(freq * total)) for lexeme, freq in zip(row[0], row[1] or [], strict=False)}
+
+
 async def _terms_and_df(session: AsyncSession, ids: Sequence[int]) -> dict[int, list[tuple[str, int]]]:
     """The index terms of each conversation's own words (title and text), with how many documents hold each."""
     id_list = ", ".join(str(int(i)) for i in ids)
     found: dict[int, list[tuple[str, int]]] = {i: [] for i in ids}
     if _dialect(session) == "postgresql":
-        sql = (
-            "WITH mine AS (SELECT DISTINCT c.id, u.lexeme FROM conversation c, "
-            "unnest(to_tsvector(unsilo_search_config(), c.title || ' ' || c.text)) AS u "
-            f"WHERE c.id IN ({id_list}) AND length(u.lexeme) >= 3), "
-            "df AS (SELECT l.lexeme, (SELECT count(*) FROM (SELECT 1 FROM "
-            f"{PG_TABLE} s WHERE s.document @@ to_tsquery('simple', quote_literal(l.lexeme)) LIMIT {DF_CAP}) AS capped) AS n "
-            "FROM (SELECT DISTINCT lexeme FROM mine) AS l) "
-            "SELECT m.id, m.lexeme, df.n FROM mine m JOIN df ON df.lexeme = m.lexeme"
-        )
-        rows = (await _run(session, (sql))).all()
+        mine = (
+            await _run(
+                session,
+                "SELECT DISTINCT c.id, u.lexeme FROM conversation c, "
+                "unnest(to_tsvector(unsilo_search_config(), c.title || ' ' || c.text)) AS u "
+                f"WHERE c.id IN ({id_list}) AND length(u.lexeme) BETWEEN 3 AND 40 AND u.lexeme !~ '^[0-9]'",
+            )
+        ).all()
+        # Counting a common lexeme's documents reads its whole posting list: ANALYZE's statistics of the
+        # index's most common lexemes say which are common (never looked up); only the others are counted.
+        common = await _pg_common(session)
+        lexemes = sorted({str(lexeme) for _, lexeme in mine} - common.keys())
+        df = dict(common)
+        if lexemes:
+            params = {f"l{i}": lexeme for i, lexeme in enumerate(lexemes)}
+            values = ", ".join(f"(CAST(:l{i} AS text))" for i in range(len(lexemes)))
+            counted = (
+                f"WITH l(lexeme) AS (VALUES {values}) SELECT l.lexeme, (SELECT count(*) FROM (SELECT 1 FROM "
+                f"{PG_TABLE} s WHERE s.document @@ to_tsquery('simple', quote_literal(l.lexeme)) LIMIT {DF_CAP}) AS capped) "
+                "FROM l"
+            )
+            df.update({str(lexeme): int(n) for lexeme, n in (await _run(session, counted, params)).all()})
+        rows = [(cid, lexeme, df.get(str(lexeme), 1)) for cid, lexeme in mine]
     else:
         # The new words go through a probe table with the same tokenizer: its vocabulary is their terms.
         await _run(
@@ -399,9 +438,9 @@ async def _terms_and_df(session: AsyncSession, ids: Sequence[int]) -> dict[int, 
         df = {str(term): int(n) for term, n in (await _run(session, held)).all()}
         rows = [(cid, term, df.get(str(term), 1)) for cid, term in mine]
         await _run(session, (f"DELETE FROM {PROBE}"))
-    for cid, term, df in rows:
+    for cid, term, held_by in rows:
         if int(cid) in found and _WORD.fullmatch(str(term)):
-            found[int(cid)].append((str(term), int(df)))
+            found[int(cid)].append((str(term), int(held_by)))
     return found
 
 

@@ -29,9 +29,15 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table('conversation', schema=None) as batch_op:
         batch_op.add_column(sa.Column('seen_before', sa.JSON(), nullable=False, server_default='[]'))
-    dialect = op.get_bind().dialect.name
+    bind = op.get_bind()
+    dialect = bind.dialect.name
     for statement in search.schema(dialect):
         op.execute(statement)
+    # The existing conversations, a chunk per statement (each within PostgreSQL's statement timeout).
+    low, high = bind.execute(sa.text("SELECT min(id), max(id) FROM conversation")).one()
+    if high is not None:
+        for start in range(int(low), int(high) + 1, search.FILL_CHUNK):
+            op.execute(search.fill(dialect, start, start + search.FILL_CHUNK - 1))
 
 
 def downgrade() -> None:
