@@ -59,7 +59,9 @@ def parse(text: str, *, now: datetime) -> Query:
     terms: list[str] = []
     filters: dict[str, list[str]] = {name: [] for name in FILTERS}
     for match in _TOKEN.finditer(text):
-        if match.group("name") is not None:
+        if match.group("name") is not None and (match.group("value") or "").startswith("//"):
+            terms.extend(_words(match.group(0)))  # a link (https://…): its words
+        elif match.group("name") is not None:
             name = match.group("name").lower()
             value = (match.group("qvalue") if match.group("qvalue") is not None else match.group("value") or "").strip()
             if name not in filters:

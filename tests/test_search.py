@@ -243,6 +243,7 @@ async def test_unknown_filters_and_bad_values_are_named() -> None:
         parse("refund since:yesterday", now=now)
     with pytest.raises(InvalidInput, match="at least one word"):
         parse("dept:legal", now=now)
+    assert parse("https://shop.example/o/4471", now=now).terms == ("https", "shop", "example", "o", "4471")
     query = parse('Refunds "late  DELIVERY" from:"Tom W." since:30d tag:x tag:y', now=now)
     assert query.terms == ("refunds", "late delivery") and query.authors == ("Tom W.",) and query.tags == ("x", "y")
     assert query.since == now - timedelta(days=30)
@@ -267,3 +268,49 @@ async def test_both_stores_rank_the_same_fixture_in_the_same_order(both_stores: 
     lite, pg = both_stores
     on_sqlite, on_postgres = await _ranked(lite), await _ranked(pg)
     assert {q: on_sqlite[q] for q in QUERIES} == {q: on_postgres[q] for q in QUERIES}
+
+
+def test_snippets_and_seen_before_render_valid_and_escaped_on_both_platforms() -> None:
+    """What a user sees: the matched word bold, the customer's markup inert, the seen-before ids on the card
+    and in the App Home; every message valid against the platforms' own schemas."""
+    import json
+
+    from adapters.slack import render as slack
+    from adapters.teams import render as teams
+    from bot.views import Result, SeenBefore
+    from tests.cards import make_card
+    from tests.test_slack_render import check_message, check_view
+    from tests.test_teams_render import check_card, runs_text
+
+    snippet = (("… the <b>courier</b> & ", False), ("refunds", True), (" *now* <@U123> …", False))
+    seen = (SeenBefore(12, "answered", "Dana", "We refunded <script> & more"), SeenBefore(40))
+    card = make_card(snippet=snippet, seen_before=seen)
+    found = Result("1 match for “refund”", cards=(card,))
+
+    listed = slack.result_message(found)
+    check_message(listed)
+    shown = json.dumps(listed)
+    assert "*refunds*" in shown and "&lt;b&gt;courier&lt;/b&gt; &amp;" in shown
+    assert "<@U123>" not in shown and "<b>" not in shown
+    posted = slack.card_message(card)
+    check_message(posted)
+    assert "Seen before: #12 (answered by Dana: “We refunded &lt;script&gt; &amp; more”), #40 (resolved)" in json.dumps(
+        posted, ensure_ascii=False
+    )
+    home = slack.home_view(mine=Result("", cards=(card,)), queue=Result(""), recent=Result(""))
+    check_view(home)
+    assert "Seen before: #12, #40" in json.dumps(home)
+
+    listed_teams = teams.result_card(found, outcomes=("answered",))
+    check_card(listed_teams)
+    bold = [r["text"] for r in teams_runs(listed_teams) if r.get("weight") == "Bolder"]
+    assert "refunds" in bold and "<b>courier</b>" in runs_text(listed_teams)  # a TextRun shows text as it is
+    card_teams = teams.card(card, outcomes=("answered",))
+    check_card(card_teams)
+    assert "#12 (answered by Dana: “We refunded <script> & more”), #40 (resolved)" in runs_text(card_teams)
+
+
+def teams_runs(node: object) -> list[dict[str, object]]:
+    from tests.test_teams_render import of_type
+
+    return of_type(node, "TextRun")
