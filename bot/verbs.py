@@ -57,6 +57,7 @@ class Typed:
 
 
 ConversationCommand = Callable[[int, c.Actor, Fields], c.Command]
+AnswerCommand = Callable[[c.Actor, Fields], c.Command]
 TextCommand = Callable[[str, c.Actor, Typed], c.Command]
 Menu = Literal["channel", "personal"]
 
@@ -69,6 +70,9 @@ class Verb:
     its command); its text command is `verb #42 …`, its inputs read from the rest of the line in
     order (a choice takes one word, the last text input the rest). Other verbs (`queue`,
     `digest`…) have `parse` (the rest of the line -> the command) and no button.
+
+    `act` builds the command of the verb's button on an answer (`views.Action`: e.g. the Erase
+    button under an erasure's dry run) from the values that button carries (the actor, the fields).
 
     `on` are the statuses whose cards show its button, `on_reply` the reply states that do
     (those buttons come first); `primary_on` the statuses where it is the card's main action.
@@ -84,6 +88,7 @@ class Verb:
     label: str = ""
     build: ConversationCommand | None = None
     parse: TextCommand | None = None
+    act: AnswerCommand | None = None
     inputs: tuple[Input, ...] = ()
     title: str = ""
     submit: str = ""
@@ -200,6 +205,19 @@ def _erase(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
         conversation_id=conversation,
         dry_run=not confirmed,
         confirm="" if confirmed else confirm,
+    )
+
+
+def _erase_confirmed(actor: c.Actor, fields: Fields) -> c.Command:
+    """The Erase button under a dry run: the same selector and reason, confirmed (the handler checks them again)."""
+    conversation = fields.get("conversation", "")
+    return c.Erase(
+        actor,
+        fields.get("reason", ""),
+        author=fields.get("author", ""),
+        handle=fields.get("handle", ""),
+        url=fields.get("url", ""),
+        conversation_id=parse_conversation_id(conversation) if conversation else None,
     )
 
 
@@ -363,8 +381,9 @@ TABLE: tuple[Verb, ...] = (
     Verb(
         "erase",
         'erase --author "NAME" | --handle H | --url U | --conversation #42 --reason "why" — '
-        "remove a customer's personal data: shows what would go, then erases once you add --confirm (admins)",
+        "remove a customer's personal data: shows what would go, then erases once you click Erase or add --confirm (admins)",
         parse=_erase,
+        act=_erase_confirmed,
     ),
 )
 
@@ -385,6 +404,14 @@ def name_of(command: c.Command) -> str:
             if verb.build is not None:
                 _NAMES.setdefault(type(verb.command(0, nobody)), verb.name)
     return _NAMES.get(type(command)) or type(command).__name__
+
+
+def acting(command: c.Command) -> Verb:
+    """The verb whose answer button (`Verb.act`) builds commands of this command's kind."""
+    nobody = c.Actor("", "")
+    found = next((v for v in TABLE if v.act is not None and type(v.act(nobody, {})) is type(command)), None)
+    assert found is not None, type(command).__name__
+    return found
 
 
 def get(name: str) -> Verb | None:

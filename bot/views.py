@@ -13,6 +13,7 @@ from bot.domain import Status
 from bot.verbs import Input, Verb
 
 if TYPE_CHECKING:
+    from bot.commands import Command
     from storage.models import Conversation, Event, Note, Reply
 
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")  # Unicode Cc but \t \n, and Cs
@@ -105,6 +106,46 @@ class Button:
     priority: int = 50
     title: str = ""
     submit: str = ""
+
+
+@dataclass(frozen=True)
+class Confirm:
+    """What a platform asks before an action that cannot be undone is done: a title, the question (plain
+    text), and the two answers. Slack shows it as a dialog, Teams in the card, under the button."""
+
+    title: str
+    text: str
+    yes: str
+    no: str = "Cancel"
+
+
+@dataclass(frozen=True)
+class Action:
+    """A button on an answer rather than on a card (e.g. "Erase 2 conversations" under an erasure's dry run).
+
+    It carries its whole command, small: its verb and `fields`, the values that verb's `act` builds the
+    command from (`bot.codec.action_data`). The handler checks those again when it is clicked, as if typed.
+    """
+
+    label: str
+    verb: str
+    fields: tuple[tuple[str, str], ...] = ()
+    style: Literal["default", "primary", "danger"] = "default"
+    confirm: Confirm | None = None
+
+
+def answer_action(
+    command: Command,
+    fields: dict[str, str],
+    *,
+    label: str,
+    style: Literal["default", "primary", "danger"] = "default",
+    confirm: Confirm | None = None,
+) -> Action:
+    """The answer button that carries out `command` (the verb table says which verb's `act` builds it),
+    from the non-blank `fields`."""
+    kept = tuple((k, v) for k, v in fields.items() if v)
+    return Action(label, verbs.acting(command).name, kept, style, confirm)
 
 
 @dataclass(frozen=True)
@@ -254,7 +295,8 @@ class CardCopy:
 class Result:
     """What a handler answers: a message for the asker, plus cards or history to show.
 
-    `more`: how many more matched than `cards` holds (the store counted them; none is silently left out)."""
+    `more`: how many more matched than `cards` holds (the store counted them; none is silently left out);
+    `actions`: buttons on the answer itself (`Action`), after everything else."""
 
     text: str
     card: Card | None = None
@@ -264,6 +306,7 @@ class Result:
     counts: dict[str, int] = field(default_factory=dict)
     notice: Notice | None = None
     copy: CardCopy | None = None
+    actions: tuple[Action, ...] = ()
 
     @property
     def listing(self) -> Listing:

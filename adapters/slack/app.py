@@ -401,6 +401,9 @@ class SlackBot:
         channel = _ref(body.get("channel")) or _ref(body.get("container"), "channel_id")
         tell = partial(self._ephemeral, client, channel, user)
         waiting = _Waiting(partial(tell, {"text": STORE_WAIT}))
+        if codec.is_action(action.get("value") or ""):  # a button on an answer (e.g. Erase under a dry run)
+            await self.on_answer_button(body, action, tell=tell, waiting=waiting)
+            return
         try:
             name, conversation_id = codec.decode(action.get("value") or "")
             if name == codec.OPEN:
@@ -425,6 +428,25 @@ class SlackBot:
         outcome = await self.carry_out(command, waiting=waiting)
         if not isinstance(outcome, Done) or waiting.called:  # when kept waiting, they were told: now what became of it
             await tell(said(outcome))
+
+    async def on_answer_button(
+        self,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        *,
+        tell: Callable[[dict[str, Any]], Awaitable[None]],
+        waiting: _Waiting,
+    ) -> None:
+        """A click on an answer's own button (acked already): its command, carried out; the person is told
+        what became of it (the core checks it again, as if typed)."""
+        await self.answers.turn()
+        user = body["user"]["id"]
+        try:
+            command = codec.action_command(action.get("value") or "", await self.actor(user, body["user"].get("name")))
+        except DomainError as exc:
+            await tell(said(Refused.of(exc)))
+            return
+        await tell(said(await self.carry_out(command, waiting=waiting)))
 
     async def _ephemeral(self, client: AsyncWebClient, channel: str | None, user: str, message: dict[str, Any]) -> None:
         """A message only `user` sees in `channel` (nothing when the click came from nowhere we can post)."""
