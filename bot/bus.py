@@ -24,7 +24,7 @@ from handlers.reply import handle_approvals, handle_approve, handle_mark_posted,
 from handlers.report import handle_report
 from handlers.resolve import handle_dismiss, handle_resolve
 from handlers.search import handle_search
-from handlers.sources import handle_add_source, handle_remove_source, handle_rotate_secret
+from handlers.sources import handle_add_source, handle_remove_source, handle_rotate_secret, handle_set_retention
 from storage.uow import UnitOfWork
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ HANDLERS: dict[type, Callable[..., Awaitable[Result]]] = {
     c.AddSource: handle_add_source,
     c.RemoveSource: handle_remove_source,
     c.RotateSecret: handle_rotate_secret,
+    c.SetRetention: handle_set_retention,
     c.Erase: handle_erase,
 }
 

@@ -237,6 +237,17 @@ class AddSource:
     every_seconds: int = 300
     tags: tuple[str, ...] = ()
     reply_url: str = ""
+    retain_days: int | None = None  # None: the global `[unsilo] retain_days`
+
+
+@dataclass(frozen=True)
+class SetRetention:
+    """Change how long a source's closed conversations keep their text: days, or None for the global
+    default (admins; a config feed's is set in the config)."""
+
+    actor: Actor
+    name: str
+    retain_days: int | None
 
 
 @dataclass(frozen=True)
@@ -298,5 +309,6 @@ Command = (
     | AddSource
     | RemoveSource
     | RotateSecret
+    | SetRetention
     | Erase
 )

@@ -122,12 +122,19 @@ class Config:
     warnings: tuple[Problem, ...] = ()  # not errors: `unsilo config check` prints them
     retain_days: int | None = None  # keep closed conversations' text this long; None: forever
 
-    def retention_for(self, source: str) -> int | None:
-        """How many days a source's closed conversations keep their text (its feed's own, else the default)."""
+    def retention_for(self, source: str, stored: int | None = None) -> int | None:
+        """How many days a source's closed conversations keep their text: a config feed's own (the config
+        wins for its feeds), else the source's own (`stored`, set with `unsilo sources`), else the default."""
+        return self.retention_of(source, stored)[0]
+
+    def retention_of(self, source: str, stored: int | None = None) -> tuple[int | None, str]:
+        """`retention_for` and where it comes from: "config" (a feed's own), "source" or "default"."""
         feed = next((f for f in self.feeds if f.name == source), None)
         if feed is not None and feed.retain_days is not None:
-            return feed.retain_days
-        return self.retain_days
+            return feed.retain_days, "config"
+        if feed is None and stored is not None:
+            return stored, "source"
+        return self.retain_days, "default"
 
     def department_names(self) -> list[str]:
         """Every department name, the default one included."""

@@ -53,6 +53,8 @@ SOURCE_FIELDS = (
     "failures",
     "last_error",
     "reply_url",
+    "retain_days",
+    "retain_days_from",
 )
 NOTICE_FIELDS = ("command", "text", "title", "lines", "links")
 LIST_FIELDS = ("command", "text", "items", "more")

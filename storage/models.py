@@ -220,6 +220,7 @@ class Source(SQLModel, table=True):
     failures: int = 0
     last_error: str | None = Field(default=None, max_length=2048)
     removed_at: datetime | None = None  # removed while conversations name it: kept for them, never polled, webhook refused
+    retain_days: int | None = None  # its closed conversations keep their text this long; None: the global default
 
 
 class Delivery(SQLModel, table=True):
