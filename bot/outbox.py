@@ -296,9 +296,13 @@ class DeliveryWorker:
             if conversation is not None:
                 version = conversation.version
                 departments = [d.name for d in await uow.conversations.departments_of(conversation.id)]  # type: ignore[arg-type]
-                owner = (await uow.people.names([conversation.owner_id])).get(conversation.owner_id or 0)
                 reply = await uow.replies.latest(conversation.id) if conversation.reply_written_at else None  # type: ignore[arg-type]
-                card = card_for(conversation, owner=owner, departments=departments, reply=reply)
+                decider = reply.decided_by_id if reply is not None and reply.status == "rejected" else None
+                names = await uow.people.names([conversation.owner_id, decider])  # one query for both
+                owner = names.get(conversation.owner_id or 0)
+                card = card_for(
+                    conversation, owner=owner, departments=departments, reply=reply, decided_by=names.get(decider or 0, "")
+                )
         if delivery.kind in ("card", "notice") and delivery.conversation_id is not None:
             if destination is not None:
                 posting = await uow.postings.in_channel(delivery.conversation_id, destination.platform, destination.channel_id)

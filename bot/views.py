@@ -351,8 +351,9 @@ def buttons_for(conversation: Conversation, reply: Reply | None = None) -> tuple
     return tuple(shown)
 
 
-def reply_note(reply: Reply, url: str, *, author: str = "") -> str:
-    """One plain-text line saying where a reply stands (`author`: who wrote it, when it is to be named)."""
+def reply_note(reply: Reply, url: str, *, author: str = "", decided_by: str = "") -> str:
+    """One plain-text line saying where a reply stands (`author`: who wrote it, when it is to be named;
+    `decided_by`: who approved or rejected it)."""
     excerpt = cut(" ".join(reply.text.split()), 300)
     if reply.status == "pending_approval":
         by = f" by {display_name(author)}" if author else ""
@@ -370,7 +371,8 @@ def reply_note(reply: Reply, url: str, *, author: str = "") -> str:
     if reply.status == "failed":
         return f"Reply could NOT be delivered: {reply.error or 'unknown error'}"
     if reply.status == "rejected":
-        return f"Reply rejected by an approver: {reply.decision_reason or 'no reason given'}"
+        by = display_name(decided_by) if decided_by else "an approver"
+        return f"Reply rejected by {by}: {reply.decision_reason or 'no reason given'}"  # "Reply rejected by Dana: too informal"
     return ""
 
 
@@ -392,9 +394,17 @@ def erased_note(conversation: Conversation) -> str:
     return f"Erased: {why}, {day}"  # "Erased: retention (30 days), 2026-12-01"
 
 
-def card_for(conversation: Conversation, *, owner: str | None, departments: list[str], reply: Reply | None = None) -> Card:
-    """The card of a conversation as it is now, with its latest reply's state; an erased one says so
-    ("Erased on request, <date>") where the customer's words were."""
+def card_for(
+    conversation: Conversation,
+    *,
+    owner: str | None,
+    departments: list[str],
+    reply: Reply | None = None,
+    decided_by: str = "",
+) -> Card:
+    """The card of a conversation as it is now, with its latest reply's state (`decided_by`: who approved or
+    rejected it, named on a rejected one); an erased one says so ("Erased on request, <date>") where the
+    customer's words were."""
     assert conversation.id is not None
     erased = erased_note(conversation)
     author = ERASED_AUTHOR if erased else conversation.author_name or conversation.author_handle or "unknown author"
@@ -416,7 +426,7 @@ def card_for(conversation: Conversation, *, owner: str | None, departments: list
         created_at=conversation.created_at or conversation.ingested_at,
         buttons=buttons,
         reply_status=reply.status if reply is not None else None,
-        reply_note=reply_note(reply, conversation.url) if reply is not None else "",
+        reply_note=reply_note(reply, conversation.url, decided_by=decided_by) if reply is not None else "",
     )
 
 
