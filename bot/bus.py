@@ -94,6 +94,8 @@ class Bus:
         try:
             result = await self._carry_out(cmd, event_id=event_id, show=show)
             outcome = "ok" if result is not None else "duplicate"
+            for source, new, duplicate in result.ingested if result is not None else ():
+                self.metrics.ingested(source, new=new, duplicate=duplicate)  # as a feed's or a webhook's items are
             return result
         except DomainError:
             outcome = "refused"

@@ -296,7 +296,8 @@ class Result:
     """What a handler answers: a message for the asker, plus cards or history to show.
 
     `more`: how many more matched than `cards` holds (the store counted them; none is silently left out);
-    `actions`: buttons on the answer itself (`Action`), after everything else."""
+    `actions`: buttons on the answer itself (`Action`), after everything else; `ingested`: the items the
+    command brought in, as (source, new, duplicates), counted by the bus once committed (not shown)."""
 
     text: str
     card: Card | None = None
@@ -307,6 +308,7 @@ class Result:
     notice: Notice | None = None
     copy: CardCopy | None = None
     actions: tuple[Action, ...] = ()
+    ingested: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def listing(self) -> Listing:
