@@ -17,6 +17,7 @@ from bot.ingest import make_incoming
 from bot.textcommands import parse
 from tests.conftest import reference_dir
 from tests.slack_support import running_slack
+from tests.slack_support import sample as slack_sample
 from tests.teams_support import running_teams, sample
 from tests.test_erasure import TOM, TOM_TEXT, scan_store
 from tests.test_slack_render import check_message
@@ -56,23 +57,37 @@ async def test_the_erase_button_on_slack_asks_first_refuses_a_non_admin_and_eras
         assert "--confirm" in answer, "the typed line stays, for a platform without buttons"
 
         async def click(user: str) -> str:
-            told = len(slack.slack.calls_to("chat.postEphemeral"))
-            status, _, _ = await slack.click(button["action_id"], button["value"], user=user)
+            """A click on the button in the answer (its `response_url` the stand-in's); what the person sees then:
+            the answer replaced (what was done), or a new ephemeral message (a refusal)."""
+            told, replaced = len(slack.slack.calls_to("chat.postEphemeral")), len(slack.slack.answers(click_url))
+            payload = slack_sample("block_actions.button.json")
+            payload["user"].update(id=user, username=user.lower(), name=user.lower())
+            payload["channel"]["id"] = payload["container"]["channel_id"] = "C0SUPPORT"
+            payload["actions"][0].update(action_id=button["action_id"], value=button["value"])
+            payload["response_url"] = click_url
+            status, _, _ = await slack.interactive(payload)
             assert status == 200
             deadline = time.monotonic() + 5
-            while len(slack.slack.calls_to("chat.postEphemeral")) == told and time.monotonic() < deadline:
+            while time.monotonic() < deadline:
+                if len(slack.slack.answers(click_url)) > replaced:
+                    (response,) = [r for r in slack.slack.responses if r["url"] == click_url][replaced:]
+                    assert response["replace_original"] is True and "actions" not in json.dumps(response["blocks"])
+                    return str(response["text"])
+                if len(slack.slack.calls_to("chat.postEphemeral")) > told:
+                    (call,) = slack.slack.calls_to("chat.postEphemeral")[told:]
+                    assert call.args["user"] == user
+                    return "ephemeral: " + str(call.args["text"])
                 await asyncio.sleep(0.01)
-            (call,) = slack.slack.calls_to("chat.postEphemeral")[told:]
-            assert call.args["user"] == user
-            return str(call.args["text"])
+            raise AssertionError("the click was never answered")
 
-        assert "only admins can erase" in await click("UALICE")
+        click_url = slack.slack.response_url("actions")
+        assert "ephemeral: " in (refused := await click("UALICE")) and "only admins can erase" in refused
         assert await scan_store(slack.container) == traced, "a refused click changes nothing"
 
         assert "Erased the customer data of 2 conversations" in await click("UADMIN")
         await slack.deliver()
         assert await scan_store(slack.container) == {}
-        assert "Nothing to erase" in await click("UADMIN"), "a second click is a no-op"
+        assert "Nothing to erase" in await click("UADMIN"), "a second click (a stale copy) is a no-op"
 
         # A selector and reason too long for a button value: no button (Slack would refuse the message), the typed line stays.
         reason = "ö" * 500  # each 6 characters on the wire (JSON escapes it)
