@@ -82,8 +82,11 @@ def fits(action: Action) -> bool:
 def is_action(value: str | Mapping[str, Any]) -> bool:
     """Whether a click's value is an answer button's (`views.Action`) rather than a card button's."""
     if isinstance(value, str):
-        return value.startswith("{") and f'"{ANSWER}":' in value
-    return isinstance(value.get(ANSWER), Mapping)
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return False
+    return isinstance(value, Mapping) and isinstance(value.get(ANSWER), Mapping)
 
 
 def action_command(value: str | Mapping[str, Any], actor: Actor) -> Command:
