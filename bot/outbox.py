@@ -298,7 +298,8 @@ class DeliveryWorker:
                 departments = [d.name for d in await uow.conversations.departments_of(conversation.id)]  # type: ignore[arg-type]
                 owner = (await uow.people.names([conversation.owner_id])).get(conversation.owner_id or 0)
                 reply = await uow.replies.latest(conversation.id) if conversation.reply_written_at else None  # type: ignore[arg-type]
-                card = card_for(conversation, owner=owner, departments=departments, reply=reply)
+                earlier = await uow.conversations.earlier(conversation.id)  # type: ignore[arg-type]
+                card = card_for(conversation, owner=owner, departments=departments, reply=reply, earlier=earlier)
         if delivery.kind in ("card", "notice") and delivery.conversation_id is not None:
             if destination is not None:
                 posting = await uow.postings.in_channel(delivery.conversation_id, destination.platform, destination.channel_id)

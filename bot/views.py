@@ -135,6 +135,8 @@ class Card:
     buttons: tuple[Button, ...]
     reply_status: str | None = None
     reply_note: str = ""  # plain text: where the latest reply stands, for everyone looking at the card
+    earlier: tuple[tuple[int, str], ...] = ()  # the author's newest earlier conversations: (id, status)
+    earlier_count: int = 0  # how many earlier conversations the author has in all
     facts: tuple[Fact, ...] = field(init=False, repr=False, compare=False)
     summary: str = field(init=False, repr=False, compare=False)
     tone: Tone = field(init=False, repr=False, compare=False)
@@ -193,10 +195,20 @@ def _facts(card: Card) -> tuple[Fact, ...]:
         Fact("Why:", card.routing_reason),
     ]
     facts = [f for f in facts if printable(f.value).strip()]
+    if card.earlier_count:
+        facts.append(_earlier_fact(card.earlier_count, card.earlier))
     facts.append(Fact("Claimed by", display_name(card.owner), "person") if card.owner is not None else Fact("Unclaimed"))
     if card.status == Status.RESOLVED and printable(card.outcome).strip():
         facts.append(Fact("Outcome:", card.outcome or ""))
     return tuple(facts)
+
+
+def _earlier_fact(count: int, earlier: Sequence[tuple[int, str]]) -> Fact:
+    """ "2 earlier conversations from this author: #7 resolved, #3 open" (the rest counted)."""
+    listed = ", ".join(f"#{cid} {status}" for cid, status in earlier)
+    rest = count - len(earlier)
+    more = f" and {rest} more" if rest > 0 else ""
+    return Fact(f"{count} earlier conversation{'s' if count != 1 else ''} from this author:", listed + more)
 
 
 @dataclass(frozen=True)
@@ -349,9 +361,17 @@ def erased_note(conversation: Conversation) -> str:
     return f"Erased: {why}, {day}"  # "Erased: retention (30 days), 2026-12-01"
 
 
-def card_for(conversation: Conversation, *, owner: str | None, departments: list[str], reply: Reply | None = None) -> Card:
+def card_for(
+    conversation: Conversation,
+    *,
+    owner: str | None,
+    departments: list[str],
+    reply: Reply | None = None,
+    earlier: tuple[int, Sequence[tuple[int, str]]] = (0, ()),
+) -> Card:
     """The card of a conversation as it is now, with its latest reply's state; an erased one says so
-    ("Erased on request, <date>") where the customer's words were."""
+    ("Erased on request, <date>") where the customer's words were. `earlier`: how many earlier
+    conversations its author has, and the newest of them as (id, status)."""
     assert conversation.id is not None
     erased = erased_note(conversation)
     author = ERASED_AUTHOR if erased else conversation.author_name or conversation.author_handle or "unknown author"
@@ -374,6 +394,8 @@ def card_for(conversation: Conversation, *, owner: str | None, departments: list
         buttons=buttons,
         reply_status=reply.status if reply is not None else None,
         reply_note=reply_note(reply, conversation.url) if reply is not None else "",
+        earlier=tuple(earlier[1]) if not erased else (),
+        earlier_count=earlier[0] if not erased else 0,
     )
 
 

@@ -48,7 +48,9 @@ async def card(uow: UnitOfWork, conversation: Conversation) -> Card:
     """The conversation's card as it is now (with its latest reply's state, if any)."""
     departments = [d.name for d in await uow.conversations.departments_of(conversation.id)]  # type: ignore[arg-type]
     reply = await uow.replies.latest(conversation.id) if conversation.reply_written_at else None  # type: ignore[arg-type]
-    return card_for(conversation, owner=await owner_name(uow, conversation), departments=departments, reply=reply)
+    earlier = await uow.conversations.earlier(conversation.id)  # type: ignore[arg-type]
+    owner = await owner_name(uow, conversation)
+    return card_for(conversation, owner=owner, departments=departments, reply=reply, earlier=earlier)
 
 
 async def log_event(

@@ -72,14 +72,52 @@ _CARD_SYNCS: dict[str, Any] = {}  # per dialect
 _DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
 _EVENT_INSERT = Event.__table__.insert()  # type: ignore[attr-defined]
 _CAS: dict[tuple[str, ...], Any] = {}  # compare-and-set UPDATEs, one per set of changed columns
-_CONVERSATION_BY_ID = (  # with its departments: one query for what every handler reads first
-    select(Conversation, Department)
+EARLIER_LISTED = 5  # a customer's earlier conversations named on a card (the rest are counted)
+
+
+def _earlier_columns() -> tuple[Any, Any]:
+    """Two scalar subqueries on the conversation being read: how many earlier conversations its
+    author has (same handle or same profile URL, case-insensitive, any source; erased ones have no
+    author any more), and the newest `EARLIER_LISTED` of them as "id:status,…". Both read the
+    `lower(author_handle)` / `lower(author_url)` indexes."""
+    me = Conversation.__table__  # type: ignore[attr-defined]
+    other = me.alias("earlier")
+    same_author = and_(
+        or_(
+            and_(me.c.author_handle != "", func.lower(other.c.author_handle) == func.lower(me.c.author_handle)),
+            and_(me.c.author_url != "", func.lower(other.c.author_url) == func.lower(me.c.author_url)),
+        ),
+        other.c.id < me.c.id,
+        other.c.erased_at.is_(None),
+    )
+    count = select(func.count()).select_from(other).where(same_author).correlate(me).scalar_subquery()
+    newest = (
+        select(other.c.id, other.c.status).where(same_author).order_by(other.c.id.desc()).limit(EARLIER_LISTED).correlate(me)
+    ).subquery("newest")
+    listed = (
+        select(func.aggregate_strings(cast(newest.c.id, String) + literal_column("':'") + newest.c.status, ","))
+        .correlate(me)
+        .scalar_subquery()
+    )
+    return count.label("earlier_count"), listed.label("earlier_listed")
+
+
+def _earlier_of(count: int | None, listed: str | None) -> tuple[int, list[tuple[int, str]]]:
+    """(how many, [(id, status) newest first]) from `_earlier_columns`."""
+    pairs = [item.partition(":") for item in (listed or "").split(",") if item]
+    return int(count or 0), sorted(((int(i), status) for i, _, status in pairs), reverse=True)
+
+
+# With its departments and its author's earlier conversations: one query for what every handler reads first.
+_CONVERSATION_BY_ID = (
+    select(Conversation, Department, *_earlier_columns())
     .outerjoin(ConversationDepartment, col(ConversationDepartment.conversation_id) == Conversation.id)
     .outerjoin(Department, col(Department.id) == ConversationDepartment.department_id)
     .where(Conversation.id == bindparam("conversation_id"))
     .order_by(col(Department.name))
     .execution_options(populate_existing=True)
 )
+_EARLIER_BY_ID = select(*_earlier_columns()).where(Conversation.id == bindparam("conversation_id"))
 _DEPARTMENTS_OF = (
     select(Department)
     .join(ConversationDepartment, col(ConversationDepartment.department_id) == Department.id)
@@ -190,15 +228,27 @@ class ConversationRepo(_Repo):
         super().__init__(session)
         self._departments: dict[int, list[Department]] = {}
         self._loaded: dict[int, Conversation] = {}
+        self._earlier: dict[int, tuple[int, list[tuple[int, str]]]] = {}
 
     async def get(self, conversation_id: int) -> Conversation | None:
         """Load fresh from the database (never a stale copy from the identity map), with its departments."""
         rows = (await self.session.exec(_CONVERSATION_BY_ID, params={"conversation_id": conversation_id})).all()
         if not rows:
             return None
-        self._departments[conversation_id] = [department for _, department in rows if department is not None]
+        self._departments[conversation_id] = [row[1] for row in rows if row[1] is not None]
+        self._earlier[conversation_id] = _earlier_of(rows[0][2], rows[0][3])
         self._loaded[conversation_id] = rows[0][0]
         return rows[0][0]
+
+    async def earlier(self, conversation_id: int) -> tuple[int, list[tuple[int, str]]]:
+        """The author's earlier conversations: how many, and the newest few as (id, status), newest
+        first; read with the conversation by `get` (no second query after it)."""
+        known = self._earlier.get(conversation_id)
+        if known is None:
+            row = (await self.session.exec(_EARLIER_BY_ID, params={"conversation_id": conversation_id})).first()
+            known = _earlier_of(row[0], row[1]) if row is not None else (0, [])
+            self._earlier[conversation_id] = known
+        return known[0], list(known[1])
 
     def loaded(self, conversation_id: int) -> Conversation | None:
         """The conversation as `get` last read it in this unit of work (None if it did not): no query."""

@@ -1,0 +1,31 @@
+"""a customer's earlier conversations: indexes on the author's handle and profile URL, case-insensitive
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-01 19:40:00
+
+A card says "2 earlier conversations from this author" (same handle or same profile URL, whatever
+the case, across sources); these indexes find them without a scan.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+
+revision: str = '0010'
+down_revision: str | None = '0009'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_index('ix_conversation_author_handle_lower', 'conversation', [sa.text('lower(author_handle)')], unique=False)
+    op.create_index('ix_conversation_author_url_lower', 'conversation', [sa.text('lower(author_url)')], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index('ix_conversation_author_url_lower', table_name='conversation')
+    op.drop_index('ix_conversation_author_handle_lower', table_name='conversation')
