@@ -64,4 +64,3 @@ async def test_the_history_costs_a_claim_no_statement_and_an_erased_conversation
     assert card.earlier == ((earlier[2], "open"), (earlier[0], "open")) and card.earlier_count == 2
     erased = (await container.bus.handle(c.Show(earlier[1], ALICE))).card
     assert erased is not None and erased.earlier_count == 0 and "@tom" not in str(output.card_json(erased))
-
