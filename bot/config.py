@@ -121,6 +121,7 @@ class Config:
     people: tuple[PersonConfig, ...] = ()
     warnings: tuple[Problem, ...] = ()  # not errors: `unsilo config check` prints them
     retain_days: int | None = None  # keep closed conversations' text this long; None: forever
+    expertise_half_life_days: int = 90  # what someone did counts half as much as expertise after this long
 
     def retention_for(self, source: str) -> int | None:
         """How many days a source's closed conversations keep their text (its feed's own, else the default)."""
@@ -259,8 +260,12 @@ class _Checker:
             top = {}
         where: dict[str, Any] = {"header": "[unsilo]"}
         self._unknown(
-            top, {"default_department", "outcomes", "require_claim_to_reply", "admins", "retain_days"}, "unsilo", **where
+            top,
+            {"default_department", "outcomes", "require_claim_to_reply", "admins", "retain_days", "expertise_half_life_days"},
+            "unsilo",
+            **where,
         )
+        half_life = self._int(top.get("expertise_half_life_days"), "unsilo.expertise_half_life_days", 90, **where)
         retain_days = self._retain(top.get("retain_days"), "unsilo.retain_days", **where)
         default = top.get("default_department", "triage")
         if not isinstance(default, str) or not _NAME.match(default):
@@ -319,6 +324,7 @@ class _Checker:
             people=people,
             warnings=tuple(self.warnings),
             retain_days=retain_days,
+            expertise_half_life_days=half_life,
         )
 
     def _people(self, raw: Any) -> tuple[PersonConfig, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -495,6 +496,22 @@ class ConversationRepo(_Repo):
             rows = (await self.session.exec(stmt.limit(limit))).all()
         return [row[0] for row in rows], (rows[0][1] if rows else 0)
 
+    async def tagged(self, tags: Sequence[str], *, limit: int = 200) -> list[int]:
+        """The newest `limit` conversations carrying any of these tags (case-insensitive), by id."""
+        if not tags:
+            return []
+        # The tags column is JSON text as Python writes it (`["gdpr", "delivery"]`): a tag is its quoted form in it.
+        quoted = [json.dumps(tag.lower()).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for tag in tags]
+        text = func.lower(cast(Conversation.tags, String))
+        stmt = (
+            select(Conversation.id)
+            .where(or_(*(text.like(f"%{q}%", escape="\\") for q in quoted)))
+            .order_by(col(Conversation.id).desc())
+            .limit(limit)
+        )
+        with off_loop():  # a scan of the conversations' tags: not on the event loop
+            return [cid for cid in (await self.session.exec(stmt)).all() if cid is not None]
+
 
 class PersonRepo(_Repo):
     """People and their platform identities.
@@ -518,6 +535,30 @@ class PersonRepo(_Repo):
             return {}
         stmt = select(Person.id, Person.name).where(col(Person.id).in_(ids))
         return {pid: name for pid, name in (await self.session.exec(stmt)).all() if pid is not None}
+
+    async def many(self, person_ids: Iterable[int]) -> dict[int, tuple[Person, list[Identity]]]:
+        """People by id, each with their accounts (one query)."""
+        ids = sorted(set(person_ids))
+        if not ids:
+            return {}
+        stmt = select(Person, Identity).outerjoin(Identity, col(Identity.person_id) == Person.id).where(col(Person.id).in_(ids))
+        found: dict[int, tuple[Person, list[Identity]]] = {}
+        for person, identity in (await self.session.exec(stmt)).all():
+            entry = found.setdefault(person.id, (person, []))  # type: ignore[arg-type]
+            if identity is not None:
+                entry[1].append(identity)
+        return found
+
+    async def declaring(self) -> list[Person]:
+        """Everyone who has declared a topic (`expert add …`)."""
+        stmt = select(Person).where(cast(Person.expertise, String) != "[]").order_by(col(Person.id))
+        return [p for p in (await self.session.exec(stmt)).all() if p.expertise]
+
+    async def declare(self, person: Person, topics: Sequence[str]) -> None:
+        """Set the topics a person says they know about."""
+        person.expertise = list(topics)
+        self.session.add(person)
+        await self.session.flush()
 
     async def identities(self, person_id: int) -> list[Identity]:
         """Every platform account of a person."""
@@ -674,10 +715,13 @@ class PersonRepo(_Repo):
         for table, column in _PERSON_REFERENCES:
             await self.session.exec(update(table).where(table.c[column] == old).values({column: new}))
         email = person.email
+        topics = [t for t in person.expertise or [] if t not in (into.expertise or [])]
         await self.session.delete(person)
         await self.session.flush()
         if email and not into.email:
             into.email = email
+        if topics:  # what one account declared, the person declared
+            into.expertise = [*(into.expertise or []), *topics]
         logger.info("people %s and %s are one person (accounts linked); kept %s", old, new, new)
 
     async def configure(self, *, key: str, name: str, email: str | None, accounts: Sequence[tuple[str, str]]) -> Person:
@@ -983,6 +1027,24 @@ class EventRepo(_Repo):
         """Append many events at once."""
         if events:
             await self.session.exec(_EVENT_INSERT, params=list(events))
+
+    async def contributions(
+        self, conversation_ids: Sequence[int], *, kinds: Sequence[str]
+    ) -> list[tuple[int, str, int, datetime]]:
+        """(person id, kind, conversation id, last time) of what people did to these conversations,
+        one row per person, kind and conversation (aggregated here, from the conversation index)."""
+        if not conversation_ids:
+            return []
+        stmt = (
+            select(Event.actor_id, Event.kind, Event.conversation_id, func.max(Event.at))
+            .where(
+                col(Event.conversation_id).in_(list(conversation_ids)),
+                col(Event.kind).in_(list(kinds)),
+                col(Event.actor_id).is_not(None),
+            )
+            .group_by(col(Event.actor_id), col(Event.kind), col(Event.conversation_id))
+        )
+        return [(a, k, c, at) for a, k, c, at in (await self.session.exec(stmt)).all()]  # type: ignore[misc]
 
     async def for_conversation(self, conversation_id: int) -> list[Event]:
         """A conversation's history, oldest first."""
