@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 from bot import verbs
 from bot.domain import Status
 from bot.verbs import Input, Verb
+from storage import EARLIER_COUNTED
 
 if TYPE_CHECKING:
     from storage.models import Conversation, Event, Note, Reply
@@ -204,11 +205,13 @@ def _facts(card: Card) -> tuple[Fact, ...]:
 
 
 def _earlier_fact(count: int, earlier: Sequence[tuple[int, str]]) -> Fact:
-    """ "2 earlier conversations from this author: #7 resolved, #3 open" (the rest counted)."""
+    """What a card says of the author's earlier conversations: "2 earlier conversations from this
+    author: #7 resolved, #3 open" (the rest counted; "100+" where the store stops counting)."""
+    plus = "+" if count >= EARLIER_COUNTED else ""
     listed = ", ".join(f"#{cid} {status}" for cid, status in earlier)
     rest = count - len(earlier)
-    more = f" and {rest} more" if rest > 0 else ""
-    return Fact(f"{count} earlier conversation{'s' if count != 1 else ''} from this author:", listed + more)
+    more = f" and {rest}{plus} more" if rest > 0 else ""
+    return Fact(f"{count}{plus} earlier conversation{'s' if count != 1 else ''} from this author:", listed + more)
 
 
 @dataclass(frozen=True)

@@ -91,10 +91,10 @@ class Conversation(SQLModel, table=True):
 
 
 # A customer's earlier conversations (the card's "2 earlier conversations from this author"), by handle
-# or by profile URL, case-insensitive and across sources: read from these two indexes.
+# or by profile URL, case-insensitive and across sources: read from these two indexes, newest first.
 _conversation_columns = Conversation.__table__.c  # type: ignore[attr-defined]
-Index("ix_conversation_author_handle_lower", func.lower(_conversation_columns.author_handle))
-Index("ix_conversation_author_url_lower", func.lower(_conversation_columns.author_url))
+Index("ix_conversation_author_handle_lower", func.lower(_conversation_columns.author_handle), _conversation_columns.id)
+Index("ix_conversation_author_url_lower", func.lower(_conversation_columns.author_url), _conversation_columns.id)
 
 
 class ConversationDepartment(SQLModel, table=True):

@@ -8,13 +8,29 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, Table, and_, bindparam, case, cast, delete, false, func, literal_column, or_, true, update
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    false,
+    func,
+    literal_column,
+    or_,
+    true,
+    union,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage import EARLIER_COUNTED
 from storage.db import LEASE_LOCK, off_loop
 from storage.erasure import tombstone
 from storage.models import (
@@ -78,25 +94,39 @@ EARLIER_LISTED = 5  # a customer's earlier conversations named on a card (the re
 
 def _earlier_columns() -> tuple[Any, Any]:
     """Two scalar subqueries on the conversation being read: how many earlier conversations its
-    author has (same handle or same profile URL, case-insensitive, any source; erased ones have no
-    author any more), and the newest `EARLIER_LISTED` of them as "id:status,…". Both read the
-    `lower(author_handle)` / `lower(author_url)` indexes."""
+    author has, up to `EARLIER_COUNTED` (same handle or same profile URL, case-insensitive, any
+    source; erased ones have no author any more), and the newest `EARLIER_LISTED` of them as
+    "id:status,…". Each is read newest first from the `(lower(author_handle), id)` and
+    `(lower(author_url), id)` indexes and stops at its limit: an author with thousands of
+    conversations (a feed that names its site as every post's author) costs a click no more."""
     me = Conversation.__table__  # type: ignore[attr-defined]
     other = me.alias("earlier")
-    same_author = and_(
-        or_(
-            and_(me.c.author_handle != "", func.lower(other.c.author_handle) == func.lower(me.c.author_handle)),
-            and_(me.c.author_url != "", func.lower(other.c.author_url) == func.lower(me.c.author_url)),
-        ),
-        other.c.id < me.c.id,
-        other.c.erased_at.is_(None),
-    )
-    count = select(func.count()).select_from(other).where(same_author).correlate(me).scalar_subquery()
-    newest = (
-        select(other.c.id, other.c.status).where(same_author).order_by(other.c.id.desc()).limit(EARLIER_LISTED).correlate(me)
-    ).subquery("newest")
+
+    def newest(column: str, limit: int) -> Any:
+        return (
+            select(other.c.id, other.c.status)
+            .where(
+                me.c[column] != "",
+                func.lower(other.c[column]) == func.lower(me.c[column]),
+                other.c.id < me.c.id,
+                other.c.erased_at.is_(None),
+            )
+            .order_by(other.c.id.desc())
+            .limit(limit)
+            .correlate(me)
+            .subquery()
+        )
+
+    def either(limit: int) -> Any:  # by handle or by URL, each conversation once
+        by_handle, by_url = newest("author_handle", limit), newest("author_url", limit)
+        return union(select(by_handle.c.id, by_handle.c.status), select(by_url.c.id, by_url.c.status)).subquery()
+
+    counted = either(EARLIER_COUNTED)
+    count = select(func.count()).select_from(counted).correlate(me).scalar_subquery()
+    found = either(EARLIER_LISTED)
+    listed_rows = select(found.c.id, found.c.status).order_by(found.c.id.desc()).limit(EARLIER_LISTED).subquery()
     listed = (
-        select(func.aggregate_strings(cast(newest.c.id, String) + literal_column("':'") + newest.c.status, ","))
+        select(func.aggregate_strings(cast(listed_rows.c.id, String) + literal_column("':'") + listed_rows.c.status, ","))
         .correlate(me)
         .scalar_subquery()
     )

@@ -64,3 +64,13 @@ async def test_the_history_costs_a_claim_no_statement_and_an_erased_conversation
     assert card.earlier == ((earlier[2], "open"), (earlier[0], "open")) and card.earlier_count == 2
     erased = (await container.bus.handle(c.Show(earlier[1], ALICE))).card
     assert erased is not None and erased.earlier_count == 0 and "@tom" not in str(output.card_json(erased))
+
+
+def test_a_long_history_is_counted_up_to_the_stores_limit_and_named_in_part() -> None:
+    from storage import EARLIER_COUNTED
+    from tests.cards import make_card
+
+    card = make_card(earlier=((9, "open"), (8, "resolved")), earlier_count=7)
+    assert terminal.fact(card.facts[-2]) == "7 earlier conversations from this author: #9 open, #8 resolved and 5 more"
+    capped = make_card(earlier=((9, "open"),), earlier_count=EARLIER_COUNTED)
+    assert "100+ earlier conversations from this author: #9 open and 99+ more" in terminal.fact(capped.facts[-2])

@@ -5,7 +5,8 @@ Revises: 0009
 Create Date: 2026-12-01 19:40:00
 
 A card says "2 earlier conversations from this author" (same handle or same profile URL, whatever
-the case, across sources); these indexes find them without a scan.
+the case, across sources); these indexes find them newest first without a scan, so a
+customer with thousands of conversations costs a card no more than one with two.
 """
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index('ix_conversation_author_handle_lower', 'conversation', [sa.text('lower(author_handle)')], unique=False)
-    op.create_index('ix_conversation_author_url_lower', 'conversation', [sa.text('lower(author_url)')], unique=False)
+    op.create_index('ix_conversation_author_handle_lower', 'conversation', [sa.text('lower(author_handle)'), 'id'], unique=False)
+    op.create_index('ix_conversation_author_url_lower', 'conversation', [sa.text('lower(author_url)'), 'id'], unique=False)
 
 
 def downgrade() -> None:
