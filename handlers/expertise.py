@@ -28,7 +28,7 @@ MAX_TOPICS = 30  # topics one person declares
 MAX_TOPIC = 40  # characters in one topic
 MAX_WORDS = 8  # words in one question (as in a search)
 MAX_WORD = 64
-MATCHED = 200  # the newest conversations matching a question that are weighed (by the words, and again by tag)
+MATCHED = 500  # the conversations matching a question that are weighed (the search's first, and the newest by tag)
 LISTED = 5  # people in an answer
 
 #: What each kind of event says about someone's knowledge of a conversation's topic (once per conversation).
