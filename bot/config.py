@@ -100,6 +100,7 @@ class PersonConfig:
     accounts: tuple[tuple[str, str], ...] = ()  # (platform, user id) on each chat platform listed, e.g. a Slack U…
     cli: str = ""  # the login name used with the `unsilo` command
     email: str = ""
+    department: str = ""  # the department they belong to (digests: who helped outside theirs)
 
     def identities(self) -> tuple[tuple[str, str], ...]:
         """(platform, user id) of every account listed."""
@@ -295,7 +296,7 @@ class _Checker:
         known = {d.name for d in departments} | {default}
         rules = self._rules(data.get("rules", []), known)
         feeds = self._feeds(data.get("feeds", []))
-        people = self._people(data.get("people", {}))
+        people = self._people(data.get("people", {}), known)
         linked = {p.key.lower() for p in people} | {p.cli.lower() for p in people if p.cli}
         for name, key, place in self.plain_names:
             if name.lower() in linked:
@@ -327,7 +328,7 @@ class _Checker:
             expertise_half_life_days=half_life,
         )
 
-    def _people(self, raw: Any) -> tuple[PersonConfig, ...]:
+    def _people(self, raw: Any, departments: set[str]) -> tuple[PersonConfig, ...]:
         if not isinstance(raw, dict):
             self.bad("people", "must be tables like [people.dana]")
             return ()
@@ -339,7 +340,7 @@ class _Checker:
                 self.bad(f"people.{key}", "must be a table", **where)
                 continue
             chats = [p.name for p in self.platforms]
-            fields = {"name", CLI, "email", *chats}
+            fields = {"name", CLI, "email", "department", *chats}
             self._unknown(table, fields, f"people.{key}", **where)
             values = {}
             for name in sorted(fields):
@@ -351,12 +352,21 @@ class _Checker:
             if values["email"] and "@" not in values["email"]:
                 self.bad(f"people.{key}.email", f"{values['email']!r} is not an email address", field_="email", **where)
                 values["email"] = ""
+            if values["department"] and values["department"] not in departments:
+                self.bad(
+                    f"people.{key}.department",
+                    f"no department {values['department']!r} is declared; name one of {', '.join(sorted(departments))}",
+                    field_="department",
+                    **where,
+                )
+                values["department"] = ""
             person = PersonConfig(
                 key=key,
                 name=values["name"],
                 accounts=tuple((p, values[p]) for p in chats if values[p]),
                 cli=values[CLI],
                 email=values["email"],
+                department=values["department"],
             )
             accounts = [*person.identities(), *((("email", person.email.lower()),) if person.email else ())]
             if not accounts:

@@ -138,7 +138,9 @@ def _question(words: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _departments_of(person: Person, identities: list[Identity], departments: list[Department]) -> list[str]:
-    """The departments a person manages (the config names them by their accounts)."""
+    """The department a person belongs to (the config's `[people]`), else those they manage."""
+    if person.department:
+        return [person.department]
     keys = keys_of(person, identities)
     return [d.name for d in departments if any(m.lower() in keys for m in d.managers)]
 

@@ -754,8 +754,11 @@ class PersonRepo(_Repo):
             into.expertise = [*(into.expertise or []), *topics]
         logger.info("people %s and %s are one person (accounts linked); kept %s", old, new, new)
 
-    async def configure(self, *, key: str, name: str, email: str | None, accounts: Sequence[tuple[str, str]]) -> Person:
-        """Make one `[people.<key>]` entry of the config true: its accounts and email are one person."""
+    async def configure(
+        self, *, key: str, name: str, email: str | None, accounts: Sequence[tuple[str, str]], department: str | None = None
+    ) -> Person:
+        """Make one `[people.<key>]` entry of the config true: its accounts and email are one person, of
+        `department` (the one they belong to; None: not said)."""
         email = (email or "").strip().lower() or None
         candidates: list[Person] = []
         for platform, user_id in [("config", key), *accounts]:
@@ -780,6 +783,7 @@ class PersonRepo(_Repo):
             person.name = name
         if email:
             person.email = email
+        person.department = department
         for platform, user_id in [("config", key), *accounts]:
             stmt = (
                 _insert(self.session, Identity)

@@ -13,13 +13,14 @@ import pytest
 from sqlmodel import select
 
 from bot import commands as c
-from bot.bootstrap import Container
+from bot.bootstrap import Container, load_config
 from bot.cli import main
+from bot.config import ConfigError
 from bot.domain import InvalidInput
 from bot.ingest import make_incoming
 from bot.textcommands import parse
 from storage.models import Event
-from tests.conftest import FakeClock
+from tests.conftest import TEST_CONFIG, FakeClock
 from tests.slack_support import SlackHarness
 from tests.teams_support import running_teams
 from tests.test_teams import card_text, sent_cards
@@ -29,6 +30,7 @@ RECENT = c.Actor("teams", "aad-rita", name="Rita")  # a Teams user
 OLD = c.Actor("slack", "UOLIVER", name="Oliver")  # a Slack user
 DECLARER = c.Actor("slack", "UDANA", name="Dana")
 OTHER = c.Actor("cli", "otto", name="Otto")
+DANA = '[people.dana]\nslack = "dana"\n'
 
 
 async def _gdpr(container: Container, n: int) -> int:
@@ -136,3 +138,32 @@ def test_the_cli_declares_lists_and_asks(
     assert "Your topics: gdpr, refunds" in out and "1. Carol Jones (support, triage): declared: refunds" in out, out
     assert main(["who", "refunds"]) == 1
     assert "usage: `unsilo who knows words`" in capsys.readouterr().err
+
+
+async def test_the_digest_says_who_helped_outside_their_department(
+    make_container: Callable[..., Container], tmp_path: Path
+) -> None:
+    path = tmp_path / "people.toml"
+    path.write_text(TEST_CONFIG.replace(DANA, f'{DANA}department = "legal"\n'))
+    container = make_container(config=load_config(path))
+    await container.prepare()
+    try:
+        dana = c.Actor("cli", "dana", name="Dana")
+        refund = (await container.ingest([make_incoming(source="forum", external_id="r1", text="refund please")])).new_ids[0]
+        await _resolve(container, refund, dana)  # a support conversation: outside legal
+        await _resolve(container, await _gdpr(container, 1), OTHER)
+        digest = await container.bus.handle(c.ShowDigest(c.Actor("cli", "carol"), department="support"))
+        assert digest.notice is not None
+        assert "Helped outside their department: Dana (legal) 2 times" in digest.notice.lines, digest.notice.lines
+        assert (await _who(container, "refund")) == ["1. Dana (legal): resolved 1 similar, last today"]
+    finally:
+        await container.close()
+
+
+def test_a_persons_department_must_be_one_of_the_config(tmp_path: Path) -> None:
+    path = tmp_path / "unsilo.toml"
+    path.write_text(TEST_CONFIG.replace(DANA, f'{DANA}department = "leagl"\n'))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [p.key for p in caught.value.problems] == ["people.dana.department"]
+    assert "no department 'leagl' is declared" in str(caught.value)
