@@ -137,7 +137,7 @@ class Card:
     reply_status: str | None = None
     reply_note: str = ""  # plain text: where the latest reply stands, for everyone looking at the card
     earlier: tuple[tuple[int, str], ...] = ()  # the author's newest earlier conversations: (id, status)
-    earlier_count: int = 0  # how many earlier conversations the author has in all
+    earlier_count: int | None = None  # how many earlier conversations the author has in all (None: not read, in lists)
     facts: tuple[Fact, ...] = field(init=False, repr=False, compare=False)
     summary: str = field(init=False, repr=False, compare=False)
     tone: Tone = field(init=False, repr=False, compare=False)
@@ -370,11 +370,11 @@ def card_for(
     owner: str | None,
     departments: list[str],
     reply: Reply | None = None,
-    earlier: tuple[int, Sequence[tuple[int, str]]] = (0, ()),
+    earlier: tuple[int, Sequence[tuple[int, str]]] | None = None,
 ) -> Card:
     """The card of a conversation as it is now, with its latest reply's state; an erased one says so
     ("Erased on request, <date>") where the customer's words were. `earlier`: how many earlier
-    conversations its author has, and the newest of them as (id, status)."""
+    conversations its author has, and the newest of them as (id, status) (None: not read, as in lists)."""
     assert conversation.id is not None
     erased = erased_note(conversation)
     author = ERASED_AUTHOR if erased else conversation.author_name or conversation.author_handle or "unknown author"
@@ -397,8 +397,8 @@ def card_for(
         buttons=buttons,
         reply_status=reply.status if reply is not None else None,
         reply_note=reply_note(reply, conversation.url) if reply is not None else "",
-        earlier=tuple(earlier[1]) if not erased else (),
-        earlier_count=earlier[0] if not erased else 0,
+        earlier=tuple(earlier[1]) if earlier is not None and not erased else (),
+        earlier_count=(0 if erased else earlier[0]) if earlier is not None else None,
     )
 
 

@@ -38,6 +38,8 @@ async def test_a_card_names_the_authors_earlier_conversations_across_sources(con
     document = output.card_json(shown)
     assert document["earlier"] == [{"id": second, "status": "open"}, {"id": first, "status": "resolved"}]
     assert document["earlier_count"] == 2
+    listed = (await container.bus.handle(c.ShowQueue(ALICE))).cards
+    assert {output.card_json(card)["earlier_count"] for card in listed} == {None}, "a list does not read it: null, not 0"
 
     first_card = (await container.bus.handle(c.Show(first, ALICE))).card
     assert first_card is not None and first_card.earlier_count == 0
