@@ -16,6 +16,7 @@ from handlers._common import card
 from handlers.claim import handle_claim, handle_reassign, handle_release
 from handlers.digest import handle_digest, handle_stats
 from handlers.erase import handle_erase
+from handlers.expertise import handle_declare_expertise, handle_show_expertise, handle_who_knows
 from handlers.link import handle_link, handle_unlink
 from handlers.note import handle_note, handle_thread_note
 from handlers.posting import handle_locate_card
@@ -60,6 +61,9 @@ HANDLERS: dict[type, Callable[..., Awaitable[Result]]] = {
     c.RotateSecret: handle_rotate_secret,
     c.SetRetention: handle_set_retention,
     c.Erase: handle_erase,
+    c.DeclareExpertise: handle_declare_expertise,
+    c.ShowExpertise: handle_show_expertise,
+    c.WhoKnows: handle_who_knows,
 }
 
 

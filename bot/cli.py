@@ -127,6 +127,11 @@ def _parser() -> argparse.ArgumentParser:
             actor_arg(p)
             if verb.name == "show":
                 json_arg(p)
+    for verb in verbs.TABLE:  # verbs the CLI reads with their chat parser: `unsilo who knows gdpr --as dana`
+        if verb.cli and verb.parse is not None:
+            p = cmd(verb.name, verb.usage.partition(" — ")[2] or verb.usage)
+            p.add_argument("words", nargs="*", help=verb.syntax)
+            actor_arg(p)
     p = cmd("approvals", "replies waiting for your approval")
     actor_arg(p)
     limit_arg(p)
@@ -241,6 +246,8 @@ def _command(args: argparse.Namespace) -> c.Command:
     verb = verbs.get(args.command)
     if verb is not None and verb.build is not None:
         return verb.command(args.id, actor, {i.name: getattr(args, i.name) for i in verb.inputs})
+    if verb is not None and verb.cli and verb.parse is not None:
+        return verb.parse(" ".join(args.words), actor, verbs.Typed(prefix="unsilo"))
     match args.command:
         case "reassign":
             return c.Reassign(args.id, actor, to=c.Actor("cli", args.to, name=args.to))

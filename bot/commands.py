@@ -283,6 +283,32 @@ class Erase:
     confirm: str = ""
 
 
+@dataclass(frozen=True)
+class DeclareExpertise:
+    """Topics the actor says they know about (`expert add gdpr, refunds`), or no longer does."""
+
+    actor: Actor
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ShowExpertise:
+    """The topics the actor has declared."""
+
+    actor: Actor
+
+
+@dataclass(frozen=True)
+class WhoKnows:
+    """Who to turn to for these words: people ranked by what they did on conversations like these
+    (fading with age) and by the topics they declared, with the evidence."""
+
+    actor: Actor
+    words: tuple[str, ...]
+    limit: int = 5
+
+
 Command = (
     Claim
     | Release
@@ -311,4 +337,7 @@ Command = (
     | RotateSecret
     | SetRetention
     | Erase
+    | DeclareExpertise
+    | ShowExpertise
+    | WhoKnows
 )

@@ -300,8 +300,14 @@ class DeliveryWorker:
                 decider = reply.decided_by_id if reply is not None and reply.status == "rejected" else None
                 names = await uow.people.names([conversation.owner_id, decider])  # one query for both
                 owner = names.get(conversation.owner_id or 0)
+                earlier = await uow.conversations.earlier(conversation.id)  # type: ignore[arg-type]
                 card = card_for(
-                    conversation, owner=owner, departments=departments, reply=reply, decided_by=names.get(decider or 0, "")
+                    conversation,
+                    owner=owner,
+                    departments=departments,
+                    reply=reply,
+                    decided_by=names.get(decider or 0, ""),
+                    earlier=earlier,
                 )
         if delivery.kind in ("card", "notice") and delivery.conversation_id is not None:
             if destination is not None:

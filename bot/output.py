@@ -39,6 +39,8 @@ CARD_FIELDS = (
     "created_at",
     "reply_status",
     "reply_note",
+    "earlier",
+    "earlier_count",
 )
 HISTORY_FIELDS = ("at", "actor", "event", "what", "detail")
 SOURCE_FIELDS = (
@@ -108,6 +110,8 @@ def card_json(card: Card) -> dict[str, Any]:
         "created_at": iso(card.created_at),
         "reply_status": card.reply_status,
         "reply_note": card.reply_note,
+        "earlier": [{"id": cid, "status": status} for cid, status in card.earlier],
+        "earlier_count": card.earlier_count,
     }
 
 

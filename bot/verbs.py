@@ -80,7 +80,8 @@ class Verb:
     (lower first; the rest go behind the platform's overflow menu, never dropped silently).
     `menu` are the platforms' command menus it is listed in ("channel": team channels and
     group chats, "personal": the person's chat with the app); `hint` its example in the one-line
-    usage hint of a slash command (none: not in it).
+    usage hint of a slash command (none: not in it). `cli`: a verb with `parse` that the CLI offers
+    as `unsilo NAME words… --as NAME`, read by the same `parse`.
     """
 
     name: str
@@ -100,6 +101,7 @@ class Verb:
     menu: tuple[Menu, ...] = ()
     menu_description: str = ""
     hint: str = ""
+    cli: bool = False
 
     @property
     def syntax(self) -> str:
@@ -219,6 +221,23 @@ def _erase_confirmed(actor: c.Actor, fields: Fields) -> c.Command:
         url=fields.get("url", ""),
         conversation_id=parse_conversation_id(conversation) if conversation else None,
     )
+
+
+def _expert(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
+    action, _, topics = rest.strip().partition(" ")
+    listed = tuple(t.strip() for t in topics.split(",") if t.strip())
+    if action.lower() not in ("add", "remove") or not listed:
+        raise InvalidInput(f"expert needs add or remove, then topics; {typed.usage(VERBS['expert'])}")
+    if action.lower() == "add":
+        return c.DeclareExpertise(actor, add=listed)
+    return c.DeclareExpertise(actor, remove=listed)
+
+
+def _who(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
+    first, _, words = rest.strip().partition(" ")
+    if first.lower() != "knows" or not words.strip():
+        raise InvalidInput(f"who knows needs words; {typed.usage(VERBS['who'])}")
+    return c.WhoKnows(actor, tuple(words.split()))
 
 
 def _text(name: str = "text", label: str = "", *, missing: str, placeholder: str = "") -> Input:
@@ -377,6 +396,20 @@ TABLE: tuple[Verb, ...] = (
         "unlink [department] — stop posting them here (admins)",
         parse=lambda rest, actor, typed: c.UnlinkChannel(actor, typed.channel_id, rest.strip().lower() or None),
         menu=("channel",),
+    ),
+    Verb(
+        "expert",
+        "expert add topic, topic | expert remove topic — the topics you know about (`who knows` finds you by them)",
+        parse=_expert,
+        cli=True,
+    ),
+    Verb("experts", "experts — the topics you declared", parse=lambda rest, actor, typed: c.ShowExpertise(actor), cli=True),
+    Verb(
+        "who",
+        "who knows words — who to turn to: who handled conversations like these, and who declared the topic",
+        hint="who knows gdpr",
+        parse=_who,
+        cli=True,
     ),
     Verb(
         "erase",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 from bot import verbs
 from bot.domain import Status
 from bot.verbs import Input, Verb
+from storage import EARLIER_COUNTED
 
 if TYPE_CHECKING:
     from bot.commands import Command
@@ -176,6 +177,8 @@ class Card:
     buttons: tuple[Button, ...]
     reply_status: str | None = None
     reply_note: str = ""  # plain text: where the latest reply stands, for everyone looking at the card
+    earlier: tuple[tuple[int, str], ...] = ()  # the author's newest earlier conversations: (id, status)
+    earlier_count: int | None = None  # how many earlier conversations the author has in all (None: not read, in lists)
     facts: tuple[Fact, ...] = field(init=False, repr=False, compare=False)
     summary: str = field(init=False, repr=False, compare=False)
     tone: Tone = field(init=False, repr=False, compare=False)
@@ -234,10 +237,22 @@ def _facts(card: Card) -> tuple[Fact, ...]:
         Fact("Why:", card.routing_reason),
     ]
     facts = [f for f in facts if printable(f.value).strip()]
+    if card.earlier_count:
+        facts.append(_earlier_fact(card.earlier_count, card.earlier))
     facts.append(Fact("Claimed by", display_name(card.owner), "person") if card.owner is not None else Fact("Unclaimed"))
     if card.status == Status.RESOLVED and printable(card.outcome).strip():
         facts.append(Fact("Outcome:", card.outcome or ""))
     return tuple(facts)
+
+
+def _earlier_fact(count: int, earlier: Sequence[tuple[int, str]]) -> Fact:
+    """What a card says of the author's earlier conversations: "2 earlier conversations from this
+    author: #7 resolved, #3 open" (the rest counted; "100+" where the store stops counting)."""
+    plus = "+" if count >= EARLIER_COUNTED else ""
+    listed = ", ".join(f"#{cid} {status}" for cid, status in earlier)
+    rest = count - len(earlier)
+    more = f" and {rest}{plus} more" if rest > 0 else ""
+    return Fact(f"{count}{plus} earlier conversation{'s' if count != 1 else ''} from this author:", listed + more)
 
 
 @dataclass(frozen=True)
@@ -403,10 +418,12 @@ def card_for(
     departments: list[str],
     reply: Reply | None = None,
     decided_by: str = "",
+    earlier: tuple[int, Sequence[tuple[int, str]]] | None = None,
 ) -> Card:
     """The card of a conversation as it is now, with its latest reply's state (`decided_by`: who approved or
     rejected it, named on a rejected one); an erased one says so ("Erased on request, <date>") where the
-    customer's words were."""
+    customer's words were. `earlier`: how many earlier conversations its author has, and the newest of
+    them as (id, status) (None: not read, as in lists)."""
     assert conversation.id is not None
     erased = erased_note(conversation)
     author = ERASED_AUTHOR if erased else conversation.author_name or conversation.author_handle or "unknown author"
@@ -429,6 +446,8 @@ def card_for(
         buttons=buttons,
         reply_status=reply.status if reply is not None else None,
         reply_note=reply_note(reply, conversation.url, decided_by=decided_by) if reply is not None else "",
+        earlier=tuple(earlier[1]) if earlier is not None and not erased else (),
+        earlier_count=(0 if erased else earlier[0]) if earlier is not None else None,
     )
 
 

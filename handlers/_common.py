@@ -51,12 +51,14 @@ async def card(uow: UnitOfWork, conversation: Conversation) -> Card:
     decider = None
     if reply is not None and reply.status == "rejected" and reply.decided_by_id is not None:
         decider = await uow.people.get(reply.decided_by_id)  # the identity map first: the rejecter, just now
+    earlier = await uow.conversations.earlier(conversation.id)  # type: ignore[arg-type]
     return card_for(
         conversation,
         owner=await owner_name(uow, conversation),
         departments=departments,
         reply=reply,
         decided_by=decider.name if decider else "",
+        earlier=earlier,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, func
 from sqlmodel import Field, SQLModel
 
 from storage.clock import utcnow
@@ -88,6 +88,13 @@ class Conversation(SQLModel, table=True):
     reported_by_id: int | None = Field(default=None, foreign_key="person.id")
     erased_at: datetime | None = None  # the customer's data was erased (on request, or after the retention period)
     erased_why: str = Field(default="", max_length=64)  # "request" or "retention (N days)"
+
+
+# A customer's earlier conversations (the card's "2 earlier conversations from this author"), by handle
+# or by profile URL, case-insensitive and across sources: read from these two indexes, newest first.
+_conversation_columns = Conversation.__table__.c  # type: ignore[attr-defined]
+Index("ix_conversation_author_handle_lower", func.lower(_conversation_columns.author_handle), _conversation_columns.id)
+Index("ix_conversation_author_url_lower", func.lower(_conversation_columns.author_url), _conversation_columns.id)
 
 
 class ConversationDepartment(SQLModel, table=True):
