@@ -363,6 +363,7 @@ class DeliveryWorker:
                 delay=exc.seconds,
                 count_attempt=False,
                 definite=True,
+                earlier=job.attempted_at,
             )
             return "rate-limited"
         except PermanentFailure as exc:
@@ -413,9 +414,19 @@ class DeliveryWorker:
             self.metrics.delivery(delivery.platform, "sent", seconds=latency)
 
     async def _retry(
-        self, delivery: Delivery, *, error: str, delay: float | None, count_attempt: bool, definite: bool = False
+        self,
+        delivery: Delivery,
+        *,
+        error: str,
+        delay: float | None,
+        count_attempt: bool,
+        definite: bool = False,
+        earlier: datetime | None = None,
     ) -> bool:
-        """Try it again later (True), or give up on it after `max_attempts` (False)."""
+        """Try it again later (True), or give up on it after `max_attempts` (False).
+
+        `definite`: the platform refused this attempt, so it posted nothing; an `earlier` attempt whose
+        outcome is unknown (a crash after a post) still stands, and the next send looks for its copy."""
         async with self._uow() as uow:
             row = await uow.deliveries.get(delivery.id)  # type: ignore[arg-type]
             if row is None:
@@ -426,8 +437,8 @@ class DeliveryWorker:
                 row.attempts, row.last_error = attempts, error[:2048]
                 row.next_attempt_at = uow.now() + timedelta(seconds=wait)
                 row.locked_until = row.holder = None
-                if definite:  # the platform refused it: nothing was posted
-                    row.attempted_at = None
+                if definite:  # the platform refused it: this attempt posted nothing
+                    row.attempted_at = earlier
                 if not count_attempt and row.destination_id is not None:
                     # A rate limit is the channel's, not this delivery's: hold back its siblings too.
                     await uow.deliveries.defer_destination(

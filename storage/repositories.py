@@ -1336,7 +1336,9 @@ class DeliveryRepo(_Repo):
         self, delivery_id: int, *, holder: str, now: datetime, lease: timedelta, renew: Sequence[int] = ()
     ) -> bool:
         """Just before a send: True if `holder` still holds the delivery's lease (renewed, and the send
-        marked attempted); False if the lease expired and may be another worker's now. The rest of
+        marked attempted, keeping the time of an earlier attempt whose outcome is still unknown, so the
+        sender's look for a copy it may have posted starts there); False if the lease expired and may be
+        another worker's now. The rest of
         the holder's batch (`renew`) gets its lease renewed too, so a long batch keeps its tail."""
         until = now + lease
         mine = and_(col(Delivery.status) == "pending", col(Delivery.holder) == holder, col(Delivery.locked_until) >= now)
@@ -1344,7 +1346,7 @@ class DeliveryRepo(_Repo):
             await self.session.exec(
                 update(Delivery)
                 .where(col(Delivery.id) == delivery_id, mine)
-                .values(locked_until=until, attempted_at=now)
+                .values(locked_until=until, attempted_at=func.coalesce(col(Delivery.attempted_at), now))
                 .execution_options(synchronize_session=False)
             )
         ).rowcount
