@@ -293,7 +293,13 @@ async def sync_config(uow_factory: Callable[[], UnitOfWork], config: Config) -> 
             ]
         )
         for entry in config.people:  # one person's accounts, linked by the config
-            await uow.people.configure(key=entry.key, name=entry.name, email=entry.email or None, accounts=entry.identities())
+            await uow.people.configure(
+                key=entry.key,
+                name=entry.name,
+                email=entry.email or None,
+                accounts=entry.identities(),
+                department=entry.department or None,
+            )
         for feed in config.feeds:
             source = await uow.sources.ensure(feed.name, kind="feed", url=feed.url)
             source.removed_at = None  # a feed removed from the CLI, listed in the config again

@@ -16,6 +16,7 @@ from handlers._common import card
 from handlers.claim import handle_claim, handle_reassign, handle_release
 from handlers.digest import handle_digest, handle_stats
 from handlers.erase import handle_erase
+from handlers.expertise import handle_declare_expertise, handle_show_expertise, handle_who_knows
 from handlers.link import handle_link, handle_unlink
 from handlers.note import handle_note, handle_thread_note
 from handlers.posting import handle_locate_card
@@ -24,7 +25,7 @@ from handlers.reply import handle_approvals, handle_approve, handle_mark_posted,
 from handlers.report import handle_report
 from handlers.resolve import handle_dismiss, handle_resolve
 from handlers.search import handle_search
-from handlers.sources import handle_add_source, handle_remove_source, handle_rotate_secret
+from handlers.sources import handle_add_source, handle_remove_source, handle_rotate_secret, handle_set_retention
 from storage.uow import UnitOfWork
 
 if TYPE_CHECKING:
@@ -58,7 +59,11 @@ HANDLERS: dict[type, Callable[..., Awaitable[Result]]] = {
     c.AddSource: handle_add_source,
     c.RemoveSource: handle_remove_source,
     c.RotateSecret: handle_rotate_secret,
+    c.SetRetention: handle_set_retention,
     c.Erase: handle_erase,
+    c.DeclareExpertise: handle_declare_expertise,
+    c.ShowExpertise: handle_show_expertise,
+    c.WhoKnows: handle_who_knows,
 }
 
 
@@ -93,6 +98,8 @@ class Bus:
         try:
             result = await self._carry_out(cmd, event_id=event_id, show=show)
             outcome = "ok" if result is not None else "duplicate"
+            for source, new, duplicate in result.ingested if result is not None else ():
+                self.metrics.ingested(source, new=new, duplicate=duplicate)  # as a feed's or a webhook's items are
             return result
         except DomainError:
             outcome = "refused"

@@ -127,6 +127,11 @@ def _parser() -> argparse.ArgumentParser:
             actor_arg(p)
             if verb.name == "show":
                 json_arg(p)
+    for verb in verbs.TABLE:  # verbs the CLI reads with their chat parser: `unsilo who knows gdpr --as dana`
+        if verb.cli and verb.parse is not None:
+            p = cmd(verb.name, verb.usage.partition(" — ")[2] or verb.usage)
+            p.add_argument("words", nargs="*", help=verb.syntax)
+            actor_arg(p)
     p = cmd("approvals", "replies waiting for your approval")
     actor_arg(p)
     limit_arg(p)
@@ -175,10 +180,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--every", type=int, default=300, metavar="SECONDS", help="poll interval (default: 300)")
     s.add_argument("--tags", default="", help="tags for every item, comma-separated")
     s.add_argument("--reply-url", default="", help="an endpoint that takes replies (a signing secret is made)")
+    s.add_argument("--retain-days", type=_retain_days, default=None, metavar="N", help=_RETAIN_HELP)
     s = sources.add_parser("add-webhook", help="accept signed POSTs at /hooks/NAME; prints the new secret once", parents=[common])
     s.add_argument("name")
     s.add_argument("--tags", default="", help="tags for every item, comma-separated")
     s.add_argument("--reply-url", default="", help="where replies are POSTed when an item carries no reply_url")
+    s.add_argument("--retain-days", type=_retain_days, default=None, metavar="N", help=_RETAIN_HELP)
+    s = sources.add_parser("set", help="change a source's retention (a config feed's is set in the config)", parents=[common])
+    s.add_argument("name")
+    s.add_argument("--retain-days", type=_retain_days, required=True, metavar="N|default", help=_RETAIN_HELP)
     s = sources.add_parser("remove", help="stop taking conversations from a source (those it brought stay)", parents=[common])
     s.add_argument("name")
     s = sources.add_parser(
@@ -188,7 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--grace", type=_grace, default=24 * 3600, help="how long the old secret still works: 24h (default), 2h, 30m, 0"
     )
-    for name in ("add-feed", "add-webhook", "remove", "rotate-secret"):  # admin actions: who is acting
+    for name in ("add-feed", "add-webhook", "remove", "rotate-secret", "set"):  # admin actions: who is acting
         actor_arg(sources.choices[name])
     sources.add_parser("poll", help="poll every feed that is due now, once", parents=[common])
     p = cmd("digest", "a department's digest, printed here")
@@ -236,6 +246,8 @@ def _command(args: argparse.Namespace) -> c.Command:
     verb = verbs.get(args.command)
     if verb is not None and verb.build is not None:
         return verb.command(args.id, actor, {i.name: getattr(args, i.name) for i in verb.inputs})
+    if verb is not None and verb.cli and verb.parse is not None:
+        return verb.parse(" ".join(args.words), actor, verbs.Typed(prefix="unsilo"))
     match args.command:
         case "reassign":
             return c.Reassign(args.id, actor, to=c.Actor("cli", args.to, name=args.to))
@@ -333,6 +345,28 @@ def _when(at: datetime | None) -> str:
     return when(at if at is None or at.tzinfo else at.replace(tzinfo=UTC)) or "never"
 
 
+DEFAULT = "default"
+_RETAIN_HELP = "days a closed conversation keeps its text (default: [unsilo] retain_days); `default` with set"
+_RETENTION_FROM = {
+    "config": "the config's, for this feed",
+    "source": "this source's own: `unsilo sources set NAME --retain-days N|default`",
+    "default": "the default, [unsilo] retain_days",
+}
+
+
+def _retain_days(text: str) -> int | str:
+    """`--retain-days N` (1 or more) or `default` (the global default), or argparse's clear usage error."""
+    if text.strip().lower() == DEFAULT:
+        return DEFAULT
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number of days or `default`, not {text!r}") from None
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"at least 1 day, not {days}")
+    return days
+
+
 async def _sources(container: Container, args: argparse.Namespace) -> None:
     action = args.action or "list"
     tags = [t.strip() for t in getattr(args, "tags", "").split(",") if t.strip()]
@@ -356,17 +390,22 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
             )
         echo(f"{len(outcomes)} feed{'s' if len(outcomes) != 1 else ''} polled")
         return
-    if action in ("add-feed", "add-webhook", "remove", "rotate-secret"):
+    if action in ("add-feed", "add-webhook", "remove", "rotate-secret", "set"):
         actor = _actor(args)
         command: c.Command
-        if action == "remove":
+        if action == "set":
+            command = c.SetRetention(actor, args.name, None if args.retain_days == DEFAULT else args.retain_days)
+        elif action == "remove":
             command = c.RemoveSource(actor, args.name)
         elif action == "rotate-secret":
             command = c.RotateSecret(actor, args.name, grace_seconds=args.grace)
         else:
             kind = "feed" if action == "add-feed" else "webhook"
             url, every = (args.url, args.every) if kind == "feed" else ("", 300)
-            command = c.AddSource(actor, args.name, kind, url=url, every_seconds=every, tags=tuple(tags), reply_url=reply_url)
+            retain = None if args.retain_days == DEFAULT else args.retain_days
+            command = c.AddSource(
+                actor, args.name, kind, url=url, every_seconds=every, tags=tuple(tags), reply_url=reply_url, retain_days=retain
+            )
         for text in terminal.result_lines(await container.bus.handle(command)):
             echo(text)
         return
@@ -374,7 +413,18 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
         listed = await uow.sources.all()
     if getattr(args, "json", False):
         from_config = {feed.name for feed in container.config.feeds}
-        echo(output.sources_json({**source.model_dump(), "configured": source.name in from_config} for source in listed))
+        retention = {s.name: container.config.retention_of(s.name, s.retain_days) for s in listed}
+        echo(
+            output.sources_json(
+                {
+                    **source.model_dump(),
+                    "configured": source.name in from_config,
+                    "retain_days": retention[source.name][0],
+                    "retain_days_from": retention[source.name][1],
+                }
+                for source in listed
+            )
+        )
         return
     if not listed:
         echo("no sources yet: add [[feeds]] to the config, or `unsilo sources add-feed NAME URL`")
@@ -400,8 +450,9 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
         )
         if source.reply_url:
             echo(f"  replies go to {source.reply_url}")
-        days = container.config.retention_for(source.name)
-        echo(f"  keeps text {days} days after it is closed" if days else "  keeps text forever")
+        days, origin = container.config.retention_of(source.name, source.retain_days)
+        kept = f"keeps text {days} days after it is closed" if days else "keeps text forever"
+        echo(f"  {kept} ({_RETENTION_FROM[origin]})")
 
 
 async def _export(container: Container, args: argparse.Namespace) -> None:

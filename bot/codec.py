@@ -15,11 +15,13 @@ from typing import Any
 from bot import verbs
 from bot.commands import Actor, Command
 from bot.domain import InvalidInput, parse_conversation_id
-from bot.views import Button
+from bot.views import Action, Button
 
 logger = logging.getLogger(__name__)
 
 OPEN = verbs.OPEN  # a link button: the platform opens its URL, nothing reaches Unsilo
+ANSWER = "do"  # the key of an answer button's fields (`views.Action`); a card button has "id" instead
+MAX_ENCODED = 2000  # the smallest button value a platform takes (characters): an answer button longer is not offered
 
 
 def button_data(button: Button) -> dict[str, Any]:
@@ -60,3 +62,48 @@ def to_command(data: str | Mapping[str, Any], actor: Actor, *, fields: Mapping[s
     verb = verb_of(name)
     values = fields if fields is not None else (data if isinstance(data, Mapping) else {})
     return verb.command(conversation_id, actor, {k: str(v) for k, v in values.items() if isinstance(v, str | int)})
+
+
+def action_data(action: Action) -> dict[str, Any]:
+    """The command an answer button carries, as a small dict: its verb and its fields."""
+    return {"cmd": action.verb, ANSWER: dict(action.fields)}
+
+
+def encode_action(action: Action) -> str:
+    """The command an answer button carries, as a compact ASCII string."""
+    return json.dumps(action_data(action), separators=(",", ":"))
+
+
+def fits(action: Action) -> bool:
+    """Whether the answer button's command fits every platform's button value."""
+    return len(encode_action(action)) <= MAX_ENCODED
+
+
+def is_action(value: str | Mapping[str, Any]) -> bool:
+    """Whether a click's value is an answer button's (`views.Action`) rather than a card button's."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return False
+    return isinstance(value, Mapping) and isinstance(value.get(ANSWER), Mapping)
+
+
+def action_command(value: str | Mapping[str, Any], actor: Actor) -> Command:
+    """The command of an answer button's click, from its verb's `act` and the fields it carries (all text,
+    within the size it was sent with); anything else is refused as damaged."""
+    try:
+        data = json.loads(value) if isinstance(value, str) else dict(value)
+        name, fields = str(data["cmd"]), data[ANSWER]
+        if not isinstance(fields, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items()):
+            raise TypeError("fields are not text")
+        if len(json.dumps(fields)) > MAX_ENCODED:
+            raise ValueError("too long")
+    except (ValueError, KeyError, TypeError) as exc:
+        logger.warning("undecodable answer button %r: %s", str(value)[:200], exc)
+        raise InvalidInput("That button is out of date or damaged; type the command again.") from exc
+    verb = verbs.get(name)
+    if verb is None or verb.act is None:
+        logger.warning("answer button for an unknown verb %r", name[:40])
+        raise InvalidInput(f"That button ({name[:40]}) is not supported any more; type the command again.")
+    return verb.act(actor, fields)

@@ -237,6 +237,17 @@ class AddSource:
     every_seconds: int = 300
     tags: tuple[str, ...] = ()
     reply_url: str = ""
+    retain_days: int | None = None  # None: the global `[unsilo] retain_days`
+
+
+@dataclass(frozen=True)
+class SetRetention:
+    """Change how long a source's closed conversations keep their text: days, or None for the global
+    default (admins; a config feed's is set in the config)."""
+
+    actor: Actor
+    name: str
+    retain_days: int | None
 
 
 @dataclass(frozen=True)
@@ -272,6 +283,32 @@ class Erase:
     confirm: str = ""
 
 
+@dataclass(frozen=True)
+class DeclareExpertise:
+    """Topics the actor says they know about (`expert add gdpr, refunds`), or no longer does."""
+
+    actor: Actor
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ShowExpertise:
+    """The topics the actor has declared."""
+
+    actor: Actor
+
+
+@dataclass(frozen=True)
+class WhoKnows:
+    """Who to turn to for these words: people ranked by what they did on conversations like these
+    (fading with age) and by the topics they declared, with the evidence."""
+
+    actor: Actor
+    words: tuple[str, ...]
+    limit: int = 5
+
+
 Command = (
     Claim
     | Release
@@ -298,5 +335,9 @@ Command = (
     | AddSource
     | RemoveSource
     | RotateSecret
+    | SetRetention
     | Erase
+    | DeclareExpertise
+    | ShowExpertise
+    | WhoKnows
 )

@@ -100,6 +100,7 @@ class PersonConfig:
     accounts: tuple[tuple[str, str], ...] = ()  # (platform, user id) on each chat platform listed, e.g. a Slack U…
     cli: str = ""  # the login name used with the `unsilo` command
     email: str = ""
+    department: str = ""  # the department they belong to (digests: who helped outside theirs)
 
     def identities(self) -> tuple[tuple[str, str], ...]:
         """(platform, user id) of every account listed."""
@@ -121,13 +122,21 @@ class Config:
     people: tuple[PersonConfig, ...] = ()
     warnings: tuple[Problem, ...] = ()  # not errors: `unsilo config check` prints them
     retain_days: int | None = None  # keep closed conversations' text this long; None: forever
+    expertise_half_life_days: int = 90  # what someone did counts half as much as expertise after this long
 
-    def retention_for(self, source: str) -> int | None:
-        """How many days a source's closed conversations keep their text (its feed's own, else the default)."""
+    def retention_for(self, source: str, stored: int | None = None) -> int | None:
+        """How many days a source's closed conversations keep their text: a config feed's own (the config
+        wins for its feeds), else the source's own (`stored`, set with `unsilo sources`), else the default."""
+        return self.retention_of(source, stored)[0]
+
+    def retention_of(self, source: str, stored: int | None = None) -> tuple[int | None, str]:
+        """`retention_for` and where it comes from: "config" (a feed's own), "source" or "default"."""
         feed = next((f for f in self.feeds if f.name == source), None)
         if feed is not None and feed.retain_days is not None:
-            return feed.retain_days
-        return self.retain_days
+            return feed.retain_days, "config"
+        if feed is None and stored is not None:
+            return stored, "source"
+        return self.retain_days, "default"
 
     def department_names(self) -> list[str]:
         """Every department name, the default one included."""
@@ -259,8 +268,12 @@ class _Checker:
             top = {}
         where: dict[str, Any] = {"header": "[unsilo]"}
         self._unknown(
-            top, {"default_department", "outcomes", "require_claim_to_reply", "admins", "retain_days"}, "unsilo", **where
+            top,
+            {"default_department", "outcomes", "require_claim_to_reply", "admins", "retain_days", "expertise_half_life_days"},
+            "unsilo",
+            **where,
         )
+        half_life = self._int(top.get("expertise_half_life_days"), "unsilo.expertise_half_life_days", 90, **where)
         retain_days = self._retain(top.get("retain_days"), "unsilo.retain_days", **where)
         default = top.get("default_department", "triage")
         if not isinstance(default, str) or not _NAME.match(default):
@@ -290,7 +303,7 @@ class _Checker:
         known = {d.name for d in departments} | {default}
         rules = self._rules(data.get("rules", []), known)
         feeds = self._feeds(data.get("feeds", []))
-        people = self._people(data.get("people", {}))
+        people = self._people(data.get("people", {}), known)
         linked = {p.key.lower() for p in people} | {p.cli.lower() for p in people if p.cli}
         for name, key, place in self.plain_names:
             if name.lower() in linked:
@@ -319,9 +332,10 @@ class _Checker:
             people=people,
             warnings=tuple(self.warnings),
             retain_days=retain_days,
+            expertise_half_life_days=half_life,
         )
 
-    def _people(self, raw: Any) -> tuple[PersonConfig, ...]:
+    def _people(self, raw: Any, departments: set[str]) -> tuple[PersonConfig, ...]:
         if not isinstance(raw, dict):
             self.bad("people", "must be tables like [people.dana]")
             return ()
@@ -333,7 +347,7 @@ class _Checker:
                 self.bad(f"people.{key}", "must be a table", **where)
                 continue
             chats = [p.name for p in self.platforms]
-            fields = {"name", CLI, "email", *chats}
+            fields = {"name", CLI, "email", "department", *chats}
             self._unknown(table, fields, f"people.{key}", **where)
             values = {}
             for name in sorted(fields):
@@ -345,12 +359,21 @@ class _Checker:
             if values["email"] and "@" not in values["email"]:
                 self.bad(f"people.{key}.email", f"{values['email']!r} is not an email address", field_="email", **where)
                 values["email"] = ""
+            if values["department"] and values["department"] not in departments:
+                self.bad(
+                    f"people.{key}.department",
+                    f"no department {values['department']!r} is declared; name one of {', '.join(sorted(departments))}",
+                    field_="department",
+                    **where,
+                )
+                values["department"] = ""
             person = PersonConfig(
                 key=key,
                 name=values["name"],
                 accounts=tuple((p, values[p]) for p in chats if values[p]),
                 cli=values[CLI],
                 email=values["email"],
+                department=values["department"],
             )
             accounts = [*person.identities(), *((("email", person.email.lower()),) if person.email else ())]
             if not accounts:

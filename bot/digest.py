@@ -52,6 +52,15 @@ class TeamPart:
 
 
 @dataclass(frozen=True)
+class Helper:
+    """Someone who belongs to another department (the config's `[people]`) and took part."""
+
+    name: str
+    department: str
+    actions: int
+
+
+@dataclass(frozen=True)
 class Digest(Activity):
     """A department's figures for the period [since, until) (its `Activity`, durations in
     seconds), with what the digest shows besides: the oldest waiting items and who took part
@@ -63,6 +72,7 @@ class Digest(Activity):
     sla_minutes: int
     oldest_unclaimed: tuple[WaitingItem, ...]
     taking_part: tuple[TeamPart, ...]
+    helped_outside: tuple[Helper, ...] = ()  # people of other departments who took part, most active first
 
     @property
     def quiet(self) -> bool:
@@ -102,7 +112,18 @@ async def build_digest(uow: UnitOfWork, *, department: str, since: datetime, unt
         sla_minutes=found.sla_minutes,
         oldest_unclaimed=tuple(_waiting(w, until) for w in waiting),
         taking_part=_by_department(activity.participants),
+        helped_outside=_helpers(activity.participants, department=found.name),
     )
+
+
+def _helpers(people: Sequence[Participant], *, department: str) -> tuple[Helper, ...]:
+    """Who helped the department from outside theirs, and how often (claims, replies, resolutions, notes)."""
+    helpers = [
+        Helper(p.name, p.department, p.claimed + p.replied + p.resolved + p.noted)
+        for p in people
+        if p.department and p.department != department
+    ]
+    return tuple(sorted((h for h in helpers if h.actions), key=lambda h: (-h.actions, h.name)))
 
 
 async def build_stats(uow: UnitOfWork, *, person_id: int, since: datetime | None = None) -> Stats:
@@ -170,6 +191,14 @@ def digest_lines(digest: Digest) -> tuple[str, ...]:
     if digest.taking_part:
         lines.append("Who took part, by their department:")
         lines.extend(_part_line(part) for part in digest.taking_part)
+    if digest.helped_outside:
+        lines.append(
+            "Helped outside their department: "
+            + ", ".join(
+                f"{_one_line(h.name, 40)} ({h.department}) {h.actions} time{'s' if h.actions != 1 else ''}"
+                for h in digest.helped_outside
+            )
+        )
     return tuple(lines)
 
 

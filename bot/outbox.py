@@ -296,9 +296,19 @@ class DeliveryWorker:
             if conversation is not None:
                 version = conversation.version
                 departments = [d.name for d in await uow.conversations.departments_of(conversation.id)]  # type: ignore[arg-type]
-                owner = (await uow.people.names([conversation.owner_id])).get(conversation.owner_id or 0)
                 reply = await uow.replies.latest(conversation.id) if conversation.reply_written_at else None  # type: ignore[arg-type]
-                card = card_for(conversation, owner=owner, departments=departments, reply=reply)
+                decider = reply.decided_by_id if reply is not None and reply.status == "rejected" else None
+                names = await uow.people.names([conversation.owner_id, decider])  # one query for both
+                owner = names.get(conversation.owner_id or 0)
+                earlier = await uow.conversations.earlier(conversation.id)  # type: ignore[arg-type]
+                card = card_for(
+                    conversation,
+                    owner=owner,
+                    departments=departments,
+                    reply=reply,
+                    decided_by=names.get(decider or 0, ""),
+                    earlier=earlier,
+                )
         if delivery.kind in ("card", "notice") and delivery.conversation_id is not None:
             if destination is not None:
                 posting = await uow.postings.in_channel(delivery.conversation_id, destination.platform, destination.channel_id)
@@ -353,6 +363,7 @@ class DeliveryWorker:
                 delay=exc.seconds,
                 count_attempt=False,
                 definite=True,
+                earlier=job.attempted_at,
             )
             return "rate-limited"
         except PermanentFailure as exc:
@@ -403,9 +414,19 @@ class DeliveryWorker:
             self.metrics.delivery(delivery.platform, "sent", seconds=latency)
 
     async def _retry(
-        self, delivery: Delivery, *, error: str, delay: float | None, count_attempt: bool, definite: bool = False
+        self,
+        delivery: Delivery,
+        *,
+        error: str,
+        delay: float | None,
+        count_attempt: bool,
+        definite: bool = False,
+        earlier: datetime | None = None,
     ) -> bool:
-        """Try it again later (True), or give up on it after `max_attempts` (False)."""
+        """Try it again later (True), or give up on it after `max_attempts` (False).
+
+        `definite`: the platform refused this attempt, so it posted nothing; an `earlier` attempt whose
+        outcome is unknown (a crash after a post) still stands, and the next send looks for its copy."""
         async with self._uow() as uow:
             row = await uow.deliveries.get(delivery.id)  # type: ignore[arg-type]
             if row is None:
@@ -416,8 +437,8 @@ class DeliveryWorker:
                 row.attempts, row.last_error = attempts, error[:2048]
                 row.next_attempt_at = uow.now() + timedelta(seconds=wait)
                 row.locked_until = row.holder = None
-                if definite:  # the platform refused it: nothing was posted
-                    row.attempted_at = None
+                if definite:  # the platform refused it: this attempt posted nothing
+                    row.attempted_at = earlier
                 if not count_attempt and row.destination_id is not None:
                     # A rate limit is the channel's, not this delivery's: hold back its siblings too.
                     await uow.deliveries.defer_destination(

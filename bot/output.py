@@ -41,6 +41,8 @@ CARD_FIELDS = (
     "reply_note",
     "snippet",
     "seen_before",
+    "earlier",
+    "earlier_count",
 )
 HISTORY_FIELDS = ("at", "actor", "event", "what", "detail")
 SOURCE_FIELDS = (
@@ -55,6 +57,8 @@ SOURCE_FIELDS = (
     "failures",
     "last_error",
     "reply_url",
+    "retain_days",
+    "retain_days_from",
 )
 NOTICE_FIELDS = ("command", "text", "title", "lines", "links")
 LIST_FIELDS = ("command", "text", "items", "more")
@@ -110,6 +114,8 @@ def card_json(card: Card) -> dict[str, Any]:
         "reply_note": card.reply_note,
         "snippet": [{"text": text, "matched": matched} for text, matched in card.snippet],
         "seen_before": [{"id": s.id, "outcome": s.outcome, "by": s.by, "reply": s.reply} for s in card.seen_before],
+        "earlier": [{"id": cid, "status": status} for cid, status in card.earlier],
+        "earlier_count": card.earlier_count,
     }
 
 

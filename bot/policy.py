@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot.commands import Actor
 from bot.config import Config
 from bot.domain import Forbidden
-from storage.models import Conversation, Department, Person
+from storage.models import Conversation, Department, Identity, Person
 from storage.repositories import NAMED_BY_CONFIG
 from storage.uow import UnitOfWork
 
@@ -28,6 +29,7 @@ class Context:
     admins: tuple[str, ...]
     default_department: str
     feeds: tuple[str, ...] = ()  # the config's feed names: the config adds and removes them, not a command
+    expertise_half_life_days: int = 90  # `who knows`: what someone did counts half after this many days
 
     @classmethod
     def from_config(cls, config: Config) -> Context:
@@ -38,6 +40,7 @@ class Context:
             admins=config.admins,
             default_department=config.default_department,
             feeds=tuple(feed.name for feed in config.feeds),
+            expertise_half_life_days=config.expertise_half_life_days,
         )
 
 
@@ -78,6 +81,11 @@ async def identify(uow: UnitOfWork, actor: Actor) -> Who:
     if actor.email and (person.email or "").lower() != actor.email.strip().lower():
         person = await uow.people.adopt_email(person, actor.email)
         identities = await uow.people.identities(person.id)  # type: ignore[arg-type]
+    return Who(person=person, keys=keys_of(person, identities))
+
+
+def keys_of(person: Person, identities: Iterable[Identity]) -> frozenset[str]:
+    """Every name the config may list a person by (see `identify`), lowercase."""
     keys = set()
     for identity in identities:
         keys.add(f"{identity.platform}:{identity.user_id}")
@@ -85,7 +93,7 @@ async def identify(uow: UnitOfWork, actor: Actor) -> Who:
             keys.add(identity.user_id)
     if person.email:
         keys.add(person.email)
-    return Who(person=person, keys=frozenset(k.lower() for k in keys if k))
+    return frozenset(k.lower() for k in keys if k)
 
 
 def manages(who: Who, departments: list[Department]) -> bool:

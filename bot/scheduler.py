@@ -72,8 +72,10 @@ class Scheduler:
             self.sweep, IntervalTrigger(seconds=self.sweep_every), id="sweep", next_run_time=datetime.now(UTC), **defaults
         )
         config = self.container.config
+        # Daily whatever the config says: a source's own retention is set at runtime (`unsilo sources set`);
+        # with none anywhere, a run reads the sources and erases nothing.
+        self.scheduler.add_job(self.retention_job, RETENTION_TRIGGER, id=RETENTION_JOB, **defaults)
         if config.retain_days is not None or any(feed.retain_days is not None for feed in config.feeds):
-            self.scheduler.add_job(self.retention_job, RETENTION_TRIGGER, id=RETENTION_JOB, **defaults)
             logger.info("retention scheduled daily: %s", RETENTION_TRIGGER)
         for department in self.container.config.departments:
             if department.digest:
@@ -176,13 +178,15 @@ RETENTION_MAX = 20_000  # per run: the rest waits for the next day's run
 
 
 async def erase_expired(
-    uow: UnitOfWork, *, retention: Callable[[str], int | None], now: datetime, batch: int = RETENTION_BATCH
+    uow: UnitOfWork, *, retention: Callable[[str, int | None], int | None], now: datetime, batch: int = RETENTION_BATCH
 ) -> str:
     """Erase the customer data of resolved or dismissed conversations closed longer ago than their source's
-    retention (`[unsilo] retain_days`, a feed's own `retain_days`), in committed batches; what was done."""
+    retention (`retention(name, the source's own retain_days)`: a config feed's, the source's, else
+    `[unsilo] retain_days`), in committed batches; what was done."""
     erased = 0
+    own = {source.name: source.retain_days for source in await uow.sources.all()}
     for source in await erasure.sources_with_text(uow.session):
-        days = retention(source)
+        days = retention(source, own.get(source))
         if days is None:
             continue
         while erased < RETENTION_MAX:

@@ -57,6 +57,7 @@ class Typed:
 
 
 ConversationCommand = Callable[[int, c.Actor, Fields], c.Command]
+AnswerCommand = Callable[[c.Actor, Fields], c.Command]
 TextCommand = Callable[[str, c.Actor, Typed], c.Command]
 Menu = Literal["channel", "personal"]
 
@@ -70,13 +71,17 @@ class Verb:
     order (a choice takes one word, the last text input the rest). Other verbs (`queue`,
     `digest`…) have `parse` (the rest of the line -> the command) and no button.
 
+    `act` builds the command of the verb's button on an answer (`views.Action`: e.g. the Erase
+    button under an erasure's dry run) from the values that button carries (the actor, the fields).
+
     `on` are the statuses whose cards show its button, `on_reply` the reply states that do
     (those buttons come first); `primary_on` the statuses where it is the card's main action.
     `priority` orders the buttons that stay visible when a platform has room for only a few
     (lower first; the rest go behind the platform's overflow menu, never dropped silently).
     `menu` are the platforms' command menus it is listed in ("channel": team channels and
     group chats, "personal": the person's chat with the app); `hint` its example in the one-line
-    usage hint of a slash command (none: not in it).
+    usage hint of a slash command (none: not in it). `cli`: a verb with `parse` that the CLI offers
+    as `unsilo NAME words… --as NAME`, read by the same `parse`.
     """
 
     name: str
@@ -84,6 +89,7 @@ class Verb:
     label: str = ""
     build: ConversationCommand | None = None
     parse: TextCommand | None = None
+    act: AnswerCommand | None = None
     inputs: tuple[Input, ...] = ()
     title: str = ""
     submit: str = ""
@@ -95,6 +101,7 @@ class Verb:
     menu: tuple[Menu, ...] = ()
     menu_description: str = ""
     hint: str = ""
+    cli: bool = False
 
     @property
     def syntax(self) -> str:
@@ -201,6 +208,36 @@ def _erase(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
         dry_run=not confirmed,
         confirm="" if confirmed else confirm,
     )
+
+
+def _erase_confirmed(actor: c.Actor, fields: Fields) -> c.Command:
+    """The Erase button under a dry run: the same selector and reason, confirmed (the handler checks them again)."""
+    conversation = fields.get("conversation", "")
+    return c.Erase(
+        actor,
+        fields.get("reason", ""),
+        author=fields.get("author", ""),
+        handle=fields.get("handle", ""),
+        url=fields.get("url", ""),
+        conversation_id=parse_conversation_id(conversation) if conversation else None,
+    )
+
+
+def _expert(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
+    action, _, topics = rest.strip().partition(" ")
+    listed = tuple(t.strip() for t in topics.split(",") if t.strip())
+    if action.lower() not in ("add", "remove") or not listed:
+        raise InvalidInput(f"expert needs add or remove, then topics; {typed.usage(VERBS['expert'])}")
+    if action.lower() == "add":
+        return c.DeclareExpertise(actor, add=listed)
+    return c.DeclareExpertise(actor, remove=listed)
+
+
+def _who(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
+    first, _, words = rest.strip().partition(" ")
+    if first.lower() != "knows" or not words.strip():
+        raise InvalidInput(f"who knows needs words; {typed.usage(VERBS['who'])}")
+    return c.WhoKnows(actor, tuple(words.split()))
 
 
 def _text(name: str = "text", label: str = "", *, missing: str, placeholder: str = "") -> Input:
@@ -361,10 +398,25 @@ TABLE: tuple[Verb, ...] = (
         menu=("channel",),
     ),
     Verb(
+        "expert",
+        "expert add topic, topic | expert remove topic — the topics you know about (`who knows` finds you by them)",
+        parse=_expert,
+        cli=True,
+    ),
+    Verb("experts", "experts — the topics you declared", parse=lambda rest, actor, typed: c.ShowExpertise(actor), cli=True),
+    Verb(
+        "who",
+        "who knows words — who to turn to: who handled conversations like these, and who declared the topic",
+        hint="who knows gdpr",
+        parse=_who,
+        cli=True,
+    ),
+    Verb(
         "erase",
         'erase --author "NAME" | --handle H | --url U | --conversation #42 --reason "why" — '
-        "remove a customer's personal data: shows what would go, then erases once you add --confirm (admins)",
+        "remove a customer's personal data: shows what would go, then erases once you click Erase or add --confirm (admins)",
         parse=_erase,
+        act=_erase_confirmed,
     ),
 )
 
@@ -385,6 +437,14 @@ def name_of(command: c.Command) -> str:
             if verb.build is not None:
                 _NAMES.setdefault(type(verb.command(0, nobody)), verb.name)
     return _NAMES.get(type(command)) or type(command).__name__
+
+
+def acting(command: c.Command) -> Verb:
+    """The verb whose answer button (`Verb.act`) builds commands of this command's kind."""
+    nobody = c.Actor("", "")
+    found = next((v for v in TABLE if v.act is not None and type(v.act(nobody, {})) is type(command)), None)
+    assert found is not None, type(command).__name__
+    return found
 
 
 def get(name: str) -> Verb | None:

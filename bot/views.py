@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Literal
 from bot import verbs
 from bot.domain import Status
 from bot.verbs import Input, Verb
+from storage import EARLIER_COUNTED
 
 if TYPE_CHECKING:
+    from bot.commands import Command
     from storage.models import Conversation, Event, Note, Reply
 
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")  # Unicode Cc but \t \n, and Cs
@@ -108,6 +110,46 @@ class Button:
 
 
 @dataclass(frozen=True)
+class Confirm:
+    """What a platform asks before an action that cannot be undone is done: a title, the question (plain
+    text), and the two answers. Slack shows it as a dialog, Teams in the card, under the button."""
+
+    title: str
+    text: str
+    yes: str
+    no: str = "Cancel"
+
+
+@dataclass(frozen=True)
+class Action:
+    """A button on an answer rather than on a card (e.g. "Erase 2 conversations" under an erasure's dry run).
+
+    It carries its whole command, small: its verb and `fields`, the values that verb's `act` builds the
+    command from (`bot.codec.action_data`). The handler checks those again when it is clicked, as if typed.
+    """
+
+    label: str
+    verb: str
+    fields: tuple[tuple[str, str], ...] = ()
+    style: Literal["default", "primary", "danger"] = "default"
+    confirm: Confirm | None = None
+
+
+def answer_action(
+    command: Command,
+    fields: dict[str, str],
+    *,
+    label: str,
+    style: Literal["default", "primary", "danger"] = "default",
+    confirm: Confirm | None = None,
+) -> Action:
+    """The answer button that carries out `command` (the verb table says which verb's `act` builds it),
+    from the non-blank `fields`."""
+    kept = tuple((k, v) for k, v in fields.items() if v)
+    return Action(label, verbs.acting(command).name, kept, style, confirm)
+
+
+@dataclass(frozen=True)
 class Card:
     """Everything a person needs to see to act on a conversation.
 
@@ -138,6 +180,8 @@ class Card:
     # A search's snippet: (text, matched) segments of plain, untrusted text; renderers mark the matched ones.
     snippet: tuple[tuple[str, bool], ...] = ()
     seen_before: tuple[SeenBefore, ...] = ()  # resolved conversations most like this one, best first
+    earlier: tuple[tuple[int, str], ...] = ()  # the author's newest earlier conversations: (id, status)
+    earlier_count: int | None = None  # how many earlier conversations the author has in all (None: not read, in lists)
     facts: tuple[Fact, ...] = field(init=False, repr=False, compare=False)
     summary: str = field(init=False, repr=False, compare=False)
     tone: Tone = field(init=False, repr=False, compare=False)
@@ -228,12 +272,24 @@ def _facts(card: Card) -> tuple[Fact, ...]:
         Fact("Why:", card.routing_reason),
     ]
     facts = [f for f in facts if printable(f.value).strip()]
+    if card.earlier_count:
+        facts.append(_earlier_fact(card.earlier_count, card.earlier))
     facts.append(Fact("Claimed by", display_name(card.owner), "person") if card.owner is not None else Fact("Unclaimed"))
     if card.status == Status.RESOLVED and printable(card.outcome).strip():
         facts.append(Fact("Outcome:", card.outcome or ""))
     if card.seen_before:
         facts.append(Fact(SEEN_BEFORE, ", ".join(s.described() for s in card.seen_before)))
     return tuple(facts)
+
+
+def _earlier_fact(count: int, earlier: Sequence[tuple[int, str]]) -> Fact:
+    """What a card says of the author's earlier conversations: "2 earlier conversations from this
+    author: #7 resolved, #3 open" (the rest counted; "100+" where the store stops counting)."""
+    plus = "+" if count >= EARLIER_COUNTED else ""
+    listed = ", ".join(f"#{cid} {status}" for cid, status in earlier)
+    rest = count - len(earlier)
+    more = f" and {rest}{plus} more" if rest > 0 else ""
+    return Fact(f"{count}{plus} earlier conversation{'s' if count != 1 else ''} from this author:", listed + more)
 
 
 @dataclass(frozen=True)
@@ -291,7 +347,9 @@ class CardCopy:
 class Result:
     """What a handler answers: a message for the asker, plus cards or history to show.
 
-    `more`: how many more matched than `cards` holds (the store counted them; none is silently left out)."""
+    `more`: how many more matched than `cards` holds (the store counted them; none is silently left out);
+    `actions`: buttons on the answer itself (`Action`), after everything else; `ingested`: the items the
+    command brought in, as (source, new, duplicates), counted by the bus once committed (not shown)."""
 
     text: str
     card: Card | None = None
@@ -301,6 +359,8 @@ class Result:
     counts: dict[str, int] = field(default_factory=dict)
     notice: Notice | None = None
     copy: CardCopy | None = None
+    actions: tuple[Action, ...] = ()
+    ingested: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def listing(self) -> Listing:
@@ -345,8 +405,9 @@ def buttons_for(conversation: Conversation, reply: Reply | None = None) -> tuple
     return tuple(shown)
 
 
-def reply_note(reply: Reply, url: str, *, author: str = "") -> str:
-    """One plain-text line saying where a reply stands (`author`: who wrote it, when it is to be named)."""
+def reply_note(reply: Reply, url: str, *, author: str = "", decided_by: str = "") -> str:
+    """One plain-text line saying where a reply stands (`author`: who wrote it, when it is to be named;
+    `decided_by`: who approved or rejected it)."""
     excerpt = cut(" ".join(reply.text.split()), 300)
     if reply.status == "pending_approval":
         by = f" by {display_name(author)}" if author else ""
@@ -364,7 +425,8 @@ def reply_note(reply: Reply, url: str, *, author: str = "") -> str:
     if reply.status == "failed":
         return f"Reply could NOT be delivered: {reply.error or 'unknown error'}"
     if reply.status == "rejected":
-        return f"Reply rejected by an approver: {reply.decision_reason or 'no reason given'}"
+        by = display_name(decided_by) if decided_by else "an approver"
+        return f"Reply rejected by {by}: {reply.decision_reason or 'no reason given'}"  # "Reply rejected by Dana: too informal"
     return ""
 
 
@@ -393,9 +455,13 @@ def card_for(
     departments: list[str],
     reply: Reply | None = None,
     snippet: tuple[tuple[str, bool], ...] = (),
+    decided_by: str = "",
+    earlier: tuple[int, Sequence[tuple[int, str]]] | None = None,
 ) -> Card:
-    """The card of a conversation as it is now, with its latest reply's state and what it was seen like
-    before; an erased one says so ("Erased on request, <date>") where the customer's words were."""
+    """The card of a conversation as it is now, with its latest reply's state (`decided_by`: who approved or
+    rejected it, named on a rejected one) and what it was seen like before; an erased one says so
+    ("Erased on request, <date>") where the customer's words were. `earlier`: how many earlier
+    conversations its author has, and the newest of them as (id, status) (None: not read, as in lists)."""
     assert conversation.id is not None
     erased = erased_note(conversation)
     author = ERASED_AUTHOR if erased else conversation.author_name or conversation.author_handle or "unknown author"
@@ -417,7 +483,9 @@ def card_for(
         created_at=conversation.created_at or conversation.ingested_at,
         buttons=buttons,
         reply_status=reply.status if reply is not None else None,
-        reply_note=reply_note(reply, conversation.url) if reply is not None else "",
+        reply_note=reply_note(reply, conversation.url, decided_by=decided_by) if reply is not None else "",
+        earlier=tuple(earlier[1]) if earlier is not None and not erased else (),
+        earlier_count=(0 if erased else earlier[0]) if earlier is not None else None,
         snippet=snippet,
         seen_before=() if erased else seen_before_of(conversation),
     )

@@ -48,7 +48,18 @@ async def card(uow: UnitOfWork, conversation: Conversation) -> Card:
     """The conversation's card as it is now (with its latest reply's state, if any)."""
     departments = [d.name for d in await uow.conversations.departments_of(conversation.id)]  # type: ignore[arg-type]
     reply = await uow.replies.latest(conversation.id) if conversation.reply_written_at else None  # type: ignore[arg-type]
-    return card_for(conversation, owner=await owner_name(uow, conversation), departments=departments, reply=reply)
+    decider = None
+    if reply is not None and reply.status == "rejected" and reply.decided_by_id is not None:
+        decider = await uow.people.get(reply.decided_by_id)  # the identity map first: the rejecter, just now
+    earlier = await uow.conversations.earlier(conversation.id)  # type: ignore[arg-type]
+    return card_for(
+        conversation,
+        owner=await owner_name(uow, conversation),
+        departments=departments,
+        reply=reply,
+        decided_by=decider.name if decider else "",
+        earlier=earlier,
+    )
 
 
 async def log_event(

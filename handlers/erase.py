@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from bot import codec
 from bot.commands import Erase
 from bot.domain import InvalidInput
 from bot.policy import Context, Who, identify, require_admin
-from bot.views import Result
+from bot.views import Action, Confirm, Result, answer_action, cut
 from handlers._common import log_event, require_text
 from storage import erasure
 from storage.models import Conversation
@@ -78,6 +79,25 @@ def _listing(conversations: Sequence[Conversation]) -> list[str]:
     ]
 
 
+def _erase_button(cmd: Erase, selector: erasure.Selector, reason: str, count: str) -> Action:
+    """The danger button under a dry run: the same selector and reason, confirmed; asked once more before."""
+    fields = {
+        "author": selector.author,
+        "handle": selector.handle,
+        "url": selector.url,
+        "conversation": str(selector.conversation_id or ""),
+        "reason": reason,
+    }
+    question = f"This erases the customer data of {count} for good. Reason: {reason}"
+    return answer_action(
+        cmd,
+        fields,
+        label=f"Erase {count}",
+        style="danger",
+        confirm=Confirm(title="Erase customer data?", text=cut(question, 300), yes="Erase", no="Cancel"),
+    )
+
+
 async def handle_erase(cmd: Erase, uow: UnitOfWork, *, ctx: Context) -> Result:
     """List (dry run) or erase the customer data the selector names (admins)."""
     who = await identify(uow, cmd.actor)
@@ -86,14 +106,17 @@ async def handle_erase(cmd: Erase, uow: UnitOfWork, *, ctx: Context) -> Result:
     reason = require_text(cmd.reason, "The reason (--reason)")[:500]
     found = await erasure.find(uow.session, selector)
     if not found:
-        return Result(f"Nothing to erase: no conversation with customer data matches that {selector.describe()}")
+        return Result(f"Nothing to erase: no conversation with customer data left matches that {selector.describe()}")
     count = f"{len(found)} conversation{'s' if len(found) != 1 else ''}"
     if cmd.dry_run:
         also = "their quotes in replies and notes, and their copies in the history and the outbox"
         lines = [f"Would erase the customer data of {count} ({also}):", *_listing(found)]
-        if cmd.confirm:
-            lines.append(f"To erase it, type: {cmd.confirm}")
-        return Result("\n".join(lines))
+        actions: tuple[Action, ...] = ()
+        if cmd.confirm:  # asked in chat: a button erases, and the typed line stays (a platform without buttons)
+            button = _erase_button(cmd, selector, reason, count)
+            actions = (button,) if codec.fits(button) else ()
+            lines.append(f"To erase it, {'click Erase, or ' if actions else ''}type: {cmd.confirm}")
+        return Result("\n".join(lines), actions=actions)
     done = await erase_conversations(uow, found, who=who, reason=reason, why=ON_REQUEST)
     ids = ", ".join(f"#{i}" for i in done.conversation_ids)
     return Result(f"Erased the customer data of {count}: {ids}; their cards are being updated")

@@ -45,8 +45,9 @@ async def handle_report(cmd: Report, uow: UnitOfWork, *, ctx: Context) -> Result
     report = await store_items(
         uow, [item], router=router, actor_id=who.id, actor_name=who.name, department=cmd.department, kind="reported"
     )
+    ingested = ((source, len(report.new_ids), report.duplicates),)
     if not report.new_ids:
         existing = await uow.conversations.id_for(source, external_id)
-        return Result(f"That post is already #{existing}")
+        return Result(f"That post is already #{existing}", ingested=ingested)
     conversation = await load(uow, report.new_ids[0])
-    return Result(f"Thanks! That post is now #{conversation.id}", card=await card(uow, conversation))
+    return Result(f"Thanks! That post is now #{conversation.id}", card=await card(uow, conversation), ingested=ingested)

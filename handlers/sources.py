@@ -12,7 +12,7 @@ import re
 import secrets
 from datetime import timedelta
 
-from bot.commands import AddSource, RemoveSource, RotateSecret
+from bot.commands import AddSource, RemoveSource, RotateSecret, SetRetention
 from bot.domain import InvalidInput, NotFound
 from bot.policy import Context, Who, identify, require_admin
 from bot.views import Result, when
@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 KINDS = ("feed", "webhook")
 MIN_EVERY_SECONDS = 30
 MAX_GRACE = timedelta(days=7)
+MAX_RETAIN_DAYS = 36_500  # a hundred years: longer is "forever", which is leaving retention unset
 _SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
@@ -47,6 +48,7 @@ async def handle_add_source(cmd: AddSource, uow: UnitOfWork, *, ctx: Context) ->
         raise InvalidInput(f"a feed is polled at most every {MIN_EVERY_SECONDS} seconds")
     if cmd.reply_url and not cmd.reply_url.lower().startswith(("https://", "http://")):
         raise InvalidInput(f"a reply URL must be http(s), not {cmd.reply_url!r}")
+    _check_retention(cmd.retain_days)
     source = await uow.sources.by_name(cmd.name)
     if source is not None and source.removed_at is None:
         raise InvalidInput(f"a source named {cmd.name!r} already exists; `unsilo sources` lists them")
@@ -57,7 +59,7 @@ async def handle_add_source(cmd: AddSource, uow: UnitOfWork, *, ctx: Context) ->
     source.tags, source.reply_url, source.secret = list(cmd.tags), cmd.reply_url, secret
     source.previous_secret = source.previous_secret_expires_at = source.removed_at = None
     source.next_poll_at = source.etag = source.last_modified = source.last_error = None
-    source.failures = 0
+    source.failures, source.retain_days = 0, cmd.retain_days
     await _event(uow, "source_added", who=who, data={"source": cmd.name, "kind": cmd.kind})
     logger.info("%s added the %s source %s", who.name, cmd.kind, cmd.name)
     lines = [
@@ -65,9 +67,38 @@ async def handle_add_source(cmd: AddSource, uow: UnitOfWork, *, ctx: Context) ->
         if cmd.kind == "feed"
         else f"webhook {cmd.name} added: POST signed items to /hooks/{cmd.name} (see the README)"
     ]
+    if cmd.retain_days is not None:
+        lines.append(f"its closed conversations keep their text {_days(cmd.retain_days)}")
     if secret:
         lines.append(f"signing secret (shown once, keep it safe): {secret}")
     return Result("\n".join(lines + _no_admins(ctx)))
+
+
+async def handle_set_retention(cmd: SetRetention, uow: UnitOfWork, *, ctx: Context) -> Result:
+    """Set how long a source's closed conversations keep their text, or give it back the global default."""
+    who = await identify(uow, cmd.actor)
+    require_admin(who, ctx.admins, doing="change sources")
+    if cmd.name in ctx.feeds:
+        raise InvalidInput(f"{cmd.name!r} is a feed in the config: set its retain_days there, then restart")
+    _check_retention(cmd.retain_days)
+    source = await _live(uow, cmd.name)
+    before, source.retain_days = source.retain_days, cmd.retain_days
+    await _event(uow, "source_changed", who=who, data={"source": cmd.name, "retain_days": [before, cmd.retain_days]})
+    logger.info("%s set the retention of %s to %s days (was %s)", who.name, cmd.name, cmd.retain_days, before)
+    if cmd.retain_days is None:
+        text = f"{cmd.name} now keeps closed conversations' text as long as the global default (`[unsilo] retain_days`)"
+    else:
+        text = f"{cmd.name} now keeps closed conversations' text {_days(cmd.retain_days)}"
+    return Result("\n".join([text, *_no_admins(ctx)]))
+
+
+def _check_retention(days: int | None) -> None:
+    if days is not None and not 1 <= days <= MAX_RETAIN_DAYS:
+        raise InvalidInput(f"a retention is 1 to {MAX_RETAIN_DAYS} days (or `default`), not {days}")
+
+
+def _days(days: int) -> str:
+    return f"{days} day{'s' if days != 1 else ''} after they are closed"
 
 
 async def handle_remove_source(cmd: RemoveSource, uow: UnitOfWork, *, ctx: Context) -> Result:

@@ -3,6 +3,10 @@
 # Here, not in `storage.db`, so that reading the default costs no SQLAlchemy import (`unsilo --help`).
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./unsilo.db"
 
+# A customer's earlier conversations are counted up to this many (a card says "100+"); here, so
+# that the views read it without importing the store.
+EARLIER_COUNTED = 100
+
 
 def masked_url(url: str) -> str:
     """A database URL fit to print or log: its password, if any, shown as `***` (SQLAlchemy's own

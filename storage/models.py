@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, func
 from sqlmodel import Field, SQLModel
 
 from storage.clock import utcnow
@@ -91,6 +91,13 @@ class Conversation(SQLModel, table=True):
     # The resolved conversations most like it when it came in (`storage.search.similar_resolved`), best first:
     # [{"id", "outcome", "by", "reply"}] (who handled it, the first line of the reply sent), read with the row.
     seen_before: list[dict[str, Any]] = _json_list()
+
+
+# A customer's earlier conversations (the card's "2 earlier conversations from this author"), by handle
+# or by profile URL, case-insensitive and across sources: read from these two indexes, newest first.
+_conversation_columns = Conversation.__table__.c  # type: ignore[attr-defined]
+Index("ix_conversation_author_handle_lower", func.lower(_conversation_columns.author_handle), _conversation_columns.id)
+Index("ix_conversation_author_url_lower", func.lower(_conversation_columns.author_url), _conversation_columns.id)
 
 
 class ConversationDepartment(SQLModel, table=True):
@@ -223,6 +230,7 @@ class Source(SQLModel, table=True):
     failures: int = 0
     last_error: str | None = Field(default=None, max_length=2048)
     removed_at: datetime | None = None  # removed while conversations name it: kept for them, never polled, webhook refused
+    retain_days: int | None = None  # its closed conversations keep their text this long; None: the global default
 
 
 class Delivery(SQLModel, table=True):

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, Table, and_, bindparam, case, cast, delete, false, func, literal_column, or_, true, update
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    false,
+    func,
+    literal_column,
+    or_,
+    true,
+    union,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage import EARLIER_COUNTED
 from storage import search as search_index
 from storage.db import LEASE_LOCK, off_loop
 from storage.erasure import tombstone
@@ -73,14 +90,66 @@ _CARD_SYNCS: dict[str, Any] = {}  # per dialect
 _DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
 _EVENT_INSERT = Event.__table__.insert()  # type: ignore[attr-defined]
 _CAS: dict[tuple[str, ...], Any] = {}  # compare-and-set UPDATEs, one per set of changed columns
-_CONVERSATION_BY_ID = (  # with its departments: one query for what every handler reads first
-    select(Conversation, Department)
+EARLIER_LISTED = 5  # a customer's earlier conversations named on a card (the rest are counted)
+
+
+def _earlier_columns() -> tuple[Any, Any]:
+    """Two scalar subqueries on the conversation being read: how many earlier conversations its
+    author has, up to `EARLIER_COUNTED` (same handle or same profile URL, case-insensitive, any
+    source; erased ones have no author any more), and the newest `EARLIER_LISTED` of them as
+    "id:status,…". Each is read newest first from the `(lower(author_handle), id)` and
+    `(lower(author_url), id)` indexes and stops at its limit: an author with thousands of
+    conversations (a feed that names its site as every post's author) costs a click no more."""
+    me = Conversation.__table__  # type: ignore[attr-defined]
+    other = me.alias("earlier")
+
+    def newest(column: str, limit: int) -> Any:
+        return (
+            select(other.c.id, other.c.status)
+            .where(
+                me.c[column] != "",
+                func.lower(other.c[column]) == func.lower(me.c[column]),
+                other.c.id < me.c.id,
+                other.c.erased_at.is_(None),
+            )
+            .order_by(other.c.id.desc())
+            .limit(limit)
+            .correlate(me)
+            .subquery()
+        )
+
+    def either(limit: int) -> Any:  # by handle or by URL, each conversation once
+        by_handle, by_url = newest("author_handle", limit), newest("author_url", limit)
+        return union(select(by_handle.c.id, by_handle.c.status), select(by_url.c.id, by_url.c.status)).subquery()
+
+    counted = either(EARLIER_COUNTED)
+    count = select(func.count()).select_from(counted).correlate(me).scalar_subquery()
+    found = either(EARLIER_LISTED)
+    listed_rows = select(found.c.id, found.c.status).order_by(found.c.id.desc()).limit(EARLIER_LISTED).subquery()
+    listed = (
+        select(func.aggregate_strings(cast(listed_rows.c.id, String) + literal_column("':'") + listed_rows.c.status, ","))
+        .correlate(me)
+        .scalar_subquery()
+    )
+    return count.label("earlier_count"), listed.label("earlier_listed")
+
+
+def _earlier_of(count: int | None, listed: str | None) -> tuple[int, list[tuple[int, str]]]:
+    """(how many, [(id, status) newest first]) from `_earlier_columns`."""
+    pairs = [item.partition(":") for item in (listed or "").split(",") if item]
+    return int(count or 0), sorted(((int(i), status) for i, _, status in pairs), reverse=True)
+
+
+# With its departments and its author's earlier conversations: one query for what every handler reads first.
+_CONVERSATION_BY_ID = (
+    select(Conversation, Department, *_earlier_columns())
     .outerjoin(ConversationDepartment, col(ConversationDepartment.conversation_id) == Conversation.id)
     .outerjoin(Department, col(Department.id) == ConversationDepartment.department_id)
     .where(Conversation.id == bindparam("conversation_id"))
     .order_by(col(Department.name))
     .execution_options(populate_existing=True)
 )
+_EARLIER_BY_ID = select(*_earlier_columns()).where(Conversation.id == bindparam("conversation_id"))
 _DEPARTMENTS_OF = (
     select(Department)
     .join(ConversationDepartment, col(ConversationDepartment.department_id) == Department.id)
@@ -186,15 +255,27 @@ class ConversationRepo(_Repo):
         super().__init__(session)
         self._departments: dict[int, list[Department]] = {}
         self._loaded: dict[int, Conversation] = {}
+        self._earlier: dict[int, tuple[int, list[tuple[int, str]]]] = {}
 
     async def get(self, conversation_id: int) -> Conversation | None:
         """Load fresh from the database (never a stale copy from the identity map), with its departments."""
         rows = (await self.session.exec(_CONVERSATION_BY_ID, params={"conversation_id": conversation_id})).all()
         if not rows:
             return None
-        self._departments[conversation_id] = [department for _, department in rows if department is not None]
+        self._departments[conversation_id] = [row[1] for row in rows if row[1] is not None]
+        self._earlier[conversation_id] = _earlier_of(rows[0][2], rows[0][3])
         self._loaded[conversation_id] = rows[0][0]
         return rows[0][0]
+
+    async def earlier(self, conversation_id: int) -> tuple[int, list[tuple[int, str]]]:
+        """The author's earlier conversations: how many, and the newest few as (id, status), newest
+        first; read with the conversation by `get` (no second query after it)."""
+        known = self._earlier.get(conversation_id)
+        if known is None:
+            row = (await self.session.exec(_EARLIER_BY_ID, params={"conversation_id": conversation_id})).first()
+            known = _earlier_of(row[0], row[1]) if row is not None else (0, [])
+            self._earlier[conversation_id] = known
+        return known[0], list(known[1])
 
     def loaded(self, conversation_id: int) -> Conversation | None:
         """The conversation as `get` last read it in this unit of work (None if it did not): no query."""
@@ -423,6 +504,22 @@ class ConversationRepo(_Repo):
         by_id = {c.id: c for c in (await self.session.exec(stmt)).all()}
         return [(by_id[h.conversation_id], h.snippet) for h in hits.hits if h.conversation_id in by_id], hits.total
 
+    async def tagged(self, tags: Sequence[str], *, limit: int = 200) -> list[int]:
+        """The newest `limit` conversations carrying any of these tags (case-insensitive), by id."""
+        if not tags:
+            return []
+        # The tags column is JSON text as Python writes it (`["gdpr", "delivery"]`): a tag is its quoted form in it.
+        quoted = [json.dumps(tag.lower()).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for tag in tags]
+        text = func.lower(cast(Conversation.tags, String))
+        stmt = (
+            select(Conversation.id)
+            .where(or_(*(text.like(f"%{q}%", escape="\\") for q in quoted)))
+            .order_by(col(Conversation.id).desc())
+            .limit(limit)
+        )
+        with off_loop():  # a scan of the conversations' tags: not on the event loop
+            return [cid for cid in (await self.session.exec(stmt)).all() if cid is not None]
+
 
 class PersonRepo(_Repo):
     """People and their platform identities.
@@ -446,6 +543,30 @@ class PersonRepo(_Repo):
             return {}
         stmt = select(Person.id, Person.name).where(col(Person.id).in_(ids))
         return {pid: name for pid, name in (await self.session.exec(stmt)).all() if pid is not None}
+
+    async def many(self, person_ids: Iterable[int]) -> dict[int, tuple[Person, list[Identity]]]:
+        """People by id, each with their accounts (one query)."""
+        ids = sorted(set(person_ids))
+        if not ids:
+            return {}
+        stmt = select(Person, Identity).outerjoin(Identity, col(Identity.person_id) == Person.id).where(col(Person.id).in_(ids))
+        found: dict[int, tuple[Person, list[Identity]]] = {}
+        for person, identity in (await self.session.exec(stmt)).all():
+            entry = found.setdefault(person.id, (person, []))  # type: ignore[arg-type]
+            if identity is not None:
+                entry[1].append(identity)
+        return found
+
+    async def declaring(self) -> list[Person]:
+        """Everyone who has declared a topic (`expert add …`)."""
+        stmt = select(Person).where(cast(Person.expertise, String) != "[]").order_by(col(Person.id))
+        return [p for p in (await self.session.exec(stmt)).all() if p.expertise]
+
+    async def declare(self, person: Person, topics: Sequence[str]) -> None:
+        """Set the topics a person says they know about."""
+        person.expertise = list(topics)
+        self.session.add(person)
+        await self.session.flush()
 
     async def identities(self, person_id: int) -> list[Identity]:
         """Every platform account of a person."""
@@ -602,14 +723,20 @@ class PersonRepo(_Repo):
         for table, column in _PERSON_REFERENCES:
             await self.session.exec(update(table).where(table.c[column] == old).values({column: new}))
         email = person.email
+        topics = [t for t in person.expertise or [] if t not in (into.expertise or [])]
         await self.session.delete(person)
         await self.session.flush()
         if email and not into.email:
             into.email = email
+        if topics:  # what one account declared, the person declared
+            into.expertise = [*(into.expertise or []), *topics]
         logger.info("people %s and %s are one person (accounts linked); kept %s", old, new, new)
 
-    async def configure(self, *, key: str, name: str, email: str | None, accounts: Sequence[tuple[str, str]]) -> Person:
-        """Make one `[people.<key>]` entry of the config true: its accounts and email are one person."""
+    async def configure(
+        self, *, key: str, name: str, email: str | None, accounts: Sequence[tuple[str, str]], department: str | None = None
+    ) -> Person:
+        """Make one `[people.<key>]` entry of the config true: its accounts and email are one person, of
+        `department` (the one they belong to; None: not said)."""
         email = (email or "").strip().lower() or None
         candidates: list[Person] = []
         for platform, user_id in [("config", key), *accounts]:
@@ -634,6 +761,7 @@ class PersonRepo(_Repo):
             person.name = name
         if email:
             person.email = email
+        person.department = department
         for platform, user_id in [("config", key), *accounts]:
             stmt = (
                 _insert(self.session, Identity)
@@ -912,6 +1040,24 @@ class EventRepo(_Repo):
         if events:
             await self.session.exec(_EVENT_INSERT, params=list(events))
 
+    async def contributions(
+        self, conversation_ids: Sequence[int], *, kinds: Sequence[str]
+    ) -> list[tuple[int, str, int, datetime]]:
+        """(person id, kind, conversation id, last time) of what people did to these conversations,
+        one row per person, kind and conversation (aggregated here, from the conversation index)."""
+        if not conversation_ids:
+            return []
+        stmt = (
+            select(Event.actor_id, Event.kind, Event.conversation_id, func.max(Event.at))
+            .where(
+                col(Event.conversation_id).in_(list(conversation_ids)),
+                col(Event.kind).in_(list(kinds)),
+                col(Event.actor_id).is_not(None),
+            )
+            .group_by(col(Event.actor_id), col(Event.kind), col(Event.conversation_id))
+        )
+        return [(a, k, c, at) for a, k, c, at in (await self.session.exec(stmt)).all()]  # type: ignore[misc]
+
     async def for_conversation(self, conversation_id: int) -> list[Event]:
         """A conversation's history, oldest first."""
         stmt = select(Event).where(Event.conversation_id == conversation_id).order_by(col(Event.id))
@@ -1168,7 +1314,9 @@ class DeliveryRepo(_Repo):
         self, delivery_id: int, *, holder: str, now: datetime, lease: timedelta, renew: Sequence[int] = ()
     ) -> bool:
         """Just before a send: True if `holder` still holds the delivery's lease (renewed, and the send
-        marked attempted); False if the lease expired and may be another worker's now. The rest of
+        marked attempted, keeping the time of an earlier attempt whose outcome is still unknown, so the
+        sender's look for a copy it may have posted starts there); False if the lease expired and may be
+        another worker's now. The rest of
         the holder's batch (`renew`) gets its lease renewed too, so a long batch keeps its tail."""
         until = now + lease
         mine = and_(col(Delivery.status) == "pending", col(Delivery.holder) == holder, col(Delivery.locked_until) >= now)
@@ -1176,7 +1324,7 @@ class DeliveryRepo(_Repo):
             await self.session.exec(
                 update(Delivery)
                 .where(col(Delivery.id) == delivery_id, mine)
-                .values(locked_until=until, attempted_at=now)
+                .values(locked_until=until, attempted_at=func.coalesce(col(Delivery.attempted_at), now))
                 .execution_options(synchronize_session=False)
             )
         ).rowcount

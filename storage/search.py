@@ -2,7 +2,7 @@
 
 The document of a conversation holds its title, the customer's text, the author (name and
 handle), its notes and its replies. It follows the rows by itself: SQL triggers created by the
-migration (0010) rebuild a conversation's document when the conversation's words change
+migration (0012) rebuild a conversation's document when the conversation's words change
 (ingest, erasure), or when one of its notes or replies is written or removed. Every write path
 (the repositories, erasure, `db copy`, the demo reset) keeps it in sync without knowing it.
 

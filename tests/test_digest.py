@@ -223,6 +223,7 @@ async def test_the_digest_notice_says_it_in_plain_lines(week) -> None:
         "warehouse: 1 person (walt) — 1 claimed, 1 replied, 1 resolved",
         "hr: 1 person (hana) — 1 replied, 1 noted",
         "unassigned: 1 person (ursula) — 2 noted",
+        "Helped outside their department: walt (warehouse) 3 times, hana (hr) 2 times",
     )
     assert all("\n" not in line for line in notice.lines)
     assert notice.links[0] == (f"#{ids['P1']}", "https://reviews.example.com/P1")

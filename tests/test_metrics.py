@@ -83,6 +83,14 @@ async def test_the_counters_move_as_the_story_runs(tmp_path: Path) -> None:
         assert value(now, "unsilo_outbox_backlog", platform="teams") == 1
         assert value(now, "unsilo_store_up") == 1
 
+        # A post reported from chat, twice: counted as its report source's items, like a feed's.
+        for _ in range(2):
+            status, _ = await h.mention("report https://forum.example/p/9 the lid cracked on day two", user="aad-alice")
+            assert status in (200, 201)
+        reported = await scrape(h)
+        assert value(reported, "unsilo_items_ingested_total", source="teams-report", outcome="new") == 1
+        assert value(reported, "unsilo_items_ingested_total", source="teams-report", outcome="duplicate") == 1
+
         # The outbox posts the card on both platforms.
         await h.deliver()
         now = await scrape(h)

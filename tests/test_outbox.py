@@ -89,6 +89,51 @@ async def test_a_worker_that_dies_mid_send_leaves_the_delivery_to_another_after_
     assert len(survivor.jobs) == 1
 
 
+async def test_a_send_after_two_crashes_still_looks_back_to_the_first_post(container) -> None:
+    """Worker 1 posts the card and is killed before recording it; worker 2 takes it over and is killed
+    too (after finding and updating that copy); then a rate limit refuses worker 3. Whoever sends next
+    must look for a copy from the FIRST attempt on: a window that starts at a later attempt misses the
+    post and puts a second copy in the channel (seen in the kill -9 soak)."""
+    clock = FakeClock()
+    container.clock = clock
+    await container.ingest([make_incoming(source="feed", external_id="1", text="nice day")])  # triage only
+    seen: list[Job] = []
+
+    class Killed:
+        """Does its send, then the process dies before the outcome is recorded."""
+
+        async def send(self, job: Job) -> Sent:
+            seen.append(job)
+            raise KeyboardInterrupt
+
+    def worker(sender: object):
+        return container.worker().__class__(container.uow, {"log": sender}, lease=timedelta(seconds=60))
+
+    with pytest.raises(KeyboardInterrupt):
+        await worker(Killed()).run_once()  # posted, never recorded
+    first_attempt = (await rows(container, Delivery))[0].attempted_at
+    assert first_attempt is not None and seen[0].attempted_at is None  # nothing to look for the first time
+    clock.advance(seconds=61)
+    with pytest.raises(KeyboardInterrupt):
+        await worker(Killed()).run_once()  # looked, updated that copy, killed again
+    assert seen[1].attempted_at == first_attempt
+    clock.advance(seconds=61)
+
+    class Limited:
+        async def send(self, job: Job) -> Sent:
+            seen.append(job)
+            raise RetryLater(5)  # a 429: this attempt posted nothing
+
+    assert await worker(Limited()).run_once() == 1
+    assert seen[2].attempted_at == first_attempt  # from the first post on, not from the second worker's try
+    (row,) = await rows(container, Delivery)
+    assert row.status == "pending" and row.attempted_at == first_attempt, "the unknown first post still stands"
+    clock.advance(seconds=6)
+    last = Recorder()
+    assert await worker(last).run_once() == 1
+    assert [j.attempted_at for j in last.jobs] == [first_attempt]  # looks back to the first post, not to the 429
+
+
 async def test_retry_after_is_honoured_and_errors_back_off_until_they_give_up(container) -> None:
     clock = FakeClock()
     container.clock = clock

@@ -15,13 +15,17 @@ from datetime import timedelta
 import pytest
 from aiohttp import web
 
+from adapters.slack.render import card_message
 from adapters.sources.webhooks import sign
+from adapters.teams.render import card as teams_card
 from bot import commands as c
 from bot.bootstrap import Container
 from bot.domain import Forbidden, IllegalTransition, NotFound
 from bot.ingest import make_incoming
+from bot.terminal import card_lines
 from tests.conftest import FakeClock
 from tests.standins import serve
+from tests.test_teams import card_text
 
 SECRET = "s3cret-for-replies"
 ALICE = c.Actor("slack", "alice", "Alice")  # support agent, writes the replies
@@ -151,7 +155,13 @@ async def test_a_rejected_reply_is_never_sent(store: tuple[Container, FakeClock]
         await container.bus.handle(c.ReplyToCustomer(cid, ALICE, "second thoughts"))
     rejected = await container.bus.handle(c.RejectReply(cid, DANA, "Tone: never write this to a customer"))
     assert rejected is not None and rejected.card is not None
-    assert "never write this" in rejected.card.reply_note
+    said = "Reply rejected by Dana: Tone: never write this to a customer"
+    assert rejected.card.reply_note == said
+    shown = (await container.bus.handle(c.Show(cid, ALICE))).card  # read afresh: the rejecter named from the store
+    assert shown is not None and shown.reply_note == said
+    assert said in json.dumps(card_message(shown)["blocks"], ensure_ascii=False)
+    assert said in card_text(teams_card(shown, outcomes=()))
+    assert any(said in line for line in card_lines(shown))
     await _deliver(container, clock)
     assert receiver.requests == []
     assert await _reply_status(container, cid) == "rejected"

@@ -329,7 +329,7 @@ async def test_a_sensitive_reply_is_held_until_a_manager_decides_from_the_card(s
         reply = await uow.replies.latest(cid)
     assert reply is not None and (reply.status, reply.decision_reason) == ("rejected", "Legal must word this")
     card = _card_of(slack, cid)
-    assert "Reply rejected by an approver: Legal must word this" in card and "unsilo:approve" not in card
+    assert "Reply rejected by umanager: Legal must word this" in card and "unsilo:approve" not in card, card
 
 
 class Crash(BaseException):

@@ -393,7 +393,9 @@ class SlackBot:
 
     # Buttons -----------------------------------------------------------------------
 
-    async def on_button(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
+    async def on_button(
+        self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
+    ) -> None:
         """Ack at once, then open the modal it asks for at once, or carry out the click once the requests
         being answered are (`AnswersFirst.turn`: other clicks' acks go first, for at most a moment)."""
         await ack()
@@ -401,6 +403,9 @@ class SlackBot:
         channel = _ref(body.get("channel")) or _ref(body.get("container"), "channel_id")
         tell = partial(self._ephemeral, client, channel, user)
         waiting = _Waiting(partial(tell, {"text": STORE_WAIT}))
+        if codec.is_action(action.get("value") or ""):  # a button on an answer (e.g. Erase under a dry run)
+            await self.on_answer_button(body, action, tell=tell, waiting=waiting, respond=respond)
+            return
         try:
             name, conversation_id = codec.decode(action.get("value") or "")
             if name == codec.OPEN:
@@ -425,6 +430,36 @@ class SlackBot:
         outcome = await self.carry_out(command, waiting=waiting)
         if not isinstance(outcome, Done) or waiting.called:  # when kept waiting, they were told: now what became of it
             await tell(said(outcome))
+
+    async def on_answer_button(
+        self,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        *,
+        tell: Callable[[dict[str, Any]], Awaitable[None]],
+        waiting: _Waiting,
+        respond: AsyncRespond,
+    ) -> None:
+        """A click on an answer's own button (acked already): its command, carried out (the core checks it
+        again, as if typed). What was done replaces the answer (so its button is gone); a refusal, or an
+        answer that can no longer be replaced (its `response_url` used up), comes as a new ephemeral."""
+        await self.answers.turn()
+        user = body["user"]["id"]
+        try:
+            command = codec.action_command(action.get("value") or "", await self.actor(user, body["user"].get("name")))
+        except DomainError as exc:
+            await tell(said(Refused.of(exc)))
+            return
+        outcome = await self.carry_out(command, waiting=waiting)
+        if isinstance(outcome, Done) and body.get("response_url"):
+            try:
+                replaced = await respond(replace_original=True, response_type="ephemeral", **said(outcome))
+                if replaced.status_code == 200:
+                    return
+                logger.info("could not replace the answer for %s (HTTP %s); telling them anew", user, replaced.status_code)
+            except Exception as exc:  # noqa: BLE001 - Slack took the click; say what was done another way
+                logger.info("could not replace the answer for %s (%r); telling them anew", user, exc)
+        await tell(said(outcome))
 
     async def _ephemeral(self, client: AsyncWebClient, channel: str | None, user: str, message: dict[str, Any]) -> None:
         """A message only `user` sees in `channel` (nothing when the click came from nowhere we can post)."""

@@ -19,8 +19,10 @@ from bot import codec
 from bot.views import (
     ELLIPSIS,
     SEEN_BEFORE,
+    Action,
     Button,
     Card,
+    Confirm,
     Fact,
     HistoryLine,
     Listing,
@@ -56,6 +58,7 @@ MAX_OPTIONS = 100
 MAX_OPTION_TEXT = 75
 MAX_OPTION_VALUE = 150
 MAX_METADATA = 3000
+MAX_CONFIRM_TITLE, MAX_CONFIRM_TEXT, MAX_CONFIRM_BUTTON = 100, 300, 30  # a button's confirmation dialog
 
 # Our own, shorter caps so one field cannot crowd out the others.
 MAX_TITLE = 250
@@ -212,6 +215,38 @@ def _actions(buttons: Sequence[Button]) -> dict[str, Any] | None:
         seen.add(element["action_id"])
         elements.append(element)
     return {"type": "actions", "elements": elements[:MAX_ACTIONS]} if elements else None
+
+
+def _confirm(confirm: Confirm) -> dict[str, Any]:
+    """Block Kit's confirmation dialog object: Slack asks it before the click is sent."""
+    return {
+        "title": _plain(confirm.title, MAX_CONFIRM_TITLE),
+        "text": _plain(confirm.text, MAX_CONFIRM_TEXT),
+        "confirm": _plain(confirm.yes, MAX_CONFIRM_BUTTON),
+        "deny": _plain(confirm.no, MAX_CONFIRM_BUTTON),
+        "style": "danger",
+    }
+
+
+def _answer_actions(actions: Sequence[Action]) -> dict[str, Any] | None:
+    """An actions block of an answer's own buttons (`Result.actions`), or None if none fits."""
+    elements: list[dict[str, Any]] = []
+    for index, action in enumerate(actions[:MAX_ACTIONS]):
+        element: dict[str, Any] = {
+            "type": "button",
+            "text": _plain(action.label, MAX_BUTTON_TEXT),
+            "action_id": f"{ACTION_PREFIX}{action.verb}:answer{index}",
+            "value": codec.encode_action(action),
+        }
+        if units(element["action_id"]) > MAX_ID or units(element["value"]) > MAX_BUTTON_VALUE:
+            logger.warning("answer button %s exceeds Slack's id/value limits; left out", action.verb)
+            continue
+        if action.style in _STYLES:
+            element["style"] = _STYLES[action.style]
+        if action.confirm is not None:
+            element["confirm"] = _confirm(action.confirm)
+        elements.append(element)
+    return {"type": "actions", "elements": elements} if elements else None
 
 
 # --- cards -------------------------------------------------------------------------
@@ -400,6 +435,9 @@ def result_message(result: Result) -> dict[str, Any]:
         blocks += _card_blocks(result.card)
     if result.history:
         blocks.append(_history(result.history))
+    answer_actions = _answer_actions(result.actions)
+    if answer_actions is not None:  # last, and kept when the blocks are cut to Slack's limit
+        blocks = [*blocks[: MAX_MESSAGE_BLOCKS - 1], answer_actions]
     fallback = _cut(text, MAX_FALLBACK_TEXT) or (_fallback(result.card) if result.card else "Done.")
     return {"text": fallback, "blocks": blocks[:MAX_MESSAGE_BLOCKS] or [_section(fallback)]}
 

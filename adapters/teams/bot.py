@@ -354,6 +354,8 @@ class UnsiloTeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder 
         data = {**(action.get("data") or {}), "cmd": action.get("verb") or (action.get("data") or {}).get("cmd")}
         actor = actor_of(activity)
         actor = c.Actor(actor.platform, actor.user_id, actor.name, email=self.directory.cached(actor.user_id))
+        if codec.is_action(data):  # a button on an answer (e.g. Erase under a dry run)
+            return await self.answer_action(data, actor)
         try:
             verb, conversation_id = codec.decode(data)
         except InvalidInput as exc:  # not one of our buttons (or a damaged one): keep the card, say why
@@ -364,6 +366,20 @@ class UnsiloTeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder 
             link = render.message_link(channel_of(activity), copy.live_message_id, tenant_id=tenant_of(activity))
             return render.refreshed_invoke_body(render.duplicate_card(conversation_id, link=link, said=said))
         return render.refreshed_invoke_body(render.result_card(shown, outcomes=self.outcomes))
+
+    async def answer_action(self, data: dict[str, Any], actor: c.Actor) -> dict[str, Any]:
+        """An answer's own button: its command carried out (the core checks it again, as if typed); the answer
+        card is replaced by what was done, or keeps its place with the refusal shown."""
+        try:
+            command = codec.action_command(data, actor)
+        except InvalidInput as exc:
+            return render.message_invoke_body(exc.message)
+        outcome = await attempt(self.bus, command)
+        if isinstance(outcome, Refused):
+            return render.message_invoke_body(refusal_text(outcome.error))
+        if isinstance(outcome, Failed) or outcome.result is None:
+            return render.message_invoke_body(SORRY)
+        return render.refreshed_invoke_body(render.result_card(outcome.result, outcomes=self.outcomes))
 
     async def _clicked_copy(
         self, activity: Activity, data: dict[str, Any], conversation_id: int, actor: c.Actor

@@ -21,6 +21,7 @@ from bot.views import (
     ELLIPSIS,
     FSI,
     PDI,
+    Action,
     Button,
     Card,
     Fact,
@@ -297,6 +298,23 @@ def _action(button: Button, choices: Mapping[str, Sequence[str]]) -> dict[str, A
             body.append(_text_input(button.verb, wanted))
     inner = {"type": "AdaptiveCard", "body": body, "actions": [_execute(button, button.submit or button.label, style)]}
     return {"type": "Action.ShowCard", "title": title, "card": inner}
+
+
+def _answer_action(action: Action) -> dict[str, Any]:
+    """An answer's own button (`Result.actions`): `Action.Execute` with its command; one to be confirmed
+    shows its question and the confirming `Action.Execute` in the card first (`Action.ShowCard`)."""
+    title = _cut(printable(action.label).strip() or action.verb, MAX_ACTION_TITLE)
+    execute: dict[str, Any] = {"type": "Action.Execute", "title": title, "verb": action.verb, "data": codec.action_data(action)}
+    if action.style in _STYLES:
+        execute["style"] = _STYLES[action.style]
+    if action.confirm is None:
+        return execute
+    question = [
+        _rich(_run(safe(action.confirm.title, MAX_TITLE), weight="bolder")),
+        _rich(_run(safe(action.confirm.text, MAX_FIELD))),
+    ]
+    yes = {**execute, "title": _cut(printable(action.confirm.yes).strip() or title, MAX_ACTION_TITLE)}
+    return {"type": "Action.ShowCard", "title": title, "card": {"type": "AdaptiveCard", "body": question, "actions": [yes]}}
 
 
 def _rank(button: Button) -> tuple[int, int]:
@@ -628,6 +646,7 @@ def result_card(result: Result, *, outcomes: Sequence[str]) -> dict[str, Any]:
         actions = _actions(result.card.buttons, outcomes)
     if result.history:
         body += _history(result.history)
+    actions = [*actions, *(_answer_action(a) for a in result.actions)][:MAX_ACTIONS]
     return _envelope(body or [_text_block("Done.")], actions)
 
 

@@ -1,7 +1,7 @@
 """a full-text index of conversations, and each conversation's "seen before" list
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-01 20:00:00
 
 SQLite: an FTS5 table `conversation_fts` (porter stemming) with its vocabulary, and a probe table
@@ -20,8 +20,8 @@ from alembic import op
 
 from storage import search
 
-revision: str = '0010'
-down_revision: str | None = '0009'
+revision: str = '0012'
+down_revision: str | None = '0011'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
