@@ -123,10 +123,18 @@ PG_SCHEMA = (
     f"CREATE TABLE {PG_TABLE} (conversation_id integer PRIMARY KEY REFERENCES conversation(id) ON DELETE CASCADE, "
     "document tsvector NOT NULL)",
     f"CREATE INDEX ix_{PG_TABLE}_document ON {PG_TABLE} USING gin (document)",
+    # An upsert, not delete-then-insert: two transactions adding a reply or a note to one conversation at
+    # once both found no row to delete and both inserted, and the second failed on the primary key.
     f"""CREATE OR REPLACE FUNCTION unsilo_search_refresh(cid integer) RETURNS void LANGUAGE plpgsql AS $$
+    DECLARE doc tsvector;
     BEGIN
-        DELETE FROM {PG_TABLE} WHERE conversation_id = cid;
-        INSERT INTO {PG_TABLE} (conversation_id, document) SELECT cid, doc FROM ({_PG_DOCUMENT}) AS d(doc);
+        SELECT d INTO doc FROM ({_PG_DOCUMENT}) AS x(d);
+        IF doc IS NULL THEN
+            DELETE FROM {PG_TABLE} WHERE conversation_id = cid;
+        ELSE
+            INSERT INTO {PG_TABLE} (conversation_id, document) VALUES (cid, doc)
+            ON CONFLICT (conversation_id) DO UPDATE SET document = EXCLUDED.document;
+        END IF;
     END $$""",
     """CREATE OR REPLACE FUNCTION unsilo_search_conversation() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN PERFORM unsilo_search_refresh(NEW.id); RETURN NULL; END $$""",
