@@ -557,6 +557,7 @@ EVENT_WORDS = {
     "reply_failed": "could not deliver the reply",
     "reminded": "reminded the owner",
     "erased": "erased the customer's data",
+    "asked": "asked for help",
 }
 
 
@@ -591,6 +592,8 @@ def history_for(
             detail = data.get("error", "")
         elif event.kind == "resolved":
             detail = data.get("outcome", "") + (f": {data['text']}" if data.get("text") else "")
+        elif event.kind == "asked":
+            detail = str(data.get("name", ""))
         elif event.kind == "reassigned":
             detail = f"to {data.get('to', '')}"
         elif event.kind in ("ingested", "reported"):

@@ -79,9 +79,9 @@ async def _handled_before(h: TeamsHarness) -> None:
 
 
 async def test_a_slack_card_suggests_a_teams_and_a_slack_person_and_ask_reaches_each_on_their_platform(
-    tmp_path: Path,
+    tmp_path: Path, database_url: str
 ) -> None:
-    async with running_teams(tmp_path, with_slack=True, config=CONFIG) as h:
+    async with running_teams(tmp_path, with_slack=True, config=CONFIG, database_url=database_url) as h:
         assert h.slack is not None
         status, _ = await h.mention("link legal", user="aad-admin")  # Unsilo is in a Teams channel (legal's)
         assert status in (200, 201)
@@ -150,6 +150,12 @@ async def test_a_slack_card_suggests_a_teams_and_a_slack_person_and_ask_reaches_
             {"type": "mention", "text": "<at>Dana</at>", "mentioned": {"id": "aad-dana", "name": "Dana"}}
         ]
         assert any(a.get("url") == "https://reviews.example.com/r/new" for a in content.get("actions", []))
+
+        history = (await h.container.bus.handle(c.Show(cid, SAM))).history
+        assert [(x.actor, x.kind, x.detail) for x in history if x.event == "asked"] == [
+            ("ubob", "asked for help", "Dana"),
+            ("ubob", "asked for help", "Sam"),
+        ]  # in the card's order
 
         # Asking again pings nobody, and says so; a name not suggested is refused with who is.
         sends = len(h.connector.calls_to("send")) + len(h.slack.calls_to("chat.postMessage"))
