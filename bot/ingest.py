@@ -384,6 +384,7 @@ async def store_items(
     await uow.conversations.link_departments(links)
     await uow.events.add_many(events)
     if report.new_ids:
-        await seenbefore.record(uow, report.new_ids)  # "seen before" on the cards, in the same transaction
-        await suggest.record(uow, routed_to)  # who to ask, from those "seen before" (same transaction)
+        # "Seen before" on the cards, then who to ask from those conversations: in the same transaction.
+        if await seenbefore.record(uow, report.new_ids):
+            await suggest.record(uow, routed_to)
     return report
