@@ -171,3 +171,18 @@ async def test_a_slack_card_suggests_a_teams_and_a_slack_person_and_ask_reaches_
         in_legal = await h.container.bus.handle(c.Show(legal, MANAGER))
         assert in_legal.card is not None
         assert [f.value for f in in_legal.card.facts if f.label == views.ASK] == ["Sam (ops): replied to 2 similar"]
+
+        # Ask on Teams (its card is in legal's Teams channel too): Sam is mentioned under its Slack copy.
+        await h.deliver()
+        slack_copy = h.slack.messages("C0SUPPORT")[-1]
+        from adapters.teams import render as teams_render
+
+        card_json = teams_render.card(in_legal.card, outcomes=h.container.config.outcomes)
+        typed = {teams_render.input_id("ask", "person"): "sam"}
+        code, answer = await h.click(card_json, "ask", f"17000{legal:08d}", user="aad-manager", name="Maria", **typed)
+        assert code == 200 and "Asked for help with" in json.dumps(answer["value"])
+        await h.deliver()
+        under = [
+            m for m in h.slack.messages("C0SUPPORT") if m.get("thread_ts") == slack_copy["ts"] and m["ts"] != slack_copy["ts"]
+        ]
+        assert len(under) == 1 and "<@USAM>" in under[0]["text"] and "Maria asks for your help" in under[0]["text"]
