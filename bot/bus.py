@@ -13,6 +13,7 @@ from bot.outbox import commit_with_deliveries
 from bot.policy import Context
 from bot.views import Card, Result
 from handlers._common import card
+from handlers.ask import handle_ask
 from handlers.claim import handle_claim, handle_reassign, handle_release
 from handlers.digest import handle_digest, handle_stats
 from handlers.erase import handle_erase
@@ -38,6 +39,7 @@ HANDLERS: dict[type, Callable[..., Awaitable[Result]]] = {
     c.Release: handle_release,
     c.Reassign: handle_reassign,
     c.AddNote: handle_note,
+    c.Ask: handle_ask,
     c.ReplyToCustomer: handle_reply,
     c.Resolve: handle_resolve,
     c.Dismiss: handle_dismiss,

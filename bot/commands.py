@@ -58,6 +58,15 @@ class AddNote:
 
 
 @dataclass(frozen=True)
+class Ask:
+    """Ask the people suggested on a conversation's card for help (`person`: one of them by name; "": all)."""
+
+    conversation_id: int
+    actor: Actor
+    person: str = ""
+
+
+@dataclass(frozen=True)
 class ReplyToCustomer:
     """An answer to the customer, credited to the actor."""
 
@@ -340,4 +349,5 @@ Command = (
     | DeclareExpertise
     | ShowExpertise
     | WhoKnows
+    | Ask
 )

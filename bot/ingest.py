@@ -20,7 +20,7 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin
 
-from bot import seenbefore
+from bot import seenbefore, suggest
 from bot.domain import InvalidInput
 from bot.routing import Router
 from storage.uow import UnitOfWork
@@ -360,6 +360,7 @@ async def store_items(
     inserted = await uow.conversations.add_many(rows)
     links: list[tuple[int, int]] = []
     events: list[dict[str, Any]] = []
+    routed_to: dict[int, list[str]] = {}
     for key in unique:
         new_id = inserted.get(f"{key[0]}\x00{key[1]}")
         if new_id is None:
@@ -367,6 +368,7 @@ async def store_items(
             continue
         targets, routed = routes[key]
         links.extend((new_id, departments[name]) for name in targets)
+        routed_to[new_id] = list(targets)
         events.append(
             {
                 "conversation_id": new_id,
@@ -382,5 +384,7 @@ async def store_items(
     await uow.conversations.link_departments(links)
     await uow.events.add_many(events)
     if report.new_ids:
-        await seenbefore.record(uow, report.new_ids)  # "seen before" on the cards, in the same transaction
+        # "Seen before" on the cards, then who to ask from those conversations: in the same transaction.
+        if await seenbefore.record(uow, report.new_ids):
+            await suggest.record(uow, routed_to)
     return report

@@ -41,6 +41,7 @@ CARD_FIELDS = (
     "reply_note",
     "snippet",
     "seen_before",
+    "suggested",
     "earlier",
     "earlier_count",
 )
@@ -114,6 +115,16 @@ def card_json(card: Card) -> dict[str, Any]:
         "reply_note": card.reply_note,
         "snippet": [{"text": text, "matched": matched} for text, matched in card.snippet],
         "seen_before": [{"id": s.id, "outcome": s.outcome, "by": s.by, "reply": s.reply} for s in card.seen_before],
+        "suggested": [
+            {
+                "person_id": s.person_id,
+                "name": s.name,
+                "departments": list(s.departments),
+                "resolved": s.resolved,
+                "replied": s.replied,
+            }
+            for s in card.suggested
+        ],
         "earlier": [{"id": cid, "status": status} for cid, status in card.earlier],
         "earlier_count": card.earlier_count,
     }

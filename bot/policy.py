@@ -15,7 +15,7 @@ from storage.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
-ANYONE = frozenset({"claim", "note", "show", "queue", "search", "report"})
+ANYONE = frozenset({"claim", "note", "show", "queue", "search", "report", "ask"})
 OWNER_OR_MANAGER = frozenset({"reply", "resolve", "release"})
 MANAGER = frozenset({"reassign", "dismiss"})
 

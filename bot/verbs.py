@@ -81,7 +81,8 @@ class Verb:
     `menu` are the platforms' command menus it is listed in ("channel": team channels and
     group chats, "personal": the person's chat with the app); `hint` its example in the one-line
     usage hint of a slash command (none: not in it). `cli`: a verb with `parse` that the CLI offers
-    as `unsilo NAME words… --as NAME`, read by the same `parse`.
+    as `unsilo NAME words… --as NAME`, read by the same `parse`. `needs`: the conversation's field that
+    must be non-empty for its button to show (Ask: the people suggested on the card).
     """
 
     name: str
@@ -102,6 +103,7 @@ class Verb:
     menu_description: str = ""
     hint: str = ""
     cli: bool = False
+    needs: str = ""
 
     @property
     def syntax(self) -> str:
@@ -342,6 +344,26 @@ TABLE: tuple[Verb, ...] = (
         on=_EVERY,
         priority=60,
         menu=("channel", "personal"),
+    ),
+    Verb(
+        "ask",
+        "ask #42 [name] — ask the people suggested on its card for help (mentioned in its thread, or sent a message)",
+        label="Ask",
+        build=lambda cid, actor, f: c.Ask(cid, actor, f["person"]),
+        inputs=(
+            Input(
+                "person",
+                "Who? (empty: everyone suggested)",
+                placeholder="A name from the card's “Ask” line",
+                required=False,
+                multiline=False,
+            ),
+        ),
+        title="Ask for help with #{id}",
+        submit="Ask",
+        on=_ACTIVE,
+        needs="suggested",
+        priority=65,
     ),
     Verb(
         "resolve",

@@ -180,6 +180,7 @@ class Card:
     # A search's snippet: (text, matched) segments of plain, untrusted text; renderers mark the matched ones.
     snippet: tuple[tuple[str, bool], ...] = ()
     seen_before: tuple[SeenBefore, ...] = ()  # resolved conversations most like this one, best first
+    suggested: tuple[Suggested, ...] = ()  # people outside its departments to ask (`bot.suggest`), best first
     earlier: tuple[tuple[int, str], ...] = ()  # the author's newest earlier conversations: (id, status)
     earlier_count: int | None = None  # how many earlier conversations the author has in all (None: not read, in lists)
     facts: tuple[Fact, ...] = field(init=False, repr=False, compare=False)
@@ -252,6 +253,45 @@ class SeenBefore:
 SEEN_BEFORE = "Seen before:"
 
 
+@dataclass(frozen=True)
+class Suggested:
+    """Someone outside a conversation's departments to ask about it, and why: how many conversations like
+    it they resolved and replied to (`bot.suggest`)."""
+
+    person_id: int
+    name: str
+    departments: tuple[str, ...] = ()
+    resolved: int = 0
+    replied: int = 0
+
+    def described(self) -> str:
+        """`Dana (legal): resolved 6 similar` (plain text)."""
+        where = f" ({', '.join(self.departments)})" if self.departments else ""
+        did = [f"resolved {self.resolved}"] if self.resolved else []
+        did += [f"replied to {self.replied}"] if self.replied else []
+        return f"{display_name(self.name)}{where}: {' and '.join(did)} similar"
+
+
+ASK = "Ask"
+
+
+def suggested_of(conversation: Conversation) -> tuple[Suggested, ...]:
+    """The stored suggestions of a conversation (`bot.suggest`), as the card shows them."""
+    found = []
+    for item in conversation.suggested or []:
+        if isinstance(item, dict) and isinstance(item.get("person_id"), int):
+            found.append(
+                Suggested(
+                    item["person_id"],
+                    str(item.get("name") or ""),
+                    tuple(str(d) for d in item.get("departments") or () if d),
+                    int(item.get("resolved") or 0),
+                    int(item.get("replied") or 0),
+                )
+            )
+    return tuple(found)
+
+
 def seen_before_of(conversation: Conversation) -> tuple[SeenBefore, ...]:
     """The stored "seen before" list of a conversation (`storage.search`), as the card shows it."""
     found = []
@@ -279,6 +319,8 @@ def _facts(card: Card) -> tuple[Fact, ...]:
         facts.append(Fact("Outcome:", card.outcome or ""))
     if card.seen_before:
         facts.append(Fact(SEEN_BEFORE, ", ".join(s.described() for s in card.seen_before)))
+    if card.status not in (Status.RESOLVED, Status.DISMISSED):  # who to ask, while there is something to ask
+        facts.extend(Fact(ASK, s.described()) for s in card.suggested)
     return tuple(facts)
 
 
@@ -398,7 +440,8 @@ def buttons_for(conversation: Conversation, reply: Reply | None = None) -> tuple
     shown = [
         button(verb, conversation.id, status=conversation.status)
         for verb in verbs.on_cards()
-        if conversation.status in verb.on or (reply_status is not None and reply_status in verb.on_reply)
+        if (conversation.status in verb.on or (reply_status is not None and reply_status in verb.on_reply))
+        and (not verb.needs or getattr(conversation, verb.needs, None))
     ]
     if conversation.url:
         shown.append(Button(OPEN_ORIGINAL, verbs.OPEN, conversation.id, url=conversation.url, priority=OPEN_PRIORITY))
@@ -488,6 +531,7 @@ def card_for(
         earlier_count=(0 if erased else earlier[0]) if earlier is not None else None,
         snippet=snippet,
         seen_before=() if erased else seen_before_of(conversation),
+        suggested=() if erased else suggested_of(conversation),
     )
 
 
@@ -513,6 +557,7 @@ EVENT_WORDS = {
     "reply_failed": "could not deliver the reply",
     "reminded": "reminded the owner",
     "erased": "erased the customer's data",
+    "asked": "asked for help",
 }
 
 
@@ -547,6 +592,8 @@ def history_for(
             detail = data.get("error", "")
         elif event.kind == "resolved":
             detail = data.get("outcome", "") + (f": {data['text']}" if data.get("text") else "")
+        elif event.kind == "asked":
+            detail = str(data.get("name", ""))
         elif event.kind == "reassigned":
             detail = f"to {data.get('to', '')}"
         elif event.kind in ("ingested", "reported"):

@@ -10,17 +10,15 @@ and every department count as one person.
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot import search as search_query
 from bot.commands import DeclareExpertise, ShowExpertise, WhoKnows
 from bot.domain import InvalidInput
-from bot.policy import Context, identify, keys_of
+from bot.expertise import WEIGHTS, Evidence, departments_of, weigh
+from bot.policy import Context, identify
 from bot.views import Notice, Result, display_name, storable
 from handlers._common import log_event
-from storage.models import Department, Identity, Person
 from storage.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -32,8 +30,6 @@ MAX_WORD = 64
 MATCHED = 500  # the conversations matching a question that are weighed (the search's first, and the newest by tag)
 LISTED = 5  # people in an answer
 
-#: What each kind of event says about someone's knowledge of a conversation's topic (once per conversation).
-WEIGHTS = {"resolved": 3.0, "replied": 2.0, "reply_approved": 1.5, "noted": 1.0}
 DECLARED = 4.0  # a declared topic: less than two recent resolutions
 #: How the evidence reads, in the order it is given.
 EVIDENCE = {"resolved": "resolved", "replied": "replied to", "reply_approved": "approved replies on", "noted": "noted on"}
@@ -96,14 +92,6 @@ async def handle_show_expertise(cmd: ShowExpertise, uow: UnitOfWork, *, ctx: Con
     return Result(f"Your topics: {_listed(topics)}")
 
 
-@dataclass
-class _Evidence:
-    score: float = 0.0
-    counts: Counter[str] = field(default_factory=Counter)
-    last: dict[str, datetime] = field(default_factory=dict)
-    declared: list[str] = field(default_factory=list)
-
-
 def _ago(now: datetime, at: datetime) -> str:
     days = int((now - at).total_seconds() // 86400)
     if days <= 0:
@@ -113,7 +101,7 @@ def _ago(now: datetime, at: datetime) -> str:
     return f"{days} days ago"
 
 
-def _evidence_line(evidence: _Evidence, *, now: datetime) -> str:
+def _evidence_line(evidence: Evidence, *, now: datetime) -> str:
     parts: list[str] = []
     for kind, words in EVIDENCE.items():
         count = evidence.counts.get(kind, 0)
@@ -138,14 +126,6 @@ def _question(words: tuple[str, ...]) -> tuple[str, ...]:
     return cleaned
 
 
-def _departments_of(person: Person, identities: list[Identity], departments: list[Department]) -> list[str]:
-    """The department a person belongs to (the config's `[people]`), else those they manage."""
-    if person.department:
-        return [person.department]
-    keys = keys_of(person, identities)
-    return [d.name for d in departments if any(m.lower() in keys for m in d.managers)]
-
-
 async def handle_who_knows(cmd: WhoKnows, uow: UnitOfWork, *, ctx: Context) -> Result:
     """People ranked by what they did to conversations like these, fading with age, and by declared topics."""
     words = _question(cmd.words)
@@ -153,19 +133,13 @@ async def handle_who_knows(cmd: WhoKnows, uow: UnitOfWork, *, ctx: Context) -> R
     # The same ranked index and query rules as `search` (stemmed words; every word must match).
     matched, _ = await uow.conversations.search(search_query.parse(" ".join(words), now=now), limit=MATCHED)
     ids = {r.id for r, _ in matched if r.id is not None} | set(await uow.conversations.tagged(words, limit=MATCHED))
-    half_life = max(1, ctx.expertise_half_life_days) * 86400.0
-    people: dict[int, _Evidence] = {}
-    for person_id, kind, _conversation, at in await uow.events.contributions(sorted(ids), kinds=list(WEIGHTS)):
-        evidence = people.setdefault(person_id, _Evidence())
-        age = max(0.0, (now - at).total_seconds())
-        evidence.score += WEIGHTS[kind] * 0.5 ** (age / half_life)
-        evidence.counts[kind] += 1
-        evidence.last[kind] = max(evidence.last.get(kind, at), at)
+    contributions = await uow.events.contributions(sorted(ids), kinds=list(WEIGHTS))
+    people = weigh(contributions, now=now, half_life_days=ctx.expertise_half_life_days)
     wanted = set(words)
     for person in await uow.people.declaring():
         declared = [t for t in person.expertise if t in wanted or wanted & set(t.split())]
         if declared and person.id is not None:
-            evidence = people.setdefault(person.id, _Evidence())
+            evidence = people.setdefault(person.id, Evidence())
             evidence.declared = declared
             evidence.score += DECLARED
     quoted = " ".join(words)
@@ -180,7 +154,7 @@ async def handle_who_knows(cmd: WhoKnows, uow: UnitOfWork, *, ctx: Context) -> R
     lines = []
     for place, pid in enumerate(ranked, start=1):
         person, identities = found[pid]
-        managed = _departments_of(person, identities, departments)
+        managed = departments_of(person, identities, departments)
         where = f" ({', '.join(managed)})" if managed else ""
         lines.append(f"{place}. {display_name(person.name)}{where}: {_evidence_line(people[pid], now=now)}")
     title = f"Who knows “{quoted}”: {len(ranked)} {'person' if len(ranked) == 1 else 'people'}"

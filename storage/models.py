@@ -91,6 +91,9 @@ class Conversation(SQLModel, table=True):
     # The resolved conversations most like it when it came in (`storage.search.similar_resolved`), best first:
     # [{"id", "outcome", "by", "reply"}] (who handled it, the first line of the reply sent), read with the row.
     seen_before: list[dict[str, Any]] = _json_list()
+    # Who to ask (`bot.suggest`): up to two people outside its departments who handled conversations like it,
+    # [{"person_id", "name", "departments", "resolved", "replied"}], found with "seen before", read with the row.
+    suggested: list[dict[str, Any]] = _json_list()
 
 
 # A customer's earlier conversations (the card's "2 earlier conversations from this author"), by handle

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy import update
+from sqlmodel import col
 
 from adapters.slack import render as slack_render
 from adapters.teams import manifest as teams_manifest
@@ -34,9 +36,23 @@ ROOT = Path(__file__).resolve().parents[1]
 ACTOR = c.Actor("slack", "U1", "Ann")
 
 
+TYPED = {"person": "dana"}  # Ask: a name from the card (see `_suggest`)
+
+
 def sample_fields(verb: verbs.Verb) -> dict[str, str]:
     """What a person would type or choose in each of a verb's inputs."""
-    return {i.name: "answered" if i.kind == "choice" else f"some {i.name} for {verb.name}" for i in verb.inputs}
+    return {
+        i.name: "answered" if i.kind == "choice" else TYPED.get(i.name, f"some {i.name} for {verb.name}") for i in verb.inputs
+    }
+
+
+async def _suggest(container: Any, cid: int, platform: str) -> None:
+    """Dana (legal, an account on `platform`) suggested on the card, as ingest finds her after she resolved similar ones."""
+    async with container.uow() as uow:
+        dana = await policy.identify(uow, c.Actor(platform, "UDANA" if platform == "slack" else "aad-dana", "Dana"))
+        suggested = [{"person_id": dana.id, "name": "Dana", "departments": ["legal"], "resolved": 2, "replied": 0}]
+        await uow.session.exec(update(Conversation).where(col(Conversation.id) == cid).values(suggested=suggested))
+        await uow.commit()
 
 
 def typed_line(verb: verbs.Verb, conversation_id: int, fields: dict[str, str]) -> str:
@@ -150,6 +166,7 @@ async def _in_state(
     text = "my lawyer says the refund is broken" if reply_status == "pending_approval" else "refund please, it is broken"
     report = await container.ingest([make_incoming(source="reviews", external_id=uuid.uuid4().hex, text=text)])
     cid = report.new_ids[0]
+    await _suggest(container, cid, owner.platform)
     if status is Status.OPEN:
         return cid
     if status is Status.DISMISSED:
