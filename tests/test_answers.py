@@ -129,3 +129,19 @@ async def test_answers_are_ranked_by_their_words_and_an_ordinary_one_is_not_pre_
     assert fit is not None and fit.text.splitlines()[1].startswith("#1 “Lost parcel resent”"), fit.text
     unrelated = await _conversation(container, "your invoice total looks odd to me")
     assert (await container.bus.handle(c.SearchAnswers(BOB, (), conversation_id=unrelated))).text.startswith("No saved")  # type: ignore[union-attr]
+
+
+async def test_erasing_a_customer_erases_their_words_from_answers_saved_from_their_conversation(
+    stores: tuple[Container, Container],
+) -> None:
+    container, _ = stores
+    item = make_incoming(source="listening", external_id="q1", text="my kettle leaks", author_name="Quentin Zorro")
+    cid = (await container.ingest([item])).new_ids[0]
+    await container.bus.handle(c.Claim(cid, ALICE))
+    await container.bus.handle(c.ReplyToCustomer(cid, ALICE, "Hi Quentin Zorro, a new kettle ships today."))
+    await container.bus.handle(c.MarkPosted(cid, ALICE))
+    await container.bus.handle(c.SaveAnswer(cid, ALICE, "Kettle for Quentin Zorro"))
+    await container.bus.handle(c.Erase(ALICE, "GDPR request", conversation_id=cid))
+    listed = await container.bus.handle(c.SearchAnswers(BOB, ("kettle",)))
+    assert listed is not None and "kettle ships today" in listed.text
+    assert "Zorro" not in listed.text and "Quentin" not in listed.text and "[erased]" in listed.text
