@@ -13,6 +13,7 @@ from bot.outbox import commit_with_deliveries
 from bot.policy import Context
 from bot.views import Card, Result
 from handlers._common import card
+from handlers.answers import handle_answers, handle_save_answer
 from handlers.ask import handle_ask
 from handlers.claim import handle_claim, handle_reassign, handle_release
 from handlers.digest import handle_digest, handle_stats
@@ -66,6 +67,8 @@ HANDLERS: dict[type, Callable[..., Awaitable[Result]]] = {
     c.DeclareExpertise: handle_declare_expertise,
     c.ShowExpertise: handle_show_expertise,
     c.WhoKnows: handle_who_knows,
+    c.SaveAnswer: handle_save_answer,
+    c.SearchAnswers: handle_answers,
 }
 
 

@@ -120,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
             p = cmd(verb.name, verb.usage.partition(" — ")[2] or verb.usage)
             p.add_argument("id", type=_conversation_id)
             for wanted in verb.inputs:
-                if wanted.kind == "text" and wanted.required:
+                if wanted.kind == "text" and wanted.required and wanted.multiline:
                     p.add_argument(wanted.name, help=wanted.label)
                 else:
                     p.add_argument(f"--{wanted.name}", required=wanted.required, default="", help=wanted.label)

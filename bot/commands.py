@@ -309,6 +309,26 @@ class ShowExpertise:
 
 
 @dataclass(frozen=True)
+class SaveAnswer:
+    """Save the conversation's latest sent or posted reply in the answer library, under a title."""
+
+    conversation_id: int
+    actor: Actor
+    title: str
+
+
+@dataclass(frozen=True)
+class SearchAnswers:
+    """Saved answers matching every word (the search's query syntax), most relevant first; with
+    `conversation_id` (and no words), the ones that fit that conversation best."""
+
+    actor: Actor
+    words: tuple[str, ...]
+    limit: int = LIST_LIMIT
+    conversation_id: int | None = None
+
+
+@dataclass(frozen=True)
 class WhoKnows:
     """Who to turn to for these words: people ranked by what they did on conversations like these
     (fading with age) and by the topics they declared, with the evidence."""
@@ -350,4 +370,6 @@ Command = (
     | ShowExpertise
     | WhoKnows
     | Ask
+    | SaveAnswer
+    | SearchAnswers
 )

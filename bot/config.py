@@ -60,6 +60,7 @@ class DepartmentConfig:
     digest: str = ""  # a crontab line ("30 8 * * 1-5"); empty: no scheduled digest
     timezone: str = "UTC"
     digest_channels: tuple[tuple[str, str], ...] = ()  # the managers' channel(s); default: `channels`
+    reuse_approved_answers: bool = False  # a pre-approved saved answer reused unchanged skips a second approval
 
 
 @dataclass(frozen=True)
@@ -404,7 +405,16 @@ class _Checker:
             if not isinstance(table, dict):
                 self.bad(key, "must be a table", **where)
                 continue
-            self._unknown(table, {"sla_minutes", "managers", "channels", "digest", "timezone", "digest_channels"}, key, **where)
+            self._unknown(
+                table,
+                {"sla_minutes", "managers", "channels", "digest", "timezone", "digest_channels", "reuse_approved_answers"},
+                key,
+                **where,
+            )
+            reuse = table.get("reuse_approved_answers", False)
+            if not isinstance(reuse, bool):
+                self.bad(f"{key}.reuse_approved_answers", "must be true or false", field_="reuse_approved_answers", **where)
+                reuse = False
             channels = self._channels(table, "channels", key, where)
             digest = table.get("digest", "")
             if not isinstance(digest, str) or digest and _crontab_problem(digest):
@@ -426,6 +436,7 @@ class _Checker:
                     digest=digest.strip(),
                     timezone=timezone,
                     digest_channels=self._channels(table, "digest_channels", key, where),
+                    reuse_approved_answers=reuse,
                 )
             )
         return tuple(result)

@@ -16,7 +16,7 @@ from storage.uow import UnitOfWork
 logger = logging.getLogger(__name__)
 
 ANYONE = frozenset({"claim", "note", "show", "queue", "search", "report", "ask"})
-OWNER_OR_MANAGER = frozenset({"reply", "resolve", "release"})
+OWNER_OR_MANAGER = frozenset({"reply", "resolve", "release", "save-answer"})
 MANAGER = frozenset({"reassign", "dismiss"})
 
 
@@ -30,6 +30,7 @@ class Context:
     default_department: str
     feeds: tuple[str, ...] = ()  # the config's feed names: the config adds and removes them, not a command
     expertise_half_life_days: int = 90  # `who knows`: what someone did counts half after this many days
+    reuse_approved_answers: frozenset[str] = frozenset()  # departments where a pre-approved answer skips approval
 
     @classmethod
     def from_config(cls, config: Config) -> Context:
@@ -41,6 +42,7 @@ class Context:
             default_department=config.default_department,
             feeds=tuple(feed.name for feed in config.feeds),
             expertise_half_life_days=config.expertise_half_life_days,
+            reuse_approved_answers=frozenset(d.name for d in config.departments if d.reuse_approved_answers),
         )
 
 
@@ -116,7 +118,7 @@ def require(action: str, *, who: Who, conversation: Conversation, departments: l
             if action == "reply":
                 return  # an unclaimed reply claims it, when the config allows replying unclaimed
             raise Forbidden(f"#{conversation.id} has no owner; claim it first, or ask a manager of {names}")
-        verb = "reply to" if action == "reply" else action
+        verb = {"reply": "reply to", "save-answer": "save an answer from"}.get(action, action)
         raise Forbidden(f"only #{conversation.id}'s owner ({owner}) or a manager of {names} can {verb} it")
     if action in MANAGER:
         raise Forbidden(f"only a manager of {names} can {action} #{conversation.id}")

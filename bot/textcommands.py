@@ -42,6 +42,9 @@ def parse(
     text = re.sub(r"\s+", " ", (text or "").strip())
     name, _, rest = text.partition(" ")
     name = name.lower()
+    second, _, after = rest.partition(" ")
+    if verbs.get(f"{name}-{second.lower()}") is not None:  # `save answer #42 …` is `save-answer #42 …`
+        name, rest = f"{name}-{second.lower()}", after
     if name in ("", "help", "?"):
         return HelpRequest(rest.strip())
     verb = verbs.get(name)

@@ -242,6 +242,14 @@ def _who(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
     return c.WhoKnows(actor, tuple(words.split()))
 
 
+def _answers(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
+    if not rest.strip():
+        raise InvalidInput(f"answers needs words; {typed.usage(VERBS['answers'])}")
+    if re.fullmatch(r"#\d+", rest.strip()):  # `answers #42`: the answers that fit that conversation
+        return c.SearchAnswers(actor, (), conversation_id=parse_conversation_id(rest.strip()), limit=3)
+    return c.SearchAnswers(actor, tuple(rest.split()))
+
+
 def _text(name: str = "text", label: str = "", *, missing: str, placeholder: str = "") -> Input:
     return Input(name, label, placeholder=placeholder, missing=missing)
 
@@ -405,6 +413,31 @@ TABLE: tuple[Verb, ...] = (
     ),
     Verb("stats", "stats — your own figures", parse=lambda rest, actor, typed: c.ShowStats(actor)),
     Verb("search", "search words — past conversations, notes and answers", parse=_search, menu=("channel", "personal")),
+    Verb(
+        "save-answer",
+        "save-answer #42 title — save its sent reply in the answer library (also `save answer #42 title`)",
+        label="Save as answer",
+        build=lambda cid, actor, f: c.SaveAnswer(cid, actor, f["title"]),
+        inputs=(
+            Input(
+                "title",
+                "Title of the saved answer",
+                placeholder="e.g. Refund after a late delivery",
+                multiline=False,
+                missing="a title",
+            ),
+        ),
+        title="Save as answer",
+        submit="Save",
+        on_reply=("sent", "posted"),
+        priority=75,
+    ),
+    Verb(
+        "answers",
+        "answers words | answers #42 — the saved answers that match, or that fit that conversation best",
+        parse=_answers,
+        cli=True,
+    ),
     Verb("report", "report <link> text — send in a post you spotted", parse=_report),
     Verb(
         "link",

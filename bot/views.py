@@ -558,6 +558,8 @@ EVENT_WORDS = {
     "reminded": "reminded the owner",
     "erased": "erased the customer's data",
     "asked": "asked for help",
+    "answer_saved": "saved the reply as an answer",
+    "approval_skipped": "sent the reply without a second approval",
 }
 
 
@@ -588,6 +590,12 @@ def history_for(
             detail = f"from {', '.join(departments)} managers" if departments else ""
         elif event.kind in ("reply_rejected", "dismissed", "erased"):
             detail = data.get("reason", "")
+        elif event.kind == "answer_saved":
+            detail = f"#{data.get('answer_id', '')} “{data.get('title', '')}”" + (
+                " (pre-approved)" if data.get("pre_approved") else ""
+            )
+        elif event.kind == "approval_skipped":
+            detail = f"reused pre-approved answer #{data.get('answer_id', '')} (approved by {data.get('approved_by', '')})"
         elif event.kind == "reply_failed":
             detail = data.get("error", "")
         elif event.kind == "resolved":

@@ -22,6 +22,7 @@ from bot.domain import AlreadyDone, IllegalTransition, NotFound, Status, check_l
 from bot.policy import Context, identify
 from bot.views import REPLY_STATES, Card, Result, reply_note
 from handlers._common import card, load, log_event, reply_reached, require_text, transition
+from handlers.answers import reusable
 from storage.models import Conversation, Reply
 from storage.uow import UnitOfWork
 
@@ -108,12 +109,14 @@ async def handle_reply(cmd: ReplyToCustomer, uow: UnitOfWork, *, ctx: Context) -
                 f"#{conversation.id} is not claimed yet; claim it first (`claim {conversation.id}`), then reply"
             )
 
+    reused = await reusable(uow, conversation, text, ctx=ctx)  # a pre-approved answer, unchanged: no second approval
+    held = conversation.sensitive and reused is None
     reply = uow.replies.add(
         Reply(
             conversation_id=cmd.conversation_id,
             author_id=who.id,
             text=text,
-            status="pending_approval" if conversation.sensitive else "recorded",
+            status="pending_approval" if held else "recorded",
             created_at=now,
         )
     )
@@ -132,15 +135,23 @@ async def handle_reply(cmd: ReplyToCustomer, uow: UnitOfWork, *, ctx: Context) -
         },
         data={"reply_id": reply.id},
     )
-    if conversation.sensitive:
+    await uow.answers.count_uses(text)
+    if held:
         await log_event(uow, conversation.id, "approval_requested", who=who, data={"reply_id": reply.id})
         message = (
             f"Reply to #{cmd.conversation_id} is waiting for approval by a manager of its department "
             "(sensitive conversation); it is not sent until approved"
         )
     else:
+        if reused is not None:
+            answer, approver = reused
+            data = {"reply_id": reply.id, "answer_id": answer.id, "approved_by": approver}
+            await log_event(uow, conversation.id, "approval_skipped", who=who, data=data)
+            logger.info("reply to #%s reused pre-approved answer #%s (approved by %s)", conversation.id, answer.id, approver)
         reply.status = await release_reply(uow, conversation, reply, author=who.name)
         message = _released_message(cmd.conversation_id, reply.status, conversation.url)
+        if reused is not None:
+            message += f" (reused pre-approved answer #{reused[0].id}, approved by {reused[1]}: no second approval)"
     return Result(message, card=await card(uow, conversation))
 
 

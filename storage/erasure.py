@@ -28,7 +28,7 @@ from sqlalchemy import String, cast, func, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.models import Conversation, Delivery, Event, Note, Reply
+from storage.models import Conversation, Delivery, Event, Note, Reply, SavedAnswer
 
 ERASED = "[erased]"  # what stands where the customer's words were quoted
 TOMBSTONE = "erased:sha256:"
@@ -195,6 +195,7 @@ async def erase(session: AsyncSession, conversations: Sequence[Conversation], *,
         await session.exec(update(table).where(table.c.id == conversation.id).values(values))
     replies = await _redact_rows(session, Reply, ids, words_of, columns=("text", "error", "decision_reason"))
     notes = await _redact_rows(session, Note, ids, words_of, columns=("text",))
+    await _redact_rows(session, SavedAnswer, ids, words_of, columns=("title", "text"))  # answers saved from its replies
     events = await _redact_json_rows(session, Event, col(Event.conversation_id).in_(ids), every_word)
     earliest = min(c.ingested_at for c in conversations)
     deliveries = await _redact_json_rows(

@@ -25,7 +25,10 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
     """What Alembic compares with the models: everything but the full-text index's own tables (the
     migration makes them, `storage.search`: no model describes an FTS5 table or a tsvector)."""
-    from storage.search import is_index_table
+    from storage import answers, search
+
+    def is_index_table(table_name: str | None) -> bool:
+        return search.is_index_table(table_name) or answers.is_index_table(table_name)
 
     if type_ == "table":
         return not is_index_table(name)

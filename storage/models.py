@@ -193,6 +193,27 @@ class Reply(SQLModel, table=True):
     decision_reason: str | None = Field(default=None, max_length=2048)
 
 
+class SavedAnswer(SQLModel, table=True):
+    """A reply worth reusing, saved with a title from a conversation's sent or posted reply.
+
+    `pre_approved`: its reply was approved by a manager (`approved_by_id`) on a conversation that a
+    sensitive rule held (`approved_rules`, the rules' names); reused unchanged on a conversation held by
+    one of those rules, it may skip a second approval (`reuse_approved_answers` of the department)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(max_length=200)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    saved_by_id: int | None = Field(default=None, foreign_key="person.id")
+    reply_id: int | None = Field(default=None, foreign_key="reply.id")
+    conversation_id: int | None = Field(default=None, foreign_key="conversation.id")
+    departments: list[str] = _json_list()
+    pre_approved: bool = False
+    approved_by_id: int | None = Field(default=None, foreign_key="person.id")
+    approved_rules: list[str] = _json_list()
+    created_at: datetime = Field(default_factory=utcnow)
+    uses: int = 0
+
+
 class Rule(SQLModel, table=True):
     """A routing rule: what it matches, where it sends, how it marks."""
 

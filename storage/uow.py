@@ -11,6 +11,7 @@ from types import TracebackType
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage.answers import AnswerRepo
 from storage.clock import Clock, utcnow
 from storage.db import WROTE
 from storage.reports import ReportRepo
@@ -93,6 +94,7 @@ class UnitOfWork:
         self.events = EventRepo(session)
         self.notes = NoteRepo(session)
         self.replies = ReplyRepo(session)
+        self.answers = AnswerRepo(session)
         self.postings = PostingRepo(session)
         self.deliveries = DeliveryRepo(session)
         self.inbound = InboundEventRepo(session)

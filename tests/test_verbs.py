@@ -118,7 +118,11 @@ def test_the_slack_manifests_usage_hint_is_the_tables() -> None:
         assert command["usage_hint"] == verbs.hint(), name
 
 
-STATES = [(status, None) for status in Status] + [(Status.REPLIED, "pending_approval"), (Status.REPLIED, "recorded")]
+STATES = [(status, None) for status in Status] + [
+    (Status.REPLIED, "pending_approval"),
+    (Status.REPLIED, "recorded"),
+    (Status.REPLIED, "posted"),
+]
 
 
 def _conversation(status: Status, reply_status: str | None) -> tuple[Conversation, Reply | None]:
@@ -175,6 +179,8 @@ async def _in_state(
     await act(c.Claim(cid, owner))
     if status is Status.REPLIED:
         await act(c.ReplyToCustomer(cid, owner, "we are on it"))
+    if reply_status == "posted":
+        await act(c.MarkPosted(cid, owner))
     if status is Status.RESOLVED:
         await act(c.Resolve(cid, owner, "answered"))
     return cid
