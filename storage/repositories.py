@@ -495,8 +495,9 @@ class ConversationRepo(_Repo):
 
     async def search(self, query: search_index.Query, *, limit: int = 50) -> tuple[list[tuple[Conversation, str]], int]:
         """Conversations matching the query in the full-text index (`storage.search`), most relevant first and
-        recent first on ties, each with its marked snippet: the first `limit`, and how many match in all."""
-        with off_loop():  # ranks every match: not on the event loop
+        recent first on ties, each with its marked snippet: the first `limit`, and how many match in all
+        (counted up to `search_index.COUNTED + 1`: more than `COUNTED` says only that)."""
+        with off_loop():  # ranks up to `search_index.CANDIDATES` matches: not on the event loop
             hits = await search_index.search(self.session, query, limit=limit)
         if not hits.hits:
             return [], 0
