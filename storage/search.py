@@ -325,15 +325,19 @@ async def search(session: AsyncSession, q: Query, *, limit: int, offset: int = 0
     # Recent first on ties: the newer id (ids grow as conversations come in). Without filters the index
     # alone answers: no row of `conversation` is read for the matches.
     if dialect == "postgresql":
+        # One statement: the matching ids once (GIN), counted; the newest CANDIDATES of them ranked.
         joined = "JOIN conversation c ON c.id = s.conversation_id " if where else ""
-        matching = f"FROM q, {PG_TABLE} s {joined}WHERE s.document @@ q.query" + "".join(f" AND {w}" for w in where)
-        head = f"WITH q AS (SELECT {_pg_tsquery(q.terms, params, ' && ')} AS query) "
         sql = (
-            f"{head}SELECT m.id, ts_rank_cd(r.document, q.query, 1) AS score FROM q, "
-            f"(SELECT s.conversation_id AS id {matching} ORDER BY s.conversation_id DESC LIMIT :candidates) AS m "
-            f"JOIN {PG_TABLE} r ON r.conversation_id = m.id ORDER BY score DESC, m.id DESC LIMIT :limit OFFSET :offset"
+            f"WITH q AS (SELECT {_pg_tsquery(q.terms, params, ' && ')} AS query), "
+            f"m AS MATERIALIZED (SELECT s.conversation_id AS id FROM q, {PG_TABLE} s {joined}WHERE s.document @@ q.query"
+            + "".join(f" AND {w}" for w in where)
+            + "), top AS (SELECT id FROM m ORDER BY id DESC LIMIT :candidates) "
+            f"SELECT top.id, ts_rank_cd(r.document, q.query, 1) AS score, "
+            f"(SELECT count(*) FROM (SELECT 1 FROM m LIMIT {COUNTED + 1}) AS counted) "
+            f"FROM q, top JOIN {PG_TABLE} r ON r.conversation_id = top.id "
+            "ORDER BY score DESC, top.id DESC LIMIT :limit OFFSET :offset"
         )
-        count = f"{head}SELECT count(*) FROM (SELECT 1 {matching} LIMIT {COUNTED + 1}) AS counted"
+        count = ""
     else:
         params["match"] = fts_match(q.terms)
         joined = f"JOIN conversation c ON c.id = {FTS_TABLE}.rowid " if where else ""
@@ -347,7 +351,7 @@ async def search(session: AsyncSession, q: Query, *, limit: int, offset: int = 0
     rows = (await _run(session, sql, params)).all()
     if not rows:
         return Hits()
-    total = int((await _run(session, count, params)).scalar_one())
+    total = int(rows[0][2]) if not count else int((await _run(session, count, params)).scalar_one())
     ids = [int(r[0]) for r in rows]
     marked = await _snippets(session, q.terms, ids) if snippets else {}
     return Hits([Hit(int(r[0]), float(r[1]), marked.get(int(r[0]), "")) for r in rows], total)
