@@ -6,7 +6,8 @@ a sent reply on every resolved one), builds the full-text index in one pass (wha
 on an existing store), then times 200 mixed searches (1–3 words, half with filters: dept:, status:,
 since:) through the bus (parse, index query with its count, snippets, cards), and the same words sent
 as the raw index query alone (MATCH / @@ with ORDER BY rank LIMIT 20), same run. Then ingests a
-10,000-entry feed (bench/ingest.py's) with and without the "seen before" lookups.
+10,000-entry feed (bench/ingest.py's, its words replaced by the store's: a quarter of the entries near-repeats
+of stored resolved conversations) with and without the "seen before" lookups.
 
 On SQLite (a temp file) and PostgreSQL (a fresh schema on --pg-url), one after the other.
 
