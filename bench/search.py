@@ -6,7 +6,8 @@ a sent reply on every resolved one), builds the full-text index in one pass (wha
 on an existing store), then times 200 mixed searches (1–3 words, half with filters: dept:, status:,
 since:) through the bus (parse, index query with its count, snippets, cards), and the same words sent
 as the raw index query alone (MATCH / @@ with ORDER BY rank LIMIT 20), same run. Then ingests a
-10,000-entry feed (bench/ingest.py's) with and without the "seen before" lookups.
+10,000-entry feed (bench/ingest.py's, its words replaced by the store's: a quarter of the entries near-repeats
+of stored resolved conversations) with and without the "seen before" lookups.
 
 On SQLite (a temp file) and PostgreSQL (a fresh schema on --pg-url), one after the other.
 
@@ -21,6 +22,7 @@ import random
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from bench.ingest import CONFIG, make_feed
 from bot import commands as c
 from bot import seenbefore
 from bot.bootstrap import Container, build, load_config
-from bot.ingest import parse_feed
+from bot.ingest import Incoming, parse_feed
 from bot.search import parse
 from bot.settings import Settings
 from storage import search
@@ -184,8 +186,39 @@ async def time_searches(container: Container, texts: list[str]) -> None:
     )
 
 
+async def in_store_words(container: Container, items: list[Incoming], seed: int) -> list[Incoming]:
+    """The feed's items written in the store's vocabulary, as real customers write in the words of the ones
+    before them: each item's words drawn as the fill draws them, and one in four a near-repeat (three words
+    changed) of a stored resolved conversation, so the "seen before" lookups find candidates (and some hits)."""
+    rng = random.Random(seed)
+    words = vocabulary()
+    async with container.engine.connect() as conn:
+        resolved = [
+            (str(title), str(body))
+            for title, body in await conn.execute(
+                text("SELECT title, text FROM conversation WHERE status = 'resolved' ORDER BY id DESC LIMIT 5000")
+            )
+        ]
+
+    def drawn(count: int) -> list[str]:
+        return [words[rng.randrange(rng.randrange(1, VOCABULARY + 1))] for _ in range(count)]
+
+    made = []
+    for index, item in enumerate(items):
+        if index % 4 == 0 and resolved:
+            title, body = rng.choice(resolved)
+            said = body.split()
+            for _ in range(3):
+                said[rng.randrange(len(said))] = drawn(1)[0]
+            made.append(replace(item, title=title, text=" ".join(said)))
+        else:
+            made.append(replace(item, title=" ".join(drawn(4)), text=" ".join(drawn(14))))
+    return made
+
+
 async def time_ingest(container: Container, entries: int) -> None:
-    """A feed of `entries` new items, with the "seen before" lookups and (another feed) without them."""
+    """A feed of `entries` new items (in the store's words), with the "seen before" lookups and (another
+    feed) without them."""
     results: dict[str, float] = {}
     real = seenbefore.record
 
@@ -193,7 +226,8 @@ async def time_ingest(container: Container, entries: int) -> None:
         return 0
 
     for name, seed in (("without seen before", 21), ("with seen before", 22), ("without seen before ", 23)):
-        items, _ = parse_feed(make_feed(entries, seed=seed), source=f"bench-{seed}", tags=())
+        parsed, _ = parse_feed(make_feed(entries, seed=seed), source=f"bench-{seed}", tags=())
+        items = await in_store_words(container, list(parsed), seed)
         seenbefore.record = real if name == "with seen before" else none  # type: ignore[assignment]
         started = time.perf_counter()
         await container.ingest(items, source=f"bench-{seed}")

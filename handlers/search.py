@@ -9,6 +9,7 @@ from bot.domain import check_limit
 from bot.policy import Context
 from bot.search import described, parse, segments
 from bot.views import Result, card_for
+from storage import search as search_index
 from storage.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -30,5 +31,8 @@ async def handle_search(cmd: Search, uow: UnitOfWork, *, ctx: Context) -> Result
         )
         for r, snippet in found
     )
+    counted = search_index.COUNTED  # the store stops counting there: no "…and N more" it does not know
+    if total > counted:
+        return Result(f"more than {counted:,} matches for {described(query)}", cards=cards)
     text = f"{total} match{'es' if total != 1 else ''} for {described(query)}"
     return Result(text, cards=cards, more=total - len(cards))

@@ -493,11 +493,15 @@ class ConversationRepo(_Repo):
             counts[name] = count
         return counts
 
-    async def search(self, query: search_index.Query, *, limit: int = 50) -> tuple[list[tuple[Conversation, str]], int]:
+    async def search(
+        self, query: search_index.Query, *, limit: int = 50, snippets: bool = True
+    ) -> tuple[list[tuple[Conversation, str]], int]:
         """Conversations matching the query in the full-text index (`storage.search`), most relevant first and
-        recent first on ties, each with its marked snippet: the first `limit`, and how many match in all."""
-        with off_loop():  # ranks every match: not on the event loop
-            hits = await search_index.search(self.session, query, limit=limit)
+        recent first on ties, each with its marked snippet: the first `limit`, and how many match in all
+        (counted up to `search_index.COUNTED + 1`: more than `COUNTED` says only that). `snippets=False`: each
+        one's snippet is "" (marking is the costly part of a big page: a caller that shows none skips it)."""
+        with off_loop():  # ranks up to `search_index.CANDIDATES` matches: not on the event loop
+            hits = await search_index.search(self.session, query, limit=limit, snippets=snippets)
         if not hits.hits:
             return [], 0
         stmt = select(Conversation).where(col(Conversation.id).in_([h.conversation_id for h in hits.hits]))

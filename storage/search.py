@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import math
 import re
+import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -242,10 +244,19 @@ class Hit:
     snippet: str = ""
 
 
+COUNTED = 1_000  # matches counted at most: past it, a search says "more than 1,000"
+
+
 @dataclass
 class Hits:
+    """The page of hits, and how many match in all: at most `COUNTED + 1` (`capped`: more than `COUNTED`)."""
+
     hits: list[Hit] = field(default_factory=list)
     total: int = 0
+
+    @property
+    def capped(self) -> bool:
+        return self.total > COUNTED
 
 
 _TERM = re.compile(r"[^\W_]+(?: [^\W_]+)*")
@@ -304,41 +315,54 @@ def _filters(q: Query, dialect: str, params: dict[str, Any]) -> list[str]:
     return where
 
 
+CANDIDATES = 2_000  # matches ranked at most: the newest ones (a common word matches a large share of the store)
+
+
 async def search(session: AsyncSession, q: Query, *, limit: int, offset: int = 0, snippets: bool = True) -> Hits:
     """The conversations matching every term and filter, most relevant first (the newest first on ties):
-    the first `limit`, with their snippets, and how many match in all."""
+    the first `limit`, with their snippets, and how many match in all.
+
+    Only the newest `CANDIDATES` matches are ranked (the same on both stores): a word most conversations
+    hold would otherwise rank every one of them (hundreds of milliseconds on a million). The count is its
+    own query, which ranks nothing and stops past `COUNTED`; snippets are marked for the returned page only."""
     if not q.terms:
         return Hits()
     dialect = _dialect(session)
-    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    params: dict[str, Any] = {"limit": limit, "offset": offset, "candidates": CANDIDATES}
     where = _filters(q, dialect, params)
     # Recent first on ties: the newer id (ids grow as conversations come in). Without filters the index
     # alone answers: no row of `conversation` is read for the matches.
-    joined = f"JOIN conversation c ON c.id = m.id WHERE {' AND '.join(where)} " if where else ""
     if dialect == "postgresql":
-        matches = (
-            f"WITH q AS (SELECT {_pg_tsquery(q.terms, params, ' && ')} AS query) "
-            f"SELECT s.conversation_id AS id, ts_rank_cd(s.document, q.query, 1) AS score FROM q, {PG_TABLE} s "
-            "WHERE s.document @@ q.query"
-        )
+        # One statement: the matching ids once (GIN), counted; the newest CANDIDATES of them ranked.
+        joined = "JOIN conversation c ON c.id = s.conversation_id " if where else ""
         sql = (
-            f"SELECT m.id, m.score, count(*) OVER () AS total FROM ({matches}) AS m {joined}"
-            "ORDER BY m.score DESC, m.id DESC LIMIT :limit OFFSET :offset"
+            f"WITH q AS (SELECT {_pg_tsquery(q.terms, params, ' && ')} AS query), "
+            f"m AS MATERIALIZED (SELECT s.conversation_id AS id FROM q, {PG_TABLE} s {joined}WHERE s.document @@ q.query"
+            + "".join(f" AND {w}" for w in where)
+            + "), top AS (SELECT id FROM m ORDER BY id DESC LIMIT :candidates) "
+            f"SELECT top.id, ts_rank_cd(r.document, q.query, 1) AS score, "
+            f"(SELECT count(*) FROM (SELECT 1 FROM m LIMIT {COUNTED + 1}) AS counted) "
+            f"FROM q, top JOIN {PG_TABLE} r ON r.conversation_id = top.id "
+            "ORDER BY score DESC, top.id DESC LIMIT :limit OFFSET :offset"
         )
+        count = ""
     else:
         params["match"] = fts_match(q.terms)
+        joined = f"JOIN conversation c ON c.id = {FTS_TABLE}.rowid " if where else ""
+        matching = f"FROM {FTS_TABLE} {joined}WHERE {FTS_TABLE} MATCH :match" + "".join(f" AND {w}" for w in where)
         sql = (
-            "SELECT m.id, m.score, count(*) OVER () AS total "
-            f"FROM (SELECT rowid AS id, -bm25({FTS_TABLE}, {_WEIGHTS}) AS score FROM {FTS_TABLE} "
-            f"WHERE {FTS_TABLE} MATCH :match) AS m {joined}"
+            f"SELECT m.id, m.score FROM (SELECT {FTS_TABLE}.rowid AS id, -bm25({FTS_TABLE}, {_WEIGHTS}) AS score "
+            f"{matching} ORDER BY {FTS_TABLE}.rowid DESC LIMIT :candidates) AS m "
             "ORDER BY m.score DESC, m.id DESC LIMIT :limit OFFSET :offset"
         )
-    rows = (await _run(session, (sql), params)).all()
+        count = f"SELECT count(*) FROM (SELECT 1 {matching} LIMIT {COUNTED + 1}) AS counted"
+    rows = (await _run(session, sql, params)).all()
     if not rows:
         return Hits()
+    total = int(rows[0][2]) if not count else int((await _run(session, count, params)).scalar_one())
     ids = [int(r[0]) for r in rows]
     marked = await _snippets(session, q.terms, ids) if snippets else {}
-    return Hits([Hit(int(r[0]), float(r[1]), marked.get(int(r[0]), "")) for r in rows], int(rows[0][2]))
+    return Hits([Hit(int(r[0]), float(r[1]), marked.get(int(r[0]), "")) for r in rows], total)
 
 
 def _pg_tsquery(terms: Sequence[str], params: dict[str, Any], joiner: str) -> str:
@@ -405,6 +429,41 @@ async def _pg_common(session: AsyncSession) -> dict[str, int]:
     return {str(lexeme): max(DF_CAP, int(freq * total)) for lexeme, freq in zip(row[0], row[1] or [], strict=False)}
 
 
+_COMMON: weakref.WeakKeyDictionary[Any, dict[str, float]] = weakref.WeakKeyDictionary()  # engine -> term -> when seen
+COMMON_FOR = 600.0  # seconds a term found held by DF_CAP documents or more is taken as common without a look
+
+
+async def _capped_df(session: AsyncSession, terms: Sequence[str]) -> dict[str, int]:
+    """How many documents hold each term, counted up to DF_CAP (a common term's whole posting list is never
+    read). A term found common is remembered for COMMON_FOR seconds (per engine: per store): documents are
+    added far more than erased, so it stays common, and most of a batch's distinct terms are common ones."""
+    engine = getattr(session.bind, "sync_engine", None)
+    now = time.monotonic()
+    known = _COMMON.setdefault(engine, {}) if engine is not None else {}
+    df = {t: DF_CAP for t in terms if now - known.get(t, -COMMON_FOR) < COMMON_FOR}
+    wanted = [t for t in terms if t not in df]
+    if not wanted:
+        return df
+    pg = _dialect(session) == "postgresql"
+    params = {f"l{i}": (t if pg else f'"{t}"') for i, t in enumerate(wanted)}
+    values = ", ".join(f"(CAST(:l{i} AS text))" for i in range(len(wanted)))
+    if pg:
+        sql = (
+            f"WITH l(term) AS (VALUES {values}) SELECT l.term, (SELECT count(*) FROM (SELECT 1 FROM {PG_TABLE} s "
+            f"WHERE s.document @@ to_tsquery('simple', quote_literal(l.term)) LIMIT {DF_CAP}) AS capped) FROM l"
+        )
+    else:
+        sql = (
+            f"WITH l(term) AS (VALUES {values}) SELECT substr(l.term, 2, length(l.term) - 2), (SELECT count(*) FROM "
+            f"(SELECT 1 FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH l.term LIMIT {DF_CAP})) FROM l"
+        )
+    for term, held in (await _run(session, sql, params)).all():
+        df[str(term)] = int(held)
+        if int(held) >= DF_CAP and len(known) < 200_000:
+            known[str(term)] = now
+    return df
+
+
 async def _terms_and_df(session: AsyncSession, ids: Sequence[int]) -> dict[int, list[tuple[str, int]]]:
     """The index terms of each conversation's own words (title and text), with how many documents hold each."""
     id_list = ", ".join(str(int(i)) for i in ids)
@@ -421,17 +480,8 @@ async def _terms_and_df(session: AsyncSession, ids: Sequence[int]) -> dict[int, 
         # Counting a common lexeme's documents reads its whole posting list: ANALYZE's statistics of the
         # index's most common lexemes say which are common (never looked up); only the others are counted.
         common = await _pg_common(session)
-        lexemes = sorted({str(lexeme) for _, lexeme in mine} - common.keys())
         df = dict(common)
-        if lexemes:
-            params = {f"l{i}": lexeme for i, lexeme in enumerate(lexemes)}
-            values = ", ".join(f"(CAST(:l{i} AS text))" for i in range(len(lexemes)))
-            counted = (
-                f"WITH l(lexeme) AS (VALUES {values}) SELECT l.lexeme, (SELECT count(*) FROM (SELECT 1 FROM "
-                f"{PG_TABLE} s WHERE s.document @@ to_tsquery('simple', quote_literal(l.lexeme)) LIMIT {DF_CAP}) AS capped) "
-                "FROM l"
-            )
-            df.update({str(lexeme): int(n) for lexeme, n in (await _run(session, counted, params)).all()})
+        df.update(await _capped_df(session, sorted({str(lexeme) for _, lexeme in mine} - common.keys())))
         rows = [(cid, lexeme, df.get(str(lexeme), 1)) for cid, lexeme in mine]
     else:
         # The new words go through a probe table with the same tokenizer: its vocabulary is their terms.
@@ -441,9 +491,7 @@ async def _terms_and_df(session: AsyncSession, ids: Sequence[int]) -> dict[int, 
         )
         worth = "length(term) BETWEEN 3 AND 40 AND term NOT GLOB '[0-9]*'"  # as `_WORD`, roughly: no numbers
         mine = (await _run(session, f"SELECT DISTINCT doc, term FROM {PROBE}_terms WHERE {worth}")).all()
-        # Each distinct term looked up once (a join per occurrence costs a hundred times more).
-        held = f"SELECT term, doc FROM {FTS_TABLE}_terms WHERE term IN (SELECT DISTINCT term FROM {PROBE}_terms WHERE {worth})"
-        df = {str(term): int(n) for term, n in (await _run(session, held)).all()}
+        df = await _capped_df(session, sorted({str(term) for _, term in mine}))
         rows = [(cid, term, df.get(str(term), 1)) for cid, term in mine]
         await _run(session, (f"DELETE FROM {PROBE}"))
     for cid, term, held_by in rows:

@@ -18,6 +18,7 @@ from bot.ingest import make_incoming
 from bot.seenbefore import THRESHOLD
 from bot.settings import Settings
 from storage import erasure
+from storage import search as search_index
 from tests.conftest import PG_URL, _drop_schema, _postgres_schema
 
 carol = c.Actor("cli", "carol", name="carol")  # manager of support and triage
@@ -314,3 +315,21 @@ def teams_runs(node: object) -> list[dict[str, object]]:
     from tests.test_teams_render import of_type
 
     return of_type(node, "TextRun")
+
+
+async def test_a_word_in_very_many_conversations_ranks_the_newest_and_says_more_than_it_counts(
+    both_stores: tuple[Container, Container], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Bounds made small: a common word ranks only the newest CANDIDATES matches, counted up to COUNTED.
+    monkeypatch.setattr(search_index, "CANDIDATES", 3)
+    monkeypatch.setattr(search_index, "COUNTED", 4)
+    for store in both_stores:
+        oldest = await _ingest(store, "k0", "Kettle kettle broken", "The kettle is a broken kettle")
+        newer = [await _ingest(store, f"k{i}", f"Question {i}", f"about the kettle, case {i}") for i in range(1, 5)]
+        found = await store.bus.handle(c.Search(carol, ("kettle",)))
+        assert found.text == "more than 4 matches for “kettle”" and not found.more
+        assert {card.id for card in found.cards} == set(newer[-3:])  # the best match is older than the newest 3
+        assert oldest not in await _ids(store, "kettle")
+        assert await _ids(store, "broken kettle") == [oldest]
+        found = await store.bus.handle(c.Search(carol, ("kettle", "case")))
+        assert found.text == "4 matches for “kettle case”" and found.more == 1  # three cards, one more counted
