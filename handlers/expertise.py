@@ -131,7 +131,7 @@ async def handle_who_knows(cmd: WhoKnows, uow: UnitOfWork, *, ctx: Context) -> R
     words = _question(cmd.words)
     now = uow.now()
     # The same ranked index and query rules as `search` (stemmed words; every word must match).
-    matched, _ = await uow.conversations.search(search_query.parse(" ".join(words), now=now), limit=MATCHED)
+    matched, _ = await uow.conversations.search(search_query.parse(" ".join(words), now=now), limit=MATCHED, snippets=False)
     ids = {r.id for r, _ in matched if r.id is not None} | set(await uow.conversations.tagged(words, limit=MATCHED))
     contributions = await uow.events.contributions(sorted(ids), kinds=list(WEIGHTS))
     people = weigh(contributions, now=now, half_life_days=ctx.expertise_half_life_days)
