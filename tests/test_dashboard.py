@@ -20,35 +20,9 @@ from bot.policy import identify
 from storage.dashboard import Dashboard, Day, build_dashboard
 from storage.reports import Participant, Timing
 from tests.conftest import FakeClock
-
-CONFIG = """
-[unsilo]
-default_department = "triage"
-require_claim_to_reply = false
-
-[departments.triage]
-
-[departments.legal]
-sla_minutes = 30
-managers = ["dana"]
-
-[departments.ops]
-
-[[rules]]
-name = "legal"
-departments = ["legal"]
-any = ["lawyer"]
-
-[[rules]]
-name = "delivery"
-departments = ["ops"]
-any = ["parcel"]
-"""
+from tests.test_digest import CONFIG, dana, lee, walt  # legal (SLA 30 min), ops; dana and lee of legal, walt of warehouse
 
 UNTIL = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday: the days are 16..22 Nov, the weeks 9.. and 16.. Nov
-dana = c.Actor("cli", "dana", name="dana")  # legal
-lee = c.Actor("slack", "U0LEE", name="lee")  # legal
-walt = c.Actor("teams", "aad-walt", name="walt")  # warehouse
 
 
 def at(day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
