@@ -9,17 +9,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 import pytest
 
+from adapters.web.charts import Series, bar_chart, series_chart, sla_chart
 from bot import commands as c
 from bot.bootstrap import Container, load_config
-from bot.digest import build_digest
+from bot.digest import _by_department as by_department  # to be made public: the digest's "who took part, by department"
+from bot.digest import build_digest, format_duration
 from bot.ingest import make_incoming
 from bot.policy import identify
 from storage.dashboard import Dashboard, Day, build_dashboard
 from storage.reports import Participant, Timing
 from tests.conftest import FakeClock
+from tests.test_charts import SVG
 from tests.test_digest import CONFIG, dana, lee, walt  # legal (SLA 30 min), ops; dana and lee of legal, walt of warehouse
 
 UNTIL = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday: the days are 16..22 Nov, the weeks 9.. and 16.. Nov
@@ -86,7 +90,7 @@ async def dashboard_of(container: Container, department: str = "legal", **kwargs
         return await build_dashboard(uow, department, until=UNTIL, **kwargs)
 
 
-async def test_days_count_new_resolved_and_dismissed_per_day_zeros_included(played: Container) -> None:
+async def test_new_and_resolved_per_day_and_the_timings_per_week_against_the_sla(played: Container) -> None:
     board = await dashboard_of(played, days=7, weeks=2)
     assert board is not None
     assert (board.department, board.sla_minutes, board.until) == ("legal", 30, UNTIL)
@@ -100,10 +104,6 @@ async def test_days_count_new_resolved_and_dismissed_per_day_zeros_included(play
         Day(at(22), new=1),  # F; G (at `until`) and ops' H count nowhere
     )
 
-
-async def test_weeks_time_to_claim_and_first_reply_median_p90_against_the_sla(played: Container) -> None:
-    board = await dashboard_of(played, days=7, weeks=2)
-    assert board is not None
     assert [w.start for w in board.weeks] == [at(9), at(16)]
     week0, week1 = board.weeks
     # Claims 1200 s and 3600 s: median 2400, p90 = 1200 + 0.9 * 2400; one within the 1800 s SLA.
@@ -112,15 +112,6 @@ async def test_weeks_time_to_claim_and_first_reply_median_p90_against_the_sla(pl
     # Claims 600 s and 1801 s; first replies 2400 s and 7201 s (percentile_cont's interpolation).
     assert week1.to_claim == Timing(count=2, median=pytest.approx(1200.5), p90=pytest.approx(1680.9), within_sla=1)
     assert week1.to_first_reply == Timing(count=2, median=pytest.approx(4800.5), p90=pytest.approx(6720.9), within_sla=0)
-
-
-async def test_a_week_with_nothing_is_there_empty(played: Container) -> None:
-    board = await dashboard_of(played, days=7, weeks=3)
-    assert board is not None
-    assert board.weeks[0].start == at(2)
-    assert board.weeks[0].to_claim == Timing(count=0, median=None, p90=None)
-    assert board.weeks[0].to_first_reply.count == 0
-    assert board.weeks[2].to_claim.count == 2
 
 
 async def test_totals_are_the_digest_of_the_days_outcomes_and_who_took_part(played: Container) -> None:
@@ -147,9 +138,47 @@ async def test_totals_are_the_digest_of_the_days_outcomes_and_who_took_part(play
     assert board.weeks[-1].to_first_reply == digest.to_first_reply
 
 
-async def test_another_department_and_an_unknown_one(played: Container) -> None:
+async def test_another_department_an_unknown_one_and_an_empty_week(played: Container) -> None:
     ops = await dashboard_of(played, "ops", days=7, weeks=1)
     assert ops is not None
     assert sum(d.new for d in ops.days) == 1 and ops.days[1].new == 1  # H, on 17 Nov
     assert ops.weeks[0].to_claim == Timing(count=1, median=300.0, p90=300.0, within_sla=1)  # ops' SLA: 240 min
     assert await dashboard_of(played, "nobody") is None
+    board = await dashboard_of(played, days=7, weeks=3)  # a week with nothing is there, empty
+    assert board is not None
+    assert board.weeks[0].start == at(2)
+    assert board.weeks[0].to_claim == Timing(count=0, median=None, p90=None)
+    assert board.weeks[0].to_first_reply.count == 0
+    assert board.weeks[2].to_claim.count == 2
+
+
+async def test_the_console_draws_the_dashboard_with_the_charts(played: Container) -> None:
+    """The wiring /console/dashboard does: each figure into its chart (well-formed SVG, saying the values)."""
+    board = await dashboard_of(played, days=7, weeks=2)
+    assert board is not None
+    days = [f"{d.start.day} {d.start:%b}" for d in board.days]
+    weeks = [f"week of {w.start.day} {w.start:%b}" for w in board.weeks]
+    drawn = {
+        "days": series_chart(
+            "New and resolved per day",
+            days,
+            [Series("new", [d.new for d in board.days]), Series("resolved", [d.resolved for d in board.days])],
+        ),
+        "claim": sla_chart(
+            "Time to claim",
+            weeks,
+            [w.to_claim.median for w in board.weeks],
+            [w.to_claim.p90 for w in board.weeks],
+            sla=board.sla_minutes * 60,
+            fmt=format_duration,
+        ),
+        "outcomes": bar_chart("Outcomes", board.totals.outcomes),
+        "participation": bar_chart(
+            "Participation by department", [(p.department, p.actions) for p in by_department(board.totals.participants)]
+        ),
+    }
+    desc = {name: "".join(next(ET.fromstring(svg).iter(f"{SVG}desc")).itertext()) for name, svg in drawn.items()}
+    assert desc["days"].startswith("16 Nov: new 1, resolved 1; 17 Nov: new 1, resolved 1; 18 Nov: new 1, resolved 0;")
+    assert desc["claim"] == "SLA 30 min. week of 9 Nov: median 40 min, p90 56 min; week of 16 Nov: median 20 min, p90 28 min."
+    assert desc["outcomes"] == "answered: 2."
+    assert desc["participation"] == "legal: 4; warehouse: 2."
