@@ -111,7 +111,7 @@ async def build_digest(uow: UnitOfWork, *, department: str, since: datetime, unt
         until=until,
         sla_minutes=found.sla_minutes,
         oldest_unclaimed=tuple(_waiting(w, until) for w in waiting),
-        taking_part=_by_department(activity.participants),
+        taking_part=by_department(activity.participants),
         helped_outside=_helpers(activity.participants, department=found.name),
     )
 
@@ -253,7 +253,7 @@ def _part_line(part: TeamPart) -> str:
     return f"{part.department}: {len(part.people)} {'person' if len(part.people) == 1 else 'people'} ({people}) — {did}"
 
 
-def _by_department(people: Sequence[Participant]) -> tuple[TeamPart, ...]:
+def by_department(people: Sequence[Participant]) -> tuple[TeamPart, ...]:
     groups: dict[str, list[Participant]] = {}
     for person in people:
         groups.setdefault(person.department or UNASSIGNED, []).append(person)

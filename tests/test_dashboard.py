@@ -16,8 +16,7 @@ import pytest
 from adapters.web.charts import Series, bar_chart, series_chart, sla_chart
 from bot import commands as c
 from bot.bootstrap import Container, load_config
-from bot.digest import _by_department as by_department  # to be made public: the digest's "who took part, by department"
-from bot.digest import build_digest, format_duration
+from bot.digest import build_digest, by_department, format_duration
 from bot.ingest import make_incoming
 from bot.policy import identify
 from storage.dashboard import Dashboard, Day, build_dashboard
