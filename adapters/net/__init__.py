@@ -1,3 +1,3 @@
-"""What the web adapters share (the webhook and feed sources, reply delivery): the guard on
+"""What the HTTP adapters share (the webhook and feed sources, reply delivery): the guard on
 outbound addresses and Unsilo's request signature. Adapters never import each other; they
 may import this."""
