@@ -117,13 +117,18 @@ async def test_nobody_gets_in_without_a_session_and_a_wrong_token_gets_nothing(c
                 assert "default-src 'self'" in response.headers["Content-Security-Policy"]
         async with browser.post(f"{console.url}/console/act", data={"value": "{}"}) as response:
             assert response.status == 401
-        async with browser.get(f"{console.url}/console/login", params={"token": "x" + console.token[1:]}) as response:
+        async with browser.get(
+            f"{console.url}/console/login", params={"token": ("y" if console.token[0] == "x" else "x") + console.token[1:]}
+        ) as response:
             assert response.status == 401
         assert not browser.cookie_jar.filter_cookies(console.url)  # type: ignore[arg-type]
 
 
 async def test_the_one_time_link_signs_in_once_with_a_strict_httponly_cookie(console: Console) -> None:
     async with console.browser() as browser:
+        rebound = {"Host": "evil.example"}  # a page of another site whose name was made to point here (DNS rebinding)
+        async with browser.get(f"{console.url}/console/login", params={"token": console.token}, headers=rebound) as response:
+            assert response.status == 403  # and the link is not spent:
         async with browser.get(
             f"{console.url}/console/login", params={"token": console.token}, allow_redirects=False
         ) as response:
@@ -151,7 +156,8 @@ async def test_a_claim_in_the_console_is_the_persons_and_updates_the_slack_card(
             assert response.status == 303 and response.headers["Location"] == "/console?channel=slack:C0SUPPORT"
         assert await owner_of(console, cid) == ("claimed", [("web", "owner")])
         page = await console.page(browser, "/console", channel="slack:C0SUPPORT")
-        assert f"Claimed #{cid}" in page or "claimed" in page  # the answer, shown once
+        assert f'role="status">You claimed #{cid}</p>' in page  # the answer, shown once
+        assert "You claimed" not in await console.page(browser, "/console", channel="slack:C0SUPPORT")
         assert "Claim" not in forms(page) and "Release" in forms(page)
         await console.harness.deliver()
         (after,) = console.harness.slack.messages("C0SUPPORT")
@@ -209,6 +215,10 @@ async def test_a_post_without_the_csrf_token_is_refused(console: Console) -> Non
         ) as response:
             assert response.status == 200
         assert (await owner_of(console, cid))[0] == "claimed"
+        release = forms(await console.page(browser, "/console"))["Release"]
+        elsewhere = {**release, "back": "//evil.example/console"}
+        async with browser.post(f"{console.url}/console/act", data=elsewhere, allow_redirects=False) as response:
+            assert response.status == 303 and response.headers["Location"] == "/console"  # never another site
 
 
 HOSTILE = '<script>alert("x")</script> <img src=x onerror=alert(1)> <a href="javascript:alert(2)">click</a>'
@@ -261,3 +271,33 @@ async def test_the_event_stream_reports_a_claim_made_on_slack_within_a_second(co
             assert changed != first and asyncio.get_running_loop().time() - started < 1.5
         cards = await console.page(browser, "/console/cards", channel="slack:C0SUPPORT")
         assert "Claimed by" in cards and "Claim</button>" not in cards
+
+
+def test_the_console_is_off_unless_on_loopback_or_when_turned_off() -> None:
+    from adapters.web.settings import WebSettings
+
+    assert WebSettings.from_env({}).missing() is None
+    assert WebSettings.from_env({"UNSILO_HOST": "::1", "UNSILO_PORT": "8080"}).missing() is None
+    assert (
+        WebSettings.from_env({"UNSILO_HOST": "::1", "UNSILO_PORT": "8080"}).login_url("t")
+        == "http://[::1]:8080/console/login?token=t"
+    )
+    exposed = WebSettings.from_env({"UNSILO_HOST": "0.0.0.0"}).missing()
+    assert exposed is not None and "loopback" in exposed and "'0.0.0.0'" in exposed
+    assert WebSettings.from_env({"UNSILO_CONSOLE": "off"}).missing() == "turned off (UNSILO_CONSOLE=off)"
+
+
+async def test_a_console_bound_beyond_loopback_serves_nothing_and_prints_no_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = settings_from_env({"UNSILO_HOST": "0.0.0.0"}, database_url=f"sqlite+aiosqlite:///{tmp_path / 'u.db'}")
+    container = build(settings, config=load_config(None))
+    capsys.readouterr()
+    runner, url = await serve(create_app(container, run_worker=False))
+    try:
+        assert "console:" not in capsys.readouterr().out
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/console/login", params={"token": "x"}) as response:
+            assert response.status == 404
+        assert "loopback" in (container.health.snapshot()["web"].get("reason") or "")
+    finally:
+        await runner.cleanup()

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from adapters.web import render
 from adapters.web.auth import CSRF_FIELD, CSRF_HEADER, Session, Sessions, csrf_ok, set_cookie
-from adapters.web.settings import WebSettings
+from adapters.web.settings import WebSettings, is_loopback
 from bot import codec, verbs
 from bot import commands as c
 from bot.domain import DomainError, InvalidInput
@@ -163,6 +163,9 @@ def _guarded(console: Console, handler: Handler) -> Callable[[web.Request], Awai
     """`handler` for a signed-in session only (401 otherwise); a POST also needs its CSRF token (403)."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
+        refused = _not_local(request)
+        if refused is not None:
+            return refused
         session = console.sessions.of(request)
         if session is None:
             return _secured(render.page_response("error.html", status=401, title="Sign-in needed", session=None))
@@ -175,6 +178,19 @@ def _guarded(console: Console, handler: Handler) -> Callable[[web.Request], Awai
         return _secured(await handler(request, session))
 
     return guarded
+
+
+def _not_local(request: web.Request) -> web.StreamResponse | None:
+    """A 403 for a request from another machine, or naming another host (DNS rebinding): until sign-in
+    with Slack or Entra ID exists, the console is for this machine only, whatever address it was bound to
+    (`unsilo run --host` is not seen by platform settings)."""
+    host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+    if is_loopback(request.remote or "") and is_loopback(host):
+        return None
+    logger.warning(
+        "console request from %s for host %r refused: the console answers this machine only", request.remote, request.host[:100]
+    )
+    return _secured(render.page_response("error.html", status=403, title="This machine only", session=None))
 
 
 def _see_other(location: str) -> web.Response:
@@ -201,6 +217,9 @@ class _Pages:
         return verbs.choice_lists(outcomes=self.console.wiring.outcomes)
 
     async def login(self, request: web.Request) -> web.StreamResponse:
+        refused = _not_local(request)
+        if refused is not None:
+            return refused
         session_id = self.console.sessions.sign_in(request.query.get("token", ""))
         if session_id is None:
             logger.warning("console sign-in refused: the token is wrong or was used already")
