@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -56,8 +57,10 @@ class Changes:
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self.generation = 0  # counts the bumps: a version read before the last one is stale
 
     def bump(self) -> None:
+        self.generation += 1
         self._event.set()
         self._event = asyncio.Event()
 
@@ -101,6 +104,8 @@ class Console:
     wiring: Wiring
     sessions: Sessions
     changes: Changes = field(default_factory=Changes)
+    # A channel's latest version, shared by every page watching it: (read at, generation, version).
+    _versions: dict[str, tuple[float, int, str]] = field(default_factory=dict)
 
     def actor(self, session: Session) -> c.Actor:
         return c.Actor(PLATFORM_NAME, session.user_id, name=session.name)
@@ -123,6 +128,16 @@ class Console:
             result = await self.wiring.bus.handle(c.ShowQueue(self.actor(session), department=department))
             cards.update((card.id, card) for card in result.cards)
         return list(cards.values())
+
+    async def version_of(self, channel: Channel, session: Session) -> str:
+        """The channel's version, read at most once per poll interval however many pages watch it."""
+        now, generation = time.monotonic(), self.changes.generation
+        known = self._versions.get(channel.key)
+        if known is not None and known[1] == generation and now - known[0] < POLL_SECONDS * 0.9:
+            return known[2]
+        version = fingerprint(await self.cards_of(channel, session))
+        self._versions[channel.key] = (now, generation, version)
+        return version
 
 
 CONSOLE: web.AppKey[Console] = web.AppKey("unsilo.web.console", Console)
@@ -271,7 +286,7 @@ class _Pages:
         seen = request.query.get("version", "")
         idle = 0.0
         while request.transport is not None and not request.transport.is_closing():  # until the page is left
-            version = fingerprint(await self.console.cards_of(chosen, session))
+            version = await self.console.version_of(chosen, session)
             try:
                 if version != seen:
                     await response.write(f"event: change\ndata: {version}\n\n".encode())
