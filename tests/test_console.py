@@ -137,14 +137,20 @@ async def test_the_one_time_link_signs_in_once_with_a_strict_httponly_cookie(con
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/console" in cookie
         page = await console.page(browser, "/console")
         assert "Signed in as owner (web)" in page and "slack:C0SUPPORT" in page and "web:support" in page
+        signout = re.search(r'action="/console/logout".*?name="csrf" value="([^"]+)"', page, re.S)
+        assert signout is not None
+        async with browser.post(f"{console.url}/console/logout", data={"csrf": signout.group(1)}) as response:
+            assert response.status == 401  # sent to the sign-in page, which wants a new link
+        async with browser.get(f"{console.url}/console") as response:
+            assert response.status == 401
     async with console.browser() as other:  # the same link, again: spent
         async with other.get(f"{console.url}/console/login", params={"token": console.token}) as response:
             assert response.status == 401
 
 
 async def test_a_claim_in_the_console_is_the_persons_and_updates_the_slack_card(console: Console) -> None:
-    cid = await console.ingest("My parcel arrived broken")  # support and ops
-    assert await console.harness.deliver() >= 2
+    cid = await console.ingest("My parcel arrived broken")  # support (slack:C0SUPPORT, web:support) and ops
+    assert await console.harness.deliver() == 3  # the console-only channel's card too
     (before,) = console.harness.slack.messages("C0SUPPORT")
     assert "Unclaimed" in json.dumps(before["blocks"])
     async with console.browser() as browser:
