@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from adapters import slack, teams
+from adapters import web as console
 from bot import config as config_file
 from bot.config import Config, find_config
 from bot.health import Health
@@ -43,7 +44,7 @@ logger = logging.getLogger(__name__)
 INGEST_BATCH = 500  # items per transaction when ingesting
 
 # The chat platforms, each its adapter's `Platform`. Adding one is one line here.
-PLATFORMS: tuple[Platform, ...] = (slack.PLATFORM, teams.PLATFORM)
+PLATFORMS: tuple[Platform, ...] = (slack.PLATFORM, teams.PLATFORM, console.PLATFORM)
 
 
 def load_config(path: str | Path | None, *, platforms: Sequence[Platform] | None = None) -> Config:

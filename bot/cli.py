@@ -371,7 +371,7 @@ async def _sources(container: Container, args: argparse.Namespace) -> None:
     action = args.action or "list"
     tags = [t.strip() for t in getattr(args, "tags", "").split(",") if t.strip()]
     reply_url = getattr(args, "reply_url", "")
-    from adapters.web import guard  # the CLI is an entry point: it may import adapters
+    from adapters.net import guard  # the CLI is an entry point: it may import adapters
 
     checker = guard.AddressGuard(container.settings.allow_private_urls)
     for option, url in (("--reply-url", reply_url), ("the feed URL", getattr(args, "url", "") if action == "add-feed" else "")):

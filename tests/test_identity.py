@@ -182,7 +182,7 @@ def test_people_entries_are_checked(tmp_path: Path) -> None:
         load_config(path)
     text = str(caught.value)
     assert "already listed under [people.x]" in text and "'nope' is not an email" in text
-    assert "list at least one of slack, teams, cli or email" in text
+    assert "list at least one of slack, teams, web, cli or email" in text
 
 
 @pytest.mark.parametrize("email", ["ivy@example.com", None])

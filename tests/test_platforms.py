@@ -125,9 +125,10 @@ def test_a_platform_left_out_of_the_list_is_unknown_to_the_config(tmp_path: Path
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "unsilo.toml")
     problems = str(caught.value)
-    assert "'fake:C-SUPPORT' should be 'platform:channel' with platform one of slack, teams, log" in problems
-    assert "'fake:U-MANAGER': use slack:<user id>, teams:<AAD object id>, cli:<login> or an email" in problems
-    assert "people.dana.fake: unknown key; expected one of cli, department, email, name, slack, teams" in problems
+    assert "'fake:C-SUPPORT' should be 'platform:channel' with platform one of slack, teams, web, log" in problems
+    accounts = "slack:<user id>, teams:<AAD object id>, web:<console user id>, cli:<login> or an email"
+    assert f"'fake:U-MANAGER': use {accounts}" in problems
+    assert "people.dana.fake: unknown key; expected one of cli, department, email, name, slack, teams, web" in problems
 
 
 def test_the_core_names_no_platform() -> None:

@@ -410,7 +410,7 @@ async def test_a_name_resolving_inside_is_refused_at_connect_time() -> None:
 
     from aiohttp import web
 
-    from adapters.web.guard import AddressGuard, UnsafeURL
+    from adapters.net.guard import AddressGuard, UnsafeURL
 
     name = socket.gethostname()
     addresses = {info[4][0] for info in socket.getaddrinfo(name, None)}

@@ -17,8 +17,8 @@ from typing import Any
 
 import aiohttp
 
-from adapters.web.guard import AddressGuard, UnsafeURL
-from adapters.web.signing import sign
+from adapters.net.guard import AddressGuard, UnsafeURL
+from adapters.net.signing import sign
 from bot.outbox import Job, PermanentFailure, RetryLater, Sent
 from storage.uow import UnitOfWork
 

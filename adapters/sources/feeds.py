@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from adapters.web.guard import AddressGuard, UnsafeURL
+from adapters.net.guard import AddressGuard, UnsafeURL
 from bot.domain import NotFound
 from bot.ingest import Incoming, IngestError, parse_feed
 from storage.models import Source

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from adapters.web.guard import AddressGuard, UnsafeURL
-from adapters.web.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from adapters.net.guard import AddressGuard, UnsafeURL
+from adapters.net.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from bot.ingest import Incoming, clean_text, html_to_text, make_incoming
 from bot.views import has_visible
 

@@ -1,0 +1,82 @@
+"""Who is signed in to the console: the one-time link, sessions, and the CSRF token of each.
+
+Nobody gets in by default. `unsilo run` on loopback prints a link with a random token; the
+token is good for one sign-in, exchanged for a session cookie (HttpOnly, SameSite=Strict,
+Secure behind https). Every state-changing request carries the session's CSRF token (a form
+field or the `X-CSRF-Token` header), compared in constant time; without it the request is
+refused (403), whatever cookie it brings.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+COOKIE = "unsilo_console"
+CSRF_FIELD = "csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SESSION_SECONDS = 12 * 3600  # a session ends after this long
+TOKEN_BYTES = 32
+
+
+@dataclass
+class Session:
+    """One signed-in browser: whose it is (the console user id, platform `web`) and its CSRF token."""
+
+    user_id: str
+    name: str
+    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(TOKEN_BYTES))
+    started: float = field(default_factory=time.monotonic)
+    flash: list[tuple[str, str]] = field(default_factory=list)  # (kind, text) shown once on the next page
+
+
+class Sessions:
+    """The one-time sign-in token and the live sessions (kept in memory: a restart signs everyone out)."""
+
+    def __init__(self, *, user_id: str) -> None:
+        self.user_id = user_id
+        self._login: str | None = secrets.token_urlsafe(TOKEN_BYTES)
+        self._sessions: dict[str, Session] = {}
+
+    @property
+    def login_token(self) -> str | None:
+        """The token of the link still unused (None once used)."""
+        return self._login
+
+    def sign_in(self, token: str) -> str | None:
+        """A new session's id for the one-time `token`, which is spent; None for any other token."""
+        if self._login is None or not hmac.compare_digest(token.encode(), self._login.encode()):
+            return None
+        self._login = None
+        session_id = secrets.token_urlsafe(TOKEN_BYTES)
+        self._sessions[session_id] = Session(user_id=self.user_id, name=self.user_id)
+        return session_id
+
+    def of(self, request: web.Request) -> Session | None:
+        """The request's live session, or None."""
+        session_id = request.cookies.get(COOKIE, "")
+        session = self._sessions.get(session_id) if session_id else None
+        if session is not None and time.monotonic() - session.started > SESSION_SECONDS:
+            del self._sessions[session_id]
+            return None
+        return session
+
+    def sign_out(self, request: web.Request) -> None:
+        self._sessions.pop(request.cookies.get(COOKIE, ""), None)
+
+
+def set_cookie(response: web.StreamResponse, request: web.Request, session_id: str) -> None:
+    """The session cookie: never readable by script, never sent cross-site, https-only behind https."""
+    secure = request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+    response.set_cookie(
+        COOKIE, session_id, path="/console", httponly=True, samesite="Strict", secure=secure, max_age=SESSION_SECONDS
+    )
+
+
+def csrf_ok(session: Session, sent: str | None) -> bool:
+    """Whether a state-changing request carries the session's CSRF token."""
+    return bool(sent) and hmac.compare_digest(str(sent).encode(), session.csrf.encode())
