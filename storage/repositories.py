@@ -894,18 +894,17 @@ class DepartmentRepo(_Repo):
 
     async def by_ids(self, destination_ids: Iterable[int]) -> list[Destination]:
         """These destinations (those that still exist)."""
-        ids = list(destination_ids)
-        if not ids:
-            return []
-        stmt = select(Destination).where(col(Destination.id).in_(ids)).order_by(col(Destination.id))
-        return list((await self.session.exec(stmt)).all())
+        return await self._destinations(Destination.id, destination_ids)
 
     async def destinations(self, department_ids: Iterable[int]) -> list[Destination]:
         """Every destination of these departments."""
-        ids = list(department_ids)
+        return await self._destinations(Destination.department_id, department_ids)
+
+    async def _destinations(self, column: Any, values: Iterable[int]) -> list[Destination]:
+        ids = list(values)
         if not ids:
             return []
-        stmt = select(Destination).where(col(Destination.department_id).in_(ids)).order_by(col(Destination.id))
+        stmt = select(Destination).where(col(column).in_(ids)).order_by(col(Destination.id))
         return list((await self.session.exec(stmt)).all())
 
     async def unlink(self, platform: str, channel_id: str, *, department_id: int | None = None) -> list[str]:
