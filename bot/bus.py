@@ -16,6 +16,7 @@ from handlers._common import card
 from handlers.answers import handle_answers, handle_save_answer
 from handlers.ask import handle_ask
 from handlers.claim import handle_claim, handle_reassign, handle_release
+from handlers.closing import handle_set_notify
 from handlers.digest import handle_digest, handle_stats
 from handlers.erase import handle_erase
 from handlers.expertise import handle_declare_expertise, handle_show_expertise, handle_who_knows
@@ -25,6 +26,7 @@ from handlers.posting import handle_locate_card
 from handlers.queue import handle_queue, handle_recent, handle_show
 from handlers.reply import handle_approvals, handle_approve, handle_mark_posted, handle_reject, handle_reply
 from handlers.report import handle_report
+from handlers.reroute import handle_reroute
 from handlers.resolve import handle_dismiss, handle_resolve
 from handlers.search import handle_search
 from handlers.sources import handle_add_source, handle_remove_source, handle_rotate_secret, handle_set_retention
@@ -39,6 +41,8 @@ HANDLERS: dict[type, Callable[..., Awaitable[Result]]] = {
     c.Claim: handle_claim,
     c.Release: handle_release,
     c.Reassign: handle_reassign,
+    c.Reroute: handle_reroute,
+    c.SetNotify: handle_set_notify,
     c.AddNote: handle_note,
     c.Ask: handle_ask,
     c.ReplyToCustomer: handle_reply,

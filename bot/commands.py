@@ -48,6 +48,23 @@ class Reassign:
 
 
 @dataclass(frozen=True)
+class Reroute:
+    """Move a conversation to another department ("not for us"): its cards there, the old ones say where it went."""
+
+    conversation_id: int
+    actor: Actor
+    department: str
+
+
+@dataclass(frozen=True)
+class SetNotify:
+    """Whether the actor is told when a conversation they sent in is resolved (`notify on|off`)."""
+
+    actor: Actor
+    on: bool
+
+
+@dataclass(frozen=True)
 class AddNote:
     """An internal note; never reaches the customer."""
 
@@ -342,6 +359,8 @@ Command = (
     Claim
     | Release
     | Reassign
+    | Reroute
+    | SetNotify
     | AddNote
     | ReplyToCustomer
     | Resolve

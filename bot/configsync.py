@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from bot.config import Config, ConfigError, Problem
 from bot.domain import ACTIVE
-from bot.outbox import enqueue_card_syncs
+from bot.outbox import enqueue_card_syncs, enqueue_copy_updates
 from storage.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -91,28 +91,10 @@ async def retire_departments(uow: UnitOfWork, config: Config) -> list[str]:
 
 async def _update_posted_copies(uow: UnitOfWork, department_id: int, versions: dict[int, int]) -> int:
     """A card delivery for every copy posted through the retired department's channels, at the moved
-    conversation's new version: the copy is updated in place (it shows its new department)."""
+    conversation's new version: the copy is updated in place (it says where the conversation went)."""
     destinations = await uow.departments.destinations([department_id])
     postings = await uow.postings.at_destinations(list(versions), [d.id for d in destinations if d.id is not None])
-    platforms = {d.id: d.platform for d in destinations}
-    now = uow.now()
-    rows = [
-        {
-            "key": f"card:{p.conversation_id}:{p.destination_id}:v{versions[p.conversation_id]}",
-            "platform": platforms[p.destination_id],
-            "kind": "card",
-            "conversation_id": p.conversation_id,
-            "destination_id": p.destination_id,
-            "payload": {"version": versions[p.conversation_id]},
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-        }
-        for p in postings
-        if p.destination_id is not None
-    ]
-    return await uow.deliveries.enqueue_many(rows)
+    return await enqueue_copy_updates(uow, postings, versions)
 
 
 async def _event(uow: UnitOfWork, kind: str, data: dict[str, object]) -> None:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from bot.domain import NotFound
 from bot.views import Notice
-from storage.reports import Activity, Participant, Timing, Waiting
+from storage.reports import TOP_TAGS, Activity, Overdue, Participant, RuleFigures, Timing, Waiting
 from storage.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,27 @@ class WaitingItem:
     snippet: str
     age_seconds: float
     url: str
+
+
+@dataclass(frozen=True)
+class OverdueItem:
+    """A claimed conversation with no answer past the SLA: id, who holds it, how far past the SLA, a snippet, its link."""
+
+    id: int
+    owner: str
+    past_sla_seconds: float
+    snippet: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Recurring:
+    """Something that keeps coming up in a department (today a tag; clusters of voices when they exist): how
+    many conversations in the period, and in the one before (None: not known, it was not among its top ones)."""
+
+    label: str
+    count: int
+    previous: int | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +94,11 @@ class Digest(Activity):
     oldest_unclaimed: tuple[WaitingItem, ...]
     taking_part: tuple[TeamPart, ...]
     helped_outside: tuple[Helper, ...] = ()  # people of other departments who took part, most active first
+    previous: Activity | None = None  # the same figures for the period just before, as long: what changed
+    overdue: tuple[OverdueItem, ...] = ()  # claimed, no answer past the SLA, most overdue first
+    recurring: tuple[Recurring, ...] = ()  # what keeps coming up (`recurring_of`)
+    spikes: tuple[str, ...] = ()  # the period's spikes, one line each (`spikes_of`)
+    rules: tuple[RuleFigures, ...] = ()  # per routing rule: routed here, rerouted away ("not for us")
 
     @property
     def quiet(self) -> bool:
@@ -102,8 +128,11 @@ async def build_digest(uow: UnitOfWork, *, department: str, since: datetime, unt
     if found is None or found.id is None:
         names = ", ".join(d.name for d in await uow.departments.all())
         raise NotFound(f"no department {department!r}; departments: {names}")
-    activity = await uow.reports.activity(found.id, since=since, until=until, sla_seconds=found.sla_minutes * 60)
+    sla = found.sla_minutes * 60
+    activity = await uow.reports.activity(found.id, since=since, until=until, sla_seconds=sla)
+    previous = await uow.reports.activity(found.id, since=since - (until - since), until=since, sla_seconds=sla)
     waiting = await uow.reports.oldest_unclaimed(found.id, until=until) if activity.unclaimed else []
+    late = await uow.reports.overdue(found.id, until=until, sla_seconds=sla) if activity.still_open else []
     return Digest(
         **{f.name: getattr(activity, f.name) for f in fields(Activity)},
         department=found.name,
@@ -113,7 +142,28 @@ async def build_digest(uow: UnitOfWork, *, department: str, since: datetime, unt
         oldest_unclaimed=tuple(_waiting(w, until) for w in waiting),
         taking_part=by_department(activity.participants),
         helped_outside=_helpers(activity.participants, department=found.name),
+        previous=previous,
+        overdue=tuple(_overdue(item, until, sla) for item in late),
+        recurring=await recurring_of(uow, found.name, activity=activity, previous=previous),
+        spikes=await spikes_of(uow, found.name, since=since, until=until),
+        rules=tuple(await uow.reports.rules(found.name, since=since, until=until)),
     )
+
+
+async def recurring_of(uow: UnitOfWork, department: str, *, activity: Activity, previous: Activity) -> tuple[Recurring, ...]:
+    """What keeps coming up in a department's period: the hook for the digest's "recurring issues".
+
+    Today the tags on the most conversations, each with its count in the period before (known when it was
+    among that period's top tags, or when that list was not cut); clusters of merged voices replace this."""
+    before = dict(previous.top_tags)
+    complete = len(previous.top_tags) < TOP_TAGS
+    return tuple(Recurring(tag, n, before.get(tag, 0 if complete else None)) for tag, n in activity.top_tags)
+
+
+async def spikes_of(uow: UnitOfWork, department: str, *, since: datetime, until: datetime) -> tuple[str, ...]:
+    """The hook for the digest's spikes section: one plain line per spike of the department in [since, until)
+    (none until spike alerts exist)."""
+    return ()
 
 
 def _helpers(people: Sequence[Participant], *, department: str) -> tuple[Helper, ...]:
@@ -164,30 +214,57 @@ def digests_notice(digests: Sequence[Digest]) -> Notice:
     return Notice(title=title, lines=tuple(lines), links=tuple(link for d in digests for link in _links(d)))
 
 
+_COUNTS: tuple[tuple[str, str], ...] = (("new", "new"), ("claimed", "claimed"), ("replied", "replied"))
+_COUNTS += (("resolved", "resolved"), ("dismissed", "dismissed"), ("still_open", "still open"))
+_TIMINGS = (
+    ("Time to claim", "claimed", "to_claim"),
+    ("Time to first reply", "answered", "to_first_reply"),
+    ("Time to resolve", "resolved", "to_resolve"),
+)
+
+
 def digest_lines(digest: Digest) -> tuple[str, ...]:
     """The plain-text lines of one department's digest."""
     if digest.quiet:
         return (
             f"No activity in {digest.department} from {_day(digest.since)} to {_day(digest.until)}: nothing new, nothing open.",
+            *_rule_lines(digest.rules),
         )
-    open_part = f"{digest.still_open} still open" + (f" ({digest.unclaimed} unclaimed)" if digest.unclaimed else "")
+    before = digest.previous  # each figure next to the period before's, when known
+    shown = [_figure(getattr(digest, name), getattr(before, name, None), what) for name, what in _COUNTS]
+    if digest.unclaimed:  # "5 still open (3 unclaimed)", "5 still open (+3; 3 unclaimed)"
+        unclaimed = f"{digest.unclaimed} unclaimed"
+        shown[-1] = shown[-1][:-1] + f"; {unclaimed})" if shown[-1].endswith(")") else shown[-1] + f" ({unclaimed})"
     lines = [
-        f"{digest.new} new · {digest.claimed} claimed · {digest.replied} replied · {digest.resolved} resolved · "
-        f"{digest.dismissed} dismissed · {open_part}",
-        _timing_line("Time to claim", "claimed", digest.to_claim, digest.sla_minutes),
-        _timing_line("Time to first reply", "answered", digest.to_first_reply, digest.sla_minutes),
-        _timing_line("Time to resolve", "resolved", digest.to_resolve, digest.sla_minutes),
+        " · ".join(shown),
+        *(
+            _timing_line(label, verb, getattr(digest, name), digest.sla_minutes, getattr(before, name, None))
+            for label, verb, name in _TIMINGS
+        ),
     ]
+    if digest.spikes:
+        lines.append("Spikes:")
+        lines.extend(digest.spikes)
     if digest.oldest_unclaimed:
         lines.append("Oldest unclaimed:")
         lines.extend(
             f"#{w.id} · waiting {format_duration(w.age_seconds)} · {w.snippet}" + (f" · {w.url}" if w.url else "")
             for w in digest.oldest_unclaimed
         )
+    if digest.overdue:
+        lines.append("Claimed, no answer past the SLA (most overdue first):")
+        lines.extend(
+            f"#{o.id} · {_one_line(o.owner, 40) or 'someone'} · {format_duration(o.past_sla_seconds)} past the SLA · {o.snippet}"
+            + (f" · {o.url}" if o.url else "")
+            for o in digest.overdue
+        )
     if digest.outcomes:
         lines.append("Outcomes: " + ", ".join(f"{name} {n}" for name, n in digest.outcomes))
-    if digest.top_tags:
-        lines.append("Top tags: " + ", ".join(f"{_one_line(tag, 40)} {n}" for tag, n in digest.top_tags))
+    if digest.recurring:
+        lines.append(
+            "Recurring (tags on the most conversations): "
+            + ", ".join(_figure(r.count, r.previous, _one_line(r.label, 40), before=True) for r in digest.recurring)
+        )
     if digest.taking_part:
         lines.append("Who took part, by their department:")
         lines.extend(_part_line(part) for part in digest.taking_part)
@@ -199,7 +276,31 @@ def digest_lines(digest: Digest) -> tuple[str, ...]:
                 for h in digest.helped_outside
             )
         )
+    lines.extend(_rule_lines(digest.rules))
     return tuple(lines)
+
+
+def _figure(count: int, previous: int | None, what: str, *, before: bool = False) -> str:
+    """`12 new (+4)`: a figure and how it moved since the period before (nothing when that is not known, or
+    both are 0); `before`: the label first (`legal 8 (+5)`)."""
+    said = f"{what} {count}" if before else f"{count} {what}"
+    if previous is None or (count == 0 and previous == 0):
+        return said
+    change = count - previous
+    return f"{said} ({'+' if change > 0 else '±' if change == 0 else '−'}{abs(change)})"
+
+
+def _rule_lines(rules: Sequence[RuleFigures]) -> list[str]:
+    """Per routing rule, what it sent here and how much of it was not for this department."""
+    if not rules:
+        return []
+    return ["Routing rules: " + ", ".join(_rule_part(r) for r in rules)]
+
+
+def _rule_part(rule: RuleFigures) -> str:
+    """`billing routed 12, 3 rerouted away (25%)`: the share is of what it routed in the same period."""
+    share = f" ({rule.rerouted * 100 // rule.routed}%)" if rule.routed and rule.rerouted else ""
+    return f"{_one_line(rule.rule, 40)} routed {rule.routed}, {rule.rerouted} rerouted away{share}"
 
 
 def stats_notice(stats: Stats) -> Notice:
@@ -234,11 +335,12 @@ def format_duration(seconds: float | None) -> str:
     return f"{_trim(seconds / 86400)} d"
 
 
-def _timing_line(label: str, verb: str, timing: Timing, sla_minutes: int) -> str:
+def _timing_line(label: str, verb: str, timing: Timing, sla_minutes: int, previous: Timing | None = None) -> str:
     if not timing.count:
         return f"{label}: nothing {verb} in this period"
+    was = f" (was {format_duration(previous.median)})" if previous is not None and previous.count else ""
     return (
-        f"{label}: median {format_duration(timing.median)}, p90 {format_duration(timing.p90)}; "
+        f"{label}: median {format_duration(timing.median)}{was}, p90 {format_duration(timing.p90)}; "
         f"{timing.within_sla} of {timing.count} within the {format_duration(sla_minutes * 60)} SLA"
     )
 
@@ -276,6 +378,16 @@ def _waiting(item: Waiting, until: datetime) -> WaitingItem:
         id=item.id,
         snippet=_one_line(item.title or item.text, SNIPPET_CHARS),
         age_seconds=max(0.0, (until - item.ingested_at).total_seconds()),
+        url=item.url,
+    )
+
+
+def _overdue(item: Overdue, until: datetime, sla_seconds: float) -> OverdueItem:
+    return OverdueItem(
+        id=item.id,
+        owner=item.owner,
+        past_sla_seconds=max(0.0, (until - item.ingested_at).total_seconds() - sla_seconds),
+        snippet=_one_line(item.title or item.text, SNIPPET_CHARS),
         url=item.url,
     )
 

@@ -45,6 +45,7 @@ TRANSITIONS: dict[str, dict[Status, Status | None]] = {
     "resolve": {Status.OPEN: Status.RESOLVED, Status.CLAIMED: Status.RESOLVED, Status.REPLIED: Status.RESOLVED},
     "dismiss": {Status.OPEN: Status.DISMISSED, Status.CLAIMED: Status.DISMISSED, Status.REPLIED: Status.DISMISSED},
     "note": {s: None for s in Status},
+    "reroute": {Status.OPEN: Status.OPEN, Status.CLAIMED: Status.OPEN, Status.REPLIED: Status.OPEN},  # into the new queue
 }
 
 PAST_TENSE = {
@@ -55,6 +56,7 @@ PAST_TENSE = {
     "resolve": "resolved",
     "dismiss": "dismissed",
     "note": "noted",
+    "reroute": "rerouted",
 }
 
 

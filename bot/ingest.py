@@ -376,7 +376,12 @@ async def store_items(
                 "actor_id": actor_id,
                 "actor_name": actor_name,
                 "at": now,
-                "data": {"source": key[0], "departments": targets, "reason": routed.reason[:500]},
+                "data": {
+                    "source": key[0],
+                    "departments": targets,
+                    "reason": routed.reason[:500],
+                    "rules": [] if department else list(routed.rules),  # chosen by hand: no rule routed it
+                },
             }
         )
         uow.mark_changed(new_id)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from bot import terminal
 from bot.views import Card, Notice, card_for
 from handlers._common import reply_reached
-from storage.models import Delivery, Destination, Event, Posting
+from storage.models import Delivery, Department, Destination, Event, Posting
 from storage.uow import UnitOfWork
 
 if TYPE_CHECKING:
@@ -103,6 +103,33 @@ async def enqueue_card_syncs(uow: UnitOfWork, conversation_ids: Iterable[int]) -
     return await uow.deliveries.enqueue_card_syncs(ids, now=uow.now())
 
 
+async def enqueue_copy_updates(uow: UnitOfWork, postings: Iterable[Posting], versions: Mapping[int, int]) -> int:
+    """A card delivery for each of these posted copies at its conversation's new version (`versions`: id ->
+    version), through the destination that posted it: the copy is updated in place even where its channel
+    no longer gets the conversation's cards (a department retired, a conversation rerouted), and then
+    says where it went. Returns how many were added."""
+    wanted = [p for p in postings if p.destination_id is not None and p.conversation_id in versions]
+    destinations = {d.id: d for d in await uow.departments.by_ids({p.destination_id for p in wanted})}  # type: ignore[misc]
+    now = uow.now()
+    rows = [
+        {
+            "key": f"card:{p.conversation_id}:{p.destination_id}:v{versions[p.conversation_id]}",
+            "platform": destinations[p.destination_id].platform,
+            "kind": "card",
+            "conversation_id": p.conversation_id,
+            "destination_id": p.destination_id,
+            "payload": {"version": versions[p.conversation_id]},
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for p in wanted
+        if p.destination_id in destinations
+    ]
+    return await uow.deliveries.enqueue_many(rows)
+
+
 def notice_payload(notice: Notice) -> dict[str, Any]:
     """A notice as a delivery payload (JSON)."""
     return {
@@ -112,6 +139,32 @@ def notice_payload(notice: Notice) -> dict[str, Any]:
             "mentions": [list(m) for m in notice.mentions],
             "links": [list(link) for link in notice.links],
         }
+    }
+
+
+def notice_row(
+    uow: UnitOfWork,
+    notice: Notice,
+    *,
+    key: str,
+    platform: str,
+    conversation_id: int | None,
+    destination_id: int | None = None,
+    **where: Any,
+) -> dict[str, Any]:
+    """The outbox row of one notice: in a destination's channel (a card's thread), or, with
+    `channel_id=<user id>, dm=True` in `where`, as a message of its own to one person on `platform`."""
+    return {
+        "key": key[:255],
+        "platform": platform,
+        "kind": "notice",
+        "conversation_id": conversation_id,
+        "destination_id": destination_id,
+        "payload": {**notice_payload(notice), **where},
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": uow.now(),
+        "created_at": uow.now(),
     }
 
 
@@ -197,6 +250,17 @@ async def _unrecorded_attempt(uow: UnitOfWork, delivery: Delivery, job: Job) -> 
         kind="card", conversation_id=delivery.conversation_id, destination_id=delivery.destination_id
     )
     return min((d.attempted_at for d in siblings if d.attempted_at is not None), default=None)
+
+
+async def _moved_away(uow: UnitOfWork, destination: Destination | None, departments: list[Department]) -> bool:
+    """Whether a card's copy through `destination` is in a channel that no longer gets the conversation (it was
+    rerouted, or its department retired): none of its departments posts in that channel."""
+    if destination is None or destination.department_id in {d.id for d in departments}:
+        return False
+    here = (destination.platform, destination.channel_id)
+    return all(
+        (d.platform, d.channel_id) != here for d in await uow.departments.destinations([d.id for d in departments if d.id])
+    )
 
 
 async def commit_with_deliveries(uow: UnitOfWork) -> None:
@@ -295,7 +359,8 @@ class DeliveryWorker:
             conversation = await uow.conversations.get(delivery.conversation_id)
             if conversation is not None:
                 version = conversation.version
-                departments = [d.name for d in await uow.conversations.departments_of(conversation.id)]  # type: ignore[arg-type]
+                current = await uow.conversations.departments_of(conversation.id)  # type: ignore[arg-type]
+                departments = [d.name for d in current]
                 reply = await uow.replies.latest(conversation.id) if conversation.reply_written_at else None  # type: ignore[arg-type]
                 decider = reply.decided_by_id if reply is not None and reply.status == "rejected" else None
                 names = await uow.people.names([conversation.owner_id, decider])  # one query for both
@@ -308,6 +373,7 @@ class DeliveryWorker:
                     reply=reply,
                     decided_by=names.get(decider or 0, ""),
                     earlier=earlier,
+                    moved=await _moved_away(uow, destination, current),
                 )
         if delivery.kind in ("card", "notice") and delivery.conversation_id is not None:
             if destination is not None:

@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 ANYONE = frozenset({"claim", "note", "show", "queue", "search", "report", "ask"})
 OWNER_OR_MANAGER = frozenset({"reply", "resolve", "release", "save-answer"})
 MANAGER = frozenset({"reassign", "dismiss"})
+OWNER_MEMBER_OR_MANAGER = frozenset({"reroute"})  # its owner, a member of its departments, their managers
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,9 @@ def require(action: str, *, who: Who, conversation: Conversation, departments: l
     """Refuse with `Forbidden` unless `who` may do `action` to this conversation."""
     if action in ANYONE:
         return
+    if action in OWNER_MEMBER_OR_MANAGER:
+        require_member(action, who=who, conversation=conversation, departments=departments)
+        return
     is_owner = conversation.owner_id is not None and conversation.owner_id == who.id
     if manages(who, departments):
         return
@@ -123,6 +127,21 @@ def require(action: str, *, who: Who, conversation: Conversation, departments: l
     if action in MANAGER:
         raise Forbidden(f"only a manager of {names} can {action} #{conversation.id}")
     raise Forbidden(f"{action} is not allowed")
+
+
+def require_member(action: str, *, who: Who, conversation: Conversation, departments: list[Department]) -> None:
+    """Refuse with `Forbidden` unless `who` is the conversation's owner, a member of one of its current
+    departments (the config's `[people.x] department`) or a manager of one of them: e.g. to say "not for us"
+    and reroute it (anyone else would be moving work out of a queue that is not theirs)."""
+    names = [d.name for d in departments]
+    if conversation.owner_id is not None and conversation.owner_id == who.id:
+        return
+    if who.person.department and who.person.department in names:
+        return
+    if manages(who, departments):
+        return
+    listed = ", ".join(names) or "its department"
+    raise Forbidden(f"only #{conversation.id}'s owner, a member or a manager of {listed} can {action} it")
 
 
 def may_approve(who: Who, *, departments: list[Department], reply_author_id: int | None) -> bool:

@@ -49,6 +49,10 @@ class Routed:
     tags: tuple[str, ...]
     reason: str
     sensitive: bool
+    rules: tuple[str, ...] = ()  # the names of the rules that matched; (NO_RULE,) when none did
+
+
+NO_RULE = "(no rule matched)"  # what the per-rule figures call the default department's routing
 
 
 def _word_source(word: str) -> str:
@@ -128,6 +132,7 @@ class Router:
         departments: list[str] = []
         tags: list[str] = list(dict.fromkeys(extra_tags))
         reasons: list[str] = []
+        matched: list[str] = []
         priority = "normal"
         sensitive = False
         for compiled in self._rules:
@@ -136,6 +141,7 @@ class Router:
                 continue
             rule = compiled.rule
             reasons.append(f"{rule.name}: {why}")
+            matched.append(rule.name)
             departments.extend(d for d in rule.departments if d not in departments)
             tags.extend(t for t in rule.tags if t not in tags)
             if rule.priority and priority_rank(rule.priority) > priority_rank(priority):
@@ -144,4 +150,5 @@ class Router:
         if not departments:
             departments = [self.default_department]
             reasons.append("no rule matched")
-        return Routed(tuple(departments), priority, tuple(tags), "; ".join(reasons), sensitive)
+            matched.append(NO_RULE)
+        return Routed(tuple(departments), priority, tuple(tags), "; ".join(reasons), sensitive, tuple(matched))

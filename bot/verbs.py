@@ -29,7 +29,8 @@ class Input:
 
     `kind` "text" is free text (multi-line where `multiline`); "choice" is one of the values
     a platform is given under `choices` (e.g. "outcomes": the config's outcomes). `missing`
-    completes "reply needs …" when a required input is left out of a text command.
+    completes "reply needs …" when a required input is left out of a text command; `lead` is a word a
+    text command may type before the value (`to`), skipped when it does.
     """
 
     name: str
@@ -40,6 +41,7 @@ class Input:
     multiline: bool = True
     choices: str = ""
     missing: str = ""
+    lead: str = ""  # a word a text command may put before the value (`reroute #12 to ops`)
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,13 @@ def _answers(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
     return c.SearchAnswers(actor, tuple(rest.split()))
 
 
+def _notify(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
+    word = rest.strip().lower()
+    if word not in ("on", "off"):
+        raise InvalidInput(f"notify needs on or off; {typed.usage(VERBS['notify'])}")
+    return c.SetNotify(actor, on=word == "on")
+
+
 def _text(name: str = "text", label: str = "", *, missing: str, placeholder: str = "") -> Input:
     return Input(name, label, placeholder=placeholder, missing=missing)
 
@@ -387,6 +396,27 @@ TABLE: tuple[Verb, ...] = (
         menu=("channel",),
     ),
     Verb(
+        "reroute",
+        "reroute #42 to department — not for us: move it to another department (its owner, its department, managers)",
+        label="Not for us",
+        build=lambda cid, actor, f: c.Reroute(cid, actor, f["department"]),
+        inputs=(
+            Input(
+                "department",
+                "Which department is it for?",
+                kind="choice",
+                choices="departments",
+                multiline=False,
+                missing="a department",
+                lead="to",
+            ),
+        ),
+        title="Not for us: move #{id}",
+        submit="Move",
+        on=_ACTIVE,
+        priority=78,
+    ),
+    Verb(
         "dismiss",
         "dismiss #42 reason — close it as needing no action (managers)",
         label="Dismiss",
@@ -410,6 +440,12 @@ TABLE: tuple[Verb, ...] = (
         hint="digest",
         parse=_digest,
         menu=("personal",),
+    ),
+    Verb(
+        "notify",
+        "notify on|off — whether you get a message when a conversation you sent in is resolved",
+        parse=_notify,
+        cli=True,
     ),
     Verb("stats", "stats — your own figures", parse=lambda rest, actor, typed: c.ShowStats(actor)),
     Verb("search", "search words — past conversations, notes and answers", parse=_search, menu=("channel", "personal")),
@@ -513,9 +549,9 @@ def on_cards() -> tuple[Verb, ...]:
     return (*reply_first, *(v for v in TABLE if v.on and not v.on_reply))
 
 
-def choice_lists(*, outcomes: Sequence[str]) -> dict[str, tuple[str, ...]]:
+def choice_lists(*, outcomes: Sequence[str], departments: Sequence[str] = ()) -> dict[str, tuple[str, ...]]:
     """The values of every named choice list the verbs' inputs offer, from the config."""
-    return {"outcomes": tuple(outcomes)}
+    return {"outcomes": tuple(outcomes), "departments": tuple(departments)}
 
 
 @dataclass(frozen=True)
@@ -552,6 +588,8 @@ def read_conversation_line(verb: Verb, rest: str, actor: c.Actor, typed: Typed) 
         if last_text:
             value, remaining = remaining, ""
         else:
+            if wanted.lead and remaining.lower().startswith(wanted.lead + " "):
+                remaining = remaining[len(wanted.lead) :].strip()
             value, _, remaining = remaining.partition(" ")
             remaining = remaining.strip()
         if wanted.required and not value:

@@ -183,6 +183,7 @@ class Card:
     suggested: tuple[Suggested, ...] = ()  # people outside its departments to ask (`bot.suggest`), best first
     earlier: tuple[tuple[int, str], ...] = ()  # the author's newest earlier conversations: (id, status)
     earlier_count: int | None = None  # how many earlier conversations the author has in all (None: not read, in lists)
+    moved: bool = False  # a copy in a channel that no longer gets its cards (rerouted): it says where it went
     facts: tuple[Fact, ...] = field(init=False, repr=False, compare=False)
     summary: str = field(init=False, repr=False, compare=False)
     tone: Tone = field(init=False, repr=False, compare=False)
@@ -306,8 +307,10 @@ def seen_before_of(conversation: Conversation) -> tuple[SeenBefore, ...]:
 def _facts(card: Card) -> tuple[Fact, ...]:
     """What a card states about a conversation, and in which order: its departments, tags, why it
     was routed so, who owns it, and how it ended (only once it is resolved). Blank values are left out."""
+    departments = ", ".join(d for d in card.departments if d.strip())
     facts = [
-        Fact("Departments:", ", ".join(d for d in card.departments if d.strip())),
+        Fact(MOVED, departments) if card.moved else Fact("", ""),
+        Fact("Departments:", departments),
         Fact("Tags:", ", ".join(t for t in card.tags if t.strip())),
         Fact("Why:", card.routing_reason),
     ]
@@ -322,6 +325,9 @@ def _facts(card: Card) -> tuple[Fact, ...]:
     if card.status not in (Status.RESOLVED, Status.DISMISSED):  # who to ask, while there is something to ask
         facts.extend(Fact(ASK, s.described()) for s in card.suggested)
     return tuple(facts)
+
+
+MOVED = "Not for this channel any more: moved to"
 
 
 def _earlier_fact(count: int, earlier: Sequence[tuple[int, str]]) -> Fact:
@@ -500,15 +506,20 @@ def card_for(
     snippet: tuple[tuple[str, bool], ...] = (),
     decided_by: str = "",
     earlier: tuple[int, Sequence[tuple[int, str]]] | None = None,
+    moved: bool = False,
 ) -> Card:
     """The card of a conversation as it is now, with its latest reply's state (`decided_by`: who approved or
     rejected it, named on a rejected one) and what it was seen like before; an erased one says so
     ("Erased on request, <date>") where the customer's words were. `earlier`: how many earlier
-    conversations its author has, and the newest of them as (id, status) (None: not read, as in lists)."""
+    conversations its author has, and the newest of them as (id, status) (None: not read, as in lists).
+    `moved`: the copy in a channel that no longer gets this conversation (it was rerouted): it says where it
+    went, and offers nothing to do there but the link to the original post."""
     assert conversation.id is not None
     erased = erased_note(conversation)
     author = ERASED_AUTHOR if erased else conversation.author_name or conversation.author_handle or "unknown author"
     buttons = buttons_for(conversation, reply)
+    if moved:
+        buttons = tuple(b for b in buttons if b.url)
     return Card(
         id=conversation.id,
         status=conversation.status,
@@ -532,6 +543,7 @@ def card_for(
         snippet=snippet,
         seen_before=() if erased else seen_before_of(conversation),
         suggested=() if erased else suggested_of(conversation),
+        moved=moved,
     )
 
 
@@ -560,6 +572,7 @@ EVENT_WORDS = {
     "asked": "asked for help",
     "answer_saved": "saved the reply as an answer",
     "approval_skipped": "sent the reply without a second approval",
+    "sender_told": "told who sent it in",
 }
 
 
@@ -604,6 +617,10 @@ def history_for(
             detail = str(data.get("name", ""))
         elif event.kind == "reassigned":
             detail = f"to {data.get('to', '')}"
+        elif event.kind == "rerouted":
+            detail = f"from {', '.join(data.get('from', []))} to {data.get('to', '')}"
+        elif event.kind == "sender_told":
+            detail = str(data.get("name", ""))
         elif event.kind in ("ingested", "reported"):
             detail = f"from {data.get('source', '')} to {', '.join(data.get('departments', []))}"
         lines.append(

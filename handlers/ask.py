@@ -8,12 +8,11 @@ Each ask is an `asked` event; the same person is asked once per conversation.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from bot import policy
 from bot.commands import Ask
 from bot.domain import InvalidInput, Status
-from bot.outbox import notice_payload
+from bot.outbox import notice_row
 from bot.policy import Context, Who, identify
 from bot.views import Notice, Result, Suggested, cut, display_name, first_line, suggested_of
 from handlers._common import card, load
@@ -57,22 +56,6 @@ def _notice(conversation: Conversation, who: Who, asked: Suggested, mention: tup
     )
 
 
-def _row(uow: UnitOfWork, notice: Notice, *, key: str, platform: str, conversation_id: int, **where: Any) -> dict[str, Any]:
-    destination_id = where.pop("destination_id", None)
-    return {
-        "key": key[:255],
-        "platform": platform,
-        "kind": "notice",
-        "conversation_id": conversation_id,
-        "destination_id": destination_id,
-        "payload": {**notice_payload(notice), **where},
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": uow.now(),
-        "created_at": uow.now(),
-    }
-
-
 async def _ask_one(uow: UnitOfWork, conversation: Conversation, who: Who, asked: Suggested) -> str:
     """Queue the mention or the message to one person; what was done, in words ("" when they cannot be reached)."""
     assert conversation.id is not None
@@ -90,7 +73,7 @@ async def _ask_one(uow: UnitOfWork, conversation: Conversation, who: Who, asked:
         account = on_card[0]
         notice = _notice(conversation, who, asked, (f"{account.platform}:{account.user_id}", name), where="")
         rows = [
-            _row(uow, notice, key=f"{key}:{d}", platform=p, conversation_id=conversation.id, destination_id=d)
+            notice_row(uow, notice, key=f"{key}:{d}", platform=p, conversation_id=conversation.id, destination_id=d)
             for d, p in targets
             if p == account.platform
         ]
@@ -103,7 +86,7 @@ async def _ask_one(uow: UnitOfWork, conversation: Conversation, who: Who, asked:
         where += f"; `show {conversation.id}` shows it here"
         notice = _notice(conversation, who, asked, (f"{account.platform}:{account.user_id}", name), where=where)
         rows = [
-            _row(
+            notice_row(
                 uow,
                 notice,
                 key=f"{key}:dm",

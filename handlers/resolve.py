@@ -9,6 +9,7 @@ from bot.domain import InvalidInput
 from bot.policy import Context, identify
 from bot.views import Result, storable
 from handlers._common import card, require_text, transition
+from handlers.closing import tell_senders
 from storage.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,10 @@ async def handle_resolve(cmd: Resolve, uow: UnitOfWork, *, ctx: Context) -> Resu
         values=lambda c: {"outcome": outcome, "resolved_at": now},
         data={"outcome": outcome, "text": storable(cmd.text).strip()},
     )
-    return Result(f"#{cmd.conversation_id} resolved: {outcome}", card=await card(uow, conversation))
+    text = storable(cmd.text).strip()
+    told = await tell_senders(uow, conversation, who=who, outcome=outcome, text=text)
+    said = f"; {', '.join(told)} (who sent it in) will be told" if told else ""
+    return Result(f"#{cmd.conversation_id} resolved: {outcome}{said}", card=await card(uow, conversation))
 
 
 async def handle_dismiss(cmd: Dismiss, uow: UnitOfWork, *, ctx: Context) -> Result:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, func
+from sqlalchemy import JSON, Boolean, Column, Index, Text, UniqueConstraint, func, true
 from sqlmodel import Field, SQLModel
 
 from storage.clock import utcnow
@@ -138,6 +138,8 @@ class Person(SQLModel, table=True):
     expertise: list[str] = _json_list()
     profiles: dict[str, str] = _json_dict()
     created_at: datetime = Field(default_factory=utcnow)
+    # Told when a conversation they sent in is resolved (`notify on|off`).
+    notify: bool = Field(default=True, sa_column=Column(Boolean, nullable=False, server_default=true()))
 
 
 class Identity(SQLModel, table=True):

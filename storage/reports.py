@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Float, Integer, and_, cast, func, literal, or_, text, true, union_all
@@ -86,6 +86,28 @@ class Activity:
     outcomes: tuple[tuple[str, int], ...]  # of those resolved in the period, most frequent first
     top_tags: tuple[tuple[str, int], ...]  # of those ingested in the period, most frequent first
     participants: tuple[Participant, ...]  # who claimed, replied, resolved or noted in the period
+
+
+@dataclass(frozen=True)
+class RuleFigures:
+    """One routing rule in a period: how many conversations it sent to a department, and how many of its
+    conversations someone moved away from there ("not for us"), whenever they had come in."""
+
+    rule: str
+    routed: int
+    rerouted: int
+
+
+@dataclass(frozen=True)
+class Overdue:
+    """A claimed conversation with no answer past its SLA: what a digest shows of it (the text cut short)."""
+
+    id: int
+    title: str
+    text: str
+    url: str
+    ingested_at: datetime
+    owner: str
 
 
 @dataclass(frozen=True)
@@ -308,6 +330,54 @@ class ReportRepo(_Repo):
         )
         rows = (await self._exec(stmt)).all()
         return [Waiting(id=cid, title=title, text=text, url=url, ingested_at=at) for cid, title, text, url, at in rows]
+
+    async def overdue(self, department_id: int, *, until: datetime, sla_seconds: float, limit: int = 5) -> list[Overdue]:
+        """The department's claimed conversations with no reply written past the SLA at `until`, most overdue first."""
+        c, p = Conversation, Person
+        late = until - timedelta(seconds=sla_seconds)
+        stmt = (
+            self._of_department(
+                select(c.id, c.title, func.substr(c.text, 1, SNIPPET), c.url, c.ingested_at, p.name),  # type: ignore[call-overload]
+                department_id,
+            )
+            .outerjoin(p, col(p.id) == c.owner_id)
+            .where(c.status == "claimed", col(c.reply_written_at).is_(None), col(c.ingested_at) < late)
+            .order_by(col(c.ingested_at), col(c.id))
+            .limit(limit)
+        )
+        rows = (await self._exec(stmt)).all()
+        return [
+            Overdue(id=cid, title=title, text=text, url=url, ingested_at=at, owner=owner or "")
+            for cid, title, text, url, at, owner in rows
+        ]
+
+    def _elements(self, key: str) -> Any:
+        """The values of the JSON list `event.data[key]`, as a table (one row each, column `value`)."""
+        if self.dialect == "postgresql":
+            return func.json_array_elements_text(col(Event.data)[key]).table_valued("value")
+        return func.json_each(col(Event.data), f"$.{key}").table_valued("value")
+
+    async def rules(self, department: str, *, since: datetime, until: datetime) -> list[RuleFigures]:
+        """Per routing rule, for [since, until): the conversations it routed to `department` (their `ingested`
+        or `reported` event names the rules), and those rerouted away from it (the `rerouted` event names the
+        rules that had sent them there). Most rerouted first, then most routed."""
+        e = Event
+        counts: dict[str, list[int]] = {}
+        for kinds, where_key, slot in ((("ingested", "reported"), "departments", 0), (("rerouted",), "from", 1)):
+            rule = self._elements("rules").alias("rule")
+            place = self._elements(where_key).alias("place")
+            stmt = (
+                select(rule.c.value, func.count())
+                .select_from(e)
+                .join(rule, true())
+                .join(place, true())
+                .where(col(e.kind).in_(kinds), _within(e.at, since, until), place.c.value == department)
+                .group_by(rule.c.value)
+            )
+            for name, n in (await self._exec(stmt)).all():
+                counts.setdefault(str(name), [0, 0])[slot] += int(n)
+        figures = [RuleFigures(rule, routed, rerouted) for rule, (routed, rerouted) in counts.items()]
+        return sorted(figures, key=lambda f: (-f.rerouted, -f.routed, f.rule))
 
     async def person(self, person_id: int, *, since: datetime | None = None) -> PersonFigures:
         """One person's figures: distinct conversations claimed, replied, resolved, noted (since `since`).

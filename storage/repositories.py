@@ -298,6 +298,20 @@ class ConversationRepo(_Repo):
         result = await self.session.exec(stmt, params=list(rows))
         return {f"{source}\x00{external_id}": new_id for new_id, source, external_id in result.all()}
 
+    async def move_to(self, conversation_id: int, department_id: int) -> None:
+        """Make `department_id` the conversation's only department (rerouted): its other links go."""
+        link = ConversationDepartment
+        self._departments.pop(conversation_id, None)
+        await self.session.exec(
+            delete(link).where(col(link.conversation_id) == conversation_id, col(link.department_id) != department_id)
+        )
+        there = select(link.department_id).where(link.conversation_id == conversation_id, link.department_id == department_id)
+        if (await self.session.exec(there)).first() is None:
+            await self.session.exec(
+                link.__table__.insert(),  # type: ignore[attr-defined]
+                params=[{"conversation_id": conversation_id, "department_id": department_id}],
+            )
+
     async def link_departments(self, links: Sequence[tuple[int, int]]) -> None:
         """Insert many (conversation id, department id) links at once."""
         if links:
@@ -560,6 +574,12 @@ class PersonRepo(_Repo):
             if identity is not None:
                 entry[1].append(identity)
         return found
+
+    async def set_notify(self, person_id: int, *, on: bool) -> None:
+        """Whether the person is told when a conversation they sent in is resolved."""
+        await self.session.exec(
+            update(Person).where(col(Person.id) == person_id).values(notify=on).execution_options(synchronize_session=False)
+        )
 
     async def declaring(self) -> list[Person]:
         """Everyone who has declared a topic (`expert add …`)."""
@@ -872,12 +892,19 @@ class DepartmentRepo(_Repo):
         found = (await self.session.exec(stmt)).first()
         return dict(found.conversation_ref) if found is not None else {}
 
+    async def by_ids(self, destination_ids: Iterable[int]) -> list[Destination]:
+        """These destinations (those that still exist)."""
+        return await self._destinations(Destination.id, destination_ids)
+
     async def destinations(self, department_ids: Iterable[int]) -> list[Destination]:
         """Every destination of these departments."""
-        ids = list(department_ids)
+        return await self._destinations(Destination.department_id, department_ids)
+
+    async def _destinations(self, column: Any, values: Iterable[int]) -> list[Destination]:
+        ids = list(values)
         if not ids:
             return []
-        stmt = select(Destination).where(col(Destination.department_id).in_(ids)).order_by(col(Destination.id))
+        stmt = select(Destination).where(col(column).in_(ids)).order_by(col(Destination.id))
         return list((await self.session.exec(stmt)).all())
 
     async def unlink(self, platform: str, channel_id: str, *, department_id: int | None = None) -> list[str]:

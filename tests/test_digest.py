@@ -207,23 +207,30 @@ async def test_the_digest_notice_says_it_in_plain_lines(week) -> None:
     notice = digest_notice(await digest_of(container, "legal"))
 
     assert notice.title == "Weekly digest — legal, 16–23 Nov"
+    # The week before (T0 - 7 days to T0): P3, P1, P2 came in (3 new); P3 claimed after 20 min and resolved
+    # after 80 min (1 claimed, 1 resolved, none replied or dismissed); P1 and P2 still open at T0 (2).
     assert notice.lines == (
-        "8 new · 6 claimed · 4 replied · 4 resolved · 1 dismissed · 5 still open (3 unclaimed)",
-        "Time to claim: median 35 min, p90 1.7 h; 3 of 6 within the 30 min SLA",
+        "8 new (+5) · 6 claimed (+5) · 4 replied (+4) · 4 resolved (+3) · 1 dismissed (+1) · 5 still open (+3; 3 unclaimed)",
+        "Time to claim: median 35 min (was 20 min), p90 1.7 h; 3 of 6 within the 30 min SLA",
         "Time to first reply: median 55 min, p90 1.4 h; 0 of 4 within the 30 min SLA",
-        "Time to resolve: median 2.5 h, p90 3.4 h; 0 of 4 within the 30 min SLA",
+        "Time to resolve: median 2.5 h (was 1.3 h), p90 3.4 h; 0 of 4 within the 30 min SLA",
         "Oldest unclaimed:",
         f"#{ids['P1']} · waiting 8 d · Waiting for my lawyer's letter since Sunday · https://reviews.example.com/P1",
         f"#{ids['C6']} · waiting 5 d · My lawyer will call you about the contract {'x' * 36}… · https://reviews.example.com/C6",
         f"#{ids['C7']} · waiting 1 h · <b>Lawyer</b> & co: call me · https://reviews.example.com/C7",
+        # C4: claimed by lee at 1480, no reply; in since minute 1440: 8640 min at UNTIL, 30 min of it the SLA.
+        "Claimed, no answer past the SLA (most overdue first):",
+        f"#{ids['C4']} · lee · 6 d past the SLA · Lawyer letter attached · https://reviews.example.com/C4",
         "Outcomes: answered 2, fixed 1, no-action 1",
-        "Top tags: legal 8, contract 3, gdpr 2, spam 1",
+        # The week before, the legal tag was on P3, P1, P2 (3) and no other tag was used.
+        "Recurring (tags on the most conversations): legal 8 (+5), contract 3 (+3), gdpr 2 (+2), spam 1 (+1)",
         "Who took part, by their department:",
         "legal: 2 people (dana, lee) — 4 claimed, 2 replied, 3 resolved",
         "warehouse: 1 person (walt) — 1 claimed, 1 replied, 1 resolved",
         "hr: 1 person (hana) — 1 replied, 1 noted",
         "unassigned: 1 person (ursula) — 2 noted",
         "Helped outside their department: walt (warehouse) 3 times, hana (hr) 2 times",
+        "Routing rules: legal routed 8, 0 rerouted away",  # the 8 new ones: the rule "legal" sent each here
     )
     assert all("\n" not in line for line in notice.lines)
     assert notice.links[0] == (f"#{ids['P1']}", "https://reviews.example.com/P1")
@@ -241,7 +248,7 @@ async def test_show_digest_through_the_bus_covers_the_last_days_of_the_managers_
     result = await container.bus.handle(c.ShowDigest(dana))  # dana manages legal only
     assert result is not None and result.notice is not None
     assert result.notice.title == "Weekly digest — legal, 16–23 Nov"
-    assert result.notice.lines[0].startswith("8 new · 6 claimed · 4 replied · 4 resolved")
+    assert result.notice.lines[0].startswith("8 new (+5) · 6 claimed (+5) · 4 replied (+4) · 4 resolved (+3)")
 
     named = await container.bus.handle(c.ShowDigest(ursula, department="hr", days=7))
     assert named is not None and named.notice is not None
@@ -251,10 +258,11 @@ async def test_show_digest_through_the_bus_covers_the_last_days_of_the_managers_
     assert everyone is not None and everyone.notice is not None
     assert everyone.notice.title == "Daily digest — hr, legal, ops, triage, 22–23 Nov"
     assert "— legal —" in everyone.notice.lines
-    # Legal's last day: C7 came in, and the three old unclaimed ones are still waiting.
+    # Legal's last day: C7 came in, and the three old unclaimed ones are still waiting; the day before nothing
+    # came in or moved, and P1, C4, C5, C6 were open at its end (4).
     legal_at = everyone.notice.lines.index("— legal —")
     assert everyone.notice.lines[legal_at + 1] == (
-        "1 new · 0 claimed · 0 replied · 0 resolved · 0 dismissed · 5 still open (3 unclaimed)"
+        "1 new (+1) · 0 claimed · 0 replied · 0 resolved · 0 dismissed · 5 still open (+1; 3 unclaimed)"
     )
 
 

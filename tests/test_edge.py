@@ -66,7 +66,9 @@ async def test_a_refused_teams_click_is_answered_from_one_unit_of_work_with_the_
         # The card under the refusal is the one `Show` gives.
         shown = await teams.container.bus.handle(c.Show(cid, c.Actor("teams", "aad-bob")))
         expected = render.result_card(
-            Result(f"#{cid} is already claimed by Alice", card=shown.card), outcomes=teams.container.config.outcomes
+            Result(f"#{cid} is already claimed by Alice", card=shown.card),
+            outcomes=teams.container.config.outcomes,
+            departments=teams.container.config.department_names(),
         )
         assert body["value"] == expected
 

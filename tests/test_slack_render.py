@@ -256,7 +256,7 @@ def test_buttons_follow_the_status_and_decode_back() -> None:
             verb, conversation_id = codec.decode(element["value"])
             assert element["action_id"] == f"{ACTION_PREFIX}{verb}:{conversation_id}"
             assert conversation_id == 42
-    assert labels[Status.OPEN] == ["Claim", "Reply", "Note", "Dismiss", "Open original"]
+    assert labels[Status.OPEN] == ["Claim", "Reply", "Note", "Not for us", "Dismiss", "Open original"]
     assert "Release" in labels[Status.CLAIMED] and "Claim" not in labels[Status.CLAIMED]
     assert labels[Status.RESOLVED] == ["Note", "Open original"]
 

@@ -39,10 +39,14 @@ ACTOR = c.Actor("slack", "U1", "Ann")
 TYPED = {"person": "dana"}  # Ask: a name from the card (see `_suggest`)
 
 
+CHOSEN = {"outcomes": "answered", "departments": "triage"}  # a choice input's pick: the conversations are support's
+
+
 def sample_fields(verb: verbs.Verb) -> dict[str, str]:
     """What a person would type or choose in each of a verb's inputs."""
     return {
-        i.name: "answered" if i.kind == "choice" else TYPED.get(i.name, f"some {i.name} for {verb.name}") for i in verb.inputs
+        i.name: CHOSEN.get(i.choices, "") if i.kind == "choice" else TYPED.get(i.name, f"some {i.name} for {verb.name}")
+        for i in verb.inputs
     }
 
 
@@ -88,7 +92,7 @@ def test_a_required_input_left_out_of_a_text_command_is_named_with_the_usage() -
 
 
 def test_every_transition_has_a_rule_for_who_may_do_it_and_buttons_show_only_where_it_is_allowed() -> None:
-    ruled = policy.ANYONE | policy.OWNER_OR_MANAGER | policy.MANAGER
+    ruled = policy.ANYONE | policy.OWNER_OR_MANAGER | policy.MANAGER | policy.OWNER_MEMBER_OR_MANAGER
     assert set(TRANSITIONS) <= ruled, set(TRANSITIONS) - ruled
     for verb in verbs.TABLE:
         if verb.name in TRANSITIONS:
@@ -141,7 +145,7 @@ def test_every_button_of_every_card_renders_on_every_platform_none_dropped() -> 
             e.get("value") or "" for b in slack_message["blocks"] if b["type"] == "actions" for e in b["elements"] if "value" in e
         ]
         assert {codec.decode(v)[0] for v in slack_values} == {b.verb for b in buttons}, (status, reply_status)
-        teams_card = teams_render.card(card, outcomes=DEFAULT_OUTCOMES)
+        teams_card = teams_render.card(card, outcomes=DEFAULT_OUTCOMES, departments=("triage", "support"))
         actions = teams_card["actions"]
         assert len(actions) == len(buttons), (status, reply_status)  # the rest behind the overflow, none dropped
         assert sum(1 for a in actions if a.get("mode") != "secondary") <= teams_render.MAX_PRIMARY_ACTIONS
@@ -276,7 +280,9 @@ async def test_every_teams_card_button_runs_its_command(tmp_path: Path, database
                     continue
                 cid = await _in_state(teams.container, teams.container.bus.handle, owner, manager, status, reply_status)
                 card_json = teams_render.card(
-                    await _card(teams.container, cid, manager), outcomes=teams.container.config.outcomes
+                    await _card(teams.container, cid, manager),
+                    outcomes=teams.container.config.outcomes,
+                    departments=teams.container.config.department_names(),
                 )
                 before = await _log_size(teams.container, cid)
                 verb = codec.verb_of(shown.verb)

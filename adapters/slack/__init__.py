@@ -28,7 +28,13 @@ def _mount(app: web.Application, settings: PlatformSettings, wiring: Wiring, /) 
 
     assert isinstance(settings, SlackSettings), settings
     return service.mount(
-        app, settings=settings, bus=wiring.bus, outcomes=wiring.outcomes, health=wiring.health, metrics=wiring.metrics
+        app,
+        settings=settings,
+        bus=wiring.bus,
+        outcomes=wiring.outcomes,
+        departments=wiring.departments,
+        health=wiring.health,
+        metrics=wiring.metrics,
     )
 
 

@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -153,6 +153,7 @@ class SlackBot:
         signing_secret: str,
         client: AsyncWebClient,
         outcomes: tuple[str, ...],
+        departments: Sequence[str] = (),
         health: PlatformHealth | None = None,
         team_id: str = "",
         enterprise_id: str = "",
@@ -164,7 +165,7 @@ class SlackBot:
         self.token = token
         self.client = client
         self.outcomes = outcomes
-        self.choices = verbs.choice_lists(outcomes=outcomes)  # the values of the verbs' choice inputs
+        self.choices = verbs.choice_lists(outcomes=outcomes, departments=departments)  # the values of the verbs' choice inputs
         self.team_id = team_id
         self.enterprise_id = enterprise_id
         self.directory = directory or SlackDirectory(client)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +55,9 @@ REFUSED = frozenset(
 )
 
 
-def build(settings: SlackSettings, *, bus: Bus, outcomes: tuple[str, ...], health: Health) -> SlackBot:
+def build(
+    settings: SlackSettings, *, bus: Bus, outcomes: tuple[str, ...], health: Health, departments: Sequence[str] = ()
+) -> SlackBot:
     """The Slack bot for these settings (Web API at `SLACK_API_URL`)."""
     base_url = settings.api_url if settings.api_url.endswith("/") else settings.api_url + "/"
     client = AsyncWebClient(token=settings.bot_token, base_url=base_url)
@@ -65,6 +67,7 @@ def build(settings: SlackSettings, *, bus: Bus, outcomes: tuple[str, ...], healt
         signing_secret=settings.signing_secret,
         client=client,
         outcomes=outcomes,
+        departments=departments,
         health=SlackHealth(health, socket_mode=bool(settings.app_token)),
         team_id=settings.team_id,
         enterprise_id=settings.enterprise_id,
@@ -79,11 +82,12 @@ def mount(
     outcomes: tuple[str, ...],
     health: Health,
     metrics: Metrics | None = None,
+    departments: Sequence[str] = (),
 ) -> SlackSender:
     """Serve Slack on `POST /slack/events` (HTTP mode) or over Socket Mode (SLACK_APP_TOKEN set);
     return the sender that posts and updates its cards from the outbox. Each HTTP answer's latency
     (the ack Slack waits 3 s for) goes to `metrics`."""
-    bot = build(settings, bus=bus, outcomes=outcomes, health=health)
+    bot = build(settings, bus=bus, outcomes=outcomes, health=health, departments=departments)
     app_token = settings.app_token
     state = bot.health
     assert isinstance(state, SlackHealth)

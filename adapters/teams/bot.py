@@ -271,7 +271,7 @@ class UnsiloTeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder 
             return render.text_card(SORRY), SORRY
         result = outcome.result
         if isinstance(command, c.Show) or result.card is None:
-            return render.result_card(result, outcomes=self.outcomes), render.summary_of(result)
+            return render.result_card(result, outcomes=self.outcomes, departments=self.departments), render.summary_of(result)
         return render.confirmation_card(result), render.summary_of(result)
 
     async def _quietly(self, command: c.Command, *, event_id: str | None) -> None:
@@ -365,7 +365,7 @@ class UnsiloTeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder 
         if copy is not None and copy.live_message_id is not None:  # an older duplicate: the click is done, say where to go on
             link = render.message_link(channel_of(activity), copy.live_message_id, tenant_id=tenant_of(activity))
             return render.refreshed_invoke_body(render.duplicate_card(conversation_id, link=link, said=said))
-        return render.refreshed_invoke_body(render.result_card(shown, outcomes=self.outcomes))
+        return render.refreshed_invoke_body(render.result_card(shown, outcomes=self.outcomes, departments=self.departments))
 
     async def answer_action(self, data: dict[str, Any], actor: c.Actor) -> dict[str, Any]:
         """An answer's own button: its command carried out (the core checks it again, as if typed); the answer
@@ -379,7 +379,9 @@ class UnsiloTeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder 
             return render.message_invoke_body(refusal_text(outcome.error))
         if isinstance(outcome, Failed) or outcome.result is None:
             return render.message_invoke_body(SORRY)
-        return render.refreshed_invoke_body(render.result_card(outcome.result, outcomes=self.outcomes))
+        return render.refreshed_invoke_body(
+            render.result_card(outcome.result, outcomes=self.outcomes, departments=self.departments)
+        )
 
     async def _clicked_copy(
         self, activity: Activity, data: dict[str, Any], conversation_id: int, actor: c.Actor
@@ -415,7 +417,7 @@ class UnsiloTeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder 
         except InvalidInput as exc:
             return render.text_card(exc.message), exc.message
         shown, _ = await self._act(verb, conversation_id, data, actor)
-        return render.result_card(shown, outcomes=self.outcomes), render.summary_of(shown)
+        return render.result_card(shown, outcomes=self.outcomes, departments=self.departments), render.summary_of(shown)
 
     async def _act(self, verb: str, conversation_id: int, data: dict[str, Any], actor: c.Actor) -> tuple[Result, str]:
         """Run a card button's command: (what the card shows now, with any refusal on top; what the core said)."""

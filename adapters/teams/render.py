@@ -337,9 +337,9 @@ def overflow(actions: list[dict[str, Any]], ranks: Sequence[tuple[int, int]] | N
     return primary + secondary
 
 
-def _actions(buttons: Sequence[Button], outcomes: Sequence[str]) -> list[dict[str, Any]]:
+def _actions(buttons: Sequence[Button], outcomes: Sequence[str], departments: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Actions for unique, renderable buttons: the three that matter most, the rest in the overflow."""
-    choices = verbs.choice_lists(outcomes=outcomes)  # once per card, for every button's inputs
+    choices = verbs.choice_lists(outcomes=outcomes, departments=departments)  # once per card, for every button's inputs
     actions: list[dict[str, Any]] = []
     ranks: list[tuple[int, int]] = []
     seen: set[str] = set()
@@ -431,13 +431,13 @@ def _card_body(card: Card) -> list[dict[str, Any]]:
     return [_title(card), _badges(card), _byline(card), *_paragraphs(card.text), *_facts(card), *_reply_state(card)]
 
 
-def card(card: Card, *, outcomes: Sequence[str]) -> dict[str, Any]:
+def card(card: Card, *, outcomes: Sequence[str], departments: Sequence[str] = ()) -> dict[str, Any]:
     """The Adaptive Card of a conversation as posted in a channel, with its actions (claim, reply, resolve…).
 
     Its buttons say they belong to a posted copy (`POSTED_COPY`): a click on a copy that was
     posted twice (a send whose result was lost) is recognised by the message it comes from.
     """
-    return _envelope(_card_body(card), _as_posted(_actions(card.buttons, outcomes)))
+    return _envelope(_card_body(card), _as_posted(_actions(card.buttons, outcomes, departments)))
 
 
 POSTED_COPY = "copy"  # a key of the data of a posted card's buttons (answers' buttons have none)
@@ -633,7 +633,7 @@ def _mentions(mentions: Sequence[tuple[str, str]]) -> tuple[dict[str, Any] | Non
     return {"type": "TextBlock", "text": " ".join(e["text"] for e in entities), "wrap": True}, entities
 
 
-def result_card(result: Result, *, outcomes: Sequence[str]) -> dict[str, Any]:
+def result_card(result: Result, *, outcomes: Sequence[str], departments: Sequence[str] = ()) -> dict[str, Any]:
     """What a handler answered: text, notice, card list, full card with actions, history."""
     shown_by_notice = result.notice is not None and result.text.strip() == result.notice.title.strip()
     body = [] if shown_by_notice else _message(result.text)  # a digest's title once, not twice
@@ -643,7 +643,7 @@ def result_card(result: Result, *, outcomes: Sequence[str]) -> dict[str, Any]:
     actions = _links(result.notice) if result.notice is not None else []
     if result.card is not None:
         body += _card_body(result.card)
-        actions = _actions(result.card.buttons, outcomes)
+        actions = _actions(result.card.buttons, outcomes, departments)
     if result.history:
         body += _history(result.history)
     actions = [*actions, *(_answer_action(a) for a in result.actions)][:MAX_ACTIONS]

@@ -39,6 +39,7 @@ class TeamsSender:
         app_password: str,
         tenant_id: str = "",
         outcomes: Sequence[str],
+        departments: Sequence[str] = (),
         health: PlatformHealth | None = None,
     ) -> None:
         self.app_id = app_id
@@ -46,6 +47,7 @@ class TeamsSender:
         self.app_password = app_password
         self.tenant_id = tenant_id
         self.outcomes = tuple(outcomes)
+        self.departments = tuple(departments)
         self._clients: dict[str, ConnectorClient] = {}
 
     def client(self, service_url: str) -> ConnectorClient:
@@ -94,7 +96,7 @@ class TeamsSender:
     async def _card(self, connector: ConnectorClient, job: Job, ref: dict[str, Any]) -> Sent:
         """Update the posted copy, or post the card: a new thread in a channel, a message in a chat."""
         assert job.card is not None
-        card_json = render.card(job.card, outcomes=self.outcomes)
+        card_json = render.card(job.card, outcomes=self.outcomes, departments=self.departments)
         activity = Activity(
             type=ActivityTypes.message, summary=render.card_summary(job.card), attachments=[Attachment(**_attachment(card_json))]
         )

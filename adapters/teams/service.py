@@ -81,6 +81,7 @@ def mount(
         app_password=settings.app_password,
         tenant_id=settings.tenant_id,
         outcomes=outcomes,
+        departments=departments,
         health=state,
     )
     if not settings.app_id:
