@@ -229,7 +229,7 @@ class _Pages:
         self.console = console
 
     def _choices(self) -> dict[str, tuple[str, ...]]:
-        return verbs.choice_lists(outcomes=self.console.wiring.outcomes)
+        return verbs.choice_lists(outcomes=self.console.wiring.outcomes, departments=self.console.wiring.departments)
 
     async def login(self, request: web.Request) -> web.StreamResponse:
         refused = _not_local(request)
