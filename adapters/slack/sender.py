@@ -7,7 +7,7 @@ import logging
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.render import card_message, notice_message
+from adapters.slack.render import batch_message, card_message, notice_message
 from bot.outbox import Job, PermanentFailure, RetryLater, Sent, notice_of
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,11 @@ class SlackSender:
         try:
             if job.kind == "notice":
                 return await self._notice(job)
+            if job.kind == "batch" and job.batch is not None:
+                response = await self.client.chat_postMessage(
+                    channel=job.channel_id, unfurl_links=False, unfurl_media=False, **batch_message(job.batch)
+                )
+                return Sent(message_id=response["ts"])
             if job.kind != "card" or job.card is None:
                 raise PermanentFailure(f"the Slack sender cannot send {job.kind!r} deliveries")
             message = card_message(job.card)
@@ -54,7 +59,12 @@ class SlackSender:
                 return Sent(message_id=posted)
             metadata = {"event_type": CARD_EVENT, "event_payload": {"conversation_id": job.card.id, "delivery": job.key}}
             response = await self.client.chat_postMessage(
-                channel=job.channel_id, unfurl_links=False, unfurl_media=False, metadata=metadata, **message
+                channel=job.channel_id,
+                thread_ts=job.thread_id or None,  # a card held for a batch goes in the batch message's thread
+                unfurl_links=False,
+                unfurl_media=False,
+                metadata=metadata,
+                **message,
             )
             return Sent(message_id=response["ts"])
         except SlackApiError as exc:
