@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot import noise
 from bot.domain import DEFAULT_OUTCOMES, PRIORITIES, InvalidInput
 from bot.platform import Platform
 
@@ -353,8 +354,6 @@ class _Checker:
     def _budgets(self, raw: Any) -> tuple[ChannelConfig, ...]:
         """`[channels."<platform>:<channel>"]` tables: `mode` ("realtime", "batched 15m", "digest-only") and
         `quiet` ("22:00-07:00 Europe/Berlin")."""
-        from bot import noise  # here: the config module stays cheap to import
-
         if not isinstance(raw, dict):
             self.bad("channels", 'must be tables like [channels."slack:C0123456789"]')
             return ()

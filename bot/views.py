@@ -360,8 +360,9 @@ class Batch:
 
 
 def main_button(card: Card) -> Button | None:
-    """The button a compact line of the card offers: its primary one (Claim on an open card), if any."""
-    return next((b for b in card.buttons if b.style == "primary" and b.url is None), None)
+    """The button a compact line of the card offers: its primary one when it asks for nothing (Claim on an
+    open card), if any; the rest are on the full card."""
+    return next((b for b in card.buttons if b.style == "primary" and b.url is None and not b.inputs), None)
 
 
 @dataclass(frozen=True)

@@ -460,7 +460,7 @@ FROM_BATCH = "batch"  # a key of the data of a batch message's buttons: a click 
 def batch_card(batch: Batch) -> dict[str, Any]:
     """A channel's batch message: a title, then one compact line per conversation with its main button
     (Claim) under it, "…and N more", and where the full cards are."""
-    body: list[dict[str, Any]] = [_text_block(safe(batch.title, MAX_TITLE, empty="New conversations"), weight="Bolder")]
+    body: list[dict[str, Any]] = [_rich(_run(safe(batch.title, MAX_TITLE, empty="New conversations"), weight="Bolder"))]
     for item in batch.listing.cards:
         body.append(_compact(item))
         button = main_button(item)
