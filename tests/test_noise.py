@@ -336,3 +336,36 @@ async def test_on_teams_the_batch_starts_a_thread_its_cards_reply_in_it_and_a_cl
         card = teams.connector.activity(CHANNEL, posting.message_id)
         assert card is not None and card["summary"].startswith(f"#{ids[0]} · claimed")  # updated in its thread
         assert len(teams.connector.activities(CHANNEL)) == 3 + 2  # the batch, its cards; the link and mode answers
+
+
+class Crash(BaseException):
+    """The process dies right after a send, before the outbox records it."""
+
+
+async def test_a_crash_right_after_posting_the_batch_message_on_slack_never_posts_it_twice(tmp_path: Path) -> None:
+    from adapters.slack.sender import SlackSender
+    from bot.outbox import DeliveryWorker, Sent
+    from tests.slack_support import running_slack
+
+    clock = FakeClock(datetime(2026, 11, 16, 9, 0, 30, tzinfo=UTC))
+    async with running_slack(tmp_path, clock=clock) as slack:
+        await slack.container.prepare()
+        await slack.command("mode batched 15m", user="UMANAGER", channel="C0SUPPORT")
+        for key, text in (("a", "my refund never came"), ("b", "the app is broken")):
+            await slack.container.ingest([make_incoming(source="forum", external_id=key, text=text)])
+        clock.advance(minutes=15)
+        real = SlackSender(slack.container.senders["slack"].client)  # type: ignore[attr-defined]
+
+        class DiesAfterPosting:
+            async def send(self, job: Job) -> Sent:
+                await real.send(job)
+                raise Crash()
+
+        with pytest.raises(Crash):
+            await DeliveryWorker(slack.container.uow, {"slack": DiesAfterPosting()}).run_once()
+        assert [m.get("metadata", {}).get("event_type") for m in slack.slack.messages("C0SUPPORT")] == ["unsilo_batch"]
+        clock.advance(minutes=2)  # the dead worker's lease runs out
+        await DeliveryWorker(slack.container.uow, {"slack": real}).run_until_idle()
+        batch, *cards = slack.slack.messages("C0SUPPORT")
+        assert batch["metadata"]["event_type"] == "unsilo_batch" and len(cards) == 2, "the list was posted again"
+        assert [card.get("thread_ts") for card in cards] == [batch["ts"]] * 2
