@@ -369,3 +369,26 @@ async def test_a_crash_right_after_posting_the_batch_message_on_slack_never_post
         batch, *cards = slack.slack.messages("C0SUPPORT")
         assert batch["metadata"]["event_type"] == "unsilo_batch" and len(cards) == 2, "the list was posted again"
         assert [card.get("thread_ts") for card in cards] == [batch["ts"]] * 2
+
+
+async def test_two_replicas_sending_at_once_post_one_batch_message_and_each_card_once(
+    make_container: Callable[..., Container], tmp_path: Path
+) -> None:
+    clock = FakeClock(datetime(2026, 11, 16, 9, 0, 30, tzinfo=UTC))
+    config = _config(tmp_path, BATCHED)
+    first = make_container(clock=clock, config=config)
+    await first.prepare()
+    second = make_container(clock=clock, config=config)
+    await second.prepare()
+    try:
+        ids = [await _ingest(replica, f"k{i}", f"refund number {i} please") for i, replica in enumerate([first, second] * 3)]
+        clock.advance(minutes=15)
+        await asyncio.gather(first.worker().run_until_idle(), second.worker().run_until_idle())
+        posted = _support(_log(first)) + _support(_log(second))
+        batches = [j for j in posted if j.kind == "batch"]
+        assert len(batches) == 1 and batches[0].batch is not None
+        assert [card.id for card in batches[0].batch.listing.cards] == ids
+        assert sorted(j.card.id for j in posted if j.kind == "card" and j.card) == ids  # each card once
+    finally:
+        await first.close()
+        await second.close()
