@@ -5,8 +5,6 @@ channel gets no cards. On SQLite and PostgreSQL, with the store's clock frozen a
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from bot import codec, noise
 from bot import commands as c
+from bot import noise
 from bot.bootstrap import Container, load_config, sync_config
 from bot.config import Config, ConfigError
 from bot.domain import Forbidden, InvalidInput
@@ -105,38 +103,6 @@ async def test_a_batched_channel_gets_one_message_per_window_with_every_new_conv
         assert len(await _batches(container)) == 2
     finally:
         await container.close()
-
-
-async def test_a_restart_in_the_middle_of_a_window_loses_nothing_and_posts_nothing_twice(
-    make_container: Callable[..., Container], tmp_path: Path
-) -> None:
-    clock = FakeClock(datetime(2026, 11, 16, 9, 1, tzinfo=UTC))
-    config = _config(tmp_path, BATCHED)
-    before = make_container(clock=clock, config=config)
-    await before.prepare()
-    ids = [await _ingest(before, "a", "refund please"), await _ingest(before, "b", "broken checkout")]
-    await before.worker().run_until_idle()
-    assert _support(_log(before)) == []
-    await before.close()  # the process goes away in the middle of the window
-
-    clock.advance(minutes=5)
-    after = make_container(clock=clock, config=config)  # a new container on the same store
-    await after.prepare()
-    try:
-        ids.append(await _ingest(after, "c", "help with my invoice"))
-        clock.advance(minutes=10)
-        worker = after.worker()
-        await worker.run_until_idle()
-        await worker.run_until_idle()  # and again: nothing is left to send
-        posted = _support(_log(after))
-        assert [j.kind for j in posted] == ["batch", "card", "card", "card"]
-        assert posted[0].batch is not None and [card.id for card in posted[0].batch.listing.cards] == ids
-        assert sorted(j.card.id for j in posted[1:] if j.card) == ids
-        async with after.uow() as uow:
-            pending = await uow.deliveries.pending_on("log")
-        assert pending == []
-    finally:
-        await after.close()
 
 
 QUIET = '\n[channels."log:support"]\nquiet = "22:00-07:00 Europe/Berlin"\n'
@@ -264,131 +230,3 @@ def test_quiet_hours_across_midnight_and_a_daylight_saving_change() -> None:
     until, window = budget.hold(now=datetime(2026, 11, 16, 21, 50, tzinfo=UTC), priority="normal")
     assert (until, window) == (datetime(2026, 11, 17, 6, 0, tzinfo=UTC), datetime(2026, 11, 16, 21, 45, tzinfo=UTC))
     assert budget.hold(now=datetime(2026, 11, 16, 21, 50, tzinfo=UTC), priority="urgent") == (None, None)
-
-
-async def test_on_slack_the_batch_is_one_channel_message_with_the_cards_in_its_thread(tmp_path: Path) -> None:
-    from tests.slack_support import running_slack
-
-    clock = FakeClock(datetime(2026, 11, 16, 9, 0, 30, tzinfo=UTC))
-    async with running_slack(tmp_path, clock=clock) as slack:
-        await slack.container.prepare()
-        status, answer, _ = await slack.command("mode batched 15m", user="UMANAGER", channel="C0SUPPORT")
-        assert (status, answer) == (200, "This channel now gets new conversations batched every 15m (until `mode reset`)")
-        status, answer, _ = await slack.command("mode digest-only", user="UALICE", channel="C0SUPPORT")
-        assert "only managers of support or admins" in answer
-        ids = []
-        for key, text in (("a", "my refund never came"), ("b", "the app is broken")):
-            ids.append((await slack.container.ingest([make_incoming(source="forum", external_id=key, text=text)])).new_ids[0])
-        await slack.deliver()
-        assert slack.slack.messages("C0SUPPORT") == []
-        clock.advance(minutes=15)
-        await slack.deliver()
-        batch, *cards = slack.slack.messages("C0SUPPORT")
-        assert "thread_ts" not in batch and batch["text"] == "2 new conversations, 09:00-09:15 UTC"
-        assert [card.get("thread_ts") for card in cards] == [batch["ts"], batch["ts"]]  # the full cards, in its thread
-        claim = next(b["accessory"] for b in batch["blocks"] if b.get("accessory"))
-        assert codec.decode(claim["value"]) == ("claim", ids[0])
-        status, _, _ = await slack.click(claim["action_id"], claim["value"], user="UMANAGER", message_ts=batch["ts"])
-        assert status == 200
-        for _ in range(100):  # the click's work runs after the ack
-            async with slack.container.uow() as uow:
-                if (await uow.conversations.get(ids[0])).status == "claimed":  # type: ignore[union-attr]
-                    break
-            await asyncio.sleep(0.02)
-        await slack.deliver()
-        shown = slack.slack.message("C0SUPPORT", cards[0]["ts"])
-        assert shown is not None and "Claimed by" in json.dumps(shown["blocks"])  # the full card, updated in place
-        assert len(slack.slack.messages("C0SUPPORT")) == 3  # and nothing new posted
-        kept = slack.slack.message("C0SUPPORT", batch["ts"])
-        assert kept is not None and kept["text"] == batch["text"]  # the batch message stays the list it was
-
-
-async def test_on_teams_the_batch_starts_a_thread_its_cards_reply_in_it_and_a_claim_keeps_the_list(tmp_path: Path) -> None:
-    from tests.teams_support import CHANNEL, running_teams
-
-    clock = FakeClock(datetime(2026, 11, 16, 9, 0, 30, tzinfo=UTC))
-    async with running_teams(tmp_path, clock=clock) as teams:
-        status, _ = await teams.mention("link support", user="aad-admin")
-        assert status in (200, 201)
-        status, _ = await teams.mention("mode batched 15m", user="aad-manager")
-        assert status in (200, 201)
-        ids = []
-        for key, text in (("a", "my refund never came"), ("b", "the app is broken")):
-            ids.append((await teams.container.ingest([make_incoming(source="forum", external_id=key, text=text)])).new_ids[0])
-        await teams.deliver()
-        assert teams.connector.calls_to("create") == []  # the window is open: nothing posted yet
-        clock.advance(minutes=15)
-        await teams.deliver()
-        (created,) = teams.connector.calls_to("create")  # one new channel post: the batch
-        batch_card = created.body["activity"]["attachments"][0]["content"]
-        batch_id = created.response["activityId"] if created.response else ""
-        shown = teams.connector.activities(f"{CHANNEL};messageid={batch_id}")
-        assert len(shown) == 3  # the batch, and both full cards as replies in its thread
-        assert [a["conversation"]["id"] for a in shown[1:]] == [f"{CHANNEL};messageid={batch_id}"] * 2
-        first = next(b["actions"][0] for b in batch_card["body"] if b["type"] == "ActionSet")  # the first line's Claim
-        status, body = await teams.click({"actions": [first]}, "claim", batch_id, user="aad-manager", name="Maria")
-        assert status == 200 and body["type"] == "application/vnd.microsoft.activity.message"  # the list stays
-        async with teams.container.uow() as uow:
-            assert (await uow.conversations.get(ids[0])).status == "claimed"  # type: ignore[union-attr]
-            posting = await uow.postings.in_channel(ids[0], "teams", CHANNEL)
-        await teams.deliver()
-        assert posting is not None and posting.message_id in {a["id"] for a in shown[1:]}
-        card = teams.connector.activity(CHANNEL, posting.message_id)
-        assert card is not None and card["summary"].startswith(f"#{ids[0]} · claimed")  # updated in its thread
-        assert len(teams.connector.activities(CHANNEL)) == 3 + 2  # the batch, its cards; the link and mode answers
-
-
-class Crash(BaseException):
-    """The process dies right after a send, before the outbox records it."""
-
-
-async def test_a_crash_right_after_posting_the_batch_message_on_slack_never_posts_it_twice(tmp_path: Path) -> None:
-    from adapters.slack.sender import SlackSender
-    from bot.outbox import DeliveryWorker, Sent
-    from tests.slack_support import running_slack
-
-    clock = FakeClock(datetime(2026, 11, 16, 9, 0, 30, tzinfo=UTC))
-    async with running_slack(tmp_path, clock=clock) as slack:
-        await slack.container.prepare()
-        await slack.command("mode batched 15m", user="UMANAGER", channel="C0SUPPORT")
-        for key, text in (("a", "my refund never came"), ("b", "the app is broken")):
-            await slack.container.ingest([make_incoming(source="forum", external_id=key, text=text)])
-        clock.advance(minutes=15)
-        real = SlackSender(slack.container.senders["slack"].client)  # type: ignore[attr-defined]
-
-        class DiesAfterPosting:
-            async def send(self, job: Job) -> Sent:
-                await real.send(job)
-                raise Crash()
-
-        with pytest.raises(Crash):
-            await DeliveryWorker(slack.container.uow, {"slack": DiesAfterPosting()}).run_once()
-        assert [m.get("metadata", {}).get("event_type") for m in slack.slack.messages("C0SUPPORT")] == ["unsilo_batch"]
-        clock.advance(minutes=2)  # the dead worker's lease runs out
-        await DeliveryWorker(slack.container.uow, {"slack": real}).run_until_idle()
-        batch, *cards = slack.slack.messages("C0SUPPORT")
-        assert batch["metadata"]["event_type"] == "unsilo_batch" and len(cards) == 2, "the list was posted again"
-        assert [card.get("thread_ts") for card in cards] == [batch["ts"]] * 2
-
-
-async def test_two_replicas_sending_at_once_post_one_batch_message_and_each_card_once(
-    make_container: Callable[..., Container], tmp_path: Path
-) -> None:
-    clock = FakeClock(datetime(2026, 11, 16, 9, 0, 30, tzinfo=UTC))
-    config = _config(tmp_path, BATCHED)
-    first = make_container(clock=clock, config=config)
-    await first.prepare()
-    second = make_container(clock=clock, config=config)
-    await second.prepare()
-    try:
-        ids = [await _ingest(replica, f"k{i}", f"refund number {i} please") for i, replica in enumerate([first, second] * 3)]
-        clock.advance(minutes=15)
-        await asyncio.gather(first.worker().run_until_idle(), second.worker().run_until_idle())
-        posted = _support(_log(first)) + _support(_log(second))
-        batches = [j for j in posted if j.kind == "batch"]
-        assert len(batches) == 1 and batches[0].batch is not None
-        assert [card.id for card in batches[0].batch.listing.cards] == ids
-        assert sorted(j.card.id for j in posted if j.kind == "card" and j.card) == ids  # each card once
-    finally:
-        await first.close()
-        await second.close()
