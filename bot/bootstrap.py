@@ -275,6 +275,7 @@ async def sync_config(uow_factory: Callable[[], UnitOfWork], config: Config) -> 
             for platform, channel_id in declared.channels if declared else ():
                 await uow.departments.link(department.id, platform, channel_id, linked_by="config")
         await configsync.retire_departments(uow, config)
+        await configsync.sync_budgets(uow, config)
         await uow.rules.replace_from_config(
             [
                 Rule(

@@ -20,7 +20,7 @@ from handlers.closing import handle_set_notify
 from handlers.digest import handle_digest, handle_stats
 from handlers.erase import handle_erase
 from handlers.expertise import handle_declare_expertise, handle_show_expertise, handle_who_knows
-from handlers.link import handle_link, handle_unlink
+from handlers.link import handle_budget, handle_link, handle_unlink
 from handlers.note import handle_note, handle_thread_note
 from handlers.posting import handle_locate_card
 from handlers.queue import handle_queue, handle_recent, handle_show
@@ -56,6 +56,7 @@ HANDLERS: dict[type, Callable[..., Awaitable[Result]]] = {
     c.ThreadNote: handle_thread_note,
     c.LocateCard: handle_locate_card,
     c.LinkChannel: handle_link,
+    c.ChannelBudget: handle_budget,
     c.UnlinkChannel: handle_unlink,
     c.ShowDigest: handle_digest,
     c.ShowStats: handle_stats,

@@ -195,6 +195,21 @@ class LinkChannel:
 
 
 @dataclass(frozen=True)
+class ChannelBudget:
+    """Show or set a channel's noise budget (`bot.noise`): its delivery mode and quiet hours (managers, admins).
+
+    `mode`: the stored form ("realtime", "batched 900", "digest-only"); `quiet`: "22:00-07:00 Europe/Berlin",
+    "" for none; None leaves either as it is. `reset`: back to the config's. All None and no reset: show it."""
+
+    actor: Actor
+    platform: str
+    channel_id: str
+    mode: str | None = None
+    quiet: str | None = None
+    reset: bool = False
+
+
+@dataclass(frozen=True)
 class UnlinkChannel:
     """Stop posting cards in a channel (admins)."""
 
@@ -374,6 +389,7 @@ Command = (
     | LocateCard
     | LinkChannel
     | UnlinkChannel
+    | ChannelBudget
     | ApproveReply
     | RejectReply
     | MarkPosted

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.domain import DEFAULT_OUTCOMES, PRIORITIES
+from bot import noise
+from bot.domain import DEFAULT_OUTCOMES, PRIORITIES, InvalidInput
 from bot.platform import Platform
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,17 @@ class DepartmentConfig:
     timezone: str = "UTC"
     digest_channels: tuple[tuple[str, str], ...] = ()  # the managers' channel(s); default: `channels`
     reuse_approved_answers: bool = False  # a pre-approved saved answer reused unchanged skips a second approval
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """A channel's noise budget as the config declares it (`[channels."slack:C0123"]`): its delivery mode
+    in stored form ("realtime", "batched 900", "digest-only", `bot.noise.parse_mode`) and its quiet hours."""
+
+    platform: str
+    channel_id: str
+    mode: str = "realtime"
+    quiet: str = ""
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,7 @@ class Config:
     rules: tuple[RuleConfig, ...] = ()
     feeds: tuple[FeedConfig, ...] = field(default_factory=tuple)
     people: tuple[PersonConfig, ...] = ()
+    channels: tuple[ChannelConfig, ...] = ()  # the channels with a noise budget other than the default
     warnings: tuple[Problem, ...] = ()  # not errors: `unsilo config check` prints them
     retain_days: int | None = None  # keep closed conversations' text this long; None: forever
     expertise_half_life_days: int = 90  # what someone did counts half as much as expertise after this long
@@ -262,7 +275,7 @@ class _Checker:
             )
 
     def build(self, data: dict[str, Any], path: str) -> Config:
-        self._unknown(data, {"unsilo", "departments", "rules", "feeds", "people"}, "")
+        self._unknown(data, {"unsilo", "departments", "rules", "feeds", "people", "channels"}, "")
         top = data.get("unsilo", {})
         if not isinstance(top, dict):
             self.bad("unsilo", "must be a table")
@@ -305,6 +318,7 @@ class _Checker:
         rules = self._rules(data.get("rules", []), known)
         feeds = self._feeds(data.get("feeds", []))
         people = self._people(data.get("people", {}), known)
+        channels = self._budgets(data.get("channels", {}))
         linked = {p.key.lower() for p in people} | {p.cli.lower() for p in people if p.cli}
         for name, key, place in self.plain_names:
             if name.lower() in linked:
@@ -331,10 +345,40 @@ class _Checker:
             rules=rules,
             feeds=feeds,
             people=people,
+            channels=channels,
             warnings=tuple(self.warnings),
             retain_days=retain_days,
             expertise_half_life_days=half_life,
         )
+
+    def _budgets(self, raw: Any) -> tuple[ChannelConfig, ...]:
+        """`[channels."<platform>:<channel>"]` tables: `mode` ("realtime", "batched 15m", "digest-only") and
+        `quiet` ("22:00-07:00 Europe/Berlin")."""
+        if not isinstance(raw, dict):
+            self.bad("channels", 'must be tables like [channels."slack:C0123456789"]')
+            return ()
+        result = []
+        for name, table in raw.items():
+            key = f"channels.{name}"
+            where: dict[str, Any] = {"header": f'[channels."{name}"]'}
+            found = self._channels({"channel": [name]}, "channel", "channels", where)
+            if not found:
+                continue
+            if not isinstance(table, dict):
+                self.bad(key, "must be a table with mode and/or quiet", **where)
+                continue
+            self._unknown(table, {"mode", "quiet"}, key, **where)
+            mode, quiet = "realtime", ""
+            try:
+                mode = noise.parse_mode(str(table.get("mode", "realtime")))
+            except InvalidInput as exc:
+                self.bad(f"{key}.mode", str(exc), field_="mode", **where)
+            try:
+                quiet = str(noise.Quiet.parse(str(table["quiet"]))) if table.get("quiet") else ""
+            except InvalidInput as exc:
+                self.bad(f"{key}.quiet", str(exc), field_="quiet", **where)
+            result.append(ChannelConfig(found[0][0], found[0][1], mode, quiet))
+        return tuple(result)
 
     def _people(self, raw: Any, departments: set[str]) -> tuple[PersonConfig, ...]:
         if not isinstance(raw, dict):

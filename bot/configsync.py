@@ -101,3 +101,21 @@ async def _event(uow: UnitOfWork, kind: str, data: dict[str, object]) -> None:
     await uow.events.add_many(
         [{"conversation_id": None, "kind": kind, "actor_id": None, "actor_name": "config", "at": uow.now(), "data": data}]
     )
+
+
+async def sync_budgets(uow: UnitOfWork, config: Config) -> int:
+    """Give every destination the noise budget the config declares for its channel (`[channels."…"]`),
+    realtime with no quiet hours where it declares none; a setting made from chat still wins
+    (`chat_mode`/`chat_quiet`, until `mode reset`). Returns how many destinations changed."""
+    declared = {(ch.platform, ch.channel_id): ch for ch in config.channels}
+    changed = 0
+    for destination in await uow.departments.all_destinations():
+        entry = declared.get((destination.platform, destination.channel_id))
+        mode, quiet = (entry.mode, entry.quiet) if entry is not None else ("realtime", "")
+        if (destination.mode, destination.quiet) != (mode, quiet):
+            destination.mode, destination.quiet = mode, quiet
+            changed += 1
+    unused = set(declared) - {(d.platform, d.channel_id) for d in await uow.departments.all_destinations()}
+    for platform, channel_id in sorted(unused):
+        logger.warning('[channels."%s:%s"] names a channel no department posts in: it has no effect', platform, channel_id)
+    return changed

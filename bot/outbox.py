@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bot import terminal
-from bot.views import Card, Notice, card_for
+from bot import noise, terminal
+from bot.views import Batch, Card, Listing, Notice, card_for
 from handlers._common import reply_reached
 from storage.models import Delivery, Department, Destination, Event, Posting
 from storage.uow import UnitOfWork
@@ -59,6 +59,8 @@ class Job:
     message_id: str | None = None
     key: str = ""  # the delivery's idempotency key, stable across retries
     attempted_at: datetime | None = None  # an earlier send began at this time and its outcome is unknown
+    batch: Batch | None = None  # a "batch" delivery: the channel's compact message of one window (`bot.noise`)
+    thread_id: str | None = None  # a card held for a batch: post it in the thread of the batch message
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ class LoggingSender:
     async def send(self, job: Job) -> Sent:
         """Log the card as one line of the terminal renderer (customer text made inert) and pretend it was posted."""
         self.sent.append(job)
+        if job.batch is not None:
+            logger.info("post batch in log:%s %s", terminal.line(job.channel_id, 80), " / ".join(terminal.batch_lines(job.batch)))
         if job.card is not None:
             action = "update" if job.message_id else "post"
             logger.info("%s card in log:%s %s", action, terminal.line(job.channel_id, 80), terminal.card_line(job.card).strip())
@@ -100,7 +104,10 @@ async def enqueue_card_syncs(uow: UnitOfWork, conversation_ids: Iterable[int]) -
     ids = sorted(set(conversation_ids))
     if not ids:
         return 0
-    return await uow.deliveries.enqueue_card_syncs(ids, now=uow.now())
+    added = await uow.deliveries.enqueue_card_syncs(ids, now=uow.now())
+    if added:
+        await noise.hold_new_cards(uow, ids)  # each channel's noise budget: batched, digest-only, quiet hours
+    return added
 
 
 async def enqueue_copy_updates(uow: UnitOfWork, postings: Iterable[Posting], versions: Mapping[int, int]) -> int:
@@ -350,31 +357,57 @@ class DeliveryWorker:
             if not handled:
                 await asyncio.sleep(idle_sleep)
 
+    async def _card_of(
+        self, uow: UnitOfWork, conversation_id: int, destination: Destination | None = None
+    ) -> tuple[Card, int] | None:
+        """A conversation's card as it is now for `destination`'s channel (moved away from it, if the
+        conversation no longer goes there), and its version (None: no such conversation)."""
+        conversation = await uow.conversations.get(conversation_id)
+        if conversation is None:
+            return None
+        current = await uow.conversations.departments_of(conversation_id)
+        departments = [d.name for d in current]
+        reply = await uow.replies.latest(conversation_id) if conversation.reply_written_at else None
+        decider = reply.decided_by_id if reply is not None and reply.status == "rejected" else None
+        names = await uow.people.names([conversation.owner_id, decider])  # one query for both
+        owner = names.get(conversation.owner_id or 0)
+        earlier = await uow.conversations.earlier(conversation_id)
+        card = card_for(
+            conversation,
+            owner=owner,
+            departments=departments,
+            reply=reply,
+            decided_by=names.get(decider or 0, ""),
+            earlier=earlier,
+            moved=await _moved_away(uow, destination, current),
+        )
+        return card, conversation.version
+
+    async def _batch_of(self, uow: UnitOfWork, delivery: Delivery) -> Batch:
+        """The batch message of a "batch" delivery: every conversation its window held for the channel."""
+        cards = [made[0] for cid in await uow.deliveries.batched(delivery.key) if (made := await self._card_of(uow, cid))]
+        start = datetime.fromisoformat(str(delivery.payload.get("window_start")))
+        end = start + timedelta(seconds=int(delivery.payload.get("every") or 0))
+        count = f"{len(cards)} new conversation{'s' if len(cards) != 1 else ''}"
+        return Batch(f"{count}, {start:%H:%M}-{end:%H:%M} UTC", Listing.of(cards))
+
     async def _job_for(self, uow: UnitOfWork, delivery: Delivery) -> tuple[Job, Destination | None, int | None]:
         destination = await uow.session.get(Destination, delivery.destination_id) if delivery.destination_id else None
         card = None
         message_id = None
         version = None
+        batch = None
+        thread_id = None
         if delivery.kind == "card" and delivery.conversation_id is not None:
-            conversation = await uow.conversations.get(delivery.conversation_id)
-            if conversation is not None:
-                version = conversation.version
-                current = await uow.conversations.departments_of(conversation.id)  # type: ignore[arg-type]
-                departments = [d.name for d in current]
-                reply = await uow.replies.latest(conversation.id) if conversation.reply_written_at else None  # type: ignore[arg-type]
-                decider = reply.decided_by_id if reply is not None and reply.status == "rejected" else None
-                names = await uow.people.names([conversation.owner_id, decider])  # one query for both
-                owner = names.get(conversation.owner_id or 0)
-                earlier = await uow.conversations.earlier(conversation.id)  # type: ignore[arg-type]
-                card = card_for(
-                    conversation,
-                    owner=owner,
-                    departments=departments,
-                    reply=reply,
-                    decided_by=names.get(decider or 0, ""),
-                    earlier=earlier,
-                    moved=await _moved_away(uow, destination, current),
-                )
+            made = await self._card_of(uow, delivery.conversation_id, destination)
+            if made is not None:
+                card, version = made
+        if delivery.kind == "batch":
+            batch = await self._batch_of(uow, delivery)
+        if delivery.kind == "card" and delivery.batch_key:
+            held_by = await uow.deliveries.by_key(delivery.batch_key)
+            if held_by is not None and held_by.status == "sent":
+                thread_id = str(held_by.payload.get("message_id") or "") or None
         if delivery.kind in ("card", "notice") and delivery.conversation_id is not None:
             if destination is not None:
                 posting = await uow.postings.in_channel(delivery.conversation_id, destination.platform, destination.channel_id)
@@ -392,6 +425,8 @@ class DeliveryWorker:
             payload=delivery.payload,
             card=card,
             message_id=message_id,
+            batch=batch,
+            thread_id=thread_id,
         )
         return job, destination, version
 
@@ -400,6 +435,8 @@ class DeliveryWorker:
             current = await uow.deliveries.get(delivery.id)  # type: ignore[arg-type]
             if current is None or current.status != "pending":
                 return "skipped"  # folded into an earlier send of the same batch
+            if await self._batch_first(uow, current):
+                return "skipped"
             job, destination, version = await self._job_for(uow, current)
             attempted_before = await _unrecorded_attempt(uow, current, job)
             # Only the worker holding the lease at this moment sends; the send is marked attempted in
@@ -444,6 +481,19 @@ class DeliveryWorker:
         await self._done(delivery, job, sent, destination, version)
         return "sent"
 
+    async def _batch_first(self, uow: UnitOfWork, delivery: Delivery) -> bool:
+        """A held card whose batch message is still to be sent waits just behind it (True: pushed back),
+        so the card can go in that message's thread; once the batch message failed for good, it goes alone."""
+        if delivery.kind != "card" or not delivery.batch_key or delivery.attempted_at is not None:
+            return False
+        batch = await uow.deliveries.by_key(delivery.batch_key)
+        if batch is None or batch.status != "pending":
+            return False
+        delivery.next_attempt_at = max(batch.next_attempt_at, uow.now()) + noise.AFTER_BATCH
+        delivery.locked_until = delivery.holder = None
+        await uow.commit()
+        return True
+
     async def _done(self, delivery: Delivery, job: Job, sent: Sent, destination: Destination | None, version: int | None) -> None:
         async with self._uow() as uow:
             row = await uow.deliveries.get(delivery.id)  # type: ignore[arg-type]
@@ -466,6 +516,8 @@ class DeliveryWorker:
                 )
             if job.kind == "reply":
                 await _settle_reply(uow, row, error=None)
+            if job.kind == "batch" and sent.message_id:
+                row.payload = {**row.payload, "message_id": sent.message_id}  # its cards go in this message's thread
             if job.kind == "card" and version is not None:
                 # Older pending refreshes of this copy are now satisfied by this send.
                 for other in await uow.deliveries.pending_for(

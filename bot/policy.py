@@ -176,3 +176,11 @@ def require_admin(who: Who, admins: tuple[str, ...], *, doing: str) -> None:
     """Refuse with `Forbidden` unless `who` is an admin (`is_admin`); `doing` says what was refused."""
     if not is_admin(who, admins):
         raise Forbidden(f"only admins can {doing}; ask one to add you to [unsilo] admins")
+
+
+def require_channel_manager(who: Who, admins: tuple[str, ...], departments: list[Department], *, doing: str) -> None:
+    """Refuse with `Forbidden` unless `who` is an admin or manages a department posting in the channel."""
+    if manages(who, departments) or is_admin(who, admins):
+        return
+    names = ", ".join(d.name for d in departments) or "the departments posting here"
+    raise Forbidden(f"only managers of {names} or admins can {doing}")

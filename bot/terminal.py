@@ -12,7 +12,22 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 
-from bot.views import ELLIPSIS, SEEN_BEFORE, Card, Fact, HistoryLine, Listing, Notice, Result, Tone, cut, printable, when
+from bot.views import (
+    ELLIPSIS,
+    SEEN_BEFORE,
+    Batch,
+    Card,
+    Fact,
+    HistoryLine,
+    Listing,
+    Notice,
+    Result,
+    Tone,
+    cut,
+    main_button,
+    printable,
+    when,
+)
 
 WIDTH = 88
 MAX_TEXT = 1200
@@ -95,6 +110,17 @@ def listing_lines(listing: Listing) -> list[str]:
     if listing.more:
         lines.append(f"  {ELLIPSIS}and {listing.more} more")
     return lines
+
+
+def batch_lines(batch: Batch) -> list[str]:
+    """A channel's batch message: its title, one line per conversation (with what to type to take it), its note."""
+    lines = [line(batch.title)]
+    for card in batch.listing.cards:
+        button = main_button(card)
+        lines.append(card_line(card) + (f"  [{line(button.label, 40)}: {button.verb} #{card.id}]" if button else ""))
+    if batch.listing.more:
+        lines.append(f"  {ELLIPSIS}and {batch.listing.more} more")
+    return [*lines, line(batch.note)]
 
 
 def history_lines(history: Sequence[HistoryLine]) -> list[str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bot import commands as c
+from bot import noise
 from bot.domain import InvalidInput, Status, parse_conversation_id
 
 Fields = Mapping[str, str]
@@ -168,6 +169,44 @@ def _link(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
     if not rest.strip():
         raise InvalidInput(f"link needs a department; {typed.usage(VERBS['link'])}")
     return c.LinkChannel(actor, rest.strip().lower(), typed.channel_id, typed.conversation_ref)
+
+
+def _where(words: list[str], actor: c.Actor, typed: Typed, verb: str) -> tuple[str, str]:
+    """The channel a channel verb is about: where it was typed, or (the CLI) `platform:channel` as its first word."""
+    if typed.channel_id:
+        return actor.platform, typed.channel_id
+    platform, sep, channel = (words.pop(0) if words else "").partition(":")
+    if not sep or not platform or not channel:
+        raise InvalidInput(f"{verb} needs the channel first outside a chat, as platform:channel; {typed.usage(VERBS[verb])}")
+    return platform, channel
+
+
+def _mode(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
+    words = rest.split()
+    platform, channel = _where(words, actor, typed, "mode")
+    if not words:
+        return c.ChannelBudget(actor, platform, channel)
+    if words == ["reset"]:
+        return c.ChannelBudget(actor, platform, channel, reset=True)
+    try:
+        mode = noise.parse_mode(" ".join(words))
+    except InvalidInput as exc:
+        raise InvalidInput(f"{exc.message}; {typed.usage(VERBS['mode'])}") from None
+    return c.ChannelBudget(actor, platform, channel, mode=mode)
+
+
+def _quiet(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
+    words = rest.split()
+    platform, channel = _where(words, actor, typed, "quiet")
+    if not words:
+        return c.ChannelBudget(actor, platform, channel)
+    if [w.lower() for w in words] == ["off"]:
+        return c.ChannelBudget(actor, platform, channel, quiet="")
+    try:
+        quiet = str(noise.Quiet.parse(" ".join(words)))
+    except InvalidInput as exc:
+        raise InvalidInput(f"{exc.message}; {typed.usage(VERBS['quiet'])}") from None
+    return c.ChannelBudget(actor, platform, channel, quiet=quiet)
 
 
 _ERASE_OPTIONS = {
@@ -487,6 +526,21 @@ TABLE: tuple[Verb, ...] = (
         "unlink [department] — stop posting them here (admins)",
         parse=lambda rest, actor, typed: c.UnlinkChannel(actor, typed.channel_id, rest.strip().lower() or None),
         menu=("channel",),
+    ),
+    Verb(
+        "mode",
+        "mode [realtime | batched 15m | digest-only | reset] — how this channel gets new conversations: at once, "
+        "one list per 15m (cards in its thread), or only in the digest; `mode` alone shows it. Set here, it wins "
+        "over the config until `mode reset` (managers, admins)",
+        parse=_mode,
+        cli=True,
+    ),
+    Verb(
+        "quiet",
+        "quiet 22:00-07:00 Europe/Berlin | quiet off — quiet hours for this channel: only urgent conversations post "
+        "during them, the rest when they end; wins over the config until `mode reset` (managers, admins)",
+        parse=_quiet,
+        cli=True,
     ),
     Verb(
         "expert",

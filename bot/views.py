@@ -356,6 +356,22 @@ class Listing:
 
 
 @dataclass(frozen=True)
+class Batch:
+    """A channel's batch message (`bot.noise`): the new conversations of one window, compact, each with its
+    main button (`main_button`); their full cards follow in the message's thread."""
+
+    title: str
+    listing: Listing
+    note: str = "Full cards are in this message's thread."
+
+
+def main_button(card: Card) -> Button | None:
+    """The button a compact line of the card offers: its primary one when it asks for nothing (Claim on an
+    open card), if any; the rest are on the full card."""
+    return next((b for b in card.buttons if b.style == "primary" and b.url is None and not b.inputs), None)
+
+
+@dataclass(frozen=True)
 class HistoryLine:
     """One audit-log line: when, who, what (`kind`: in words, e.g. "rejected the reply"), and the
     event's stored name (`event`, e.g. "reply_rejected": for machines, the JSON output)."""

@@ -45,6 +45,13 @@ class Destination(SQLModel, table=True):
     channel_id: str = Field(max_length=255)
     conversation_ref: dict[str, Any] = _json_dict()
     linked_by: str | None = Field(default=None, max_length=255)
+    # The channel's noise budget (`bot.noise`): "realtime", "batched <seconds>" or "digest-only", and quiet
+    # hours ("22:00-07:00 Europe/Berlin", "" for none), as the config says; `chat_mode`/`chat_quiet`, set
+    # from chat (`mode …`, `quiet …`), win over them until `mode reset` (None: the config's).
+    mode: str = Field(default="realtime", max_length=32)
+    quiet: str = Field(default="", max_length=64)
+    chat_mode: str | None = Field(default=None, max_length=32)
+    chat_quiet: str | None = Field(default=None, max_length=64)
 
 
 class Conversation(SQLModel, table=True):
@@ -262,7 +269,7 @@ class Source(SQLModel, table=True):
 class Delivery(SQLModel, table=True):
     """Outbox row: something to send to a platform, retried until sent or given up."""
 
-    __table_args__ = (Index("ix_delivery_due", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_delivery_due", "status", "next_attempt_at"), Index("ix_delivery_batch", "batch_key"))
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=255, unique=True)
@@ -280,6 +287,9 @@ class Delivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=2048)
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+    # A channel's batch (`bot.noise`): the card deliveries held for one window and the batch message
+    # that lists them share this key; `next_attempt_at` is when they may go (the window's end, quiet hours').
+    batch_key: str | None = Field(default=None, max_length=255)
 
 
 class InboundEvent(SQLModel, table=True):

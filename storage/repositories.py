@@ -896,6 +896,15 @@ class DepartmentRepo(_Repo):
         """These destinations (those that still exist)."""
         return await self._destinations(Destination.id, destination_ids)
 
+    async def all_destinations(self) -> list[Destination]:
+        """Every destination of every department."""
+        return list((await self.session.exec(select(Destination).order_by(col(Destination.id)))).all())
+
+    async def channel_destinations(self, platform: str, channel_id: str) -> list[Destination]:
+        """The destinations of one chat channel (one per department posting there)."""
+        stmt = select(Destination).where(Destination.platform == platform, Destination.channel_id == channel_id)
+        return list((await self.session.exec(stmt.order_by(col(Destination.id)))).all())
+
     async def destinations(self, department_ids: Iterable[int]) -> list[Destination]:
         """Every destination of these departments."""
         return await self._destinations(Destination.department_id, department_ids)
@@ -1301,6 +1310,57 @@ class DeliveryRepo(_Repo):
             result = await self.session.exec(stmt, params={"ids": list(chunk), "now": now})
             added += max(result.rowcount, 0)
         return added
+
+    async def budgeted_destinations(self) -> list[Destination]:
+        """The destinations whose mode or quiet hours may hold cards back (few: most are realtime)."""
+        stmt = select(Destination).where(
+            or_(
+                col(Destination.mode) != "realtime",
+                col(Destination.quiet) != "",
+                col(Destination.chat_mode).is_not(None),
+                col(Destination.chat_quiet).is_not(None),
+            )
+        )
+        return list((await self.session.exec(stmt)).all())
+
+    async def unposted_cards(self, conversation_ids: Sequence[int], destination_ids: Sequence[int]) -> list[tuple[Delivery, str]]:
+        """Pending, never attempted card deliveries of these conversations to these destinations where their
+        card is not posted yet, with each conversation's priority (what a channel's budget may hold)."""
+        result: list[tuple[Delivery, str]] = []
+        posted = select(Posting.id).where(
+            Posting.conversation_id == Delivery.conversation_id, Posting.destination_id == Delivery.destination_id
+        )
+        for chunk in _chunks(conversation_ids):
+            stmt = (
+                select(Delivery, Conversation.priority)
+                .join(Conversation, col(Conversation.id) == Delivery.conversation_id)
+                .where(
+                    col(Delivery.status) == "pending",
+                    col(Delivery.kind) == "card",
+                    col(Delivery.conversation_id).in_(list(chunk)),
+                    col(Delivery.destination_id).in_(list(destination_ids)),
+                    col(Delivery.attempted_at).is_(None),
+                    ~posted.exists(),
+                )
+                .order_by(col(Delivery.id))
+            )
+            result.extend((row, priority) for row, priority in (await self.session.exec(stmt)).all())
+        return result
+
+    async def by_key(self, key: str) -> Delivery | None:
+        """One delivery by its key, fresh from the database."""
+        stmt = select(Delivery).where(Delivery.key == key).execution_options(populate_existing=True)
+        return (await self.session.exec(stmt)).first()
+
+    async def batched(self, key: str) -> list[int]:
+        """The conversations whose cards a batch holds (or held), in the order they came."""
+        stmt = (
+            select(Delivery.conversation_id)
+            .where(Delivery.batch_key == key, Delivery.kind == "card")
+            .group_by(col(Delivery.conversation_id))
+            .order_by(func.min(Delivery.id))
+        )
+        return [cid for cid in (await self.session.exec(stmt)).all() if cid is not None]
 
     async def lease_due(
         self, *, platforms: Sequence[str], now: datetime, lease: timedelta, limit: int, holder: str = ""

@@ -306,6 +306,7 @@ async def running_teams(
     database_url: str | None = None,
     config: str = TEAMS_CONFIG,
     env: dict[str, str] | None = None,
+    clock: Any = None,
     **connector: Any,
 ) -> AsyncIterator[TeamsHarness]:
     """The whole service on a free loopback port with Teams enabled (no auth unless `app_id`)."""
@@ -325,7 +326,7 @@ async def running_teams(
             },
             database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'teams.db'}",
         )
-        container = build(chosen, config=load_config(config_path))
+        container = build(chosen, config=load_config(config_path), **({"clock": clock} if clock else {}))
         runner, url = await serve(create_app(container, run_worker=False))
         stack.push_async_callback(runner.cleanup)
         http = await stack.enter_async_context(aiohttp.ClientSession())

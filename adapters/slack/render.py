@@ -20,6 +20,7 @@ from bot.views import (
     ELLIPSIS,
     SEEN_BEFORE,
     Action,
+    Batch,
     Button,
     Card,
     Confirm,
@@ -31,6 +32,7 @@ from bot.views import (
     display_name,
     has_visible,
     isolate,
+    main_button,
     printable,
     when,
 )
@@ -440,6 +442,25 @@ def result_message(result: Result) -> dict[str, Any]:
         blocks = [*blocks[: MAX_MESSAGE_BLOCKS - 1], answer_actions]
     fallback = _cut(text, MAX_FALLBACK_TEXT) or (_fallback(result.card) if result.card else "Done.")
     return {"text": fallback, "blocks": blocks[:MAX_MESSAGE_BLOCKS] or [_section(fallback)]}
+
+
+def batch_message(batch: Batch) -> dict[str, Any]:
+    """`{"text", "blocks"}` of a channel's batch message: a title, then one compact section per conversation
+    with its main button (Claim) beside it, "…and N more", and where the full cards are."""
+    blocks: list[dict[str, Any]] = [_section(f"*{_esc(batch.title, MAX_TITLE, empty='New conversations')}*")]
+    for card in batch.listing.cards:
+        section = _compact(card)
+        button = main_button(card)
+        element = _button(button) if button is not None else None
+        if element is not None:
+            section["accessory"] = element
+        blocks.append(section)
+    if batch.listing.more:
+        blocks.append(_context([f"{ELLIPSIS}and {batch.listing.more} more"]))
+    blocks.append(_context([_esc(batch.note, MAX_CONTEXT_TEXT)]))
+    if len(blocks) > MAX_MESSAGE_BLOCKS:
+        blocks = [*blocks[: MAX_MESSAGE_BLOCKS - 1], blocks[-1]]
+    return {"text": _cut(_esc(batch.title, MAX_TITLE, empty="New conversations"), MAX_FALLBACK_TEXT), "blocks": blocks}
 
 
 # --- modals and home ---------------------------------------------------------------

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.render import card_message, notice_message
+from adapters.slack.render import batch_message, card_message, notice_message
 from bot.outbox import Job, PermanentFailure, RetryLater, Sent, notice_of
 
 logger = logging.getLogger(__name__)
 
 CARD_EVENT = "unsilo_card"  # message metadata event type of every card Unsilo posts
+BATCH_EVENT = "unsilo_batch"  # and of every batch message (`bot.noise`), with its delivery key
 HISTORY_SLACK_SECONDS = 5.0  # history is searched from this long before the unrecorded attempt
 HISTORY_PAGES = 5  # at most 1,000 messages are looked through
 
@@ -45,6 +47,18 @@ class SlackSender:
         try:
             if job.kind == "notice":
                 return await self._notice(job)
+            if job.kind == "batch" and job.batch is not None:
+                earlier = await self._already_posted(job) if job.attempted_at else None
+                if earlier:  # a crash after the post: the list is there, its cards follow in its thread
+                    return Sent(message_id=earlier)
+                response = await self.client.chat_postMessage(
+                    channel=job.channel_id,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                    metadata={"event_type": BATCH_EVENT, "event_payload": {"delivery": job.key}},
+                    **batch_message(job.batch),
+                )
+                return Sent(message_id=response["ts"])
             if job.kind != "card" or job.card is None:
                 raise PermanentFailure(f"the Slack sender cannot send {job.kind!r} deliveries")
             message = card_message(job.card)
@@ -54,7 +68,12 @@ class SlackSender:
                 return Sent(message_id=posted)
             metadata = {"event_type": CARD_EVENT, "event_payload": {"conversation_id": job.card.id, "delivery": job.key}}
             response = await self.client.chat_postMessage(
-                channel=job.channel_id, unfurl_links=False, unfurl_media=False, metadata=metadata, **message
+                channel=job.channel_id,
+                thread_ts=job.thread_id or None,  # a card held for a batch goes in the batch message's thread
+                unfurl_links=False,
+                unfurl_media=False,
+                metadata=metadata,
+                **message,
             )
             return Sent(message_id=response["ts"])
         except SlackApiError as exc:
@@ -67,7 +86,8 @@ class SlackSender:
         """The card an earlier, unrecorded attempt may have posted (a crash between the post and its
         record): found by the conversation id every card carries in its message `metadata`, in the
         channel's history since that attempt. None when there is none (or history can't be read)."""
-        assert job.card is not None and job.attempted_at is not None
+        assert job.attempted_at is not None
+        what = f"card #{job.card.id}" if job.card is not None else f"batch {job.key}"
         oldest = f"{job.attempted_at.timestamp() - HISTORY_SLACK_SECONDS:.6f}"
         cursor = None
         try:
@@ -76,14 +96,10 @@ class SlackSender:
                     channel=job.channel_id, oldest=oldest, limit=200, include_all_metadata=True, cursor=cursor
                 )
                 for message in page.get("messages") or []:
-                    meta = message.get("metadata") or {}
-                    if (
-                        meta.get("event_type") == CARD_EVENT
-                        and (meta.get("event_payload") or {}).get("conversation_id") == job.card.id
-                    ):
+                    if _posted_by(job, message.get("metadata") or {}):
                         logger.info(
-                            "card #%s was already posted in %s (%s): updating it, not posting again",
-                            job.card.id,
+                            "%s was already posted in %s (%s): not posting it again",
+                            what,
                             job.channel_id,
                             message.get("ts"),
                         )
@@ -93,8 +109,8 @@ class SlackSender:
                     break
         except SlackApiError as exc:  # e.g. missing channels:history: post, at least once
             logger.warning(
-                "cannot look for an earlier post of card #%s in %s (%s); posting it",
-                job.card.id,
+                "cannot look for an earlier post of %s in %s (%s); posting it",
+                what,
                 job.channel_id,
                 exc.response.get("error"),
             )
@@ -110,6 +126,14 @@ class SlackSender:
             **notice_message(notice_of(job.payload)),
         )
         return Sent(message_id=response["ts"])
+
+
+def _posted_by(job: Job, meta: dict[str, Any]) -> bool:
+    """Whether a message's metadata says it is this job's card (by conversation) or batch message (by key)."""
+    payload = meta.get("event_payload") or {}
+    if job.card is not None:
+        return meta.get("event_type") == CARD_EVENT and payload.get("conversation_id") == job.card.id
+    return meta.get("event_type") == BATCH_EVENT and payload.get("delivery") == job.key
 
 
 def _mapped(exc: SlackApiError) -> Exception | None:

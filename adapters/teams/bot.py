@@ -361,6 +361,8 @@ class UnsiloTeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder 
         except InvalidInput as exc:  # not one of our buttons (or a damaged one): keep the card, say why
             return render.message_invoke_body(exc.message)
         shown, said = await self._act(verb, conversation_id, data, actor)
+        if render.from_batch(data):  # the batch message stays as it is; the click's outcome is said over it
+            return render.message_invoke_body(said or shown.text)
         copy = await self._clicked_copy(activity, data, conversation_id, actor)
         if copy is not None and copy.live_message_id is not None:  # an older duplicate: the click is done, say where to go on
             link = render.message_link(channel_of(activity), copy.live_message_id, tenant_id=tenant_of(activity))

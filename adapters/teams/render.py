@@ -22,6 +22,7 @@ from bot.views import (
     FSI,
     PDI,
     Action,
+    Batch,
     Button,
     Card,
     Fact,
@@ -33,6 +34,7 @@ from bot.views import (
     display_name,
     first_line,
     isolate,
+    main_button,
     printable,
     when,
 )
@@ -450,6 +452,31 @@ def _as_posted(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif action["type"] == "Action.ShowCard":
             _as_posted(action["card"]["actions"])
     return actions
+
+
+FROM_BATCH = "batch"  # a key of the data of a batch message's buttons: a click there leaves the batch card in place
+
+
+def batch_card(batch: Batch) -> dict[str, Any]:
+    """A channel's batch message: a title, then one compact line per conversation with its main button
+    (Claim) under it, "…and N more", and where the full cards are."""
+    body: list[dict[str, Any]] = [_rich(_run(safe(batch.title, MAX_TITLE, empty="New conversations"), weight="Bolder"))]
+    for item in batch.listing.cards:
+        body.append(_compact(item))
+        button = main_button(item)
+        if button is not None:
+            action = _execute(button, button.label, "positive")
+            action["data"] = {**action["data"], FROM_BATCH: 1}
+            body.append({"type": "ActionSet", "actions": [action], "spacing": "None"})
+    if batch.listing.more:
+        body.append(_rich(_run(f"{ELLIPSIS}and {batch.listing.more} more", isSubtle=True)))
+    body.append(_rich(_run(safe(batch.note, 300), isSubtle=True)))
+    return _envelope(body)
+
+
+def from_batch(data: Mapping[str, Any]) -> bool:
+    """Whether a button's data comes from a batch message (`batch_card`)."""
+    return data.get(FROM_BATCH) == 1
 
 
 def from_posted_copy(data: Mapping[str, Any]) -> bool:

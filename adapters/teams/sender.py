@@ -68,7 +68,13 @@ class TeamsSender:
         """Post or update the card (or post a notice) where the channel's stored conversation reference points."""
         ref: dict[str, Any] = dict(job.conversation_ref or {})
         service_url = ref.get("serviceUrl") or ref.get("service_url")
-        if job.kind not in ("card", "notice", "duplicate") or job.kind == "card" and job.card is None:
+        if (
+            job.kind not in ("card", "notice", "duplicate", "batch")
+            or job.kind == "card"
+            and job.card is None
+            or job.kind == "batch"
+            and job.batch is None
+        ):
             raise PermanentFailure(f"the Teams sender cannot send {job.kind!r} deliveries")
         if not service_url:
             raise PermanentFailure(
@@ -80,6 +86,8 @@ class TeamsSender:
                 return await self._notice(connector, job, ref)
             if job.kind == "duplicate":
                 return await self._duplicate(connector, job, ref)
+            if job.kind == "batch":
+                return await self._batch(connector, job, ref)
             return await self._card(connector, job, ref)
         except (RetryLater, PermanentFailure):
             raise
@@ -100,7 +108,6 @@ class TeamsSender:
         activity = Activity(
             type=ActivityTypes.message, summary=render.card_summary(job.card), attachments=[Attachment(**_attachment(card_json))]
         )
-        conversation = ref.get("conversation") or {}
         if job.message_id:
             activity.id = job.message_id
             await connector.conversations.update_activity(job.channel_id, job.message_id, activity)
@@ -113,6 +120,24 @@ class TeamsSender:
                 job.channel_id,
                 job.attempted_at.isoformat(),
             )
+        if job.thread_id:  # a card held for a batch: a reply in the batch message's thread
+            response = await connector.conversations.send_to_conversation(f"{job.channel_id};messageid={job.thread_id}", activity)
+            return Sent(message_id=response.id)
+        return await self._start(connector, job, ref, activity)
+
+    async def _batch(self, connector: ConnectorClient, job: Job, ref: dict[str, Any]) -> Sent:
+        """A channel's batch message: a new thread (its cards follow in it), or a message in a chat."""
+        assert job.batch is not None
+        activity = Activity(
+            type=ActivityTypes.message,
+            summary=render.summary(job.batch.title),
+            attachments=[Attachment(**_attachment(render.batch_card(job.batch)))],
+        )
+        return await self._start(connector, job, ref, activity)
+
+    async def _start(self, connector: ConnectorClient, job: Job, ref: dict[str, Any], activity: Activity) -> Sent:
+        """Post an activity as a new channel thread, or as a message in a chat."""
+        conversation = ref.get("conversation") or {}
         if conversation.get("conversationType") == "channel":
             tenant = conversation.get("tenantId") or self.tenant_id
             params = ConversationParameters(
