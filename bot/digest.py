@@ -14,7 +14,9 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
 from bot.domain import NotFound
+from bot.spikes import period_lines
 from bot.views import Notice
+from storage.models import SpikeAlert
 from storage.reports import Activity, Participant, Timing, Waiting
 from storage.uow import UnitOfWork
 
@@ -73,12 +75,20 @@ class Digest(Activity):
     oldest_unclaimed: tuple[WaitingItem, ...]
     taking_part: tuple[TeamPart, ...]
     helped_outside: tuple[Helper, ...] = ()  # people of other departments who took part, most active first
+    spikes: tuple[SpikeAlert, ...] = ()  # the spike alerts of the period (`bot.spikes`), oldest first
 
     @property
     def quiet(self) -> bool:
         """Nothing happened in the period and nothing is waiting."""
         return not (
-            self.new or self.claimed or self.replied or self.resolved or self.dismissed or self.still_open or self.taking_part
+            self.new
+            or self.claimed
+            or self.replied
+            or self.resolved
+            or self.dismissed
+            or self.still_open
+            or self.taking_part
+            or self.spikes
         )
 
 
@@ -113,6 +123,7 @@ async def build_digest(uow: UnitOfWork, *, department: str, since: datetime, unt
         oldest_unclaimed=tuple(_waiting(w, until) for w in waiting),
         taking_part=_by_department(activity.participants),
         helped_outside=_helpers(activity.participants, department=found.name),
+        spikes=tuple(await uow.spikes.since(found.name, since=since, until=until)),
     )
 
 
@@ -188,6 +199,7 @@ def digest_lines(digest: Digest) -> tuple[str, ...]:
         lines.append("Outcomes: " + ", ".join(f"{name} {n}" for name, n in digest.outcomes))
     if digest.top_tags:
         lines.append("Top tags: " + ", ".join(f"{_one_line(tag, 40)} {n}" for tag, n in digest.top_tags))
+    lines.extend(period_lines(digest.spikes))
     if digest.taking_part:
         lines.append("Who took part, by their department:")
         lines.extend(_part_line(part) for part in digest.taking_part)

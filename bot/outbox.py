@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot import terminal
-from bot.views import Card, Notice, card_for
+from bot.views import Action, Card, Notice, card_for
 from handlers._common import reply_reached
 from storage.models import Delivery, Destination, Event, Posting
 from storage.uow import UnitOfWork
@@ -111,8 +111,23 @@ def notice_payload(notice: Notice) -> dict[str, Any]:
             "lines": list(notice.lines),
             "mentions": [list(m) for m in notice.mentions],
             "links": [list(link) for link in notice.links],
+            **({"actions": [_action_payload(a) for a in notice.actions]} if notice.actions else {}),
         }
     }
+
+
+def _action_payload(action: Action) -> dict[str, Any]:
+    return {"label": action.label, "verb": action.verb, "fields": [list(f) for f in action.fields], "style": action.style}
+
+
+def _action_of(raw: Mapping[str, Any]) -> Action:
+    style = str(raw.get("style", "default"))
+    return Action(
+        label=str(raw.get("label", "")),
+        verb=str(raw.get("verb", "")),
+        fields=tuple((str(k), str(v)) for k, v in raw.get("fields", ())),
+        style=style if style in ("primary", "danger") else "default",  # type: ignore[arg-type]
+    )
 
 
 def _mention_of(raw: Any) -> tuple[str, str]:
@@ -130,7 +145,34 @@ def notice_of(payload: Mapping[str, Any]) -> Notice:
         lines=tuple(str(x) for x in raw.get("lines", ())),
         mentions=tuple(_mention_of(m) for m in raw.get("mentions", ())),
         links=tuple((str(a), str(b)) for a, b in raw.get("links", ())),
+        actions=tuple(_action_of(a) for a in raw.get("actions", ()) if isinstance(a, Mapping)),
     )
+
+
+def channel_notice(
+    uow: UnitOfWork,
+    platform: str,
+    channel_id: str,
+    notice: Notice,
+    *,
+    key: str,
+    conversation_id: int | None = None,
+    dm: bool = False,
+) -> dict[str, Any]:
+    """The delivery row of a notice posted at the top of a channel (or, `dm`, to a person), keyed per channel."""
+    payload = {**notice_payload(notice), "channel_id": channel_id, **({"dm": True} if dm else {})}
+    return {
+        "key": f"{key}:{platform}:{channel_id}"[:255],
+        "platform": platform,
+        "kind": "notice",
+        "conversation_id": conversation_id,
+        "destination_id": None,
+        "payload": payload,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": uow.now(),
+        "created_at": uow.now(),
+    }
 
 
 async def enqueue_thread_notice(uow: UnitOfWork, conversation_id: int, notice: Notice, *, key: str) -> int:

@@ -309,3 +309,26 @@ class JobRun(SQLModel, table=True):
     attempts: int = 1
     finished_at: datetime | None = None
     outcome: str = Field(default="", max_length=1024)
+
+
+class SpikeAlert(SQLModel, table=True):
+    """A spike of new conversations that was announced: one row per alert, posted once.
+
+    `key` is unique: (department, the scope that moved, its cooldown bucket), so two replicas
+    checking at once cannot both post it; `scopes` are every scope ("tag:outage", "rule:support",
+    "department:support") the alert covers, each quiet for the cooldown afterwards."""
+
+    __table_args__ = (Index("ix_spikealert_department_created", "department", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=255, unique=True)
+    department: str = Field(max_length=64)
+    scope: str = Field(max_length=255)  # the scope it is about: "tag:outage"
+    scopes: list[str] = _json_list()
+    window_start: datetime
+    window_end: datetime
+    count: int
+    baseline: float  # the usual count for the same window (the mean of the last days at the same hour)
+    conversation_ids: list[int] = _json_list()  # the conversations of the window, newest first (at most 500)
+    terms: list[str] = _json_list()
+    created_at: datetime = Field(default_factory=utcnow)
