@@ -19,11 +19,11 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bot.config import SpikeConfig
-from bot.outbox import channel_notice
+from bot.outbox import channel_notice, notice_payload
 from bot.views import Action, Notice, cut, first_line
 from storage.models import SpikeAlert
 from storage.spikes import WindowItem
@@ -241,6 +241,8 @@ async def _post(
 ) -> None:
     main = lead(spikes)
     notice = alert_notice(alert, main, [s for s in spikes if s is not main], settings=settings)
+    assert alert.id is not None
+    await uow.spikes.keep_notice(alert.id, notice_payload(replace(notice, actions=())))
     if not channels:
         logger.warning("spike in %s has nowhere to go: give the department channels", alert.department)
         return

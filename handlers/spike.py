@@ -6,6 +6,7 @@ import logging
 
 from bot.commands import MAX_LIST_LIMIT, ShowSpike
 from bot.domain import NotFound, check_limit
+from bot.outbox import notice_of
 from bot.policy import Context
 from bot.views import Result, card_for
 from storage.uow import UnitOfWork
@@ -28,4 +29,5 @@ async def handle_spike(cmd: ShowSpike, uow: UnitOfWork, *, ctx: Context) -> Resu
     total = len(alert.conversation_ids)
     what = alert.scope.partition(":")[2] if not alert.scope.startswith("department:") else "all new"
     text = f"Spike {alert.id} in {alert.department} ({what}): {total} conversation{'s' if total != 1 else ''}"
-    return Result(text, cards=cards, more=total - len(cards))
+    notice = notice_of(alert.notice) if alert.notice else None  # what the channels were told, above the list
+    return Result(text, notice=notice, cards=cards, more=total - len(cards))

@@ -331,4 +331,5 @@ class SpikeAlert(SQLModel, table=True):
     baseline: float  # the usual count for the same window (the mean of the last days at the same hour)
     conversation_ids: list[int] = _json_list()  # the conversations of the window, newest first (at most 500)
     terms: list[str] = _json_list()
+    notice: dict[str, Any] = _json_dict()  # what the channels were told (`bot.outbox.notice_payload`), shown again with the list
     created_at: datetime = Field(default_factory=utcnow)

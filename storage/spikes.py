@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import func, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -98,6 +98,11 @@ class SpikeRepo:
             return False
         alert.id = new_id[0]
         return True
+
+    async def keep_notice(self, alert_id: int, notice: dict[str, Any]) -> None:
+        """Store what an alert said, to show it again above its list."""
+        stmt = update(SpikeAlert).where(col(SpikeAlert.id) == alert_id).values(notice=notice)
+        await self.session.exec(stmt.execution_options(synchronize_session=False))
 
     async def since(self, department: str, *, since: datetime, until: datetime | None = None) -> list[SpikeAlert]:
         """The department's alerts made in [since, until), oldest first."""

@@ -5,6 +5,7 @@ and shows in the digest."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,8 @@ from bot.spikes import alert_notice, check_spikes, find_spikes
 from storage.models import Delivery, SpikeAlert
 from storage.spikes import WindowItem
 from tests.conftest import TEST_CONFIG, FakeClock
+from tests.slack_support import running_slack
+from tests.slack_support import sample as slack_sample
 from tests.test_slack_render import check_message, check_no_live_markup
 from tests.test_teams_render import check_card
 
@@ -60,18 +63,22 @@ async def store(make_container: Callable[..., Container], spike_config: Config) 
 
 
 async def _ingest(container: Container, clock: FakeClock, n: int, *, prefix: str, every: timedelta, text: str) -> None:
-    for i in range(n):
-        await container.ingest(
-            [
-                make_incoming(
-                    source="status-forum" if i % 3 else "twitter",
-                    external_id=f"{prefix}-{i}",
-                    author_name=f"<!channel> customer {i}",
-                    text=text.format(i=i),
-                    url=f"https://forum.example/t/{prefix}-{i}",
-                )
-            ]
+    """`n` posts, `every` apart (all at once, in one batch, when `every` is zero)."""
+    items = [
+        make_incoming(
+            source="status-forum" if i % 3 else "twitter",
+            external_id=f"{prefix}-{i}",
+            author_name=f"<!channel> customer {i}",
+            text=text.format(i=i),
+            url=f"https://forum.example/t/{prefix}-{i}",
         )
+        for i in range(n)
+    ]
+    if not every:
+        await container.ingest(items)
+        return
+    for item in items:
+        await container.ingest([item])
         clock.advance(seconds=every.total_seconds())
 
 
@@ -166,7 +173,8 @@ async def replicas(
     container, clock = store
     clock.now -= timedelta(days=7, minutes=30)
     await _quiet_week(container, clock)
-    await _ingest(container, clock, 30, prefix="burst", every=timedelta(seconds=20), text=BURST)
+    await _ingest(container, clock, 30, prefix="burst", every=timedelta(0), text=BURST)
+    clock.advance(minutes=1)
     started = [make_container(clock=clock, config=spike_config) for _ in range(3)]
     try:
         for replica in started:
@@ -308,3 +316,46 @@ def test_spike_settings_come_from_the_config_with_their_defaults(tmp_path: Path)
     with pytest.raises(ConfigError, match="spikes.ratio") as raised:
         load_config(path)
     assert "spikes.window" in str(raised.value)
+
+
+async def test_on_slack_the_alert_is_posted_once_and_see_all_answers_the_clicker_alone(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with running_slack(tmp_path, clock=clock) as slack:
+        await slack.container.prepare()
+        for i in range(30):
+            item = make_incoming(
+                source="status-page",
+                external_id=f"s{i}",
+                text=f"refund please, checkout broken by the outage <!here> #{i}",
+                url=f"https://status.example/{i}",
+                tags=("outage",),
+            )
+            await slack.container.ingest([item])
+            clock.advance(seconds=20)
+        assert await Scheduler(slack.container, holder="A").run_spikes(due_at=clock.now)
+        assert await slack.deliver() >= 1
+        assert await slack.deliver() == 0
+        (message,) = [m for m in slack.slack.messages("C0SUPPORT") if "Spike in support" in m["text"]]
+        check_message({"text": message["text"], "blocks": message["blocks"]})
+        check_no_live_markup(message["blocks"], links_allowed=3)  # the three examples' links, nothing live from customers
+        (button,) = [e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+        assert button["text"]["text"] == "See all 30"
+
+        payload = slack_sample("block_actions.button.json")
+        payload["user"].update(id="UALICE", username="alice", name="alice")
+        payload["channel"]["id"] = "C0SUPPORT"
+        payload["container"].update(channel_id="C0SUPPORT", message_ts=message["ts"], is_ephemeral=False)
+        payload["actions"][0].update(action_id=button["action_id"], value=button["value"])
+        payload["response_url"] = slack.slack.response_url("actions")
+        status, _, _ = await slack.interactive(payload)
+        assert status == 200
+        for _ in range(500):
+            told = slack.slack.calls_to("chat.postEphemeral")
+            if told:
+                break
+            await asyncio.sleep(0.01)
+        (call,) = told
+        assert call.args["user"] == "UALICE" and "Spike 1 in support (outage): 30 conversations" in call.args["text"]
+        assert "Top terms:" in json.dumps(call.args["blocks"]), "the alert is shown again above its list"
+        assert slack.slack.responses == [], "the channel's alert is left as everyone sees it"
+        assert slack.slack.message("C0SUPPORT", message["ts"]) is not None

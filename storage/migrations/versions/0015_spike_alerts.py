@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column('baseline', sa.Float(), nullable=False),
         sa.Column('conversation_ids', sa.JSON(), nullable=False),
         sa.Column('terms', sa.JSON(), nullable=False),
+        sa.Column('notice', sa.JSON(), nullable=False),
         sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('key'),
