@@ -55,6 +55,7 @@ class Conversation(SQLModel, table=True):
         Index("ix_conversation_status_ingested", "status", "ingested_at"),
         Index("ix_conversation_owner_status", "owner_id", "status"),
         Index("ix_conversation_resolved_at", "resolved_at"),  # digests: what was still open in a period
+        Index("ix_conversation_ingested_at", "ingested_at"),  # spike checks: what came in during a window
     )
 
     id: int | None = Field(default=None, primary_key=True)

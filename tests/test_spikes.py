@@ -24,7 +24,7 @@ from bot.ingest import make_incoming
 from bot.outbox import notice_of
 from bot.scheduler import Scheduler
 from bot.spikes import alert_notice, check_spikes, find_spikes
-from storage.models import Delivery, SpikeAlert
+from storage.models import Delivery, JobRun, SpikeAlert
 from storage.spikes import WindowItem
 from tests.conftest import TEST_CONFIG, FakeClock
 from tests.slack_support import running_slack
@@ -359,3 +359,24 @@ async def test_on_slack_the_alert_is_posted_once_and_see_all_answers_the_clicker
         assert "Top terms:" in json.dumps(call.args["blocks"]), "the alert is shown again above its list"
         assert slack.slack.responses == [], "the channel's alert is left as everyone sees it"
         assert slack.slack.message("C0SUPPORT", message["ts"]) is not None
+
+
+async def test_the_check_is_scheduled_every_few_minutes_and_runs_once_per_due_time(store: tuple[Container, FakeClock]) -> None:
+    container, clock = store
+    scheduler = Scheduler(container, holder="A")
+    scheduler.start()
+    try:
+        assert scheduler.scheduler.get_job("spikes").trigger.interval == timedelta(minutes=5)
+    finally:
+        await scheduler.shutdown()
+    clock.now = clock.now.replace(minute=7, second=30)
+    await scheduler.spike_job()
+    await Scheduler(container, holder="B").spike_job()  # another replica, the same due time
+    clock.advance(minutes=5)
+    await Scheduler(container, holder="B").spike_job()
+    async with container.uow() as uow:
+        runs = (await uow.session.exec(select(JobRun).where(JobRun.job == "spikes").order_by(JobRun.due_at))).all()
+    assert [(run.due_at.minute, run.holder, run.outcome) for run in runs] == [
+        (5, "A", "0 spike alert(s)"),
+        (10, "B", "0 spike alert(s)"),
+    ]

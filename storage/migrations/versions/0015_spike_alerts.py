@@ -6,6 +6,7 @@ Create Date: 2026-12-01 22:00:00
 
 `spikealert`: what moved, how much against its baseline, the conversations of the window and the
 scopes it covers (quiet for the cooldown afterwards). The unique `key` keeps it once across replicas.
+`ix_conversation_ingested_at`: a check reads the new conversations of a few windows of time.
 """
 from __future__ import annotations
 
@@ -42,8 +43,11 @@ def upgrade() -> None:
         sa.UniqueConstraint('key'),
     )
     op.create_index('ix_spikealert_department_created', 'spikealert', ['department', 'created_at'], unique=False)
+    # A plain CREATE INDEX (no batch mode): the conversation table and its search triggers stay as they are.
+    op.create_index('ix_conversation_ingested_at', 'conversation', ['ingested_at'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_conversation_ingested_at', table_name='conversation')
     op.drop_index('ix_spikealert_department_created', table_name='spikealert')
     op.drop_table('spikealert')
