@@ -24,11 +24,14 @@ from bot.ingest import make_incoming
 from bot.outbox import notice_of
 from bot.scheduler import Scheduler
 from bot.spikes import alert_notice, check_spikes, find_spikes
+from storage.clock import utcnow
 from storage.models import Delivery, JobRun, SpikeAlert
 from storage.spikes import WindowItem
 from tests.conftest import TEST_CONFIG, FakeClock
 from tests.slack_support import running_slack
 from tests.slack_support import sample as slack_sample
+from tests.teams_support import CHANNEL as TEAMS_STANDIN_CHANNEL
+from tests.teams_support import running_teams
 from tests.test_slack_render import check_message, check_no_live_markup
 from tests.test_teams_render import check_card
 
@@ -380,3 +383,40 @@ async def test_the_check_is_scheduled_every_few_minutes_and_runs_once_per_due_ti
         (5, "A", "0 spike alert(s)"),
         (10, "B", "0 spike alert(s)"),
     ]
+
+
+async def test_on_teams_the_alert_is_posted_in_the_linked_channel_and_see_all_keeps_it_above_the_list(
+    tmp_path: Path,
+) -> None:
+    async with running_teams(tmp_path) as teams:
+        status, _ = await teams.mention("link support", user="aad-admin")
+        assert status in (200, 201)
+        items = [
+            make_incoming(
+                source="status-page",
+                external_id=f"t{i}",
+                text=f"refund please, checkout broken by the outage <at>Everyone</at> #{i}",
+                url=f"https://status.example/{i}",
+                tags=("outage",),
+            )
+            for i in range(30)
+        ]
+        await teams.container.ingest(items)
+        assert await Scheduler(teams.container, holder="A").run_spikes(due_at=utcnow() + timedelta(seconds=1))
+        await teams.deliver()
+        posted = [
+            (call, attachment["content"])
+            for call in teams.connector.calls
+            for attachment in ((call.body or {}).get("activity", call.body) or {}).get("attachments") or []
+            if "Spike in support" in json.dumps(attachment["content"])
+        ]
+        assert len(posted) == 1, "one alert in the linked channel"
+        call, card = posted[0]
+        assert TEAMS_STANDIN_CHANNEL in call.path
+        check_card(card)
+        message_id = call.response.get("id") or call.response["activityId"]
+
+        status, body = await teams.click(card, "spike", message_id, user="aad-alice", name="Alice")
+        assert status == 200
+        shown = json.dumps(body, ensure_ascii=False)
+        assert "Spike 1 in support (outage): 30 conversations" in shown and "Top terms:" in shown
