@@ -197,16 +197,14 @@ async def check_spikes(
     for department, spikes in sorted(by_department.items()):
         quiet_since = now - timedelta(minutes=settings.cooldown_minutes)
         cooling = {scope for alert in await uow.spikes.since(department, since=quiet_since) for scope in alert.scopes}
-        if all(s.scope in cooling for s in spikes):
+        news = [s for s in spikes if s.scope not in cooling]
+        if not news:
             logger.debug("spike in %s still in its cooldown: %s", department, ", ".join(s.scope for s in spikes))
             continue
-        alert = await _record(uow, [s for s in spikes if s.scope not in cooling], now=now, settings=settings, items=items)
-        if alert is None:
-            continue
-        made.append(alert)
-        await _post(
-            uow, alert, [s for s in spikes if s.scope not in cooling], channels=channels.get(department, []), settings=settings
-        )
+        alert = await _record(uow, news, now=now, settings=settings, items=items)
+        if alert is not None:
+            made.append(alert)
+            await _post(uow, alert, news, channels=channels.get(department, []), settings=settings)
     return made
 
 
