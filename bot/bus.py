@@ -30,6 +30,7 @@ from handlers.reroute import handle_reroute
 from handlers.resolve import handle_dismiss, handle_resolve
 from handlers.search import handle_search
 from handlers.sources import handle_add_source, handle_remove_source, handle_rotate_secret, handle_set_retention
+from handlers.spike import handle_spike
 from storage.uow import UnitOfWork
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ HANDLERS: dict[type, Callable[..., Awaitable[Result]]] = {
     c.ShowQueue: handle_queue,
     c.Show: handle_show,
     c.Search: handle_search,
+    c.ShowSpike: handle_spike,
     c.Report: handle_report,
     c.ShowRecent: handle_recent,
     c.ThreadNote: handle_thread_note,

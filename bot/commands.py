@@ -139,6 +139,15 @@ class Search:
 
 
 @dataclass(frozen=True)
+class ShowSpike:
+    """Every conversation of a spike alert (its "See all" button, or `spike 7`), newest first."""
+
+    actor: Actor
+    alert_id: int
+    limit: int = LIST_LIMIT
+
+
+@dataclass(frozen=True)
 class Report:
     """A post an employee spotted and sends in from chat."""
 
@@ -383,6 +392,7 @@ Command = (
     | Show
     | ShowQueue
     | Search
+    | ShowSpike
     | Report
     | ShowRecent
     | ThreadNote

@@ -121,6 +121,27 @@ class PersonConfig:
 
 
 @dataclass(frozen=True)
+class SpikeConfig:
+    """When a jump in new conversations is a spike (`[spikes]`; `bot.spikes` checks).
+
+    A scope (a department, a tag or a rule within it) spikes when its new conversations of the
+    last `window_minutes` are at least `min_count`, at least `ratio` times its usual count (the mean
+    of the same window on each of the last `baseline_days` days, 1 when that is less) and above that
+    mean by `sigmas` standard deviations. One alert per department and check; each scope it covers
+    stays quiet for `cooldown_minutes`. Checked every `every_minutes`.
+    """
+
+    enabled: bool = True
+    window_minutes: int = 60
+    baseline_days: int = 7
+    min_count: int = 10
+    ratio: float = 3.0
+    sigmas: float = 3.0
+    cooldown_minutes: int = 120
+    every_minutes: int = 5
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated config."""
 
@@ -137,6 +158,7 @@ class Config:
     warnings: tuple[Problem, ...] = ()  # not errors: `unsilo config check` prints them
     retain_days: int | None = None  # keep closed conversations' text this long; None: forever
     expertise_half_life_days: int = 90  # what someone did counts half as much as expertise after this long
+    spikes: SpikeConfig = SpikeConfig()
 
     def retention_for(self, source: str, stored: int | None = None) -> int | None:
         """How many days a source's closed conversations keep their text: a config feed's own (the config
@@ -275,7 +297,7 @@ class _Checker:
             )
 
     def build(self, data: dict[str, Any], path: str) -> Config:
-        self._unknown(data, {"unsilo", "departments", "rules", "feeds", "people", "channels"}, "")
+        self._unknown(data, {"unsilo", "departments", "rules", "feeds", "people", "channels", "spikes"}, "")
         top = data.get("unsilo", {})
         if not isinstance(top, dict):
             self.bad("unsilo", "must be a table")
@@ -349,6 +371,7 @@ class _Checker:
             warnings=tuple(self.warnings),
             retain_days=retain_days,
             expertise_half_life_days=half_life,
+            spikes=self._spikes(data.get("spikes", {})),
         )
 
     def _budgets(self, raw: Any) -> tuple[ChannelConfig, ...]:
@@ -379,6 +402,29 @@ class _Checker:
                 self.bad(f"{key}.quiet", str(exc), field_="quiet", **where)
             result.append(ChannelConfig(found[0][0], found[0][1], mode, quiet))
         return tuple(result)
+
+    def _spikes(self, table: Any) -> SpikeConfig:
+        """`[spikes]`: the thresholds of spike alerts (`SpikeConfig`), each with its default."""
+        default = SpikeConfig()
+        if not isinstance(table, dict):
+            self.bad("spikes", "must be a table")
+            return default
+        where: dict[str, Any] = {"header": "[spikes]"}
+        whole = ("window_minutes", "baseline_days", "min_count", "cooldown_minutes", "every_minutes")
+        self._unknown(table, {"enabled", "ratio", "sigmas", *whole}, "spikes", **where)
+        enabled = table.get("enabled", True)
+        if not isinstance(enabled, bool):
+            self.bad("spikes.enabled", "must be true or false", field_="enabled", **where)
+            enabled = True
+        numbers: dict[str, float] = {}
+        for key in ("ratio", "sigmas"):
+            value = table.get(key, getattr(default, key))
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                self.bad(f"spikes.{key}", f"must be a number >= 0 (got {value!r})", field_=key, **where)
+                value = getattr(default, key)
+            numbers[key] = float(value)
+        counts = {key: self._int(table.get(key), f"spikes.{key}", getattr(default, key), field_=key, **where) for key in whole}
+        return SpikeConfig(enabled=enabled, ratio=numbers["ratio"], sigmas=numbers["sigmas"], **counts)
 
     def _people(self, raw: Any, departments: set[str]) -> tuple[PersonConfig, ...]:
         if not isinstance(raw, dict):

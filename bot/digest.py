@@ -14,7 +14,9 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
 from bot.domain import NotFound
+from bot.spikes import period_lines
 from bot.views import Notice
+from storage.models import SpikeAlert
 from storage.reports import TOP_TAGS, Activity, Overdue, Participant, RuleFigures, Timing, Waiting
 from storage.uow import UnitOfWork
 
@@ -97,14 +99,21 @@ class Digest(Activity):
     previous: Activity | None = None  # the same figures for the period just before, as long: what changed
     overdue: tuple[OverdueItem, ...] = ()  # claimed, no answer past the SLA, most overdue first
     recurring: tuple[Recurring, ...] = ()  # what keeps coming up (`recurring_of`)
-    spikes: tuple[str, ...] = ()  # the period's spikes, one line each (`spikes_of`)
+    spikes: tuple[SpikeAlert, ...] = ()  # the spike alerts of the period (`bot.spikes`), oldest first
     rules: tuple[RuleFigures, ...] = ()  # per routing rule: routed here, rerouted away ("not for us")
 
     @property
     def quiet(self) -> bool:
         """Nothing happened in the period and nothing is waiting."""
         return not (
-            self.new or self.claimed or self.replied or self.resolved or self.dismissed or self.still_open or self.taking_part
+            self.new
+            or self.claimed
+            or self.replied
+            or self.resolved
+            or self.dismissed
+            or self.still_open
+            or self.taking_part
+            or self.spikes
         )
 
 
@@ -145,7 +154,7 @@ async def build_digest(uow: UnitOfWork, *, department: str, since: datetime, unt
         previous=previous,
         overdue=tuple(_overdue(item, until, sla) for item in late),
         recurring=await recurring_of(uow, found.name, activity=activity, previous=previous),
-        spikes=await spikes_of(uow, found.name, since=since, until=until),
+        spikes=tuple(await uow.spikes.since(found.name, since=since, until=until)),
         rules=tuple(await uow.reports.rules(found.name, since=since, until=until)),
     )
 
@@ -158,12 +167,6 @@ async def recurring_of(uow: UnitOfWork, department: str, *, activity: Activity, 
     before = dict(previous.top_tags)
     complete = len(previous.top_tags) < TOP_TAGS
     return tuple(Recurring(tag, n, before.get(tag, 0 if complete else None)) for tag, n in activity.top_tags)
-
-
-async def spikes_of(uow: UnitOfWork, department: str, *, since: datetime, until: datetime) -> tuple[str, ...]:
-    """The hook for the digest's spikes section: one plain line per spike of the department in [since, until)
-    (none until spike alerts exist)."""
-    return ()
 
 
 def _helpers(people: Sequence[Participant], *, department: str) -> tuple[Helper, ...]:
@@ -242,9 +245,7 @@ def digest_lines(digest: Digest) -> tuple[str, ...]:
             for label, verb, name in _TIMINGS
         ),
     ]
-    if digest.spikes:
-        lines.append("Spikes:")
-        lines.extend(digest.spikes)
+    lines.extend(period_lines(digest.spikes))
     if digest.oldest_unclaimed:
         lines.append("Oldest unclaimed:")
         lines.extend(

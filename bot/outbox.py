@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot import noise, terminal
-from bot.views import Batch, Card, Listing, Notice, card_for
+from bot.views import Action, Batch, Card, Listing, Notice, card_for
 from handlers._common import reply_reached
 from storage.models import Delivery, Department, Destination, Event, Posting
 from storage.uow import UnitOfWork
@@ -145,6 +145,7 @@ def notice_payload(notice: Notice) -> dict[str, Any]:
             "lines": list(notice.lines),
             "mentions": [list(m) for m in notice.mentions],
             "links": [list(link) for link in notice.links],
+            **({"actions": [_action_payload(a) for a in notice.actions]} if notice.actions else {}),
         }
     }
 
@@ -175,6 +176,20 @@ def notice_row(
     }
 
 
+def _action_payload(action: Action) -> dict[str, Any]:
+    return {"label": action.label, "verb": action.verb, "fields": [list(f) for f in action.fields], "style": action.style}
+
+
+def _action_of(raw: Mapping[str, Any]) -> Action:
+    style = str(raw.get("style", "default"))
+    return Action(
+        label=str(raw.get("label", "")),
+        verb=str(raw.get("verb", "")),
+        fields=tuple((str(k), str(v)) for k, v in raw.get("fields", ())),
+        style=style if style in ("primary", "danger") else "default",  # type: ignore[arg-type]
+    )
+
+
 def _mention_of(raw: Any) -> tuple[str, str]:
     """(key, name) from a payload's mention: a pair, or a bare key (payloads written before names)."""
     if isinstance(raw, (list, tuple)) and len(raw) == 2:
@@ -190,6 +205,24 @@ def notice_of(payload: Mapping[str, Any]) -> Notice:
         lines=tuple(str(x) for x in raw.get("lines", ())),
         mentions=tuple(_mention_of(m) for m in raw.get("mentions", ())),
         links=tuple((str(a), str(b)) for a, b in raw.get("links", ())),
+        actions=tuple(_action_of(a) for a in raw.get("actions", ()) if isinstance(a, Mapping)),
+    )
+
+
+def channel_notice(
+    uow: UnitOfWork,
+    platform: str,
+    channel_id: str,
+    notice: Notice,
+    *,
+    key: str,
+    conversation_id: int | None = None,
+    dm: bool = False,
+) -> dict[str, Any]:
+    """The delivery row of a notice posted at the top of a channel (or, `dm`, to a person), keyed per channel."""
+    where: dict[str, Any] = {"channel_id": channel_id, **({"dm": True} if dm else {})}
+    return notice_row(
+        uow, notice, key=f"{key}:{platform}:{channel_id}", platform=platform, conversation_id=conversation_id, **where
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,9 +25,10 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.bootstrap import Container, feed_poller
-from bot.config import DepartmentConfig, digest_trigger
+from bot.config import DepartmentConfig, SpikeConfig, digest_trigger
 from bot.digest import build_digest, digest_notice
-from bot.outbox import commit_with_deliveries, enqueue_thread_notice, notice_payload
+from bot.outbox import channel_notice, commit_with_deliveries, enqueue_thread_notice
+from bot.spikes import check_spikes
 from bot.views import Notice
 from handlers.erase import erase_conversations, retention_why
 from storage import erasure
@@ -77,6 +78,10 @@ class Scheduler:
         self.scheduler.add_job(self.retention_job, RETENTION_TRIGGER, id=RETENTION_JOB, **defaults)
         if config.retain_days is not None or any(feed.retain_days is not None for feed in config.feeds):
             logger.info("retention scheduled daily: %s", RETENTION_TRIGGER)
+        spikes = config.spikes
+        if spikes.enabled:
+            self.scheduler.add_job(self.spike_job, IntervalTrigger(minutes=spikes.every_minutes), id=SPIKE_JOB, **defaults)
+            logger.info("spike check every %d min over %d-min windows", spikes.every_minutes, spikes.window_minutes)
         for department in self.container.config.departments:
             if department.digest:
                 trigger = digest_trigger(department.digest, department.timezone)
@@ -156,6 +161,30 @@ class Scheduler:
             work=lambda uow: erase_expired(uow, retention=self.container.config.retention_for, now=due_at),
         )
 
+    async def spike_job(self) -> None:
+        """The periodic spike check: once per due time across replicas (`bot.spikes`)."""
+        every = timedelta(minutes=self.container.config.spikes.every_minutes)
+        now = self.container.clock()
+        due_at = datetime.fromtimestamp(now.timestamp() // every.total_seconds() * every.total_seconds(), UTC)
+        try:
+            ran = await self.run_spikes(due_at=due_at)
+        except Exception:
+            logger.exception("spike check failed; the next round checks again")
+            self._ran(SPIKE_JOB, "failed")
+        else:
+            self._ran(SPIKE_JOB, "ok" if ran else "skipped")
+
+    async def run_spikes(self, *, due_at: datetime) -> bool:
+        """Check for spikes as of `due_at` unless another replica has (or is doing) it."""
+        config = self.container.config
+        return await run_leased(
+            self.container.uow,
+            SPIKE_JOB,
+            due_at=due_at,
+            holder=self.holder,
+            work=lambda uow: post_spikes(uow, [d.name for d in config.departments], settings=config.spikes, now=due_at),
+        )
+
     def _department(self, name: str) -> DepartmentConfig:
         return next(d for d in self.container.config.departments if d.name == name)
 
@@ -169,6 +198,16 @@ class Scheduler:
                 logger.warning("digest %s due %s was left unfinished by %s; running it here", department, run.due_at, run.holder)
                 job = self.scheduler.get_job(run.job)
                 await self.run_digest(department, due_at=run.due_at, trigger=job.trigger if job else None)
+
+
+SPIKE_JOB = "spikes"
+
+
+async def post_spikes(uow: UnitOfWork, departments: Sequence[str], *, settings: SpikeConfig, now: datetime) -> str:
+    """Alert the departments' channels of the spikes as of `now` (one alert per department, outside its cooldown)."""
+    channels = {name: await _department_channels(uow, name) for name in departments}
+    alerts = await check_spikes(uow, now=now, settings=settings, channels=channels)
+    return f"{len(alerts)} spike alert(s)" + (": " + ", ".join(f"{a.department} {a.scope}" for a in alerts) if alerts else "")
 
 
 RETENTION_JOB = "retention"
@@ -264,7 +303,7 @@ async def post_digest(uow: UnitOfWork, department: DepartmentConfig, *, since: d
         logger.warning("digest for %s has nowhere to go: give the department channels or digest_channels", department.name)
         return "no channel"
     rows = [
-        _notice_row(uow, platform, channel_id, notice, key=f"digest:{department.name}:{until.isoformat()}")
+        channel_notice(uow, platform, channel_id, notice, key=f"digest:{department.name}:{until.isoformat()}")
         for platform, channel_id in channels
     ]
     await uow.deliveries.enqueue_many(rows)
@@ -276,31 +315,6 @@ async def _department_channels(uow: UnitOfWork, department: str) -> list[tuple[s
     if found is None:
         return []
     return [(d.platform, d.channel_id) for d in await uow.departments.destinations([found.id])]  # type: ignore[list-item]
-
-
-def _notice_row(
-    uow: UnitOfWork,
-    platform: str,
-    channel_id: str,
-    notice: Notice,
-    *,
-    key: str,
-    conversation_id: int | None = None,
-    dm: bool = False,
-) -> dict[str, Any]:
-    payload = {**notice_payload(notice), "channel_id": channel_id, **({"dm": True} if dm else {})}
-    return {
-        "key": f"{key}:{platform}:{channel_id}"[:255],
-        "platform": platform,
-        "kind": "notice",
-        "conversation_id": conversation_id,
-        "destination_id": None,
-        "payload": payload,
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": uow.now(),
-        "created_at": uow.now(),
-    }
 
 
 # SLA --------------------------------------------------------------------------------
@@ -398,7 +412,7 @@ async def _remind(uow: UnitOfWork, conversation: Conversation, sla: int) -> None
         chosen = identities[0]
         await uow.deliveries.enqueue_many(
             [
-                _notice_row(
+                channel_notice(
                     uow,
                     chosen.platform,
                     chosen.user_id,

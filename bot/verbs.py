@@ -155,6 +155,19 @@ def _search(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
     return c.Search(actor, tuple(rest.split()))
 
 
+def _spike(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
+    number = rest.strip().lstrip("#")
+    if not number.isdigit():
+        raise InvalidInput(f"spike needs the alert's number; {typed.usage(VERBS['spike'])}")
+    return c.ShowSpike(actor, int(number))
+
+
+def _spike_shown(actor: c.Actor, fields: Fields) -> c.Command:
+    """The "See all" button of a spike alert: its conversations (the handler checks the alert exists)."""
+    number = fields.get("alert", "")
+    return c.ShowSpike(actor, int(number) if number.isdigit() else 0)
+
+
 def _report(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
     link, _, body = rest.strip().partition(" ")
     link = link.strip("<>").split("|")[0]  # Slack wraps links as <https://…> or <https://…|label>
@@ -488,6 +501,7 @@ TABLE: tuple[Verb, ...] = (
     ),
     Verb("stats", "stats — your own figures", parse=lambda rest, actor, typed: c.ShowStats(actor)),
     Verb("search", "search words — past conversations, notes and answers", parse=_search, menu=("channel", "personal")),
+    Verb("spike", "spike 7 — every conversation of spike alert 7", parse=_spike, act=_spike_shown),
     Verb(
         "save-answer",
         "save-answer #42 title — save its sent reply in the answer library (also `save answer #42 title`)",

@@ -389,13 +389,15 @@ class Notice:
 
     Every string is plain text (renderers escape it: digests quote customer text);
     `mentions` are people to notify, as ("platform:user_id", display name) (Slack needs
-    the id, Teams the name as well; the name may be ""); `links` are (label, url).
+    the id, Teams the name as well; the name may be ""); `links` are (label, url); `actions`
+    are buttons on it, as on an answer (a spike alert's "See all 30").
     """
 
     title: str
     lines: tuple[str, ...] = ()
     mentions: tuple[tuple[str, str], ...] = ()
     links: tuple[tuple[str, str], ...] = ()
+    actions: tuple[Action, ...] = ()
 
 
 @dataclass(frozen=True)

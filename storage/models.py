@@ -62,6 +62,7 @@ class Conversation(SQLModel, table=True):
         Index("ix_conversation_status_ingested", "status", "ingested_at"),
         Index("ix_conversation_owner_status", "owner_id", "status"),
         Index("ix_conversation_resolved_at", "resolved_at"),  # digests: what was still open in a period
+        Index("ix_conversation_ingested_at", "ingested_at"),  # spike checks: what came in during a window
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -321,3 +322,27 @@ class JobRun(SQLModel, table=True):
     attempts: int = 1
     finished_at: datetime | None = None
     outcome: str = Field(default="", max_length=1024)
+
+
+class SpikeAlert(SQLModel, table=True):
+    """A spike of new conversations that was announced: one row per alert, posted once.
+
+    `key` is unique: (department, the scope that moved, its cooldown bucket), so two replicas
+    checking at once cannot both post it; `scopes` are every scope ("tag:outage", "rule:support",
+    "department:support") the alert covers, each quiet for the cooldown afterwards."""
+
+    __table_args__ = (Index("ix_spikealert_department_created", "department", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=255, unique=True)
+    department: str = Field(max_length=64)
+    scope: str = Field(max_length=255)  # the scope it is about: "tag:outage"
+    scopes: list[str] = _json_list()
+    window_start: datetime
+    window_end: datetime
+    count: int
+    baseline: float  # the usual count for the same window (the mean of the last days at the same hour)
+    conversation_ids: list[int] = _json_list()  # the conversations of the window, newest first (at most 500)
+    terms: list[str] = _json_list()
+    notice: dict[str, Any] = _json_dict()  # what the channels were told (`bot.outbox.notice_payload`), shown again with the list
+    created_at: datetime = Field(default_factory=utcnow)

@@ -29,6 +29,7 @@ from storage.repositories import (
     RuleRepo,
     SourceRepo,
 )
+from storage.spikes import SpikeRepo
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class UnitOfWork:
         self.inbound = InboundEventRepo(session)
         self.jobs = JobRunRepo(session)
         self.reports = ReportRepo(session)
+        self.spikes = SpikeRepo(session)
         self.changed = set()
         return self
 

@@ -154,7 +154,7 @@ async def test_a_digest_only_channel_gets_no_cards_and_its_digest_lists_them(
         digest = await container.bus.handle(c.ShowDigest(CAROL, department="support", days=7))
         assert digest.notice is not None
         lines = "\n".join(digest.notice.lines)
-        assert lines.startswith("2 new · 1 claimed") and f"#{waiting} · waiting" in lines
+        assert lines.startswith("2 new (+2) · 1 claimed (+1)") and f"#{waiting} · waiting" in lines
     finally:
         await container.close()
 

@@ -442,8 +442,9 @@ class SlackBot:
         respond: AsyncRespond,
     ) -> None:
         """A click on an answer's own button (acked already): its command, carried out (the core checks it
-        again, as if typed). What was done replaces the answer (so its button is gone); a refusal, or an
-        answer that can no longer be replaced (its `response_url` used up), comes as a new ephemeral."""
+        again, as if typed). What was done replaces the answer (so its button is gone); a refusal, an answer
+        that can no longer be replaced (its `response_url` used up), or a click on a message everyone sees
+        (a notice's button), comes as a new ephemeral."""
         await self.answers.turn()
         user = body["user"]["id"]
         try:
@@ -452,7 +453,10 @@ class SlackBot:
             await tell(said(Refused.of(exc)))
             return
         outcome = await self.carry_out(command, waiting=waiting)
-        if isinstance(outcome, Done) and body.get("response_url"):
+        # Only an ephemeral answer is replaced: a button on a channel message (a spike alert's "See all")
+        # answers the clicker alone and leaves the message to everyone else.
+        ephemeral = (body.get("container") or {}).get("is_ephemeral") is True
+        if isinstance(outcome, Done) and body.get("response_url") and ephemeral:
             try:
                 replaced = await respond(replace_original=True, response_type="ephemeral", **said(outcome))
                 if replaced.status_code == 200:

@@ -416,6 +416,9 @@ def notice_blocks(notice: Notice) -> list[dict[str, Any]]:
     links = [link for link in (_link(url, _esc(label, 80, empty="link")) for label, url in notice.links) if link]
     if links:
         blocks.append(_context([_head(" · ".join(links), MAX_CONTEXT_TEXT)]))
+    actions = _answer_actions(notice.actions)
+    if actions is not None:  # last, and kept when the blocks are cut to Slack's limit
+        return [*blocks[: MAX_MESSAGE_BLOCKS - 1], actions]
     return blocks[:MAX_MESSAGE_BLOCKS]
 
 

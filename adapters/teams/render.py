@@ -629,8 +629,9 @@ def _links(notice: Notice) -> list[dict[str, Any]]:
 
 
 def notice_card(notice: Notice) -> dict[str, Any]:
-    """A notice (digest, escalation, reminder, failed reply) as a card, links as OpenUrl actions."""
-    actions = _links(notice)
+    """A notice (digest, escalation, reminder, failed reply, spike) as a card, links as OpenUrl actions,
+    its own buttons first."""
+    actions = overflow([*(_answer_action(a) for a in notice.actions), *_links(notice)])
     body = _notice_body(notice)
     mention_line, entities = _mentions(notice.mentions)
     if mention_line is not None:
