@@ -94,6 +94,9 @@ class Conversation(SQLModel, table=True):
     # Who to ask (`bot.suggest`): up to two people outside its departments who handled conversations like it,
     # [{"person_id", "name", "departments", "resolved", "replied"}], found with "seen before", read with the row.
     suggested: list[dict[str, Any]] = _json_list()
+    # The saved answers that fit it best when it came in (`storage.answers.AnswerRepo.record_fitting`), best
+    # first: [{"id", "title"}], what the reply form offers where it is rendered with the card (a choice set).
+    answers: list[dict[str, Any]] = _json_list()
 
 
 # A customer's earlier conversations (the card's "2 earlier conversations from this author"), by handle

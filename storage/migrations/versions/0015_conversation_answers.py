@@ -1,0 +1,30 @@
+"""each conversation's fitting saved answers: what its reply form offers, found when it came in
+
+Revision ID: 0015
+Revises: 0014
+Create Date: 2026-12-01 21:50:00
+
+`conversation.answers`: up to three saved answers that fit it best (`storage.answers`), [{"id", "title"}],
+read with the row (a card rendered with its reply form costs no extra statement). A plain ADD COLUMN
+(no table rebuild on SQLite: the conversations' FTS triggers stay).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0015'
+down_revision: str | None = '0014'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column('conversation', sa.Column('answers', sa.JSON(), nullable=False, server_default='[]'))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('conversation', schema=None, recreate='never') as batch_op:
+        batch_op.drop_column('answers')
