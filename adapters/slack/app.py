@@ -542,7 +542,7 @@ class SlackBot:
         verb = codec.verb_of(view["callback_id"].removeprefix(render.FORM_PREFIX))
         values = render.values_of(view)
         user = body["user"]["id"]
-        field = verb.inputs[0].name if verb.inputs else "text"
+        field = render.block_of(view, verb.inputs[0].name if verb.inputs else "text")  # errors go under it
         try:
             conversation_id = parse_conversation_id(json.loads(view.get("private_metadata") or "{}").get("id", ""))
         except (ValueError, KeyError, AttributeError, DomainError):

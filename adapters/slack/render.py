@@ -530,6 +530,15 @@ def _picker(block: str, picks: Sequence[tuple[int, str]], picked: int | None) ->
     }
 
 
+def block_of(view: Mapping[str, Any], name: str) -> str:
+    """The block_id of a form's input `name` as the view shows it ("text~12" once an answer filled it)."""
+    for block in view.get("blocks") or ():
+        block_id = str(block.get("block_id") or "") if isinstance(block, Mapping) else ""
+        if block_id.partition(PICKED_SEP)[0] == name:
+            return block_id
+    return name
+
+
 def picks_of(view: Mapping[str, Any]) -> list[tuple[int, str]]:
     """The saved answers an open form's select offers, as (id, title), from the view Slack sent back."""
     for block in view.get("blocks") or ():
