@@ -274,6 +274,7 @@ class Suggested:
     departments: tuple[str, ...] = ()
     resolved: int = 0
     replied: int = 0
+    asked: bool = False  # someone asked them already (Ask): the card says "Asked Dana (legal): …"
 
     def described(self) -> str:
         """`Dana (legal): resolved 6 similar` (plain text)."""
@@ -284,6 +285,7 @@ class Suggested:
 
 
 ASK = "Ask"
+ASKED = "Asked"
 
 
 def suggested_of(conversation: Conversation) -> tuple[Suggested, ...]:
@@ -298,6 +300,7 @@ def suggested_of(conversation: Conversation) -> tuple[Suggested, ...]:
                     tuple(str(d) for d in item.get("departments") or () if d),
                     int(item.get("resolved") or 0),
                     int(item.get("replied") or 0),
+                    bool(item.get("asked")),
                 )
             )
     return tuple(found)
@@ -331,7 +334,7 @@ def _facts(card: Card) -> tuple[Fact, ...]:
     if card.seen_before:
         facts.append(Fact(SEEN_BEFORE, ", ".join(s.described() for s in card.seen_before)))
     if card.status not in (Status.RESOLVED, Status.DISMISSED):  # who to ask, while there is something to ask
-        facts.extend(Fact(ASK, s.described()) for s in card.suggested)
+        facts.extend(Fact(ASKED if s.asked else ASK, s.described()) for s in card.suggested)
     return tuple(facts)
 
 

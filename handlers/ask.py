@@ -10,6 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
+
 from bot import policy
 from bot.commands import Ask
 from bot.domain import InvalidInput, Status
@@ -152,6 +155,7 @@ async def handle_ask(cmd: Ask, uow: UnitOfWork, *, ctx: Context) -> Result:
     }
     said: list[str] = []
     asked: list[str] = []
+    reached: set[int] = set()
     for person in chosen:
         if person.person_id == who.id:
             said.append("You are suggested yourself.")
@@ -163,8 +167,23 @@ async def handle_ask(cmd: Ask, uow: UnitOfWork, *, ctx: Context) -> Result:
             done = await _ask_one(uow, conversation, who, person)
             if done:
                 asked.append(done)
+                reached.add(person.person_id)
             else:
                 said.append(f"{display_name(person.name)} has no chat account to be asked on.")
     if asked:
         said.insert(0, f"Asked for help with #{cmd.conversation_id}: {'; '.join(asked)}.")
+        await _mark_asked(uow, conversation, reached)
     return Result(" ".join(said), card=await card(uow, conversation))
+
+
+async def _mark_asked(uow: UnitOfWork, conversation: Conversation, people: set[int]) -> None:
+    """The card says who was asked ("Asked Dana (legal): …"): the stored suggestions marked, every copy refreshed."""
+    listed = [
+        {**item, "asked": True} if isinstance(item, dict) and item.get("person_id") in people else item
+        for item in conversation.suggested or []
+    ]
+    table = Conversation.__table__  # type: ignore[attr-defined]
+    await uow.session.exec(update(table).where(table.c.id == conversation.id).values(suggested=listed))
+    set_committed_value(conversation, "suggested", listed)
+    await uow.conversations.touch(conversation.id, at=uow.now())  # a new version: its cards are sent again
+    uow.mark_changed(conversation.id)

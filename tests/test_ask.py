@@ -151,6 +151,17 @@ async def test_a_slack_card_suggests_a_teams_and_a_slack_person_and_ask_reaches_
         ]
         assert any(a.get("url") == "https://reviews.example.com/r/new" for a in content.get("actions", []))
 
+        # The card says who was asked, on every copy (the Slack card was updated in place).
+        after = await h.container.bus.handle(c.Show(cid, SAM))
+        assert [(f.label, f.value) for f in after.card.facts if f.label in (views.ASK, views.ASKED)] == [
+            (views.ASKED, "Dana (legal): resolved 2 similar"),
+            (views.ASKED, "Sam (ops): replied to 2 similar"),
+        ]
+        updated = h.slack.message("C0SUPPORT", card_ts)
+        assert updated is not None
+        assert "Asked Dana (legal): resolved 2 similar" in json.dumps(updated["blocks"], ensure_ascii=False)
+        assert [s["asked"] for s in output.card_json(after.card)["suggested"]] == [True, True]
+
         history = (await h.container.bus.handle(c.Show(cid, SAM))).history
         assert [(x.actor, x.kind, x.detail) for x in history if x.event == "asked"] == [
             ("ubob", "asked for help", "Dana"),
