@@ -178,6 +178,7 @@ async def handle_ask(cmd: Ask, uow: UnitOfWork, *, ctx: Context) -> Result:
 
 async def _mark_asked(uow: UnitOfWork, conversation: Conversation, people: set[int]) -> None:
     """The card says who was asked ("Asked Dana (legal): …"): the stored suggestions marked, every copy refreshed."""
+    assert conversation.id is not None
     listed = [
         {**item, "asked": True} if isinstance(item, dict) and item.get("person_id") in people else item
         for item in conversation.suggested or []
