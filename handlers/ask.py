@@ -44,7 +44,16 @@ def _chosen(conversation: Conversation, person: str) -> list[Suggested]:
     return found
 
 
-def _notice(conversation: Conversation, who: Who, asked: Suggested, mention: tuple[str, str], *, where: str) -> Notice:
+def _notice(
+    conversation: Conversation,
+    who: Who,
+    asked: Suggested,
+    mention: tuple[str, str],
+    *,
+    where: str,
+    cards: tuple[tuple[str, str], ...] = (),
+) -> Notice:
+    """The message asking for help (`cards`: links to the card's posted copies, as (label, url), first)."""
     summary = cut(first_line((conversation.title or "").strip() or conversation.text), 80) or "(no text)"
     lines = [
         f"From {conversation.author_name or conversation.author_handle or 'a customer'} via {conversation.source}",
@@ -56,7 +65,7 @@ def _notice(conversation: Conversation, who: Who, asked: Suggested, mention: tup
         title=f"{display_name(who.name)} asks for your help with #{conversation.id}: “{summary}”",
         lines=tuple(lines),
         mentions=(mention,),
-        links=((f"#{conversation.id} original", conversation.url),) if conversation.url else (),
+        links=cards + (((f"#{conversation.id} original", conversation.url),) if conversation.url else ()),
     )
 
 
@@ -104,7 +113,9 @@ async def _ask_one(uow: UnitOfWork, conversation: Conversation, who: Who, asked:
         shown = sorted({f"{p.platform} channel {p.channel_id}" for p in postings}) or sorted({p for _, p in targets})
         where = f"#{conversation.id} is on {', '.join(shown)}" if shown else f"#{conversation.id} is not posted in a channel yet"
         where += f"; `show {conversation.id}` shows it here"
-        notice = _notice(conversation, who, asked, (f"{account.platform}:{account.user_id}", name), where=where)
+        # The card's posted copies, as their platform links them (a permalink, a deep link), where one is known.
+        cards = tuple(sorted({(f"Open the card of #{conversation.id} ({p.platform})", p.link) for p in postings if p.link}))
+        notice = _notice(conversation, who, asked, (f"{account.platform}:{account.user_id}", name), where=where, cards=cards)
         rows = [
             _row(
                 uow,

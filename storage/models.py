@@ -128,6 +128,7 @@ class Posting(SQLModel, table=True):
     channel_id: str = Field(max_length=255)
     message_id: str = Field(max_length=255)
     posted_at: datetime = Field(default_factory=utcnow)
+    link: str = Field(default="", max_length=1000)  # where people open this copy (a permalink, a deep link); "" unknown
 
 
 class Person(SQLModel, table=True):
