@@ -8,6 +8,11 @@ says where to post it by hand and offers "Mark as posted".
 Writing a reply claims the conversation; it is `replied` only once a reply reached the
 customer (`_common.reply_reached`): delivered by the outbox, or marked posted. A reply held
 for approval, rejected, recorded but not posted, or failed leaves it `claimed`.
+
+The reply form offers the saved answers that fit (`Conversation.answers`; Slack asks for them when its
+modal is open): the one picked comes as `answer_id`. A typed text wins; a blank text sends the picked
+answer's text. Only the picked answer, with its text unchanged to the character, can skip a second
+approval (`handlers.answers.reusable`).
 """
 
 from __future__ import annotations
