@@ -85,11 +85,13 @@ class Ask:
 
 @dataclass(frozen=True)
 class ReplyToCustomer:
-    """An answer to the customer, credited to the actor."""
+    """An answer to the customer, credited to the actor. `answer_id`: the saved answer picked in the reply form
+    (its text is the reply's when `text` is blank; a typed text wins)."""
 
     conversation_id: int
     actor: Actor
     text: str
+    answer_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -367,6 +369,7 @@ class SearchAnswers:
     words: tuple[str, ...]
     limit: int = LIST_LIMIT
     conversation_id: int | None = None
+    answer_id: int | None = None  # with `conversation_id`: only this answer (the one picked in a reply form)
 
 
 @dataclass(frozen=True)

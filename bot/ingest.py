@@ -392,4 +392,5 @@ async def store_items(
         # "Seen before" on the cards, then who to ask from those conversations: in the same transaction.
         if await seenbefore.record(uow, report.new_ids):
             await suggest.record(uow, routed_to)
+        await uow.answers.record_fitting(report.new_ids)  # what the reply form rendered with the card offers
     return report

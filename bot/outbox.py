@@ -65,9 +65,11 @@ class Job:
 
 @dataclass(frozen=True)
 class Sent:
-    """What the platform gave back: the message id of a newly posted card."""
+    """What the platform gave back: the message id of a newly posted card, and its link when the platform
+    has one (a permalink or deep link people open it with: a message elsewhere points to the card)."""
 
     message_id: str | None = None
+    link: str = ""
 
 
 class Sender(Protocol):
@@ -545,6 +547,7 @@ class DeliveryWorker:
                         channel_id=destination.channel_id,
                         message_id=sent.message_id,
                         posted_at=now,
+                        link=sent.link[:1000],
                     )
                 )
             if job.kind == "reply":

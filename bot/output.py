@@ -122,6 +122,7 @@ def card_json(card: Card) -> dict[str, Any]:
                 "departments": list(s.departments),
                 "resolved": s.resolved,
                 "replied": s.replied,
+                "asked": s.asked,
             }
             for s in card.suggested
         ],

@@ -85,7 +85,9 @@ class Verb:
     group chats, "personal": the person's chat with the app); `hint` its example in the one-line
     usage hint of a slash command (none: not in it). `cli`: a verb with `parse` that the CLI offers
     as `unsilo NAME words… --as NAME`, read by the same `parse`. `needs`: the conversation's field that
-    must be non-empty for its button to show (Ask: the people suggested on the card).
+    must be non-empty for its button to show (Ask: the people suggested on the card). `picks`: the field
+    carrying the id of a saved answer its form offers to start from (Reply: the answers that fit the
+    conversation, `Conversation.answers`); never typed, so not an input of its text command.
     """
 
     name: str
@@ -107,6 +109,7 @@ class Verb:
     hint: str = ""
     cli: bool = False
     needs: str = ""
+    picks: str = ""
 
     @property
     def syntax(self) -> str:
@@ -129,7 +132,8 @@ class Verb:
     def command(self, conversation_id: int, actor: c.Actor, fields: Fields | None = None) -> c.Command:
         """Its command for a conversation, from the inputs' values (missing ones read as "")."""
         assert self.build is not None, self.name
-        values = {i.name: str((fields or {}).get(i.name) or "") for i in self.inputs}
+        names = [i.name for i in self.inputs] + ([self.picks] if self.picks else [])
+        values = {name: str((fields or {}).get(name) or "") for name in names}
         return self.build(conversation_id, actor, values)
 
 
@@ -311,6 +315,15 @@ def _notify(rest: str, actor: c.Actor, typed: Typed) -> c.Command:
     return c.SetNotify(actor, on=word == "on")
 
 
+PICKED = "answer"  # the reply form's saved-answer picker
+
+
+def picked_id(value: str) -> int | None:
+    """The id of the saved answer picked in a form ("" or anything but a positive number: none)."""
+    value = value.strip()
+    return int(value) if value.isdigit() and 0 < len(value) < 10 and int(value) > 0 else None
+
+
 def _text(name: str = "text", label: str = "", *, missing: str, placeholder: str = "") -> Input:
     return Input(name, label, placeholder=placeholder, missing=missing)
 
@@ -391,8 +404,9 @@ TABLE: tuple[Verb, ...] = (
         "reply #42 text — answer the customer",
         hint="reply #42 text",
         label="Reply",
-        build=lambda cid, actor, f: c.ReplyToCustomer(cid, actor, f["text"]),
+        build=lambda cid, actor, f: c.ReplyToCustomer(cid, actor, f["text"], answer_id=picked_id(f.get(PICKED, ""))),
         inputs=(_text(label="Your answer (sent as you)", placeholder="What the customer will read", missing="the reply's text"),),
+        picks=PICKED,
         title="Reply to the customer",
         submit="Send reply",
         primary_on=(Status.CLAIMED,),

@@ -95,7 +95,8 @@ class Button:
 
     `inputs` are what its verb asks for before it is done (`bot.verbs`: a platform shows them in a
     form or in the card), `priority` how important it is when there is room for only a few
-    (lower first), `title` and `submit` name the form that asks for the inputs.
+    (lower first), `title` and `submit` name the form that asks for the inputs; `picks` the saved answers
+    the form offers to start from, as (id, title) (its verb's `picks` field carries the chosen id).
     """
 
     label: str
@@ -107,6 +108,16 @@ class Button:
     priority: int = 50
     title: str = ""
     submit: str = ""
+    picks: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class AnswerChoice:
+    """A saved answer a reply form offers: its id, title and text (plain, untrusted text)."""
+
+    id: int
+    title: str
+    text: str = ""
 
 
 @dataclass(frozen=True)
@@ -264,6 +275,7 @@ class Suggested:
     departments: tuple[str, ...] = ()
     resolved: int = 0
     replied: int = 0
+    asked: bool = False  # someone asked them already (Ask): the card says "Asked Dana (legal): …"
 
     def described(self) -> str:
         """`Dana (legal): resolved 6 similar` (plain text)."""
@@ -274,6 +286,7 @@ class Suggested:
 
 
 ASK = "Ask"
+ASKED = "Asked"
 
 
 def suggested_of(conversation: Conversation) -> tuple[Suggested, ...]:
@@ -288,6 +301,7 @@ def suggested_of(conversation: Conversation) -> tuple[Suggested, ...]:
                     tuple(str(d) for d in item.get("departments") or () if d),
                     int(item.get("resolved") or 0),
                     int(item.get("replied") or 0),
+                    bool(item.get("asked")),
                 )
             )
     return tuple(found)
@@ -323,7 +337,7 @@ def _facts(card: Card) -> tuple[Fact, ...]:
     if card.seen_before:
         facts.append(Fact(SEEN_BEFORE, ", ".join(s.described() for s in card.seen_before)))
     if card.status not in (Status.RESOLVED, Status.DISMISSED):  # who to ask, while there is something to ask
-        facts.extend(Fact(ASK, s.described()) for s in card.suggested)
+        facts.extend(Fact(ASKED if s.asked else ASK, s.described()) for s in card.suggested)
     return tuple(facts)
 
 
@@ -427,6 +441,7 @@ class Result:
     copy: CardCopy | None = None
     actions: tuple[Action, ...] = ()
     ingested: tuple[tuple[str, int, int], ...] = ()
+    answers: tuple[AnswerChoice, ...] = ()  # saved answers found (`answers`), for a form to offer
 
     @property
     def listing(self) -> Listing:
@@ -442,8 +457,18 @@ OPEN_ORIGINAL = "Open original"
 OPEN_PRIORITY = 85  # a link to the original post: shown after the actions that change something
 
 
-def button(verb: Verb, conversation_id: int, *, status: str = "") -> Button:
-    """The button of a verb for one conversation, with its inputs and its style on a card in `status`."""
+def answers_of(conversation: Conversation) -> tuple[tuple[int, str], ...]:
+    """The stored fitting answers of a conversation (`storage.answers`), as (id, title), best first."""
+    return tuple(
+        (item["id"], str(item.get("title") or ""))
+        for item in conversation.answers or []
+        if isinstance(item, dict) and isinstance(item.get("id"), int)
+    )
+
+
+def button(verb: Verb, conversation_id: int, *, status: str = "", picks: Sequence[tuple[int, str]] = ()) -> Button:
+    """The button of a verb for one conversation, with its inputs and its style on a card in `status`
+    (`picks`: the saved answers its form offers, when its verb picks one)."""
     return Button(
         verb.label,
         verb.name,
@@ -453,6 +478,7 @@ def button(verb: Verb, conversation_id: int, *, status: str = "") -> Button:
         priority=verb.priority,
         title=verb.form_title(conversation_id),
         submit=verb.submit or verb.label,
+        picks=tuple(picks) if verb.picks else (),
     )
 
 
@@ -461,8 +487,9 @@ def buttons_for(conversation: Conversation, reply: Reply | None = None) -> tuple
     (the verb table decides which), and a link to the original post."""
     assert conversation.id is not None
     reply_status = reply.status if reply is not None else None
+    picks = () if conversation.erased_at is not None else answers_of(conversation)
     shown = [
-        button(verb, conversation.id, status=conversation.status)
+        button(verb, conversation.id, status=conversation.status, picks=picks)
         for verb in verbs.on_cards()
         if (conversation.status in verb.on or (reply_status is not None and reply_status in verb.on_reply))
         and (not verb.needs or getattr(conversation, verb.needs, None))

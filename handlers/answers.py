@@ -16,7 +16,7 @@ from bot.commands import MAX_LIST_LIMIT, SaveAnswer, SearchAnswers
 from bot.domain import IllegalTransition, InvalidInput, check_limit
 from bot.policy import Context, identify
 from bot.search import described, parse
-from bot.views import Result, cut, first_line
+from bot.views import AnswerChoice, Result, cut, first_line
 from handlers._common import card, load, log_event, require_text
 from storage.models import Conversation, SavedAnswer
 from storage.uow import UnitOfWork
@@ -99,7 +99,13 @@ async def handle_answers(cmd: SearchAnswers, uow: UnitOfWork, *, ctx: Context) -
     limit = check_limit(cmd.limit, most=MAX_LIST_LIMIT)
     if cmd.conversation_id is not None:
         conversation = await load(uow, cmd.conversation_id)
-        fit = await uow.answers.fitting(cmd.conversation_id, limit=limit) if conversation.erased_at is None else []
+        if conversation.erased_at is not None:
+            fit = []
+        elif cmd.answer_id is not None:  # the one picked in a reply form
+            one = await uow.answers.get(cmd.answer_id)
+            fit = [one] if one is not None else []
+        else:
+            fit = await uow.answers.fitting(cmd.conversation_id, limit=limit)
         found, total, asked = [(a, 0.0) for a in fit], len(fit), f"#{cmd.conversation_id}"
     else:
         query = parse(" ".join(cmd.words), now=uow.now())
@@ -111,13 +117,19 @@ async def handle_answers(cmd: SearchAnswers, uow: UnitOfWork, *, ctx: Context) -
     lines = [listed(a, saver=savers.get(a.saved_by_id or 0, "")) for a, _ in found]
     more = f"\n…and {total - len(found)} more" if total > len(found) else ""
     head = f"{total} saved answer{'s' if total != 1 else ''} for {asked}:"
-    return Result("\n".join([head, *lines]) + more)
+    offered = tuple(AnswerChoice(a.id, a.title, a.text) for a, _ in found if a.id is not None)
+    return Result("\n".join([head, *lines]) + more, answers=offered)
 
 
-async def reusable(uow: UnitOfWork, conversation: Conversation, text: str, *, ctx: Context) -> tuple[SavedAnswer, str] | None:
+async def reusable(
+    uow: UnitOfWork, conversation: Conversation, text: str, *, ctx: Context, picked: SavedAnswer | None = None
+) -> tuple[SavedAnswer, str] | None:
     """The pre-approved answer this reply reuses unchanged, and who approved it, when that lets it skip a
     second approval: every department of the conversation allows it (`reuse_approved_answers`), and every
-    sensitive rule holding the conversation is one the answer was approved for. Else None."""
+    sensitive rule holding the conversation is one the answer was approved for. Else None.
+
+    `picked`: the answer chosen in the reply form; then only that one counts, and only when the text is
+    exactly its text (an edit of one character needs approval again)."""
     if not conversation.sensitive or not ctx.reuse_approved_answers:
         return None
     departments = [d.name for d in await uow.conversations.departments_of(conversation.id)]  # type: ignore[arg-type]
@@ -126,7 +138,11 @@ async def reusable(uow: UnitOfWork, conversation: Conversation, text: str, *, ct
     rules = set(await held_by(uow, conversation))
     if not rules:
         return None
-    for answer in await uow.answers.pre_approved_with_text(text):
+    if picked is not None:
+        candidates = [picked] if picked.pre_approved and picked.text == text else []
+    else:
+        candidates = await uow.answers.pre_approved_with_text(text)
+    for answer in candidates:
         if rules <= set(answer.approved_rules):
             approver = await uow.people.get(answer.approved_by_id) if answer.approved_by_id else None
             return answer, approver.name if approver else ""

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
+
 from bot import policy
 from bot.commands import Ask
 from bot.domain import InvalidInput, Status
@@ -40,7 +43,16 @@ def _chosen(conversation: Conversation, person: str) -> list[Suggested]:
     return found
 
 
-def _notice(conversation: Conversation, who: Who, asked: Suggested, mention: tuple[str, str], *, where: str) -> Notice:
+def _notice(
+    conversation: Conversation,
+    who: Who,
+    asked: Suggested,
+    mention: tuple[str, str],
+    *,
+    where: str,
+    cards: tuple[tuple[str, str], ...] = (),
+) -> Notice:
+    """The message asking for help (`cards`: links to the card's posted copies, as (label, url), first)."""
     summary = cut(first_line((conversation.title or "").strip() or conversation.text), 80) or "(no text)"
     lines = [
         f"From {conversation.author_name or conversation.author_handle or 'a customer'} via {conversation.source}",
@@ -52,7 +64,7 @@ def _notice(conversation: Conversation, who: Who, asked: Suggested, mention: tup
         title=f"{display_name(who.name)} asks for your help with #{conversation.id}: “{summary}”",
         lines=tuple(lines),
         mentions=(mention,),
-        links=((f"#{conversation.id} original", conversation.url),) if conversation.url else (),
+        links=cards + (((f"#{conversation.id} original", conversation.url),) if conversation.url else ()),
     )
 
 
@@ -84,7 +96,9 @@ async def _ask_one(uow: UnitOfWork, conversation: Conversation, who: Who, asked:
         shown = sorted({f"{p.platform} channel {p.channel_id}" for p in postings}) or sorted({p for _, p in targets})
         where = f"#{conversation.id} is on {', '.join(shown)}" if shown else f"#{conversation.id} is not posted in a channel yet"
         where += f"; `show {conversation.id}` shows it here"
-        notice = _notice(conversation, who, asked, (f"{account.platform}:{account.user_id}", name), where=where)
+        # The card's posted copies, as their platform links them (a permalink, a deep link), where one is known.
+        cards = tuple(sorted({(f"Open the card of #{conversation.id} ({p.platform})", p.link) for p in postings if p.link}))
+        notice = _notice(conversation, who, asked, (f"{account.platform}:{account.user_id}", name), where=where, cards=cards)
         rows = [
             notice_row(
                 uow,
@@ -135,6 +149,7 @@ async def handle_ask(cmd: Ask, uow: UnitOfWork, *, ctx: Context) -> Result:
     }
     said: list[str] = []
     asked: list[str] = []
+    reached: set[int] = set()
     for person in chosen:
         if person.person_id == who.id:
             said.append("You are suggested yourself.")
@@ -146,8 +161,24 @@ async def handle_ask(cmd: Ask, uow: UnitOfWork, *, ctx: Context) -> Result:
             done = await _ask_one(uow, conversation, who, person)
             if done:
                 asked.append(done)
+                reached.add(person.person_id)
             else:
                 said.append(f"{display_name(person.name)} has no chat account to be asked on.")
     if asked:
         said.insert(0, f"Asked for help with #{cmd.conversation_id}: {'; '.join(asked)}.")
+        await _mark_asked(uow, conversation, reached)
     return Result(" ".join(said), card=await card(uow, conversation))
+
+
+async def _mark_asked(uow: UnitOfWork, conversation: Conversation, people: set[int]) -> None:
+    """The card says who was asked ("Asked Dana (legal): …"): the stored suggestions marked, every copy refreshed."""
+    assert conversation.id is not None
+    listed = [
+        {**item, "asked": True} if isinstance(item, dict) and item.get("person_id") in people else item
+        for item in conversation.suggested or []
+    ]
+    table = Conversation.__table__  # type: ignore[attr-defined]
+    await uow.session.exec(update(table).where(table.c.id == conversation.id).values(suggested=listed))
+    set_committed_value(conversation, "suggested", listed)
+    await uow.conversations.touch(conversation.id, at=uow.now())  # a new version: its cards are sent again
+    uow.mark_changed(conversation.id)

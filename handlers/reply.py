@@ -8,6 +8,11 @@ says where to post it by hand and offers "Mark as posted".
 Writing a reply claims the conversation; it is `replied` only once a reply reached the
 customer (`_common.reply_reached`): delivered by the outbox, or marked posted. A reply held
 for approval, rejected, recorded but not posted, or failed leaves it `claimed`.
+
+The reply form offers the saved answers that fit (`Conversation.answers`; Slack asks for them when its
+modal is open): the one picked comes as `answer_id`. A typed text wins; a blank text sends the picked
+answer's text. Only the picked answer, with its text unchanged to the character, can skip a second
+approval (`handlers.answers.reusable`).
 """
 
 from __future__ import annotations
@@ -73,7 +78,11 @@ async def release_reply(uow: UnitOfWork, conversation: Conversation, reply: Repl
 async def handle_reply(cmd: ReplyToCustomer, uow: UnitOfWork, *, ctx: Context) -> Result:
     """Record an answer credited to the actor; an unclaimed one is claimed by the replier if allowed."""
     who = await identify(uow, cmd.actor)
-    text = require_text(cmd.text, "A reply")
+    picked = await uow.answers.get(cmd.answer_id) if cmd.answer_id is not None else None
+    if cmd.answer_id is not None and picked is None:
+        raise NotFound(f"saved answer #{cmd.answer_id} is gone; write the reply, or pick another answer")
+    # A typed text wins over the answer picked; a blank one with an answer picked sends that answer's text.
+    text = require_text(cmd.text if cmd.text.strip() or picked is None else picked.text, "A reply")
     conversation = await load(uow, cmd.conversation_id)
     if conversation.erased_at is not None:
         raise IllegalTransition(f"#{cmd.conversation_id}'s customer data was erased; there is nobody to reply to")
@@ -109,7 +118,9 @@ async def handle_reply(cmd: ReplyToCustomer, uow: UnitOfWork, *, ctx: Context) -
                 f"#{conversation.id} is not claimed yet; claim it first (`claim {conversation.id}`), then reply"
             )
 
-    reused = await reusable(uow, conversation, text, ctx=ctx)  # a pre-approved answer, unchanged: no second approval
+    reused = await reusable(
+        uow, conversation, text, ctx=ctx, picked=picked
+    )  # a pre-approved answer, unchanged: no second approval
     held = conversation.sensitive and reused is None
     reply = uow.replies.add(
         Reply(
@@ -133,7 +144,7 @@ async def handle_reply(cmd: ReplyToCustomer, uow: UnitOfWork, *, ctx: Context) -
             "claimed_at": c.claimed_at or now,
             "reply_written_at": c.reply_written_at or now,
         },
-        data={"reply_id": reply.id},
+        data={"reply_id": reply.id, **({"answer_id": picked.id} if picked is not None else {})},
     )
     await uow.answers.count_uses(text)
     if held:

@@ -16,12 +16,13 @@ from sqlalchemy import text, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.models import SavedAnswer
+from storage.models import Conversation, SavedAnswer
 from storage.search import MAX_TERMS, _pg_tsquery, _terms_and_df, fts_match
 
 FTS_TABLE = "answer_fts"
 PG_TABLE = "answer_search"
 INDEX_TABLES = (FTS_TABLE, PG_TABLE)
+FITTING = 3  # answers a reply form offers
 _ROW = f"INSERT INTO {FTS_TABLE}(rowid, title, text) VALUES (NEW.id, NEW.title, NEW.text)"
 
 SQLITE_SCHEMA = (
@@ -117,12 +118,32 @@ class AnswerRepo:
         found = {a.id: a for a in (await session.exec(select(SavedAnswer).where(col(SavedAnswer.id).in_(ids)))).all()}
         return [(found[int(r[0])], float(r[1])) for r in rows if int(r[0]) in found], int(rows[0][2])
 
-    async def fitting(self, conversation_id: int, *, limit: int = 3) -> list[SavedAnswer]:
+    async def fitting(self, conversation_id: int, *, limit: int = FITTING) -> list[SavedAnswer]:
         """The answers that fit a conversation best: the answers' index ranked by the conversation's most
         distinctive terms (the rarest in the conversations' index, as "seen before" picks them), any of them."""
-        terms = (await _terms_and_df(self.session, [conversation_id])).get(conversation_id, [])
-        telling = [term for term, _ in sorted(terms, key=lambda r: (r[1], r[0]))[:MAX_TERMS]]
-        return [answer for answer, _ in (await self.search(telling, limit=limit, any_of=True))[0]]
+        return (await self._fitting_many([conversation_id], limit=limit)).get(conversation_id, [])
+
+    async def _fitting_many(self, ids: Sequence[int], *, limit: int) -> dict[int, list[SavedAnswer]]:
+        found: dict[int, list[SavedAnswer]] = {}
+        for cid, terms in (await _terms_and_df(self.session, ids)).items():  # one look-up of the terms for all
+            telling = [term for term, _ in sorted(terms, key=lambda r: (r[1], r[0]))[:MAX_TERMS]]
+            found[cid] = [answer for answer, _ in (await self.search(telling, limit=limit, any_of=True))[0]]
+        return found
+
+    async def record_fitting(self, ids: Sequence[int], *, limit: int = FITTING) -> int:
+        """Store on each new conversation the answers that fit it best (`Conversation.answers`: [{"id", "title"}],
+        what its reply form offers where the form is rendered with the card); how many got some. Nothing is
+        looked up while the library is empty."""
+        if not ids or (await self.session.exec(select(SavedAnswer.id).limit(1))).first() is None:
+            return 0
+        table = Conversation.__table__  # type: ignore[attr-defined]
+        recorded = 0
+        for cid, fit in (await self._fitting_many(ids, limit=limit)).items():
+            if fit:
+                listed = [{"id": a.id, "title": a.title} for a in fit]
+                await self.session.exec(update(table).where(table.c.id == cid).values(answers=listed))
+                recorded += 1
+        return recorded
 
     async def get(self, answer_id: int) -> SavedAnswer | None:
         """One answer, or None."""

@@ -102,6 +102,9 @@ class Conversation(SQLModel, table=True):
     # Who to ask (`bot.suggest`): up to two people outside its departments who handled conversations like it,
     # [{"person_id", "name", "departments", "resolved", "replied"}], found with "seen before", read with the row.
     suggested: list[dict[str, Any]] = _json_list()
+    # The saved answers that fit it best when it came in (`storage.answers.AnswerRepo.record_fitting`), best
+    # first: [{"id", "title"}], what the reply form offers where it is rendered with the card (a choice set).
+    answers: list[dict[str, Any]] = _json_list()
 
 
 # A customer's earlier conversations (the card's "2 earlier conversations from this author"), by handle
@@ -133,6 +136,7 @@ class Posting(SQLModel, table=True):
     channel_id: str = Field(max_length=255)
     message_id: str = Field(max_length=255)
     posted_at: datetime = Field(default_factory=utcnow)
+    link: str = Field(default="", max_length=1000)  # where people open this copy (a permalink, a deep link); "" unknown
 
 
 class Person(SQLModel, table=True):

@@ -150,6 +150,21 @@ async def test_a_slack_card_suggests_a_teams_and_a_slack_person_and_ask_reaches_
             {"type": "mention", "text": "<at>Dana</at>", "mentioned": {"id": "aad-dana", "name": "Dana"}}
         ]
         assert any(a.get("url") == "https://reviews.example.com/r/new" for a in content.get("actions", []))
+        # ...and a link to the card on Slack: its permalink, asked of Slack when the card was posted.
+        permalink = f"https://{h.slack.team_domain}.slack.com/archives/C0SUPPORT/p{card_ts.replace('.', '')}"
+        opens = [a for a in content.get("actions", []) if a.get("url") == permalink]
+        assert len(opens) == 1 and opens[0]["title"] == f"Open the card of #{cid} (slack)", content.get("actions")
+
+        # The card says who was asked, on every copy (the Slack card was updated in place).
+        after = await h.container.bus.handle(c.Show(cid, SAM))
+        assert [(f.label, f.value) for f in after.card.facts if f.label in (views.ASK, views.ASKED)] == [
+            (views.ASKED, "Dana (legal): resolved 2 similar"),
+            (views.ASKED, "Sam (ops): replied to 2 similar"),
+        ]
+        updated = h.slack.message("C0SUPPORT", card_ts)
+        assert updated is not None
+        assert "Asked Dana (legal): resolved 2 similar" in json.dumps(updated["blocks"], ensure_ascii=False)
+        assert [s["asked"] for s in output.card_json(after.card)["suggested"]] == [True, True]
 
         history = (await h.container.bus.handle(c.Show(cid, SAM))).history
         assert [(x.actor, x.kind, x.detail) for x in history if x.event == "asked"] == [
@@ -174,6 +189,10 @@ async def test_a_slack_card_suggests_a_teams_and_a_slack_person_and_ask_reaches_
 
         # Ask on Teams (its card is in legal's Teams channel too): Sam is mentioned under its Slack copy.
         await h.deliver()
+        async with h.container.uow() as uow:
+            links = {p.platform: p.link for p in await uow.postings.for_conversation(legal)}
+        assert links["teams"].startswith("https://teams.microsoft.com/l/message/19:") and "parentMessageId=" in links["teams"]
+        assert links["slack"].startswith(f"https://{h.slack.team_domain}.slack.com/archives/C0SUPPORT/p")
         slack_copy = h.slack.messages("C0SUPPORT")[-1]
         from adapters.teams import render as teams_render
 

@@ -226,6 +226,7 @@ class SlackBot:
         app.middleware(_InstalledWorkspaceOnly(self))
         app.command("/unsilo")(self.on_command)
         app.action(re.compile(f"^{re.escape(render.ACTION_PREFIX)}"))(self.on_button)
+        app.action(render.PICK_ACTION)(self.on_pick_answer)
         forms = "|".join(re.escape(verb.name) for verb in verbs.TABLE if verb.asks)
         app.view(re.compile(f"^{re.escape(render.FORM_PREFIX)}({forms})$"))(self.on_form)
         app.view("unsilo_report")(self.on_report_modal)
@@ -414,7 +415,9 @@ class SlackBot:
             verb = codec.verb_of(name)
             if verb.asks:  # trigger_id is valid for 3 s: the modal opens before anything slow
                 form = render.form_modal(views.button(verb, conversation_id), choices=self.choices)
-                await client.views_open(trigger_id=body["trigger_id"], view=form)
+                opened = await client.views_open(trigger_id=body["trigger_id"], view=form)
+                if verb.picks:  # then the saved answers that fit, once found (the form is open meanwhile)
+                    await self._offer_answers(client, verb, conversation_id, opened.get("view") or {}, user=user)
                 return
         except DomainError as exc:  # a damaged button, a verb without a modal
             await tell(said(Refused.of(exc)))
@@ -431,6 +434,62 @@ class SlackBot:
         outcome = await self.carry_out(command, waiting=waiting)
         if not isinstance(outcome, Done) or waiting.called:  # when kept waiting, they were told: now what became of it
             await tell(said(outcome))
+
+    async def _answers(self, user: str, name: str | None, conversation_id: int, answer_id: int | None = None) -> Result | None:
+        """The saved answers that fit a conversation (or the one picked), or None when none is found."""
+        command = c.SearchAnswers(
+            await self.actor(user, name, timeout=EVENT_LOOKUP), (), conversation_id=conversation_id, limit=3, answer_id=answer_id
+        )
+        outcome = await attempt(self.bus, command)
+        return outcome.result if isinstance(outcome, Done) and outcome.result is not None and outcome.result.answers else None
+
+    async def _offer_answers(
+        self, client: AsyncWebClient, verb: verbs.Verb, conversation_id: int, view: dict[str, Any], *, user: str
+    ) -> None:
+        """Add the select of the saved answers that fit to an open form (`views.update` with the view's hash:
+        a form changed meanwhile is left as it is; what was typed in it stays, its blocks keeping their ids)."""
+        try:
+            found = await self._answers(user, None, conversation_id)
+            if found is None or not view.get("id"):
+                return
+            picks = tuple((a.id, a.title) for a in found.answers)
+            form = render.form_modal(views.button(verb, conversation_id, picks=picks), choices=self.choices)
+            await client.views_update(view_id=view["id"], hash=view.get("hash"), view=form)
+        except SlackApiError as exc:
+            logger.info("could not add saved answers to the form for %s: %s", user, exc.response.get("error"))
+        except DomainError as exc:
+            logger.info("no saved answers offered to %s: %s", user, exc)
+
+    async def on_pick_answer(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
+        """A saved answer chosen in a form: its text fills the form's text input (`views.update`), editable;
+        the form keeps offering the answers, and carries the chosen one's id to the command."""
+        await ack()
+        view = body.get("view") or {}
+        user = body["user"]["id"]
+        try:
+            verb = codec.verb_of(str(view.get("callback_id", "")).removeprefix(render.FORM_PREFIX))
+            conversation_id = parse_conversation_id(json.loads(view.get("private_metadata") or "{}").get("id", ""))
+            answer_id = verbs.picked_id(str((action.get("selected_option") or {}).get("value") or ""))
+            if answer_id is None or not verb.picks:
+                return
+            found = await self._answers(user, body["user"].get("name"), conversation_id, answer_id)
+        except (ValueError, AttributeError, DomainError) as exc:
+            logger.info("saved answer not put in the form for %s: %r", user, exc)
+            return
+        if found is None:
+            return
+        picks = render.picks_of(view) or [(a.id, a.title) for a in found.answers]  # the select as it was offered
+        text_input = next((i.name for i in verb.inputs if i.kind == "text"), "text")
+        form = render.form_modal(
+            views.button(verb, conversation_id, picks=picks),
+            choices=self.choices,
+            initial={text_input: found.answers[0].text},
+            picked=answer_id,
+        )
+        try:
+            await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=form)
+        except SlackApiError as exc:
+            logger.info("could not put the saved answer in the form for %s: %s", user, exc.response.get("error"))
 
     async def on_answer_button(
         self,
@@ -488,7 +547,7 @@ class SlackBot:
         verb = codec.verb_of(view["callback_id"].removeprefix(render.FORM_PREFIX))
         values = render.values_of(view)
         user = body["user"]["id"]
-        field = verb.inputs[0].name if verb.inputs else "text"
+        field = render.block_of(view, verb.inputs[0].name if verb.inputs else "text")  # errors go under it
         try:
             conversation_id = parse_conversation_id(json.loads(view.get("private_metadata") or "{}").get("id", ""))
         except (ValueError, KeyError, AttributeError, DomainError):

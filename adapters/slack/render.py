@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from bot import codec
+from bot import codec, verbs
 from bot.views import (
     ELLIPSIS,
     SEEN_BEFORE,
@@ -490,7 +490,8 @@ def _modal(*, callback_id: str, title: str, submit: str, metadata: str, blocks: 
 def _text_input(
     *, label: str, initial: str = "", optional: bool = False, multiline: bool = True, block: str = "text"
 ) -> dict[str, Any]:
-    element: dict[str, Any] = {"type": "plain_text_input", "action_id": block, "multiline": multiline, "max_length": MAX_INPUT}
+    action = block.partition(PICKED_SEP)[0]
+    element: dict[str, Any] = {"type": "plain_text_input", "action_id": action, "multiline": multiline, "max_length": MAX_INPUT}
     initial = _head(printable(initial), MAX_INPUT)
     if initial:
         element["initial_value"] = initial
@@ -525,12 +526,73 @@ def _select(*, block: str, label: str, options: list[dict[str, Any]], optional: 
 FORM_PREFIX = "unsilo_"  # a verb's form: callback_id "unsilo_<verb>"
 
 
+PICK_ACTION = "unsilo_pick_answer"  # the reply form's select of saved answers (a block action inside the view)
+PICKED_SEP = "~"  # a text input's block_id after an answer was picked: "text~12" (read back as "text")
+
+
+def _picker(block: str, picks: Sequence[tuple[int, str]], picked: int | None) -> dict[str, Any]:
+    """The select of saved answers a form starts from: choosing one sends a block action at once
+    (`dispatch_action`), which fills the text (`views.update`); its value is the answer's id."""
+    options = [{"text": _plain(title or f"Answer #{aid}", MAX_OPTION_TEXT), "value": str(aid)} for aid, title in picks]
+    element: dict[str, Any] = {
+        "type": "static_select",
+        "action_id": PICK_ACTION,
+        "placeholder": _plain("Start from a saved answer…", 150),
+        "options": options[:MAX_OPTIONS],
+    }
+    chosen = next((o for o in options if o["value"] == str(picked)), None)
+    if chosen is not None:
+        element["initial_option"] = chosen
+    return {
+        "type": "input",
+        "block_id": block,
+        "optional": True,
+        "dispatch_action": True,
+        "label": _plain("Saved answers that fit", MAX_LABEL),
+        "element": element,
+        "hint": _plain("Choosing one puts its text below; edit it as you like (an edited answer is a new reply).", MAX_LABEL),
+    }
+
+
+def block_of(view: Mapping[str, Any], name: str) -> str:
+    """The block_id of a form's input `name` as the view shows it ("text~12" once an answer filled it)."""
+    for block in view.get("blocks") or ():
+        block_id = str(block.get("block_id") or "") if isinstance(block, Mapping) else ""
+        if block_id.partition(PICKED_SEP)[0] == name:
+            return block_id
+    return name
+
+
+def picks_of(view: Mapping[str, Any]) -> list[tuple[int, str]]:
+    """The saved answers an open form's select offers, as (id, title), from the view Slack sent back."""
+    for block in view.get("blocks") or ():
+        element = block.get("element") if isinstance(block, Mapping) else None
+        if isinstance(element, Mapping) and element.get("action_id") == PICK_ACTION:
+            found = []
+            for option in element.get("options") or ():
+                value = verbs.picked_id(str(option.get("value") or ""))
+                if value is not None:
+                    found.append((value, str((option.get("text") or {}).get("text") or "")))
+            return found
+    return []
+
+
 def form_modal(
-    button: Button, *, choices: Mapping[str, Sequence[str]], initial: Mapping[str, str] | None = None
+    button: Button,
+    *,
+    choices: Mapping[str, Sequence[str]],
+    initial: Mapping[str, str] | None = None,
+    picked: int | None = None,
 ) -> dict[str, Any]:
     """The modal asking for a button's inputs (`Button.inputs`, from the verb table) about one conversation:
-    a text input or a select per input, each in a block named after the input."""
+    a text input or a select per input, each in a block named after the input; first, when the button
+    offers saved answers (`Button.picks`), their select. `picked`: the answer just chosen, whose text is
+    in `initial`: the text inputs it fills get a new block_id (Slack keeps what was typed in a block it
+    already shows, whatever its new initial value)."""
     blocks = []
+    verb = verbs.get(button.verb)
+    if button.picks and verb is not None and verb.picks:
+        blocks.append(_picker(verb.picks, button.picks, picked))
     for wanted in button.inputs:
         if wanted.kind == "choice":
             options = _options(choices.get(wanted.choices) or ())
@@ -539,9 +601,10 @@ def form_modal(
             blocks.append(_select(block=wanted.name, label=wanted.label, options=options, optional=not wanted.required))
         else:
             text = (initial or {}).get(wanted.name, "")
+            block = f"{wanted.name}{PICKED_SEP}{picked}" if picked is not None and wanted.name in (initial or {}) else wanted.name
             blocks.append(
                 _text_input(
-                    label=wanted.label, initial=text, optional=not wanted.required, multiline=wanted.multiline, block=wanted.name
+                    label=wanted.label, initial=text, optional=not wanted.required, multiline=wanted.multiline, block=block
                 )
             )
     return _modal(
@@ -640,6 +703,7 @@ def values_of(view_state: Mapping[str, Any]) -> dict[str, str]:
     for block_id, actions in (values if isinstance(values, Mapping) else {}).items():
         if not isinstance(actions, Mapping) or not actions:
             continue
-        element = actions.get(block_id) or next(iter(actions.values()))
-        result[block_id] = _element_value(element) if isinstance(element, Mapping) else ""
+        name = str(block_id).partition(PICKED_SEP)[0]  # "text~12": the text input an answer filled
+        element = actions.get(name) or next(iter(actions.values()))
+        result[name] = _element_value(element) if isinstance(element, Mapping) else ""
     return result

@@ -75,12 +75,23 @@ class SlackSender:
                 metadata=metadata,
                 **message,
             )
-            return Sent(message_id=response["ts"])
+            return Sent(message_id=response["ts"], link=await self._permalink(job.channel_id, response["ts"]))
         except SlackApiError as exc:
             mapped = _mapped(exc)
             if mapped is None:
                 raise
             raise mapped from exc
+
+    async def _permalink(self, channel: str, ts: str) -> str:
+        """The card's permalink (what a message on another platform links to); "" when Slack does not say:
+        the card is posted, so nothing here may fail its delivery (a retry would post it twice)."""
+        try:
+            found = await self.client.chat_getPermalink(channel=channel, message_ts=ts)
+        except Exception as exc:  # noqa: BLE001 - a link is a nicety; the card is posted
+            logger.info("no permalink for the card %s in %s: %r", ts, channel, exc)
+            return ""
+        link = found.get("permalink") if found.data else ""
+        return link if isinstance(link, str) and link.startswith("https://") else ""
 
     async def _already_posted(self, job: Job) -> str | None:
         """The card an earlier, unrecorded attempt may have posted (a crash between the post and its

@@ -270,7 +270,24 @@ def _choice_input(verb: str, wanted: Input, values: Sequence[str]) -> dict[str, 
 def input_values(button_data: Mapping[str, Any], verb: str) -> dict[str, str]:
     """What a person typed or chose in a verb's inputs, by input name (from a submitted card's data)."""
     found = verbs.get(verb)
-    return {i.name: input_value(verb, dict(button_data), i.name) for i in (found.inputs if found else ())}
+    names = [i.name for i in (found.inputs if found else ())] + ([found.picks] if found and found.picks else [])
+    return {name: input_value(verb, dict(button_data), name) for name in names}
+
+
+def _picker(button: Button, field: str) -> dict[str, Any]:
+    """The choice of the saved answers that fit (`Button.picks`): its value the answer's id. Sent with a
+    blank text, the answer's text is the reply; a typed text wins over it (`bot.commands.ReplyToCustomer`)."""
+    return {
+        "type": "Input.ChoiceSet",
+        "id": input_id(button.verb, field),
+        "label": "Or send a saved answer (used when the text is left empty)",
+        "placeholder": "Saved answers that fit",
+        "choices": [
+            {"title": safe(title, MAX_NAME, empty=f"Answer #{aid}"), "value": str(aid)}
+            for aid, title in button.picks[:MAX_CHOICES]
+        ],
+        "style": "compact",
+    }
 
 
 def _action(button: Button, choices: Mapping[str, Sequence[str]]) -> dict[str, Any] | None:
@@ -298,6 +315,11 @@ def _action(button: Button, choices: Mapping[str, Sequence[str]]) -> dict[str, A
             body.append(element)
         else:
             body.append(_text_input(button.verb, wanted))
+    verb = verbs.get(button.verb)
+    if button.picks and verb is not None and verb.picks:
+        # Either the text or an answer: the text is not required then (the core refuses a reply with neither).
+        body = [{k: v for k, v in e.items() if k not in ("isRequired", "errorMessage")} for e in body]
+        body.append(_picker(button, verb.picks))
     inner = {"type": "AdaptiveCard", "body": body, "actions": [_execute(button, button.submit or button.label, style)]}
     return {"type": "Action.ShowCard", "title": title, "card": inner}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
 
 from botbuilder.schema import Activity, ActivityTypes, Attachment, ChannelAccount, ConversationParameters
 from botframework.connector.aio import ConnectorClient
@@ -147,7 +148,7 @@ class TeamsSender:
                 channel_data={"channel": {"id": job.channel_id}, **({"tenant": {"id": tenant}} if tenant else {})},
             )
             response = await connector.conversations.create_conversation(params)
-            return Sent(message_id=response.activity_id)
+            return Sent(message_id=response.activity_id, link=message_link(job.channel_id, response.activity_id or "", tenant))
         response = await connector.conversations.send_to_conversation(conversation.get("id") or job.channel_id, activity)
         return Sent(message_id=response.id)
 
@@ -195,6 +196,16 @@ class TeamsSender:
             conversation_id = created.id
         response = await connector.conversations.send_to_conversation(conversation_id, activity)
         return Sent(message_id=response.id)
+
+
+def message_link(channel_id: str, message_id: str, tenant: str | None) -> str:
+    """The deep link that opens a channel message in Teams (`/l/message/<channel>/<message>`); "" without ids."""
+    if not channel_id or not message_id:
+        return ""
+    query = {"parentMessageId": message_id, **({"tenantId": tenant} if tenant else {})}
+    return (
+        f"https://teams.microsoft.com/l/message/{quote(channel_id, safe=':@.')}/{quote(message_id, safe='')}?{urlencode(query)}"
+    )
 
 
 def _attachment(card_json: dict[str, Any]) -> dict[str, Any]:
