@@ -308,6 +308,7 @@ class DeliveryWorker:
                     reply=reply,
                     decided_by=names.get(decider or 0, ""),
                     earlier=earlier,
+                    voices=await uow.voices.of(conversation.id) if conversation.voice_count else (),  # type: ignore[arg-type]
                 )
         if delivery.kind in ("card", "notice") and delivery.conversation_id is not None:
             if destination is not None:

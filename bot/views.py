@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Literal
 from bot import verbs
 from bot.domain import Status
 from bot.verbs import Input, Verb
+from bot.voices import described
 from storage import EARLIER_COUNTED
 
 if TYPE_CHECKING:
     from bot.commands import Command
-    from storage.models import Conversation, Event, Note, Reply
+    from storage.models import Conversation, Event, Note, Reply, Voice
 
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")  # Unicode Cc but \t \n, and Cs
 
@@ -183,6 +184,10 @@ class Card:
     suggested: tuple[Suggested, ...] = ()  # people outside its departments to ask (`bot.suggest`), best first
     earlier: tuple[tuple[int, str], ...] = ()  # the author's newest earlier conversations: (id, status)
     earlier_count: int | None = None  # how many earlier conversations the author has in all (None: not read, in lists)
+    # Other items merged into it (`bot.voices`): (source, author, link) of each, oldest first; `voice_count`
+    # counts them all (the card lists the first `VOICES_LISTED`); 0 when none or not read.
+    voices: tuple[tuple[str, str, str], ...] = ()
+    voice_count: int = 0
     facts: tuple[Fact, ...] = field(init=False, repr=False, compare=False)
     summary: str = field(init=False, repr=False, compare=False)
     tone: Tone = field(init=False, repr=False, compare=False)
@@ -314,6 +319,8 @@ def _facts(card: Card) -> tuple[Fact, ...]:
     facts = [f for f in facts if printable(f.value).strip()]
     if card.earlier_count:
         facts.append(_earlier_fact(card.earlier_count, card.earlier))
+    if card.voice_count:
+        facts.extend(voice_facts(card))
     facts.append(Fact("Claimed by", display_name(card.owner), "person") if card.owner is not None else Fact("Unclaimed"))
     if card.status == Status.RESOLVED and printable(card.outcome).strip():
         facts.append(Fact("Outcome:", card.outcome or ""))
@@ -322,6 +329,26 @@ def _facts(card: Card) -> tuple[Fact, ...]:
     if card.status not in (Status.RESOLVED, Status.DISMISSED):  # who to ask, while there is something to ask
         facts.extend(Fact(ASK, s.described()) for s in card.suggested)
     return tuple(facts)
+
+
+VOICES_LISTED = 5  # voices named on a card; the rest are counted
+
+
+def voices_line(card: Card) -> str:
+    """`3 voices · twitter, forum, reviews`: the conversation's own item and those merged into it, each
+    source once (every source is named even when only the first voices are listed)."""
+    return described(1 + card.voice_count, [card.source, *(source for source, _, _ in card.voices)])
+
+
+def voice_facts(card: Card) -> list[Fact]:
+    """What a card says of its voices: the count and sources, then each voice's author and link."""
+    facts = [Fact(voices_line(card))]
+    for source, author, url in card.voices[:VOICES_LISTED]:
+        facts.append(Fact("Voice:", f"{display_name(author)} on {source}" + (f" {url}" if url else "")))
+    rest = card.voice_count - min(len(card.voices), VOICES_LISTED)
+    if rest > 0:
+        facts.append(Fact(f"and {rest} more voice{'s' if rest != 1 else ''}"))
+    return facts
 
 
 def _earlier_fact(count: int, earlier: Sequence[tuple[int, str]]) -> Fact:
@@ -500,6 +527,7 @@ def card_for(
     snippet: tuple[tuple[str, bool], ...] = (),
     decided_by: str = "",
     earlier: tuple[int, Sequence[tuple[int, str]]] | None = None,
+    voices: Sequence[Voice] = (),
 ) -> Card:
     """The card of a conversation as it is now, with its latest reply's state (`decided_by`: who approved or
     rejected it, named on a rejected one) and what it was seen like before; an erased one says so
@@ -532,6 +560,8 @@ def card_for(
         snippet=snippet,
         seen_before=() if erased else seen_before_of(conversation),
         suggested=() if erased else suggested_of(conversation),
+        voices=tuple((v.source, v.author_name or v.author_handle or "unknown author", v.url) for v in voices),
+        voice_count=conversation.voice_count or 0,
     )
 
 

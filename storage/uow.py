@@ -29,6 +29,7 @@ from storage.repositories import (
     RuleRepo,
     SourceRepo,
 )
+from storage.voices import VoiceRepo
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class UnitOfWork:
     inbound: InboundEventRepo
     jobs: JobRunRepo
     reports: ReportRepo
+    voices: VoiceRepo
 
     def __init__(
         self,
@@ -100,6 +102,7 @@ class UnitOfWork:
         self.inbound = InboundEventRepo(session)
         self.jobs = JobRunRepo(session)
         self.reports = ReportRepo(session)
+        self.voices = VoiceRepo(session)
         self.changed = set()
         return self
 

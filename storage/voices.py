@@ -1,0 +1,137 @@
+"""The store side of voices (`bot.voices`): the items merged into a conversation and the keys that find it.
+
+Every query here goes through an index: `voicekey`'s primary key (a batch's keys in one `IN`), `voice`'s
+`(source, external_id)` and `conversation_id`. Who owns a key is decided by the primary key: of two
+replicas claiming the same key at once, PostgreSQL makes the second wait for the first's commit and then
+skip it (`ON CONFLICT DO NOTHING`), so it reads the winner and joins it; SQLite has one writer at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlalchemy import select as sa_select
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.models import Conversation, Voice, VoiceKey
+from storage.repositories import _insert
+
+_CHUNK = 900  # SQLite's bound parameters per statement, with room to spare
+
+
+class VoiceRepo:
+    """Voices and voice keys of conversations."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def known(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (source, external id) pairs are already a voice of some conversation."""
+        by_source: dict[str, list[str]] = {}
+        for source, external_id in keys:
+            by_source.setdefault(source, []).append(external_id)
+        found: set[tuple[str, str]] = set()
+        for source, ids in by_source.items():
+            for i in range(0, len(ids), _CHUNK):
+                stmt = select(Voice.external_id).where(Voice.source == source, col(Voice.external_id).in_(ids[i : i + _CHUNK]))
+                found.update((source, e) for e in (await self.session.exec(stmt)).all())
+        return found
+
+    async def owners(self, keys: Sequence[str]) -> dict[str, tuple[int, datetime, str, str, str, bool]]:
+        """key -> (conversation id, claimed at, its status, title, text, erased) for the keys someone owns."""
+        found: dict[str, tuple[int, datetime, str, str, str, bool]] = {}
+        unique = sorted(set(keys))
+        for i in range(0, len(unique), _CHUNK):
+            stmt = (
+                sa_select(  # type: ignore[call-overload]
+                    VoiceKey.key,
+                    VoiceKey.conversation_id,
+                    VoiceKey.at,
+                    Conversation.status,
+                    Conversation.title,
+                    Conversation.text,
+                    Conversation.erased_at,
+                )
+                .join(Conversation, col(Conversation.id) == col(VoiceKey.conversation_id))
+                .where(col(VoiceKey.key).in_(unique[i : i + _CHUNK]))
+            )
+            for key, cid, at, status, title, text, erased in (await self.session.execute(stmt)).all():
+                found[key] = (cid, at, status, title, text, erased is not None)
+        return found
+
+    async def claim(self, rows: Sequence[tuple[str, int, datetime]]) -> set[tuple[str, int]]:
+        """Insert (key, conversation id, at) rows, skipping keys owned already; the (key, id) pairs inserted.
+        Sorted by key, so two replicas claiming overlapping keys wait on each other in one order (no deadlock)."""
+        claimed: set[tuple[str, int]] = set()
+        ordered = sorted(rows)
+        for i in range(0, len(ordered), _CHUNK // 3):
+            chunk = ordered[i : i + _CHUNK // 3]
+            stmt = (
+                _insert(self.session, VoiceKey)
+                .values([{"key": k, "conversation_id": c, "at": a} for k, c, a in chunk])
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(VoiceKey.key, VoiceKey.conversation_id)
+            )
+            claimed.update((k, c) for k, c in (await self.session.exec(stmt)).all())
+        return claimed
+
+    async def take_over(self, key: str, old: int, new: int, at: datetime) -> bool:
+        """Give a key whose owner is closed or out of the window to `new`, if `old` still owns it."""
+        table = VoiceKey.__table__  # type: ignore[attr-defined]
+        stmt = update(table).where(table.c.key == key, table.c.conversation_id == old).values(conversation_id=new, at=at)
+        result = await self.session.exec(stmt)
+        return bool(result.rowcount)
+
+    async def move_keys(self, old: int, new: int) -> None:
+        """Every key of `old` now finds `new` (a conversation merged into another)."""
+        table = VoiceKey.__table__  # type: ignore[attr-defined]
+        await self.session.exec(update(table).where(table.c.conversation_id == old).values(conversation_id=new))
+
+    async def drop_keys(self, conversation_id: int) -> None:
+        """Forget the keys of a conversation (erased, or split back out)."""
+        table = VoiceKey.__table__  # type: ignore[attr-defined]
+        await self.session.exec(delete(table).where(table.c.conversation_id == conversation_id))
+
+    async def drop_conversation(self, conversation_id: int) -> None:
+        """Delete a conversation inserted in this transaction that turned out to be a voice of another."""
+        table = Conversation.__table__  # type: ignore[attr-defined]
+        await self.session.exec(delete(table).where(table.c.id == conversation_id))
+
+    async def add(self, rows: Sequence[dict[str, Any]], *, now: datetime) -> dict[int, int]:
+        """Insert voices (skipping known `(source, external_id)`); bump each conversation's count and version
+        (its cards are refreshed, never re-posted). Returns conversation id -> voices added."""
+        if not rows:
+            return {}
+        stmt = (
+            _insert(self.session, Voice)
+            .on_conflict_do_nothing(index_elements=["source", "external_id"])
+            .returning(Voice.conversation_id)
+        )
+        added: dict[int, int] = {}
+        for (cid,) in (await self.session.exec(stmt, params=list(rows))).all():
+            added[cid] = added.get(cid, 0) + 1
+        await self.recount(added, now=now)
+        return added
+
+    async def recount(self, delta: dict[int, int], *, now: datetime) -> None:
+        """Add `delta[id]` to each conversation's voice count, with a new version (its cards are refreshed)."""
+        table = Conversation.__table__  # type: ignore[attr-defined]
+        for cid, n in sorted(delta.items()):
+            await self.session.exec(
+                update(table)
+                .where(table.c.id == cid)
+                .values(voice_count=table.c.voice_count + n, version=table.c.version + 1, updated_at=now)
+            )
+
+    async def of(self, conversation_id: int) -> list[Voice]:
+        """The voices of a conversation, oldest first."""
+        stmt = select(Voice).where(Voice.conversation_id == conversation_id).order_by(col(Voice.joined_at), col(Voice.id))
+        return list((await self.session.exec(stmt)).all())
+
+    async def take(self, voice_id: int) -> Voice | None:
+        """One voice, by id."""
+        return await self.session.get(Voice, voice_id)
