@@ -8,9 +8,10 @@
   `Matching.similarity`, with a conversation that came in within `Matching.window`.
 
 Found through an index, never a scan: each conversation claims its keys in `voicekey` (`storage.voices`):
-"u:<hash of the canonical link>" and, for its text, 16 MinHash bands of 4 rows ("b<i>:<hash>"; two texts
-with Jaccard 0.7 share a band with probability 1-(1-0.7^4)^16 = 0.99, texts at 0.3 only 0.12, and those
-are then checked on their shingles and kept apart). An item's keys are looked up by equality; a text
+"u:<hash of the canonical link>" and, for its text, 8 MinHash bands of 3 rows ("b<i>:<hash>"; two texts
+with Jaccard 0.7 share a band with probability about 1-(1-0.7^3)^8 = 0.97, at 0.8 0.995, texts at 0.3
+only 0.2, and those are then checked on their shingles and kept apart). 9 keys a conversation: few rows
+to write at ingest, which is what the check costs most. An item's keys are looked up by equality; a text
 candidate is verified before it is joined. A key is owned by one conversation (the primary key): of two
 replicas ingesting the same story at once, the second finds the key taken when it claims it, after the
 first committed, and turns its own new conversation into a voice of the first, in the same transaction.
@@ -46,7 +47,7 @@ SIMILARITY = 0.7
 WINDOW_HOURS = 72
 MIN_WORDS = 12  # fewer words are too little to call two texts the same ("refund please")
 SHINGLE = 3  # words per shingle
-BANDS, ROWS = 16, 4  # MinHash: BANDS * ROWS hash functions
+BANDS, ROWS = 8, 3  # MinHash: BANDS * ROWS bins; each conversation stores BANDS + 1 keys
 
 _TRACKING = frozenset(
     {
@@ -58,13 +59,7 @@ _TRACKING = frozenset(
 _HOST_PREFIXES = ("www.", "m.", "mobile.", "amp.")
 _WORD = re.compile(r"\w+")
 _URL = re.compile(r"https?://\S+")
-_PRIME = (1 << 61) - 1
-# Fixed seeds: every replica, and every restart, computes the same signature of the same text.
-_SEEDS = [
-    (int.from_bytes(hashlib.sha256(f"a{i}".encode()).digest()[:8], "big") % (_PRIME - 1) + 1,
-     int.from_bytes(hashlib.sha256(f"b{i}".encode()).digest()[:8], "big") % _PRIME)
-    for i in range(BANDS * ROWS)
-]  # fmt: skip
+_MIX, _MASK = 0x9E3779B97F4A7C15, (1 << 64) - 1  # odd: a bijection of 64-bit values; the same on every replica
 
 
 @dataclass(frozen=True)
@@ -119,23 +114,35 @@ def similarity(a: frozenset[int], b: frozenset[int]) -> float:
 
 
 def bands(hashed: frozenset[int]) -> list[str]:
-    """The MinHash band keys of a shingle set ("b<i>:<hex>")."""
+    """The MinHash band keys of a shingle set ("b<i>:<hex>"), by one-permutation hashing: each shingle's
+    hash, mixed to 64 bits, goes to one of `BANDS * ROWS` bins (its remainder) and each bin keeps its least
+    value (the quotient): one pass over the shingles, not one per hash function. Two sets agree on a bin
+    with probability about their Jaccard similarity. A band whose bins are all empty (a short text) gives no key."""
     if not hashed:
         return []
-    values = list(hashed)
-    signature = [min((a * h + b) % _PRIME for h in values) for a, b in _SEEDS]
+    bins = BANDS * ROWS
+    mins = [-1] * bins
+    for h in hashed:
+        value, slot = divmod((h * _MIX) & _MASK, bins)
+        if mins[slot] < 0 or value < mins[slot]:
+            mins[slot] = value
     keys = []
     for band in range(BANDS):
-        rows = signature[band * ROWS : (band + 1) * ROWS]
+        rows = mins[band * ROWS : (band + 1) * ROWS]
+        if max(rows) < 0:
+            continue
         digest = hashlib.blake2b(repr(rows).encode(), digest_size=12).hexdigest()
         keys.append(f"b{band}:{digest}")
     return keys
 
 
 def link_key(url: str) -> str:
-    """The voice key of a canonical link ("" when the item has none)."""
+    """The voice key of a canonical link: "" when the item has none, or links only to a site's home page (the
+    items of a podcast or a small site often all do: that names the site, not the story)."""
     link = canonical_link(url)
-    return "u:" + hashlib.sha256(link.encode()).hexdigest()[:40] if link else ""
+    if not link or not urlsplit(link).path.strip("/") and not urlsplit(link).query:
+        return ""
+    return "u:" + hashlib.sha256(link.encode()).hexdigest()[:40]
 
 
 @dataclass
@@ -156,7 +163,7 @@ class Print:
         return ([self.link] if self.link else []) + self.bands
 
 
-Owner = tuple[int, datetime, str, str, str, bool]  # storage.voices.VoiceRepo.owners
+Owner = tuple[int, datetime, str, list[str], bool]  # storage.voices.VoiceRepo.owners
 
 
 def _match(
@@ -164,7 +171,7 @@ def _match(
 ) -> tuple[int, str, float] | None:
     """The open conversation (other than `me`) this item is a voice of: (id, how, similarity), or None."""
     if fp.link and fp.link in owners:
-        cid, at, status, _, _, erased = owners[fp.link]
+        cid, at, status, _, erased = owners[fp.link]
         if cid != me and status in ACTIVE and not erased and at >= since:
             return cid, "link", 1.0
     best: tuple[int, str, float] | None = None
@@ -172,11 +179,11 @@ def _match(
     for key in fp.bands:
         if key not in owners:
             continue
-        cid, at, status, title, text, erased = owners[key]
+        cid, at, status, texts, erased = owners[key]
         if cid == me or cid in checked or status not in ACTIVE or erased or at < since:
             continue
         checked.add(cid)
-        score = similarity(fp.shingles, shingles(f"{title}\n{text}"))
+        score = max(similarity(fp.shingles, shingles(text)) for text in texts)  # like it, or like one of its voices
         if score >= matching.similarity and (best is None or score > best[2]):
             best = (cid, "text", score)
     return best
@@ -229,7 +236,7 @@ class Joiner:
                 "actor_id": None,
                 "actor_name": "",
                 "at": self.now,
-                "data": {"source": item.source, "external_id": item.external_id[:200], "how": how, "similarity": round(score, 3)},
+                "data": {"source": item.source, "how": how, "similarity": round(score, 3)},
             }
         )
 
@@ -274,7 +281,7 @@ class Joiner:
                 gone.add(key)
                 continue
             for k, owner in mine.items():  # keys held by a closed or out-of-window owner: take them over
-                if owner[0] != cid and (owner[2] not in ACTIVE or owner[5] or owner[1] < self.since):
+                if owner[0] != cid and (owner[2] not in ACTIVE or owner[4] or owner[1] < self.since):
                     await self.uow.voices.take_over(k, owner[0], cid, self.now)
         return gone
 

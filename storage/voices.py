@@ -17,6 +17,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage.erasure import tombstone
 from storage.models import Conversation, Voice, VoiceKey
 from storage.repositories import _insert
 
@@ -36,15 +37,19 @@ class VoiceRepo:
             by_source.setdefault(source, []).append(external_id)
         found: set[tuple[str, str]] = set()
         for source, ids in by_source.items():
-            for i in range(0, len(ids), _CHUNK):
-                stmt = select(Voice.external_id).where(Voice.source == source, col(Voice.external_id).in_(ids[i : i + _CHUNK]))
-                found.update((source, e) for e in (await self.session.exec(stmt)).all())
+            stones = {tombstone(source, e): e for e in ids}  # an erased voice stays known, never new again
+            wanted = [*ids, *stones]
+            for i in range(0, len(wanted), _CHUNK):
+                stmt = select(Voice.external_id).where(Voice.source == source, col(Voice.external_id).in_(wanted[i : i + _CHUNK]))
+                found.update((source, stones.get(e, e)) for e in (await self.session.exec(stmt)).all())
         return found
 
-    async def owners(self, keys: Sequence[str]) -> dict[str, tuple[int, datetime, str, str, str, bool]]:
-        """key -> (conversation id, claimed at, its status, title, text, erased) for the keys someone owns."""
-        found: dict[str, tuple[int, datetime, str, str, str, bool]] = {}
+    async def owners(self, keys: Sequence[str]) -> dict[str, tuple[int, datetime, str, list[str], bool]]:
+        """key -> (conversation id, claimed at, its status, the texts it and its voices say, erased) for the
+        keys someone owns (texts: "title\ntext" of the conversation, then of each voice)."""
+        found: dict[str, tuple[int, datetime, str, list[str], bool]] = {}
         unique = sorted(set(keys))
+        texts: dict[int, list[str]] = {}
         for i in range(0, len(unique), _CHUNK):
             stmt = (
                 sa_select(  # type: ignore[call-overload]
@@ -59,25 +64,31 @@ class VoiceRepo:
                 .join(Conversation, col(Conversation.id) == col(VoiceKey.conversation_id))
                 .where(col(VoiceKey.key).in_(unique[i : i + _CHUNK]))
             )
-            for key, cid, at, status, title, text, erased in (await self.session.execute(stmt)).all():
-                found[key] = (cid, at, status, title, text, erased is not None)
+            for key, cid, at, status, title, text, erased in (await self.session.exec(stmt)).all():
+                texts.setdefault(cid, [f"{title}\n{text}"])
+                found[key] = (cid, at, status, texts[cid], erased is not None)
+        with_voices = sorted(texts)
+        for i in range(0, len(with_voices), _CHUNK):
+            stmt = select(Voice.conversation_id, Voice.title, Voice.text).where(
+                col(Voice.conversation_id).in_(with_voices[i : i + _CHUNK])
+            )
+            for cid, title, text in (await self.session.exec(stmt)).all():
+                texts[cid].append(f"{title}\n{text}")
         return found
 
     async def claim(self, rows: Sequence[tuple[str, int, datetime]]) -> set[tuple[str, int]]:
         """Insert (key, conversation id, at) rows, skipping keys owned already; the (key, id) pairs inserted.
         Sorted by key, so two replicas claiming overlapping keys wait on each other in one order (no deadlock)."""
-        claimed: set[tuple[str, int]] = set()
-        ordered = sorted(rows)
-        for i in range(0, len(ordered), _CHUNK // 3):
-            chunk = ordered[i : i + _CHUNK // 3]
-            stmt = (
-                _insert(self.session, VoiceKey)
-                .values([{"key": k, "conversation_id": c, "at": a} for k, c, a in chunk])
-                .on_conflict_do_nothing(index_elements=["key"])
-                .returning(VoiceKey.key, VoiceKey.conversation_id)
-            )
-            claimed.update((k, c) for k, c in (await self.session.exec(stmt)).all())
-        return claimed
+        if not rows:
+            return set()
+        stmt = (
+            _insert(self.session, VoiceKey)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(VoiceKey.key, VoiceKey.conversation_id)
+        )
+        params = [{"key": k, "conversation_id": c, "at": a} for k, c, a in sorted(rows)]
+        # executemany + RETURNING: batched by SQLAlchemy ("insertmanyvalues") in order, with a cached statement.
+        return {(k, c) for k, c in (await self.session.exec(stmt, params=params)).all()}
 
     async def take_over(self, key: str, old: int, new: int, at: datetime) -> bool:
         """Give a key whose owner is closed or out of the window to `new`, if `old` still owns it."""
