@@ -45,6 +45,9 @@ TRANSITIONS: dict[str, dict[Status, Status | None]] = {
     "resolve": {Status.OPEN: Status.RESOLVED, Status.CLAIMED: Status.RESOLVED, Status.REPLIED: Status.RESOLVED},
     "dismiss": {Status.OPEN: Status.DISMISSED, Status.CLAIMED: Status.DISMISSED, Status.REPLIED: Status.DISMISSED},
     "note": {s: None for s in Status},
+    # `merge #12 into #9`: #12 closes as a voice of #9; `split` takes a voice out of an open conversation.
+    "merge": {Status.OPEN: Status.DISMISSED, Status.CLAIMED: Status.DISMISSED, Status.REPLIED: Status.DISMISSED},
+    "split": {Status.OPEN: None, Status.CLAIMED: None, Status.REPLIED: None},
 }
 
 PAST_TENSE = {
@@ -55,6 +58,8 @@ PAST_TENSE = {
     "resolve": "resolved",
     "dismiss": "dismissed",
     "note": "noted",
+    "merge": "merged",
+    "split": "split",
 }
 
 

@@ -343,8 +343,8 @@ def voices_line(card: Card) -> str:
 def voice_facts(card: Card) -> list[Fact]:
     """What a card says of its voices: the count and sources, then each voice's author and link."""
     facts = [Fact(voices_line(card))]
-    for source, author, url in card.voices[:VOICES_LISTED]:
-        facts.append(Fact("Voice:", f"{display_name(author)} on {source}" + (f" {url}" if url else "")))
+    for n, (source, author, url) in enumerate(card.voices[:VOICES_LISTED], start=1):  # `split #42 2` takes the 2nd out
+        facts.append(Fact(f"Voice {n}:", f"{display_name(author)} on {source}" + (f" {url}" if url else "")))
     rest = card.voice_count - min(len(card.voices), VOICES_LISTED)
     if rest > 0:
         facts.append(Fact(f"and {rest} more voice{'s' if rest != 1 else ''}"))

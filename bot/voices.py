@@ -189,8 +189,10 @@ def _match(
     return best
 
 
-def voice_row(item: Incoming, conversation_id: int, *, how: str, score: float, now: datetime) -> dict[str, Any]:
-    """The `voice` row of an item joining a conversation."""
+def voice_row(
+    item: Incoming, conversation_id: int, *, how: str, score: float, now: datetime, origin: int | None = None
+) -> dict[str, Any]:
+    """The `voice` row of an item joining a conversation (`origin`: the conversation it was, merged by hand)."""
     return {
         "conversation_id": conversation_id,
         "source": item.source,
@@ -205,6 +207,7 @@ def voice_row(item: Incoming, conversation_id: int, *, how: str, score: float, n
         "joined_at": now,
         "how": how,
         "similarity": round(score, 3),
+        "origin_id": origin,
         "data": {"channel": item.channel, "reply_url": item.reply_url, "tags": list(item.tags)},
     }
 
@@ -225,10 +228,13 @@ class Joiner:
         self.since = self.now - matching.window
         self.prints: dict[tuple[str, str], Print] = {}
         self.voices: list[dict[str, Any]] = []
+        self.keys: list[tuple[str, int, datetime]] = []
         self.events: list[dict[str, Any]] = []
 
     def _join(self, item: Incoming, cid: int, how: str, score: float) -> None:
         self.voices.append(voice_row(item, cid, how=how, score=score, now=self.now))
+        # Its keys find the conversation too (where no other holds them): a repost of this voice's text joins it.
+        self.keys.extend((k, cid, self.now) for k in self.prints[(item.source, item.external_id)].keys)
         self.events.append(
             {
                 "conversation_id": cid,
@@ -288,6 +294,7 @@ class Joiner:
     async def finish(self) -> list[int]:
         """Store the voices and their events; the conversations whose cards must be refreshed."""
         added = await self.uow.voices.add(self.voices, now=self.now)
+        await self.uow.voices.claim(self.keys)
         await self.uow.events.add_many([e for e in self.events if e["conversation_id"] in added])
         for cid in added:
             self.uow.mark_changed(cid)

@@ -125,6 +125,7 @@ class Voice(SQLModel, table=True):
     created_at: datetime | None = None
     joined_at: datetime = Field(default_factory=utcnow)
     how: str = Field(default="link", max_length=16)  # "link", "text" (similarity), "merge" (by hand)
+    origin_id: int | None = Field(default=None, foreign_key="conversation.id", index=True)  # merged by hand: it was this one
     similarity: float = 1.0
     data: dict[str, Any] = _json_dict()  # the rest of the item (channel, reply_url, tags) for `split`
 

@@ -17,9 +17,8 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.erasure import tombstone
 from storage.models import Conversation, Voice, VoiceKey
-from storage.repositories import _insert
+from storage.repositories import _insert, known_keys
 
 _CHUNK = 900  # SQLite's bound parameters per statement, with room to spare
 
@@ -31,18 +30,8 @@ class VoiceRepo:
         self.session = session
 
     async def known(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which (source, external id) pairs are already a voice of some conversation."""
-        by_source: dict[str, list[str]] = {}
-        for source, external_id in keys:
-            by_source.setdefault(source, []).append(external_id)
-        found: set[tuple[str, str]] = set()
-        for source, ids in by_source.items():
-            stones = {tombstone(source, e): e for e in ids}  # an erased voice stays known, never new again
-            wanted = [*ids, *stones]
-            for i in range(0, len(wanted), _CHUNK):
-                stmt = select(Voice.external_id).where(Voice.source == source, col(Voice.external_id).in_(wanted[i : i + _CHUNK]))
-                found.update((source, stones.get(e, e)) for e in (await self.session.exec(stmt)).all())
-        return found
+        """Which (source, external id) pairs are already a voice of some conversation (erased ones too)."""
+        return await known_keys(self.session, Voice, keys)
 
     async def owners(self, keys: Sequence[str]) -> dict[str, tuple[int, datetime, str, list[str], bool]]:
         """key -> (conversation id, claimed at, its status, the texts it and its voices say, erased) for the
@@ -137,6 +126,26 @@ class VoiceRepo:
                 .where(table.c.id == cid)
                 .values(voice_count=table.c.voice_count + n, version=table.c.version + 1, updated_at=now)
             )
+
+    async def insert(self, row: dict[str, Any]) -> None:
+        """Insert one voice (a conversation merged by hand; its count is the caller's)."""
+        await self.session.exec(_insert(self.session, Voice).values(row))
+
+    async def remove(self, voice_id: int) -> None:
+        """Delete one voice (split back out; its count is the caller's)."""
+        table = Voice.__table__  # type: ignore[attr-defined]
+        await self.session.exec(delete(table).where(table.c.id == voice_id))
+
+    async def move_voices(self, old: int, new: int) -> int:
+        """Every voice of `old` becomes a voice of `new`; how many moved."""
+        table = Voice.__table__  # type: ignore[attr-defined]
+        result = await self.session.exec(update(table).where(table.c.conversation_id == old).values(conversation_id=new))
+        return int(result.rowcount or 0)
+
+    async def merged_from(self, conversation_id: int) -> Voice | None:
+        """The voice a conversation became when it was merged into another by hand, if it is one now."""
+        stmt = select(Voice).where(Voice.origin_id == conversation_id)
+        return (await self.session.exec(stmt)).first()
 
     async def of(self, conversation_id: int) -> list[Voice]:
         """The voices of a conversation, oldest first."""

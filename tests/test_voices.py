@@ -13,15 +13,18 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import update
 from sqlmodel import col, func, select
 
 from bot import commands as c
+from bot import textcommands
 from bot.bootstrap import Container, load_config
+from bot.domain import Forbidden, InvalidInput
 from bot.ingest import Incoming, IngestError, make_incoming, parse_feed
 from bot.terminal import card_lines
 from bot.voices import canonical_link, link_key, shingles, similarity
-from storage.models import Conversation, Voice
+from storage.models import Conversation, Event, Voice
 from tests.conftest import TEST_CONFIG, reference_dir
 from tests.teams_support import running_teams
 from tests.test_slack_render import check_message
@@ -93,7 +96,10 @@ async def _one_story(container: Container) -> Conversation:
         voices = (await uow.session.exec(select(Voice).order_by(col(Voice.id)))).all()
     assert len(rows) == 1, [(r.id, r.source, r.url) for r in rows]
     print("merges:", [(v.conversation_id, v.source, v.how, v.similarity) for v in voices])
-    assert sorted((v.source, v.how) for v in voices) == [("forum", "link"), ("reviews", "text")]
+    # Which feed's item came first decides which is the conversation (two replicas: either); the repost
+    # joins by its text, the other by the link.
+    assert sorted([rows[0].source, *(v.source for v in voices)]) == ["forum", "reviews", "twitter"]
+    assert sorted(v.how for v in voices) == ["link", "text"]
     assert rows[0].voice_count == 2
     return rows[0]
 
@@ -259,3 +265,31 @@ async def test_erasing_an_author_erases_their_voices_in_others_conversations(
         assert len(fresh.new_ids) == 1, "an erased conversation is found by nothing"
     finally:
         await container.close()
+
+
+async def test_merge_and_split_by_hand_are_logged_and_refresh_both_cards(container: Container) -> None:
+    carol = c.Actor("cli", "carol")  # a manager of triage, where these went
+    await container.ingest(the_story())
+    other = await container.ingest([make_incoming(source="mail", external_id="m1", text="Checkout fails for me too, error 502")])
+    second = other.new_ids[0]
+    merged = await container.bus.handle(textcommands.parse(f"merge #{second} into #1", carol))
+    assert merged.text == f"#{second} is now a voice of #1 (4 voices)"
+    shown = await container.bus.handle(c.Show(1, ADMIN))
+    assert shown.card is not None and "4 voices · twitter, forum, reviews, mail" in "\n".join(card_lines(shown.card))
+    gone = await container.bus.handle(c.Show(second, ADMIN))
+    assert gone.card is not None and gone.card.status == "dismissed"
+
+    # The one merged by hand comes back as itself; an ingested voice becomes a conversation of its own.
+    back = await container.bus.handle(textcommands.parse(f"split #{second}", carol))
+    assert back.text == f"Split out of #1: it is #{second} again" and back.card is not None and back.card.status == "open"
+    with pytest.raises(InvalidInput, match="which one"):
+        await container.bus.handle(textcommands.parse("split #1", carol))
+    out = await container.bus.handle(textcommands.parse("split #1 2", carol))
+    assert out.card is not None and out.card.source == "reviews" and out.card.id not in (1, second)
+    shown = await container.bus.handle(c.Show(1, ADMIN))
+    assert shown.card is not None and shown.card.voice_count == 1
+    async with container.uow() as uow:
+        kinds = [e.kind for e in (await uow.session.exec(select(Event).order_by(col(Event.id)))).all()]
+    assert kinds.count("merged") == 1 and kinds.count("merged_in") == 1 and kinds.count("split") >= 2
+    with pytest.raises(Forbidden):  # neither owner nor manager
+        await container.bus.handle(c.Merge(second, c.Actor("cli", "mallory"), 1))

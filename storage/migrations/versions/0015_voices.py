@@ -41,13 +41,16 @@ def upgrade() -> None:
         sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
         sa.Column('joined_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column('how', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column('origin_id', sa.Integer(), nullable=True),
         sa.Column('similarity', sa.Float(), nullable=False),
         sa.Column('data', sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(['conversation_id'], ['conversation.id']),
+        sa.ForeignKeyConstraint(['origin_id'], ['conversation.id']),
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('source', 'external_id', name='uq_voice_source_external'),
     )
     op.create_index('ix_voice_conversation_id', 'voice', ['conversation_id'])
+    op.create_index('ix_voice_origin_id', 'voice', ['origin_id'])
     op.create_index('ix_voice_author_handle_lower', 'voice', [sa.text('lower(author_handle)')])
     op.create_index('ix_voice_author_url_lower', 'voice', [sa.text('lower(author_url)')])
     op.create_table(
