@@ -73,12 +73,20 @@ class Digest(Activity):
     oldest_unclaimed: tuple[WaitingItem, ...]
     taking_part: tuple[TeamPart, ...]
     helped_outside: tuple[Helper, ...] = ()  # people of other departments who took part, most active first
+    voices: int = 0  # items of the period that joined one of its conversations as another voice (`bot.voices`)
 
     @property
     def quiet(self) -> bool:
         """Nothing happened in the period and nothing is waiting."""
         return not (
-            self.new or self.claimed or self.replied or self.resolved or self.dismissed or self.still_open or self.taking_part
+            self.new
+            or self.claimed
+            or self.replied
+            or self.resolved
+            or self.dismissed
+            or self.still_open
+            or self.taking_part
+            or self.voices
         )
 
 
@@ -113,6 +121,7 @@ async def build_digest(uow: UnitOfWork, *, department: str, since: datetime, unt
         oldest_unclaimed=tuple(_waiting(w, until) for w in waiting),
         taking_part=_by_department(activity.participants),
         helped_outside=_helpers(activity.participants, department=found.name),
+        voices=await uow.voices.joined(found.id, since=since, until=until),
     )
 
 
@@ -171,8 +180,9 @@ def digest_lines(digest: Digest) -> tuple[str, ...]:
             f"No activity in {digest.department} from {_day(digest.since)} to {_day(digest.until)}: nothing new, nothing open.",
         )
     open_part = f"{digest.still_open} still open" + (f" ({digest.unclaimed} unclaimed)" if digest.unclaimed else "")
+    merged = f" (and {digest.voices} more voice{_s(digest.voices)} of them)" if digest.voices else ""
     lines = [
-        f"{digest.new} new · {digest.claimed} claimed · {digest.replied} replied · {digest.resolved} resolved · "
+        f"{digest.new} new{merged} · {digest.claimed} claimed · {digest.replied} replied · {digest.resolved} resolved · "
         f"{digest.dismissed} dismissed · {open_part}",
         _timing_line("Time to claim", "claimed", digest.to_claim, digest.sla_minutes),
         _timing_line("Time to first reply", "answered", digest.to_first_reply, digest.sla_minutes),

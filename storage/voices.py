@@ -12,12 +12,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, update
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.models import Conversation, Voice, VoiceKey
+from storage.models import Conversation, ConversationDepartment, Voice, VoiceKey
 from storage.repositories import _insert, known_keys
 
 _CHUNK = 900  # SQLite's bound parameters per statement, with room to spare
@@ -146,6 +146,20 @@ class VoiceRepo:
         """The voice a conversation became when it was merged into another by hand, if it is one now."""
         stmt = select(Voice).where(Voice.origin_id == conversation_id)
         return (await self.session.exec(stmt)).first()
+
+    async def joined(self, department_id: int, *, since: datetime, until: datetime) -> int:
+        """How many voices joined the department's conversations in [since, until) (the digest counts them)."""
+        stmt = (
+            select(func.count())
+            .select_from(Voice)
+            .join(ConversationDepartment, col(ConversationDepartment.conversation_id) == col(Voice.conversation_id))
+            .where(
+                ConversationDepartment.department_id == department_id,
+                col(Voice.joined_at) >= since,
+                col(Voice.joined_at) < until,
+            )
+        )
+        return int((await self.session.exec(stmt)).one())
 
     async def of(self, conversation_id: int) -> list[Voice]:
         """The voices of a conversation, oldest first."""

@@ -293,3 +293,9 @@ async def test_merge_and_split_by_hand_are_logged_and_refresh_both_cards(contain
     assert kinds.count("merged") == 1 and kinds.count("merged_in") == 1 and kinds.count("split") >= 2
     with pytest.raises(Forbidden):  # neither owner nor manager
         await container.bus.handle(c.Merge(second, c.Actor("cli", "mallory"), 1))
+
+
+async def test_the_digest_counts_voices(container: Container) -> None:
+    await container.ingest(the_story())
+    digest = await container.bus.handle(c.ShowDigest(c.Actor("cli", "carol"), department="triage", days=1))
+    assert digest.notice is not None and "1 new (and 2 more voices of them)" in "\n".join(digest.notice.lines)
