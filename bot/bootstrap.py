@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from bot.ingest import Incoming, IngestReport
     from bot.outbox import DeliveryWorker, Job, Sender, Sent
     from bot.routing import Router
+    from bot.voices import Matching
     from storage.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -127,6 +129,13 @@ class Container:
                     await set_language(conn, self.settings.search_language)
             await sync_config(self.uow, self.config)
 
+    @property
+    def matching(self) -> Matching:
+        """When an ingested item is another voice of an open conversation (`bot.voices`), from the config."""
+        from bot.voices import Matching
+
+        return Matching(self.config.duplicate_similarity, timedelta(hours=self.config.duplicate_window_hours))
+
     async def router(self) -> Router:
         """A router over the stored rules."""
         from bot.routing import Router
@@ -162,9 +171,11 @@ class Container:
         for index, chunk in enumerate(chunks):
             last = index == len(chunks) - 1
             async with self.uow() as uow:
-                part = await store_items(uow, chunk, router=router)
+                part = await store_items(uow, chunk, router=router, matching=self.matching)
                 report.new_ids += part.new_ids
                 report.duplicates += part.duplicates
+                report.voices += part.voices
+                report.joined += part.joined
                 report.warning = report.warning or part.warning
                 if last and name:
                     row = await uow.sources.ensure(name, kind="feed")

@@ -31,6 +31,7 @@ from handlers.resolve import handle_dismiss, handle_resolve
 from handlers.search import handle_search
 from handlers.sources import handle_add_source, handle_remove_source, handle_rotate_secret, handle_set_retention
 from handlers.spike import handle_spike
+from handlers.voices import handle_merge, handle_split
 from storage.uow import UnitOfWork
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ HANDLERS: dict[type, Callable[..., Awaitable[Result]]] = {
     c.ReplyToCustomer: handle_reply,
     c.Resolve: handle_resolve,
     c.Dismiss: handle_dismiss,
+    c.Merge: handle_merge,
+    c.Split: handle_split,
     c.ShowQueue: handle_queue,
     c.Show: handle_show,
     c.Search: handle_search,

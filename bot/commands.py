@@ -105,6 +105,25 @@ class Resolve:
 
 
 @dataclass(frozen=True)
+class Merge:
+    """Make a conversation another voice of an open one (`bot.voices`): it closes, its voices go along."""
+
+    conversation_id: int
+    actor: Actor
+    into: int
+
+
+@dataclass(frozen=True)
+class Split:
+    """Take a voice back out into its own conversation: the `voice`-th of this conversation (1: the first
+    merged into it; 0: its only one), or, for a conversation merged into another, that conversation again."""
+
+    conversation_id: int
+    actor: Actor
+    voice: int = 0
+
+
+@dataclass(frozen=True)
 class Dismiss:
     """Close a conversation that needs no action (managers)."""
 
@@ -392,6 +411,8 @@ Command = (
     | ReplyToCustomer
     | Resolve
     | Dismiss
+    | Merge
+    | Split
     | Show
     | ShowQueue
     | Search

@@ -159,6 +159,10 @@ class Config:
     retain_days: int | None = None  # keep closed conversations' text this long; None: forever
     expertise_half_life_days: int = 90  # what someone did counts half as much as expertise after this long
     spikes: SpikeConfig = SpikeConfig()
+    # One card per issue (`bot.voices`, which says why these defaults): how alike a text must be to an open
+    # conversation's (Jaccard of word 3-shingles, 0-1; 1 turns text matching off) and for how long after it came in.
+    duplicate_similarity: float = 0.7
+    duplicate_window_hours: int = 72
 
     def retention_for(self, source: str, stored: int | None = None) -> int | None:
         """How many days a source's closed conversations keep their text: a config feed's own (the config
@@ -305,12 +309,26 @@ class _Checker:
         where: dict[str, Any] = {"header": "[unsilo]"}
         self._unknown(
             top,
-            {"default_department", "outcomes", "require_claim_to_reply", "admins", "retain_days", "expertise_half_life_days"},
+            {
+                "default_department",
+                "outcomes",
+                "require_claim_to_reply",
+                "admins",
+                "retain_days",
+                "expertise_half_life_days",
+                "duplicate_similarity",
+                "duplicate_window_hours",
+            },
             "unsilo",
             **where,
         )
         half_life = self._int(top.get("expertise_half_life_days"), "unsilo.expertise_half_life_days", 90, **where)
         retain_days = self._retain(top.get("retain_days"), "unsilo.retain_days", **where)
+        window = self._int(top.get("duplicate_window_hours"), "unsilo.duplicate_window_hours", 72, **where)
+        alike = top.get("duplicate_similarity", 0.7)
+        if isinstance(alike, bool) or not isinstance(alike, int | float) or not 0.3 <= alike <= 1:
+            self.bad("unsilo.duplicate_similarity", f"must be a number from 0.3 to 1 (got {alike!r})", **where)
+            alike = 0.7
         default = top.get("default_department", "triage")
         if not isinstance(default, str) or not _NAME.match(default):
             self.bad("unsilo.default_department", "must be a lowercase name like 'triage'", field_="default_department", **where)
@@ -372,6 +390,8 @@ class _Checker:
             retain_days=retain_days,
             expertise_half_life_days=half_life,
             spikes=self._spikes(data.get("spikes", {})),
+            duplicate_similarity=float(alike),
+            duplicate_window_hours=window,
         )
 
     def _budgets(self, raw: Any) -> tuple[ChannelConfig, ...]:

@@ -101,6 +101,7 @@ class Digest(Activity):
     recurring: tuple[Recurring, ...] = ()  # what keeps coming up (`recurring_of`)
     spikes: tuple[SpikeAlert, ...] = ()  # the spike alerts of the period (`bot.spikes`), oldest first
     rules: tuple[RuleFigures, ...] = ()  # per routing rule: routed here, rerouted away ("not for us")
+    voices: int = 0  # items of the period that joined one of its conversations as another voice (`bot.voices`)
 
     @property
     def quiet(self) -> bool:
@@ -114,6 +115,7 @@ class Digest(Activity):
             or self.still_open
             or self.taking_part
             or self.spikes
+            or self.voices
         )
 
 
@@ -156,6 +158,7 @@ async def build_digest(uow: UnitOfWork, *, department: str, since: datetime, unt
         recurring=await recurring_of(uow, found.name, activity=activity, previous=previous),
         spikes=tuple(await uow.spikes.since(found.name, since=since, until=until)),
         rules=tuple(await uow.reports.rules(found.name, since=since, until=until)),
+        voices=await uow.voices.joined(found.id, since=since, until=until),
     )
 
 
@@ -238,6 +241,8 @@ def digest_lines(digest: Digest) -> tuple[str, ...]:
     if digest.unclaimed:  # "5 still open (3 unclaimed)", "5 still open (+3; 3 unclaimed)"
         unclaimed = f"{digest.unclaimed} unclaimed"
         shown[-1] = shown[-1][:-1] + f"; {unclaimed})" if shown[-1].endswith(")") else shown[-1] + f" ({unclaimed})"
+    if digest.voices:  # "3 new (+1) (and 2 more voices of them)"
+        shown[0] += f" (and {digest.voices} more voice{_s(digest.voices)} of them)"
     lines = [
         " · ".join(shown),
         *(

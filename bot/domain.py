@@ -46,6 +46,9 @@ TRANSITIONS: dict[str, dict[Status, Status | None]] = {
     "dismiss": {Status.OPEN: Status.DISMISSED, Status.CLAIMED: Status.DISMISSED, Status.REPLIED: Status.DISMISSED},
     "note": {s: None for s in Status},
     "reroute": {Status.OPEN: Status.OPEN, Status.CLAIMED: Status.OPEN, Status.REPLIED: Status.OPEN},  # into the new queue
+    # `merge #12 into #9`: #12 closes as a voice of #9; `split` takes a voice out of an open conversation.
+    "merge": {Status.OPEN: Status.DISMISSED, Status.CLAIMED: Status.DISMISSED, Status.REPLIED: Status.DISMISSED},
+    "split": {Status.OPEN: None, Status.CLAIMED: None, Status.REPLIED: None},
 }
 
 PAST_TENSE = {
@@ -57,6 +60,8 @@ PAST_TENSE = {
     "dismiss": "dismissed",
     "note": "noted",
     "reroute": "rerouted",
+    "merge": "merged",
+    "split": "split",
 }
 
 

@@ -23,6 +23,7 @@ from urllib.parse import urljoin
 from bot import seenbefore, suggest
 from bot.domain import InvalidInput
 from bot.routing import Router
+from bot.voices import Joiner, Matching
 from storage.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -71,11 +72,13 @@ class IngestReport:
     new_ids: list[int] = field(default_factory=list)
     duplicates: int = 0
     warning: str | None = None
+    voices: int = 0  # items that became another voice of an open conversation (`bot.voices`)
+    joined: list[int] = field(default_factory=list)  # the conversations they joined (their cards refreshed)
 
     @property
     def seen(self) -> int:
         """Items read from the source."""
-        return len(self.new_ids) + self.duplicates
+        return len(self.new_ids) + self.duplicates + self.voices
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")  # controls and lone surrogates
@@ -299,8 +302,12 @@ async def store_items(
     actor_name: str = "",
     department: str | None = None,
     kind: str = "ingested",
+    matching: Matching | None = Matching(),
 ) -> IngestReport:
-    """Store every item not seen before, routed, with its event; mark each for delivery."""
+    """Store every item not seen before, routed, with its event; mark each for delivery.
+
+    An ingested item that is the same as an open conversation (`bot.voices`, unless `matching` is None)
+    becomes another voice of it instead: that conversation's cards are refreshed."""
     report = IngestReport(source=items[0].source if items else "")
     departments = {d.name: d.id for d in await uow.departments.all() if d.id is not None}
     now = uow.now()
@@ -313,6 +320,13 @@ async def store_items(
     for key in await uow.conversations.known(unique):
         del unique[key]  # already stored: no need to route it again (the insert would skip it anyway)
         report.duplicates += 1
+    for key in await uow.voices.known(unique):
+        del unique[key]  # a voice of some conversation already
+        report.duplicates += 1
+    joiner = Joiner(uow, matching) if matching is not None and kind == "ingested" else None
+    if joiner is not None:
+        for key in await joiner.before(unique):
+            del unique[key]
     rows, routes = [], {}
     for key, item in unique.items():
         routed = router.route(
@@ -358,6 +372,13 @@ async def store_items(
             }
         )
     inserted = await uow.conversations.add_many(rows)
+    if joiner is not None:
+        new = {key: inserted[f"{key[0]}\x00{key[1]}"] for key in unique if f"{key[0]}\x00{key[1]}" in inserted}
+        for key in await joiner.after(new, unique):
+            del inserted[f"{key[0]}\x00{key[1]}"]
+            del unique[key]
+        report.joined = await joiner.finish()
+        report.voices = len(joiner.voices)
     links: list[tuple[int, int]] = []
     events: list[dict[str, Any]] = []
     routed_to: dict[int, list[str]] = {}

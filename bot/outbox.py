@@ -415,6 +415,7 @@ class DeliveryWorker:
             decided_by=names.get(decider or 0, ""),
             earlier=earlier,
             moved=await _moved_away(uow, destination, current),
+            voices=await uow.voices.of(conversation_id) if conversation.voice_count else (),
         )
         return card, conversation.version
 

@@ -16,7 +16,7 @@ from storage.uow import UnitOfWork
 logger = logging.getLogger(__name__)
 
 ANYONE = frozenset({"claim", "note", "show", "queue", "search", "report", "ask"})
-OWNER_OR_MANAGER = frozenset({"reply", "resolve", "release", "save-answer"})
+OWNER_OR_MANAGER = frozenset({"reply", "resolve", "release", "save-answer", "merge", "split"})
 MANAGER = frozenset({"reassign", "dismiss"})
 OWNER_MEMBER_OR_MANAGER = frozenset({"reroute"})  # its owner, a member of its departments, their managers
 

@@ -74,9 +74,8 @@ class Spike:
 
 
 def count_items(items: Iterable[WindowItem]) -> int:
-    """How much a set of new items weighs in a spike: one per conversation.
-
-    The one place to change when merged voices count too (a conversation with 3 voices: 3)."""
+    """How much a set of new items weighs in a spike: one per item, a new conversation or another voice that
+    joined one in the window (`SpikeRepo.new_in` reads both)."""
     return sum(1 for _ in items)
 
 
@@ -223,7 +222,7 @@ async def _record(
         window_end=now,
         count=main.count,
         baseline=main.mean,
-        conversation_ids=[i.id for i in main.items[:KEPT_IDS]],
+        conversation_ids=list(dict.fromkeys(i.id for i in main.items))[:KEPT_IDS],  # a voice's is its conversation's
         terms=distinctive_terms(main.items, usual, days=settings.baseline_days),
         created_at=now,
     )

@@ -324,6 +324,20 @@ def picked_id(value: str) -> int | None:
     return int(value) if value.isdigit() and 0 < len(value) < 10 and int(value) > 0 else None
 
 
+def _merge(cid: int, actor: c.Actor, fields: Fields) -> c.Command:
+    """`merge #12 into #9` (the "into" may be left out)."""
+    target = re.sub(r"^\s*into\s+", "", fields["into"].strip(), flags=re.IGNORECASE)
+    return c.Merge(cid, actor, parse_conversation_id(target) if target else 0)  # 0: refused by the handler
+
+
+def _split(cid: int, actor: c.Actor, fields: Fields) -> c.Command:
+    """`split #9 2` (its 2nd voice), or `split #12` (#12 merged into another, or #9's only voice)."""
+    which = re.sub(r"^\s*voice\s+", "", fields["voice"].strip(), flags=re.IGNORECASE)
+    if which and not re.fullmatch(r"[0-9]{1,4}", which):
+        raise InvalidInput(f"which voice? a number as `show` lists them, not {which[:20]!r}")
+    return c.Split(cid, actor, int(which) if which else 0)
+
+
 def _text(name: str = "text", label: str = "", *, missing: str, placeholder: str = "") -> Input:
     return Input(name, label, placeholder=placeholder, missing=missing)
 
@@ -492,6 +506,22 @@ TABLE: tuple[Verb, ...] = (
         style="danger",
         on=(Status.OPEN, Status.CLAIMED),
         priority=90,
+    ),
+    Verb(
+        "merge",
+        "merge #12 into #9 — make #12 another voice of #9, the same issue (owners, managers)",
+        build=_merge,
+        inputs=(
+            Input(
+                "into", "Into which conversation?", placeholder="#9", multiline=False, missing="the conversation to merge into"
+            ),
+        ),
+    ),
+    Verb(
+        "split",
+        "split #12 [voice] — take a voice back out into its own conversation (owners, managers)",
+        build=_split,
+        inputs=(Input("voice", "Which voice (as listed)?", placeholder="2", multiline=False, required=False),),
     ),
     Verb(
         "approvals",

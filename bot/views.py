@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Literal
 from bot import verbs
 from bot.domain import Status
 from bot.verbs import Input, Verb
+from bot.voices import described
 from storage import EARLIER_COUNTED
 
 if TYPE_CHECKING:
     from bot.commands import Command
-    from storage.models import Conversation, Event, Note, Reply
+    from storage.models import Conversation, Event, Note, Reply, Voice
 
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")  # Unicode Cc but \t \n, and Cs
 
@@ -195,6 +196,10 @@ class Card:
     earlier: tuple[tuple[int, str], ...] = ()  # the author's newest earlier conversations: (id, status)
     earlier_count: int | None = None  # how many earlier conversations the author has in all (None: not read, in lists)
     moved: bool = False  # a copy in a channel that no longer gets its cards (rerouted): it says where it went
+    # Other items merged into it (`bot.voices`): (source, author, link) of each, oldest first; `voice_count`
+    # counts them all (the card lists the first `VOICES_LISTED`); 0 when none or not read.
+    voices: tuple[tuple[str, str, str], ...] = ()
+    voice_count: int = 0
     facts: tuple[Fact, ...] = field(init=False, repr=False, compare=False)
     summary: str = field(init=False, repr=False, compare=False)
     tone: Tone = field(init=False, repr=False, compare=False)
@@ -331,6 +336,8 @@ def _facts(card: Card) -> tuple[Fact, ...]:
     facts = [f for f in facts if printable(f.value).strip()]
     if card.earlier_count:
         facts.append(_earlier_fact(card.earlier_count, card.earlier))
+    if card.voice_count:
+        facts.extend(voice_facts(card))
     facts.append(Fact("Claimed by", display_name(card.owner), "person") if card.owner is not None else Fact("Unclaimed"))
     if card.status == Status.RESOLVED and printable(card.outcome).strip():
         facts.append(Fact("Outcome:", card.outcome or ""))
@@ -342,6 +349,24 @@ def _facts(card: Card) -> tuple[Fact, ...]:
 
 
 MOVED = "Not for this channel any more: moved to"
+VOICES_LISTED = 5  # voices named on a card; the rest are counted
+
+
+def voices_line(card: Card) -> str:
+    """`3 voices · twitter, forum, reviews`: the conversation's own item and those merged into it, each
+    source once (every source is named even when only the first voices are listed)."""
+    return described(1 + card.voice_count, [card.source, *(source for source, _, _ in card.voices)])
+
+
+def voice_facts(card: Card) -> list[Fact]:
+    """What a card says of its voices: the count and sources, then each voice's author and link."""
+    facts = [Fact(voices_line(card))]
+    for n, (source, author, url) in enumerate(card.voices[:VOICES_LISTED], start=1):  # `split #42 2` takes the 2nd out
+        facts.append(Fact(f"Voice {n}:", f"{display_name(author)} on {source}" + (f" {url}" if url else "")))
+    rest = card.voice_count - min(len(card.voices), VOICES_LISTED)
+    if rest > 0:
+        facts.append(Fact(f"and {rest} more voice{'s' if rest != 1 else ''}"))
+    return facts
 
 
 def _earlier_fact(count: int, earlier: Sequence[tuple[int, str]]) -> Fact:
@@ -552,6 +577,7 @@ def card_for(
     decided_by: str = "",
     earlier: tuple[int, Sequence[tuple[int, str]]] | None = None,
     moved: bool = False,
+    voices: Sequence[Voice] = (),
 ) -> Card:
     """The card of a conversation as it is now, with its latest reply's state (`decided_by`: who approved or
     rejected it, named on a rejected one) and what it was seen like before; an erased one says so
@@ -589,6 +615,8 @@ def card_for(
         seen_before=() if erased else seen_before_of(conversation),
         suggested=() if erased else suggested_of(conversation),
         moved=moved,
+        voices=tuple((v.source, v.author_name or v.author_handle or "unknown author", v.url) for v in voices),
+        voice_count=conversation.voice_count or 0,
     )
 
 

@@ -59,6 +59,7 @@ async def card(uow: UnitOfWork, conversation: Conversation) -> Card:
         reply=reply,
         decided_by=decider.name if decider else "",
         earlier=earlier,
+        voices=await uow.voices.of(conversation.id) if conversation.voice_count else (),  # type: ignore[arg-type]
     )
 
 

@@ -105,9 +105,14 @@ async def handle_erase(cmd: Erase, uow: UnitOfWork, *, ctx: Context) -> Result:
     selector = _selector(cmd)
     reason = require_text(cmd.reason, "The reason (--reason)")[:500]
     found = await erasure.find(uow.session, selector)
-    if not found:
+    voices = await erasure.find_voices(uow.session, selector)  # their posts merged into others' conversations
+    if not found and not voices:
         return Result(f"Nothing to erase: no conversation with customer data left matches that {selector.describe()}")
     count = f"{len(found)} conversation{'s' if len(found) != 1 else ''}"
+    if voices:
+        count += f" and {len(voices)} voice{'s' if len(voices) != 1 else ''} in " + ", ".join(
+            sorted({f"#{v.conversation_id}" for v in voices})
+        )
     if cmd.dry_run:
         also = "their quotes in replies and notes, and their copies in the history and the outbox"
         lines = [f"Would erase the customer data of {count} ({also}):", *_listing(found)]
@@ -118,5 +123,8 @@ async def handle_erase(cmd: Erase, uow: UnitOfWork, *, ctx: Context) -> Result:
             lines.append(f"To erase it, {'click Erase, or ' if actions else ''}type: {cmd.confirm}")
         return Result("\n".join(lines), actions=actions)
     done = await erase_conversations(uow, found, who=who, reason=reason, why=ON_REQUEST)
-    ids = ", ".join(f"#{i}" for i in done.conversation_ids)
+    heard_in = await erasure.erase_voices(uow.session, voices, at=uow.now())
+    for conversation_id in heard_in:
+        await log_event(uow, conversation_id, "voice_erased", who=who, data={"reason": "on request"})
+    ids = ", ".join(f"#{i}" for i in [*done.conversation_ids, *heard_in])
     return Result(f"Erased the customer data of {count}: {ids}; their cards are being updated")

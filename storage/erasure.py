@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, cast, func, or_, update
+from sqlalchemy import String, cast, delete, func, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.models import Conversation, Delivery, Event, Note, Reply, SavedAnswer
+from storage.models import Conversation, Delivery, Event, Note, Reply, SavedAnswer, Voice, VoiceKey
 
 ERASED = "[erased]"  # what stands where the customer's words were quoted
 TOMBSTONE = "erased:sha256:"
@@ -68,22 +68,62 @@ async def find(session: AsyncSession, selector: Selector, *, limit: int = 5000) 
     stmt = select(Conversation).where(col(Conversation.erased_at).is_(None))
     if selector.conversation_id is not None:
         stmt = stmt.where(Conversation.id == selector.conversation_id)
-    elif selector.author:
-        stmt = stmt.where(func.lower(Conversation.author_name) == selector.author.strip().lower())
-    elif selector.handle:
-        handle = selector.handle.strip().lower()
-        stmt = stmt.where(
-            or_(
-                func.lower(Conversation.author_handle) == handle,
-                func.lower(Conversation.author_handle) == f"@{handle.lstrip('@')}",
-            )
-        )
-    elif selector.url:
-        stmt = stmt.where(Conversation.author_url == selector.url.strip())
+    elif (by_author := _author_match(Conversation, selector)) is not None:
+        stmt = stmt.where(by_author)
     else:
         return []
     stmt = stmt.order_by(col(Conversation.id)).limit(limit).execution_options(populate_existing=True)
     return list((await session.exec(stmt)).all())
+
+
+def _author_match(model: Any, selector: Selector) -> Any:
+    """The WHERE clause naming the selector's author on a conversation or a voice (None: not by author)."""
+    if selector.author:
+        return func.lower(model.author_name) == selector.author.strip().lower()
+    if selector.handle:
+        handle = selector.handle.strip().lower()
+        return or_(func.lower(model.author_handle) == handle, func.lower(model.author_handle) == f"@{handle.lstrip('@')}")
+    if selector.url:
+        return model.author_url == selector.url.strip()
+    return None
+
+
+async def find_voices(session: AsyncSession, selector: Selector, *, limit: int = 5000) -> list[Voice]:
+    """The voices (items merged into a conversation, `bot.voices`) by the selector's author that still hold
+    their data, oldest first. A conversation id names none: erasing a conversation erases its voices."""
+    where = _author_match(Voice, selector)
+    if where is None:
+        return []
+    stmt = select(Voice).where(where, ~col(Voice.external_id).startswith(TOMBSTONE)).order_by(col(Voice.id)).limit(limit)
+    return list((await session.exec(stmt)).all())
+
+
+async def erase_voices(session: AsyncSession, voices: Sequence[Voice], *, at: datetime) -> list[int]:
+    """Blank these voices (author, title, text, link) and their quotes in their conversations' replies and
+    notes; their ids become tombstones (a re-read feed still knows them). The conversations whose cards
+    change, each with a new version."""
+    if not voices:
+        return []
+    words_of: dict[Any, list[str]] = {}
+    for voice in voices:
+        words_of.setdefault(voice.conversation_id, []).extend(needles(voice))
+    for cid in words_of:
+        words_of[cid] = sorted(set(words_of[cid]), key=len, reverse=True)
+    table = Voice.__table__  # type: ignore[attr-defined]
+    for voice in voices:
+        values: dict[str, Any] = {name: "" for name in ("author_name", "author_handle", "author_url", "title", "text", "url")}
+        values.update(external_id=tombstone(voice.source, voice.external_id), data={})
+        await session.exec(update(table).where(table.c.id == voice.id).values(values))
+    ids = sorted(words_of)
+    await _redact_rows(session, Reply, ids, words_of, columns=("text", "error", "decision_reason"))
+    await _redact_rows(session, Note, ids, words_of, columns=("text",))
+    conversations = Conversation.__table__  # type: ignore[attr-defined]
+    await session.exec(
+        update(conversations).where(conversations.c.id.in_(ids)).values(version=conversations.c.version + 1, updated_at=at)
+    )
+    for voice in voices:
+        session.expire(voice)
+    return ids
 
 
 async def expired(session: AsyncSession, *, sources: Sequence[str] | None, before: datetime, limit: int) -> list[Conversation]:
@@ -112,12 +152,12 @@ async def sources_with_text(session: AsyncSession) -> list[str]:
     return list((await session.exec(stmt)).all())
 
 
-def needles(conversation: Conversation) -> list[str]:
+def needles(conversation: Conversation | Voice) -> list[str]:
     """The customer's strings to look for elsewhere: their name, handle, URLs, the title, the text and
     each of its lines, sentences and clauses long enough to be a quote (`MIN_QUOTE` characters),
     longest first, so a whole text is replaced before its parts."""
     found = {conversation.author_name, conversation.author_handle, conversation.author_url, conversation.url}
-    found |= {conversation.title, conversation.text, conversation.reply_url}
+    found |= {conversation.title, conversation.text, getattr(conversation, "reply_url", "")}
     for block in (conversation.text, conversation.title):
         for line in re.split(r"[\r\n]+|(?<=[.!?;:,])\s+", block or ""):  # lines, sentences and their clauses
             if len(line.strip()) >= MIN_QUOTE:
@@ -211,6 +251,10 @@ async def erase(session: AsyncSession, conversations: Sequence[Conversation], *,
     )
     await _stop_replies(session, ids)
     await _forget_seen(session, ids)
+    # Its voices go with it, and the keys that would find it (its link, its text's bands).
+    await erase_voices(session, (await session.exec(select(Voice).where(col(Voice.conversation_id).in_(ids)))).all(), at=at)
+    keys = VoiceKey.__table__  # type: ignore[attr-defined]
+    await session.exec(delete(keys).where(keys.c.conversation_id.in_(ids)))
     # The ORM's copies of these rows are stale now: read them again when asked.
     for conversation in conversations:
         session.expire(conversation)

@@ -105,6 +105,8 @@ class Conversation(SQLModel, table=True):
     # The saved answers that fit it best when it came in (`storage.answers.AnswerRepo.record_fitting`), best
     # first: [{"id", "title"}], what the reply form offers where it is rendered with the card (a choice set).
     answers: list[dict[str, Any]] = _json_list()
+    # How many other items were merged into it as voices (`Voice`, `bot.voices`): the card reads them only if any.
+    voice_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 # A customer's earlier conversations (the card's "2 earlier conversations from this author"), by handle
@@ -112,6 +114,46 @@ class Conversation(SQLModel, table=True):
 _conversation_columns = Conversation.__table__.c  # type: ignore[attr-defined]
 Index("ix_conversation_author_handle_lower", func.lower(_conversation_columns.author_handle), _conversation_columns.id)
 Index("ix_conversation_author_url_lower", func.lower(_conversation_columns.author_url), _conversation_columns.id)
+
+
+class Voice(SQLModel, table=True):
+    """Another item saying the same thing as a conversation (same link, or near-identical text): kept
+    with what `split` needs to make it a conversation again. Its `(source, external_id)` is known at
+    ingest like a conversation's, so a re-read feed does not add it twice."""
+
+    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_voice_source_external"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    source: str = Field(max_length=128)
+    external_id: str = Field(max_length=512)
+    author_name: str = Field(default="", max_length=255)
+    author_handle: str = Field(default="", max_length=255)
+    author_url: str = Field(default="", max_length=2048)
+    title: str = Field(default="", max_length=1024)
+    text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    url: str = Field(default="", max_length=2048)
+    created_at: datetime | None = None
+    joined_at: datetime = Field(default_factory=utcnow)
+    how: str = Field(default="link", max_length=16)  # "link", "text" (similarity), "merge" (by hand)
+    origin_id: int | None = Field(default=None, foreign_key="conversation.id", index=True)  # merged by hand: it was this one
+    similarity: float = 1.0
+    data: dict[str, Any] = _json_dict()  # the rest of the item (channel, reply_url, tags) for `split`
+
+
+_voice_columns = Voice.__table__.c  # type: ignore[attr-defined]
+Index("ix_voice_author_handle_lower", func.lower(_voice_columns.author_handle))  # erasure finds an author's voices
+Index("ix_voice_author_url_lower", func.lower(_voice_columns.author_url))
+
+
+class VoiceKey(SQLModel, table=True):
+    """The index that finds the open conversation an item is a voice of: its canonical link ("u:…") and its
+    text's MinHash bands ("b3:…"), each owned by ONE conversation (the primary key decides, across
+    replicas). `at`: when the owner claimed it; an owner out of the window or closed is taken over."""
+
+    key: str = Field(primary_key=True, max_length=64)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    at: datetime = Field(default_factory=utcnow)
 
 
 class ConversationDepartment(SQLModel, table=True):

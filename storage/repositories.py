@@ -243,6 +243,22 @@ def _card_syncs_insert(session: AsyncSession) -> Any:
     return _insert(session, _DELIVERY).from_select(columns, rows).on_conflict_do_nothing(index_elements=["key"])
 
 
+async def known_keys(session: AsyncSession, model: Any, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (source, external id) pairs rows of `model` (conversations, voices) already hold."""
+    by_source: dict[str, list[str]] = {}
+    for source, external_id in keys:
+        by_source.setdefault(source, []).append(external_id)
+    found: set[tuple[str, str]] = set()
+    for source, external_ids in by_source.items():
+        # An erased one keeps its key as a tombstone: its item is known, never new again.
+        stones = {tombstone(source, e): e for e in external_ids}
+        wanted = [*external_ids, *stones]
+        for chunk in _chunks(wanted, 900):
+            stmt = select(model.external_id).where(model.source == source, col(model.external_id).in_(chunk))
+            found.update((source, stones.get(e, e)) for e in (await session.exec(stmt)).all())
+    return found
+
+
 class _Repo:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -334,20 +350,7 @@ class ConversationRepo(_Repo):
 
     async def known(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which (source, external id) pairs are already stored (so a re-read feed isn't routed again)."""
-        by_source: dict[str, list[str]] = {}
-        for source, external_id in keys:
-            by_source.setdefault(source, []).append(external_id)
-        found: set[tuple[str, str]] = set()
-        for source, external_ids in by_source.items():
-            # An erased conversation keeps its key as a tombstone: its item is known, never new again.
-            stones = {tombstone(source, e): e for e in external_ids}
-            wanted = [*external_ids, *stones]
-            for chunk in _chunks(wanted, 900):
-                stmt = select(Conversation.external_id).where(
-                    Conversation.source == source, col(Conversation.external_id).in_(chunk)
-                )
-                found.update((source, stones.get(e, e)) for e in (await self.session.exec(stmt)).all())
-        return found
+        return await known_keys(self.session, Conversation, keys)
 
     async def id_for(self, source: str, external_id: str) -> int | None:
         """The id of the conversation with this source and external id (erased ones too), if any."""

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.models import Conversation, ConversationDepartment, Department, SpikeAlert
+from storage.models import Conversation, ConversationDepartment, Department, SpikeAlert, Voice
 from storage.repositories import _insert
 
 TEXT_READ = 400  # characters of a conversation's text read for its terms
@@ -23,7 +23,9 @@ TEXT_READ = 400  # characters of a conversation's text read for its terms
 
 @dataclass(frozen=True)
 class WindowItem:
-    """A new conversation of a window, as the spike check sees it (one per department it went to)."""
+    """A new item of a window, as the spike check sees it (one per department it went to): a new
+    conversation, or another voice that joined one (then `id` is the conversation's, and the rest the voice's:
+    a burst of near-identical posts merged into one card still counts every post)."""
 
     id: int
     department: str
@@ -35,6 +37,11 @@ class WindowItem:
     text: str
     url: str
     author: str
+
+
+def _aware(moment: datetime) -> datetime:
+    """A stored moment, comparable with the others (SQLite hands them back naive)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class SpikeRepo:
@@ -67,7 +74,28 @@ class SpikeRepo:
             .where(col(Department.retired_at).is_(None))
             .order_by(ingested.desc(), col(Conversation.id).desc())
         )
-        rows: Any = (await self.session.exec(stmt)).all()
+        joined = col(Voice.joined_at)
+        voices = (
+            select(  # type: ignore[call-overload]
+                Conversation.id,
+                Department.name,
+                Voice.joined_at,
+                Voice.source,
+                Conversation.tags,
+                Conversation.routing_reason,
+                Voice.title,
+                func.substr(Voice.text, 1, TEXT_READ),
+                Voice.url,
+                Voice.author_name,
+            )
+            .join(Conversation, col(Conversation.id) == col(Voice.conversation_id))
+            .join(ConversationDepartment, col(ConversationDepartment.conversation_id) == col(Conversation.id))
+            .join(Department, col(Department.id) == col(ConversationDepartment.department_id))
+            .where(or_(*((joined >= start) & (joined < end) for start, end in windows)))
+            .where(col(Department.retired_at).is_(None))
+        )
+        rows: Any = [*(await self.session.exec(stmt)).all(), *(await self.session.exec(voices)).all()]
+        rows.sort(key=lambda r: (_aware(r[2]), r[0]), reverse=True)  # newest first, as one list
         return [
             WindowItem(
                 id=r[0],

@@ -30,6 +30,7 @@ from storage.repositories import (
     SourceRepo,
 )
 from storage.spikes import SpikeRepo
+from storage.voices import VoiceRepo
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class UnitOfWork:
     inbound: InboundEventRepo
     jobs: JobRunRepo
     reports: ReportRepo
+    voices: VoiceRepo
 
     def __init__(
         self,
@@ -102,6 +104,7 @@ class UnitOfWork:
         self.jobs = JobRunRepo(session)
         self.reports = ReportRepo(session)
         self.spikes = SpikeRepo(session)
+        self.voices = VoiceRepo(session)
         self.changed = set()
         return self
 

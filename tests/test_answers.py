@@ -40,7 +40,7 @@ async def stores(make_container: Callable[..., Container], tmp_path: Path) -> As
 
 
 async def _conversation(container: Container, text: str) -> int:
-    item = make_incoming(source="listening", external_id=text[:30], text=text, url="https://forum.example/t/1")
+    item = make_incoming(source="listening", external_id=text[:30], text=text, url=f"https://forum.example/t/{abs(hash(text))}")
     return (await container.ingest([item])).new_ids[0]
 
 

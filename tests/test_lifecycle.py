@@ -24,7 +24,7 @@ async def ingest_one(container: Container, text: str, *, external_id: str = "pos
         text=text,
         title=title,
         author_name="Priya N.",
-        url="https://reviews.example.com/r/1",
+        url=f"https://reviews.example.com/r/{external_id}",
     )
     report = await container.ingest([item])
     assert report.new_ids, "expected a new conversation"

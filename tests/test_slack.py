@@ -28,7 +28,11 @@ async def ingest(h: SlackHarness, text: str, external_id: str = "1") -> int:
     report = await h.container.ingest(
         [
             make_incoming(
-                source="reviews", external_id=external_id, text=text, url="https://reviews.example.com/r/1", author_name="Priya"
+                source="reviews",
+                external_id=external_id,
+                text=text,
+                url=f"https://reviews.example.com/r/{external_id}",
+                author_name="Priya",
             )
         ]
     )

@@ -35,7 +35,11 @@ async def ingest(h: SlackHarness, text: str = "refund please", external_id: str 
     report = await h.container.ingest(
         [
             make_incoming(
-                source="reviews", external_id=external_id, text=text, url="https://reviews.example.com/r/1", author_name="Priya"
+                source="reviews",
+                external_id=external_id,
+                text=text,
+                url=f"https://reviews.example.com/r/{external_id}",
+                author_name="Priya",
             )
         ]
     )

@@ -25,7 +25,7 @@ from bot.outbox import notice_of
 from bot.scheduler import Scheduler
 from bot.spikes import alert_notice, check_spikes, find_spikes
 from storage.clock import utcnow
-from storage.models import Delivery, JobRun, SpikeAlert
+from storage.models import Conversation, Delivery, JobRun, SpikeAlert
 from storage.spikes import WindowItem
 from tests.conftest import TEST_CONFIG, FakeClock
 from tests.slack_support import running_slack
@@ -103,7 +103,26 @@ async def _alerts(container: Container) -> list[SpikeAlert]:
         return list((await uow.session.exec(select(SpikeAlert).order_by(SpikeAlert.id))).all())
 
 
-BURST = "Checkout outage: payment page is down again, error 503 at checkout #{i}"
+BURST = "Checkout outage, error 503 at checkout #{i}"  # under 12 words: each its own conversation (bot/voices.py)
+# The same complaint reposted: near-identical texts, which become voices of one conversation.
+REPOSTED = "Checkout outage again today: the payment page is down and shows error 503 at checkout, ref {i}"
+
+
+async def test_a_burst_merged_into_one_conversation_still_counts_every_voice(store: tuple[Container, FakeClock]) -> None:
+    container, clock = store
+    clock.now -= timedelta(days=7, minutes=30)
+    await _quiet_week(container, clock)
+    clock.advance(minutes=20)
+    await _ingest(container, clock, 30, prefix="repost", every=timedelta(seconds=20), text=REPOSTED)
+    async with container.uow() as uow:
+        burst = [cv for cv in (await uow.session.exec(select(Conversation))).all() if "ref " in cv.text]
+    assert len(burst) == 1 and burst[0].voice_count == 29, "one card for the reposted complaint"
+
+    assert await Scheduler(container, holder="A").run_spikes(due_at=clock.now)
+    notice = notice_of((await _alert_rows(container))[0].payload)
+    assert notice.title == "Spike in support: 30 new tagged “outage” in the last 1 h", "every voice counts"
+    shown = await container.bus.handle(c.ShowSpike(DAVE, 1))
+    assert shown.text == "Spike 1 in support (outage): 1 conversation", "its list names the conversation once"
 
 
 async def test_a_burst_of_outages_is_announced_once_per_channel_and_not_again_within_the_cooldown(

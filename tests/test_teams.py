@@ -68,7 +68,11 @@ async def ingest(h: TeamsHarness, text: str = "my kettle arrived broken, refund 
     report = await h.container.ingest(
         [
             make_incoming(
-                source="reviews", external_id=external_id, text=text, url="https://reviews.example.com/r/1", author_name="Priya"
+                source="reviews",
+                external_id=external_id,
+                text=text,
+                url=f"https://reviews.example.com/r/{external_id}",
+                author_name="Priya",
             )
         ]
     )

@@ -30,7 +30,11 @@ async def posted_card(h: TeamsHarness, text: str = "my kettle arrived broken, re
     report = await h.container.ingest(
         [
             make_incoming(
-                source="reviews", external_id=text[:20], text=text, url="https://reviews.example.com/r/1", author_name="Priya"
+                source="reviews",
+                external_id=text[:20],
+                text=text,
+                url=f"https://reviews.example.com/r/{abs(hash(text))}",
+                author_name="Priya",
             )
         ]
     )

@@ -41,7 +41,7 @@ async def ingest(h: TeamsHarness, external_id: str = "1") -> int:
                 source="reviews",
                 external_id=external_id,
                 text="my kettle arrived broken, refund please",
-                url="https://reviews.example.com/r/1",
+                url=f"https://reviews.example.com/r/{external_id}",
                 author_name="Priya",
             )
         ]

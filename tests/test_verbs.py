@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ACTOR = c.Actor("slack", "U1", "Ann")
 
 
-TYPED = {"person": "dana"}  # Ask: a name from the card (see `_suggest`)
+TYPED = {"person": "dana", "into": "into #9", "voice": "2"}  # Ask: a name from the card (see `_suggest`); merge, split
 
 
 CHOSEN = {"outcomes": "answered", "departments": "triage"}  # a choice input's pick: the conversations are support's
