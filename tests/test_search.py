@@ -14,12 +14,14 @@ from bot import output
 from bot.bootstrap import Container, build
 from bot.config import Config
 from bot.domain import InvalidInput
-from bot.ingest import make_incoming
+from bot.ingest import make_incoming, recall_after, store_items
+from bot.outbox import commit_with_deliveries
 from bot.seenbefore import THRESHOLD
 from bot.settings import Settings
 from storage import erasure
 from storage import search as search_index
 from tests.conftest import PG_URL, _drop_schema, _postgres_schema
+from tests.test_outbox import Recorder
 
 carol = c.Actor("cli", "carol", name="carol")  # manager of support and triage
 alice = c.Actor("slack", "U0ALICE", name="alice")
@@ -333,3 +335,43 @@ async def test_a_word_in_very_many_conversations_ranks_the_newest_and_says_more_
         assert await _ids(store, "broken kettle") == [oldest]
         found = await store.bus.handle(c.Search(carol, ("kettle", "case")))
         assert found.text == "4 matches for “kettle case”" and found.more == 1  # three cards, one more counted
+
+
+async def test_seen_before_found_after_the_ingest_commits_updates_a_card_already_posted_without_it(
+    container: Container,
+) -> None:
+    platform = Recorder()
+    container.senders = {"log": platform}
+    title, first, again = TOPICS["battery"]
+    old = await _ingest(container, "old-battery", title, first)
+    await _resolve(container, old)
+    for name, (other, text, _) in TOPICS.items():  # the everyday words common, the telling ones rare
+        if name != "battery":
+            await _ingest(container, f"other-{name}", other, text)
+    await container.worker().run_until_idle()
+    # Stored and committed without "seen before" (as a feed's batch is); its card goes out at once, without it.
+    item = make_incoming(source="reviews", external_id="new-battery", title="", text=f"{again}. {FILLER}")
+    router = await container.router()
+    async with container.uow() as uow:
+        report = await store_items(uow, [item], router=router, recalled=False)
+        await commit_with_deliveries(uow)
+    (new,) = report.new_ids
+    await container.worker().run_until_idle()
+    posted = [job for job in platform.jobs if job.card is not None and job.card.id == new]
+    assert posted and all(job.message_id is None and not job.card.seen_before for job in posted if job.card)
+    # Then found in a unit of work of its own: each posted copy is updated in place, never posted again.
+    async with container.uow() as uow:
+        assert await recall_after(uow, [new]) == [new]
+        await commit_with_deliveries(uow)
+    await container.worker().run_until_idle()
+    updated = [job for job in platform.jobs if job.card is not None and job.card.id == new][len(posted) :]
+    assert len(updated) == len(posted)
+    assert all(job.message_id and job.card and [s.id for s in job.card.seen_before] == [old] for job in updated)
+    assert await _seen(container, new) == [old]
+
+    # A feed's ingest finds them in the background: `settled` waits for them.
+    background = await container.ingest(
+        [make_incoming(source="reviews", external_id="new-battery-2", text=f"{again}. {FILLER}")], background=True
+    )
+    await container.settled()
+    assert await _seen(container, background.new_ids[0]) == [old]
