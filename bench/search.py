@@ -144,6 +144,10 @@ async def fill(container: Container, rows: int) -> float:
             await conn.execute(
                 text("SELECT setval(pg_get_serial_sequence('conversation', 'id'), (SELECT max(id) FROM conversation))")
             )
+    if dialect == "postgresql":  # as autovacuum leaves a store that has run a while: visibility map set
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("VACUUM (ANALYZE) conversation, conversationdepartment, conversation_search"))
     async with engine.begin() as conn:
         await conn.execute(text("ANALYZE"))
         if dialect != "postgresql":
