@@ -531,7 +531,9 @@ async def similar_resolved(
     wanted = sorted({t for weights, _ in weighed.values() for t in weights})
     if not wanted:
         return found
-    # One query for the whole batch: which resolved conversations hold each wanted term.
+    # One query for the whole batch: which resolved conversations hold each wanted term. On SQLite, CROSS JOIN
+    # keeps the terms first: with a few thousand of them the planner put `conversation` first and FTS5
+    # refused the MATCH ("unable to use function MATCH in the requested context").
     params: dict[str, Any] = {f"t{i}": (t if dialect == "postgresql" else f'"{t}"') for i, t in enumerate(wanted)}
     values = ", ".join(f"(CAST(:t{i} AS text))" for i in range(len(wanted)))
     if dialect == "postgresql":
@@ -542,7 +544,7 @@ async def similar_resolved(
     else:
         sql = (
             f"WITH t(term) AS (VALUES {values}) SELECT substr(t.term, 2, length(t.term) - 2), c.id FROM t "
-            f"JOIN {FTS_TABLE} ON {FTS_TABLE} MATCH t.term JOIN conversation c ON c.id = {FTS_TABLE}.rowid "
+            f"CROSS JOIN {FTS_TABLE} ON {FTS_TABLE} MATCH t.term CROSS JOIN conversation c ON c.id = {FTS_TABLE}.rowid "
         )
     sql += f"WHERE c.status = '{RESOLVED}' AND c.erased_at IS NULL"
     holders: dict[str, list[int]] = {}
