@@ -79,6 +79,7 @@ class Container:
     write_lock: asyncio.Lock | None = None
     health: Health = field(default_factory=Health)
     metrics: Metrics = field(default_factory=Metrics)  # this container's own registry: `/metrics`
+    recalling: set[asyncio.Task[None]] = field(default_factory=set)  # "seen before" of feeds' batches still running
 
     def uow(self) -> UnitOfWork:
         """A fresh unit of work on the shared store."""
@@ -151,6 +152,7 @@ class Container:
         source: str | None = None,
         source_update: Mapping[str, object] | None = None,
         batch: int = INGEST_BATCH,
+        background: bool = False,
     ) -> IngestReport:
         """Store new items (routed, with events and deliveries), `batch` items per transaction.
 
@@ -160,6 +162,11 @@ class Container:
         the LAST batch's transaction, so a poll's validators (etag, last_modified) and next
         due time are saved only once all its items are: a crash midway re-reads the feed,
         and the items already stored are skipped.
+
+        "Seen before" and who to ask (`bot.ingest.recall`) are found once the batches have committed, in
+        units of work of their own (never under the ingest's write lock); with `background`, in a task
+        (`settled` waits for it), so that a big feed's poll is not held by them: a card sent before they are
+        known is updated with them.
         """
         from bot.ingest import IngestReport, store_items
         from bot.outbox import commit_with_deliveries
@@ -171,7 +178,7 @@ class Container:
         for index, chunk in enumerate(chunks):
             last = index == len(chunks) - 1
             async with self.uow() as uow:
-                part = await store_items(uow, chunk, router=router, matching=self.matching)
+                part = await store_items(uow, chunk, router=router, matching=self.matching, recalled=False)
                 report.new_ids += part.new_ids
                 report.duplicates += part.duplicates
                 report.voices += part.voices
@@ -188,10 +195,39 @@ class Container:
             if not last:
                 await asyncio.sleep(0)  # let waiting requests in
         self.metrics.ingested(report.source or name or "", new=len(report.new_ids), duplicate=report.duplicates)
+        if report.new_ids and background:
+            task = asyncio.create_task(self._recall(list(report.new_ids), batch))
+            self.recalling.add(task)
+            task.add_done_callback(self.recalling.discard)
+        elif report.new_ids:
+            await self._recall(report.new_ids, batch)
         return report
+
+    async def _recall(self, ids: Sequence[int], batch: int) -> None:
+        """ "Seen before" and who to ask of conversations just stored, `batch` at a time; a failure leaves those
+        cards without them (the conversations are stored: a re-poll would not come back to them), logged."""
+        from bot.ingest import recall_after
+        from bot.outbox import commit_with_deliveries
+
+        for start in range(0, len(ids), batch):
+            try:
+                async with self.uow() as uow:
+                    await recall_after(uow, ids[start : start + batch])
+                    await commit_with_deliveries(uow)
+            except Exception:
+                logger.warning(
+                    "seen before not recorded for %d new conversations", len(ids[start : start + batch]), exc_info=True
+                )
+            await asyncio.sleep(0)  # let waiting requests in
+
+    async def settled(self) -> None:
+        """Wait for the "seen before" of the feeds ingested in the background."""
+        while self.recalling:
+            await asyncio.gather(*self.recalling, return_exceptions=True)
 
     async def close(self) -> None:
         """Release the senders' HTTP sessions and the database connections."""
+        await self.settled()
         for sender in self.senders.values():
             close = getattr(sender, "close", None)
             if close is not None:

@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -303,11 +303,14 @@ async def store_items(
     department: str | None = None,
     kind: str = "ingested",
     matching: Matching | None = Matching(),
+    recalled: bool = True,
 ) -> IngestReport:
     """Store every item not seen before, routed, with its event; mark each for delivery.
 
     An ingested item that is the same as an open conversation (`bot.voices`, unless `matching` is None)
-    becomes another voice of it instead: that conversation's cards are refreshed."""
+    becomes another voice of it instead: that conversation's cards are refreshed. With `recalled`,
+    "seen before" and who to ask are found in this transaction too; without, the caller runs `recall`
+    once this one commits (outside its write lock)."""
     report = IngestReport(source=items[0].source if items else "")
     departments = {d.name: d.id for d in await uow.departments.all() if d.id is not None}
     now = uow.now()
@@ -410,8 +413,30 @@ async def store_items(
     await uow.conversations.link_departments(links)
     await uow.events.add_many(events)
     if report.new_ids:
-        # "Seen before" on the cards, then who to ask from those conversations: in the same transaction.
-        if await seenbefore.record(uow, report.new_ids):
-            await suggest.record(uow, routed_to)
+        if recalled:
+            await recall(uow, report.new_ids, routed_to)
         await uow.answers.record_fitting(report.new_ids)  # what the reply form rendered with the card offers
     return report
+
+
+async def recall(uow: UnitOfWork, ids: Sequence[int], departments: Mapping[int, Sequence[str]] | None = None) -> list[int]:
+    """ "Seen before" on the cards of new conversations, then who to ask from those conversations
+    (`departments`: each one's department names, read from the store when not given); the ids that got a list."""
+    if not ids:
+        return []
+    listed = await seenbefore.record(uow, ids)
+    if listed:
+        await suggest.record(uow, departments if departments is not None else await uow.conversations.department_names(ids))
+    return listed
+
+
+async def recall_after(uow: UnitOfWork, ids: Sequence[int]) -> list[int]:
+    """`recall` in a unit of work of its own, after the conversations' own committed: each one that got a list
+    has its version raised and its cards marked for refreshing, so a card already posted without it is
+    updated in place (its delivery key names the version), and one not sent yet is sent with it."""
+    listed = await recall(uow, ids)
+    if listed:
+        await uow.conversations.touch_many(listed, at=uow.now())
+        for cid in listed:
+            uow.mark_changed(cid)
+    return listed

@@ -5,8 +5,10 @@ how much of the new one's most distinctive terms (the rarest in the index) it ho
 the unrelated ones off the card (better nothing than noise); it was chosen on the fixture of
 tests/test_search.py (ten topics: related ones scored 0.43 to 0.70, unrelated ones 0.15 at most).
 
-The list is stored on the new conversation (`Conversation.seen_before`, in the ingest's transaction):
-cards, `show` and the App Home read it with the row, never recomputing it. Erasing a conversation
+The list is stored on the new conversation (`Conversation.seen_before`): in the ingest's transaction for a
+report, in a unit of work of its own right after a feed's or a webhook's batches commit (`bot.ingest.recall`,
+which refreshes a card already posted without it). Cards, `show` and the App Home read it with the row,
+never recomputing it. Erasing a conversation
 takes it off every list (`storage.erasure`).
 """
 
@@ -31,12 +33,12 @@ MOST = 3  # conversations on a card
 REACHED = ("sent", "posted")
 
 
-async def record(uow: UnitOfWork, ids: Sequence[int]) -> int:
-    """Find and store the "seen before" list of each new conversation; how many got one."""
+async def record(uow: UnitOfWork, ids: Sequence[int]) -> list[int]:
+    """Find and store the "seen before" list of each new conversation; the ids of those that got one."""
     found = await search.similar_resolved(uow.session, ids, limit=MOST, threshold=THRESHOLD)
     similar = sorted({sid for pairs in found.values() for sid, _ in pairs})
     if not similar:
-        return 0
+        return []
     session = uow.session
     rows = (
         await session.exec(
@@ -56,11 +58,11 @@ async def record(uow: UnitOfWork, ids: Sequence[int]) -> int:
         if cid is not None
     }
     table = Conversation.__table__  # type: ignore[attr-defined]
-    recorded = 0
+    recorded = []
     for cid, pairs in found.items():
         listed = [details[sid] for sid, _ in pairs if sid in details]
         if listed:
             await session.exec(update(table).where(table.c.id == cid).values(seen_before=listed))
-            recorded += 1
-    logger.debug("seen before: %d of %d new conversations", recorded, len(ids))
+            recorded.append(cid)
+    logger.debug("seen before: %d of %d new conversations", len(recorded), len(ids))
     return recorded

@@ -1,6 +1,6 @@
 """Who to ask: on a new card, up to two people outside its departments who handled conversations like it.
 
-Found once, at ingest, right after "seen before" (`bot.seenbefore`, in the same transaction): the
+Found once, at ingest, right after "seen before" (`bot.seenbefore`, in the same transaction: `bot.ingest.recall`): the
 people who resolved or replied to its "seen before" conversations, scored as `who knows` scores them
 (`bot.expertise.weigh`), kept when they handled at least `MIN_SIMILAR` of them and have an account on
 a chat platform (so that Ask can reach them). Stored on the conversation (`Conversation.suggested`),

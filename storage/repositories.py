@@ -421,13 +421,18 @@ class ConversationRepo(_Repo):
 
     async def touch(self, conversation_id: int, *, at: datetime) -> None:
         """Say the card changed without a status change (a reply approved, sent, failed...): a new version."""
-        stmt = (
-            update(Conversation)
-            .where(col(Conversation.id) == conversation_id)
-            .values(version=Conversation.version + 1, updated_at=at)
-            .execution_options(synchronize_session=False)
-        )
-        await self.session.exec(stmt)
+        await self.touch_many([conversation_id], at=at)
+
+    async def touch_many(self, conversation_ids: Sequence[int], *, at: datetime) -> None:
+        """`touch` for many conversations at once (their "seen before" found after they were stored)."""
+        for chunk in _chunks(conversation_ids):
+            stmt = (
+                update(Conversation)
+                .where(col(Conversation.id).in_(list(chunk)))
+                .values(version=Conversation.version + 1, updated_at=at)
+                .execution_options(synchronize_session=False)
+            )
+            await self.session.exec(stmt)
 
     async def mark_once(self, conversation_id: int, column: str, *, at: datetime) -> bool:
         """Set `escalated_at` / `reminded_at` if still empty; True for the one caller that did."""

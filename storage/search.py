@@ -333,17 +333,21 @@ async def search(session: AsyncSession, q: Query, *, limit: int, offset: int = 0
     # Recent first on ties: the newer id (ids grow as conversations come in). Without filters the index
     # alone answers: no row of `conversation` is read for the matches.
     if dialect == "postgresql":
-        # One statement: the matching ids once (GIN), counted; the newest CANDIDATES of them ranked.
-        joined = "JOIN conversation c ON c.id = s.conversation_id " if where else ""
+        # One statement. The matching ids (GIN), newest first (OFFSET 0 keeps that order from being merged
+        # into the joins); the filters read the rows in that order, only until enough pass (CANDIDATES to rank,
+        # COUNTED + 1 to count): a common word's tens of thousands of matches never all join `conversation`.
+        params["fetched"] = max(CANDIDATES, COUNTED + 1)
+        joined = "JOIN conversation c ON c.id = m.id " if where else ""
+        tsquery = _pg_tsquery(q.terms, params, " && ")  # in the scan itself: the planner estimates its matches
         sql = (
-            f"WITH q AS (SELECT {_pg_tsquery(q.terms, params, ' && ')} AS query), "
-            f"m AS MATERIALIZED (SELECT s.conversation_id AS id FROM q, {PG_TABLE} s {joined}WHERE s.document @@ q.query"
-            + "".join(f" AND {w}" for w in where)
-            + "), top AS (SELECT id FROM m ORDER BY id DESC LIMIT :candidates) "
-            f"SELECT top.id, ts_rank_cd(r.document, q.query, 1) AS score, "
-            f"(SELECT count(*) FROM (SELECT 1 FROM m LIMIT {COUNTED + 1}) AS counted) "
-            f"FROM q, top JOIN {PG_TABLE} r ON r.conversation_id = top.id "
-            "ORDER BY score DESC, top.id DESC LIMIT :limit OFFSET :offset"
+            f"WITH top AS MATERIALIZED (SELECT m.id FROM (SELECT s.conversation_id AS id FROM {PG_TABLE} s "
+            f"WHERE s.document @@ {tsquery} ORDER BY s.conversation_id DESC OFFSET 0) AS m {joined}"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY m.id DESC LIMIT :fetched) "
+            f"SELECT r.id, ts_rank_cd(d.document, {tsquery}, 1) AS score, (SELECT count(*) FROM top) "
+            f"FROM (SELECT id FROM top ORDER BY id DESC LIMIT :candidates) AS r "
+            f"JOIN {PG_TABLE} d ON d.conversation_id = r.id "
+            "ORDER BY score DESC, r.id DESC LIMIT :limit OFFSET :offset"
         )
         count = ""
     else:
@@ -359,7 +363,7 @@ async def search(session: AsyncSession, q: Query, *, limit: int, offset: int = 0
     rows = (await _run(session, sql, params)).all()
     if not rows:
         return Hits()
-    total = int(rows[0][2]) if not count else int((await _run(session, count, params)).scalar_one())
+    total = min(int(rows[0][2]), COUNTED + 1) if not count else int((await _run(session, count, params)).scalar_one())
     ids = [int(r[0]) for r in rows]
     marked = await _snippets(session, q.terms, ids) if snippets else {}
     return Hits([Hit(int(r[0]), float(r[1]), marked.get(int(r[0]), "")) for r in rows], total)
@@ -527,7 +531,9 @@ async def similar_resolved(
     wanted = sorted({t for weights, _ in weighed.values() for t in weights})
     if not wanted:
         return found
-    # One query for the whole batch: which resolved conversations hold each wanted term.
+    # One query for the whole batch: which resolved conversations hold each wanted term. On SQLite, CROSS JOIN
+    # keeps the terms first: with a few thousand of them the planner put `conversation` first and FTS5
+    # refused the MATCH ("unable to use function MATCH in the requested context").
     params: dict[str, Any] = {f"t{i}": (t if dialect == "postgresql" else f'"{t}"') for i, t in enumerate(wanted)}
     values = ", ".join(f"(CAST(:t{i} AS text))" for i in range(len(wanted)))
     if dialect == "postgresql":
@@ -538,7 +544,7 @@ async def similar_resolved(
     else:
         sql = (
             f"WITH t(term) AS (VALUES {values}) SELECT substr(t.term, 2, length(t.term) - 2), c.id FROM t "
-            f"JOIN {FTS_TABLE} ON {FTS_TABLE} MATCH t.term JOIN conversation c ON c.id = {FTS_TABLE}.rowid "
+            f"CROSS JOIN {FTS_TABLE} ON {FTS_TABLE} MATCH t.term CROSS JOIN conversation c ON c.id = {FTS_TABLE}.rowid "
         )
     sql += f"WHERE c.status = '{RESOLVED}' AND c.erased_at IS NULL"
     holders: dict[str, list[int]] = {}

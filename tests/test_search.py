@@ -14,12 +14,14 @@ from bot import output
 from bot.bootstrap import Container, build
 from bot.config import Config
 from bot.domain import InvalidInput
-from bot.ingest import make_incoming
+from bot.ingest import make_incoming, recall_after, store_items
+from bot.outbox import commit_with_deliveries
 from bot.seenbefore import THRESHOLD
 from bot.settings import Settings
 from storage import erasure
 from storage import search as search_index
 from tests.conftest import PG_URL, _drop_schema, _postgres_schema
+from tests.test_outbox import Recorder
 
 carol = c.Actor("cli", "carol", name="carol")  # manager of support and triage
 alice = c.Actor("slack", "U0ALICE", name="alice")
@@ -112,11 +114,15 @@ async def test_seen_before_finds_the_resolved_one_of_the_same_topic_and_never_an
     for name, (title, first, _) in TOPICS.items():
         old[name] = await _ingest(container, f"old-{name}", title, first)
         await _resolve(container, old[name], reply="We refunded the duplicate.\nKind regards" if name == "refund" else "")
-    for i in range(6):  # open ones, never listed: only resolved conversations are "seen before"
-        await _ingest(container, f"open-{i}", "", TOPICS["courier"][2])
+    for i in range(6):  # an open one like the courier topic (one post six times: one conversation, five voices), never
+        # listed: only resolved conversations are "seen before"
+        item = make_incoming(source="reviews", external_id=f"open-{i}", title="", text=f"{TOPICS['courier'][1]}. {FILLER}")
+        report = await container.ingest([item])
+        assert len(report.new_ids) == (1 if i == 0 else 0)
     hits = 0
+    fresh: dict[str, int] = {}
     for name, (_, _, again) in TOPICS.items():
-        new = await _ingest(container, f"new-{name}", "", again)
+        new = fresh[name] = await _ingest(container, f"new-{name}", "", again)
         seen = await _seen(container, new)
         assert set(seen) <= {old[name]}, f"{name}: an unrelated conversation above the threshold ({THRESHOLD})"
         hits += seen[:1] == [old[name]]
@@ -124,7 +130,7 @@ async def test_seen_before_finds_the_resolved_one_of_the_same_topic_and_never_an
     assert await _seen(container, await _ingest(container, "unrelated", "", UNRELATED)) == []
 
     # The card says how it ended, who handled it, and the reply's first line; `show` lists the ids.
-    new_refund = await _ingest(container, "new-refund-2", "", TOPICS["refund"][2])
+    new_refund = fresh["refund"]  # (the same post again would be another voice of it: bot/voices.py)
     shown = await container.bus.handle(c.Show(new_refund, carol))
     assert shown.card is not None
     seen_fact = [f.value for f in shown.card.facts if f.label == "Seen before:"]
@@ -333,3 +339,43 @@ async def test_a_word_in_very_many_conversations_ranks_the_newest_and_says_more_
         assert await _ids(store, "broken kettle") == [oldest]
         found = await store.bus.handle(c.Search(carol, ("kettle", "case")))
         assert found.text == "4 matches for “kettle case”" and found.more == 1  # three cards, one more counted
+
+
+async def test_seen_before_found_after_the_ingest_commits_updates_a_card_already_posted_without_it(
+    container: Container,
+) -> None:
+    platform = Recorder()
+    container.senders = {"log": platform}
+    title, first, again = TOPICS["battery"]
+    old = await _ingest(container, "old-battery", title, first)
+    await _resolve(container, old)
+    for name, (other, text, _) in TOPICS.items():  # the everyday words common, the telling ones rare
+        if name != "battery":
+            await _ingest(container, f"other-{name}", other, text)
+    await container.worker().run_until_idle()
+    # Stored and committed without "seen before" (as a feed's batch is); its card goes out at once, without it.
+    item = make_incoming(source="reviews", external_id="new-battery", title="", text=f"{again}. {FILLER}")
+    router = await container.router()
+    async with container.uow() as uow:
+        report = await store_items(uow, [item], router=router, recalled=False)
+        await commit_with_deliveries(uow)
+    (new,) = report.new_ids
+    await container.worker().run_until_idle()
+    posted = [job for job in platform.jobs if job.card is not None and job.card.id == new]
+    assert posted and all(job.message_id is None and not job.card.seen_before for job in posted if job.card)
+    # Then found in a unit of work of its own: each posted copy is updated in place, never posted again.
+    async with container.uow() as uow:
+        assert await recall_after(uow, [new]) == [new]
+        await commit_with_deliveries(uow)
+    await container.worker().run_until_idle()
+    updated = [job for job in platform.jobs if job.card is not None and job.card.id == new][len(posted) :]
+    assert len(updated) == len(posted)
+    assert all(job.message_id and job.card and [s.id for s in job.card.seen_before] == [old] for job in updated)
+    assert await _seen(container, new) == [old]
+
+    # A feed's ingest finds them in the background: `settled` waits for them.
+    background = await container.ingest(  # (the old one's words: the same post as #new would join it as a voice)
+        [make_incoming(source="reviews", external_id="new-battery-2", text=f"{first}. {FILLER}")], background=True
+    )
+    await container.settled()
+    assert await _seen(container, background.new_ids[0]) == [old]

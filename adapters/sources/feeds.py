@@ -265,6 +265,7 @@ class FeedPoller:
                 "last_error": None,
                 "next_poll_at": next_at,
             },
+            background=True,  # "seen before" right after, not holding the poll (a card sent first is updated)
         )
         status = PollStatus.NEW_ITEMS if report.new_ids else PollStatus.NO_NEW_ITEMS
         # A poll that brought nothing is not news (a feed is polled every few minutes): said at DEBUG only.
