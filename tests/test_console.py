@@ -293,6 +293,16 @@ def test_the_console_is_off_unless_on_loopback_or_when_turned_off() -> None:
     assert WebSettings.from_env({"UNSILO_CONSOLE": "off"}).missing() == "turned off (UNSILO_CONSOLE=off)"
 
 
+def test_the_printed_link_names_the_address_given_to_unsilo_run() -> None:
+    from adapters.web import PLATFORM
+
+    given = settings_from_env({}, host="::1", port=8123)  # `unsilo run --host ::1 --port 8123`
+    web = given.of(PLATFORM)
+    assert web.missing() is None and web.login_url("t") == "http://[::1]:8123/console/login?token=t"  # type: ignore[attr-defined]
+    exposed = settings_from_env({"UNSILO_HOST": "127.0.0.1"}, host="0.0.0.0").of(PLATFORM).missing()
+    assert exposed is not None and "'0.0.0.0'" in exposed
+
+
 async def test_a_console_bound_beyond_loopback_serves_nothing_and_prints_no_link(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
