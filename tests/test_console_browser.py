@@ -300,6 +300,7 @@ async def test_without_a_session_the_console_answers_401_and_the_spent_link_is_r
         assert response is not None and response.status == 401
         assert await page.get_by_role("heading", name="This link is used or wrong").is_visible()
         assert await context.cookies() == []
+        assert await page.locator(".skip").evaluate("el => getComputedStyle(el).position") == "absolute"  # styled
         await screenshot(page, "login-refused")
     finally:
         await context.close()
@@ -349,3 +350,51 @@ async def test_hostile_customer_text_runs_nothing(site: Site, page: Page, page_l
     assert any("/console/events?" in url for url in requested)  # the console's own script did run
     assert page_log.dialogs == [] and page_log.errors == []
     assert not any(url.startswith(f"{site.url}/x") for url in requested)  # no <img src=x> was fetched
+
+
+# Every text on the page against what is behind it: WCAG's contrast ratio, 4.5:1 at least.
+CONTRAST = """() => {
+  const rgb = (text) => (text.match(/[\\d.]+/g) || []).map(Number);
+  const luminance = ([r, g, b]) => {
+    const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+  };
+  const behind = (el) => {
+    for (let at = el; at; at = at.parentElement) {
+      const [r, g, b, a = 1] = rgb(getComputedStyle(at).backgroundColor);
+      if (a > 0.5 && !(at instanceof SVGElement)) return [r, g, b];
+    }
+    return [255, 255, 255];
+  };
+  const poor = [];
+  for (const el of document.querySelectorAll("body *")) {
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    const box = el.getBoundingClientRect();
+    if (!own || !box.width || !box.height) continue;
+    const style = getComputedStyle(el);
+    const fg = rgb(el instanceof SVGElement ? style.fill : style.color);
+    const [l1, l2] = [luminance(fg), luminance(behind(el))].sort((a, b) => b - a);
+    const ratio = (l1 + 0.05) / (l2 + 0.05);
+    if (ratio < 4.5) poor.push(`${el.tagName} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
+  }
+  return poor;
+}"""
+
+UNLABELLED = """() => [...document.querySelectorAll("input:not([type=hidden]), select, textarea")]
+  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label")).map((el) => el.outerHTML)"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_every_input_is_labelled_and_every_text_is_readable(site: Site, page: Page, scheme: str) -> None:
+    await page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
+    for path in (
+        "/console?channel=web:support",
+        f"/console/c/{site.hostile}",
+        "/console/search?q=refund",
+        "/console/dashboard?department=support",
+    ):
+        await page.goto(f"{site.url}{path}")
+        for details in await page.locator("details").all():  # the forms too, opened
+            await details.evaluate("el => el.open = true")
+        assert await page.evaluate(UNLABELLED) == [], path
+        assert await page.evaluate(CONTRAST) == [], (scheme, path)

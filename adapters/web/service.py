@@ -154,6 +154,7 @@ def mount(app: web.Application, *, settings: WebSettings, wiring: Wiring) -> Web
     app[CONSOLE] = console
     pages = _Pages(console)
     app.router.add_get(f"{PREFIX}/login", pages.login)
+    app.router.add_get(f"{PREFIX}/static/console.css", pages.stylesheet)  # the sign-in and refusal pages are styled too
     for path, page in (
         ("", pages.channels),
         ("/", pages.channels),
@@ -369,11 +370,11 @@ class _Pages:
         return response
 
     async def static(self, request: web.Request, session: Session) -> web.StreamResponse:
-        name = request.match_info["name"]
-        if name not in STATIC:
-            raise web.HTTPNotFound()
-        body = resources.files("adapters.web").joinpath("static", name).read_bytes()
-        return web.Response(body=body, content_type=STATIC[name])
+        return _static_file(request.match_info["name"])
+
+    async def stylesheet(self, request: web.Request) -> web.StreamResponse:
+        """The stylesheet, to anyone on this machine: it holds nothing secret, and a refusal reads better styled."""
+        return _not_local(request) or _secured(_static_file("console.css"))
 
     async def act(self, request: web.Request, session: Session) -> web.StreamResponse:
         """A card button pressed in the console: its command, as the signed-in person, through the bus."""
@@ -393,6 +394,13 @@ class _Pages:
             session.flash.append(("attention", exc.message))
         self.console.changes.bump()
         return _see_other(back)
+
+
+def _static_file(name: str) -> web.Response:
+    if name not in STATIC:
+        raise web.HTTPNotFound()
+    body = resources.files("adapters.web").joinpath("static", name).read_bytes()
+    return web.Response(body=body, content_type=STATIC[name])
 
 
 def verb_usage(name: str) -> str:
