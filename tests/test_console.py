@@ -4,7 +4,9 @@ sign-in with the one-time link, the cards and their buttons, CSRF, customer text
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
+import io
 import json
 import re
 from collections.abc import AsyncIterator
@@ -58,7 +60,7 @@ class Console:
 
 
 @asynccontextmanager
-async def running_console(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> AsyncIterator[Console]:
+async def running_console(tmp_path: Path) -> AsyncIterator[Console]:
     """The whole service on a free loopback port, Slack and the console enabled; the sign-in link read
     from what `unsilo run` prints."""
     from tests.conftest import reference_dir
@@ -72,9 +74,9 @@ async def running_console(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
             database_url=f"sqlite+aiosqlite:///{tmp_path / 'console.db'}",
         )
         container = build(settings, config=load_config(config_path))
-        capsys.readouterr()
-        runner, url = await serve(create_app(container, run_worker=False))
-        printed = LINK.search(capsys.readouterr().out)
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            runner, url = await serve(create_app(container, run_worker=False))
+        printed = LINK.search(out.getvalue())
         assert printed is not None, "unsilo run prints the console's one-time link"
         assert printed.group(1).startswith("http://127.0.0.1:3978/console/login?token=")
         try:
@@ -85,8 +87,8 @@ async def running_console(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 @pytest.fixture
-async def console(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> AsyncIterator[Console]:
-    async with running_console(tmp_path, capsys) as running:
+async def console(tmp_path: Path) -> AsyncIterator[Console]:
+    async with running_console(tmp_path) as running:
         yield running
 
 

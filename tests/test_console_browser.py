@@ -8,28 +8,22 @@ conversation, search, dashboard light and dark, login refused.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
 
 from bot import commands as c
-from bot.app import create_app
-from bot.bootstrap import build, load_config, sample_path, settings_from_env
-from bot.ingest import make_incoming, parse_feed
-from tests.browser import _LOGS, CHROMIUM, TIMEOUT_MS, PageLog, Screenshot, require_browser
-from tests.conftest import reference_dir
-from tests.slack_support import SECRET, TOKEN, SlackHarness
+from bot.bootstrap import sample_path
+from bot.ingest import parse_feed
+from tests.browser import TIMEOUT_MS, PageLog, Screenshot, launched_chromium, recorded
+from tests.slack_support import SlackHarness
 from tests.standins import serve
-from tests.standins.slack_api import SlackStandIn
-from tests.test_console import CONSOLE_CONFIG, LINK
+from tests.test_console import running_console
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Locator, Page
@@ -64,67 +58,37 @@ class Site:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
-    reference_dir()  # the Slack stand-in replays the real samples
-    tmp = tmp_path_factory.mktemp("console-browser")
-    config_path = tmp / "console.toml"
-    config_path.write_text(CONSOLE_CONFIG)
-    async with SlackStandIn() as slack:
-        settings = settings_from_env(
-            {"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": slack.url},
-            database_url=f"sqlite+aiosqlite:///{tmp / 'console.db'}",
+    """The service of tests/test_console.py (Slack stood in for, a console-only channel), with the demo's
+    conversations, one hostile one, and one resolved on Slack (for the dashboard), delivered."""
+    async with running_console(tmp_path_factory.mktemp("console-browser")) as console:
+        container = console.harness.container
+        items, _ = parse_feed(sample_path("demo-feed.xml").read_bytes(), source="demo-feed")
+        report = await container.ingest(items)
+        hostile = await console.ingest(
+            HOSTILE,
+            external_id="evil",
+            title="<b onmouseover=alert(4)>hi</b>",
+            url="javascript:alert(5)",
+            author_name="<img src=x onerror=alert(6)>",
         )
-        container = build(settings, config=load_config(config_path))
-        printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):
-            runner, url = await serve(create_app(container, run_worker=False))
-        found = LINK.search(printed.getvalue())
-        assert found is not None, "unsilo run prints the console's one-time link"
-        try:
-            async with aiohttp.ClientSession() as http:
-                harness = SlackHarness(container=container, slack=slack, url=url, http=http)
-                items, _ = parse_feed(sample_path("demo-feed.xml").read_bytes(), source="demo-feed")
-                report = await container.ingest(items)
-                evil = await container.ingest(
-                    [
-                        make_incoming(
-                            source="reviews",
-                            external_id="evil",
-                            text=HOSTILE,
-                            title="<b onmouseover=alert(4)>hi</b>",
-                            url="javascript:alert(5)",
-                            author_name="<img src=x onerror=alert(6)>",
-                        )
-                    ]
-                )
-                async with container.uow() as uow:
-                    ids = {}
-                    for cid in report.new_ids:
-                        conversation = await uow.conversations.get(cid)
-                        assert conversation is not None
-                        ids[conversation.title] = cid
-                # Some of the week's work for the dashboard: one claimed and resolved on Slack.
-                alice = c.Actor("slack", "UALICE")
-                await container.bus.handle(c.Claim(ids["Charged twice for one order"], alice))
-                await container.bus.handle(c.Resolve(ids["Charged twice for one order"], alice, outcome="answered"))
-                await harness.deliver()
-                token = found.group(2)
-                yield Site(harness, f"{url}/console/login?token={token}", evil.new_ids[0], ids)
-        finally:
-            await runner.cleanup()
+        ids = {}
+        async with container.uow() as uow:
+            for cid in report.new_ids:
+                conversation = await uow.conversations.get(cid)
+                assert conversation is not None
+                ids[conversation.title] = cid
+        alice = c.Actor("slack", "UALICE")
+        await container.bus.handle(c.Claim(ids["Charged twice for one order"], alice))
+        await container.bus.handle(c.Resolve(ids["Charged twice for one order"], alice, outcome="answered"))
+        await console.harness.deliver()
+        yield Site(console.harness, f"{console.url}/console/login?token={console.token}", hostile, ids)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def chromium() -> AsyncIterator[Browser]:
     """One headless chromium for the module (its start is most of a test's cost)."""
-    require_browser()
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, timeout=15_000)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with launched_chromium() as launched:
+        yield launched
 
 
 async def _context(chromium: Browser, **kwargs: Any) -> BrowserContext:
@@ -147,25 +111,13 @@ async def signed_in(chromium: Browser, site: Site) -> dict[str, Any]:
     return dict(state)
 
 
-def _record(page: Page) -> PageLog:
-    record = _LOGS[page] = PageLog()
-    page.on("pageerror", lambda error: record.errors.append(str(error)))
-    page.on("console", lambda message: record.errors.append(message.text) if message.type == "error" else None)
-
-    async def on_dialog(dialog: Any) -> None:
-        record.dialogs.append(f"{dialog.type}: {dialog.message}")
-        await dialog.dismiss()
-
-    page.on("dialog", on_dialog)
-    return record
-
-
 @pytest_asyncio.fixture(loop_scope="module")
 async def page(chromium: Browser, signed_in: dict[str, Any]) -> AsyncIterator[Page]:
     """A page of a signed-in browser; its script errors, console errors (CSP reports) and dialogs are recorded."""
     context = await _context(chromium, storage_state=signed_in)
     opened = await context.new_page()
-    _record(opened)
+    record = recorded(opened)  # and the console's errors: a style or script the CSP refused is reported there
+    opened.on("console", lambda message: record.errors.append(message.text) if message.type == "error" else None)
     try:
         yield opened
     finally:
