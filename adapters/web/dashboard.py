@@ -32,6 +32,7 @@ class Figure:
 
     label: str
     value: str
+    wide: bool = False  # a sentence rather than a number: two columns
 
 
 def _day(board: Dashboard, index: int) -> str:
@@ -43,8 +44,8 @@ def _timing(timing: Timing, sla_minutes: int) -> str:
     if not timing.count:
         return "none"
     return (
-        f"median {format_duration(timing.median)}, p90 {format_duration(timing.p90)}; "
-        f"{timing.within_sla} of {timing.count} within the SLA ({sla_minutes} min)"
+        f"median {format_duration(timing.median)} · p90 {format_duration(timing.p90)} · "
+        f"{timing.within_sla} of {timing.count} within the SLA ({format_duration(sla_minutes * 60)})"
     )
 
 
@@ -57,8 +58,8 @@ def figures_of(board: Dashboard) -> list[Figure]:
         Figure("Resolved", str(t.resolved)),
         Figure("Dismissed", str(t.dismissed)),
         Figure("Still open", f"{t.still_open} ({t.unclaimed} unclaimed)"),
-        Figure("Time to claim", _timing(t.to_claim, board.sla_minutes)),
-        Figure("Time to first reply", _timing(t.to_first_reply, board.sla_minutes)),
+        Figure("Time to claim", _timing(t.to_claim, board.sla_minutes), wide=True),
+        Figure("Time to first reply", _timing(t.to_first_reply, board.sla_minutes), wide=True),
     ]
 
 
