@@ -19,7 +19,7 @@ from aiohttp import web
 
 from bot import commands as c
 from bot.bootstrap import sample_path
-from bot.ingest import parse_feed
+from bot.ingest import make_incoming, parse_feed
 from tests.browser import TIMEOUT_MS, PageLog, Screenshot, launched_chromium, recorded
 from tests.slack_support import SlackHarness
 from tests.standins import serve
@@ -182,6 +182,15 @@ async def test_the_claim_button_is_reached_with_the_keyboard(site: Site, page: P
         pytest.fail("Tab never reached the Claim button")
     outline = await claim.evaluate("el => getComputedStyle(el).outlineStyle + ' ' + getComputedStyle(el).outlineWidth")
     assert outline == "solid 3px"  # focus is visible
+    report = await site.harness.container.ingest(
+        [
+            make_incoming(
+                source="reviews", external_id="keyboard", text="Another parcel lost", url="https://reviews.example.com/r/9"
+            )
+        ]
+    )
+    await card(page, report.new_ids[0]).wait_for()  # the live page put the channel's new cards in place...
+    assert await claim.evaluate("el => el === document.activeElement")  # ...and the keyboard's place with them
     await page.keyboard.press("Enter")
     await page.get_by_role("status").filter(has_text=f"You claimed #{cid}").wait_for()
     assert await site.status_of(cid) == "claimed"
