@@ -319,3 +319,22 @@ async def test_a_console_bound_beyond_loopback_serves_nothing_and_prints_no_link
         assert "loopback" in (container.health.snapshot()["web"].get("reason") or "")
     finally:
         await runner.cleanup()
+
+
+async def test_the_dashboard_lets_in_its_charts_style_by_a_nonce_of_its_own(console: Console) -> None:
+    await console.ingest("My parcel arrived broken")
+    async with console.browser() as browser:
+        await console.signed_in(browser)
+        nonces = []
+        for _ in range(2):
+            async with browser.get(f"{console.url}/console/dashboard", params={"department": "support"}) as response:
+                assert response.status == 200
+                page, policy = await response.text(), response.headers["Content-Security-Policy"]
+            found = re.search(r"style-src 'self' 'nonce-([\w-]+)';", policy)
+            assert found is not None and "unsafe-inline" not in policy and "script-src 'self';" in policy
+            assert re.findall(r"<style(?: nonce=\"([^\"]*)\")?>", page) == [found.group(1)] * 5  # each chart's, no other
+            assert "<h1>Dashboard: support</h1>" in page and "selected>support</option>" in page
+            nonces.append(found.group(1))
+        assert nonces[0] != nonces[1]  # a fresh one per page
+        async with browser.get(f"{console.url}/console") as response:
+            assert "nonce" not in response.headers["Content-Security-Policy"]
