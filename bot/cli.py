@@ -320,6 +320,11 @@ async def _demo(container: Container, args: argparse.Namespace) -> None:
           unsilo queue --department legal
           unsilo search refund""")
     )
+    settings = container.settings
+    echo(
+        "\nOr see the cards in the browser: `unsilo run`, then open the one-time link it prints "
+        f"(console: http://{settings.host}:{settings.port}/console/login?token=…)."
+    )
 
 
 async def _ingest(container: Container, args: argparse.Namespace) -> None:

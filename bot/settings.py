@@ -71,10 +71,12 @@ class Settings:
             "db_pool_size": _number(env, ("UNSILO_DB_POOL_SIZE",), 10, int),
             "db_pool_timeout": _number(env, ("UNSILO_DB_POOL_TIMEOUT",), 10.0, float),
             "max_connections": _number(env, ("UNSILO_MAX_CONNECTIONS",), 0, int),
-            "platforms": {p.name: p.settings_from(env) for p in platforms},
             "search_language": (env.get("UNSILO_SEARCH_LANGUAGE") or "english").strip().lower(),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
+        # The platforms see the address the service listens on, also when given as `unsilo run --host/--port`.
+        bound = {**env, "UNSILO_HOST": str(values["host"]), "UNSILO_PORT": str(values["port"])}
+        values.setdefault("platforms", {p.name: p.settings_from(bound) for p in platforms})
         return cls(**values)  # type: ignore[arg-type]
 
     @property

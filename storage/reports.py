@@ -430,6 +430,8 @@ class ReportRepo(_Repo):
 
     async def _sqlite_percentiles(self, durations: dict[str, Any]) -> dict[str, tuple[float | None, float | None]]:
         """`percentile_cont` for SQLite: median and p90 of each named one-column select, in one statement."""
+        if not durations:  # nothing to rank (a union of no select is no statement)
+            return {}
         parts = [stmt.add_columns(literal(name).label("k")) for name, stmt in durations.items()]
         values = union_all(*parts).subquery("d")
         v, k = values.c[0], values.c.k

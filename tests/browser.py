@@ -23,6 +23,7 @@ import os
 import re
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,9 +69,9 @@ def require_browser() -> None:
         _missing(f"no chromium at {CHROMIUM}: apt-get install -y chromium (Debian's package; .ci/run installs it)")
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    """Debian's chromium, headless, launched by Playwright's bundled driver."""
+@asynccontextmanager
+async def launched_chromium() -> AsyncIterator[Browser]:
+    """Debian's chromium, headless, launched by Playwright's bundled driver (skipped without them)."""
     require_browser()
     from playwright.async_api import async_playwright
 
@@ -83,23 +84,36 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's chromium for one test (a module wanting one for all its tests enters `launched_chromium`)."""
+    async with launched_chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
 async def page(browser: Browser) -> AsyncIterator[Page]:
     """A fresh page in its own context; its uncaught errors and dialogs are recorded (`page_log`)."""
     context = await browser.new_context()
     context.set_default_timeout(TIMEOUT_MS)
     opened = await context.new_page()
-    record = _LOGS[opened] = PageLog()
-    opened.on("pageerror", lambda error: record.errors.append(str(error)))
+    recorded(opened)
+    try:
+        yield opened
+    finally:
+        await context.close()
+
+
+def recorded(page: Page) -> PageLog:
+    """Record what the scripts of `page` do from now on (`page_log` hands it to a test); dialogs are dismissed."""
+    record = _LOGS[page] = PageLog()
+    page.on("pageerror", lambda error: record.errors.append(str(error)))
 
     async def on_dialog(dialog: Any) -> None:
         record.dialogs.append(f"{dialog.type}: {dialog.message}")
         await dialog.dismiss()
 
-    opened.on("dialog", on_dialog)
-    try:
-        yield opened
-    finally:
-        await context.close()
+    page.on("dialog", on_dialog)
+    return record
 
 
 @pytest.fixture

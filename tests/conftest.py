@@ -15,6 +15,9 @@ from bot.bootstrap import Container, build, load_config
 from bot.config import Config
 from bot.settings import Settings
 
+# The browser plugin (tests/browser.py) is also imported by the modules using its helpers: rewrite its asserts.
+pytest.register_assert_rewrite("tests.browser")
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

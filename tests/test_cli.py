@@ -32,6 +32,10 @@ def test_the_readme_demo_story_works_on_a_fresh_store(workdir: Path) -> None:
     assert demo.returncode == 0, demo.stderr
     assert "Ingested 12 new conversations from the sample feed (0 already known)" in demo.stdout
     assert "legal (2 waiting)" in demo.stdout and "#3" in demo.stdout
+    assert (
+        "`unsilo run`, then open the one-time link it prints (console: http://127.0.0.1:3978/console/login?token=…)"
+        in demo.stdout
+    )
     assert (workdir / "unsilo.db").exists()
 
     again = run("demo", cwd=workdir)

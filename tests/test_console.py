@@ -4,7 +4,9 @@ sign-in with the one-time link, the cards and their buttons, CSRF, customer text
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
+import io
 import json
 import re
 from collections.abc import AsyncIterator
@@ -58,7 +60,7 @@ class Console:
 
 
 @asynccontextmanager
-async def running_console(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> AsyncIterator[Console]:
+async def running_console(tmp_path: Path) -> AsyncIterator[Console]:
     """The whole service on a free loopback port, Slack and the console enabled; the sign-in link read
     from what `unsilo run` prints."""
     from tests.conftest import reference_dir
@@ -72,9 +74,9 @@ async def running_console(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
             database_url=f"sqlite+aiosqlite:///{tmp_path / 'console.db'}",
         )
         container = build(settings, config=load_config(config_path))
-        capsys.readouterr()
-        runner, url = await serve(create_app(container, run_worker=False))
-        printed = LINK.search(capsys.readouterr().out)
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            runner, url = await serve(create_app(container, run_worker=False))
+        printed = LINK.search(out.getvalue())
         assert printed is not None, "unsilo run prints the console's one-time link"
         assert printed.group(1).startswith("http://127.0.0.1:3978/console/login?token=")
         try:
@@ -85,8 +87,8 @@ async def running_console(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 @pytest.fixture
-async def console(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> AsyncIterator[Console]:
-    async with running_console(tmp_path, capsys) as running:
+async def console(tmp_path: Path) -> AsyncIterator[Console]:
+    async with running_console(tmp_path) as running:
         yield running
 
 
@@ -293,6 +295,16 @@ def test_the_console_is_off_unless_on_loopback_or_when_turned_off() -> None:
     assert WebSettings.from_env({"UNSILO_CONSOLE": "off"}).missing() == "turned off (UNSILO_CONSOLE=off)"
 
 
+def test_the_printed_link_names_the_address_given_to_unsilo_run() -> None:
+    from adapters.web import PLATFORM
+
+    given = settings_from_env({}, host="::1", port=8123)  # `unsilo run --host ::1 --port 8123`
+    web = given.of(PLATFORM)
+    assert web.missing() is None and web.login_url("t") == "http://[::1]:8123/console/login?token=t"  # type: ignore[attr-defined]
+    exposed = settings_from_env({"UNSILO_HOST": "127.0.0.1"}, host="0.0.0.0").of(PLATFORM).missing()
+    assert exposed is not None and "'0.0.0.0'" in exposed
+
+
 async def test_a_console_bound_beyond_loopback_serves_nothing_and_prints_no_link(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -307,3 +319,22 @@ async def test_a_console_bound_beyond_loopback_serves_nothing_and_prints_no_link
         assert "loopback" in (container.health.snapshot()["web"].get("reason") or "")
     finally:
         await runner.cleanup()
+
+
+async def test_the_dashboard_lets_in_its_charts_style_by_a_nonce_of_its_own(console: Console) -> None:
+    await console.ingest("My parcel arrived broken")
+    async with console.browser() as browser:
+        await console.signed_in(browser)
+        nonces = []
+        for _ in range(2):
+            async with browser.get(f"{console.url}/console/dashboard", params={"department": "support"}) as response:
+                assert response.status == 200
+                page, policy = await response.text(), response.headers["Content-Security-Policy"]
+            found = re.search(r"style-src 'self' 'nonce-([\w-]+)';", policy)
+            assert found is not None and "unsafe-inline" not in policy and "script-src 'self';" in policy
+            assert re.findall(r"<style(?: nonce=\"([^\"]*)\")?>", page) == [found.group(1)] * 5  # each chart's, no other
+            assert "<h1>Dashboard: support</h1>" in page and "selected>support</option>" in page
+            nonces.append(found.group(1))
+        assert nonces[0] != nonces[1]  # a fresh one per page
+        async with browser.get(f"{console.url}/console") as response:
+            assert "nonce" not in response.headers["Content-Security-Policy"]

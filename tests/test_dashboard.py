@@ -181,3 +181,12 @@ async def test_the_console_draws_the_dashboard_with_the_charts(played: Container
     assert desc["claim"] == "SLA 30 min. week of 9 Nov: median 40 min, p90 56 min; week of 16 Nov: median 20 min, p90 28 min."
     assert desc["outcomes"] == "answered: 2."
     assert desc["participation"] == "legal: 4; warehouse: 2."
+
+
+async def test_a_department_with_no_claim_and_no_reply_in_its_weeks_has_empty_timings(played: Container) -> None:
+    """The console shows a quiet department's dashboard (it used to fail on SQLite: no duration to rank)."""
+    async with played.uow() as uow:
+        quiet = await build_dashboard(uow, "legal", until=at(9), days=7, weeks=2)  # before anything happened
+    assert quiet is not None
+    assert [w.to_claim for w in quiet.weeks] == [Timing(count=0, median=None, p90=None)] * 2
+    assert [w.to_first_reply.count for w in quiet.weeks] == [0, 0] and sum(d.new for d in quiet.days) == 0

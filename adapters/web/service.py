@@ -12,14 +12,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from datetime import time as datetime_time
 from importlib import resources
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from adapters.web import dashboard as dashboard_charts
 from adapters.web import render
 from adapters.web.auth import CSRF_FIELD, CSRF_HEADER, Session, Sessions, csrf_ok, set_cookie
 from adapters.web.settings import WebSettings, is_loopback
@@ -28,6 +32,7 @@ from bot import commands as c
 from bot.domain import DomainError, InvalidInput
 from bot.outbox import Job, Sent
 from bot.views import Card, Result
+from storage.dashboard import build_dashboard
 
 if TYPE_CHECKING:
     from bot.platform import Wiring
@@ -149,6 +154,7 @@ def mount(app: web.Application, *, settings: WebSettings, wiring: Wiring) -> Web
     app[CONSOLE] = console
     pages = _Pages(console)
     app.router.add_get(f"{PREFIX}/login", pages.login)
+    app.router.add_get(f"{PREFIX}/static/console.css", pages.stylesheet)  # the sign-in and refusal pages are styled too
     for path, page in (
         ("", pages.channels),
         ("/", pages.channels),
@@ -170,7 +176,9 @@ def mount(app: web.Application, *, settings: WebSettings, wiring: Wiring) -> Web
 
 
 def _secured(response: web.StreamResponse) -> web.StreamResponse:
-    response.headers.update(SECURITY_HEADERS)
+    """The security headers; a page may have set a stricter policy of its own (a nonce, the dashboard's)."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
     return response
 
 
@@ -334,17 +342,39 @@ class _Pages:
         )
 
     async def dashboard(self, request: web.Request, session: Session) -> web.StreamResponse:
-        """The managers' dashboard: filled by the charts of `adapters/web/charts.py` (to come)."""
-        return render.page_response(
-            "dashboard.html", title="Dashboard", session=session, departments=self.console.wiring.departments
+        """The managers' dashboard of one department (a selector): the digest's figures of the last
+        weeks, and their charts drawn on the server (`dashboard.charts_of`)."""
+        names = self.console.wiring.departments
+        wanted = request.query.get("department", "")
+        chosen = wanted if wanted in names else (names[0] if names else "")
+        board = None
+        async with self.console.wiring.bus.uow_factory() as uow:
+            if chosen:
+                now = uow.now()
+                until = datetime.combine(now.date() + timedelta(days=1), datetime_time(), tzinfo=UTC)  # today included
+                board = await build_dashboard(uow, chosen, until=until)
+        nonce = secrets.token_urlsafe(16)  # the charts' <style> elements, and nothing else inline
+        response = render.page_response(
+            "dashboard.html",
+            title=f"Dashboard: {chosen}" if chosen else "Dashboard",
+            session=session,
+            departments=names,
+            chosen=chosen,
+            board=board,
+            charts=dashboard_charts.charts_of(board, nonce=nonce) if board else [],
+            figures=dashboard_charts.figures_of(board) if board else [],
         )
+        response.headers["Content-Security-Policy"] = SECURITY_HEADERS["Content-Security-Policy"].replace(
+            "style-src 'self'", f"style-src 'self' 'nonce-{nonce}'"
+        )
+        return response
 
     async def static(self, request: web.Request, session: Session) -> web.StreamResponse:
-        name = request.match_info["name"]
-        if name not in STATIC:
-            raise web.HTTPNotFound()
-        body = resources.files("adapters.web").joinpath("static", name).read_bytes()
-        return web.Response(body=body, content_type=STATIC[name])
+        return _static_file(request.match_info["name"])
+
+    async def stylesheet(self, request: web.Request) -> web.StreamResponse:
+        """The stylesheet, to anyone on this machine: it holds nothing secret, and a refusal reads better styled."""
+        return _not_local(request) or _secured(_static_file("console.css"))
 
     async def act(self, request: web.Request, session: Session) -> web.StreamResponse:
         """A card button pressed in the console: its command, as the signed-in person, through the bus."""
@@ -364,6 +394,13 @@ class _Pages:
             session.flash.append(("attention", exc.message))
         self.console.changes.bump()
         return _see_other(back)
+
+
+def _static_file(name: str) -> web.Response:
+    if name not in STATIC:
+        raise web.HTTPNotFound()
+    body = resources.files("adapters.web").joinpath("static", name).read_bytes()
+    return web.Response(body=body, content_type=STATIC[name])
 
 
 def verb_usage(name: str) -> str:

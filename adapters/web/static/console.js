@@ -21,8 +21,24 @@
     const query = new URLSearchParams({ channel: channel, back: back });
     const response = await fetch("/console/cards?" + query.toString(), { credentials: "same-origin" });
     if (!response.ok) return;
+    const focused = where(document.activeElement);
     cards.innerHTML = await response.text();  // rendered and escaped by the server
     version = response.headers.get("X-Version") || version;
+    if (focused) refocus(focused);
+  }
+
+  // A keyboard user's place survives a refresh: the same button or link of the same card, if still there.
+  function where(active) {
+    const card = active && cards.contains(active) ? active.closest("article") : null;
+    return card ? { card: card.id, tag: active.tagName, text: active.textContent.trim() } : null;
+  }
+
+  function refocus(focused) {
+    const card = document.getElementById(focused.card);
+    const same = card && Array.from(card.querySelectorAll(focused.tag)).find(function (el) {
+      return el.textContent.trim() === focused.text;
+    });
+    if (same) same.focus();
   }
 
   const events = new EventSource("/console/events?" + new URLSearchParams({ channel: channel, version: version }).toString());
