@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -22,6 +22,13 @@ from bot.bootstrap import Container, build, load_config, settings_from_env
 from bot.ingest import make_incoming
 from tests.standins.oidc import OIDCStandIn
 from tests.test_console import forms
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
+
+    from tests.browser import Screenshot
+
+pytest_plugins = ("tests.browser",)
 
 TEAM = "T0ACME"
 TENANT = "7d1c5e4a-0000-4000-8000-0000000000aa"
@@ -69,13 +76,15 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def deployed(tmp_path: Path, *, scheme: str = "http") -> AsyncIterator[Deployed]:
+async def deployed(tmp_path: Path, *, scheme: str = "http", idp_host: str = "127.0.0.1") -> AsyncIterator[Deployed]:
     """The service with both providers configured, on a loopback port that UNSILO_CONSOLE_URL names
     (`https`: as behind a TLS-terminating proxy, the browser's side of which a test plays by hand)."""
     (tmp_path / "u.toml").write_text(CONFIG)
     async with (
-        OIDCStandIn(client_id="slack-cid", client_secret="slack-secret", user={"https://slack.com/user_id": "U0ALICE"}) as slack,
-        OIDCStandIn(client_id="entra-cid", client_secret="entra-secret", user={}, path=f"/{TENANT}/v2.0") as entra,
+        OIDCStandIn(
+            client_id="slack-cid", client_secret="slack-secret", user={"https://slack.com/user_id": "U0ALICE"}, host=idp_host
+        ) as slack,
+        OIDCStandIn(client_id="entra-cid", client_secret="entra-secret", user={}, path=f"/{TENANT}/v2.0", host=idp_host) as entra,
     ):
         slack.user["https://slack.com/team_id"] = TEAM
         slack.slack_style = True
@@ -310,3 +319,29 @@ async def test_behind_https_both_cookies_are_secure(tmp_path: Path) -> None:
             assert response.status == 200, await response.text()
             session = [c for c in response.headers.getall("Set-Cookie") if c.startswith("unsilo_console=")]
         assert len(session) == 1 and "Secure" in session[0] and "SameSite=Strict" in session[0]
+
+
+async def test_the_providers_new_signing_key_is_fetched_once_it_is_used(console: Deployed) -> None:
+    async with console.browser() as browser:
+        assert (await console.sign_in(browser)).status == 200
+    console.slack.rotate()
+    async with console.browser() as browser:
+        assert (await console.sign_in(browser)).status == 200
+    assert len(console.slack.routes("keys")) == 2 and len(console.slack.routes("discovery")) == 1  # both cached otherwise
+
+
+async def test_in_a_real_browser_sign_in_with_slack_lands_on_the_console(
+    tmp_path: Path, page: Page, screenshot: Screenshot
+) -> None:
+    # The provider on another site (localhost, the console on 127.0.0.1): its redirect back is cross-site,
+    # as Slack's is, and the SameSite=Strict session cookie must still be in use on the page that follows.
+    async with deployed(tmp_path, idp_host="localhost") as console:
+        response = await page.goto(f"{console.url}/console")
+        assert response is not None and response.status == 401
+        await screenshot(page, "sign-in")
+        await page.get_by_role("link", name="Sign in with Slack").click()
+        await page.wait_for_url(f"{console.url}/console")
+        await page.get_by_text("Signed in as Alice Agent (web)").wait_for()
+        await screenshot(page, "signed-in")
+        assert console.slack.routes("authorize")[0]["redirect_uri"] == f"{console.url}/console/oidc/slack/callback"
+        await page.goto("about:blank")  # closes the page's event stream, which the service would wait for

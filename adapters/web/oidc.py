@@ -359,8 +359,9 @@ class _Routes:
 
         session_id = self.console.sessions.start(account, name)
         logger.info("console sign-in with %s: %s:%s as web:%s", provider.name, provider.platform, user_id, account)
-        # A page of ours, not a redirect: a SameSite=Strict cookie set at the end of a cross-site
-        # redirect chain is not sent with that chain's next request, but with the next same-site one.
+        # A page of ours, not a redirect: a browser that counts a redirect chain begun on the provider's
+        # site as cross-site withholds the SameSite=Strict cookie from the chain's next request (Chromium
+        # today sends it; tests/test_console_oidc.py checks the flow in it); from this page it is same-site.
         page = service.secured(
             web.Response(
                 text=(

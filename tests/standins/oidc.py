@@ -10,6 +10,7 @@ RS256-signed ID token with the nonce of the authorization request::
     async with OIDCStandIn(client_id="cid", client_secret="s", user={"https://slack.com/user_id": "U1"}) as idp:
         ...  # point the console's issuer at idp.issuer
 
+`rotate()` replaces the signing key (and its key id), as a provider rolling its keys does.
 `tamper` overrides claims of the next ID tokens (a wrong `aud`, an old `exp`, another nonce or team)
 and `sign_with_other_key` signs them with a key the JWKS does not hold under that key id.
 Every request is recorded in `calls` as (route, query or form).
@@ -33,11 +34,14 @@ KID = "standin-key-1"
 
 
 class OIDCStandIn:
-    def __init__(self, *, client_id: str, client_secret: str, user: dict[str, Any], path: str = "") -> None:
+    def __init__(
+        self, *, client_id: str, client_secret: str, user: dict[str, Any], path: str = "", host: str = "127.0.0.1"
+    ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
         self.user = dict(user)  # the signed-in person's claims (`https://slack.com/user_id`, `oid`, `tid`…)
         self.path = path.rstrip("/")  # e.g. "/<tenant>/v2.0" for an Entra tenant
+        self.host = host  # the name its URLs use ("localhost": another site than the console's 127.0.0.1)
         self.tamper: dict[str, Any] = {}
         self.sign_with_other_key = False
         self.slack_style = False  # Slack's token endpoint answers 200 {"ok": false, …} when it refuses
@@ -45,6 +49,7 @@ class OIDCStandIn:
         self.calls: list[tuple[str, dict[str, str]]] = []
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = KID
         self._codes: dict[str, dict[str, str]] = {}
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -59,7 +64,8 @@ class OIDCStandIn:
         app.router.add_get(f"{self.path}/keys", self._keys)
         app.router.add_get(f"{self.path}/authorize", self._authorize)
         app.router.add_post(f"{self.path}/token", self._token)
-        self._runner, self.url = await serve(app)
+        self._runner, url = await serve(app)
+        self.url = url.replace("127.0.0.1", self.host, 1)
         return self
 
     async def close(self) -> None:
@@ -92,7 +98,11 @@ class OIDCStandIn:
     async def _keys(self, request: web.Request) -> web.Response:
         self.calls.append(("keys", {}))
         jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self._key.public_key(), as_dict=True)
-        return web.json_response({"keys": [{**jwk, "kid": KID, "use": "sig", "alg": "RS256"}]})
+        return web.json_response({"keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "RS256"}]})
+
+    def rotate(self) -> None:
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = f"{KID}-{secrets.token_hex(4)}"
 
     async def _authorize(self, request: web.Request) -> web.Response:
         query = dict(request.query)
@@ -134,7 +144,7 @@ class OIDCStandIn:
             **self.tamper,
         }
         key = self._other if self.sign_with_other_key else self._key
-        token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": KID})
+        token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": self.kid})
         return web.json_response({"ok": True, "access_token": "at-" + code_of(form), "token_type": "Bearer", "id_token": token})
 
 
