@@ -52,8 +52,12 @@ class Sessions:
         if self._login is None or not hmac.compare_digest(token.encode(), self._login.encode()):
             return None
         self._login = None
+        return self.start(self.user_id, self.user_id)
+
+    def start(self, user_id: str, name: str) -> str:
+        """A new session's id for console account `user_id` (the one-time link's, or a deployed sign-in's)."""
         session_id = secrets.token_urlsafe(TOKEN_BYTES)
-        self._sessions[session_id] = Session(user_id=self.user_id, name=self.user_id)
+        self._sessions[session_id] = Session(user_id=user_id, name=name)
         return session_id
 
     def of(self, request: web.Request) -> Session | None:
@@ -69,9 +73,10 @@ class Sessions:
         self._sessions.pop(request.cookies.get(COOKIE, ""), None)
 
 
-def set_cookie(response: web.StreamResponse, request: web.Request, session_id: str) -> None:
-    """The session cookie: never readable by script, never sent cross-site, https-only behind https."""
-    secure = request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+def set_cookie(response: web.StreamResponse, request: web.Request, session_id: str, *, secure: bool = False) -> None:
+    """The session cookie: never readable by script, never sent cross-site, https-only behind https
+    (and always when `secure`: a deployed console, whose public URL is https)."""
+    secure = secure or request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
     response.set_cookie(
         COOKIE, session_id, path="/console", httponly=True, samesite="Strict", secure=secure, max_age=SESSION_SECONDS
     )

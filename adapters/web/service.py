@@ -168,9 +168,14 @@ def mount(app: web.Application, *, settings: WebSettings, wiring: Wiring) -> Web
         app.router.add_get(PREFIX + path, _guarded(console, page))
     app.router.add_post(f"{PREFIX}/act", _guarded(console, pages.act))
     app.router.add_post(f"{PREFIX}/logout", _guarded(console, pages.logout))
+    if settings.providers:  # deployed sign-in: Slack and/or Entra ID (adapters/web/oidc.py)
+        from adapters.web import oidc
+
+        oidc.mount(app, console)
     token = console.sessions.login_token
     assert token is not None
-    print(f"console: {settings.login_url(token)}", flush=True)  # noqa: T201 - the one-time link, like Jupyter's
+    if is_loopback(settings.host):
+        print(f"console: {settings.login_url(token)}", flush=True)  # noqa: T201 - the one-time link, like Jupyter's
     logger.info("console served at %s (the one-time sign-in link is printed on stdout)", PREFIX)
     return WebSender(console.changes)
 
@@ -182,16 +187,26 @@ def _secured(response: web.StreamResponse) -> web.StreamResponse:
     return response
 
 
+secured = _secured  # for adapters/web/oidc.py
+
+
+def signin_links(console: Console) -> list[tuple[str, str]]:
+    """(label, href) of each deployed sign-in (Slack, Entra ID), for the pages that ask for one."""
+    return [(f"Sign in with {p.title}", f"{PREFIX}/oidc/{p.name}/start") for p in console.settings.providers]
+
+
 def _guarded(console: Console, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """`handler` for a signed-in session only (401 otherwise); a POST also needs its CSRF token (403)."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        refused = _not_local(request)
+        refused = None if console.settings.providers else _not_local(request)  # deployed: anywhere, signed in
         if refused is not None:
             return refused
         session = console.sessions.of(request)
         if session is None:
-            return _secured(render.page_response("error.html", status=401, title="Sign-in needed", session=None))
+            return _secured(
+                render.page_response("error.html", status=401, title="Sign-in needed", session=None, signin=signin_links(console))
+            )
         if request.method == "POST":
             form = await request.post()
             sent = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD)
@@ -253,7 +268,7 @@ class _Pages:
 
     async def logout(self, request: web.Request, session: Session) -> web.StreamResponse:
         self.console.sessions.sign_out(request)
-        return _see_other(f"{PREFIX}/login")
+        return _see_other(f"{PREFIX}/signin" if self.console.settings.providers else f"{PREFIX}/login")
 
     async def _channel(self, request: web.Request) -> tuple[list[Channel], Channel | None]:
         channels = await self.console.channels()
