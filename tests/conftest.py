@@ -209,7 +209,10 @@ async def _pg_migration() -> str:
         finally:
             await engine.dispose()
             await _drop_schema(schema)
-        _PG_SCRIPT = ";\n".join(statements) + ";"
+        script = "\n;\n".join(statements) + "\n;"  # a statement may end in a -- comment
+        if schema in script:
+            raise AssertionError(f"a migration named its schema; replaying it elsewhere would not be the same: {schema}")
+        _PG_SCRIPT = script
     return _PG_SCRIPT
 
 
