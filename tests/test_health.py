@@ -270,7 +270,7 @@ async def test_a_stalled_postgresql_gets_a_503_within_2_seconds_and_recovery_by_
     from tests.conftest import PG_URL, _drop_schema, _postgres_schema
     from tests.standins.tcp_proxy import StallingProxy
 
-    schema = await _postgres_schema()
+    schema = await _postgres_schema(migrated=True)
     try:
         async with StallingProxy("127.0.0.1", 5432) as proxy:
             url = PG_URL.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}") + f"?search_path={schema}"
@@ -298,7 +298,7 @@ async def test_a_saturated_store_answers_503_with_retry_after_not_a_500(tmp_path
     """200 concurrent webhooks exhausted the PostgreSQL pool: one waited 30 s and got an unexplained 500."""
     from tests.conftest import PG_URL, _drop_schema, _postgres_schema
 
-    schema = await _postgres_schema()
+    schema = await _postgres_schema(migrated=True)
     try:
         url = f"{PG_URL}?search_path={schema}"
         async with running(tmp_path, database_url=url, run_worker=False, db_pool_size=1, db_pool_timeout=0.5) as service:
