@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
+import sqlite3
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -118,12 +123,14 @@ class FakeClock:
         self.now += timedelta(**kwargs)
 
 
-async def _postgres_schema() -> str:
-    """A fresh schema in the test database (so runs never see each other's rows)."""
+async def _postgres_schema(*, migrated: bool = False) -> str:
+    """A fresh schema in the test database (so runs never see each other's rows); `migrated`: at the
+    migrations' head, built by replaying the DDL the migrations ran once this session (`_pg_migration`)."""
     import asyncpg
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
     dsn = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
+    script = await _pg_migration() if migrated else ""
     try:
         conn = await asyncio.wait_for(asyncpg.connect(dsn), timeout=5)
     except Exception as exc:
@@ -131,7 +138,8 @@ async def _postgres_schema() -> str:
             pytest.fail(f"CI=true but PostgreSQL at {PG_URL} is unreachable: {exc}")
         pytest.skip(f"PostgreSQL at {PG_URL} is unreachable: {exc}")
     try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        async with conn.transaction():
+            await conn.execute(f'CREATE SCHEMA "{schema}"; SET LOCAL search_path TO "{schema}";\n{script}')
     finally:
         await conn.close()
     return schema
@@ -147,13 +155,77 @@ async def _drop_schema(schema: str) -> None:
         await conn.close()
 
 
+# A store at the migrations' head, made once per test session and copied for each test: running the
+# fourteen migrations through Alembic takes about a second per store, and most tests start from one.
+# The copy is what the migrations built (tests/test_migrations.py compares it with the models).
+_SQLITE_TEMPLATE: Path | None = None
+_PG_SCRIPT: str | None = None
+
+
+async def migrated_sqlite(path: Path) -> str:
+    """A SQLite store at `path` at the migrations' head (a copy of one migrated this session); its URL."""
+    global _SQLITE_TEMPLATE
+    if _SQLITE_TEMPLATE is None:
+        from storage import migrate
+        from storage.db import create_engine
+
+        folder = Path(tempfile.mkdtemp(prefix="unsilo-template-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        template = folder / "unsilo.db"
+        engine = create_engine(f"sqlite+aiosqlite:///{template}")
+        try:
+            await migrate.upgrade(engine)
+        finally:
+            await engine.dispose()
+        with closing(sqlite3.connect(template)) as conn:  # everything in the main file: copying it copies the store
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        _SQLITE_TEMPLATE = template
+    shutil.copyfile(_SQLITE_TEMPLATE, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+async def _pg_migration() -> str:
+    """The SQL the migrations ran on an empty PostgreSQL schema (captured once, run as one script).
+
+    Only statements without parameters change the schema: the parameterized ones are Alembic's and
+    SQLAlchemy's reads of the catalog (checked here, so a migration that writes with parameters fails loudly)."""
+    global _PG_SCRIPT
+    if _PG_SCRIPT is None:
+        from sqlalchemy import event
+
+        from storage import migrate
+        from storage.db import create_engine
+
+        schema = await _postgres_schema()
+        engine = create_engine(f"{PG_URL}?search_path={schema}")
+        statements: list[str] = []
+
+        def capture(conn: object, cursor: object, statement: str, parameters: object, context: object, many: bool) -> None:
+            if not parameters:
+                statements.append(statement.strip().rstrip(";"))
+            elif not statement.lstrip().upper().startswith("SELECT"):
+                raise AssertionError(f"a migration wrote with parameters; replay it in tests/conftest.py: {statement}")
+
+        event.listen(engine.sync_engine, "before_cursor_execute", capture)
+        try:
+            await migrate.upgrade(engine)
+        finally:
+            await engine.dispose()
+            await _drop_schema(schema)
+        script = "\n;\n".join(statements) + "\n;"  # a statement may end in a -- comment
+        if schema in script:
+            raise AssertionError(f"a migration named its schema; replaying it elsewhere would not be the same: {schema}")
+        _PG_SCRIPT = script
+    return _PG_SCRIPT
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A real, empty store: a SQLite file, or a private schema on the PostgreSQL server."""
+    """A real store at the migrations' head: a SQLite file, or a private schema on the PostgreSQL server."""
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'unsilo.db'}"
+        yield await migrated_sqlite(tmp_path / "unsilo.db")
         return
-    schema = await _postgres_schema()
+    schema = await _postgres_schema(migrated=True)
     yield f"{PG_URL}?search_path={schema}"
     await _drop_schema(schema)
 

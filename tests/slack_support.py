@@ -23,7 +23,7 @@ from bot.app import create_app
 from bot.bootstrap import Container, build, load_config, settings_from_env
 from bot.verbs import Input
 from bot.views import Button
-from tests.conftest import reference_dir
+from tests.conftest import migrated_sqlite, reference_dir
 from tests.standins import serve
 from tests.standins.slack_api import SlackStandIn, sign
 
@@ -223,7 +223,7 @@ async def running_slack(
     async with SlackStandIn(**standin) as slack:
         settings = settings_from_env(
             {"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": slack.url},
-            database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'slack.db'}",
+            database_url=database_url or await migrated_sqlite(tmp_path / "slack.db"),
         )
         container = build(settings, config=load_config(config_path), **({"clock": clock} if clock else {}))
         runner, url = await serve(create_app(container, run_worker=False))

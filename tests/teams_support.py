@@ -19,7 +19,7 @@ import aiohttp
 
 from bot.app import create_app
 from bot.bootstrap import Container, build, load_config, settings_from_env
-from tests.conftest import reference_dir
+from tests.conftest import migrated_sqlite, reference_dir
 from tests.slack_support import SECRET, TOKEN
 from tests.standins import serve
 from tests.standins.bot_connector import BotConnectorStandIn
@@ -324,7 +324,7 @@ async def running_teams(
                 **({"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": slack.url} if slack else {}),
                 **(env or {}),
             },
-            database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'teams.db'}",
+            database_url=database_url or await migrated_sqlite(tmp_path / "teams.db"),
         )
         container = build(chosen, config=load_config(config_path), **({"clock": clock} if clock else {}))
         runner, url = await serve(create_app(container, run_worker=False))

@@ -210,7 +210,7 @@ retain_days = 7
 
 
 async def test_retention_erases_closed_conversations_past_their_period_once_across_three_replicas(tmp_path: Path) -> None:
-    schema_name = await _postgres_schema()
+    schema_name = await _postgres_schema(migrated=True)
     url = f"{PG_URL}?search_path={schema_name}"
     (tmp_path / "unsilo.toml").write_text(RETENTION_CONFIG)
     config = load_config(tmp_path / "unsilo.toml")

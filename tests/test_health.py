@@ -21,6 +21,7 @@ import pytest
 from sqlmodel import select
 
 import adapters.slack.service as slack_adapter
+import bot.app as bot_app
 from bot import codec
 from bot.app import create_app
 from bot.bootstrap import PLATFORMS, Container, build, load_config, settings_from_env
@@ -232,12 +233,22 @@ async def test_a_refused_bot_token_is_degraded_naming_slack_bot_token(tmp_path: 
         assert "SLACK_BOT_TOKEN" in body["platforms"]["slack"]["reason"]
 
 
-async def test_health_shows_the_outbox_backlog_and_503_when_the_store_is_unreachable(tmp_path: Path) -> None:
+@pytest.fixture
+def short_health_cache(monkeypatch: pytest.MonkeyPatch) -> float:
+    """The store's figures are cached for 2 s in production; these tests wait it out, so keep it short.
+    Returns how long to sleep to be past it."""
+    monkeypatch.setattr(bot_app, "HEALTH_CACHE_SECONDS", 0.2)
+    return 0.3
+
+
+async def test_health_shows_the_outbox_backlog_and_503_when_the_store_is_unreachable(
+    tmp_path: Path, short_health_cache: float
+) -> None:
     async with running(tmp_path, run_worker=False) as service:
         await service.container.ingest(
             [make_incoming(source="reviews", external_id=str(i), text="refund please", author_name="Priya") for i in range(3)]
         )
-        await asyncio.sleep(2.1)  # past the health cache
+        await asyncio.sleep(short_health_cache)  # past the health cache
         status, body = await service.health()
         assert status == 200
         assert body["outbox"]["pending"] >= 3 and body["outbox"]["oldest_due"] is not None
@@ -245,7 +256,7 @@ async def test_health_shows_the_outbox_backlog_and_503_when_the_store_is_unreach
         working = service.container.engine
         service.container.engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/test")
         try:
-            await asyncio.sleep(2.1)
+            await asyncio.sleep(short_health_cache)
             status, body = await service.health()
             assert status == 503 and body["status"] == "down" and body["store"]["reachable"] is False
         finally:
@@ -253,11 +264,13 @@ async def test_health_shows_the_outbox_backlog_and_503_when_the_store_is_unreach
             service.container.engine = working
 
 
-async def test_a_stalled_postgresql_gets_a_503_within_2_seconds_and_recovery_by_itself(tmp_path: Path) -> None:
+async def test_a_stalled_postgresql_gets_a_503_within_2_seconds_and_recovery_by_itself(
+    tmp_path: Path, short_health_cache: float
+) -> None:
     from tests.conftest import PG_URL, _drop_schema, _postgres_schema
     from tests.standins.tcp_proxy import StallingProxy
 
-    schema = await _postgres_schema()
+    schema = await _postgres_schema(migrated=True)
     try:
         async with StallingProxy("127.0.0.1", 5432) as proxy:
             url = PG_URL.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}") + f"?search_path={schema}"
@@ -265,7 +278,7 @@ async def test_a_stalled_postgresql_gets_a_503_within_2_seconds_and_recovery_by_
                 status, _ = await service.health()
                 assert status == 200
                 proxy.stall()
-                await asyncio.sleep(2.1)  # past the health cache
+                await asyncio.sleep(short_health_cache)  # past the health cache (each probe below asks the store)
                 loop = asyncio.get_running_loop()
                 for _ in range(3):
                     started = loop.time()
@@ -285,7 +298,7 @@ async def test_a_saturated_store_answers_503_with_retry_after_not_a_500(tmp_path
     """200 concurrent webhooks exhausted the PostgreSQL pool: one waited 30 s and got an unexplained 500."""
     from tests.conftest import PG_URL, _drop_schema, _postgres_schema
 
-    schema = await _postgres_schema()
+    schema = await _postgres_schema(migrated=True)
     try:
         url = f"{PG_URL}?search_path={schema}"
         async with running(tmp_path, database_url=url, run_worker=False, db_pool_size=1, db_pool_timeout=0.5) as service:

@@ -66,7 +66,7 @@ async def _holders(schema: str) -> list[tuple[str, str]]:
 
 
 async def test_three_replicas_post_each_digest_and_escalation_once(tmp_path: Path) -> None:
-    schema = await _postgres_schema()
+    schema = await _postgres_schema(migrated=True)
     url = f"{PG_URL}?search_path={schema}"
     config_path = tmp_path / "unsilo.toml"
     config_path.write_text(CONFIG)

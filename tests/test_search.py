@@ -258,7 +258,7 @@ async def test_unknown_filters_and_bad_values_are_named() -> None:
 
 @pytest.fixture
 async def both_stores(tmp_path: Path, test_config: Config) -> AsyncIterator[tuple[Container, Container]]:
-    schema = await _postgres_schema()
+    schema = await _postgres_schema(migrated=True)
     lite = build(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'lite.db'}"), config=test_config)
     pg = build(Settings(database_url=f"{PG_URL}?search_path={schema}"), config=test_config)
     try:

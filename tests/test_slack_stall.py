@@ -52,7 +52,7 @@ async def notes_of(h: SlackHarness, cid: int) -> list[str]:
 
 
 async def test_a_30_second_store_stall_keeps_slack_answered_in_time_and_loses_or_misreports_nothing(tmp_path: Path) -> None:
-    schema = await _postgres_schema()
+    schema = await _postgres_schema(migrated=True)
     try:
         async with StallingProxy("127.0.0.1", 5432) as proxy:
             url = PG_URL.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}") + f"?search_path={schema}"
