@@ -63,6 +63,20 @@ class Incoming:
     reply_url: str = ""
     tags: tuple[str, ...] = ()
 
+    def said(self) -> dict[str, Any]:
+        """What the customer's post itself holds, as stored columns (of a conversation, or of a voice)."""
+        return {
+            "source": self.source,
+            "external_id": self.external_id,
+            "author_name": self.author_name,
+            "author_handle": self.author_handle,
+            "author_url": self.author_url,
+            "title": self.title,
+            "text": self.text,
+            "url": self.url,
+            "created_at": self.created_at,
+        }
+
 
 @dataclass
 class IngestReport:
@@ -347,17 +361,9 @@ async def store_items(
         routes[key] = (targets, routed)
         rows.append(
             {
-                "source": item.source,
-                "external_id": item.external_id,
-                "author_name": item.author_name,
-                "author_handle": item.author_handle,
-                "author_url": item.author_url,
-                "title": item.title,
-                "text": item.text,
-                "url": item.url,
+                **item.said(),
                 "channel": item.channel,
                 "reply_url": item.reply_url,
-                "created_at": item.created_at,
                 "ingested_at": now,
                 "updated_at": now,
                 "status": "open",

@@ -195,15 +195,7 @@ def voice_row(
     """The `voice` row of an item joining a conversation (`origin`: the conversation it was, merged by hand)."""
     return {
         "conversation_id": conversation_id,
-        "source": item.source,
-        "external_id": item.external_id,
-        "author_name": item.author_name,
-        "author_handle": item.author_handle,
-        "author_url": item.author_url,
-        "title": item.title,
-        "text": item.text,
-        "url": item.url,
-        "created_at": item.created_at,
+        **item.said(),
         "joined_at": now,
         "how": how,
         "similarity": round(score, 3),
