@@ -23,6 +23,7 @@ from storage.uow import UnitOfWork
 logger = logging.getLogger(__name__)
 
 SNIPPET_CHARS = 80
+RECURRING_CLUSTERS = 5  # conversations a digest names under "recurring issues"
 UNASSIGNED = "unassigned"
 
 
@@ -49,12 +50,15 @@ class OverdueItem:
 
 @dataclass(frozen=True)
 class Recurring:
-    """Something that keeps coming up in a department (today a tag; clusters of voices when they exist): how
-    many conversations in the period, and in the one before (None: not known, it was not among its top ones)."""
+    """Something that keeps coming up in a department: a conversation many items said (`conversation_id`; its
+    `count` is its voices, its `label` its first line), or a tag (`count`: its conversations in the period,
+    `previous` in the one before; None: not known, it was not among its top ones)."""
 
     label: str
     count: int
     previous: int | None = None
+    conversation_id: int | None = None
+    url: str = ""
 
 
 @dataclass(frozen=True)
@@ -155,21 +159,30 @@ async def build_digest(uow: UnitOfWork, *, department: str, since: datetime, unt
         helped_outside=_helpers(activity.participants, department=found.name),
         previous=previous,
         overdue=tuple(_overdue(item, until, sla) for item in late),
-        recurring=await recurring_of(uow, found.name, activity=activity, previous=previous),
+        recurring=await recurring_of(uow, found.id, activity=activity, previous=previous, since=since, until=until),
         spikes=tuple(await uow.spikes.since(found.name, since=since, until=until)),
         rules=tuple(await uow.reports.rules(found.name, since=since, until=until)),
         voices=await uow.voices.joined(found.id, since=since, until=until),
     )
 
 
-async def recurring_of(uow: UnitOfWork, department: str, *, activity: Activity, previous: Activity) -> tuple[Recurring, ...]:
-    """What keeps coming up in a department's period: the hook for the digest's "recurring issues".
-
-    Today the tags on the most conversations, each with its count in the period before (known when it was
-    among that period's top tags, or when that list was not cut); clusters of merged voices replace this."""
+async def recurring_of(
+    uow: UnitOfWork, department_id: int, *, activity: Activity, previous: Activity, since: datetime, until: datetime
+) -> tuple[Recurring, ...]:
+    """What keeps coming up in a department's period, the digest's "recurring issues": first the conversations
+    voices joined in the period, the most voices first (`bot.voices`: one card per issue, so a cluster is one
+    conversation), then the tags on the most conversations, each with its count in the period before (known
+    when it was among that period's top tags, or when that list was not cut)."""
+    clusters = await uow.voices.most_voices(department_id, since=since, until=until, limit=RECURRING_CLUSTERS)
     before = dict(previous.top_tags)
     complete = len(previous.top_tags) < TOP_TAGS
-    return tuple(Recurring(tag, n, before.get(tag, 0 if complete else None)) for tag, n in activity.top_tags)
+    return (
+        *(
+            Recurring(_one_line(c.title or c.text, SNIPPET_CHARS), 1 + c.voice_count, conversation_id=c.id, url=c.url)
+            for c in clusters
+        ),
+        *(Recurring(tag, n, before.get(tag, 0 if complete else None)) for tag, n in activity.top_tags),
+    )
 
 
 def _helpers(people: Sequence[Participant], *, department: str) -> tuple[Helper, ...]:
@@ -266,10 +279,18 @@ def digest_lines(digest: Digest) -> tuple[str, ...]:
         )
     if digest.outcomes:
         lines.append("Outcomes: " + ", ".join(f"{name} {n}" for name, n in digest.outcomes))
-    if digest.recurring:
+    clusters = [r for r in digest.recurring if r.conversation_id is not None]
+    tags = [r for r in digest.recurring if r.conversation_id is None]
+    if clusters:
+        lines.append("Recurring issues (the most voices first):")
+        lines.extend(
+            f"#{r.conversation_id} · {r.count} voices · {r.label or '(no text)'}" + (f" · {r.url}" if r.url else "")
+            for r in clusters
+        )
+    if tags:
         lines.append(
             "Recurring (tags on the most conversations): "
-            + ", ".join(_figure(r.count, r.previous, _one_line(r.label, 40), before=True) for r in digest.recurring)
+            + ", ".join(_figure(r.count, r.previous, _one_line(r.label, 40), before=True) for r in tags)
         )
     if digest.taking_part:
         lines.append("Who took part, by their department:")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bot import noise, terminal
 from bot.views import Action, Batch, Card, Listing, Notice, card_for
+from bot.voices import merged_into
 from handlers._common import reply_reached
 from storage.models import Delivery, Department, Destination, Event, Posting
 from storage.uow import UnitOfWork
@@ -416,6 +417,7 @@ class DeliveryWorker:
             earlier=earlier,
             moved=await _moved_away(uow, destination, current),
             voices=await uow.voices.of(conversation_id) if conversation.voice_count else (),
+            merged_into=await merged_into(uow, conversation),
         )
         return card, conversation.version
 

@@ -196,6 +196,7 @@ class Card:
     earlier: tuple[tuple[int, str], ...] = ()  # the author's newest earlier conversations: (id, status)
     earlier_count: int | None = None  # how many earlier conversations the author has in all (None: not read, in lists)
     moved: bool = False  # a copy in a channel that no longer gets its cards (rerouted): it says where it went
+    merged_into: int | None = None  # merged by hand into another conversation (`merge`): it says which
     # Other items merged into it (`bot.voices`): (source, author, link) of each, oldest first; `voice_count`
     # counts them all (the card lists the first `VOICES_LISTED`); 0 when none or not read.
     voices: tuple[tuple[str, str, str], ...] = ()
@@ -329,6 +330,7 @@ def _facts(card: Card) -> tuple[Fact, ...]:
     departments = ", ".join(d for d in card.departments if d.strip())
     facts = [
         Fact(MOVED, departments) if card.moved else Fact("", ""),
+        Fact(MERGED_INTO, f"#{card.merged_into}") if card.merged_into is not None else Fact("", ""),
         Fact("Departments:", departments),
         Fact("Tags:", ", ".join(t for t in card.tags if t.strip())),
         Fact("Why:", card.routing_reason),
@@ -349,6 +351,7 @@ def _facts(card: Card) -> tuple[Fact, ...]:
 
 
 MOVED = "Not for this channel any more: moved to"
+MERGED_INTO = "Merged into"  # "Merged into #9"
 VOICES_LISTED = 5  # voices named on a card; the rest are counted
 
 
@@ -578,18 +581,20 @@ def card_for(
     earlier: tuple[int, Sequence[tuple[int, str]]] | None = None,
     moved: bool = False,
     voices: Sequence[Voice] = (),
+    merged_into: int | None = None,
 ) -> Card:
     """The card of a conversation as it is now, with its latest reply's state (`decided_by`: who approved or
     rejected it, named on a rejected one) and what it was seen like before; an erased one says so
     ("Erased on request, <date>") where the customer's words were. `earlier`: how many earlier
     conversations its author has, and the newest of them as (id, status) (None: not read, as in lists).
     `moved`: the copy in a channel that no longer gets this conversation (it was rerouted): it says where it
-    went, and offers nothing to do there but the link to the original post."""
+    went, and offers nothing to do there but the link to the original post. `merged_into`: the conversation
+    it was merged into by hand (`bot.voices.merged_into`): the same, "Merged into #9", in every channel."""
     assert conversation.id is not None
     erased = erased_note(conversation)
     author = ERASED_AUTHOR if erased else conversation.author_name or conversation.author_handle or "unknown author"
     buttons = buttons_for(conversation, reply)
-    if moved:
+    if moved or merged_into is not None:  # gone from here: only the link to the original post is left
         buttons = tuple(b for b in buttons if b.url)
     return Card(
         id=conversation.id,
@@ -615,6 +620,7 @@ def card_for(
         seen_before=() if erased else seen_before_of(conversation),
         suggested=() if erased else suggested_of(conversation),
         moved=moved,
+        merged_into=merged_into,
         voices=tuple((v.source, v.author_name or v.author_handle or "unknown author", v.url) for v in voices),
         voice_count=conversation.voice_count or 0,
     )

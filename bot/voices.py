@@ -37,10 +37,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from bot.domain import ACTIVE
+from bot.domain import ACTIVE, Status
 
 if TYPE_CHECKING:
     from bot.ingest import Incoming
+    from storage.models import Conversation
     from storage.uow import UnitOfWork
 
 SIMILARITY = 0.7
@@ -161,6 +162,15 @@ class Print:
     @property
     def keys(self) -> list[str]:
         return ([self.link] if self.link else []) + self.bands
+
+
+async def merged_into(uow: UnitOfWork, conversation: Conversation) -> int | None:
+    """The conversation this one was merged into by hand (`merge #12 into #9`) while it is a voice of it
+    (`split` makes it its own again); None for any other. Its cards say so (`views.card_for(merged_into=)`)."""
+    if conversation.status != Status.DISMISSED or conversation.id is None:
+        return None
+    voice = await uow.voices.merged_from(conversation.id)
+    return voice.conversation_id if voice is not None else None
 
 
 Owner = tuple[int, datetime, str, list[str], bool]  # storage.voices.VoiceRepo.owners

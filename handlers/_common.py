@@ -11,6 +11,7 @@ from bot import policy
 from bot.domain import PAST_TENSE, AlreadyClaimed, Conflict, InvalidInput, NotFound, next_status, reached_customer
 from bot.policy import Who
 from bot.views import Card, card_for, storable
+from bot.voices import merged_into
 from storage.models import Conversation, Identity
 from storage.uow import UnitOfWork
 
@@ -60,6 +61,7 @@ async def card(uow: UnitOfWork, conversation: Conversation) -> Card:
         decided_by=decider.name if decider else "",
         earlier=earlier,
         voices=await uow.voices.of(conversation.id) if conversation.voice_count else (),  # type: ignore[arg-type]
+        merged_into=await merged_into(uow, conversation),
     )
 
 

@@ -1,10 +1,11 @@
 """Closing the loop: whoever sent a conversation in hears how it ended.
 
-When a conversation is resolved, each person `people_to_tell` names (today: who sent it in with "Send to
-Unsilo" or `report`) gets a short message of their own on their platform, through the outbox, like an
-Ask's (`bot.outbox.notice_row`): "#12, which you sent in, was resolved by Dana: fixed". Not the person
-who resolved it, and not someone who said `notify off` (`Person.notify`). Each message is a
-`sender_told` event; a conversation resolved again (reopened by nobody today) tells nobody twice.
+When a conversation is resolved, each person `people_to_tell` names (who sent it in with "Send to
+Unsilo" or `report`, or sent in a conversation merged into it by hand) gets a short message of their
+own on their platform, through the outbox, like an Ask's (`bot.outbox.notice_row`): "#12, which you
+sent in, was resolved by Dana: fixed". Not the person who resolved it, and not someone who said
+`notify off` (`Person.notify`). Each message is a `sender_told` event; a conversation resolved again
+(reopened by nobody today) tells nobody twice.
 """
 
 from __future__ import annotations
@@ -24,30 +25,40 @@ TOLD = "sender_told"
 REPORT_SOURCE = "-report"  # a reported post's source is `<platform>-report` (`handlers.report`)
 
 
-async def people_to_tell(uow: UnitOfWork, conversation: Conversation) -> list[int]:
-    """Who sent this conversation in: the people to tell how it ended, by person id, each once.
+async def people_to_tell(uow: UnitOfWork, conversation: Conversation) -> dict[int, Conversation]:
+    """Who sent this conversation in: the people to tell how it ended, by person id, each once, with the
+    conversation they sent in (this one, or one merged into it by hand: `merge #12 into #9` makes #12's
+    reporter one of #9's), which says the platform to write on. The first they sent in counts.
 
-    The one place that says so: a conversation's other senders (e.g. the reporters of voices merged into
-    it) are added here."""
-    return [conversation.reported_by_id] if conversation.reported_by_id is not None else []
+    The one place that says so."""
+    sent_in = [conversation, *await uow.voices.merged_in(conversation.id)]  # type: ignore[arg-type]
+    people: dict[int, Conversation] = {}
+    for c in sent_in:
+        if c.reported_by_id is not None:
+            people.setdefault(c.reported_by_id, c)
+    return people
 
 
-def _account(conversation: Conversation, accounts: list[Identity], platforms: tuple[str, ...]) -> Identity | None:
+def _account(sent_in: Conversation, accounts: list[Identity], platforms: tuple[str, ...]) -> Identity | None:
     """The account to write to: on the platform the post was sent in from, else their first chat account."""
     chat = [i for i in accounts if i.platform in platforms]
-    sent_from = conversation.source.removesuffix(REPORT_SOURCE) if conversation.source.endswith(REPORT_SOURCE) else ""
+    sent_from = sent_in.source.removesuffix(REPORT_SOURCE) if sent_in.source.endswith(REPORT_SOURCE) else ""
     return next((i for i in chat if i.platform == sent_from), chat[0] if chat else None)
 
 
-def resolved_notice(conversation: Conversation, *, by: str, outcome: str, text: str = "") -> Notice:
-    """ "#12, which you sent in, was resolved by Dana: fixed", with the post's first line and the closing note."""
+def resolved_notice(
+    conversation: Conversation, *, by: str, outcome: str, text: str = "", sent_in: Conversation | None = None
+) -> Notice:
+    """ "#12, which you sent in, was resolved by Dana: fixed", with the post's first line and the closing note;
+    "#12, which you sent in as #14, …" when what they sent in (`sent_in`) was merged into it."""
     summary = cut(first_line((conversation.title or "").strip() or conversation.text), 80) or "(no text)"
     lines = [f"“{summary}”"]
     if text:
         lines.append(f"Note: {cut(first_line(text), 200)}")
     lines.append("You get this because you sent it in; `notify off` stops these messages.")
+    merged = f" as #{sent_in.id}" if sent_in is not None and sent_in.id != conversation.id else ""
     return Notice(
-        title=f"#{conversation.id}, which you sent in, was resolved by {display_name(by)}: {outcome}",
+        title=f"#{conversation.id}, which you sent in{merged}, was resolved by {display_name(by)}: {outcome}",
         lines=tuple(lines),
         links=((f"#{conversation.id} original", conversation.url),) if conversation.url else (),
     )
@@ -59,15 +70,16 @@ async def tell_senders(uow: UnitOfWork, conversation: Conversation, *, who: Who,
     told_before = {
         e.data.get("person_id") for e in await uow.events.for_conversation(conversation.id) if e.kind == TOLD and e.data
     }
-    wanted = [p for p in dict.fromkeys(await people_to_tell(uow, conversation)) if p != who.id and p not in told_before]
-    if not wanted:
+    sent_in = {p: c for p, c in (await people_to_tell(uow, conversation)).items() if p != who.id and p not in told_before}
+    if not sent_in:
         return []
-    notice = resolved_notice(conversation, by=who.name, outcome=outcome, text=text)
     rows, events, names = [], [], []
-    for person, accounts in (await uow.people.many(wanted)).values():
-        account = _account(conversation, accounts, uow.chat_platforms)
+    for person, accounts in (await uow.people.many(list(sent_in))).values():
+        assert person.id is not None
+        account = _account(sent_in[person.id], accounts, uow.chat_platforms)
         if not person.notify or account is None:
             continue
+        notice = resolved_notice(conversation, by=who.name, outcome=outcome, text=text, sent_in=sent_in[person.id])
         rows.append(
             notice_row(
                 uow,

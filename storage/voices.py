@@ -147,6 +147,17 @@ class VoiceRepo:
         stmt = select(Voice).where(Voice.origin_id == conversation_id)
         return (await self.session.exec(stmt)).first()
 
+    async def merged_in(self, conversation_id: int) -> list[Conversation]:
+        """The conversations merged into this one by hand (`merge #12 into #9`), in the order they were merged
+        (`voice.conversation_id`'s index, then each by its primary key)."""
+        stmt = (
+            select(Conversation)
+            .join(Voice, col(Voice.origin_id) == col(Conversation.id))
+            .where(Voice.conversation_id == conversation_id)
+            .order_by(col(Voice.joined_at), col(Voice.id))
+        )
+        return list((await self.session.exec(stmt)).all())
+
     async def joined(self, department_id: int, *, since: datetime, until: datetime) -> int:
         """How many voices joined the department's conversations in [since, until) (the digest counts them)."""
         stmt = (
@@ -160,6 +171,26 @@ class VoiceRepo:
             )
         )
         return int((await self.session.exec(stmt)).one())
+
+    async def most_voices(self, department_id: int, *, since: datetime, until: datetime, limit: int) -> list[Conversation]:
+        """The department's conversations that voices joined in [since, until), the most voices first (then the
+        oldest): the digest's recurring issues. Erased ones are left out."""
+        joined = (
+            select(Voice.conversation_id)
+            .join(ConversationDepartment, col(ConversationDepartment.conversation_id) == col(Voice.conversation_id))
+            .where(
+                ConversationDepartment.department_id == department_id,
+                col(Voice.joined_at) >= since,
+                col(Voice.joined_at) < until,
+            )
+        )
+        stmt = (
+            select(Conversation)
+            .where(col(Conversation.id).in_(joined), col(Conversation.voice_count) > 0, col(Conversation.erased_at).is_(None))
+            .order_by(col(Conversation.voice_count).desc(), col(Conversation.id))
+            .limit(limit)
+        )
+        return list((await self.session.exec(stmt)).all())
 
     async def of(self, conversation_id: int) -> list[Voice]:
         """The voices of a conversation, oldest first."""

@@ -276,3 +276,78 @@ async def _reported(uow: Any) -> list[Any]:
     from storage.models import Event
 
     return list((await uow.session.exec(select(Event).where(Event.kind == "reported"))).all())
+
+
+async def test_merged_conversations_say_where_they_went_and_their_senders_hear_how_it_ended(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with running_teams(tmp_path, with_slack=True, config=CONFIG, database_url=database_url) as h:
+        assert h.slack is not None
+        status, _ = await h.mention("link support", user="aad-admin")
+        assert status in (200, 201)
+        slack = SlackHarness(container=h.container, slack=h.slack, url=h.url, http=h.http)
+
+        async def report(link: str, text: str) -> int:
+            status, said, _ = await slack.command(f"report {link} {text}", user="USAM")
+            assert status == 200 and "Thanks! That post is now #" in said, said
+            return int(said.split("#")[1].split()[0].rstrip(".!"))
+
+        async def sent_to_unsilo(user: str, name: str, message_id: str) -> int:
+            status, _ = await h.send_to_unsilo(
+                department="support", link=f"https://forum.example/t/{message_id}", user=user, name=name,
+                message_id=message_id, activity_id=f"f:{message_id}",
+            )  # fmt: skip
+            assert status == 200
+            async with h.container.uow() as uow:
+                return max(e.conversation_id for e in await _reported(uow) if e.actor_name == name)
+
+        first = await report("https://forum.example/t/20", "My blender arrived broken")  # #A, by Sam on Slack
+        from_teams = await sent_to_unsilo("aad-carlos", "Carlos", "1611060745001")  # #B, by Carlos on Teams
+        again = await report("https://forum.example/t/21", "Blender broken on arrival, refund?")  # Sam once more
+        by_resolver = await sent_to_unsilo("aad-manager", "Maria", "1611060745002")  # the one who resolves it
+        assert len({first, from_teams, again, by_resolver}) == 4
+        await h.deliver()
+        old = await _copies(h, from_teams)
+        assert set(old) == {("slack", "C0SUPPORT"), ("teams", CHANNEL)}
+        for cid in (from_teams, again, by_resolver):
+            merged = await h.container.bus.handle(parse(f"merge #{cid} into #{first}", MANAGER))
+            assert merged.text.startswith(f"#{cid} is now a voice of #{first}")
+        await h.deliver()
+
+        # #B's cards, on both platforms, say where it went and offer nothing but the link to the original post.
+        old_slack = h.slack.message("C0SUPPORT", old[("slack", "C0SUPPORT")])
+        assert old_slack is not None
+        check_message({"text": old_slack["text"], "blocks": old_slack["blocks"]})
+        said = json.dumps(old_slack["blocks"], ensure_ascii=False)
+        assert f"{views.MERGED_INTO} #{first}" in said or f"{views.MERGED_INTO}* #{first}" in said, said[:600]
+        assert _slack_verbs(old_slack) <= {codec.OPEN}
+        old_teams = h.connector.activity(CHANNEL, old[("teams", CHANNEL)])
+        assert old_teams is not None
+        content = old_teams["attachments"][0]["content"]
+        check_card(content)
+        assert _teams_executes(content) == [] and f"{views.MERGED_INTO} #{first}" in runs_text(content)
+        shown = await h.container.bus.handle(c.Show(from_teams, SAM))
+        assert shown.card is not None and shown.card.merged_into == first
+        assert [b for b in shown.card.buttons if not b.url] == []
+        target = await h.container.bus.handle(c.Show(first, SAM))
+        assert target.card is not None and target.card.merged_into is None and target.card.voice_count == 3
+        assert "claim" in {b.verb for b in target.card.buttons}
+
+        # Resolving #A tells Sam (once, on Slack) and Carlos (on Teams); not Maria, who resolved it.
+        await h.container.bus.handle(c.Claim(first, MANAGER))
+        result = await h.container.bus.handle(c.Resolve(first, MANAGER, "fixed", "replaced"))
+        assert "; Sam, Carlos (who sent it in) will be told" in result.text or "; Carlos, Sam (who sent it in)" in result.text
+        chats_before = len(h.connector.calls_to("create"))
+        await h.deliver()
+        dms = [x for x in h.slack.calls_to("chat.postMessage") if x.args.get("channel") == "USAM"]
+        assert len(dms) == 1
+        check_message({"text": dms[0].args["text"], "blocks": dms[0].args["blocks"]})
+        assert f"#{first}, which you sent in, was resolved by Maria: fixed" in json.dumps(dms[0].args, ensure_ascii=False)
+        chats = [x for x in h.connector.calls_to("create")[chats_before:] if x.body.get("members")]
+        assert [x.body["members"][0]["id"] for x in chats] == ["aad-carlos"]
+        (sent,) = [s for s in h.connector.calls_to("send") if s.conversation_id == chats[0].response["id"]]
+        content = sent.body["attachments"][0]["content"]
+        check_card(content)
+        assert f"#{first}, which you sent in as #{from_teams}, was resolved by Maria: fixed" in runs_text(content)
+        told = [e.data["name"] for e in await _events(h, first, "sender_told")]
+        assert sorted(told) == ["Carlos", "Sam"]
