@@ -92,6 +92,16 @@ async def _events(h: TeamsHarness, cid: int, kind: str) -> list[Any]:
         return [e for e in await uow.events.for_conversation(cid) if e.kind == kind]
 
 
+def _teams_dms(h: TeamsHarness, chats_before: int, *, to: str) -> dict[str, Any]:
+    """The one 1:1 chat Unsilo opened since `chats_before` (with `to`, only) and its schema-valid card."""
+    chats = [x for x in h.connector.calls_to("create")[chats_before:] if x.body.get("members")]
+    assert [x.body["members"][0]["id"] for x in chats] == [to]
+    (sent,) = [s for s in h.connector.calls_to("send") if s.conversation_id == chats[0].response["id"]]
+    content: dict[str, Any] = sent.body["attachments"][0]["content"]
+    check_card(content)
+    return content
+
+
 async def _until(check: Any, *, rounds: int = 250) -> None:
     for _ in range(rounds):  # a Slack click's work runs after its ack
         if await check():
@@ -235,11 +245,7 @@ async def test_resolving_tells_who_sent_it_in_on_their_platform_unless_they_said
         assert f"#{from_slack}, which you sent in, was resolved by Maria: fixed" in text
         check_message({"text": dms[0].args["text"], "blocks": dms[0].args["blocks"]})
         # Carlos: a 1:1 chat on Teams.
-        chats = [x for x in h.connector.calls_to("create")[chats_before:] if x.body.get("members")]
-        assert [x.body["members"][0]["id"] for x in chats] == ["aad-carlos"]
-        (sent,) = [s for s in h.connector.calls_to("send") if s.conversation_id == chats[0].response["id"]]
-        content = sent.body["attachments"][0]["content"]
-        check_card(content)
+        content = _teams_dms(h, chats_before, to="aad-carlos")
         assert f"#{from_teams}, which you sent in, was resolved by Maria: fixed" in runs_text(content)
         history = (await h.container.bus.handle(c.Show(from_teams, MANAGER))).history
         assert [(x.kind, x.detail) for x in history if x.event == "sender_told"] == [("told who sent it in", "Carlos")]
@@ -343,11 +349,7 @@ async def test_merged_conversations_say_where_they_went_and_their_senders_hear_h
         assert len(dms) == 1
         check_message({"text": dms[0].args["text"], "blocks": dms[0].args["blocks"]})
         assert f"#{first}, which you sent in, was resolved by Maria: fixed" in json.dumps(dms[0].args, ensure_ascii=False)
-        chats = [x for x in h.connector.calls_to("create")[chats_before:] if x.body.get("members")]
-        assert [x.body["members"][0]["id"] for x in chats] == ["aad-carlos"]
-        (sent,) = [s for s in h.connector.calls_to("send") if s.conversation_id == chats[0].response["id"]]
-        content = sent.body["attachments"][0]["content"]
-        check_card(content)
+        content = _teams_dms(h, chats_before, to="aad-carlos")
         assert f"#{first}, which you sent in as #{from_teams}, was resolved by Maria: fixed" in runs_text(content)
         told = [e.data["name"] for e in await _events(h, first, "sender_told")]
         assert sorted(told) == ["Carlos", "Sam"]

@@ -299,3 +299,25 @@ async def test_the_digest_counts_voices(container: Container) -> None:
     await container.ingest(the_story())
     digest = await container.bus.handle(c.ShowDigest(c.Actor("cli", "carol"), department="triage", days=1))
     assert digest.notice is not None and "1 new (+1) (and 2 more voices of them)" in "\n".join(digest.notice.lines)
+
+
+async def test_the_digest_names_the_conversations_with_the_most_voices_then_the_tags(container: Container) -> None:
+    await container.ingest(the_story())  # #1: 3 voices
+    login = "I cannot log in since this morning, the page says my password is wrong although I reset it twice today"
+    pair = [
+        make_incoming(source="forum", external_id=f"l{i}", title="Login loop", text=login, url=url, tags=("login",))
+        for i, url in enumerate(("https://shop.example/help/login?utm_source=a", "https://m.shop.example/help/login/"))
+    ]
+    alone = make_incoming(source="mail", external_id="m1", text="Where is my invoice?", tags=("billing", "login"))
+    report = await container.ingest([*pair, alone])
+    assert len(report.new_ids) == 2  # the login pair is one conversation with 2 voices
+    login_id = min(report.new_ids)
+    digest = await container.bus.handle(c.ShowDigest(c.Actor("cli", "carol"), department="triage", days=1))
+    assert digest.notice is not None
+    lines = list(digest.notice.lines)
+    print("\n".join(lines))
+    start = lines.index("Recurring issues (the most voices first):")
+    assert lines[start + 1].startswith("#1 · 3 voices · The checkout page has been down for an hour")
+    assert lines[start + 2] == f"#{login_id} · 2 voices · Login loop · https://shop.example/help/login?utm_source=a"
+    assert lines[start + 3] == "Recurring (tags on the most conversations): login 2 (+2), billing 1 (+1)"
+    assert [line for line in lines if " voices · " in line] == lines[start + 1 : start + 3], "one voice is not recurring"
