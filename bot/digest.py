@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from bot.domain import NotFound
 from bot.spikes import period_lines
 from bot.views import Notice
+from storage.db import off_loop
 from storage.models import SpikeAlert
 from storage.reports import TOP_TAGS, Activity, Overdue, Participant, RuleFigures, Timing, Waiting
 from storage.uow import UnitOfWork
@@ -138,7 +139,13 @@ class Stats:
 
 
 async def build_digest(uow: UnitOfWork, *, department: str, since: datetime, until: datetime) -> Digest:
-    """Gather one department's digest for [since, until) in the caller's unit of work."""
+    """Gather one department's digest for [since, until) in the caller's unit of work: every read of it (two
+    periods' aggregates, the late ones, rules, voices, spikes) off the event loop on SQLite (`off_loop`)."""
+    with off_loop():
+        return await _gather(uow, department=department, since=since, until=until)
+
+
+async def _gather(uow: UnitOfWork, *, department: str, since: datetime, until: datetime) -> Digest:
     found = await uow.departments.by_name(department)
     if found is None or found.id is None:
         names = ", ".join(d.name for d in await uow.departments.all())

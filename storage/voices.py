@@ -33,6 +33,11 @@ class VoiceRepo:
         """Which (source, external id) pairs are already a voice of some conversation (erased ones too)."""
         return await known_keys(self.session, Voice, keys)
 
+    async def conversation_of(self, source: str, external_id: str) -> int | None:
+        """The conversation an item joined as a voice, if it did."""
+        stmt = select(Voice.conversation_id).where(Voice.source == source, Voice.external_id == external_id)
+        return (await self.session.exec(stmt)).first()
+
     async def owners(self, keys: Sequence[str]) -> dict[str, tuple[int, datetime, str, list[str], bool]]:
         """key -> (conversation id, claimed at, its status, the texts it and its voices say, erased) for the
         keys someone owns (texts: "title\ntext" of the conversation, then of each voice)."""

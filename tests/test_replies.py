@@ -81,9 +81,8 @@ async def store(make_container: Callable[..., Container]) -> AsyncIterator[tuple
     await container.close()
 
 
-async def _conversation(
-    container: Container, text: str, *, reply_url: str = "", source: str = "listening", url: str = "https://forum.example/t/1"
-) -> int:
+async def _conversation(container: Container, text: str, *, reply_url: str = "", source: str = "listening", url: str = "") -> int:
+    url = url or f"https://forum.example/t/{abs(hash(text)) % 10**8}"  # a post of its own: its own link (bot/voices.py)
     item = make_incoming(source=source, external_id=text[:20], text=text, url=url, reply_url=reply_url)
     return (await container.ingest([item])).new_ids[0]
 

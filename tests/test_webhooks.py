@@ -79,6 +79,11 @@ async def hooks(make_container: Callable[..., Container]) -> AsyncIterator[Hooks
         await runner.cleanup()
 
 
+def short(external_id: str) -> dict[str, Any]:
+    """A post of its own (too short to be compared with others' texts: never another voice, bot/voices.py)."""
+    return tweet(external_id, text=f"where is my order {external_id}?")
+
+
 def tweet(external_id: str | int = "1862000000000000001", **changes: Any) -> dict[str, Any]:
     """A complete, valid item as a social listening tool would push it."""
     item: dict[str, Any] = {
@@ -332,31 +337,31 @@ async def test_a_rotated_secret_replaces_the_old_one_after_its_grace_period_and_
     new = rotated.text.split("(shown once, keep it safe): ")[1].split("\n")[0]
     assert new != SECRET and "the old one is accepted until 2026-11-16 11:00 UTC" in rotated.text
 
-    assert (await hooks.post(tweet("r-1"), secret=SECRET))[0] == 200  # the tool not updated yet: still accepted
-    assert (await hooks.post(tweet("r-2"), secret=new))[0] == 200
+    assert (await hooks.post(short("r-1"), secret=SECRET))[0] == 200  # the tool not updated yet: still accepted
+    assert (await hooks.post(short("r-2"), secret=new))[0] == 200
     hooks.clock.advance(hours=2, seconds=1)
-    assert await hooks.post(tweet("r-3"), secret=SECRET) == (401, {"error": "invalid signature"})
-    assert (await hooks.post(tweet("r-4"), secret=new))[0] == 200
+    assert await hooks.post(short("r-3"), secret=SECRET) == (401, {"error": "invalid signature"})
+    assert (await hooks.post(short("r-4"), secret=new))[0] == 200
     assert [conversation.external_id for conversation in await hooks.stored()] == ["r-1", "r-2", "r-4"]
 
     removed = await hooks.container.bus.handle(c.RemoveSource(admin, "listening"))
     assert removed.text.startswith("webhook listening removed: /hooks/listening refuses deliveries;")
-    assert await hooks.post(tweet("r-5"), secret=new) == (410, {"error": "this source was removed"})
+    assert await hooks.post(short("r-5"), secret=new) == (410, {"error": "this source was removed"})
     assert len(await hooks.stored()) == 3  # the conversations it brought stay
 
 
 async def test_a_batch_of_valid_and_invalid_posts_leaves_exactly_the_valid_items_once_each(hooks: Hooks) -> None:
     deliveries = [
-        ({"item": tweet("a")}, 200),
+        ({"item": short("a")}, 200),
         ({"item": tweet("b", text="<@U0ADMIN> <https://evil.example|click> *urgent*")}, 200),
-        ({"item": tweet("c"), "secret": "wrong"}, 401),
+        ({"item": short("c"), "secret": "wrong"}, 401),
         ({"item": tweet("d", author={})}, 400),
-        ({"item": tweet("a")}, 200),  # retried
-        ({"item": tweet("e"), "age_seconds": 3600}, 401),
+        ({"item": short("a")}, 200),  # retried
+        ({"item": short("e"), "age_seconds": 3600}, 401),
         ({"item": tweet("f", reply_url="mailto:maya@example.com")}, 400),
         ({"item": None, "body": b"not json"}, 400),
-        ({"item": tweet("g"), "source": "blog"}, 404),
-        ({"item": tweet("b")}, 200),  # retried
+        ({"item": short("g"), "source": "blog"}, 404),
+        ({"item": short("b")}, 200),  # retried
         ({"item": tweet("h", channel="forum", tags=None, reply_url=None)}, 200),
     ]
 
@@ -469,3 +474,27 @@ async def test_deep_json_and_hostile_characters_in_short_fields(hooks: Hooks) ->
     assert status == 200, body  # cleaned, like the text: NUL and lone surrogates never reach PostgreSQL
     [conversation] = await hooks.stored()
     assert (conversation.external_id, conversation.author_handle, conversation.channel) == ("tw--1", "@maya", "twitter")
+
+
+async def test_a_repost_of_an_open_conversation_is_answered_as_another_voice_of_it(
+    make_container: Callable[..., Container],
+) -> None:
+    clock = FakeClock()
+    container = make_container(clock=clock)
+    runner, url = await serve(create_app(container, run_worker=False))
+    try:
+        async with container.uow() as uow:
+            source = await uow.sources.ensure("listening", kind="webhook")
+            source.secret = SECRET
+            await uow.commit()
+        async with aiohttp.ClientSession() as http:
+            hooks = Hooks(container=container, clock=clock, url=url, http=http)
+            status, first = await hooks.post(tweet("t-1"))
+            assert (status, first["status"]) == (200, "created")
+            # The same post, shared with tracking parameters: another voice of it, not a second card.
+            repost = tweet("t-2", url="https://x.example/maya/status/t-1?utm_source=share&fbclid=abc")
+            assert await hooks.post(repost) == (200, {"id": first["id"], "status": "voice"})
+            assert await hooks.post(repost) == (200, {"id": first["id"], "status": "duplicate"})  # retried
+            assert [cv.voice_count for cv in await hooks.stored()] == [1]
+    finally:
+        await runner.cleanup()

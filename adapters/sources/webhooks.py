@@ -58,7 +58,8 @@ class WebhookReceiver:
         self.guard = AddressGuard(container.settings.allow_private_urls)
 
     async def handle(self, request: web.Request) -> web.Response:
-        """The aiohttp handler: 200 created/duplicate, or 400/401/404/410/413 with a JSON error."""
+        """The aiohttp handler: 200 created, voice (of an open conversation) or duplicate, or 400/401/404/410/413
+        with a JSON error."""
         name = request.match_info["source"]
         try:
             item = await self._item(request, name)
@@ -70,8 +71,13 @@ class WebhookReceiver:
         if report.new_ids:
             logger.info("webhook %.128r: item %.128r stored as #%s", name, item.external_id, report.new_ids[0])
             return web.json_response({"id": report.new_ids[0], "status": "created"})
+        if report.joined:  # the same as an open conversation: another voice of it (bot/voices.py)
+            logger.info("webhook %.128r: item %.128r is another voice of #%s", name, item.external_id, report.joined[0])
+            return web.json_response({"id": report.joined[0], "status": "voice"})
         async with self.container.uow() as uow:
             existing = await uow.conversations.id_for(item.source, item.external_id)
+            if existing is None:
+                existing = await uow.voices.conversation_of(item.source, item.external_id)
         if existing is None:  # only if the conversation vanished between the two transactions
             logger.error("webhook %.128r: item %.128r neither stored nor found", name, item.external_id)
             return web.json_response({"error": "try again"}, status=503)
