@@ -338,3 +338,40 @@ async def test_the_dashboard_lets_in_its_charts_style_by_a_nonce_of_its_own(cons
         assert nonces[0] != nonces[1]  # a fresh one per page
         async with browser.get(f"{console.url}/console") as response:
             assert "nonce" not in response.headers["Content-Security-Policy"]
+
+
+async def test_a_request_relayed_by_a_proxy_on_this_machine_is_not_local(console: Console) -> None:
+    """Behind nginx on the same box every request comes from 127.0.0.1 for host 127.0.0.1 (`proxy_set_header
+    Host $proxy_host`): the proxy's own headers say it came from elsewhere, so the one-time link is refused."""
+    async with console.browser() as browser:
+        for relayed in ({"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"}, {"X-Real-IP": "203.0.113.9"}):
+            async with browser.get(f"{console.url}/console/login", params={"token": console.token}, headers=relayed) as response:
+                assert response.status == 403, relayed
+        await console.signed_in(browser)  # not spent by the refusals: this machine still signs in
+
+
+async def test_the_one_time_link_expires_and_is_not_made_where_deployed_sign_in_is_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from adapters.web import auth
+
+    sessions = auth.Sessions(user_id="owner")
+    token = sessions.login_token
+    assert token is not None
+    monkeypatch.setattr(auth.time, "monotonic", lambda: sessions._login_at + auth.LINK_SECONDS + 1)
+    assert sessions.sign_in(token) is None and sessions.login_token is None, "printed over 15 minutes ago: spent"
+    assert auth.Sessions(user_id="owner", one_time_link=False).login_token is None  # Slack / Entra sign-in only
+
+
+async def test_the_event_stream_ends_when_its_session_does(console: Console) -> None:
+    async with console.browser() as browser:
+        await console.signed_in(browser)
+        page = await console.page(browser, "/console")
+        signout = re.search(r'action="/console/logout".*?name="csrf" value="([^"]+)"', page, re.S)
+        assert signout is not None
+        async with browser.get(f"{console.url}/console/events", params={"channel": "slack:C0SUPPORT"}) as events:
+            await read_event(events.content, 2.0)
+            async with browser.post(f"{console.url}/console/logout", data={"csrf": signout.group(1)}) as response:
+                assert response.status == 401
+            rest = await asyncio.wait_for(events.content.read(), 3.0)  # the server closes the stream
+            assert b"event: change" not in rest

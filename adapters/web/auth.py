@@ -34,12 +34,18 @@ class Session:
     flash: list[tuple[str, str]] = field(default_factory=list)  # (kind, text) shown once on the next page
 
 
+LINK_SECONDS = 15 * 60  # the one-time link works this long after `unsilo run` printed it
+
+
 class Sessions:
     """The one-time sign-in token and the live sessions (kept in memory: a restart signs everyone out)."""
 
-    def __init__(self, *, user_id: str) -> None:
+    def __init__(self, *, user_id: str, one_time_link: bool = True) -> None:
         self.user_id = user_id
-        self._login: str | None = secrets.token_urlsafe(TOKEN_BYTES)
+        # No one-time link where deployed sign-in is configured: a link printed to a log must not let anyone
+        # in past the workspace / tenant checks (behind a proxy on this box, every request looks local).
+        self._login: str | None = secrets.token_urlsafe(TOKEN_BYTES) if one_time_link else None
+        self._login_at = time.monotonic()
         self._sessions: dict[str, Session] = {}
 
     @property
@@ -50,6 +56,9 @@ class Sessions:
     def sign_in(self, token: str) -> str | None:
         """A new session's id for the one-time `token`, which is spent; None for any other token."""
         if self._login is None or not hmac.compare_digest(token.encode(), self._login.encode()):
+            return None
+        if time.monotonic() - self._login_at > LINK_SECONDS:  # printed long ago: restart for a new one
+            self._login = None
             return None
         self._login = None
         return self.start(self.user_id, self.user_id)

@@ -150,7 +150,9 @@ CONSOLE: web.AppKey[Console] = web.AppKey("unsilo.web.console", Console)
 
 def mount(app: web.Application, *, settings: WebSettings, wiring: Wiring) -> WebSender:
     """Serve the console under `/console` and print its one-time sign-in link; return its sender."""
-    console = Console(settings=settings, wiring=wiring, sessions=Sessions(user_id=settings.user))
+    console = Console(
+        settings=settings, wiring=wiring, sessions=Sessions(user_id=settings.user, one_time_link=not settings.providers)
+    )
     app[CONSOLE] = console
     pages = _Pages(console)
     app.router.add_get(f"{PREFIX}/login", pages.login)
@@ -173,10 +175,11 @@ def mount(app: web.Application, *, settings: WebSettings, wiring: Wiring) -> Web
 
         oidc.mount(app, console)
     token = console.sessions.login_token
-    assert token is not None
-    if is_loopback(settings.host):
+    if token is not None and is_loopback(settings.host):
         print(f"console: {settings.login_url(token)}", flush=True)  # noqa: T201 - the one-time link, like Jupyter's
-    logger.info("console served at %s (the one-time sign-in link is printed on stdout)", PREFIX)
+        logger.info("console served at %s (the one-time sign-in link is printed on stdout)", PREFIX)
+    else:
+        logger.info("console served at %s (sign in with %s)", PREFIX, ", ".join(p.title for p in settings.providers))
     return WebSender(console.changes)
 
 
@@ -218,12 +221,16 @@ def _guarded(console: Console, handler: Handler) -> Callable[[web.Request], Awai
     return guarded
 
 
+RELAY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP", "Via")
+
+
 def _not_local(request: web.Request) -> web.StreamResponse | None:
     """A 403 for a request from another machine, or naming another host (DNS rebinding): until sign-in
     with Slack or Entra ID exists, the console is for this machine only, whatever address it was bound to
     (`unsilo run --host` is not seen by platform settings)."""
     host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
-    if is_loopback(request.remote or "") and is_loopback(host):
+    relayed = any(name in request.headers for name in RELAY_HEADERS)  # a proxy on this box: from elsewhere
+    if is_loopback(request.remote or "") and is_loopback(host) and not relayed:
         return None
     logger.warning(
         "console request from %s for host %r refused: the console answers this machine only", request.remote, request.host[:100]
@@ -308,7 +315,10 @@ class _Pages:
         await response.prepare(request)
         seen = request.query.get("version", "")
         idle = 0.0
-        while request.transport is not None and not request.transport.is_closing():  # until the page is left
+        # Until the page is left, or its session ends (signed out, expired): then the page asks again and is refused.
+        while request.transport is not None and not request.transport.is_closing():
+            if self.console.sessions.of(request) is not session:
+                break
             version = await self.console.version_of(chosen, session)
             try:
                 if version != seen:
@@ -389,7 +399,8 @@ class _Pages:
 
     async def stylesheet(self, request: web.Request) -> web.StreamResponse:
         """The stylesheet, to anyone on this machine: it holds nothing secret, and a refusal reads better styled."""
-        return _not_local(request) or _secured(_static_file("console.css"))
+        refused = None if self.console.settings.providers else _not_local(request)  # deployed: from anywhere
+        return refused or _secured(_static_file("console.css"))
 
     async def act(self, request: web.Request, session: Session) -> web.StreamResponse:
         """A card button pressed in the console: its command, as the signed-in person, through the bus."""
