@@ -96,7 +96,10 @@ def canonical_link(url: str) -> str:
         and k.lower() not in _TRACKING
         and not (k.lower() in ("amp", "outputtype") and v.lower() in ("", "1", "true", "amp"))
     ]
-    return urlunsplit(("https", host, path, urlencode(sorted(query)), ""))
+    # A fragment naming a sub-item (`#comment-101`, `#issuecomment-42`, `#p3`) tells posts on one page apart;
+    # any other (`#top`, `#reviews`) is where the page was scrolled to.
+    fragment = parts.fragment if re.search(r"[0-9]", parts.fragment or "") else ""
+    return urlunsplit(("https", host, path, urlencode(sorted(query)), fragment))
 
 
 def shingles(text: str) -> frozenset[int]:

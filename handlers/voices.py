@@ -15,8 +15,9 @@ from bot.ingest import Incoming, make_incoming, store_items
 from bot.policy import Context, identify
 from bot.routing import Router
 from bot.views import Result
-from bot.voices import voice_row
+from bot.voices import Print, voice_row
 from handlers._common import card, load, log_event, owner_name, transition
+from storage.erasure import TOMBSTONE
 from storage.models import Conversation, Voice
 from storage.uow import UnitOfWork
 
@@ -71,6 +72,8 @@ async def handle_split(cmd: Split, uow: UnitOfWork, *, ctx: Context) -> Result:
     """Take a voice out into its own conversation (owners and managers of the one holding it)."""
     who = await identify(uow, cmd.actor)
     voice, holder = await _voice(uow, cmd)
+    if voice.external_id.startswith(TOMBSTONE):
+        raise InvalidInput(f"that voice of #{holder} was erased on request: there is nothing to split out")
     now = uow.now()
     await transition(uow, holder, "split", who=who, data={"voice": voice.id, "source": voice.source})
     await uow.voices.remove(voice.id)  # type: ignore[arg-type]
@@ -102,6 +105,11 @@ async def handle_split(cmd: Split, uow: UnitOfWork, *, ctx: Context) -> Result:
             raise InvalidInput(f"that voice is already #{await uow.conversations.id_for(voice.source, voice.external_id)}")
         new_id = report.new_ids[0]
         await log_event(uow, new_id, "split", who=who, data={"from": holder})
+    # The keys that would find the split item (its link, its text's bands) find it again, not its old holder:
+    # else the next repost of it would join the conversation it was just taken out of.
+    for key in Print.of(voice.url, voice.title, voice.text).keys:
+        if not await uow.voices.take_over(key, holder, new_id, now):
+            await uow.voices.claim([(key, new_id, now)])
     return Result(f"Split out of #{holder}: it is #{new_id} again", card=await card(uow, await load(uow, new_id)))
 
 

@@ -93,6 +93,7 @@ class SpikeRepo:
             .join(Department, col(Department.id) == col(ConversationDepartment.department_id))
             .where(or_(*((joined >= start) & (joined < end) for start, end in windows)))
             .where(col(Department.retired_at).is_(None))
+            .where(col(Voice.origin_id).is_(None))  # a conversation merged by hand counted when it came in already
         )
         rows: Any = [*(await self.session.exec(stmt)).all(), *(await self.session.exec(voices)).all()]
         rows.sort(key=lambda r: (_aware(r[2]), r[0]), reverse=True)  # newest first, as one list

@@ -81,6 +81,9 @@ def test_canonical_links_drop_tracking_mobile_and_amp_variants() -> None:
     assert canonical_link("https://example.com/a/story") != canonical_link("https://example.com/a/other")
     assert canonical_link("javascript:alert(1)") == "" and canonical_link("not a url") == ""
     assert link_key("https://www.example.com/") == "", "a site's home page names no story"
+    # Comments on one page (a comments feed, an issue tracker) are posts of their own: their fragments tell them apart.
+    comments = {canonical_link(f"https://blog.example/post/#comment-{n}") for n in (101, 102)}
+    assert len(comments) == 2 and canonical_link("https://blog.example/post/#top") == "https://blog.example/post"
 
 
 def test_a_shared_phrase_is_not_near_identical_text() -> None:
@@ -286,6 +289,11 @@ async def test_merge_and_split_by_hand_are_logged_and_refresh_both_cards(contain
         await container.bus.handle(textcommands.parse("split #1", carol))
     out = await container.bus.handle(textcommands.parse("split #1 2", carol))
     assert out.card is not None and out.card.source == "reviews" and out.card.id not in (1, second)
+    # Its link finds it now, not #1: the same review shared again joins the conversation it became.
+    again = await container.ingest(
+        [make_incoming(source="mail", external_id="m2", text="see this", url="https://reviews.example.org/r/5?utm_source=x")]
+    )
+    assert again.joined == [out.card.id]
     shown = await container.bus.handle(c.Show(1, ADMIN))
     assert shown.card is not None and shown.card.voice_count == 1
     async with container.uow() as uow:
