@@ -208,7 +208,10 @@ async def hold_new_cards(uow: UnitOfWork, conversation_ids: Iterable[int]) -> in
             if hold is None:
                 continue
             until = hold
-            key = batch_key(destination, window) if window is not None else None
+            # A window held over quiet hours goes out when they end, with every other window held over them:
+            # one batch per channel and quiet night (keyed by that end; its title spans from the first window).
+            pushed = window is not None and hold > window + timedelta(seconds=budget.every)
+            key = batch_key(destination, hold if pushed else window) if window is not None else None
             if key is not None:
                 batches.append(
                     {
@@ -217,7 +220,10 @@ async def hold_new_cards(uow: UnitOfWork, conversation_ids: Iterable[int]) -> in
                         "kind": "batch",
                         "conversation_id": None,
                         "destination_id": destination_id,
-                        "payload": {"window_start": window.isoformat(), "every": budget.every},  # type: ignore[union-attr]
+                        "payload": {  # the title's span: its window, or from it to the end of the quiet hours
+                            "window_start": window.isoformat(),  # type: ignore[union-attr]
+                            "every": int((hold - window).total_seconds()) if pushed else budget.every,  # type: ignore[operator]
+                        },
                         "status": "pending",
                         "attempts": 0,
                         "next_attempt_at": until,

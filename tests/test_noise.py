@@ -108,6 +108,31 @@ async def test_a_batched_channel_gets_one_message_per_window_with_every_new_conv
 QUIET = '\n[channels."log:support"]\nquiet = "22:00-07:00 Europe/Berlin"\n'
 
 
+async def test_a_batched_channel_with_quiet_hours_gets_one_batch_in_the_morning(
+    make_container: Callable[..., Container], tmp_path: Path
+) -> None:
+    both = '\n[channels."log:support"]\nmode = "batched 15m"\nquiet = "22:00-07:00 Europe/Berlin"\n'
+    clock = FakeClock(datetime(2026, 11, 16, 21, 20, tzinfo=UTC))  # 22:20 in Berlin
+    container = make_container(clock=clock, config=_config(tmp_path, both))
+    await container.prepare()
+    try:
+        worker, sender = container.worker(), _log(container)
+        night = []
+        for n, words in enumerate(("refund please", "my refund never came", "still no refund", "refund the lid", "a refund?")):
+            night.append(await _ingest(container, f"n{n}", words))
+            clock.advance(minutes=50)  # each in a window of its own, all in the quiet hours
+        await worker.run_until_idle()
+        assert _support(sender) == []
+        clock.now = datetime(2026, 11, 17, 6, 0, 1, tzinfo=UTC)  # 07:00:01 in Berlin
+        await worker.run_until_idle()
+        posted = _support(sender)
+        assert [j.kind for j in posted] == ["batch"] + ["card"] * 5, "one batch message for the night, not one per window"
+        assert posted[0].batch is not None and [card.id for card in posted[0].batch.listing.cards] == night
+        assert posted[0].batch.title == "5 new conversations, 21:15-06:00 UTC"
+    finally:
+        await container.close()
+
+
 async def test_quiet_hours_hold_what_is_not_urgent_until_they_end(
     make_container: Callable[..., Container], tmp_path: Path
 ) -> None:
