@@ -52,9 +52,21 @@ async def handle_merge(cmd: Merge, uow: UnitOfWork, *, ctx: Context) -> Result:
     departments = await uow.conversations.departments_of(cmd.into)
     policy.require("merge", who=who, conversation=target, departments=departments, owner=await owner_name(uow, target))
     now = uow.now()
+
+    async def hold_target() -> None:
+        # Compare-and-set the target too: a resolve of it at the same moment (another replica) wins or loses
+        # whole, never leaving #12 merged into a closed one. Rows are taken in id order (no deadlock between
+        # `merge #12 into #9` and `merge #9 into #12`: the second is refused as changed meanwhile).
+        if not await uow.conversations.compare_and_set(target, updated_at=now):
+            raise InvalidInput(f"#{cmd.into} changed meanwhile; try again")
+
+    if cmd.into < cmd.conversation_id:
+        await hold_target()
     merged = await transition(
         uow, cmd.conversation_id, "merge", who=who, values=lambda c: {"resolved_at": now}, data={"into": cmd.into}
     )
+    if cmd.into > cmd.conversation_id:
+        await hold_target()
     if merged.erased_at is not None:
         raise InvalidInput(f"#{cmd.conversation_id} was erased: nothing of it to merge")
     moved = await uow.voices.move_voices(cmd.conversation_id, cmd.into)

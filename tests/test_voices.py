@@ -329,3 +329,30 @@ async def test_the_digest_names_the_conversations_with_the_most_voices_then_the_
     assert lines[start + 2] == f"#{login_id} · 2 voices · Login loop · https://shop.example/help/login?utm_source=a"
     assert lines[start + 3] == "Recurring (tags on the most conversations): login 2 (+2), billing 1 (+1)"
     assert [line for line in lines if " voices · " in line] == lines[start + 1 : start + 3], "one voice is not recurring"
+
+
+async def test_two_replicas_merging_two_conversations_into_each_other_merge_one_way(
+    make_container: Callable[..., Container],
+) -> None:
+    """`merge #1 into #2` and `merge #2 into #1` at the same moment: one wins, the other is refused clearly
+    (no deadlock, no pair of conversations each closed into the other)."""
+    first, second = make_container(), make_container()
+    await first.prepare()
+    await second.prepare()
+    try:
+        carol = c.Actor("cli", "carol")  # a manager of triage, where these go
+        a = (await first.ingest([make_incoming(source="mail", external_id="x1", text="Checkout fails, error 502")])).new_ids[0]
+        b = (await first.ingest([make_incoming(source="mail", external_id="x2", text="Cannot pay at checkout")])).new_ids[0]
+        outcomes = await asyncio.gather(
+            first.bus.handle(c.Merge(b, carol, a)), second.bus.handle(c.Merge(a, carol, b)), return_exceptions=True
+        )
+        refused = [o for o in outcomes if isinstance(o, Exception)]
+        assert len(refused) == 1 and isinstance(refused[0], InvalidInput), outcomes
+        async with first.uow() as uow:
+            rows = {cv.id: cv for cv in (await uow.session.exec(select(Conversation))).all()}
+        assert sorted(cv.status for cv in rows.values()) == ["dismissed", "open"]
+        kept = next(cv for cv in rows.values() if cv.status == "open")
+        assert kept.voice_count == 1
+    finally:
+        await first.close()
+        await second.close()
