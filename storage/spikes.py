@@ -51,50 +51,37 @@ class SpikeRepo:
         self.session = session
 
     async def new_in(self, windows: Sequence[tuple[datetime, datetime]]) -> list[WindowItem]:
-        """The conversations that came in during any of `windows` ([start, end) each), with their departments."""
+        """The items that came in during any of `windows` ([start, end) each), with their departments: new
+        conversations and the voices that joined one, newest first."""
         if not windows:
             return []
-        ingested = col(Conversation.ingested_at)
-        stmt = (
-            select(  # type: ignore[call-overload]
+
+        def said(item: Any, moment: Any) -> Any:
+            """The rows of `item` (a conversation, or a voice joining one) whose `moment` falls in a window."""
+            found = select(  # type: ignore[call-overload]
                 Conversation.id,
                 Department.name,
-                Conversation.ingested_at,
-                Conversation.source,
+                moment,
+                item.source,
                 Conversation.tags,
                 Conversation.routing_reason,
-                Conversation.title,
-                func.substr(Conversation.text, 1, TEXT_READ),
-                Conversation.url,
-                Conversation.author_name,
+                item.title,
+                func.substr(item.text, 1, TEXT_READ),
+                item.url,
+                item.author_name,
             )
-            .join(ConversationDepartment, col(ConversationDepartment.conversation_id) == col(Conversation.id))
-            .join(Department, col(Department.id) == col(ConversationDepartment.department_id))
-            .where(or_(*((ingested >= start) & (ingested < end) for start, end in windows)))
-            .where(col(Department.retired_at).is_(None))
-            .order_by(ingested.desc(), col(Conversation.id).desc())
-        )
-        joined = col(Voice.joined_at)
-        voices = (
-            select(  # type: ignore[call-overload]
-                Conversation.id,
-                Department.name,
-                Voice.joined_at,
-                Voice.source,
-                Conversation.tags,
-                Conversation.routing_reason,
-                Voice.title,
-                func.substr(Voice.text, 1, TEXT_READ),
-                Voice.url,
-                Voice.author_name,
+            if item is Voice:
+                found = found.select_from(Voice).join(Conversation, col(Conversation.id) == col(Voice.conversation_id))
+            return (
+                found.join(ConversationDepartment, col(ConversationDepartment.conversation_id) == col(Conversation.id))
+                .join(Department, col(Department.id) == col(ConversationDepartment.department_id))
+                .where(or_(*((moment >= start) & (moment < end) for start, end in windows)))
+                .where(col(Department.retired_at).is_(None))
             )
-            .join(Conversation, col(Conversation.id) == col(Voice.conversation_id))
-            .join(ConversationDepartment, col(ConversationDepartment.conversation_id) == col(Conversation.id))
-            .join(Department, col(Department.id) == col(ConversationDepartment.department_id))
-            .where(or_(*((joined >= start) & (joined < end) for start, end in windows)))
-            .where(col(Department.retired_at).is_(None))
-            .where(col(Voice.origin_id).is_(None))  # a conversation merged by hand counted when it came in already
-        )
+
+        stmt = said(Conversation, col(Conversation.ingested_at))
+        # A voice joining one counts too; a conversation merged by hand was counted when it came in.
+        voices = said(Voice, col(Voice.joined_at)).where(col(Voice.origin_id).is_(None))
         rows: Any = [*(await self.session.exec(stmt)).all(), *(await self.session.exec(voices)).all()]
         rows.sort(key=lambda r: (_aware(r[2]), r[0]), reverse=True)  # newest first, as one list
         return [
